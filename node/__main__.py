@@ -1,0 +1,192 @@
+"""Command line: run a node, manage members, credit funds, create API keys, seed a demo.
+
+    python -m node serve [--demo]            run this node (web, API, actors)
+    python -m node member create EMAIL      create a member
+    python -m node deposit EMAIL CUR AMOUNT credit funds (an admin deposit with a ledger entry)
+    python -m node apikey create EMAIL      create an API key (the secret is shown once)
+    python -m node demo                     seed demo members and books, then exit
+    python -m node audit                    check balances against the ledger and deposits
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from node.config import ConfigError, load_config
+from node.errors import ExchangeError
+from node.exchange import Exchange
+
+log = logging.getLogger("node")
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _with_exchange(args: argparse.Namespace, fn: Callable[[Exchange], Awaitable[Any]]) -> Any:
+    ex = await Exchange.start(load_config(args.config), args.node)
+    try:
+        return await fn(ex)
+    finally:
+        await ex.stop()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from node import demo
+    from node.web.app import make_app
+
+    config = load_config(args.config)
+    ex = await Exchange.start(config, args.node)
+    app = make_app(ex, key_file=args.key_file)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host = args.host or ex.node.host
+    port = args.port if args.port is not None else ex.node.port
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    tasks: list[asyncio.Task[None]] = []
+    if args.demo:
+        members = await demo.seed(ex)
+        tasks.append(asyncio.create_task(demo.trade_forever(ex, members)))
+    print(f"{config.name} node {ex.node.name} serving http://{host}:{port}/ ({ex.store.backend})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining mailboxes")
+    for t in tasks:
+        t.cancel()
+    await runner.cleanup()
+    await ex.stop()
+
+
+async def member_create(args: argparse.Namespace) -> None:
+    async def go(ex: Exchange) -> None:
+        mid = await ex.create_member(args.email, name=args.name or "")
+        print(mid)
+
+    await _with_exchange(args, go)
+
+
+async def deposit(args: argparse.Namespace) -> None:
+    async def go(ex: Exchange) -> None:
+        member = await ex.member_by_email(args.email)
+        did = await ex.deposit(int(member["id"]), args.currency, args.amount, txid=args.txid)
+        print(did)
+
+    await _with_exchange(args, go)
+
+
+async def apikey_create(args: argparse.Namespace) -> None:
+    from node.apikeys import ApiKeys
+    from node.secrets_box import SecretBox, load_server_key
+
+    async def go(ex: Exchange) -> None:
+        member = await ex.member_by_email(args.email)
+        keys = ApiKeys(ex.store, SecretBox(load_server_key(args.key_file), "api-secret"))
+        expires = int(time.time() * 1000) + args.days * 86_400_000 if args.days else None
+        access, secret = await keys.create(int(member["id"]), args.label, args.scopes, args.ip or "", expires,
+                                           now=int(time.time() * 1000))
+        print(f"access_key={access}\nsecret_key={secret}")
+
+    await _with_exchange(args, go)
+
+
+async def demo_seed(args: argparse.Namespace) -> None:
+    from node import demo
+
+    async def go(ex: Exchange) -> None:
+        members = await demo.seed(ex)
+        print("demo members:", ", ".join(str(m) for m in members))
+
+    await _with_exchange(args, go)
+
+
+async def audit_cmd(args: argparse.Namespace) -> int:
+    from node.audit import audit
+
+    async def go(ex: Exchange) -> int:
+        report = await audit(ex.store, ex.config.markets)
+        for line in report.lines():
+            print(line)
+        return 0 if report.ok else 1
+
+    result: int = await _with_exchange(args, go)
+    return result
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m node", description="Run and manage an exchange node.")
+    p.add_argument("--config", default=os.environ.get("EXCHANGE_CONFIG", "cluster.toml"), help="configuration file")
+    p.add_argument("--node", default=None, help="which node of the configuration this is (default: the first)")
+    p.add_argument("--key-file", default=os.environ.get("EXCHANGE_KEY_FILE", "var/secret.key"),
+                   help="server key file (or set EXCHANGE_SECRET_KEY)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd")
+    s = sub.add_parser("serve", help="run this node")
+    s.add_argument("--demo", action="store_true", help="seed demo members and orders, and keep a demo trader running")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.set_defaults(fn=serve)
+    m = sub.add_parser("member", help="members").add_subparsers(dest="sub", required=True)
+    mc = m.add_parser("create")
+    mc.add_argument("email")
+    mc.add_argument("--name", default="")
+    mc.set_defaults(fn=member_create)
+    d = sub.add_parser("deposit", help="credit a member (admin deposit)")
+    d.add_argument("email")
+    d.add_argument("currency")
+    d.add_argument("amount")
+    d.add_argument("--txid", default=None, help="reference; the same one is credited once only")
+    d.set_defaults(fn=deposit)
+    k = sub.add_parser("apikey", help="API keys").add_subparsers(dest="sub", required=True)
+    kc = k.add_parser("create")
+    kc.add_argument("email")
+    kc.add_argument("--label", default="cli")
+    kc.add_argument("--scopes", default="all")
+    kc.add_argument("--ip", default=None, help="IP whitelist (comma separated addresses or networks)")
+    kc.add_argument("--days", type=int, default=0, help="expiry in days (0: never)")
+    kc.set_defaults(fn=apikey_create)
+    sub.add_parser("demo", help="seed demo data and exit").set_defaults(fn=demo_seed)
+    sub.add_parser("audit", help="check the books").set_defaults(fn=audit_cmd)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fn = getattr(args, "fn", None)
+    if fn is None:
+        args.demo, args.host, args.port, fn = False, None, None, serve
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            rc = _run(fn(args))
+        return int(rc or 0)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    except ExchangeError as e:
+        print(f"error {e.code}: {e.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The account actor: the only place that takes money out of a member's available balance.
+
+For a batch of order submissions it reads the members' balances inside one write transaction
+(row-locked on PostgreSQL, exclusive on SQLite), decides each order in arrival order, moves
+`balance → locked`, stores the orders as `pending` with an `order_submit` ledger row, commits, and
+only then answers and hands the orders to their market actors. Because the market actor only ever
+*adds* to available balances, these decisions can never be invalidated by a concurrent trade.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from node.actors.market import LEDGER_INSERT_SQL, now_ms
+from node.actors.messages import NewOrder, OrderRequest, SubmitOrders
+from node.actors.runtime import Actor
+from node.config import Currency
+from node.errors import CreateOrderFailed, ExchangeError
+from node.market.settlement import ORDER_SUBMIT
+from node.money import format_units
+from node.store import IdAllocator, Store
+
+log = logging.getLogger(__name__)
+
+ORDER_INSERT_SQL = (
+    "INSERT INTO orders (id, member_id, market, side, ord_type, tif, price, stop_price, volume, remaining, funds, "
+    "origin_locked, locked, funds_used, trades_count, state, seq, triggered, client_id, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 'pending', 0, 0, ?, ?, ?)"
+)
+
+
+class MarketRef(Protocol):
+    """Where accepted orders go: a local market actor or, in a cluster, a remote one."""
+
+    async def put(self, msg: Any) -> None: ...
+
+
+def order_row_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    """An order as the store holds it, in the shape the web layer formats."""
+    return {
+        "id": int(r["id"]),
+        "member_id": int(r["member_id"]),
+        "market": r["market"],
+        "side": r["side"],
+        "ord_type": r["ord_type"],
+        "tif": r["tif"],
+        "price": int(r["price"]),
+        "stop_price": int(r["stop_price"]),
+        "volume": int(r["volume"]),
+        "remaining": int(r["remaining"]),
+        "funds_used": int(r["funds_used"]),
+        "trades_count": int(r["trades_count"]),
+        "state": r["state"],
+        "created_at": int(r["created_at"]),
+        "client_id": r["client_id"],
+    }
+
+
+class AccountActor(Actor[SubmitOrders]):
+    def __init__(
+        self,
+        store: Store,
+        markets: Mapping[str, MarketRef],
+        currencies: Mapping[str, Currency],
+        shard: int = 0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.name = f"accounts:{shard}"
+        self.store = store
+        self.markets = markets
+        self.currencies = currencies
+        self.order_ids = IdAllocator(store, "orders")
+
+    async def recover(self) -> None:
+        self.order_ids.reset()
+
+    async def handle_batch(self, batch: Sequence[SubmitOrders]) -> list[Any]:
+        results: list[Any] = [None] * len(batch)
+        ts = now_ms()
+        accepted: list[NewOrder] = []
+        members = sorted({r.member_id for b in batch for r in b.orders})
+        client_ids = sorted({r.client_id for b in batch for r in b.orders if r.client_id})
+        async with self.store.transaction() as tx:
+            marks = ",".join("?" * len(members))
+            rows = await tx.fetch(
+                f"SELECT member_id, currency, balance FROM accounts WHERE member_id IN ({marks}){self.store.for_update}",
+                *members,
+            )
+            available = {(int(r["member_id"]), r["currency"]): int(r["balance"]) for r in rows}
+            existing: dict[tuple[int, str], dict[str, Any]] = {}
+            if client_ids:
+                cmarks = ",".join("?" * len(client_ids))
+                for r in await tx.fetch(
+                    f"SELECT * FROM orders WHERE member_id IN ({marks}) AND client_id IN ({cmarks})", *members, *client_ids
+                ):
+                    existing[(int(r["member_id"]), r["client_id"])] = order_row_view(r)
+            deltas: dict[tuple[int, str], int] = {}
+            order_rows: list[tuple[Any, ...]] = []
+            ledger_rows: list[tuple[Any, ...]] = []
+            for i, sub in enumerate(batch):
+                outcome = self._decide(sub, available, existing)
+                if isinstance(outcome, ExchangeError):
+                    results[i] = outcome
+                    continue
+                views: list[dict[str, Any]] = []
+                for req in outcome:
+                    if isinstance(req, dict):  # an idempotent retry: the order already exists
+                        views.append(req)
+                        continue
+                    oid = await self.order_ids.take(tx)
+                    key = (req.member_id, req.lock_currency)
+                    deltas[key] = deltas.get(key, 0) + req.lock_amount
+                    order_rows.append((oid, req.member_id, req.market, req.side, req.ord_type, req.tif, req.price,
+                                       req.stop_price, req.volume, req.volume, req.funds, req.lock_amount,
+                                       req.lock_amount, req.client_id, ts, ts))
+                    ledger_rows.append((req.member_id, req.lock_currency, -req.lock_amount, req.lock_amount, 0,
+                                        ORDER_SUBMIT, "order", oid, ts))
+                    view = {"id": oid, "member_id": req.member_id, "market": req.market, "side": req.side,
+                            "ord_type": req.ord_type, "tif": req.tif, "price": req.price, "stop_price": req.stop_price,
+                            "volume": req.volume, "remaining": req.volume, "funds_used": 0, "trades_count": 0,
+                            "state": "wait", "created_at": ts, "client_id": req.client_id}
+                    if req.client_id:
+                        existing[(req.member_id, req.client_id)] = view
+                    views.append(view)
+                    accepted.append(NewOrder(oid, req.member_id, req.side, req.ord_type, req.price, req.volume, req.tif,
+                                             req.stop_price, req.funds, req.lock_amount, ts))
+                results[i] = views
+            if deltas:
+                await tx.executemany(
+                    "UPDATE accounts SET balance = balance - ?, locked = locked + ? "
+                    "WHERE member_id = ? AND currency = ? AND balance >= ?",
+                    [(amt, amt, k[0], k[1], amt) for k, amt in deltas.items()],
+                )
+                await tx.executemany(ORDER_INSERT_SQL, order_rows)
+                await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)
+        by_id = {row[0]: row[2] for row in order_rows}
+        for o in accepted:
+            await self.markets[by_id[o.id]].put(o)
+        return results
+
+    def _decide(
+        self,
+        sub: SubmitOrders,
+        available: dict[tuple[int, str], int],
+        existing: dict[tuple[int, str], dict[str, Any]],
+    ) -> list[OrderRequest | dict[str, Any]] | ExchangeError:
+        """All or nothing: every order of the submission is covered, or none is taken."""
+        plan: list[OrderRequest | dict[str, Any]] = []
+        need: dict[tuple[int, str], int] = {}
+        seen: set[str] = set()
+        for req in sub.orders:
+            if req.client_id:
+                if req.client_id in seen:
+                    return CreateOrderFailed(f"client_id {req.client_id!r} is repeated in one submission")
+                seen.add(req.client_id)
+                if (req.member_id, req.client_id) in existing:
+                    plan.append(existing[(req.member_id, req.client_id)])
+                    continue
+            key = (req.member_id, req.lock_currency)
+            need[key] = need.get(key, 0) + req.lock_amount
+            if need[key] > available.get(key, 0):
+                cur = self.currencies[req.lock_currency]
+                return CreateOrderFailed(
+                    f"cannot lock funds (amount: {format_units(req.lock_amount, cur.precision)})"
+                )
+            plan.append(req)
+        for key, amt in need.items():
+            available[key] -= amt
+        return plan

@@ -1,0 +1,285 @@
+"""The market actor: one per market in the whole cluster, owner of its order book.
+
+It feeds accepted orders and cancels through the pure engine (`node.market`), then writes a batch's
+trades, order updates, settlement deltas and ledger rows in one transaction, and only then answers
+and publishes events. On start (and after a crash) it rebuilds the book from the store: resting
+orders by sequence, then the `pending` ones (accepted, locked, never matched) in id order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from node.actors.messages import CancelAll, CancelOrder, NewOrder, SetHalted
+from node.actors.runtime import Actor
+from node.config import Market
+from node.errors import CancelOrderFailed, ExchangeError, OrderNotFound
+from node.events import EventBus
+from node.market import BUY, MARKET, Engine, EngineError, Order, Trade
+from node.market.settlement import (
+    ORDER_CANCEL,
+    ORDER_FULFILLED,
+    Effects,
+    release,
+    settle_trade,
+)
+from node.store import IdAllocator, Store
+
+log = logging.getLogger(__name__)
+
+ORDER_UPDATE_SQL = (
+    "UPDATE orders SET remaining = ?, state = ?, funds_used = ?, locked = ?, trades_count = ?, seq = ?, "
+    "triggered = ?, updated_at = ? WHERE id = ?"
+)
+TRADE_INSERT_SQL = (
+    "INSERT INTO trades (id, market, price, volume, funds, ask_id, bid_id, ask_member_id, bid_member_id, "
+    "taker_side, ask_fee, bid_fee, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+LEDGER_INSERT_SQL = (
+    "INSERT INTO ledger (member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+ACCOUNT_DELTA_SQL = "UPDATE accounts SET balance = balance + ?, locked = locked + ? WHERE member_id = ? AND currency = ?"
+
+
+@dataclass(slots=True)
+class Live:
+    """What the actor keeps beside an engine order while it lives: its lock and birth time."""
+
+    origin_locked: int
+    created_at: int
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MarketActor(Actor[Any]):
+    def __init__(self, market: Market, store: Store, bus: EventBus, fee_member: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.name = f"market:{market.id}"
+        self.market = market
+        self.store = store
+        self.bus = bus
+        self.fee_member = fee_member
+        self.trade_ids = IdAllocator(store, "trades")
+        self.engine = Engine(market.id, stp=market.self_trade)
+        self.live: dict[int, Live] = {}
+        self.recovered: set[int] = set()
+        self.halted = False
+        self.book_seq = 0  # sequence of depth diffs, for websocket clients keeping a local book
+        self.trades_total = 0
+
+    # -- recovery ---------------------------------------------------------------------------------
+    async def recover(self) -> None:
+        m = self.market
+        self.trade_ids.reset()
+        async with self.store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO markets_state (market, next_seq, updated_at) VALUES (?, 1, ?) ON CONFLICT (market) DO NOTHING",
+                m.id,
+                now_ms(),
+            )
+            st = await tx.fetchrow("SELECT next_seq, last_price, halted FROM markets_state WHERE market = ?", m.id)
+        assert st is not None
+        engine = Engine(m.id, stp=m.self_trade, next_seq=int(st["next_seq"]))
+        engine.last_price = None if st["last_price"] is None else int(st["last_price"])
+        self.halted = bool(st["halted"])
+        self.live = {}
+        rows = await self.store.fetch("SELECT * FROM orders WHERE market = ? AND state = 'wait' ORDER BY seq", m.id)
+        for r in rows:
+            o = Order(int(r["id"]), int(r["member_id"]), r["side"], r["ord_type"], int(r["price"]), int(r["volume"]),
+                      tif=r["tif"], stop_price=int(r["stop_price"]), funds=int(r["funds"]))
+            o.remaining = int(r["remaining"])
+            o.funds_used = int(r["funds_used"])
+            o.trades_count = int(r["trades_count"])
+            o.seq = int(r["seq"])
+            o.triggered = bool(r["triggered"])
+            engine.restore(o)
+            self.live[o.id] = Live(int(r["origin_locked"]), int(r["created_at"]))
+        self.engine = engine
+        self.book_seq += 1  # any client's local book is stale now: a gap forces a new snapshot
+        pending = await self.store.fetch("SELECT * FROM orders WHERE market = ? AND state = 'pending' ORDER BY id", m.id)
+        self.recovered = set()
+        if pending:
+            log.info("%s: matching %d pending orders after restart", self.name, len(pending))
+            await self.handle_batch([new_order_from_row(r) for r in pending])
+        self.recovered = {int(r["id"]) for r in pending}
+        log.info("%s: book rebuilt with %d resting orders", self.name, len(rows))
+
+    # -- the batch --------------------------------------------------------------------------------
+    async def handle_batch(self, batch: Sequence[Any]) -> list[Any]:
+        engine = self.engine
+        results: list[Any] = []
+        touched: dict[int, Order] = {}
+        trades: list[Trade] = []
+        for msg in batch:
+            try:
+                if isinstance(msg, NewOrder):
+                    results.append(self._submit(msg, touched, trades))
+                elif isinstance(msg, CancelOrder):
+                    results.append(await self._cancel(msg, touched))
+                elif isinstance(msg, CancelAll):
+                    cancelled = engine.cancel_all(msg.member_id, msg.side) if msg.member_id is not None else self._cancel_every(msg.side)
+                    for o in cancelled:
+                        touched[o.id] = o
+                    results.append([o.id for o in cancelled])
+                elif isinstance(msg, SetHalted):
+                    self.halted = msg.halted
+                    results.append(msg.halted)
+                else:
+                    results.append(ExchangeError(f"unknown message {type(msg).__name__}"))
+            except ExchangeError as e:
+                results.append(e)
+        halted = [m for m in batch if isinstance(m, SetHalted)]
+        if touched or halted:
+            await self._commit(touched, trades, halted[-1].halted if halted else None)
+        return results
+
+    def _submit(self, msg: NewOrder, touched: dict[int, Order], trades: list[Trade]) -> int | None:
+        if msg.id in self.live or msg.id in self.recovered:
+            # A duplicate delivery: the order was already taken in (after a restart, an order matched
+            # from the store may also still wait in the mailbox).
+            self.recovered.discard(msg.id)
+            return None
+        o = Order(msg.id, msg.member_id, msg.side, msg.ord_type, msg.price, msg.volume,
+                  tif=msg.tif, stop_price=msg.stop_price, funds=msg.funds)
+        self.live[o.id] = Live(msg.origin_locked, msg.created_at)
+        touched[o.id] = o
+        if self.halted:
+            o.state = "cancel"
+            return o.id
+        try:
+            res = self.engine.submit(o)
+        except EngineError as e:  # post-only that would cross, or an order the engine refuses
+            log.debug("%s: order %d refused by engine: %s", self.name, o.id, e)
+            o.state = "cancel"
+            return o.id
+        for t in res.trades:
+            trades.append(t)
+            touched[t.maker.id] = t.maker
+            touched[t.taker.id] = t.taker
+        for group in (res.cancelled, res.triggered, res.done, res.rested):
+            for x in group:
+                touched[x.id] = x
+        return o.id
+
+    async def _cancel(self, msg: CancelOrder, touched: dict[int, Order]) -> dict[str, Any]:
+        o = self.engine.get(msg.order_id)
+        if o is not None and (msg.member_id is None or o.member_id == msg.member_id):
+            before = self.order_view(o)
+            self.engine.cancel(o.id)
+            touched[o.id] = o
+            return before
+        row = await self.store.fetchrow("SELECT member_id, state FROM orders WHERE id = ? AND market = ?", msg.order_id, self.market.id)
+        if row is None or (msg.member_id is not None and int(row["member_id"]) != msg.member_id):
+            raise OrderNotFound(f"order {msg.order_id} doesn't exist")
+        raise CancelOrderFailed(f"order {msg.order_id} is already {row['state']}, cannot cancel")
+
+    def _cancel_every(self, side: str | None) -> list[Order]:
+        members = {o.member_id for i in self.live if (o := self.engine.get(i)) is not None}
+        out: list[Order] = []
+        for member in sorted(members):
+            out.extend(self.engine.cancel_all(member, side))
+        return out
+
+    def locked_left(self, o: Order) -> int:
+        m = self.market
+        if o.side == BUY:
+            return self.live[o.id].origin_locked - m.quote_units(o.funds_used)
+        return m.base_units(o.remaining)
+
+    def order_view(self, o: Order) -> dict[str, Any]:
+        live = self.live.get(o.id)
+        return {
+            "id": o.id,
+            "member_id": o.member_id,
+            "market": self.market.id,
+            "side": o.side,
+            "ord_type": o.ord_type,
+            "tif": o.tif,
+            "price": o.price,
+            "stop_price": o.stop_price,
+            "volume": o.volume,
+            "remaining": o.remaining,
+            "funds_used": o.funds_used,
+            "trades_count": o.trades_count,
+            "state": o.state,
+            "created_at": live.created_at if live else 0,
+        }
+
+    async def _commit(self, touched: dict[int, Order], trades: list[Trade], halted: bool | None) -> None:
+        m = self.market
+        ts = now_ms()
+        eff = Effects()
+        trade_rows: list[tuple[Any, ...]] = []
+        order_rows: list[tuple[Any, ...]] = []
+        finished: list[Order] = []
+        levels: set[tuple[str, int]] = set()
+        async with self.store.transaction() as tx:
+            for t in trades:
+                t.id = await self.trade_ids.take(tx)
+                bid, ask = (t.taker, t.maker) if t.taker.side == BUY else (t.maker, t.taker)
+                s = settle_trade(eff, m, self.fee_member, t.id, t.price, t.volume, bid.member_id, ask.member_id,
+                                 bid_is_maker=t.maker is bid)
+                trade_rows.append((t.id, m.id, t.price, t.volume, s.funds, ask.id, bid.id, ask.member_id, bid.member_id,
+                                   t.taker.side, s.ask_fee, s.bid_fee, ts))
+                levels.add((t.maker.side, t.maker.price))
+            for o in touched.values():
+                left = self.locked_left(o)
+                if o.state != "wait":
+                    currency = m.quote.code if o.side == BUY else m.base.code
+                    release(eff, o.member_id, currency, left, ORDER_FULFILLED if o.state == "done" else ORDER_CANCEL, o.id)
+                    left = 0
+                    finished.append(o)
+                if o.ord_type != MARKET and o.price:
+                    levels.add((o.side, o.price))
+                order_rows.append((o.remaining, o.state, o.funds_used, left, o.trades_count, o.seq,
+                                   int(o.triggered), ts, o.id))
+            await tx.executemany(TRADE_INSERT_SQL, trade_rows)
+            await tx.executemany(ORDER_UPDATE_SQL, order_rows)
+            await tx.executemany(ACCOUNT_DELTA_SQL, [(d[0], d[1], k[0], k[1]) for k, d in eff.deltas.items()])
+            await tx.executemany(LEDGER_INSERT_SQL, [r + (ts,) for r in eff.ledger])
+            await tx.execute(
+                "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, updated_at = ? WHERE market = ?",
+                self.engine.next_seq,
+                self.engine.last_price,
+                int(self.halted if halted is None else halted),
+                ts,
+                m.id,
+            )
+        self.trades_total += len(trades)
+        self._publish(touched, trades, trade_rows, eff, levels, ts)
+        for o in finished:
+            self.live.pop(o.id, None)
+
+    def _publish(self, touched: dict[int, Order], trades: list[Trade], trade_rows: list[tuple[Any, ...]],
+                 eff: Effects, levels: set[tuple[str, int]], ts: int) -> None:
+        bus, mid = self.bus, self.market.id
+        for t, row in zip(trades, trade_rows, strict=True):
+            bus.publish(f"market.{mid}.trade", {
+                "id": t.id, "market": mid, "price": t.price, "volume": t.volume, "funds": row[4],
+                "ask_id": row[5], "bid_id": row[6], "ask_member_id": row[7], "bid_member_id": row[8],
+                "taker_side": row[9], "created_at": ts,
+            })
+        if levels:
+            self.book_seq += 1
+            changes = [(side, price, self.engine.level_volume(side, price)) for side, price in sorted(levels)]
+            bus.publish(f"market.{mid}.book", {"market": mid, "seq": self.book_seq, "changes": changes, "at": ts})
+        for o in touched.values():
+            bus.publish(f"member.{o.member_id}.order", self.order_view(o))
+        for (member, currency), d in eff.deltas.items():
+            bus.publish(f"member.{member}.account", {"member_id": member, "currency": currency,
+                                                      "d_balance": d[0], "d_locked": d[1], "at": ts})
+
+
+def new_order_from_row(r: Any) -> NewOrder:
+    return NewOrder(
+        id=int(r["id"]), member_id=int(r["member_id"]), side=r["side"], ord_type=r["ord_type"], price=int(r["price"]),
+        volume=int(r["volume"]), tif=r["tif"], stop_price=int(r["stop_price"]), funds=int(r["funds"]),
+        origin_locked=int(r["origin_locked"]), created_at=int(r["created_at"]),
+    )

@@ -1,0 +1,179 @@
+"""The actor runtime: a bounded mailbox, batches with one group commit, supervision.
+
+An actor takes whatever is waiting in its mailbox (up to `max_batch`), handles it in memory, writes
+all the effects in one transaction, and only then answers the askers: durable before acknowledged,
+and one fsync for a whole batch. A full mailbox refuses with `Busy` instead of growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from node.errors import Busy, ExchangeError, Timeout, Unavailable
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+
+
+class Envelope(Generic[M]):
+    """A message and, for `ask`, the future its answer goes to."""
+
+    __slots__ = ("msg", "future")
+
+    def __init__(self, msg: M, future: asyncio.Future[Any] | None) -> None:
+        self.msg = msg
+        self.future = future
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Mark an answer as read, so one that arrives after its asker timed out logs no warning."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+class Actor(Generic[M]):
+    """Subclasses implement `handle_batch` (and `recover` to rebuild state from the store).
+
+    `handle_batch` returns one result per envelope: a value, or an ExchangeError instance that the
+    asker receives as an exception. If it raises, nothing of the batch is taken as done: every asker
+    gets `Unavailable`, and the supervisor restarts the actor from the store.
+    """
+
+    name = "actor"
+
+    def __init__(self, *, mailbox_size: int = 10_000, max_batch: int = 1_000, ask_timeout: float = 10.0) -> None:
+        self.mailbox: asyncio.Queue[Envelope[M]] = asyncio.Queue(mailbox_size)
+        self.max_batch = max_batch
+        self.ask_timeout = ask_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ready = asyncio.Event()
+        self.restarts = 0
+        self.processed = 0
+        self.batches = 0
+        self.started_at = 0.0
+        self.last_error: str | None = None
+
+    # -- what subclasses provide ------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Rebuild in-memory state from the store (at start and after every crash)."""
+
+    async def handle_batch(self, batch: Sequence[M]) -> list[Any]:
+        raise NotImplementedError
+
+    async def on_stop(self) -> None:
+        """Called once the mailbox is drained at shutdown."""
+
+    # -- how others talk to it --------------------------------------------------------------------
+    def tell(self, msg: M) -> None:
+        """Fire and forget; raises Busy when the mailbox is full."""
+        self._check_open()
+        try:
+            self.mailbox.put_nowait(Envelope(msg, None))
+        except asyncio.QueueFull:
+            raise Busy(f"{self.name} is busy, try again later") from None
+
+    async def put(self, msg: M) -> None:
+        """Like tell, but waits for room: for actor-to-actor hand-offs of work already committed,
+        which must not be dropped; back-pressure then reaches the first mailbox, which says Busy."""
+        await self.mailbox.put(Envelope(msg, None))
+
+    async def ask(self, msg: M, timeout: float | None = None) -> Any:
+        self._check_open()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_consume)
+        try:
+            self.mailbox.put_nowait(Envelope(msg, fut))
+        except asyncio.QueueFull:
+            raise Busy(f"{self.name} is busy, try again later") from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.ask_timeout)
+        except TimeoutError:
+            raise Timeout(f"{self.name} did not answer in time") from None
+
+    def _check_open(self) -> None:
+        if self._stopping:
+            raise Unavailable(f"{self.name} is shutting down")
+
+    @property
+    def depth(self) -> int:
+        return self.mailbox.qsize()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- life cycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.started_at = time.time()
+        await self.recover()
+        self._ready.set()
+        self._task = asyncio.create_task(self._supervise(), name=self.name)
+
+    async def stop(self) -> None:
+        """Refuse new messages, finish what is in the mailbox, then stop."""
+        self._stopping = True
+        if self._task is None:
+            return
+        await self.mailbox.join()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        await self.on_stop()
+
+    async def _supervise(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the supervisor: log with context, rebuild from the store
+                self.restarts += 1
+                self.last_error = repr(e)
+                log.exception("%s crashed (restart %d); rebuilding from the store", self.name, self.restarts)
+                while True:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    try:
+                        await self.recover()
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("%s recovery failed; retrying", self.name)
+            else:
+                return
+
+    async def _run(self) -> None:
+        q = self.mailbox
+        while True:
+            first = await q.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not q.empty():
+                batch.append(q.get_nowait())
+            try:
+                results = await self.handle_batch([e.msg for e in batch])
+            except Exception:
+                for env in batch:
+                    if env.future is not None and not env.future.done():
+                        env.future.set_exception(Unavailable(f"{self.name} failed; nothing was done, retry"))
+                    q.task_done()
+                raise
+            for env, res in zip(batch, results, strict=True):
+                fut = env.future
+                if fut is not None and not fut.done():
+                    if isinstance(res, ExchangeError):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
+                q.task_done()
+            self.processed += len(batch)
+            self.batches += 1

@@ -1,0 +1,279 @@
+"""cluster.toml: currencies, markets, nodes, database and bus, validated before anything starts.
+
+A bad file stops start-up with a message naming the field (`markets.btcusd.price_precision: ...`),
+because a half-understood configuration on a money system is worse than none.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.errors import InvalidParameter
+from node.money import parse_units
+
+FEE_DECIMALS = 8  # fee rates are integers in units of 1e-8 ("0.001" -> 100000)
+FEE_SCALE = 10**FEE_DECIMALS
+STP_MODES = ("cancel_taker", "cancel_maker", "none")
+_CODE = re.compile(r"[a-z][a-z0-9]{1,9}")
+
+
+class ConfigError(Exception):
+    """The configuration is wrong; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Currency:
+    code: str
+    name: str
+    precision: int
+    kind: str  # "coin" | "fiat"
+
+    @property
+    def symbol(self) -> str:
+        return self.code.upper()
+
+
+@dataclass(frozen=True)
+class Market:
+    id: str
+    base: Currency
+    quote: Currency
+    price_precision: int
+    volume_precision: int
+    maker_fee: int  # units of 1e-8
+    taker_fee: int
+    min_volume: int  # lots
+    max_volume: int  # lots, 0 = no limit
+    self_trade: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.symbol}/{self.quote.symbol}"
+
+    @property
+    def base_factor(self) -> int:
+        """Base currency units per volume lot."""
+        return 10 ** (self.base.precision - self.volume_precision)
+
+    @property
+    def quote_factor(self) -> int:
+        """Quote currency units per (price tick × volume lot)."""
+        return 10 ** (self.quote.precision - self.price_precision - self.volume_precision)
+
+    def base_units(self, lots: int) -> int:
+        return lots * self.base_factor
+
+    def quote_units(self, ticklots: int) -> int:
+        return ticklots * self.quote_factor
+
+
+@dataclass(frozen=True)
+class NodeConf:
+    name: str
+    host: str
+    port: int
+    markets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ActorConf:
+    mailbox_size: int = 10_000
+    max_batch: int = 1_000
+    ask_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    database: str
+    rabbitmq: str | None
+    sqlite_synchronous: str
+    currencies: dict[str, Currency]
+    markets: dict[str, Market]
+    nodes: dict[str, NodeConf]
+    actors: ActorConf = field(default_factory=ActorConf)
+    source: str = ""
+
+    def node(self, name: str | None) -> NodeConf:
+        if name is None:
+            return next(iter(self.nodes.values()))
+        if name not in self.nodes:
+            raise ConfigError(f"--node {name!r}: no such node in {self.source} (have: {', '.join(self.nodes)})")
+        return self.nodes[name]
+
+    def owner_of(self, market: str) -> NodeConf | None:
+        for n in self.nodes.values():
+            if market in n.markets:
+                return n
+        return None
+
+
+def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{path}.{key}: missing")
+        return default
+    value = table[key]
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{path}.{key}: expected {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{path}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return {"str": "a string", "int": "an integer", "list": "a list", "dict": "a table"}.get(kind.__name__, kind.__name__)
+
+
+def _int_range(table: dict[str, Any], key: str, path: str, lo: int, hi: int, default: Any = ...) -> int:
+    v = _get(table, key, path, int, default)
+    if not lo <= v <= hi:
+        raise ConfigError(f"{path}.{key}: must be between {lo} and {hi}, got {v}")
+    return int(v)
+
+
+def _units(table: dict[str, Any], key: str, path: str, decimals: int, default: str, allow_zero: bool) -> int:
+    raw = _get(table, key, path, str, default)
+    try:
+        return parse_units(raw, decimals, f"{path}.{key}", allow_zero=allow_zero)
+    except InvalidParameter as e:
+        raise ConfigError(f"{path}.{key}: {e.message.split(' ', 1)[1] if ' ' in e.message else e.message}") from None
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    ex = _get(data, "exchange", "", dict, {})
+    name = _get(ex, "name", "exchange", str, "PyExchange")
+    database = os.environ.get("EXCHANGE_DATABASE_URL") or _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
+    if not (database.startswith("sqlite://") or database.startswith(("postgresql://", "postgres://"))):
+        raise ConfigError("exchange.database: must start with sqlite:// or postgresql://")
+    rabbitmq = os.environ.get("EXCHANGE_RABBITMQ_URL") or _get(ex, "rabbitmq", "exchange", str, "") or None
+    sync = _get(ex, "sqlite_synchronous", "exchange", str, "full").lower()
+    if sync not in ("full", "normal"):
+        raise ConfigError("exchange.sqlite_synchronous: must be 'full' or 'normal'")
+
+    currencies: dict[str, Currency] = {}
+    for code, c in _get(data, "currencies", "", dict).items():
+        path = f"currencies.{code}"
+        if not _CODE.fullmatch(code):
+            raise ConfigError(f"{path}: currency code must be 2-10 lowercase letters/digits")
+        if not isinstance(c, dict):
+            raise ConfigError(f"{path}: expected a table")
+        kind = _get(c, "kind", path, str, "coin")
+        if kind not in ("coin", "fiat"):
+            raise ConfigError(f"{path}.kind: must be 'coin' or 'fiat', got {kind!r}")
+        currencies[code] = Currency(
+            code=code,
+            name=_get(c, "name", path, str, code.upper()),
+            precision=_int_range(c, "precision", path, 0, 18),
+            kind=kind,
+        )
+    if not currencies:
+        raise ConfigError("currencies: at least one currency is needed")
+
+    markets: dict[str, Market] = {}
+    for mid, m in _get(data, "markets", "", dict).items():
+        path = f"markets.{mid}"
+        if not isinstance(m, dict):
+            raise ConfigError(f"{path}: expected a table")
+        base_code = _get(m, "base", path, str)
+        quote_code = _get(m, "quote", path, str)
+        for key, code in (("base", base_code), ("quote", quote_code)):
+            if code not in currencies:
+                raise ConfigError(f"{path}.{key}: unknown currency {code!r}")
+        if base_code == quote_code:
+            raise ConfigError(f"{path}.quote: must differ from base")
+        if mid != base_code + quote_code:
+            raise ConfigError(f"{path}: market id must be base+quote ({base_code + quote_code!r})")
+        base, quote = currencies[base_code], currencies[quote_code]
+        pp = _int_range(m, "price_precision", path, 0, 18)
+        vp = _int_range(m, "volume_precision", path, 0, 18)
+        if vp > base.precision:
+            raise ConfigError(f"{path}.volume_precision: {vp} exceeds {base_code} precision {base.precision}")
+        if pp + vp > quote.precision:
+            raise ConfigError(
+                f"{path}.price_precision: price_precision + volume_precision ({pp + vp}) must not exceed "
+                f"{quote_code} precision {quote.precision}, so that price × volume is exact"
+            )
+        maker = _units(m, "maker_fee", path, FEE_DECIMALS, "0", True)
+        taker = _units(m, "taker_fee", path, FEE_DECIMALS, "0", True)
+        for key, fee in (("maker_fee", maker), ("taker_fee", taker)):
+            if fee >= FEE_SCALE // 10:
+                raise ConfigError(f"{path}.{key}: must be below 0.1 (10%)")
+        stp = _get(m, "self_trade", path, str, "cancel_taker")
+        if stp not in STP_MODES:
+            raise ConfigError(f"{path}.self_trade: must be one of {', '.join(STP_MODES)}")
+        markets[mid] = Market(
+            id=mid,
+            base=base,
+            quote=quote,
+            price_precision=pp,
+            volume_precision=vp,
+            maker_fee=maker,
+            taker_fee=taker,
+            min_volume=_units(m, "min_volume", path, vp, "0." + "0" * (vp - 1) + "1" if vp else "1", False),
+            max_volume=_units(m, "max_volume", path, vp, "0", True),
+            self_trade=stp,
+        )
+    if not markets:
+        raise ConfigError("markets: at least one market is needed")
+
+    nodes: dict[str, NodeConf] = {}
+    owners: dict[str, str] = {}
+    for nname, n in _get(data, "nodes", "", dict).items():
+        path = f"nodes.{nname}"
+        if not isinstance(n, dict):
+            raise ConfigError(f"{path}: expected a table")
+        mlist = _get(n, "markets", path, list)
+        for mid in mlist:
+            if mid not in markets:
+                raise ConfigError(f"{path}.markets: unknown market {mid!r}")
+            if mid in owners:
+                raise ConfigError(f"{path}.markets: {mid!r} is already run by node {owners[mid]!r}")
+            owners[mid] = nname
+        nodes[nname] = NodeConf(
+            name=nname,
+            host=_get(n, "host", path, str, "127.0.0.1"),
+            port=_int_range(n, "port", path, 0, 65535, 8080),
+            markets=tuple(mlist),
+        )
+    if not nodes:
+        raise ConfigError("nodes: at least one node is needed")
+    unowned = [m for m in markets if m not in owners]
+    if unowned:
+        raise ConfigError(f"markets.{unowned[0]}: no node runs this market (add it to a nodes.*.markets list)")
+
+    a = _get(data, "actors", "", dict, {})
+    actors = ActorConf(
+        mailbox_size=_int_range(a, "mailbox_size", "actors", 1, 10_000_000, 10_000),
+        max_batch=_int_range(a, "max_batch", "actors", 1, 100_000, 1_000),
+        ask_timeout=float(_int_range(a, "ask_timeout_ms", "actors", 1, 600_000, 10_000)) / 1000,
+    )
+    return Config(
+        name=name,
+        database=database,
+        rabbitmq=rabbitmq,
+        sqlite_synchronous=sync,
+        currencies=currencies,
+        markets=markets,
+        nodes=nodes,
+        actors=actors,
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_config(data, str(p))

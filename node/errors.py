@@ -1,0 +1,95 @@
+"""Typed errors that every edge (API, pages, CLI) turns into the same answer.
+
+Each error carries Peatio's numeric code and an HTTP status so the web layer never has to guess.
+Codes below 3000 are Peatio's own; 3000 and above are ours, for cases Peatio had no answer for.
+"""
+
+from __future__ import annotations
+
+
+class ExchangeError(Exception):
+    """Base of every error a client may see; the message is safe to show."""
+
+    code = 1000
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class InvalidParameter(ExchangeError):
+    code = 1001
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AuthorizationFailed(ExchangeError):
+    code = 2001
+    status = 401
+
+
+class CreateOrderFailed(ExchangeError):
+    code = 2002
+    status = 400
+
+
+class CancelOrderFailed(ExchangeError):
+    code = 2003
+    status = 400
+
+
+class OrderNotFound(ExchangeError):
+    code = 2004
+    status = 404
+
+
+class DepositNotFound(ExchangeError):
+    code = 2012
+    status = 404
+
+
+class MemberNotFound(ExchangeError):
+    code = 3004
+    status = 404
+
+
+class MarketHalted(ExchangeError):
+    code = 3002
+    status = 400
+
+
+class Busy(ExchangeError):
+    """A mailbox is full: the caller should retry later; nothing was accepted."""
+
+    code = 3003
+    status = 503
+
+
+class Timeout(ExchangeError):
+    """No answer in time; the request may or may not have been processed (use client_id to retry)."""
+
+    code = 3005
+    status = 504
+
+
+class Unavailable(ExchangeError):
+    """A part of the node (store, bus, actor) is down or restarting; nothing was accepted."""
+
+    code = 3006
+    status = 503
+
+
+class RateLimited(ExchangeError):
+    code = 3001
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

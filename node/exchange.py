@@ -1,0 +1,391 @@
+"""One node of the exchange, assembled: store, event bus, account and market actors.
+
+The web layer and the CLI talk to this object only. It validates requests at the core boundary
+(markets, members, precisions, limits) so that nothing invalid ever reaches an actor, then asks the
+actors. Reads go straight to the store or to the in-memory books.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from node.actors.account import AccountActor, order_row_view
+from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
+from node.actors.messages import CancelAll, CancelOrder, OrderRequest, SetHalted, SubmitOrders
+from node.config import Config, Market, NodeConf
+from node.errors import (
+    CreateOrderFailed,
+    ExchangeError,
+    InvalidParameter,
+    MarketHalted,
+    MemberNotFound,
+    OrderNotFound,
+)
+from node.events import EventBus
+from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
+from node.market.settlement import DEPOSIT, order_lock
+from node.money import parse_units
+from node.store import Store, open_store
+from node.store.schema import HOUSE_EMAIL
+
+log = logging.getLogger(__name__)
+
+SIDES = ("buy", "sell")
+ORD_TYPES = (LIMIT, MARKET, STOP_LIMIT)
+TIFS = (GTC, IOC, FOK, POST_ONLY)
+MARKET_BUY_MARGIN = 10  # percent over the book estimate locked for a market buy (Peatio's +10%)
+MAX_CLIENT_ID = 64
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    """An order as a client states it: decimal strings, not yet checked."""
+
+    market: str
+    side: str
+    volume: str
+    price: str | None = None
+    ord_type: str = LIMIT
+    tif: str = GTC
+    stop_price: str | None = None
+    client_id: str | None = None
+
+
+class Exchange:
+    def __init__(self, config: Config, node: NodeConf, store: Store) -> None:
+        self.config = config
+        self.node = node
+        self.store = store
+        self.bus = EventBus()
+        self.markets: dict[str, MarketActor] = {}
+        self.accounts: list[AccountActor] = []
+        self.fee_member = 0
+        self.started_at = time.time()
+        self._members: dict[int, tuple[float, bool]] = {}
+
+    # -- life cycle -------------------------------------------------------------------------------
+    @classmethod
+    async def start(cls, config: Config, node_name: str | None = None) -> Exchange:
+        node = config.node(node_name)
+        store = await open_store(config.database, synchronous=config.sqlite_synchronous)
+        ex = cls(config, node, store)
+        await ex._boot()
+        return ex
+
+    async def _boot(self) -> None:
+        self.fee_member = await self._ensure_house()
+        await self._ensure_accounts()
+        a = self.config.actors
+        kw = {"mailbox_size": a.mailbox_size, "max_batch": a.max_batch, "ask_timeout": a.ask_timeout}
+        for mid in self.node.markets:
+            self.markets[mid] = MarketActor(self.config.markets[mid], self.store, self.bus, self.fee_member, **kw)
+        shards = 1 if self.store.backend == "sqlite" else 4
+        self.accounts = [AccountActor(self.store, self.markets, self.config.currencies, i, **kw) for i in range(shards)]
+        for actor in [*self.markets.values(), *self.accounts]:
+            await actor.start()
+        log.info("node %s up: markets %s on %s", self.node.name, ", ".join(self.markets), self.store.backend)
+
+    async def stop(self) -> None:
+        """Drain the account actors first (they feed the markets), then the markets, then the store."""
+        for actor in self.accounts:
+            await actor.stop()
+        for m in self.markets.values():
+            await m.stop()
+        await self.store.close()
+
+    async def _ensure_house(self) -> int:
+        row = await self.store.fetchrow("SELECT id FROM members WHERE email = ?", HOUSE_EMAIL)
+        if row is not None:
+            return int(row["id"])
+        return await self.create_member(HOUSE_EMAIL, name="House fee account")
+
+    async def _ensure_accounts(self) -> None:
+        """Every member has an account row per configured currency (a new currency gets rows at start)."""
+        async with self.store.transaction() as tx:
+            for code in self.config.currencies:
+                await tx.execute(
+                    "INSERT INTO accounts (member_id, currency, balance, locked) SELECT m.id, ?, 0, 0 FROM members m "
+                    "WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.member_id = m.id AND a.currency = ?)",
+                    code,
+                    code,
+                )
+
+    # -- members and funds ------------------------------------------------------------------------
+    async def create_member(self, email: str, name: str = "", password_hash: str | None = None, activated: bool = True) -> int:
+        email = email.strip().lower()
+        if "@" not in email or len(email) > 254:
+            raise InvalidParameter("email is not a valid e-mail address", "email")
+        ts = now_ms()
+        async with self.store.transaction() as tx:
+            if await tx.fetchval("SELECT id FROM members WHERE email = ?", email) is not None:
+                raise InvalidParameter("email is already registered", "email")
+            mid = await tx.fetchval(
+                "INSERT INTO members (sn, email, name, password_hash, activated, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                "PEA" + secrets.token_hex(5).upper(),
+                email,
+                name,
+                password_hash,
+                int(activated),
+                ts,
+            )
+            await tx.executemany(
+                "INSERT INTO accounts (member_id, currency, balance, locked) VALUES (?, ?, 0, 0)",
+                [(mid, code) for code in self.config.currencies],
+            )
+        return int(mid)
+
+    async def member(self, member_id: int) -> dict[str, Any]:
+        row = await self.store.fetchrow("SELECT * FROM members WHERE id = ?", member_id)
+        if row is None:
+            raise MemberNotFound(f"member {member_id} does not exist")
+        return dict(row)
+
+    async def member_by_email(self, email: str) -> dict[str, Any]:
+        row = await self.store.fetchrow("SELECT * FROM members WHERE email = ?", email.strip().lower())
+        if row is None:
+            raise MemberNotFound(f"no member with e-mail {email}")
+        return dict(row)
+
+    async def _check_member(self, member_id: int) -> None:
+        """Members are checked on every order; the answer is cached for a second."""
+        hit = self._members.get(member_id)
+        now = time.monotonic()
+        if hit is None or hit[0] < now:
+            row = await self.store.fetchrow("SELECT disabled FROM members WHERE id = ?", member_id)
+            hit = (now + 1.0, row is not None and not row["disabled"])
+            if row is None:
+                raise MemberNotFound(f"member {member_id} does not exist")
+            self._members[member_id] = hit
+        if not hit[1] or member_id == self.fee_member:
+            raise CreateOrderFailed("member is not allowed to trade")
+
+    async def deposit(self, member_id: int, currency: str, amount: str | int, txid: str | None = None,
+                      channel: str = "admin") -> int:
+        """Credit a member (an admin deposit, or a confirmed coin deposit): balance and ledger in one tx.
+
+        `txid` makes it idempotent: the same (currency, txid) is credited once only.
+        """
+        cur = self.config.currencies.get(currency)
+        if cur is None:
+            raise InvalidParameter(f"currency {currency!r} does not exist", "currency")
+        units = amount if isinstance(amount, int) and not isinstance(amount, bool) else parse_units(amount, cur.precision, "amount")
+        if units <= 0:
+            raise InvalidParameter("amount must be greater than zero", "amount")
+        txid = txid or f"{channel}:{secrets.token_hex(12)}"
+        ts = now_ms()
+        async with self.store.transaction() as tx:
+            if await tx.fetchval("SELECT id FROM members WHERE id = ?", member_id) is None:
+                raise MemberNotFound(f"member {member_id} does not exist")
+            dup = await tx.fetchval("SELECT id FROM deposits WHERE currency = ? AND txid = ?", currency, txid)
+            if dup is not None:
+                return int(dup)
+            did = await tx.fetchval(
+                "INSERT INTO deposits (member_id, currency, amount, fee, txid, channel, state, confirmations, created_at, done_at) "
+                "VALUES (?, ?, ?, 0, ?, ?, 'accepted', 0, ?, ?) RETURNING id",
+                member_id, currency, units, txid, channel, ts, ts,
+            )
+            await tx.execute(
+                "UPDATE accounts SET balance = balance + ? WHERE member_id = ? AND currency = ?", units, member_id, currency
+            )
+            await tx.execute(LEDGER_INSERT_SQL, member_id, currency, units, 0, 0, DEPOSIT, "deposit", did, ts)
+        return int(did)
+
+    async def accounts_of(self, member_id: int) -> list[dict[str, Any]]:
+        rows = await self.store.fetch(
+            "SELECT currency, balance, locked FROM accounts WHERE member_id = ? ORDER BY currency", member_id
+        )
+        order = list(self.config.currencies)
+        out = [dict(r) for r in rows if r["currency"] in self.config.currencies]
+        out.sort(key=lambda r: order.index(r["currency"]))
+        return out
+
+    # -- orders -----------------------------------------------------------------------------------
+    def market(self, market_id: object) -> Market:
+        m = self.config.markets.get(market_id) if isinstance(market_id, str) else None
+        if m is None:
+            raise InvalidParameter("market does not have a valid value", "market")
+        return m
+
+    def market_actor(self, market_id: str) -> MarketActor:
+        actor = self.markets.get(market_id)
+        if actor is None:
+            raise InvalidParameter(f"market {market_id} is not run by this node", "market")
+        return actor
+
+    def prepare(self, member_id: int, o: OrderInput) -> OrderRequest:
+        """Check an order completely and turn it into integers; raises with the field named."""
+        m = self.market(o.market)
+        if o.side not in SIDES:
+            raise InvalidParameter("side does not have a valid value", "side")
+        if o.ord_type not in ORD_TYPES:
+            raise InvalidParameter("ord_type does not have a valid value", "ord_type")
+        if o.tif not in TIFS:
+            raise InvalidParameter("time_in_force does not have a valid value", "time_in_force")
+        volume = parse_units(o.volume, m.volume_precision, "volume")
+        if volume < m.min_volume:
+            raise InvalidParameter(f"volume is below the market minimum of {m.min_volume} lots", "volume")
+        if m.max_volume and volume > m.max_volume:
+            raise InvalidParameter("volume is above the market maximum", "volume")
+        client_id = o.client_id or None
+        if client_id is not None and (len(client_id) > MAX_CLIENT_ID or not client_id.isprintable()):
+            raise InvalidParameter(f"client_id must be at most {MAX_CLIENT_ID} printable characters", "client_id")
+        actor = self.markets.get(m.id)
+        if actor is not None and actor.halted:
+            raise MarketHalted(f"market {m.id} is halted, trading is paused")
+        price = stop = funds = 0
+        if o.ord_type == MARKET:
+            if o.price not in (None, ""):
+                raise InvalidParameter("price must be empty for a market order", "price")
+            if o.tif in (POST_ONLY,):
+                raise InvalidParameter("time_in_force post_only is not allowed for a market order", "time_in_force")
+            if o.side == "buy":
+                if actor is None:
+                    raise CreateOrderFailed("market buy orders must be sent to the node that runs the market")
+                est = actor.engine.estimate_market_buy(volume)
+                if est is None:
+                    raise CreateOrderFailed("market is not deep enough")
+                funds = est + (est * MARKET_BUY_MARGIN + 99) // 100
+                return self._request(member_id, m, o, 0, volume, 0, client_id, m.quote.code, m.quote_units(funds), funds)
+            currency, lock = order_lock(m, o.side, 0, volume)
+            return self._request(member_id, m, o, 0, volume, 0, client_id, currency, lock, 0)
+        if o.price in (None, ""):
+            raise InvalidParameter("price is missing", "price")
+        price = parse_units(o.price, m.price_precision, "price")
+        if o.ord_type == STOP_LIMIT:
+            if o.stop_price in (None, ""):
+                raise InvalidParameter("stop_price is missing", "stop_price")
+            stop = parse_units(o.stop_price, m.price_precision, "stop_price")
+        elif o.stop_price not in (None, ""):
+            raise InvalidParameter("stop_price is only for stop_limit orders", "stop_price")
+        if price * volume >= 2**62 // max(m.quote_factor, 1):
+            raise InvalidParameter("price × volume is too large", "volume")
+        currency, lock = order_lock(m, o.side, price, volume)
+        return self._request(member_id, m, o, price, volume, stop, client_id, currency, lock, funds)
+
+    @staticmethod
+    def _request(member_id: int, m: Market, o: OrderInput, price: int, volume: int, stop: int, client_id: str | None,
+                 currency: str, lock: int, funds: int) -> OrderRequest:
+        return OrderRequest(member_id, m.id, o.side, o.ord_type, price, volume, o.tif, stop, client_id, currency, lock, funds)
+
+    def _account_actor(self, member_id: int) -> AccountActor:
+        return self.accounts[member_id % len(self.accounts)]
+
+    async def submit_order(self, member_id: int, o: OrderInput) -> dict[str, Any]:
+        return (await self.submit_orders(member_id, [o]))[0]
+
+    async def submit_orders(self, member_id: int, orders: list[OrderInput]) -> list[dict[str, Any]]:
+        """All or nothing: either every order is accepted (funds locked) or none is."""
+        if not orders:
+            raise InvalidParameter("orders is missing", "orders")
+        await self._check_member(member_id)
+        reqs = tuple(self.prepare(member_id, o) for o in orders)
+        result: list[dict[str, Any]] = await self._account_actor(member_id).ask(SubmitOrders(reqs))
+        return result
+
+    async def order_row(self, order_id: int) -> dict[str, Any] | None:
+        row = await self.store.fetchrow("SELECT * FROM orders WHERE id = ?", order_id)
+        return None if row is None else order_row_view(row)
+
+    async def cancel_order(self, member_id: int | None, order_id: int) -> dict[str, Any]:
+        """Only the market actor knows whether the order still rests: it decides and unlocks."""
+        row = await self.store.fetchrow("SELECT market, member_id FROM orders WHERE id = ?", order_id)
+        if row is None or (member_id is not None and int(row["member_id"]) != member_id):
+            raise OrderNotFound(f"order {order_id} doesn't exist")
+        result: dict[str, Any] = await self.market_actor(row["market"]).ask(CancelOrder(order_id, member_id))
+        return result
+
+    async def cancel_all(self, member_id: int | None, side: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
+        if side is not None and side not in SIDES:
+            raise InvalidParameter("side does not have a valid value", "side")
+        if market is not None:
+            self.market(market)
+        if member_id is None:
+            markets = [market] if market else list(self.markets)
+        else:
+            rows = await self.store.fetch(
+                "SELECT DISTINCT market FROM orders WHERE member_id = ? AND state IN ('wait', 'pending')", member_id
+            )
+            markets = sorted({r["market"] for r in rows if market is None or r["market"] == market})
+        ids: list[int] = []
+        for mid in markets:
+            ids.extend(await self.market_actor(mid).ask(CancelAll(member_id, side)))
+        out = []
+        for oid in ids:
+            row = await self.order_row(oid)
+            if row is not None:
+                out.append(row)
+        return out
+
+    async def set_halted(self, market: str, halted: bool) -> None:
+        await self.market_actor(self.market(market).id).ask(SetHalted(halted))
+
+    # -- reads ------------------------------------------------------------------------------------
+    async def orders_of(self, member_id: int, market: str | None = None, states: tuple[str, ...] = ("wait", "pending"),
+                        limit: int = 100, offset: int = 0, ascending: bool = True) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(states))
+        args: list[Any] = [member_id, *states]
+        sql = f"SELECT * FROM orders WHERE member_id = ? AND state IN ({marks})"
+        if market is not None:
+            sql += " AND market = ?"
+            args.append(market)
+        sql += f" ORDER BY id {'ASC' if ascending else 'DESC'} LIMIT ? OFFSET ?"
+        rows = await self.store.fetch(sql, *args, limit, offset)
+        return [order_row_view(r) for r in rows]
+
+    async def trades_of_order(self, order_id: int) -> list[dict[str, Any]]:
+        rows = await self.store.fetch("SELECT * FROM trades WHERE ask_id = ? OR bid_id = ? ORDER BY id", order_id, order_id)
+        return [dict(r) for r in rows]
+
+    def status(self) -> dict[str, Any]:
+        actors = [*self.markets.values(), *self.accounts]
+        return {
+            "node": self.node.name,
+            "uptime": round(time.time() - self.started_at, 1),
+            "store": self.store.backend,
+            "actors": [
+                {"name": a.name, "running": a.running, "mailbox": a.depth, "processed": a.processed,
+                 "batches": a.batches, "restarts": a.restarts, "last_error": a.last_error}
+                for a in actors
+            ],
+            "markets": {
+                mid: {"halted": a.halted, "resting": len(a.engine), "state_hash": a.engine.state_hash(),
+                      "book_seq": a.book_seq, "last_price": a.engine.last_price}
+                for mid, a in self.markets.items()
+            },
+        }
+
+
+def inputs_from(params: Mapping[str, Any]) -> OrderInput:
+    """Build an OrderInput from API/form params, with Peatio's names (and ours for what Peatio lacked)."""
+    def opt(key: str) -> str | None:
+        v = params.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            raise InvalidParameter(f"{key} must be a string", key)
+        return v
+
+    def req(key: str) -> str:
+        v = opt(key)
+        if v is None or v == "":
+            raise InvalidParameter(f"{key} is missing", key)
+        return v
+
+    return OrderInput(
+        market=req("market"),
+        side=req("side"),
+        volume=req("volume"),
+        price=opt("price"),
+        ord_type=opt("ord_type") or LIMIT,
+        tif=opt("time_in_force") or GTC,
+        stop_price=opt("stop_price"),
+        client_id=opt("client_id"),
+    )
+
+
+__all__ = ["Exchange", "ExchangeError", "OrderInput", "inputs_from"]

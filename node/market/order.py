@@ -1,0 +1,182 @@
+"""Orders, trades and match results of the pure matching engine.
+
+Everything is an integer: prices in price ticks, volumes in volume lots, funds in tick*lot units.
+The classes are plain ``__slots__`` classes, not dataclasses: the engine mutates orders in its hot
+loop and creates a Trade per fill, so attribute access and construction must be as cheap as Python
+allows.
+"""
+
+from __future__ import annotations
+
+BUY = "buy"
+SELL = "sell"
+
+LIMIT = "limit"
+MARKET = "market"
+STOP_LIMIT = "stop_limit"
+
+GTC = "gtc"
+IOC = "ioc"
+FOK = "fok"
+POST_ONLY = "post_only"
+
+WAIT = "wait"
+DONE = "done"
+CANCEL = "cancel"
+
+SIDES = frozenset((BUY, SELL))
+ORD_TYPES = frozenset((LIMIT, MARKET, STOP_LIMIT))
+TIFS = frozenset((GTC, IOC, FOK, POST_ONLY))
+
+
+class Order:
+    """One order as the engine sees it; the engine updates it in place as it trades.
+
+    ``price`` is 0 for MARKET orders. ``funds`` is the budget of a MARKET BUY (0 otherwise);
+    ``funds_used`` is the sum of price*volume of the order's fills, kept for both sides so the
+    caller can settle and release locks without recomputing. ``seq`` is the book priority the
+    engine assigns when the order rests; it is persisted so a restored book is identical.
+    """
+
+    __slots__ = (
+        "id",
+        "member_id",
+        "side",
+        "ord_type",
+        "price",
+        "volume",
+        "remaining",
+        "tif",
+        "stop_price",
+        "funds",
+        "funds_used",
+        "trades_count",
+        "seq",
+        "state",
+        "triggered",
+    )
+
+    id: int
+    member_id: int
+    side: str
+    ord_type: str
+    price: int
+    volume: int
+    remaining: int
+    tif: str
+    stop_price: int
+    funds: int
+    funds_used: int
+    trades_count: int
+    seq: int
+    state: str
+    triggered: bool
+
+    def __init__(
+        self,
+        id: int,
+        member_id: int,
+        side: str,
+        ord_type: str,
+        price: int,
+        volume: int,
+        tif: str = GTC,
+        stop_price: int = 0,
+        funds: int = 0,
+    ) -> None:
+        self.id = id
+        self.member_id = member_id
+        self.side = side
+        self.ord_type = ord_type
+        self.price = price
+        self.volume = volume
+        self.remaining = volume
+        self.tif = tif
+        self.stop_price = stop_price
+        self.funds = funds
+        self.funds_used = 0
+        self.trades_count = 0
+        self.seq = 0
+        self.state = WAIT
+        self.triggered = False
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.ord_type == STOP_LIMIT:
+            extra = f" stop={self.stop_price}{' triggered' if self.triggered else ''}"
+        if self.funds:
+            extra += f" funds={self.funds}"
+        return (
+            f"<Order #{self.id} m{self.member_id} {self.side} {self.ord_type}/{self.tif}"
+            f" {self.remaining}/{self.volume}@{self.price}{extra} seq={self.seq} {self.state}>"
+        )
+
+
+class Trade:
+    """One fill between a resting maker and an incoming taker, at the maker's price."""
+
+    __slots__ = ("id", "price", "volume", "maker", "taker")
+
+    id: int
+    price: int
+    volume: int
+    maker: Order
+    taker: Order
+
+    def __init__(self, id: int, price: int, volume: int, maker: Order, taker: Order) -> None:
+        self.id = id
+        self.price = price
+        self.volume = volume
+        self.maker = maker
+        self.taker = taker
+
+    @property
+    def funds(self) -> int:
+        """Quote amount that changes hands (tick*lot units)."""
+        return self.price * self.volume
+
+    @property
+    def bid(self) -> Order:
+        """The buying order of the two, whichever was maker."""
+        return self.taker if self.taker.side == BUY else self.maker
+
+    @property
+    def ask(self) -> Order:
+        """The selling order of the two, whichever was maker."""
+        return self.taker if self.taker.side == SELL else self.maker
+
+    def __repr__(self) -> str:
+        return f"<Trade #{self.id} {self.volume}@{self.price} maker=#{self.maker.id} taker=#{self.taker.id}>"
+
+
+class MatchResult:
+    """Everything one engine operation changed, so the caller can persist and publish it.
+
+    ``trades`` are in execution order (including those of stop orders the operation triggered);
+    ``cancelled`` holds orders cancelled as a side effect (IOC/FOK/MARKET remainders, STP victims,
+    triggered stops that could not rest); ``done`` the orders filled completely; ``rested`` the
+    orders added to the book or to the stop list. An order can appear in ``triggered`` and then
+    in one of the others.
+    """
+
+    __slots__ = ("trades", "cancelled", "triggered", "done", "rested")
+
+    trades: list[Trade]
+    cancelled: list[Order]
+    triggered: list[Order]
+    done: list[Order]
+    rested: list[Order]
+
+    def __init__(self) -> None:
+        self.trades = []
+        self.cancelled = []
+        self.triggered = []
+        self.done = []
+        self.rested = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<MatchResult trades={self.trades} cancelled={[o.id for o in self.cancelled]}"
+            f" triggered={[o.id for o in self.triggered]} done={[o.id for o in self.done]}"
+            f" rested={[o.id for o in self.rested]}>"
+        )

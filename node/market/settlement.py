@@ -1,0 +1,109 @@
+"""Settlement: what a trade, a fill or a cancel does to balances, as pure arithmetic.
+
+Kept apart from the engine (which knows ticks and lots, not currencies) and from the actor (which
+only writes what this returns). Every balance change is a ledger row; per currency the deltas of a
+trade sum to zero (the fee goes to the house account), which is what keeps the books balanced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from node.config import FEE_SCALE, Market
+
+# Ledger reason codes, Peatio's names.
+ORDER_SUBMIT = "order_submit"
+ORDER_CANCEL = "order_cancel"
+ORDER_FULFILLED = "order_fullfilled"  # sic: Peatio's spelling, kept for compatibility of reports
+STRIKE_ADD = "strike_add"
+STRIKE_SUB = "strike_sub"
+STRIKE_FEE = "strike_fee"
+DEPOSIT = "deposit"
+WITHDRAW = "withdraw"
+FIX = "fix"
+
+LedgerRow = tuple[int, str, int, int, int, str, str, int]
+"""(member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id)"""
+
+
+@dataclass
+class Effects:
+    """Balance deltas of a batch, aggregated per account, plus their ledger rows."""
+
+    deltas: dict[tuple[int, str], list[int]] = field(default_factory=dict)
+    ledger: list[LedgerRow] = field(default_factory=list)
+
+    def add(
+        self,
+        member: int,
+        currency: str,
+        d_balance: int,
+        d_locked: int,
+        fee: int,
+        reason: str,
+        ref_type: str,
+        ref_id: int,
+    ) -> None:
+        if d_balance == 0 and d_locked == 0:
+            return
+        d = self.deltas.get((member, currency))
+        if d is None:
+            self.deltas[(member, currency)] = [d_balance, d_locked]
+        else:
+            d[0] += d_balance
+            d[1] += d_locked
+        self.ledger.append((member, currency, d_balance, d_locked, fee, reason, ref_type, ref_id))
+
+
+def fee_of(amount: int, rate: int) -> int:
+    """Fees round down: the member never pays more than the rate; the house never gets a fraction."""
+    return amount * rate // FEE_SCALE
+
+
+@dataclass(frozen=True)
+class TradeSettlement:
+    funds: int  # quote units changing hands
+    amount: int  # base units changing hands
+    bid_fee: int  # base units, paid by the buyer
+    ask_fee: int  # quote units, paid by the seller
+
+
+def settle_trade(
+    eff: Effects,
+    market: Market,
+    fee_member: int,
+    trade_id: int,
+    price: int,
+    volume: int,
+    bid_member: int,
+    ask_member: int,
+    bid_is_maker: bool,
+) -> TradeSettlement:
+    """The buyer's locked quote pays the seller; the seller's locked base goes to the buyer."""
+    funds = market.quote_units(price * volume)
+    amount = market.base_units(volume)
+    bid_rate = market.maker_fee if bid_is_maker else market.taker_fee
+    ask_rate = market.taker_fee if bid_is_maker else market.maker_fee
+    bid_fee = fee_of(amount, bid_rate)
+    ask_fee = fee_of(funds, ask_rate)
+    base, quote = market.base.code, market.quote.code
+    eff.add(bid_member, quote, 0, -funds, 0, STRIKE_SUB, "trade", trade_id)
+    eff.add(bid_member, base, amount - bid_fee, 0, bid_fee, STRIKE_ADD, "trade", trade_id)
+    eff.add(ask_member, base, 0, -amount, 0, STRIKE_SUB, "trade", trade_id)
+    eff.add(ask_member, quote, funds - ask_fee, 0, ask_fee, STRIKE_ADD, "trade", trade_id)
+    eff.add(fee_member, base, bid_fee, 0, 0, STRIKE_FEE, "trade", trade_id)
+    eff.add(fee_member, quote, ask_fee, 0, 0, STRIKE_FEE, "trade", trade_id)
+    return TradeSettlement(funds, amount, bid_fee, ask_fee)
+
+
+def release(eff: Effects, member: int, currency: str, amount: int, reason: str, order_id: int) -> None:
+    """Return what an order still holds locked to the member's available balance."""
+    if amount > 0:
+        eff.add(member, currency, amount, -amount, 0, reason, "order", order_id)
+
+
+def order_lock(market: Market, side: str, price: int, volume: int) -> tuple[str, int]:
+    """(currency, amount) a limit order locks at submit: a bid price × volume in quote, an ask its volume."""
+    if side == "buy":
+        return market.quote.code, market.quote_units(price * volume)
+    return market.base.code, market.base_units(volume)

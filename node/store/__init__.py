@@ -1,0 +1,35 @@
+"""Storage: SQLite (embedded default) or PostgreSQL (clusters), chosen by the database URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from node.store.base import ID_BLOCK, IdAllocator, Row, Store, Tx
+
+__all__ = ["ID_BLOCK", "IdAllocator", "Row", "Store", "Tx", "open_store", "sqlite_path"]
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///var/x.db` is relative to the working directory, `sqlite:////abs/x.db` absolute."""
+    rest = url[len("sqlite://") :]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    return rest or ":memory:"
+
+
+async def open_store(url: str, *, synchronous: str = "full", migrate: bool = True) -> Store:
+    scheme = urlparse(url).scheme
+    store: Store
+    if scheme == "sqlite":
+        from node.store.sqlite import SqliteStore
+
+        store = await SqliteStore(sqlite_path(url), synchronous).open()
+    elif scheme in ("postgresql", "postgres"):
+        from node.store.postgres import PostgresStore
+
+        store = await PostgresStore(url).open()
+    else:
+        raise ValueError(f"unsupported database URL scheme {scheme!r}")
+    if migrate:
+        await store.migrate()
+    return store

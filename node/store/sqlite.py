@@ -1,0 +1,132 @@
+"""SQLite backend: the embedded default, one file in WAL mode, no service to run.
+
+One writer connection (SQLite has one writer anyway) serialised by an asyncio lock, so every actor's
+batch is one `BEGIN IMMEDIATE … COMMIT`; one reader connection so page and API reads never wait
+behind a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from node.store.base import ID_BLOCK, Row
+from node.store.schema import MIGRATIONS
+
+ID_SQL = "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+
+class SqliteTx:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cur = await self.conn.execute(sql, args)
+        n = cur.rowcount
+        await cur.close()
+        return n
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self.conn.execute_fetchall(sql, args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.conn.execute_fetchall(sql, args)
+        return next(iter(rows), None)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else row[0]
+
+
+class SqliteStore:
+    backend = "sqlite"
+    for_update = ""
+
+    def __init__(self, path: str, synchronous: str = "full") -> None:
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    async def open(self) -> SqliteStore:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        self._reader = await self._connect()
+        return self
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTx]:
+        assert self._writer is not None, "store is closed"
+        async with self._lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteTx(self._writer)
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            else:
+                await self._writer.execute("COMMIT")
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        assert self._reader is not None, "store is closed"
+        return list(await self._reader.execute_fetchall(sql, args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else row[0]
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        async with self.transaction() as tx:
+            return await tx.execute(sql, *args)
+
+    async def next_id_block(self, tx: SqliteTx, name: str) -> int:  # type: ignore[override]
+        await tx.execute("INSERT INTO id_blocks (name, next_block) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", name)
+        block = await tx.fetchval(
+            "UPDATE id_blocks SET next_block = next_block + 1 WHERE name = ? RETURNING next_block - 1", name
+        )
+        return int(block) * ID_BLOCK + 1
+
+    async def migrate(self) -> None:
+        async with self.transaction() as tx:
+            await tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+            done = {r[0] for r in await tx.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                for stmt in _statements(sql.replace("{id}", ID_SQL)):
+                    await tx.execute(stmt)
+                await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

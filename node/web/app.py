@@ -1,0 +1,84 @@
+"""The aiohttp application of a node: API v2, pages, static files, and one error envelope."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from node.apikeys import ApiKeys
+from node.errors import ExchangeError, RateLimited
+from node.exchange import Exchange
+from node.secrets_box import SecretBox, load_server_key
+from node.web import api, pages
+from node.web.auth import Authenticator, TonceActor
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+KEYS = web.AppKey("keys", ApiKeys)
+TONCES = web.AppKey("tonces", TonceActor)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    """Every ExchangeError becomes Peatio's envelope; anything else a logged 500 without internals."""
+    try:
+        return await handler(request)
+    except ExchangeError as e:
+        resp = api.json_response(e.to_dict(), status=e.status)
+        if isinstance(e, RateLimited):
+            resp.headers["Retry-After"] = str(e.retry_after)
+        return resp
+    except web.HTTPException as e:
+        if request.path.startswith("/api/") and e.status >= 400:
+            code = 1001 if e.status < 500 else 3000
+            return api.json_response({"error": {"code": code, "message": e.reason}}, status=e.status)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return api.json_response({"error": {"code": 3000, "message": "internal error"}}, status=500)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    resp = await handler(request)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    if not request.path.startswith("/api/"):
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+            "frame-ancestors 'none'",
+        )
+    return resp
+
+
+def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web.Application:
+    app = web.Application(middlewares=[security_headers, errors], client_max_size=1024 * 1024)
+    box = SecretBox(load_server_key(key_file), "api-secret")
+    keys = ApiKeys(exchange.store, box)
+    a = exchange.config.actors
+    tonces = TonceActor(exchange.store, mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
+    app[api.EXCHANGE] = exchange
+    app[KEYS] = keys
+    app[TONCES] = tonces
+    app[api.AUTH] = Authenticator(keys, tonces)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        await tonces.start()
+        yield
+        await tonces.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
+    api.add_routes(app)
+    pages.add_routes(app)
+    app.router.add_static("/static/", STATIC)
+    return app
