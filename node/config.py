@@ -114,15 +114,16 @@ class Config:
 
 
 def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    where = f"{path}.{key}" if path else key  # top-level tables have no prefix: "currencies", not ".currencies"
     if key not in table:
         if default is ...:
-            raise ConfigError(f"{path}.{key}: missing")
+            raise ConfigError(f"{where}: missing")
         return default
     value = table[key]
     if isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{path}.{key}: expected {_kind_name(kind)}, got a boolean")
+        raise ConfigError(f"{where}: expected {_kind_name(kind)}, got a boolean")
     if not isinstance(value, kind):
-        raise ConfigError(f"{path}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
+        raise ConfigError(f"{where}: expected {_kind_name(kind)}, got {type(value).__name__}")
     return value
 
 

@@ -98,6 +98,13 @@ class Exchange:
             await m.stop()
         await self.store.close()
 
+    async def quiesce(self) -> None:
+        """Wait until every message sent so far is fully processed (tests, graceful hand-over)."""
+        for actor in self.accounts:
+            await actor.mailbox.join()
+        for m in self.markets.values():
+            await m.mailbox.join()
+
     async def _ensure_house(self) -> int:
         row = await self.store.fetchrow("SELECT id FROM members WHERE email = ?", HOUSE_EMAIL)
         if row is not None:

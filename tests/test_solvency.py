@@ -51,12 +51,14 @@ def accounts() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def jan() -> dict[str, Any]:
-    return _fixture("jan.json")
+    doc: dict[str, Any] = _fixture("jan.json")
+    return doc
 
 
 @pytest.fixture(scope="module")
 def root() -> dict[str, Any]:
-    return _fixture("root.json")
+    doc: dict[str, Any] = _fixture("root.json")
+    return doc
 
 
 def _doc_tree() -> v2.V2Tree:
@@ -265,7 +267,7 @@ def test_maxwell_refuses_hostile_depth_and_junk(root: dict[str, Any]) -> None:
 def account_sets(draw: st.DrawFn, min_size: int = 1, max_size: int = 40) -> list[tuple[str, str | int]]:
     users = draw(
         st.lists(
-            st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=10),
+            st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=10),
             min_size=min_size,
             max_size=max_size,
             unique=True,
@@ -344,7 +346,7 @@ def _spec_verify(proof: dict[str, Any], root: dict[str, Any]) -> bool:
                 b"\x01" + value.to_bytes(16, "big") + sv.to_bytes(16, "big") + digest + sh
             ).digest()
         value += sv
-    return (
+    return bool(
         len(proof["path"]) == root["height"]
         and digest.hex() == root["root"]["hash"]
         and str(value) == root["root"]["value"]
@@ -631,7 +633,7 @@ def test_attack_on_golden_accounts_fools_maxwell_but_not_v2(accounts: list[tuple
     tree = maxwell.build_tree(accounts, precision=8, currency="BTC", timestamp="t")
     (left_sum, right_sum), (left_hash, right_hash) = tree.level_sums[-2], tree.level_hashes[-2]
     claimed = max(left_sum, right_sum)
-    forged = {
+    forged: dict[str, Any] = {
         "root": {
             "hash": maxwell.node_hash(format_units(claimed, 8), left_hash, right_hash),
             "sum": format_units(claimed, 8),

@@ -161,6 +161,8 @@ class Actor(Generic[M]):
                 batch.append(q.get_nowait())
             try:
                 results = await self.handle_batch([e.msg for e in batch])
+                if len(results) != len(batch):  # else some askers would never be answered and stop() would hang
+                    raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
             except Exception:
                 for env in batch:
                     if env.future is not None and not env.future.done():

@@ -55,6 +55,7 @@ from .order import (
 MAX_VALUE = (1 << 63) - 1
 #: A key below every possible level key: market orders cross any price.
 _NO_LIMIT = -(1 << 64)
+_new = object.__new__
 
 STP_CANCEL_TAKER = "cancel_taker"
 STP_CANCEL_MAKER = "cancel_maker"
@@ -182,7 +183,13 @@ class Engine:
         orders = self._orders
         if oid in orders:
             raise DuplicateOrder(f"order {oid} is already in the book")
-        res = MatchResult()
+        # MatchResult() inlined: saves the __init__ frame on every order.
+        res = _new(MatchResult)
+        res.trades = []
+        res.cancelled = []
+        res.triggered = []
+        res.done = []
+        res.rested = []
         if okeys and okeys[-1] >= lim:
             if tif == POST_ONLY:
                 raise WouldCross(f"post-only order {oid} would cross the book")
@@ -316,8 +323,8 @@ class Engine:
                 res.cancelled.append(taker)
                 return
             orders = self._orders
-            append_trade = res.trades.append
-            done_append = res.done.append
+            trades = res.trades
+            done = res.done
             new = object.__new__
             rem = taker.remaining
             budget = taker.funds  # > 0 only for a market buy
@@ -334,6 +341,8 @@ class Engine:
                 taken = 0
                 consumed = 0
                 for maker in level.values():
+                    if budget and budget - used < price:
+                        break  # a market buy stops when it cannot pay for one more lot
                     mrem = maker.remaining
                     if maker.member_id == tmember and stp:
                         if stp == 1:  # cancel_taker
@@ -347,11 +356,9 @@ class Engine:
                         continue
                     v = rem if rem < mrem else mrem
                     if budget:
-                        afford = (budget - used) // price
+                        afford = (budget - used) // price  # >= 1, checked above
                         if afford < v:
                             v = afford
-                            if not v:
-                                break
                     fund = price * v
                     t = new(Trade)
                     t.id = tid
@@ -359,7 +366,7 @@ class Engine:
                     t.volume = v
                     t.maker = maker
                     t.taker = taker
-                    append_trade(t)
+                    trades.append(t)
                     tid += 1
                     used += fund
                     maker.funds_used += fund
@@ -369,7 +376,7 @@ class Engine:
                     if v == mrem:
                         maker.remaining = 0
                         maker.state = DONE
-                        done_append(maker)
+                        done.append(maker)
                         del orders[maker.id]
                         consumed += 1
                         if not rem:
@@ -447,7 +454,7 @@ class Engine:
                 for o in self._pop_triggered(lo, hi):
                     o.triggered = True
                     res.triggered.append(o)
-                    heappush(pending, (o.id, o))
+                    heappush(pending, (-o.id, o))
             start = len(trades)
             if not pending:
                 return

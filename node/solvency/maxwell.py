@@ -29,7 +29,9 @@ from typing import Any
 
 __all__ = [
     "Amount",
+    "JSONInput",
     "MaxwellTree",
+    "ProofError",
     "VerifyResult",
     "build_tree",
     "check",

@@ -1,0 +1,119 @@
+"""Shared fixtures: a configuration, and an exchange on SQLite and (when available) PostgreSQL.
+
+PostgreSQL tests get a fresh database each (created and dropped around the test). Where PostgreSQL
+is not running they skip with the reason, unless EXCHANGE_REQUIRE_SERVICES=1 (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.config import Config, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+PG_ADMIN_URL = os.environ.get("EXCHANGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_SERVICES = os.environ.get("EXCHANGE_REQUIRE_SERVICES") == "1"
+
+
+def service_up(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def need_service(name: str, host: str, port: int) -> None:
+    """Skip (or, in CI, fail) a test whose service is not running."""
+    if service_up(host, port):
+        return
+    msg = f"{name} is not running on {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{msg} (EXCHANGE_REQUIRE_SERVICES=1)")
+    pytest.skip(msg)
+
+
+def config_with(database: str, **overrides: Any) -> Config:
+    """The default cluster.toml with another database (and optional top-level overrides)."""
+    import tomllib
+
+    data = tomllib.loads((ROOT / "cluster.toml").read_text())
+    data["exchange"]["database"] = database
+    for key, value in overrides.items():
+        data[key] = value
+    return parse_config(data, "test")
+
+
+@pytest.fixture
+def default_config() -> Config:
+    return load_config(ROOT / "cluster.toml")
+
+
+@pytest.fixture(autouse=True)
+def _no_env_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXCHANGE_DATABASE_URL", raising=False)
+
+
+async def create_pg_database() -> str:
+    import asyncpg
+
+    name = "t_" + secrets.token_hex(6)
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_pg_database(url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/exchange.db"
+        return
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    url = await create_pg_database()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+@pytest.fixture
+async def exchange(database_url: str) -> AsyncIterator[Any]:
+    from node.exchange import Exchange
+
+    ex = await Exchange.start(config_with(database_url))
+    try:
+        yield ex
+    finally:
+        await ex.stop()
+
+
+@pytest.fixture
+def free_port() -> Iterator[int]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    yield port

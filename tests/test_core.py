@@ -1,0 +1,260 @@
+"""The trading core end to end, through the exchange facade, on SQLite and PostgreSQL.
+
+Orders go web → account actor (lock) → market actor (match, settle) exactly as in production.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from node.audit import audit
+from node.errors import CancelOrderFailed, CreateOrderFailed, ExchangeError, InvalidParameter, MarketHalted, MemberNotFound, OrderNotFound
+from node.exchange import Exchange, OrderInput
+from tests.conftest import config_with
+
+
+async def balances(ex: Exchange, member: int) -> dict[str, tuple[int, int]]:
+    return {a["currency"]: (a["balance"], a["locked"]) for a in await ex.accounts_of(member)}
+
+
+async def snapshot(ex: Exchange) -> tuple[Any, ...]:
+    """Everything that bad input must leave untouched."""
+    accounts = [tuple(r) for r in await ex.store.fetch("SELECT * FROM accounts ORDER BY member_id, currency")]
+    ledger = await ex.store.fetchval("SELECT COUNT(*) FROM ledger")
+    orders = await ex.store.fetchval("SELECT COUNT(*) FROM orders")
+    return accounts, ledger, orders
+
+
+async def funded(ex: Exchange, usd: str = "100000", btc: str = "10") -> tuple[int, int]:
+    buyer = await ex.create_member("buyer@example.com")
+    seller = await ex.create_member("seller@example.com")
+    await ex.deposit(buyer, "usd", usd)
+    await ex.deposit(seller, "btc", btc)
+    return buyer, seller
+
+
+async def test_a_trade_settles_with_fees_to_the_house(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, seller = await funded(ex)
+    ask = await ex.submit_order(seller, OrderInput("btcusd", "sell", "1.5", "30000"))
+    assert ask["state"] == "wait"
+    await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "31000"))
+    await ex.quiesce()
+    # taker buyer pays 0.2% of the BTC received; maker seller pays 0.1% of the USD received
+    assert await balances(ex, buyer) == {"btc": (99_800_000, 0), "ltc": (0, 0), "doge": (0, 0), "usd": (70_000_000_000, 0)}
+    assert (await balances(ex, seller))["btc"] == (850_000_000, 50_000_000)
+    assert (await balances(ex, seller))["usd"] == (29_970_000_000, 0)
+    house = await balances(ex, ex.fee_member)
+    assert house["btc"] == (200_000, 0) and house["usd"] == (30_000_000, 0)
+    trades = await ex.store.fetch("SELECT price, volume, funds, taker_side FROM trades")
+    assert [tuple(t) for t in trades] == [(3_000_000, 10_000, 30_000_000_000, "buy")]
+    assert (await audit(ex.store, ex.config.markets)).ok
+
+
+async def test_cancel_unlocks_the_remainder(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, seller = await funded(ex)
+    o = await ex.submit_order(buyer, OrderInput("btcusd", "buy", "2", "100"))
+    await ex.quiesce()
+    assert (await balances(ex, buyer))["usd"] == (99_800_000_000, 200_000_000)
+    before = await ex.cancel_order(buyer, o["id"])
+    assert before["state"] == "wait"  # as it stood when the cancel was accepted (Peatio's shape)
+    assert (await ex.order_row(o["id"]))["state"] == "cancel"  # final at once
+    assert (await balances(ex, buyer))["usd"] == (100_000_000_000, 0)
+    with pytest.raises(CancelOrderFailed):
+        await ex.cancel_order(buyer, o["id"])
+    assert (await audit(ex.store, ex.config.markets)).ok
+
+
+async def test_market_orders_never_rest_and_return_unused_lock(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, seller = await funded(ex)
+    await ex.submit_order(seller, OrderInput("btcusd", "sell", "0.5", "30000"))
+    await ex.submit_order(seller, OrderInput("btcusd", "sell", "0.5", "30100"))
+    await ex.quiesce()
+    with pytest.raises(CreateOrderFailed, match="not deep enough"):
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "2", ord_type="market"))
+    o = await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", ord_type="market"))
+    await ex.quiesce()
+    assert (await ex.order_row(o["id"]))["state"] == "done"
+    # paid exactly what it bought; the +10% safety margin locked at submit came back
+    assert (await balances(ex, buyer))["usd"] == (100_000_000_000 - 15_000_000_000 - 15_050_000_000, 0)
+    # a market sell larger than the bids: fills what it can, the rest is cancelled and unlocked
+    await ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.3", "29000"))
+    await ex.quiesce()
+    s = await ex.submit_order(seller, OrderInput("btcusd", "sell", "1", ord_type="market"))
+    await ex.quiesce()
+    row = await ex.order_row(s["id"])
+    assert row["state"] == "cancel" and row["remaining"] == 7_000
+    assert (await balances(ex, seller))["btc"] == (900_000_000 - 3_000_000_0, 0)
+    assert len(ex.markets["btcusd"].engine) == 0
+    assert (await audit(ex.store, ex.config.markets)).ok
+
+
+async def test_insufficient_funds_changes_nothing(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, _ = await funded(ex, usd="100")
+    before = await snapshot(ex)
+    with pytest.raises(CreateOrderFailed, match=r"cannot lock funds \(amount: 300.0\)"):
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "300"))
+    assert await snapshot(ex) == before
+
+
+@pytest.mark.parametrize(
+    ("order", "error", "field"),
+    [
+        (OrderInput("btcusd", "buy", "0", "100"), InvalidParameter, "volume"),
+        (OrderInput("btcusd", "buy", "-1", "100"), InvalidParameter, "volume"),
+        (OrderInput("btcusd", "buy", "0.00001", "100"), InvalidParameter, "volume"),  # 5 decimals, market has 4
+        (OrderInput("btcusd", "buy", "1", "0"), InvalidParameter, "price"),
+        (OrderInput("btcusd", "buy", "1", "-5"), InvalidParameter, "price"),
+        (OrderInput("btcusd", "buy", "1", "100.001"), InvalidParameter, "price"),
+        (OrderInput("btcusd", "buy", "1", "1e3"), InvalidParameter, "price"),
+        (OrderInput("btcusd", "buy", "1", "NaN"), InvalidParameter, "price"),
+        (OrderInput("btcusd", "buy", "1"), InvalidParameter, "price"),
+        (OrderInput("btcusd", "buy", "1", "100", ord_type="market"), InvalidParameter, "price"),
+        (OrderInput("btcusd", "hold", "1", "100"), InvalidParameter, "side"),
+        (OrderInput("btcusd", "buy", "1", "100", ord_type="iceberg"), InvalidParameter, "ord_type"),
+        (OrderInput("btcusd", "buy", "1", "100", tif="day"), InvalidParameter, "time_in_force"),
+        (OrderInput("xxxusd", "buy", "1", "100"), InvalidParameter, "market"),
+        (OrderInput("btcusd", "buy", "1", "100", ord_type="stop_limit"), InvalidParameter, "stop_price"),
+        (OrderInput("btcusd", "buy", "1", "100", stop_price="90"), InvalidParameter, "stop_price"),
+        (OrderInput("btcusd", "buy", "99999999999999", "99999999999"), InvalidParameter, "volume"),
+        (OrderInput("btcusd", "buy", "1", "100", client_id="x" * 65), InvalidParameter, "client_id"),
+    ],
+)
+async def test_bad_orders_are_refused_and_change_nothing(exchange: Exchange, order: OrderInput, error: type, field: str) -> None:
+    ex = exchange
+    buyer, _ = await funded(ex)
+    before = await snapshot(ex)
+    with pytest.raises(error) as info:
+        await ex.submit_order(buyer, order)
+    assert info.value.code == 1001
+    assert info.value.field == field
+    assert await snapshot(ex) == before
+
+
+async def test_unknown_member_and_foreign_orders(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, seller = await funded(ex)
+    with pytest.raises(MemberNotFound):
+        await ex.submit_order(999_999, OrderInput("btcusd", "buy", "1", "100"))
+    o = await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "100"))
+    await ex.quiesce()
+    before = await snapshot(ex)
+    with pytest.raises(OrderNotFound):  # someone else's order: indistinguishable from none
+        await ex.cancel_order(seller, o["id"])
+    with pytest.raises(OrderNotFound):
+        await ex.cancel_order(buyer, 123_456_789)
+    assert await snapshot(ex) == before
+    with pytest.raises(CreateOrderFailed):  # the house account never trades
+        await ex.submit_order(ex.fee_member, OrderInput("btcusd", "buy", "1", "100"))
+
+
+async def test_client_id_makes_retries_idempotent(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, _ = await funded(ex)
+    a = await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "100", client_id="bot-1"))
+    b = await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "100", client_id="bot-1"))
+    assert a["id"] == b["id"]
+    await ex.quiesce()
+    assert (await balances(ex, buyer))["usd"][1] == 100_000_000  # locked once
+
+
+async def test_multi_is_all_or_nothing(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, _ = await funded(ex, usd="1000")
+    before = await snapshot(ex)
+    with pytest.raises(CreateOrderFailed):
+        await ex.submit_orders(buyer, [OrderInput("btcusd", "buy", "1", "600"), OrderInput("btcusd", "buy", "1", "600")])
+    assert await snapshot(ex) == before
+    done = await ex.submit_orders(buyer, [OrderInput("btcusd", "buy", "1", "400"), OrderInput("btcusd", "buy", "1", "500")])
+    assert len(done) == 2
+
+
+async def test_cancel_all_of_a_member(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, seller = await funded(ex)
+    for p in ("100", "101", "102"):
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", p))
+    await ex.submit_order(seller, OrderInput("btcusd", "sell", "1", "500"))
+    await ex.quiesce()
+    cancelled = await ex.cancel_all(buyer)
+    assert len(cancelled) == 3
+    assert await balances(ex, buyer) == {"btc": (0, 0), "ltc": (0, 0), "doge": (0, 0), "usd": (100_000_000_000, 0)}
+    assert len(ex.markets["btcusd"].engine) == 1
+
+
+async def test_halted_market_refuses_orders(exchange: Exchange) -> None:
+    ex = exchange
+    buyer, _ = await funded(ex)
+    await ex.set_halted("btcusd", True)
+    with pytest.raises(MarketHalted) as info:
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "100"))
+    assert info.value.code == 3002
+    await ex.set_halted("btcusd", False)
+    await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "100"))
+
+
+async def test_restart_rebuilds_the_same_book(database_url: str) -> None:
+    cfg = config_with(database_url)
+    ex = await Exchange.start(cfg)
+    buyer, seller = await funded(ex)
+    for i in range(20):
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.1", str(100 + i % 5)))
+        await ex.submit_order(seller, OrderInput("btcusd", "sell", "0.1", str(103 + i % 4)))
+    await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "150", ord_type="stop_limit", stop_price="120"))
+    await ex.quiesce()
+    live = ex.markets["btcusd"].engine.state_hash()
+    trades = await ex.store.fetchval("SELECT COUNT(*) FROM trades")
+    await ex.stop()
+    ex2 = await Exchange.start(cfg)
+    try:
+        assert ex2.markets["btcusd"].engine.state_hash() == live
+        ex2.markets["btcusd"].engine.check_consistency()
+        assert await ex2.store.fetchval("SELECT COUNT(*) FROM trades") == trades
+        assert (await audit(ex2.store, ex2.config.markets)).ok
+    finally:
+        await ex2.stop()
+
+
+async def test_pending_orders_are_matched_after_a_crash(database_url: str) -> None:
+    """An order accepted (locked, stored `pending`) but never matched is matched at the next start."""
+    from node.actors.messages import SubmitOrders
+
+    cfg = config_with(database_url)
+    ex = await Exchange.start(cfg)
+    buyer, seller = await funded(ex)
+    await ex.submit_order(seller, OrderInput("btcusd", "sell", "1", "100"))
+    await ex.quiesce()
+    # Simulate a crash between the account commit and the market: stop the market first.
+    market = ex.markets["btcusd"]
+    await market.stop()
+    req = ex.prepare(buyer, OrderInput("btcusd", "buy", "1", "100"))
+    market._stopping = False  # let the hand-off land in the dead actor's mailbox, where it is lost
+    [view] = await ex.accounts[0].ask(SubmitOrders((req,)))
+    assert (await ex.order_row(view["id"]))["state"] == "pending"
+    await ex.accounts[0].stop()
+    await ex.store.close()
+    ex2 = await Exchange.start(cfg)
+    try:
+        assert (await ex2.order_row(view["id"]))["state"] == "done"
+        assert await ex2.store.fetchval("SELECT COUNT(*) FROM trades") == 1
+        assert (await audit(ex2.store, ex2.config.markets)).ok
+    finally:
+        await ex2.stop()
+
+
+async def test_deposit_is_idempotent_by_txid(exchange: Exchange) -> None:
+    ex = exchange
+    m = await ex.create_member("d@example.com")
+    a = await ex.deposit(m, "btc", "1.5", txid="tx-1")
+    b = await ex.deposit(m, "btc", "1.5", txid="tx-1")
+    assert a == b
+    assert (await balances(ex, m))["btc"] == (150_000_000, 0)
+    with pytest.raises(ExchangeError):
+        await ex.deposit(m, "xyz", "1")
+    with pytest.raises(InvalidParameter):
+        await ex.deposit(m, "btc", "0.000000001")

@@ -1,0 +1,746 @@
+"""Unit tests of the pure matching engine, one rule at a time: read them as its specification.
+
+Prices are integer ticks, volumes integer lots, funds price*volume in tick*lot units.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from node.market import (
+    BUY,
+    CANCEL,
+    DONE,
+    FOK,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    POST_ONLY,
+    SELL,
+    STOP_LIMIT,
+    WAIT,
+    DuplicateOrder,
+    Engine,
+    EngineError,
+    InvalidOrder,
+    MatchResult,
+    NotOwner,
+    Order,
+    OrderNotFound,
+    Trade,
+    WouldCross,
+)
+
+
+class Book:
+    """Test helper: an engine plus terse order constructors with automatic ids."""
+
+    def __init__(self, stp: str = "cancel_taker", **kw: int) -> None:
+        self.e = Engine("btcusd", stp=stp, **kw)
+        self.next_id = 1
+
+    def _id(self) -> int:
+        oid = self.next_id
+        self.next_id += 1
+        return oid
+
+    def limit(self, side: str, price: int, volume: int, member: int = 1, tif: str = GTC) -> MatchResult:
+        return self.e.submit(Order(self._id(), member, side, LIMIT, price, volume, tif=tif))
+
+    def buy(self, price: int, volume: int, member: int = 1, tif: str = GTC) -> MatchResult:
+        return self.limit(BUY, price, volume, member, tif)
+
+    def sell(self, price: int, volume: int, member: int = 1, tif: str = GTC) -> MatchResult:
+        return self.limit(SELL, price, volume, member, tif)
+
+    def market(self, side: str, volume: int, member: int = 1, funds: int = 0) -> MatchResult:
+        return self.e.submit(Order(self._id(), member, side, MARKET, 0, volume, funds=funds))
+
+    def stop(self, side: str, stop: int, price: int, volume: int, member: int = 1, tif: str = GTC) -> MatchResult:
+        return self.e.submit(Order(self._id(), member, side, STOP_LIMIT, price, volume, tif=tif, stop_price=stop))
+
+    def book(self, side: str) -> list[tuple[int, int, int]]:
+        """(id, price, remaining) in priority order."""
+        return [(o.id, o.price, o.remaining) for o in self.e.orders(side)]
+
+
+def fills(res: MatchResult) -> list[tuple[int, int, int, int]]:
+    """(price, volume, maker id, taker id) of each trade."""
+    return [(t.price, t.volume, t.maker.id, t.taker.id) for t in res.trades]
+
+
+def ids(orders: list[Order]) -> list[int]:
+    return [o.id for o in orders]
+
+
+# --------------------------------------------------------------------------- priority and prices
+
+
+def test_resting_orders_do_not_trade_until_crossed() -> None:
+    b = Book()
+    b.buy(99, 5)
+    res = b.sell(100, 5)
+    assert res.trades == [] and ids(res.rested) == [2]
+    assert b.e.best_bid() == 99 and b.e.best_ask() == 100
+
+
+def test_better_price_is_matched_first() -> None:
+    b = Book()
+    b.sell(101, 1, member=1)
+    b.sell(100, 1, member=2)
+    b.sell(102, 1, member=3)
+    res = b.buy(102, 3, member=9)
+    assert fills(res) == [(100, 1, 2, 4), (101, 1, 1, 4), (102, 1, 3, 4)]
+
+
+def test_same_price_is_first_come_first_served() -> None:
+    b = Book()
+    b.buy(100, 1, member=1)
+    b.buy(100, 1, member=2)
+    b.buy(100, 1, member=3)
+    res = b.sell(100, 2, member=9)
+    assert [t.maker.id for t in res.trades] == [1, 2]
+    assert b.book(BUY) == [(3, 100, 1)]
+
+
+def test_trade_price_is_the_makers_price_for_a_buy_taker() -> None:
+    b = Book()
+    b.sell(100, 5, member=1)
+    res = b.buy(105, 5, member=2)
+    assert fills(res) == [(100, 5, 1, 2)]
+
+
+def test_trade_price_is_the_makers_price_for_a_sell_taker() -> None:
+    b = Book()
+    b.buy(105, 5, member=1)
+    res = b.sell(100, 5, member=2)
+    assert fills(res) == [(105, 5, 1, 2)]
+
+
+def test_taker_stops_at_its_limit_price() -> None:
+    b = Book()
+    b.sell(100, 1, member=1)
+    b.sell(101, 1, member=1)
+    b.sell(103, 1, member=1)
+    res = b.buy(101, 5, member=2)
+    assert [t.price for t in res.trades] == [100, 101]
+    assert b.book(BUY) == [(4, 101, 3)]
+    assert b.book(SELL) == [(3, 103, 1)]
+
+
+def test_volume_is_the_smaller_remaining_and_maker_keeps_its_place() -> None:
+    b = Book()
+    b.sell(100, 10, member=1)
+    b.sell(100, 10, member=2)
+    res = b.buy(100, 4, member=3)
+    assert fills(res) == [(100, 4, 1, 3)]
+    assert ids(res.done) == [3]
+    maker = b.e.get(1)
+    assert maker is not None and maker.remaining == 6 and maker.state == WAIT
+    assert b.book(SELL) == [(1, 100, 6), (2, 100, 10)]  # the partly filled maker is still first
+
+
+def test_limit_remainder_rests_with_a_new_sequence() -> None:
+    b = Book(next_seq=500)
+    b.sell(100, 3, member=1)
+    res = b.buy(100, 5, member=2)
+    taker = res.rested[0]
+    assert taker.id == 2 and taker.remaining == 2 and taker.state == WAIT
+    assert taker.seq == 501  # the maker got 500
+    assert b.e.next_seq == 502
+    assert b.book(BUY) == [(2, 100, 2)]
+    assert b.e.best_ask() is None
+
+
+def test_done_lists_makers_and_taker_that_filled_completely() -> None:
+    b = Book()
+    b.sell(100, 2, member=1)
+    b.sell(100, 3, member=1)
+    res = b.buy(100, 5, member=2)
+    assert ids(res.done) == [1, 2, 3]
+    assert all(o.state == DONE and o.remaining == 0 for o in res.done)
+    assert b.e.get(1) is None and b.e.get(3) is None
+
+
+def test_trade_ids_are_consecutive_from_next_trade_id() -> None:
+    b = Book(next_trade_id=1000)
+    b.sell(100, 1)
+    b.sell(101, 1)
+    res = b.buy(101, 2, member=2)
+    assert [t.id for t in res.trades] == [1000, 1001]
+    assert b.e.next_trade_id == 1002
+
+
+def test_trade_helpers_and_fill_accounting() -> None:
+    b = Book()
+    b.sell(100, 2, member=1)
+    b.sell(101, 2, member=1)
+    res = b.buy(101, 3, member=2)
+    t = res.trades[1]
+    assert isinstance(t, Trade)
+    assert t.funds == 101 and t.bid.id == 3 and t.ask.id == 2
+    taker = res.done[-1]
+    assert taker.funds_used == 2 * 100 + 1 * 101 and taker.trades_count == 2
+    maker = b.e.get(2)
+    assert maker is not None and maker.funds_used == 101 and maker.trades_count == 1
+    assert b.e.last_price == 101
+
+
+# --------------------------------------------------------------------------- market orders
+
+
+def test_market_sell_takes_what_it_can_and_never_rests() -> None:
+    b = Book()
+    b.buy(100, 2, member=1)
+    b.buy(90, 2, member=1)
+    res = b.market(SELL, 10, member=2)
+    assert [(t.price, t.volume) for t in res.trades] == [(100, 2), (90, 2)]
+    taker = res.cancelled[0]
+    assert taker.id == 3 and taker.state == CANCEL and taker.remaining == 6
+    assert res.rested == [] and b.e.best_bid() is None and b.e.get(3) is None
+
+
+def test_market_order_on_an_empty_book_is_cancelled() -> None:
+    b = Book()
+    res = b.market(BUY, 1, funds=1000)
+    assert res.trades == [] and ids(res.cancelled) == [1]
+
+
+def test_market_buy_never_spends_more_than_its_funds() -> None:
+    b = Book()
+    b.sell(100, 3, member=1)
+    b.sell(150, 10, member=1)
+    # 3 lots at 100 cost 300; 700 left buys 4 lots at 150 (600); 100 left cannot buy a 5th.
+    res = b.market(BUY, 10, member=2, funds=1000)
+    assert [(t.price, t.volume) for t in res.trades] == [(100, 3), (150, 4)]
+    taker = res.cancelled[0]
+    assert taker.funds_used == 900 <= taker.funds and taker.remaining == 3
+    assert b.book(SELL) == [(2, 150, 6)]
+
+
+def test_market_buy_with_funds_for_less_than_one_lot_does_not_trade() -> None:
+    b = Book()
+    b.sell(100, 3, member=1)
+    res = b.market(BUY, 1, member=2, funds=99)
+    assert res.trades == [] and ids(res.cancelled) == [2]
+    assert b.book(SELL) == [(1, 100, 3)]
+
+
+def test_market_buy_stops_at_its_volume_when_funds_are_plenty() -> None:
+    b = Book()
+    b.sell(100, 5, member=1)
+    res = b.market(BUY, 2, member=2, funds=10**9)
+    assert [(t.price, t.volume) for t in res.trades] == [(100, 2)]
+    assert ids(res.done) == [2] and res.done[0].funds_used == 200
+
+
+def test_market_order_ignores_its_time_in_force() -> None:
+    b = Book()
+    b.buy(100, 1, member=1)
+    for tif in (GTC, FOK, POST_ONLY):
+        res = b.e.submit(Order(b._id(), 2, SELL, MARKET, 0, 5, tif=tif))
+        assert res.rested == [] and ids(res.cancelled) == [res.cancelled[0].id]
+    assert b.e.best_bid() is None and b.e.best_ask() is None
+
+
+# --------------------------------------------------------------------------- time in force
+
+
+def test_ioc_fills_what_crosses_and_cancels_the_rest() -> None:
+    b = Book()
+    b.sell(100, 2, member=1)
+    res = b.buy(100, 5, member=2, tif=IOC)
+    assert fills(res) == [(100, 2, 1, 2)]
+    assert ids(res.cancelled) == [2] and res.cancelled[0].remaining == 3
+    assert b.e.best_bid() is None
+
+
+def test_ioc_that_does_not_cross_is_cancelled_untouched() -> None:
+    b = Book()
+    b.sell(101, 2, member=1)
+    res = b.buy(100, 5, member=2, tif=IOC)
+    assert res.trades == [] and ids(res.cancelled) == [2] and res.rested == []
+
+
+def test_fok_fills_completely_or_not_at_all() -> None:
+    b = Book()
+    b.sell(100, 2, member=1)
+    b.sell(101, 2, member=1)
+    before = b.e.state_hash()
+    res = b.buy(101, 5, member=2, tif=FOK)
+    assert res.trades == [] and ids(res.cancelled) == [3] and res.cancelled[0].remaining == 5
+    assert b.e.state_hash() == before
+    res = b.buy(101, 4, member=2, tif=FOK)
+    assert [(t.price, t.volume) for t in res.trades] == [(100, 2), (101, 2)]
+    assert ids(res.done) == [1, 2, 4]
+
+
+def test_fok_only_counts_liquidity_within_its_limit() -> None:
+    b = Book()
+    b.sell(100, 2, member=1)
+    b.sell(102, 5, member=1)
+    res = b.buy(101, 3, member=2, tif=FOK)
+    assert res.trades == [] and ids(res.cancelled) == [3]
+
+
+def test_fok_respects_self_trade_prevention_cancel_taker() -> None:
+    b = Book()
+    b.sell(100, 2, member=1)
+    b.sell(100, 2, member=2)  # the taker's own order: liquidity behind it does not count
+    b.sell(100, 5, member=1)
+    res = b.buy(100, 3, member=2, tif=FOK)
+    assert res.trades == [] and ids(res.cancelled) == [4]
+    assert len(b.book(SELL)) == 3
+
+
+def test_fok_with_cancel_maker_skips_own_orders_and_removes_them_when_it_fills() -> None:
+    b = Book(stp="cancel_maker")
+    b.sell(100, 2, member=1)
+    b.sell(100, 2, member=2)
+    b.sell(100, 5, member=1)
+    res = b.buy(100, 3, member=2, tif=FOK)
+    assert fills(res) == [(100, 2, 1, 4), (100, 1, 3, 4)]
+    assert ids(res.cancelled) == [2]
+    assert b.book(SELL) == [(3, 100, 4)]
+
+
+def test_post_only_rests_when_it_does_not_cross() -> None:
+    b = Book()
+    b.sell(101, 1, member=1)
+    res = b.buy(100, 1, member=2, tif=POST_ONLY)
+    assert ids(res.rested) == [2] and b.e.best_bid() == 100
+
+
+def test_post_only_that_would_take_liquidity_is_rejected_and_changes_nothing() -> None:
+    b = Book()
+    b.sell(101, 1, member=1)
+    before = (b.e.state_hash(), b.e.next_seq, b.e.next_trade_id)
+    order = Order(99, 2, BUY, LIMIT, 101, 1, tif=POST_ONLY)
+    with pytest.raises(WouldCross) as exc:
+        b.e.submit(order)
+    assert exc.value.code == "would_cross"
+    assert (b.e.state_hash(), b.e.next_seq, b.e.next_trade_id) == before
+    assert order.state == WAIT and b.e.get(99) is None
+
+
+# --------------------------------------------------------------------------- stop-limit orders
+
+
+def test_stop_waits_outside_the_book() -> None:
+    b = Book()
+    res = b.stop(BUY, stop=105, price=106, volume=1)
+    assert ids(res.rested) == [1] and res.trades == []
+    assert b.e.best_bid() is None and b.e.depth(10) == ([], [])
+    assert list(b.e.orders(BUY)) == []
+    assert b.e.get(1) is not None and not b.e.get(1).triggered  # type: ignore[union-attr]
+
+
+def test_buy_stop_triggers_when_last_price_reaches_it() -> None:
+    b = Book()
+    b.stop(BUY, stop=105, price=110, volume=2, member=3)  # id 1
+    b.sell(104, 1, member=1)
+    b.sell(105, 1, member=1)
+    b.sell(107, 5, member=1)
+    res = b.buy(104, 1, member=2)  # trades at 104: below the stop
+    assert res.triggered == []
+    res = b.buy(105, 1, member=2)  # trades at 105: the stop fires and buys at 107
+    assert ids(res.triggered) == [1]
+    assert fills(res) == [(105, 1, 3, 6), (107, 2, 4, 1)]
+    stop = res.triggered[0]
+    assert stop.triggered and stop.state == DONE and ids(res.done) == [3, 6, 1]
+
+
+def test_sell_stop_triggers_when_last_price_falls_to_it() -> None:
+    b = Book()
+    b.stop(SELL, stop=95, price=90, volume=1, member=3)
+    b.buy(95, 1, member=1)
+    b.buy(92, 1, member=1)
+    res = b.sell(95, 1, member=2)
+    assert ids(res.triggered) == [1]
+    assert fills(res) == [(95, 1, 2, 4), (92, 1, 3, 1)]
+
+
+def test_stop_triggers_at_submit_if_last_price_already_reached_it() -> None:
+    b = Book()
+    b.e.last_price = 100
+    b.sell(101, 5, member=1)
+    res = b.stop(BUY, stop=100, price=101, volume=2, member=2)
+    assert ids(res.triggered) == [2] and fills(res) == [(101, 2, 1, 2)]
+    res = b.stop(BUY, stop=101, price=101, volume=2, member=2)  # last is 101 now: fires too
+    assert ids(res.triggered) == [3] and fills(res) == [(101, 2, 1, 3)]
+    res = b.stop(BUY, stop=102, price=103, volume=1, member=2)  # not reached: waits
+    assert res.triggered == [] and ids(res.rested) == [4]
+
+
+def test_stop_is_not_triggered_without_any_last_price() -> None:
+    b = Book()
+    res = b.stop(SELL, stop=10**6, price=1, volume=1)
+    assert res.triggered == [] and ids(res.rested) == [1]
+
+
+def test_triggered_stop_remainder_rests_as_a_limit_order() -> None:
+    b = Book(next_seq=10)
+    b.stop(BUY, stop=100, price=100, volume=5, member=3)  # id 1, no seq while waiting
+    assert b.e.get(1).seq == 0  # type: ignore[union-attr]
+    b.sell(100, 1, member=1)
+    res = b.buy(100, 1, member=2)
+    assert ids(res.triggered) == [1] and ids(res.rested) == [1]
+    stop = b.e.get(1)
+    assert stop is not None and stop.triggered and stop.remaining == 5 and stop.seq == 11
+    assert b.book(BUY) == [(1, 100, 5)]
+
+
+def test_triggered_stops_run_in_id_order_and_cascade() -> None:
+    b = Book()
+    b.sell(100, 1, member=1)  # 1
+    b.sell(101, 1, member=1)  # 2
+    b.sell(102, 1, member=1)  # 3
+    b.stop(BUY, stop=101, price=102, volume=1, member=4)  # 4: fired by the trade at 101 of stop 5
+    b.stop(BUY, stop=100, price=101, volume=1, member=5)  # 5: fired by the trade at 100
+    b.stop(BUY, stop=100, price=100, volume=1, member=6)  # 6: fired by the trade at 100 too
+    res = b.buy(100, 1, member=2)  # 7
+    # 5 and 6 fire together and run by id: 5 buys at 101, which fires 4 (lowest id waiting),
+    # 4 buys at 102, then 6 finds no ask at 100 and rests.
+    assert ids(res.triggered) == [5, 6, 4]
+    assert fills(res) == [(100, 1, 1, 7), (101, 1, 2, 5), (102, 1, 3, 4)]
+    assert ids(res.rested) == [6]
+    assert b.e.last_price == 102
+
+
+def test_a_stop_reached_in_the_middle_of_a_sweep_fires() -> None:
+    b = Book()
+    b.e.last_price = 90
+    b.stop(BUY, stop=100, price=102, volume=1, member=3)  # 1
+    b.buy(101, 1, member=1)  # 2
+    b.buy(95, 1, member=1)  # 3
+    b.sell(102, 1, member=4)  # 4: a resting ask the fired stop can take
+    res = b.sell(95, 2, member=2)  # 5: trades at 101 (>= 100) then 95; the stop fired at 101
+    assert ids(res.triggered) == [1]
+    assert fills(res) == [(101, 1, 2, 5), (95, 1, 3, 5), (102, 1, 4, 1)]
+
+
+def test_triggered_post_only_stop_that_would_cross_is_cancelled() -> None:
+    b = Book()
+    b.stop(BUY, stop=100, price=105, volume=1, member=3, tif=POST_ONLY)  # 1
+    b.sell(100, 1, member=1)
+    b.sell(104, 1, member=1)
+    res = b.buy(100, 1, member=2)
+    assert ids(res.triggered) == [1] and ids(res.cancelled) == [1]
+    assert res.cancelled[0].state == CANCEL and b.e.get(1) is None
+
+
+def test_triggered_ioc_stop_cancels_its_remainder() -> None:
+    b = Book()
+    b.stop(SELL, stop=100, price=99, volume=3, member=3, tif=IOC)  # 1
+    b.buy(100, 1, member=1)
+    b.buy(99, 1, member=1)
+    res = b.sell(100, 1, member=2)
+    assert fills(res) == [(100, 1, 2, 4), (99, 1, 3, 1)]
+    assert ids(res.cancelled) == [1] and res.cancelled[0].remaining == 2
+
+
+# --------------------------------------------------------------------------- self-trade prevention
+
+
+def test_stp_cancel_taker_is_the_default_and_keeps_earlier_trades() -> None:
+    b = Book()
+    assert b.e.stp == "cancel_taker"
+    b.sell(100, 1, member=1)
+    b.sell(100, 1, member=2)  # own order of the taker below
+    b.sell(100, 1, member=1)
+    res = b.buy(100, 3, member=2)
+    assert fills(res) == [(100, 1, 1, 4)]
+    assert ids(res.cancelled) == [4] and res.cancelled[0].remaining == 2
+    assert b.book(SELL) == [(2, 100, 1), (3, 100, 1)]  # own order untouched
+    assert b.e.best_bid() is None  # a GTC taker cancelled by STP does not rest
+
+
+def test_stp_cancel_maker_removes_own_resting_orders_and_continues() -> None:
+    b = Book(stp="cancel_maker")
+    b.sell(100, 1, member=1)
+    b.sell(100, 1, member=2)
+    b.sell(101, 1, member=2)
+    b.sell(101, 1, member=1)
+    res = b.buy(101, 3, member=2)
+    assert fills(res) == [(100, 1, 1, 5), (101, 1, 4, 5)]
+    assert ids(res.cancelled) == [2, 3]
+    assert all(o.state == CANCEL and o.remaining == 1 for o in res.cancelled)
+    assert b.book(BUY) == [(5, 101, 1)] and b.book(SELL) == []
+    b.e.check_consistency()
+
+
+def test_stp_none_allows_self_trades() -> None:
+    b = Book(stp="none")
+    b.sell(100, 1, member=1)
+    res = b.buy(100, 1, member=1)
+    assert fills(res) == [(100, 1, 1, 2)]
+
+
+def test_unknown_stp_mode_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Engine("btcusd", stp="cancel_both")
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def test_cancel_removes_a_resting_order() -> None:
+    b = Book()
+    b.buy(100, 3, member=1)
+    b.buy(100, 4, member=2)
+    o = b.e.cancel(1, member_id=1)
+    assert o.id == 1 and o.state == CANCEL and o.remaining == 3
+    assert b.e.level_volume(BUY, 100) == 4 and b.book(BUY) == [(2, 100, 4)]
+    b.e.cancel(2)
+    assert b.e.best_bid() is None and b.e.depth(5) == ([], [])
+    b.e.check_consistency()
+
+
+def test_cancel_errors() -> None:
+    b = Book()
+    b.buy(100, 3, member=1)
+    with pytest.raises(NotOwner) as e1:
+        b.e.cancel(1, member_id=2)
+    assert e1.value.code == "not_owner" and b.e.get(1) is not None
+    with pytest.raises(OrderNotFound) as e2:
+        b.e.cancel(42)
+    assert e2.value.code == "order_not_found"
+    b.sell(100, 3, member=2)  # fills order 1
+    with pytest.raises(OrderNotFound):
+        b.e.cancel(1)
+
+
+def test_cancel_an_untriggered_stop() -> None:
+    b = Book()
+    b.stop(BUY, stop=101, price=101, volume=1, member=3)
+    assert b.e.cancel(1).state == CANCEL
+    b.sell(101, 1, member=1)
+    res = b.buy(101, 1, member=2)
+    assert res.triggered == []
+
+
+def test_cancel_all_of_a_member_includes_stops_and_can_filter_a_side() -> None:
+    b = Book()
+    b.buy(99, 1, member=1)  # 1
+    b.sell(101, 1, member=1)  # 2
+    b.buy(98, 1, member=2)  # 3
+    b.stop(SELL, stop=90, price=90, volume=1, member=1)  # 4
+    b.sell(102, 1, member=1)  # 5
+    assert ids(b.e.cancel_all(1, side=SELL)) == [2, 4, 5]
+    assert ids(b.e.cancel_all(1)) == [1]
+    assert b.e.cancel_all(1) == []
+    assert b.book(BUY) == [(3, 98, 1)]
+    b.e.check_consistency()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        Order(1, 1, BUY, LIMIT, 100, 0),
+        Order(1, 1, BUY, LIMIT, 100, -1),
+        Order(1, 1, BUY, LIMIT, 0, 1),
+        Order(1, 1, BUY, LIMIT, -5, 1),
+        Order(1, 1, BUY, LIMIT, 1 << 63, 1),
+        Order(1, 1, BUY, LIMIT, 100, 1 << 63),
+        Order(1, 1, BUY, LIMIT, 100.0, 1),  # type: ignore[arg-type]
+        Order(1, 1, BUY, LIMIT, 100, 1.0),  # type: ignore[arg-type]
+        Order(1, 1, BUY, LIMIT, True, 1),  # type: ignore[arg-type]
+        Order("1", 1, BUY, LIMIT, 100, 1),  # type: ignore[arg-type]
+        Order(1, 1, "bid", LIMIT, 100, 1),
+        Order(1, 1, BUY, "iceberg", 100, 1),
+        Order(1, 1, BUY, LIMIT, 100, 1, tif="gtd"),
+        Order(1, 1, BUY, LIMIT, 100, 1, stop_price=90),
+        Order(1, 1, BUY, LIMIT, 100, 1, funds=100),
+        Order(1, 1, SELL, MARKET, 100, 1),
+        Order(1, 1, BUY, MARKET, 0, 1),
+        Order(1, 1, BUY, MARKET, 0, 1, funds=-1),
+        Order(1, 1, SELL, MARKET, 0, 1, funds=100),
+        Order(1, 1, SELL, MARKET, 0, 1, stop_price=5),
+        Order(1, 1, BUY, STOP_LIMIT, 100, 1),
+        Order(1, 1, BUY, STOP_LIMIT, 0, 1, stop_price=100),
+        Order(1, 1, BUY, STOP_LIMIT, 100, 1, stop_price=100, funds=5),
+    ],
+)
+def test_invalid_orders_are_rejected_without_any_change(order: Order) -> None:
+    b = Book()
+    b.sell(100, 1, member=9)
+    before = (b.e.state_hash(), b.e.next_seq, b.e.next_trade_id)
+    with pytest.raises(InvalidOrder) as exc:
+        b.e.submit(order)
+    assert exc.value.code == "invalid_order" and isinstance(exc.value, EngineError)
+    assert (b.e.state_hash(), b.e.next_seq, b.e.next_trade_id) == before
+
+
+def test_an_order_that_already_traded_is_not_new() -> None:
+    o = Order(5, 1, BUY, LIMIT, 100, 3)
+    o.remaining = 2
+    with pytest.raises(InvalidOrder):
+        Engine("x").submit(o)
+
+
+def test_duplicate_ids_are_rejected() -> None:
+    b = Book()
+    b.buy(100, 1)  # id 1
+    b.stop(SELL, stop=90, price=90, volume=1)  # id 2
+    for oid in (1, 2):
+        with pytest.raises(DuplicateOrder) as exc:
+            b.e.submit(Order(oid, 1, SELL, LIMIT, 200, 1))
+        assert exc.value.code == "duplicate_order"
+    assert b.book(SELL) == []
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def test_depth_is_aggregated_best_first_on_both_sides() -> None:
+    b = Book()
+    for price, vol in ((101, 1), (103, 2), (102, 3), (101, 4)):
+        b.sell(price, vol)
+    for price, vol in ((99, 1), (97, 2), (99, 5), (98, 1)):
+        b.buy(price, vol)
+    asks, bids = b.e.depth(10)
+    assert asks == [(101, 5), (102, 3), (103, 2)]
+    assert bids == [(99, 6), (98, 1), (97, 2)]
+    assert b.e.depth(2) == ([(101, 5), (102, 3)], [(99, 6), (98, 1)])
+    assert b.e.depth(0) == ([], [])
+    assert b.e.level_volume(SELL, 101) == 5 and b.e.level_volume(BUY, 101) == 0
+    assert b.e.level_volume(BUY, 97) == 2
+
+
+def test_orders_iterates_in_priority_order() -> None:
+    b = Book()
+    b.buy(99, 1)  # 1
+    b.buy(100, 1)  # 2
+    b.buy(99, 1)  # 3
+    b.sell(105, 1)  # 4
+    b.sell(104, 1)  # 5
+    assert [o.id for o in b.e.orders(BUY)] == [2, 1, 3]
+    assert [o.id for o in b.e.orders(SELL)] == [5, 4]
+
+
+def test_estimate_market_buy() -> None:
+    b = Book()
+    b.sell(100, 2)
+    b.sell(110, 3)
+    assert b.e.estimate_market_buy(1) == 100
+    assert b.e.estimate_market_buy(2) == 200
+    assert b.e.estimate_market_buy(4) == 200 + 220
+    assert b.e.estimate_market_buy(5) == 530
+    assert b.e.estimate_market_buy(6) is None
+    # the estimate is exactly what a market buy with that budget gets
+    res = b.market(BUY, 4, member=2, funds=420)
+    assert sum(t.volume for t in res.trades) == 4 and res.done[-1].funds_used == 420
+
+
+def test_state_hash_depends_on_the_book_only() -> None:
+    a, c = Book(), Book()
+    for bk in (a, c):
+        bk.buy(99, 1)
+        bk.sell(101, 2)
+    assert a.e.state_hash() == c.e.state_hash()
+    a.buy(98, 1)
+    assert a.e.state_hash() != c.e.state_hash()
+    a.e.cancel(3)
+    assert a.e.state_hash() == c.e.state_hash()  # same resting orders again
+    a.stop(BUY, stop=120, price=120, volume=1)
+    assert a.e.state_hash() != c.e.state_hash()  # untriggered stops are part of the state
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _busy_book() -> Book:
+    b = Book(stp="cancel_maker")
+    b.sell(101, 5, member=1)
+    b.sell(101, 2, member=2)
+    b.sell(103, 1, member=3)
+    b.buy(99, 4, member=1)
+    b.buy(100, 2, member=2)
+    b.buy(101, 3, member=4)  # takes 3 from order 1
+    b.buy(99, 1, member=3)
+    b.stop(SELL, stop=95, price=94, volume=2, member=1)
+    b.stop(BUY, stop=110, price=111, volume=1, member=2)
+    b.e.cancel(4)
+    return b
+
+
+def test_restore_rebuilds_an_identical_book_without_matching() -> None:
+    live = _busy_book().e
+    resting = [*live.orders(BUY), *live.orders(SELL), *live.stop_orders()]
+    copies = []
+    for o in reversed(resting):  # any order: levels are kept sorted by seq
+        c = Order(o.id, o.member_id, o.side, o.ord_type, o.price, o.volume, o.tif, o.stop_price)
+        c.remaining, c.seq, c.triggered = o.remaining, o.seq, o.triggered
+        c.funds_used, c.trades_count = o.funds_used, o.trades_count
+        copies.append(c)
+    rebuilt = Engine("btcusd", stp="cancel_maker", next_trade_id=live.next_trade_id)
+    for c in copies:
+        rebuilt.restore(c)
+    rebuilt.last_price = live.last_price
+    assert rebuilt.state_hash() == live.state_hash()
+    assert rebuilt.depth(10) == live.depth(10)
+    assert rebuilt.next_seq == max(o.seq for o in resting) + 1
+    rebuilt.check_consistency()
+    # and the two engines behave the same from here on
+    outcomes = []
+    for eng in (live, rebuilt):
+        res = eng.submit(Order(50, 9, SELL, LIMIT, 90, 10))
+        outcomes.append(([(t.id, t.price, t.volume, t.maker.id) for t in res.trades], eng.state_hash()))
+    assert outcomes[0] == outcomes[1]
+    assert [t[1:] for t in outcomes[0][0]] == [(100, 2, 5), (99, 1, 7)]
+
+
+def test_restore_refuses_what_cannot_rest() -> None:
+    e = Engine("btcusd")
+    e.restore(_resting(1, BUY, 100, seq=1))
+    with pytest.raises(DuplicateOrder):
+        e.restore(_resting(1, BUY, 99, seq=2))
+    with pytest.raises(InvalidOrder):
+        e.restore(_resting(2, SELL, 100, seq=3))  # would cross the bid at 100
+    with pytest.raises(InvalidOrder):
+        e.restore(_resting(3, SELL, 101, seq=0))  # no priority
+    done = _resting(4, SELL, 101, seq=4)
+    done.state = DONE
+    with pytest.raises(InvalidOrder):
+        e.restore(done)
+    mkt = Order(5, 1, SELL, MARKET, 0, 1)
+    mkt.seq = 5
+    with pytest.raises(InvalidOrder):
+        e.restore(mkt)
+    e.check_consistency()
+
+
+def _resting(oid: int, side: str, price: int, seq: int) -> Order:
+    o = Order(oid, 1, side, LIMIT, price, 1)
+    o.seq = seq
+    return o
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+def test_check_consistency_passes_after_operations_and_catches_corruption() -> None:
+    b = _busy_book()
+    b.e.check_consistency()
+    o = next(iter(b.e.orders(SELL)))
+    o.remaining += 1  # the level total no longer matches
+    with pytest.raises(AssertionError):
+        b.e.check_consistency()
+    o.remaining -= 1
+    b.e.check_consistency()
+    b.e._orders.pop(o.id)  # the id map lost an order
+    with pytest.raises(AssertionError):
+        b.e.check_consistency()
+
+
+def test_same_calls_give_the_same_results() -> None:
+    def run() -> tuple[str, list[tuple[int, int, int, int, int]], int]:
+        b = _busy_book()
+        res = b.market(SELL, 20, member=7)
+        return b.e.state_hash(), [(t.id, t.price, t.volume, t.maker.id, t.taker.id) for t in res.trades], b.e.next_seq
+
+    assert run() == run()

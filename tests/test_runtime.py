@@ -1,0 +1,306 @@
+"""The actor runtime (node.actors.runtime): mailbox, batches, answers, supervision, shutdown.
+
+The test actor below has no database: each batch is "committed" by appending its messages to a
+list, so the tests can check that an answer never comes before the commit of its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+
+from node.actors.runtime import Actor
+from node.errors import Busy, CreateOrderFailed, ExchangeError, Timeout, Unavailable
+
+
+class Doubler(Actor[Any]):
+    """Answers a number with its double.
+
+    "reject" is answered with an ExchangeError, "crash" makes the whole batch fail, "slow" takes
+    0.2 s. Close `gate` to hold the actor inside handle_batch.
+    """
+
+    name = "doubler"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.seen: list[list[Any]] = []  # every batch handed to handle_batch
+        self.committed: list[Any] = []  # messages of batches that completed
+        self.recoveries = 0
+        self.stops = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.entered = asyncio.Event()
+
+    async def recover(self) -> None:
+        self.recoveries += 1
+
+    async def on_stop(self) -> None:
+        self.stops += 1
+
+    async def handle_batch(self, batch: Sequence[Any]) -> list[Any]:
+        self.seen.append(list(batch))
+        self.entered.set()
+        await self.gate.wait()
+        results: list[Any] = []
+        for msg in batch:
+            if msg == "crash":
+                raise RuntimeError("disk on fire")
+            if msg == "slow":
+                await asyncio.sleep(0.2)
+                results.append("slow done")
+            elif msg == "reject":
+                results.append(CreateOrderFailed("insufficient balance"))
+            else:
+                results.append(msg * 2)
+        self.committed.extend(batch)  # the group commit
+        return results
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Callable[..., Doubler]]:
+    """Build test actors; whatever a test leaves running is cancelled afterwards."""
+    made: list[Doubler] = []
+
+    def factory(**kw: Any) -> Doubler:
+        kw.setdefault("ask_timeout", 2.0)
+        actor = Doubler(**kw)
+        made.append(actor)
+        return actor
+
+    yield factory
+    for actor in made:
+        actor.gate.set()
+        task = actor._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def ask_before_start(actor: Actor[Any], msgs: list[Any]) -> list[Any]:
+    """Queue one ask per message, then start the actor: the asks are then in one mailbox together."""
+    tasks = [asyncio.create_task(actor.ask(m)) for m in msgs]
+    await asyncio.sleep(0)
+    assert actor.depth == len(msgs)
+    await actor.start()
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- tell and ask ---------------------------------------------------------------------------------
+
+
+async def test_ask_returns_the_answer(make: Callable[..., Doubler]) -> None:
+    actor = make()
+    await actor.start()
+    assert actor.running
+    assert actor.recoveries == 1  # start() rebuilds state first
+    assert await actor.ask(21) == 42
+    assert actor.processed == 1
+    await actor.stop()
+
+
+async def test_tell_is_fire_and_forget(make: Callable[..., Doubler]) -> None:
+    actor = make()
+    await actor.start()
+    assert actor.tell(5) is None
+    await actor.ask(0)  # the mailbox is FIFO: once this is answered, 5 was handled
+    assert actor.committed == [5, 0]
+    await actor.stop()
+
+
+# -- batching -------------------------------------------------------------------------------------
+
+
+async def test_waiting_messages_are_handled_in_batches(make: Callable[..., Doubler]) -> None:
+    actor = make(max_batch=8)
+    for i in range(50):
+        actor.tell(i)
+    await actor.start()
+    await actor.stop()
+    assert [len(b) for b in actor.seen] == [8, 8, 8, 8, 8, 8, 2]
+    assert actor.committed == list(range(50))  # in order, nothing lost
+    assert (actor.processed, actor.batches) == (50, 7)
+
+
+async def test_concurrent_asks_share_batches(make: Callable[..., Doubler]) -> None:
+    actor = make(max_batch=16)
+    await actor.start()
+    answers = await asyncio.gather(*(actor.ask(i) for i in range(50)))
+    assert answers == [2 * i for i in range(50)]
+    assert len(actor.seen) < 50
+    assert all(len(b) <= 16 for b in actor.seen)
+    await actor.stop()
+
+
+async def test_answers_come_only_after_the_batch_is_committed(make: Callable[..., Doubler]) -> None:
+    actor = make()
+    await actor.start()
+    actor.gate.clear()
+
+    async def asker(n: int) -> int:
+        answer = await actor.ask(n)
+        assert n in actor.committed, "answered before the commit"
+        return answer
+
+    tasks = [asyncio.create_task(asker(n)) for n in (1, 2, 3)]
+    await actor.entered.wait()
+    await asyncio.sleep(0.02)
+    assert not any(t.done() for t in tasks)  # handle_batch has not returned: nobody is answered
+    actor.gate.set()
+    assert await asyncio.gather(*tasks) == [2, 4, 6]
+    await actor.stop()
+
+
+# -- a full mailbox -------------------------------------------------------------------------------
+
+
+async def test_full_mailbox_refuses_with_busy(make: Callable[..., Doubler]) -> None:
+    actor = make(mailbox_size=3)
+    for i in range(3):
+        actor.tell(i)
+    for _ in range(5):
+        with pytest.raises(Busy) as info:
+            actor.tell(99)
+        assert (info.value.code, info.value.status) == (3003, 503)
+        with pytest.raises(Busy):
+            await actor.ask(99)
+    assert actor.depth == 3  # never more than its size
+    await actor.start()
+    await actor.stop()
+    assert actor.committed == [0, 1, 2]  # the refused messages were not accepted
+
+
+async def test_busy_while_the_actor_is_stuck(make: Callable[..., Doubler]) -> None:
+    actor = make(mailbox_size=2)
+    await actor.start()
+    actor.gate.clear()
+    actor.tell(1)
+    await actor.entered.wait()  # 1 is being handled, the mailbox is empty again
+    actor.tell(2)
+    actor.tell(3)
+    with pytest.raises(Busy):
+        actor.tell(4)
+    assert actor.depth == 2
+    actor.gate.set()
+    await actor.stop()
+    assert actor.committed == [1, 2, 3]
+
+
+async def test_put_waits_for_room_instead_of_failing(make: Callable[..., Doubler]) -> None:
+    """Back-pressure: committed work handed between actors is never dropped."""
+    actor = make(mailbox_size=2)
+    actor.tell(1)
+    actor.tell(2)
+    waiting = asyncio.create_task(actor.put(3))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    assert actor.depth == 2
+    await actor.start()
+    await asyncio.wait_for(waiting, 1)
+    await actor.stop()
+    assert actor.committed == [1, 2, 3]
+
+
+# -- timeouts and errors --------------------------------------------------------------------------
+
+
+async def test_ask_times_out(make: Callable[..., Doubler]) -> None:
+    actor = make()
+    await actor.start()
+    with pytest.raises(Timeout) as info:
+        await actor.ask("slow", timeout=0.05)
+    assert (info.value.code, info.value.status) == (3005, 504)
+    await actor.stop()  # the slow message was still handled; its late answer is dropped quietly
+    assert actor.committed == ["slow"]
+
+
+async def test_ask_uses_the_actors_default_timeout(make: Callable[..., Doubler]) -> None:
+    actor = make(ask_timeout=0.05)
+    await actor.start()
+    with pytest.raises(Timeout):
+        await actor.ask("slow")
+    await actor.stop()
+
+
+async def test_exchange_error_goes_to_its_asker_only(make: Callable[..., Doubler]) -> None:
+    actor = make()
+    answers = await ask_before_start(actor, [1, "reject", 3])
+    assert len(actor.seen) == 1  # one batch
+    assert answers[0] == 2 and answers[2] == 6
+    assert isinstance(answers[1], CreateOrderFailed)
+    assert (answers[1].code, answers[1].message) == (2002, "insufficient balance")
+    assert actor.restarts == 0  # a refusal is an answer, not a crash
+    await actor.stop()
+
+
+# -- crashes and supervision ----------------------------------------------------------------------
+
+
+async def test_crash_fails_the_batch_and_the_actor_restarts(make: Callable[..., Doubler]) -> None:
+    actor = make(max_batch=2)
+    answers = await ask_before_start(actor, [1, "crash", 3, 4])
+    # the first batch, [1, "crash"], failed as a whole: nothing of it was committed
+    assert all(isinstance(a, Unavailable) for a in answers[:2])
+    assert (answers[0].code, answers[0].status) == (3006, 503)
+    # the next batch was handled by the restarted actor
+    assert answers[2:] == [6, 8]
+    assert actor.committed == [3, 4]
+    assert actor.restarts == 1
+    assert actor.recoveries == 2  # once at start, once after the crash
+    assert "disk on fire" in (actor.last_error or "")
+    assert await actor.ask(5) == 10
+    await actor.stop()
+
+
+async def test_wrong_number_of_results_fails_the_batch(make: Callable[..., Doubler]) -> None:
+    """A handle_batch that loses a result must not leave askers (or stop()) waiting forever."""
+
+    class Lossy(Doubler):
+        async def handle_batch(self, batch: Sequence[Any]) -> list[Any]:
+            return (await super().handle_batch(batch))[:-1]
+
+    actor = Lossy(ask_timeout=2.0)
+    answers = await ask_before_start(actor, [1, 2])
+    assert all(isinstance(a, Unavailable) for a in answers)
+    assert actor.restarts == 1
+    await asyncio.wait_for(actor.stop(), 1)
+
+
+# -- shutdown -------------------------------------------------------------------------------------
+
+
+async def test_stop_drains_the_mailbox_then_refuses(make: Callable[..., Doubler]) -> None:
+    actor = make(max_batch=2)
+    await actor.start()
+    actor.gate.clear()
+    for i in range(5):
+        actor.tell(i)
+    await actor.entered.wait()
+    stopping = asyncio.create_task(actor.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(Unavailable):  # new messages are refused as soon as stop() begins
+        actor.tell(99)
+    assert not stopping.done()  # ...but the ones already waiting are finished first
+    actor.gate.set()
+    await asyncio.wait_for(stopping, 1)
+    assert actor.committed == [0, 1, 2, 3, 4]
+    assert actor.stops == 1
+    assert not actor.running
+    with pytest.raises(Unavailable) as info:
+        actor.tell(100)
+    assert isinstance(info.value, ExchangeError) and info.value.status == 503
+    with pytest.raises(Unavailable):
+        await actor.ask(100)
+
+
+async def test_stop_before_start_returns_at_once(make: Callable[..., Doubler]) -> None:
+    actor = make()
+    await asyncio.wait_for(actor.stop(), 1)
+    assert not actor.running
+    with pytest.raises(Unavailable):
+        actor.tell(1)
