@@ -94,6 +94,7 @@ async def test_money_is_conserved_under_random_trading(database_url: str) -> Non
         assert await ex.store.fetchval("SELECT COUNT(*) FROM accounts WHERE balance < 0 OR locked < 0") == 0
         house = {a["currency"]: a["balance"] for a in await ex.accounts_of(ex.fee_member)}
         assert house["btc"] > 0 and house["usd"] > 0  # fees were charged and kept
+        assert all(a.restarts == 0 for a in [*ex.markets.values(), *ex.accounts]), ex.status()
         hashes = {mid: a.engine.state_hash() for mid, a in ex.markets.items()}
         for a in ex.markets.values():
             a.engine.check_consistency()

@@ -86,7 +86,8 @@ class AccountActor(Actor[SubmitOrders]):
         async with self.store.transaction() as tx:
             marks = ",".join("?" * len(members))
             rows = await tx.fetch(
-                f"SELECT member_id, currency, balance FROM accounts WHERE member_id IN ({marks}){self.store.for_update}",
+                f"SELECT member_id, currency, balance FROM accounts WHERE member_id IN ({marks}) "
+                f"ORDER BY member_id, currency{self.store.for_update}",
                 *members,
             )
             available = {(int(r["member_id"]), r["currency"]): int(r["balance"]) for r in rows}
@@ -132,7 +133,7 @@ class AccountActor(Actor[SubmitOrders]):
                 await tx.executemany(
                     "UPDATE accounts SET balance = balance - ?, locked = locked + ? "
                     "WHERE member_id = ? AND currency = ? AND balance >= ?",
-                    [(amt, amt, k[0], k[1], amt) for k, amt in deltas.items()],
+                    [(amt, amt, k[0], k[1], amt) for k, amt in sorted(deltas.items())],
                 )
                 await tx.executemany(ORDER_INSERT_SQL, order_rows)
                 await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)

@@ -220,6 +220,7 @@ class MarketActor(Actor[Any]):
         order_rows: list[tuple[Any, ...]] = []
         finished: list[Order] = []
         levels: set[tuple[str, int]] = set()
+        # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
         async with self.store.transaction() as tx:
             for t in trades:
                 t.id = await self.trade_ids.take(tx)
@@ -242,7 +243,7 @@ class MarketActor(Actor[Any]):
                                    int(o.triggered), ts, o.id))
             await tx.executemany(TRADE_INSERT_SQL, trade_rows)
             await tx.executemany(ORDER_UPDATE_SQL, order_rows)
-            await tx.executemany(ACCOUNT_DELTA_SQL, [(d[0], d[1], k[0], k[1]) for k, d in eff.deltas.items()])
+            await tx.executemany(ACCOUNT_DELTA_SQL, [(d[0], d[1], k[0], k[1]) for k, d in sorted(eff.deltas.items())])
             await tx.executemany(LEDGER_INSERT_SQL, [r + (ts,) for r in eff.ledger])
             await tx.execute(
                 "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, updated_at = ? WHERE market = ?",

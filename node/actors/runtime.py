@@ -130,6 +130,7 @@ class Actor(Generic[M]):
 
     async def _supervise(self) -> None:
         backoff = 0.05
+        last_crash = 0.0
         while True:
             try:
                 await self._run()
@@ -138,6 +139,9 @@ class Actor(Generic[M]):
             except Exception as e:  # the supervisor: log with context, rebuild from the store
                 self.restarts += 1
                 self.last_error = repr(e)
+                if time.monotonic() - last_crash > 60:
+                    backoff = 0.05  # a crash long after the last one is not a crash loop
+                last_crash = time.monotonic()
                 log.exception("%s crashed (restart %d); rebuilding from the store", self.name, self.restarts)
                 while True:
                     await asyncio.sleep(backoff)
