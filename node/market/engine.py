@@ -454,7 +454,7 @@ class Engine:
                 for o in self._pop_triggered(lo, hi):
                     o.triggered = True
                     res.triggered.append(o)
-                    heappush(pending, (-o.id, o))
+                    heappush(pending, (o.id, o))
             start = len(trades)
             if not pending:
                 return
@@ -475,7 +475,7 @@ class Engine:
             del bs[:n]
         ss = self._sell_stops
         if ss and ss[-1][0] >= lo:
-            n = bisect_left(ss, (lo,))
+            n = bisect_left(ss, (lo + 1,))
             fired.extend(orders.pop(oid) for _, oid in ss[n:])
             del ss[n:]
         fired.sort(key=_by_id)

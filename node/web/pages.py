@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from node.web.api import EXCHANGE
+from node.web.api import EXCHANGE, json_response
 from node.web.format import price_str, volume_str
 
 
@@ -49,6 +49,14 @@ async def market(request: web.Request) -> dict[str, Any]:
     }
 
 
+async def ops_status(request: web.Request) -> web.Response:
+    """Node status for operators (actors, mailboxes, books' state hashes); answered on loopback only."""
+    if request.remote not in ("127.0.0.1", "::1"):
+        raise web.HTTPForbidden(text="status is only served to local requests")
+    return json_response(request.app[EXCHANGE].status())
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ops/status", ops_status)
     app.router.add_get("/", index)
     app.router.add_get("/markets/{market}", market)

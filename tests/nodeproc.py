@@ -1,0 +1,96 @@
+"""Run exchange nodes as real processes for tests: start, wait until they answer, kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp: Path, database: str, port: int, extra: str = "") -> Path:
+    """The default cluster.toml with this test's database and port."""
+    text = (ROOT / "cluster.toml").read_text()
+    text = text.replace('database = "sqlite:///var/exchange.db"', f'database = "{database}"')
+    text = text.replace("port = 8080", f"port = {port}")
+    path = tmp / "cluster.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def cli(config: Path, *args: str, key_file: Path | None = None) -> str:
+    """Run `python -m node …` to completion and return what it printed."""
+    cmd = [sys.executable, "-m", "node", "--config", str(config)]
+    if key_file is not None:
+        cmd += ["--key-file", str(key_file)]
+    out = subprocess.run([*cmd, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env=_env())
+    if out.returncode != 0:
+        raise RuntimeError(f"{args} failed: {out.stderr[-2000:]}")
+    return out.stdout
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class NodeProcess:
+    def __init__(self, config: Path, port: int, key_file: Path, log: Path, node: str | None = None) -> None:
+        self.config = config
+        self.port = port
+        self.key_file = key_file
+        self.log = log
+        self.node = node
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30) -> None:
+        cmd = [sys.executable, "-m", "node", "--config", str(self.config), "--key-file", str(self.key_file)]
+        if self.node:
+            cmd += ["--node", self.node]
+        cmd += ["serve", "--port", str(self.port)]
+        logf = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=_env())
+        logf.close()
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"node exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+                try:
+                    async with s.get(self.base + "/api/v2/timestamp") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"node did not come up: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, like a power cut of the process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
