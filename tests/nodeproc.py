@@ -55,14 +55,20 @@ class NodeProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 30) -> None:
+    def spawn(self) -> None:
+        """Start the process (without waiting for it to answer)."""
         cmd = [sys.executable, "-m", "node", "--config", str(self.config), "--key-file", str(self.key_file)]
         if self.node:
             cmd += ["--node", self.node]
         cmd += ["serve", "--port", str(self.port)]
-        logf = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        logf = open(self.log, "ab")  # handed to the child, closed here once it has its own copy
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=_env())
         logf.close()
+
+    async def start(self, timeout: float = 30) -> None:
+        """Start the process and wait until its API answers."""
+        self.spawn()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as s:
             while time.monotonic() < deadline:

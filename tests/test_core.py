@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from node.audit import audit
-from node.errors import CancelOrderFailed, CreateOrderFailed, ExchangeError, InvalidParameter, MarketHalted, MemberNotFound, OrderNotFound
+from node.errors import (
+    CancelOrderFailed,
+    CreateOrderFailed,
+    ExchangeError,
+    InvalidParameter,
+    MarketHalted,
+    MemberNotFound,
+    OrderNotFound,
+)
 from node.exchange import Exchange, OrderInput
 from tests.conftest import config_with
 

@@ -53,7 +53,7 @@ async def client_loop(api: ApiClient, rng: random.Random, acked: dict[str, Any],
         except ApiError as e:
             if e.status >= 500 and e.code not in (3003, 3005, 3006):
                 raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, aiohttp.ClientError, ConnectionError):
             await asyncio.sleep(0.05)  # the node is down: not acknowledged, nothing to check
 
 

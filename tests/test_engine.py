@@ -227,6 +227,16 @@ def test_market_buy_with_funds_for_less_than_one_lot_does_not_trade() -> None:
     assert b.book(SELL) == [(1, 100, 3)]
 
 
+def test_market_buy_stops_when_one_more_lot_is_unaffordable_even_against_own_orders() -> None:
+    b = Book(stp="cancel_maker")
+    b.sell(100, 1, member=1)
+    b.sell(100, 1, member=2)  # the buyer's own order: it is not cancelled, the buyer stops first
+    res = b.market(BUY, 5, member=2, funds=199)
+    assert [(t.price, t.volume) for t in res.trades] == [(100, 1)]
+    assert ids(res.cancelled) == [3] and res.cancelled[0].funds_used == 100
+    assert b.book(SELL) == [(2, 100, 1)]
+
+
 def test_market_buy_stops_at_its_volume_when_funds_are_plenty() -> None:
     b = Book()
     b.sell(100, 5, member=1)

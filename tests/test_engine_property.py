@@ -216,13 +216,18 @@ class Model:
 PRICES = st.integers(95, 105)
 MEMBERS = st.integers(1, 3)
 
+# Budgets near a multiple of a price hit the "cannot pay one more lot" edge.
+FUNDS = st.one_of(
+    st.integers(1, 1200),
+    st.builds(lambda n, p, d: max(1, n * p + d), st.integers(0, 8), PRICES, st.integers(-1, 1)),
+)
 limit_ops = st.tuples(
     st.just(LIMIT), st.sampled_from([BUY, SELL]), PRICES, st.integers(1, 8), MEMBERS,
-    st.sampled_from([GTC, GTC, GTC, IOC, FOK, POST_ONLY]), st.just(0), st.just(0),
+    st.sampled_from([GTC, GTC, IOC, FOK, FOK, POST_ONLY]), st.just(0), st.just(0),
 )  # fmt: skip
 market_ops = st.tuples(
     st.just(MARKET), st.sampled_from([BUY, SELL]), st.just(0), st.integers(1, 10), MEMBERS,
-    st.just(GTC), st.just(0), st.integers(1, 1200),
+    st.just(GTC), st.just(0), FUNDS,
 )  # fmt: skip
 stop_ops = st.tuples(
     st.just(STOP_LIMIT), st.sampled_from([BUY, SELL]), PRICES, st.integers(1, 8), MEMBERS,

@@ -30,10 +30,10 @@ class Envelope(Generic[M]):
         self.future = future
 
 
-def _consume(fut: asyncio.Future[Any]) -> None:
-    """Mark an answer as read, so one that arrives after its asker timed out logs no warning."""
-    if not fut.cancelled():
-        fut.exception()
+def _expire(fut: asyncio.Future[Any], name: str) -> None:
+    """The asker stops waiting; the message may still be processed later (retry with a client id)."""
+    if not fut.done():
+        fut.set_exception(Timeout(f"{name} did not answer in time"))
 
 
 class Actor(Generic[M]):
@@ -84,17 +84,20 @@ class Actor(Generic[M]):
         await self.mailbox.put(Envelope(msg, None))
 
     async def ask(self, msg: M, timeout: float | None = None) -> Any:
+        """Send and wait for the answer, which comes only after the batch's commit."""
         self._check_open()
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.add_done_callback(_consume)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         try:
             self.mailbox.put_nowait(Envelope(msg, fut))
         except asyncio.QueueFull:
             raise Busy(f"{self.name} is busy, try again later") from None
+        # One timer and one future per ask (cheaper than wait_for + shield on this hot path).
+        timer = loop.call_later(timeout or self.ask_timeout, _expire, fut, self.name)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.ask_timeout)
-        except TimeoutError:
-            raise Timeout(f"{self.name} did not answer in time") from None
+            return await fut
+        finally:
+            timer.cancel()
 
     def _check_open(self) -> None:
         if self._stopping:
@@ -175,7 +178,7 @@ class Actor(Generic[M]):
                 raise
             for env, res in zip(batch, results, strict=True):
                 fut = env.future
-                if fut is not None and not fut.done():
+                if fut is not None and not fut.done():  # done: the asker timed out already
                     if isinstance(res, ExchangeError):
                         fut.set_exception(res)
                     else:

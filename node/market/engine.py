@@ -475,7 +475,7 @@ class Engine:
             del bs[:n]
         ss = self._sell_stops
         if ss and ss[-1][0] >= lo:
-            n = bisect_left(ss, (lo + 1,))
+            n = bisect_left(ss, (lo,))
             fired.extend(orders.pop(oid) for _, oid in ss[n:])
             del ss[n:]
         fired.sort(key=_by_id)
