@@ -37,8 +37,9 @@ def _run(coro: Awaitable[Any]) -> Any:
         return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-async def _with_exchange(args: argparse.Namespace, fn: Callable[[Exchange], Awaitable[Any]]) -> Any:
-    ex = await Exchange.start(load_config(args.config), args.node)
+async def _with_exchange(args: argparse.Namespace, fn: Callable[[Exchange], Awaitable[Any]], actors: bool = False) -> Any:
+    """Admin commands run beside a live node: they use the store only and start no actor."""
+    ex = await Exchange.start(load_config(args.config), args.node, actors=actors)
     try:
         return await fn(ex)
     finally:
@@ -116,7 +117,7 @@ async def demo_seed(args: argparse.Namespace) -> None:
         members = await demo.seed(ex)
         print("demo members:", ", ".join(str(m) for m in members))
 
-    await _with_exchange(args, go)
+    await _with_exchange(args, go, actors=True)
 
 
 async def audit_cmd(args: argparse.Namespace) -> int:

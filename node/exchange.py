@@ -7,6 +7,7 @@ actors. Reads go straight to the store or to the in-memory books.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.actors.account import AccountActor, order_row_view
+from node.actors.lease import LEASE_TTL_MS, Leases, ProcessLock
 from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
 from node.actors.messages import CancelAll, CancelOrder, OrderRequest, SetHalted, SubmitOrders
 from node.config import Config, Market, NodeConf
@@ -30,7 +32,7 @@ from node.events import EventBus
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import DEPOSIT, order_lock
 from node.money import parse_units
-from node.store import Store, open_store
+from node.store import Store, open_store, sqlite_path
 from node.store.schema import HOUSE_EMAIL
 
 log = logging.getLogger(__name__)
@@ -67,19 +69,36 @@ class Exchange:
         self.fee_member = 0
         self.started_at = time.time()
         self._members: dict[int, tuple[float, bool]] = {}
+        self.leases = Leases(store, node.name)
+        self._lease_task: asyncio.Task[None] | None = None
+        self._process_lock: ProcessLock | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
     @classmethod
-    async def start(cls, config: Config, node_name: str | None = None) -> Exchange:
+    async def start(cls, config: Config, node_name: str | None = None, *, actors: bool = True) -> Exchange:
+        """Open the store and, unless `actors=False` (admin commands beside a running node), start
+        this node's market and account actors."""
         node = config.node(node_name)
         store = await open_store(config.database, synchronous=config.sqlite_synchronous)
         ex = cls(config, node, store)
-        await ex._boot()
+        try:
+            await ex._boot(actors)
+        except BaseException:
+            await ex.stop()
+            raise
         return ex
 
-    async def _boot(self) -> None:
+    async def _boot(self, actors: bool) -> None:
         self.fee_member = await self._ensure_house()
         await self._ensure_accounts()
+        if not actors:
+            return
+        if self.store.backend == "sqlite":
+            self._process_lock = ProcessLock(sqlite_path(self.config.database))
+            self._process_lock.acquire()
+        for mid in self.node.markets:
+            await self.leases.acquire(mid)
+        self._lease_task = asyncio.create_task(self._renew_leases(), name="leases")
         a = self.config.actors
         kw = {"mailbox_size": a.mailbox_size, "max_batch": a.max_batch, "ask_timeout": a.ask_timeout}
         for mid in self.node.markets:
@@ -92,11 +111,28 @@ class Exchange:
 
     async def stop(self) -> None:
         """Drain the account actors first (they feed the markets), then the markets, then the store."""
+        if self._lease_task is not None:
+            self._lease_task.cancel()
         for actor in self.accounts:
             await actor.stop()
-        for m in self.markets.values():
+        for mid, m in self.markets.items():
             await m.stop()
+            await self.leases.release(mid)
         await self.store.close()
+        if self._process_lock is not None:
+            self._process_lock.release()
+
+    async def _renew_leases(self) -> None:
+        """Keep our markets' leases; a market whose lease was taken over is stopped at once."""
+        while True:
+            await asyncio.sleep(LEASE_TTL_MS / 3000)
+            for mid, actor in list(self.markets.items()):
+                try:
+                    if not await self.leases.renew(mid):
+                        log.error("lost the lease of market %s: stopping its actor", mid)
+                        actor.fence()
+                except Exception:
+                    log.exception("could not renew the lease of %s; retrying", mid)
 
     async def quiesce(self) -> None:
         """Wait until every message sent so far is fully processed (tests, graceful hand-over)."""

@@ -246,6 +246,10 @@ async def test_pending_orders_are_matched_after_a_crash(database_url: str) -> No
     assert (await ex.order_row(view["id"]))["state"] == "pending"
     await ex.accounts[0].stop()
     await ex.store.close()
+    if ex._lease_task is not None:  # what the death of the process would have ended
+        ex._lease_task.cancel()
+    if ex._process_lock is not None:
+        ex._process_lock.release()
     ex2 = await Exchange.start(cfg)
     try:
         assert (await ex2.order_row(view["id"]))["state"] == "done"
@@ -266,3 +270,20 @@ async def test_deposit_is_idempotent_by_txid(exchange: Exchange) -> None:
         await ex.deposit(m, "xyz", "1")
     with pytest.raises(InvalidParameter):
         await ex.deposit(m, "btc", "0.000000001")
+
+
+async def test_a_second_node_cannot_run_the_same_markets(database_url: str) -> None:
+    """Exactly one live market actor per market: a second process/node is refused, clearly."""
+    from node.actors.lease import LeaseHeld
+
+    cfg = config_with(database_url)
+    # A misconfigured second node that also claims every market.
+    other = config_with(database_url, nodes={"other": {"host": "127.0.0.1", "port": 8081, "markets": list(cfg.markets)}})
+    ex = await Exchange.start(cfg)
+    try:
+        with pytest.raises(LeaseHeld, match="btcusd|already running"):
+            await Exchange.start(other)
+        admin = await Exchange.start(cfg, actors=False)  # admin commands beside a live node are fine
+        await admin.stop()
+    finally:
+        await ex.stop()

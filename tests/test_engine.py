@@ -57,8 +57,12 @@ class Book:
     def market(self, side: str, volume: int, member: int = 1, funds: int = 0) -> MatchResult:
         return self.e.submit(Order(self._id(), member, side, MARKET, 0, volume, funds=funds))
 
-    def stop(self, side: str, stop: int, price: int, volume: int, member: int = 1, tif: str = GTC) -> MatchResult:
-        return self.e.submit(Order(self._id(), member, side, STOP_LIMIT, price, volume, tif=tif, stop_price=stop))
+    def stop(
+        self, side: str, stop: int, price: int, volume: int, member: int = 1, tif: str = GTC
+    ) -> MatchResult:
+        return self.e.submit(
+            Order(self._id(), member, side, STOP_LIMIT, price, volume, tif=tif, stop_price=stop)
+        )
 
     def book(self, side: str) -> list[tuple[int, int, int]]:
         """(id, price, remaining) in priority order."""
@@ -751,6 +755,10 @@ def test_same_calls_give_the_same_results() -> None:
     def run() -> tuple[str, list[tuple[int, int, int, int, int]], int]:
         b = _busy_book()
         res = b.market(SELL, 20, member=7)
-        return b.e.state_hash(), [(t.id, t.price, t.volume, t.maker.id, t.taker.id) for t in res.trades], b.e.next_seq
+        return (
+            b.e.state_hash(),
+            [(t.id, t.price, t.volume, t.maker.id, t.taker.id) for t in res.trades],
+            b.e.next_seq,
+        )
 
     assert run() == run()

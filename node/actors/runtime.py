@@ -103,6 +103,12 @@ class Actor(Generic[M]):
         if self._stopping:
             raise Unavailable(f"{self.name} is shutting down")
 
+    def fence(self) -> None:
+        """Stop at once without draining: another owner has taken over (what is queued is not ours)."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+
     @property
     def depth(self) -> int:
         return self.mailbox.qsize()

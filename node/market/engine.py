@@ -186,13 +186,13 @@ class Engine:
         # MatchResult() inlined: saves the __init__ frame on every order.
         res = _new(MatchResult)
         res.trades = []
-        res.cancelled = []
         res.triggered = []
         res.done = []
-        res.rested = []
         if okeys and okeys[-1] >= lim:
             if tif == POST_ONLY:
                 raise WouldCross(f"post-only order {oid} would cross the book")
+            res.cancelled = []
+            res.rested = []
             self._execute(order, lim, tif, res)
             if res.trades and (self._buy_stops or self._sell_stops):
                 self._cascade(res, 0, [])
@@ -224,10 +224,12 @@ class Engine:
                 level[oid] = order
                 vols[key] += vol
             orders[oid] = order
-            res.rested.append(order)
+            res.rested = [order]
+            res.cancelled = []
         else:
             order.state = CANCEL
-            res.cancelled.append(order)
+            res.cancelled = [order]
+            res.rested = []
         return res
 
     def _submit_other(self, order: Order) -> MatchResult:

@@ -142,3 +142,17 @@ CREATE INDEX tonces_expiry ON tonces (expires_at);
 
 HOUSE_EMAIL = "house@exchange.invalid"
 """The house fee account's member: fees are credited here, so they never vanish from the books."""
+
+MIGRATIONS.append(
+    (
+        2,
+        """
+CREATE TABLE market_leases (
+    market TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+""",
+    )
+)
