@@ -1,21 +1,36 @@
 """API tokens (access key / secret key pairs) of members, Peatio-style, with more safety.
 
 A token has a label, scopes (profile, history, trade, or all), an optional expiry and IP whitelist,
-can be disabled and is soft-deleted. The secret is shown once and stored encrypted.
+can be disabled (one token, or every token of a member) and is soft-deleted. The secret is shown once
+and stored encrypted (HMAC verification needs it in clear, so a hash cannot do; see secrets_box).
+
+Lookups are cached for `cache_ttl` seconds (1 s by default): the signed-order hot path then costs
+neither a database read nor a decryption per request. Changes made through this object take effect
+at once on this node; changes made elsewhere (another node, the admin CLI, a direct UPDATE) within
+`cache_ttl`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from node.errors import InvalidParameter
 from node.secrets_box import SecretBox
 from node.store import Store
-from node.web.signature import generate_key
+from node.web.signature import KEY_ALPHABET, KEY_LENGTH, generate_key
 
 SCOPES = ("profile", "history", "trade", "all")
+CACHE_MAX = 10_000  # cached lookups kept at most (unknown keys included), then the cache starts over
+_KEY_CHARS = frozenset(KEY_ALPHABET)
+
+
+def well_formed_key(access_key: str) -> bool:
+    """Whether `access_key` could be one of ours (40 × [A-Za-z0-9]): garbage never reaches the store."""
+    return len(access_key) == KEY_LENGTH and all(c in _KEY_CHARS for c in access_key)
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,9 @@ class Token:
             return False
         return any(addr in ipaddress.ip_network(net, strict=False) for net in self.ip_whitelist)
 
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_at is not None and self.expires_at <= now_ms
+
 
 def parse_scopes(raw: str | None) -> str:
     items = [s for s in (raw or "all").replace(",", " ").split() if s]
@@ -65,12 +83,17 @@ def parse_ip_whitelist(raw: str | None) -> str:
 
 
 class ApiKeys:
-    def __init__(self, store: Store, box: SecretBox) -> None:
+    def __init__(self, store: Store, box: SecretBox, cache_ttl: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.box = box
+        self.cache_ttl = cache_ttl
+        self.clock = clock
+        self._cache: dict[str, tuple[float, Token | None]] = {}
 
     async def create(self, member_id: int, label: str = "", scopes: str = "all", ip_whitelist: str = "",
                      expires_at: int | None = None, now: int = 0) -> tuple[str, str]:
+        """A new token; returns (access_key, secret_key). The secret is not kept in clear anywhere."""
         if len(label) > 64:
             raise InvalidParameter("label is too long (at most 64 characters)", "label")
         access, secret = generate_key(), generate_key()
@@ -80,15 +103,36 @@ class ApiKeys:
             member_id, access, self.box.seal(secret), label, parse_scopes(scopes), parse_ip_whitelist(ip_whitelist),
             expires_at, now,
         )
+        self._cache.pop(access, None)
         return access, secret
 
     async def find(self, access_key: str) -> Token | None:
+        """The token of `access_key` (deleted and disabled ones included: the caller tells them
+        apart), or None; served from the cache when fresh."""
+        now = self.clock()
+        hit = self._cache.get(access_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        token = await self._load(access_key) if well_formed_key(access_key) else None
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[access_key] = (now + self.cache_ttl, token)
+        return token
+
+    async def _load(self, access_key: str) -> Token | None:
         row = await self.store.fetchrow(
             "SELECT t.*, m.api_disabled AS member_api_disabled, m.disabled AS member_disabled "
             "FROM api_tokens t JOIN members m ON m.id = t.member_id WHERE t.access_key = ?",
             access_key,
         )
         return None if row is None else self._token(row)
+
+    def forget(self, access_key: str | None = None) -> None:
+        """Drop one cached lookup (or all of them) after a change."""
+        if access_key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(access_key, None)
 
     def _token(self, row: Any) -> Token:
         return Token(
@@ -105,13 +149,35 @@ class ApiKeys:
         )
 
     async def list(self, member_id: int) -> list[dict[str, Any]]:
+        """A member's live tokens, without secrets."""
         rows = await self.store.fetch(
             "SELECT id, access_key, label, scopes, ip_whitelist, expires_at, disabled, created_at, last_used_at "
             "FROM api_tokens WHERE member_id = ? AND deleted_at IS NULL ORDER BY id", member_id)
         return [dict(r) for r in rows]
 
+    async def _access_key(self, member_id: int, token_id: int) -> str | None:
+        return await self.store.fetchval(  # type: ignore[no-any-return]
+            "SELECT access_key FROM api_tokens WHERE id = ? AND member_id = ?", token_id, member_id)
+
     async def delete(self, member_id: int, token_id: int, now: int) -> bool:
+        """Soft delete: the row stays (for the audit trail), the key stops working at once."""
         n = await self.store.execute(
             "UPDATE api_tokens SET deleted_at = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
             now, token_id, member_id)
+        self.forget(await self._access_key(member_id, token_id))
+        return n > 0
+
+    async def set_disabled(self, member_id: int, token_id: int, disabled: bool) -> bool:
+        """Disable (or enable again) one token: it answers 2009 while disabled."""
+        n = await self.store.execute(
+            "UPDATE api_tokens SET disabled = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
+            int(disabled), token_id, member_id)
+        self.forget(await self._access_key(member_id, token_id))
+        return n > 0
+
+    async def set_member_api_disabled(self, member_id: int, disabled: bool) -> bool:
+        """Switch off the API for every token of a member (e.g. on suspicion of a leak), at once."""
+        n = await self.store.execute("UPDATE members SET api_disabled = ? WHERE id = ?", int(disabled), member_id)
+        for r in await self.store.fetch("SELECT access_key FROM api_tokens WHERE member_id = ?", member_id):
+            self.forget(r["access_key"])
         return n > 0

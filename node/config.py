@@ -88,6 +88,17 @@ class ActorConf:
 
 
 @dataclass(frozen=True)
+class ApiConf:
+    """The `[api]` table: rate limits of API v2, per node (in memory: a cluster of N nodes behind a
+    load balancer lets through up to N times these numbers). 0 disables a limit."""
+
+    signed_limit: int = 6_000  # signed requests per access key per window (Peatio: 6000 / 5 min)
+    signed_window: int = 300  # seconds
+    public_limit: int = 1_200  # unsigned requests per client IP per window
+    public_window: int = 60  # seconds
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     database: str
@@ -98,6 +109,7 @@ class Config:
     nodes: dict[str, NodeConf]
     actors: ActorConf = field(default_factory=ActorConf)
     source: str = ""
+    api: ApiConf = field(default_factory=ApiConf)
 
     def node(self, name: str | None) -> NodeConf:
         if name is None:
@@ -256,6 +268,13 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         max_batch=_int_range(a, "max_batch", "actors", 1, 100_000, 1_000),
         ask_timeout=float(_int_range(a, "ask_timeout_ms", "actors", 1, 600_000, 10_000)) / 1000,
     )
+    api_t = _get(data, "api", "", dict, {})
+    api = ApiConf(
+        signed_limit=_int_range(api_t, "signed_limit", "api", 0, 10**9, ApiConf.signed_limit),
+        signed_window=_int_range(api_t, "signed_window_s", "api", 1, 86_400, ApiConf.signed_window),
+        public_limit=_int_range(api_t, "public_limit", "api", 0, 10**9, ApiConf.public_limit),
+        public_window=_int_range(api_t, "public_window_s", "api", 1, 86_400, ApiConf.public_window),
+    )
     return Config(
         name=name,
         database=database,
@@ -266,6 +285,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         nodes=nodes,
         actors=actors,
         source=source,
+        api=api,
     )
 
 

@@ -402,6 +402,53 @@ class Exchange:
             },
         }
 
+    # -- API v2 reads (issue 3: REST API) ----------------------------------------------------------
+    # Read-only helpers of the REST API; they change no state and no existing behaviour.
+    DEPOSIT_STATES = ("submitting", "submitted", "accepted", "checked", "rejected", "cancelled", "warning")
+
+    def currency(self, code: object, field: str = "currency") -> str:
+        """A configured currency code, or InvalidParameter naming the field."""
+        if not isinstance(code, str) or code not in self.config.currencies:
+            raise InvalidParameter(f"{field} does not have a valid value", field)
+        return code
+
+    async def count_orders_of(self, member_id: int, market: str | None, states: tuple[str, ...]) -> int:
+        """How many orders `orders_of` would page through (for the X-Total header)."""
+        marks = ",".join("?" * len(states))
+        sql = f"SELECT COUNT(*) FROM orders WHERE member_id = ? AND state IN ({marks})"
+        args: list[Any] = [member_id, *states]
+        if market is not None:
+            sql += " AND market = ?"
+            args.append(market)
+        return int(await self.store.fetchval(sql, *args) or 0)
+
+    async def deposits_of(self, member_id: int, currency: str | None = None, state: str | None = None,
+                          limit: int = 3, offset: int = 0) -> list[dict[str, Any]]:
+        """A member's deposits, newest first (Peatio's `GET /deposits`)."""
+        sql = "SELECT * FROM deposits WHERE member_id = ?"
+        args: list[Any] = [member_id]
+        if currency is not None:
+            sql += " AND currency = ?"
+            args.append(currency)
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        return [dict(r) for r in await self.store.fetch(sql, *args, limit, offset)]
+
+    async def deposit_by_txid(self, member_id: int, txid: str) -> dict[str, Any] | None:
+        """The member's deposit with this transaction id (the same txid may exist in other currencies
+        of other members: only the member's own is ever shown)."""
+        row = await self.store.fetchrow(
+            "SELECT * FROM deposits WHERE member_id = ? AND txid = ? ORDER BY id DESC LIMIT 1", member_id, txid)
+        return None if row is None else dict(row)
+
+    async def deposit_address(self, member_id: int, currency: str) -> str:
+        """Where the member deposits `currency`. Wallets (issue 7) replace this: until a currency has a
+        wallet there is no address to give, and the answer says so instead of inventing one."""
+        code = self.currency(currency)
+        raise InvalidParameter(f"currency {code} has no deposit wallet on this exchange yet", "currency")
+
 
 def inputs_from(params: Mapping[str, Any]) -> OrderInput:
     """Build an OrderInput from API/form params, with Peatio's names (and ours for what Peatio lacked)."""

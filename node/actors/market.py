@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ LEDGER_INSERT_SQL = (
     "INSERT INTO ledger (member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+FINISHED_MEMORY = 100_000
 ACCOUNT_DELTA_SQL = "UPDATE accounts SET balance = balance + ?, locked = locked + ? WHERE member_id = ? AND currency = ?"
 
 
@@ -69,6 +70,7 @@ class MarketActor(Actor[Any]):
         self.trade_ids = IdAllocator(store, "trades")
         self.engine = Engine(market.id, stp=market.self_trade)
         self.live: dict[int, Live] = {}
+        self.finished: dict[int, tuple[int, str]] = {}  # recently finished orders: (member, state)
         self.recovered: set[int] = set()
         self.halted = False
         self.book_seq = 0  # sequence of depth diffs, for websocket clients keeping a local book
@@ -112,11 +114,16 @@ class MarketActor(Actor[Any]):
         log.info("%s: book rebuilt with %d resting orders", self.name, len(rows))
 
     # -- the batch --------------------------------------------------------------------------------
-    async def handle_batch(self, batch: Sequence[Any]) -> list[Any]:
+    pipelined = True
+
+    async def prepare_batch(self, batch: Sequence[Any]) -> tuple[list[Any], Callable[[], Awaitable[None]] | None]:
+        """Match the batch in memory and snapshot every row it must write (the next batch may move
+        the same orders on before this one is written)."""
         engine = self.engine
         results: list[Any] = []
         touched: dict[int, Order] = {}
         trades: list[Trade] = []
+        halted: bool | None = None
         for msg in batch:
             try:
                 if isinstance(msg, NewOrder):
@@ -129,16 +136,16 @@ class MarketActor(Actor[Any]):
                         touched[o.id] = o
                     results.append([o.id for o in cancelled])
                 elif isinstance(msg, SetHalted):
-                    self.halted = msg.halted
+                    self.halted = halted = msg.halted
                     results.append(msg.halted)
                 else:
                     results.append(ExchangeError(f"unknown message {type(msg).__name__}"))
             except ExchangeError as e:
                 results.append(e)
-        halted = [m for m in batch if isinstance(m, SetHalted)]
-        if touched or halted:
-            await self._commit(touched, trades, halted[-1].halted if halted else None)
-        return results
+        if not touched and halted is None:
+            return results, None
+        write = await self._rows(touched, trades)
+        return results, write
 
     def _submit(self, msg: NewOrder, touched: dict[int, Order], trades: list[Trade]) -> int | None:
         if msg.id in self.live or msg.id in self.recovered:
@@ -175,10 +182,16 @@ class MarketActor(Actor[Any]):
             self.engine.cancel(o.id)
             touched[o.id] = o
             return before
-        row = await self.store.fetchrow("SELECT member_id, state FROM orders WHERE id = ? AND market = ?", msg.order_id, self.market.id)
-        if row is None or (msg.member_id is not None and int(row["member_id"]) != msg.member_id):
+        gone = self.finished.get(msg.order_id)
+        if gone is not None:
+            member, state = gone
+        else:
+            row = await self.store.fetchrow("SELECT member_id, state FROM orders WHERE id = ? AND market = ?",
+                                            msg.order_id, self.market.id)
+            member, state = (None, None) if row is None else (int(row["member_id"]), row["state"])
+        if member is None or (msg.member_id is not None and member != msg.member_id):
             raise OrderNotFound(f"order {msg.order_id} doesn't exist")
-        raise CancelOrderFailed(f"order {msg.order_id} is already {row['state']}, cannot cancel")
+        raise CancelOrderFailed(f"order {msg.order_id} is already {state}, cannot cancel")
 
     def _cancel_every(self, side: str | None) -> list[Order]:
         members = {o.member_id for i in self.live if (o := self.engine.get(i)) is not None}
@@ -212,7 +225,8 @@ class MarketActor(Actor[Any]):
             "created_at": live.created_at if live else 0,
         }
 
-    async def _commit(self, touched: dict[int, Order], trades: list[Trade], halted: bool | None) -> None:
+    async def _rows(self, touched: dict[int, Order], trades: list[Trade]) -> Callable[[], Awaitable[None]]:
+        """Everything the batch changes, as rows and events fixed now; returns the write."""
         m = self.market
         ts = now_ms()
         eff = Effects()
@@ -220,62 +234,73 @@ class MarketActor(Actor[Any]):
         order_rows: list[tuple[Any, ...]] = []
         finished: list[Order] = []
         levels: set[tuple[str, int]] = set()
-        # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
-        async with self.store.transaction() as tx:
-            for t in trades:
-                t.id = await self.trade_ids.take(tx)
-                bid, ask = (t.taker, t.maker) if t.taker.side == BUY else (t.maker, t.taker)
-                s = settle_trade(eff, m, self.fee_member, t.id, t.price, t.volume, bid.member_id, ask.member_id,
-                                 bid_is_maker=t.maker is bid)
-                trade_rows.append((t.id, m.id, t.price, t.volume, s.funds, ask.id, bid.id, ask.member_id, bid.member_id,
-                                   t.taker.side, s.ask_fee, s.bid_fee, ts))
-                levels.add((t.maker.side, t.maker.price))
-            for o in touched.values():
-                left = self.locked_left(o)
-                if o.state != "wait":
-                    currency = m.quote.code if o.side == BUY else m.base.code
-                    release(eff, o.member_id, currency, left, ORDER_FULFILLED if o.state == "done" else ORDER_CANCEL, o.id)
-                    left = 0
-                    finished.append(o)
-                if o.ord_type != MARKET and o.price:
-                    levels.add((o.side, o.price))
-                order_rows.append((o.remaining, o.state, o.funds_used, left, o.trades_count, o.seq,
-                                   int(o.triggered), ts, o.id))
-            await tx.executemany(TRADE_INSERT_SQL, trade_rows)
-            await tx.executemany(ORDER_UPDATE_SQL, order_rows)
-            await tx.executemany(ACCOUNT_DELTA_SQL, [(d[0], d[1], k[0], k[1]) for k, d in sorted(eff.deltas.items())])
-            await tx.executemany(LEDGER_INSERT_SQL, [r + (ts,) for r in eff.ledger])
-            await tx.execute(
-                "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, updated_at = ? WHERE market = ?",
-                self.engine.next_seq,
-                self.engine.last_price,
-                int(self.halted if halted is None else halted),
-                ts,
-                m.id,
-            )
-        self.trades_total += len(trades)
-        self._publish(touched, trades, trade_rows, eff, levels, ts)
+        for t in trades:
+            t.id = await self.trade_ids.take_own()
+            bid, ask = (t.taker, t.maker) if t.taker.side == BUY else (t.maker, t.taker)
+            s = settle_trade(eff, m, self.fee_member, t.id, t.price, t.volume, bid.member_id, ask.member_id,
+                             bid_is_maker=t.maker is bid)
+            trade_rows.append((t.id, m.id, t.price, t.volume, s.funds, ask.id, bid.id, ask.member_id, bid.member_id,
+                               t.taker.side, s.ask_fee, s.bid_fee, ts))
+            levels.add((t.maker.side, t.maker.price))
+        for o in touched.values():
+            left = self.locked_left(o)
+            if o.state != "wait":
+                currency = m.quote.code if o.side == BUY else m.base.code
+                release(eff, o.member_id, currency, left, ORDER_FULFILLED if o.state == "done" else ORDER_CANCEL, o.id)
+                left = 0
+                finished.append(o)
+            if o.ord_type != MARKET and o.price:
+                levels.add((o.side, o.price))
+            order_rows.append((o.remaining, o.state, o.funds_used, left, o.trades_count, o.seq,
+                               int(o.triggered), ts, o.id))
+        events = self._events(touched, trades, trade_rows, eff, levels, ts)
         for o in finished:
+            self.finished[o.id] = (o.member_id, o.state)
             self.live.pop(o.id, None)
+        while len(self.finished) > FINISHED_MEMORY:
+            del self.finished[next(iter(self.finished))]
+        state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), ts, m.id)
+        account_rows = [(d[0], d[1], k[0], k[1]) for k, d in sorted(eff.deltas.items())]
+        ledger_rows = [r + (ts,) for r in eff.ledger]
 
-    def _publish(self, touched: dict[int, Order], trades: list[Trade], trade_rows: list[tuple[Any, ...]],
-                 eff: Effects, levels: set[tuple[str, int]], ts: int) -> None:
-        bus, mid = self.bus, self.market.id
+        async def write() -> None:
+            # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
+            async with self.store.transaction() as tx:
+                await tx.executemany(TRADE_INSERT_SQL, trade_rows)
+                await tx.executemany(ORDER_UPDATE_SQL, order_rows)
+                await tx.executemany(ACCOUNT_DELTA_SQL, account_rows)
+                await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)
+                await tx.execute(
+                    "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, updated_at = ? WHERE market = ?",
+                    *state_row,
+                )
+            self.trades_total += len(trade_rows)
+            for topic, event in events:
+                self.bus.publish(topic, event)
+
+        return write
+
+    def _events(self, touched: dict[int, Order], trades: list[Trade], trade_rows: list[tuple[Any, ...]],
+                eff: Effects, levels: set[tuple[str, int]], ts: int) -> list[tuple[str, dict[str, Any]]]:
+        """The batch's events, built now (while the book is as the batch left it), sent after the commit."""
+        mid = self.market.id
+        out: list[tuple[str, dict[str, Any]]] = []
         for t, row in zip(trades, trade_rows, strict=True):
-            bus.publish(f"market.{mid}.trade", {
+            out.append((f"market.{mid}.trade", {
                 "id": t.id, "market": mid, "price": t.price, "volume": t.volume, "funds": row[4],
                 "ask_id": row[5], "bid_id": row[6], "ask_member_id": row[7], "bid_member_id": row[8],
                 "taker_side": row[9], "created_at": ts,
-            })
+            }))
         if levels:
             self.book_seq += 1
             changes = [(side, price, self.engine.level_volume(side, price)) for side, price in sorted(levels)]
-            bus.publish(f"market.{mid}.book", {"market": mid, "seq": self.book_seq, "changes": changes, "at": ts})
+            out.append((f"market.{mid}.book", {"market": mid, "seq": self.book_seq, "changes": changes, "at": ts}))
         for o in touched.values():
-            bus.publish(f"member.{o.member_id}.order", self.order_view(o))
+            out.append((f"member.{o.member_id}.order", self.order_view(o)))
         for (member, currency), d in eff.deltas.items():
-            bus.publish(f"member.{member}.account", {"member_id": member, "currency": currency,
-                                                      "d_balance": d[0], "d_locked": d[1], "at": ts})
+            out.append((f"member.{member}.account", {"member_id": member, "currency": currency,
+                                                      "d_balance": d[0], "d_locked": d[1], "at": ts}))
+        return out
 
 
 def new_order_from_row(r: Any) -> NewOrder:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from node.errors import Busy, ExchangeError, Timeout, Unavailable
@@ -63,7 +63,20 @@ class Actor(Generic[M]):
     async def recover(self) -> None:
         """Rebuild in-memory state from the store (at start and after every crash)."""
 
+    pipelined = False
+    """Pipelined actors implement `prepare_batch` instead: the next batch is prepared while the
+    previous one is written."""
+
     async def handle_batch(self, batch: Sequence[M]) -> list[Any]:
+        if not self.pipelined:
+            raise NotImplementedError
+        results, write = await self.prepare_batch(batch)
+        if write is not None:
+            await write()
+        return results
+
+    async def prepare_batch(self, batch: Sequence[M]) -> tuple[list[Any], Callable[[], Awaitable[None]] | None]:
+        """The in-memory part of a batch: its results, and the write that must commit before they count."""
         raise NotImplementedError
 
     async def on_stop(self) -> None:
@@ -166,29 +179,83 @@ class Actor(Generic[M]):
                 return
 
     async def _run(self) -> None:
-        q = self.mailbox
+        if self.pipelined:
+            await self._run_pipelined()
+            return
         while True:
-            first = await q.get()
-            batch = [first]
-            while len(batch) < self.max_batch and not q.empty():
-                batch.append(q.get_nowait())
+            batch = await self._take()
             try:
                 results = await self.handle_batch([e.msg for e in batch])
-                if len(results) != len(batch):  # else some askers would never be answered and stop() would hang
-                    raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
+                self._check_results(batch, results)
             except Exception:
-                for env in batch:
-                    if env.future is not None and not env.future.done():
-                        env.future.set_exception(Unavailable(f"{self.name} failed; nothing was done, retry"))
-                    q.task_done()
+                self._fail(batch)
                 raise
-            for env, res in zip(batch, results, strict=True):
-                fut = env.future
-                if fut is not None and not fut.done():  # done: the asker timed out already
-                    if isinstance(res, ExchangeError):
-                        fut.set_exception(res)
-                    else:
-                        fut.set_result(res)
-                q.task_done()
-            self.processed += len(batch)
-            self.batches += 1
+            self._answer(batch, results)
+
+    async def _run_pipelined(self) -> None:
+        """Match batch N+1 in memory while batch N is being written: at most one write in flight.
+
+        Writes stay strictly in order (each waits for the one before), answers come only after
+        their own write, and a failed write fails every batch prepared after it (their in-memory
+        state built on it), then the supervisor rebuilds from the store.
+        """
+        inflight: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if inflight is not None and self.mailbox.empty():
+                    task, inflight = inflight, None
+                    await task  # nothing to overlap with: finish (or fail) the write first
+                batch = await self._take()
+                try:
+                    results, write = await self.prepare_batch([e.msg for e in batch])
+                    self._check_results(batch, results)
+                except Exception:
+                    self._fail(batch)
+                    if inflight is not None:
+                        await asyncio.gather(inflight, return_exceptions=True)
+                    raise
+                inflight = asyncio.create_task(self._finish(inflight, batch, results, write))
+        finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+
+    async def _finish(self, prev: asyncio.Task[None] | None, batch: list[Envelope[M]], results: list[Any],
+                      write: Callable[[], Awaitable[None]] | None) -> None:
+        try:
+            if prev is not None:
+                await prev
+            if write is not None:
+                await write()
+        except BaseException:
+            self._fail(batch)
+            raise
+        self._answer(batch, results)
+
+    async def _take(self) -> list[Envelope[M]]:
+        q = self.mailbox
+        batch = [await q.get()]
+        while len(batch) < self.max_batch and not q.empty():
+            batch.append(q.get_nowait())
+        return batch
+
+    def _check_results(self, batch: list[Envelope[M]], results: list[Any]) -> None:
+        if len(results) != len(batch):  # else some askers would never be answered and stop() would hang
+            raise RuntimeError(f"{self.name}: {len(results)} results for a batch of {len(batch)}")
+
+    def _fail(self, batch: list[Envelope[M]]) -> None:
+        for env in batch:
+            if env.future is not None and not env.future.done():
+                env.future.set_exception(Unavailable(f"{self.name} failed; nothing was done, retry"))
+            self.mailbox.task_done()
+
+    def _answer(self, batch: list[Envelope[M]], results: list[Any]) -> None:
+        for env, res in zip(batch, results, strict=True):
+            fut = env.future
+            if fut is not None and not fut.done():  # done: the asker timed out already
+                if isinstance(res, ExchangeError):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+            self.mailbox.task_done()
+        self.processed += len(batch)
+        self.batches += 1

@@ -5,21 +5,24 @@ same sequence of calls must always give the same trades, ids, sequences and stat
 
 Book layout (chosen for pure-Python speed, see bench/bench_engine.py):
 
-* per side, ``levels``: dict key -> level, where a level is an insertion-ordered ``dict`` order id
-  -> Order. Dict order is FIFO time priority; cancel is an O(1) ``del``.
+* per side, ``levels``: dict key -> level, a level being the list ``[orders, total, deleted]``:
+  ``orders`` an insertion-ordered dict id -> Order (dict order is FIFO time priority, cancel is an
+  O(1) ``del``), ``total`` the level's aggregated remaining volume (depth costs nothing per order),
+  ``deleted`` the deletions since the dict was last rebuilt (see below). A list, not a class:
+  creating and indexing it is cheaper, and levels come and go all the time.
 * per side, ``keys``: a plain list of the side's level keys, sorted ascending with the BEST level at
   the END. Bids use key = price, asks use key = -price, so on both sides "better" is "bigger" and
   a taker crosses a level iff ``key >= lim`` (lim = -limit price for a buy, limit price for a sell).
   Activity concentrates near the top of the book, so inserting or removing a level there is a short
   memmove at the end of the list, and taking the best level is ``keys.pop()``.
-* per side, ``vols``: dict key -> aggregated remaining volume of the level, kept so depth and
-  level_volume cost nothing per order.
 * ``_orders``: id -> Order for every resting order and untriggered stop.
 * stops: two lists of (stop_price, id) sorted ascending; the triggered ones are a prefix (buy stops)
   or a suffix (sell stops), found with one bisect.
 
-A dict used as a FIFO keeps deleted slots at its front until it next resizes, so starting to iterate
-a very deep level scans those slots (in C, bounded by a small multiple of the level's size).
+A dict used as a FIFO keeps the slots of deleted entries until it next grows, and iterating it
+scans them: a deep level eaten one order at a time would make every match start with a scan over
+all the orders already gone (O(n^2) overall). So a level's dict is rebuilt (compacted) once its
+deletions pass ``max(64, 10*sqrt(len))``, which balances the rebuild against the scan.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterator
 from heapq import heappop, heappush
 from itertools import islice
+from typing import Any
 
 from .order import (
     BUY,
@@ -56,6 +60,9 @@ MAX_VALUE = (1 << 63) - 1
 #: A key below every possible level key: market orders cross any price.
 _NO_LIMIT = -(1 << 64)
 _new = object.__new__
+
+#: A price level: [orders: dict[int, Order] in time priority, total remaining: int, deletions: int].
+Level = list[Any]
 
 STP_CANCEL_TAKER = "cancel_taker"
 STP_CANCEL_MAKER = "cancel_maker"
@@ -117,10 +124,8 @@ class Engine:
         "_orders",
         "_bid_keys",
         "_bid_levels",
-        "_bid_vols",
         "_ask_keys",
         "_ask_levels",
-        "_ask_vols",
         "_buy_stops",
         "_sell_stops",
     )
@@ -138,11 +143,9 @@ class Engine:
         self.last_price: int | None = None
         self._orders: dict[int, Order] = {}
         self._bid_keys: list[int] = []
-        self._bid_levels: dict[int, dict[int, Order]] = {}
-        self._bid_vols: dict[int, int] = {}
+        self._bid_levels: dict[int, Level] = {}
         self._ask_keys: list[int] = []
-        self._ask_levels: dict[int, dict[int, Order]] = {}
-        self._ask_vols: dict[int, int] = {}
+        self._ask_levels: dict[int, Level] = {}
         self._buy_stops: list[tuple[int, int]] = []
         self._sell_stops: list[tuple[int, int]] = []
 
@@ -205,24 +208,21 @@ class Engine:
             if side == BUY:
                 key = price
                 levels = self._bid_levels
-                vols = self._bid_vols
                 keys = self._bid_keys
             else:
                 key = -price
                 levels = self._ask_levels
-                vols = self._ask_vols
                 keys = self._ask_keys
-            level = levels.get(key)
-            if level is None:
-                levels[key] = {oid: order}
-                vols[key] = vol
+            lv = levels.get(key)
+            if lv is None:
+                levels[key] = [{oid: order}, vol, 0]
                 if not keys or keys[-1] < key:
                     keys.append(key)
                 else:
                     insort(keys, key)
             else:
-                level[oid] = order
-                vols[key] += vol
+                lv[0][oid] = order
+                lv[1] += vol
             orders[oid] = order
             res.rested = [order]
             res.cancelled = []
@@ -311,12 +311,10 @@ class Engine:
         if taker.side == BUY:
             keys = self._ask_keys
             levels = self._ask_levels
-            vols = self._ask_vols
             sgn = -1
         else:
             keys = self._bid_keys
             levels = self._bid_levels
-            vols = self._bid_vols
             sgn = 1
         stp_cut = False
         if keys and keys[-1] >= lim:
@@ -327,7 +325,7 @@ class Engine:
             orders = self._orders
             trades = res.trades
             done = res.done
-            new = object.__new__
+            new = _new
             rem = taker.remaining
             budget = taker.funds  # > 0 only for a market buy
             used = taker.funds_used
@@ -338,7 +336,8 @@ class Engine:
                 k = keys[-1]
                 if k < lim:
                     break
-                level = levels[k]
+                lv = levels[k]
+                level = lv[0]
                 price = k * sgn
                 taken = 0
                 consumed = 0
@@ -347,7 +346,7 @@ class Engine:
                         break  # a market buy stops when it cannot pay for one more lot
                     mrem = maker.remaining
                     if maker.member_id == tmember and stp:
-                        if stp == 1:  # cancel_taker
+                        if stp == 2:  # cancel_taker
                             stp_cut = True
                             break
                         maker.state = CANCEL  # cancel_maker
@@ -388,13 +387,13 @@ class Engine:
                         break
                 if consumed == len(level):
                     del levels[k]
-                    del vols[k]
                     keys.pop()
                 else:
                     if consumed:
                         for oid in list(islice(level, consumed)):
                             del level[oid]
-                    vols[k] -= taken
+                        _deleted(lv, consumed)
+                    lv[1] -= taken
                     break
             taker.remaining = rem
             if tid != tid0:
@@ -425,7 +424,7 @@ class Engine:
             k = keys[i]
             if k < lim:
                 return False
-            for maker in levels[k].values():
+            for maker in levels[k][0].values():
                 if stp and maker.member_id == member:
                     if stp == 1:
                         return False
@@ -502,21 +501,20 @@ class Engine:
         o.seq = seq
         if o.side == BUY:
             key = o.price
-            levels, vols, keys = self._bid_levels, self._bid_vols, self._bid_keys
+            levels, keys = self._bid_levels, self._bid_keys
         else:
             key = -o.price
-            levels, vols, keys = self._ask_levels, self._ask_vols, self._ask_keys
-        level = levels.get(key)
-        if level is None:
-            levels[key] = {o.id: o}
-            vols[key] = o.remaining
+            levels, keys = self._ask_levels, self._ask_keys
+        lv = levels.get(key)
+        if lv is None:
+            levels[key] = [{o.id: o}, o.remaining, 0]
             if not keys or keys[-1] < key:
                 keys.append(key)
             else:
                 insort(keys, key)
         else:
-            level[o.id] = o
-            vols[key] += o.remaining
+            lv[0][o.id] = o
+            lv[1] += o.remaining
         self._orders[o.id] = o
 
     def _unlink(self, o: Order) -> None:
@@ -527,17 +525,18 @@ class Engine:
             return
         if o.side == BUY:
             key = o.price
-            levels, vols, keys = self._bid_levels, self._bid_vols, self._bid_keys
+            levels, keys = self._bid_levels, self._bid_keys
         else:
             key = -o.price
-            levels, vols, keys = self._ask_levels, self._ask_vols, self._ask_keys
-        level = levels[key]
+            levels, keys = self._ask_levels, self._ask_keys
+        lv = levels[key]
+        level = lv[0]
         del level[o.id]
         if level:
-            vols[key] -= o.remaining
+            lv[1] -= o.remaining
+            _deleted(lv, 1)
         else:
             del levels[key]
-            del vols[key]
             if keys[-1] == key:
                 keys.pop()
             else:
@@ -559,20 +558,23 @@ class Engine:
             if o.side == BUY:
                 key = o.price
                 levels = self._bid_levels
-                vols = self._bid_vols
                 keys = self._bid_keys
             else:
                 key = -o.price
                 levels = self._ask_levels
-                vols = self._ask_vols
                 keys = self._ask_keys
-            level = levels[key]
+            lv = levels[key]
+            level = lv[0]
             del level[order_id]
             if level:
-                vols[key] -= o.remaining
+                lv[1] -= o.remaining
+                n = lv[2] + 1
+                if n > 64 and n * n > 100 * len(level):
+                    lv[0] = dict(level)  # compact: see the module docstring
+                    n = 0
+                lv[2] = n
             else:
                 del levels[key]
-                del vols[key]
                 if keys[-1] == key:
                     keys.pop()
                 else:
@@ -622,28 +624,29 @@ class Engine:
             raise InvalidOrder(f"order {o.id} has no priority sequence")
         if o.side == BUY:
             key = o.price
-            levels, vols, keys, okeys = self._bid_levels, self._bid_vols, self._bid_keys, self._ask_keys
+            levels, keys, okeys = self._bid_levels, self._bid_keys, self._ask_keys
             crossed = bool(okeys) and -okeys[-1] <= o.price
         else:
             key = -o.price
-            levels, vols, keys, okeys = self._ask_levels, self._ask_vols, self._ask_keys, self._bid_keys
+            levels, keys, okeys = self._ask_levels, self._ask_keys, self._bid_keys
             crossed = bool(okeys) and okeys[-1] >= o.price
         if crossed:
             raise InvalidOrder(f"order {o.id} would cross the restored book")
-        level = levels.get(key)
-        if level is None:
-            levels[key] = {o.id: o}
-            vols[key] = o.remaining
+        lv = levels.get(key)
+        if lv is None:
+            levels[key] = [{o.id: o}, o.remaining, 0]
             insort(keys, key)
         else:
+            level = lv[0]
             last = next(reversed(level.values()))
-            level[o.id] = o
-            vols[key] += o.remaining
-            if last.seq > o.seq:
-                ordered = sorted(level.values(), key=_by_seq)
-                level.clear()
-                for x in ordered:
-                    level[x.id] = x
+            if last.seq >= o.seq:
+                # Out of order: keep the level sorted by seq (rare, so a plain rebuild).
+                if any(x.seq == o.seq for x in level.values()):
+                    raise InvalidOrder(f"order {o.id}: seq {o.seq} already used at this price")
+                lv[0] = {x.id: x for x in sorted([*level.values(), o], key=_by_seq)}
+            else:
+                level[o.id] = o
+            lv[1] += o.remaining
         self._orders[o.id] = o
         if o.seq >= self.next_seq:
             self.next_seq = o.seq + 1
@@ -665,19 +668,21 @@ class Engine:
     def level_volume(self, side: str, price: int) -> int:
         """Aggregated remaining volume at one price (0 when the level is empty)."""
         if side == BUY:
-            return self._bid_vols.get(price, 0)
-        if side == SELL:
-            return self._ask_vols.get(-price, 0)
-        raise InvalidOrder(f"bad side {side!r}")
+            lv = self._bid_levels.get(price)
+        elif side == SELL:
+            lv = self._ask_levels.get(-price)
+        else:
+            raise InvalidOrder(f"bad side {side!r}")
+        return 0 if lv is None else lv[1]
 
     def depth(self, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(asks, bids), each best-first, as aggregated (price, volume), at most ``limit`` levels."""
         if limit <= 0:
             return [], []
-        av = self._ask_vols
-        bv = self._bid_vols
-        asks = [(-k, av[k]) for k in reversed(self._ask_keys[-limit:])]
-        bids = [(k, bv[k]) for k in reversed(self._bid_keys[-limit:])]
+        al = self._ask_levels
+        bl = self._bid_levels
+        asks = [(-k, al[k][1]) for k in reversed(self._ask_keys[-limit:])]
+        bids = [(k, bl[k][1]) for k in reversed(self._bid_keys[-limit:])]
         return asks, bids
 
     def orders(self, side: str) -> Iterator[Order]:
@@ -689,7 +694,7 @@ class Engine:
         else:
             raise InvalidOrder(f"bad side {side!r}")
         for k in reversed(keys):
-            yield from levels[k].values()
+            yield from levels[k][0].values()
 
     def stop_orders(self) -> list[Order]:
         """Untriggered stop orders, by id (not part of the book, not in depth)."""
@@ -709,9 +714,9 @@ class Engine:
             return 0
         need = volume
         total = 0
-        av = self._ask_vols
+        al = self._ask_levels
         for k in reversed(self._ask_keys):
-            v = av[k]
+            v = al[k][1]
             if v >= need:
                 return total - k * need
             total -= k * v
@@ -741,16 +746,17 @@ class Engine:
             raise AssertionError(f"{self.market}: {msg}")
 
         seen: set[int] = set()
-        for side, keys, levels, vols, sgn in (
-            (BUY, self._bid_keys, self._bid_levels, self._bid_vols, 1),
-            (SELL, self._ask_keys, self._ask_levels, self._ask_vols, -1),
+        for side, keys, levels, sgn in (
+            (BUY, self._bid_keys, self._bid_levels, 1),
+            (SELL, self._ask_keys, self._ask_levels, -1),
         ):
             if keys != sorted(set(keys)):
                 fail(f"{side} keys not strictly sorted")
-            if set(keys) != set(levels) or set(keys) != set(vols):
-                fail(f"{side} keys/levels/volumes disagree")
+            if set(keys) != set(levels):
+                fail(f"{side} keys and levels disagree")
             for k in keys:
-                level = levels[k]
+                lv = levels[k]
+                level = lv[0]
                 if not level:
                     fail(f"{side} empty level {k * sgn}")
                 total = 0
@@ -769,8 +775,10 @@ class Engine:
                     prev_seq = o.seq
                     total += o.remaining
                     seen.add(oid)
-                if vols[k] != total:
-                    fail(f"{side} level {k * sgn} total {vols[k]} != {total}")
+                if lv[1] != total:
+                    fail(f"{side} level {k * sgn} total {lv[1]} != {total}")
+                if lv[2] < 0:
+                    fail(f"{side} level {k * sgn} bad deletion count")
         if self._bid_keys and self._ask_keys and self._bid_keys[-1] >= -self._ask_keys[-1]:
             fail("book is crossed")
         for side, stops in ((BUY, self._buy_stops), (SELL, self._sell_stops)):
@@ -793,3 +801,16 @@ def _by_id(o: Order) -> int:
 
 def _by_seq(o: Order) -> int:
     return o.seq
+
+
+def _deleted(lv: Level, n: int) -> None:
+    """Count ``n`` deletions from a level's dict; rebuild it when its dead slots cost too much.
+
+    Threshold max(64, 10*sqrt(len)): a rebuild costs ~len inserts, a dead slot costs ~1/50 of
+    an insert on every match that starts scanning the level; this balances the two.
+    """
+    dead = lv[2] + n
+    if dead > 64 and dead * dead > 100 * len(lv[0]):
+        lv[0] = dict(lv[0])
+        dead = 0
+    lv[2] = dead

@@ -64,5 +64,16 @@ class IdAllocator:
         self._next += 1
         return value
 
+    async def take_own(self) -> int:
+        """Like take, reserving a new block in a transaction of its own when needed (an unused
+        block is a harmless gap), so ids can be given before the batch's write starts."""
+        if self._next >= self._end:
+            async with self.store.transaction() as tx:
+                first = await self.store.next_id_block(tx, self.name)
+            self._next, self._end = first, first + ID_BLOCK
+        value = self._next
+        self._next += 1
+        return value
+
     def available(self) -> int:
         return self._end - self._next

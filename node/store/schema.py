@@ -41,7 +41,6 @@ CREATE TABLE ledger (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX ledger_account ON ledger (member_id, currency, id);
-CREATE INDEX ledger_ref ON ledger (ref_type, ref_id);
 CREATE TABLE orders (
     id BIGINT PRIMARY KEY,
     member_id BIGINT NOT NULL,

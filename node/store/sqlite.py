@@ -19,7 +19,7 @@ import aiosqlite
 from node.store.base import ID_BLOCK, Row
 from node.store.schema import MIGRATIONS
 
-ID_SQL = "INTEGER PRIMARY KEY AUTOINCREMENT"
+ID_SQL = "INTEGER PRIMARY KEY"  # rows are never deleted, so ids are never reused; AUTOINCREMENT would cost a write per insert
 
 
 class SqliteTx:

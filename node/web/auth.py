@@ -2,21 +2,23 @@
 
 Order of checks: the key exists and may be used (enabled, not expired, allowed IP) → the tonce is
 within ±30 s → the signature is right → only then is the tonce burnt (so a forged request cannot
-use up a client's tonces) → the scope covers the endpoint. The replay memory lives in the store, so
-it survives restarts and is shared by every node; a small actor batches its writes.
+use up a client's tonces) → the key's rate limit (after the signature, so that nobody without the
+secret can exhaust a client's allowance) → the tonce is burnt → the scope covers the endpoint. The
+replay memory lives in the store, so it survives restarts and is shared by every node; a small actor
+batches its writes (one INSERT per batch of requests, which also records the keys' last use).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from node.actors.runtime import Actor
 from node.apikeys import ApiKeys, Token
 from node.errors import AuthorizationFailed, ExchangeError
 from node.store import Store
-from node.web.params import Params
+from node.web.params import Params, ParamValue
 from node.web.signature import TONCE_WINDOW_MS, check_tonce, payload, verify_signature
 
 
@@ -51,6 +53,9 @@ class TonceActor(Actor[tuple[str, int]]):
                 "ON CONFLICT (access_key, tonce) DO NOTHING RETURNING access_key, tonce",
                 *args,
             )
+            keys = sorted({ak for ak, _ in unique})
+            await tx.execute(
+                f"UPDATE api_tokens SET last_used_at = ? WHERE access_key IN ({','.join('?' * len(keys))})", now, *keys)
             if time.monotonic() - self._last_purge > 10:
                 self._last_purge = time.monotonic()
                 await tx.execute("DELETE FROM tonces WHERE expires_at < ?", now)
@@ -70,7 +75,16 @@ class Authenticator:
         self.keys = keys
         self.tonces = tonces
 
-    async def authenticate(self, verb: str, path: str, params: Params, remote: str | None) -> Token:
+    async def authenticate(self, verb: str, path: str, params: Params, remote: str | None,
+                           limit: Callable[[str], None] | None = None,
+                           route_params: Mapping[str, ParamValue] | None = None) -> Token:
+        """The token of a correctly signed request, or an error with Peatio's code.
+
+        `route_params` (``:market`` of ``/tickers/:market``) were part of the params Peatio's Grape
+        signed; clients that sign only what they send are accepted too, since the path they signed
+        carries the same value. `limit` is called with the access key once the signature is known
+        good (it raises RateLimited to refuse).
+        """
         access_key = params.get("access_key")
         tonce_s = params.get("tonce")
         signature = params.get("signature")
@@ -84,13 +98,18 @@ class Authenticator:
         now = time.time_ns() // 1_000_000
         if token.disabled:
             raise AuthError(2009, f"The access key {access_key} is disabled.")
-        if token.expires_at is not None and token.expires_at <= now:
+        if token.expired(now):
             raise AuthError(2010, f"The access key {access_key} has expired.")
         if not token.ip_allowed(remote):
             raise AuthorizationFailed("API Authorization Failed: this IP address is not allowed for the key.")
         tonce = check_tonce(tonce_s, now)
-        if not verify_signature(token.secret_key, payload(verb, path, params), signature):
+        good = verify_signature(token.secret_key, payload(verb, path, params), signature)
+        if not good and route_params:
+            good = verify_signature(token.secret_key, payload(verb, path, params.merged(route_params)), signature)
+        if not good:
             raise AuthError(2005, f"The signature {signature[:128]} is incorrect.")
+        if limit is not None:
+            limit(access_key)
         await self.tonces.ask((access_key, tonce))
         return token
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from node.config import Market
+from node.config import Currency, Market
 from node.money import format_units
 
 
@@ -77,3 +77,27 @@ def trade_json(m: Market, t: dict[str, Any], member_id: int | None = None, order
     if member_id is not None:
         out["order_id"] = order_id
     return out
+
+
+def deposit_json(cur: Currency, d: dict[str, Any]) -> dict[str, Any]:
+    """Peatio's Deposit entity; `done_at` is null until the deposit is credited."""
+    return {
+        "id": int(d["id"]),
+        "currency": d["currency"],
+        "amount": format_units(int(d["amount"]), cur.precision),
+        "fee": format_units(int(d["fee"]), cur.precision),
+        "txid": d["txid"],
+        "created_at": iso(int(d["created_at"])),
+        "confirmations": int(d["confirmations"]),
+        "done_at": iso(int(d["done_at"])) if d.get("done_at") is not None else None,
+        "state": d["state"],
+    }
+
+
+def account_json(cur: Currency, a: dict[str, Any]) -> dict[str, Any]:
+    """Peatio's Account entity: `balance` is what is available, `locked` what open orders hold."""
+    return {
+        "currency": a["currency"],
+        "balance": format_units(int(a["balance"]), cur.precision),
+        "locked": format_units(int(a["locked"]), cur.precision),
+    }
