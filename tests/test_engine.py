@@ -405,6 +405,18 @@ def test_triggered_stop_remainder_rests_as_a_limit_order() -> None:
     assert b.book(BUY) == [(1, 100, 5)]
 
 
+def test_stops_fired_together_run_lowest_id_first() -> None:
+    b = Book()
+    b.sell(100, 1, member=1)  # 1
+    b.sell(101, 1, member=1)  # 2: only one of the two stops can have it
+    b.stop(BUY, stop=100, price=101, volume=1, member=3)  # 3
+    b.stop(BUY, stop=100, price=101, volume=1, member=4)  # 4
+    res = b.buy(100, 1, member=2)  # 5
+    assert ids(res.triggered) == [3, 4]
+    assert fills(res) == [(100, 1, 1, 5), (101, 1, 2, 3)]
+    assert ids(res.rested) == [4] and b.book(BUY) == [(4, 101, 1)]
+
+
 def test_triggered_stops_run_in_id_order_and_cascade() -> None:
     b = Book()
     b.sell(100, 1, member=1)  # 1
@@ -545,6 +557,21 @@ def test_cancel_all_of_a_member_includes_stops_and_can_filter_a_side() -> None:
     assert ids(b.e.cancel_all(1)) == [1]
     assert b.e.cancel_all(1) == []
     assert b.book(BUY) == [(3, 98, 1)]
+    b.e.check_consistency()
+
+
+def test_a_deep_level_eaten_one_order_at_a_time_keeps_time_priority() -> None:
+    # Deleting from the front of a dict leaves dead slots that every match would scan; the engine
+    # rebuilds a level's dict when they pile up. Priority must survive the rebuilds.
+    b = Book()
+    for _ in range(1000):
+        b.sell(100, 1, member=1)  # ids 1..1000
+    for oid in range(2, 400, 2):
+        b.e.cancel(oid)
+    makers = [b.buy(100, 1, member=2).trades[0].maker.id for _ in range(300)]
+    assert makers == [i for i in range(1, 1001) if i >= 400 or i % 2][:300]
+    assert b.e._ask_levels[-100][2] <= 10 * 32  # dead slots stay below max(64, 10*sqrt(len))
+    assert b.e.level_volume(SELL, 100) == 1000 - 199 - 300
     b.e.check_consistency()
 
 

@@ -201,6 +201,12 @@ class Model:
             res.cancelled.append(o.id)
         return prices
 
+    def cancel_all(self, member: int, side: str | None) -> list[int]:
+        victims = [o for o in self.book + self.stops if o.member == member and side in (None, o.side)]
+        for o in victims:
+            self.cancel(o.id)
+        return sorted(o.id for o in victims)
+
     def cancel(self, oid: int) -> ROrder:
         for lst in (self.book, self.stops):
             for o in lst:
@@ -223,7 +229,7 @@ FUNDS = st.one_of(
 )
 limit_ops = st.tuples(
     st.just(LIMIT), st.sampled_from([BUY, SELL]), PRICES, st.integers(1, 8), MEMBERS,
-    st.sampled_from([GTC, GTC, IOC, FOK, FOK, POST_ONLY]), st.just(0), st.just(0),
+    st.sampled_from([GTC, GTC, GTC, IOC, FOK, POST_ONLY]), st.just(0), st.just(0),
 )  # fmt: skip
 market_ops = st.tuples(
     st.just(MARKET), st.sampled_from([BUY, SELL]), st.just(0), st.integers(1, 10), MEMBERS,
@@ -234,8 +240,11 @@ stop_ops = st.tuples(
     st.sampled_from([GTC, GTC, IOC, FOK, POST_ONLY]), PRICES, st.just(0),
 )  # fmt: skip
 cancel_ops = st.tuples(st.just("cancel"), st.integers(0, 1000))
+cancel_all_ops = st.tuples(st.just("cancel_all"), MEMBERS, st.sampled_from([None, BUY, SELL]))
 ops_strategy = st.lists(
-    st.one_of(limit_ops, limit_ops, limit_ops, market_ops, stop_ops, cancel_ops), min_size=20, max_size=60
+    st.one_of(limit_ops, limit_ops, limit_ops, limit_ops, market_ops, stop_ops, cancel_ops, cancel_all_ops),
+    min_size=30,
+    max_size=60,
 )
 
 
@@ -293,7 +302,10 @@ def test_engine_matches_reference_model(stp: str, last_price: int | None, ops: l
     pairs: dict[int, tuple[Order, ROrder]] = {}
     next_id = 1
     for op in ops:
-        if op[0] == "cancel":
+        if op[0] == "cancel_all":
+            got_ids = [o.id for o in engine.cancel_all(op[1], side=op[2])]
+            assert got_ids == model.cancel_all(op[1], op[2])
+        elif op[0] == "cancel":
             if not pairs:
                 continue
             oid = sorted(pairs)[op[1] % len(pairs)]  # any order ever submitted: live or not

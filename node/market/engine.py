@@ -112,7 +112,24 @@ def _is_int(x: object) -> bool:
 
 
 class Engine:
-    """Order book and matcher of one market; see the module docstring for the layout."""
+    """Order book and matcher of one market; see the module docstring for the layout.
+
+    Semantics beyond plain price-time priority (each pinned by tests/test_engine.py):
+
+    * Trade price is the maker's; volume the smaller remaining. A market buy also caps each fill
+      at what its unspent funds pay for, and stops as soon as one more lot is unaffordable.
+    * Self-trade prevention meets the taker's own resting order: ``cancel_taker`` cancels the
+      taker's remainder (earlier fills stand, a GTC remainder does not rest), ``cancel_maker``
+      cancels that resting order and goes on, ``none`` lets them trade.
+    * FOK checks beforehand that the whole volume fills within its limit, counting only what it
+      could really take under STP; otherwise nothing trades and it is cancelled.
+    * A stop fires when any trade price reaches it (buy: price >= stop, sell: price <= stop),
+      including a price passed in the middle of a sweep, or at submit if ``last_price`` already
+      has. Fired stops are matched as limit orders lowest id first, each after the operation
+      that fired it has finished; their trades may fire more. A fired post-only stop that would
+      cross cannot be rejected any more, so it is cancelled.
+    * ``seq`` is given when an order enters the book (a waiting stop has none until it fires).
+    """
 
     __slots__ = (
         "market",
@@ -241,7 +258,7 @@ class Engine:
         if order.ord_type == MARKET:
             self._execute(order, _NO_LIMIT, IOC, res)
         elif order.ord_type == LIMIT:
-            # Only reached by a valid limit order whose fields are int/str subclasses.
+            # Defensive: valid limit orders normally take the fast path in submit().
             lim = -order.price if order.side == BUY else order.price
             okeys = self._ask_keys if order.side == BUY else self._bid_keys
             if order.tif == POST_ONLY and okeys and okeys[-1] >= lim:
@@ -346,7 +363,7 @@ class Engine:
                         break  # a market buy stops when it cannot pay for one more lot
                     mrem = maker.remaining
                     if maker.member_id == tmember and stp:
-                        if stp == 2:  # cancel_taker
+                        if stp == 1:  # cancel_taker
                             stp_cut = True
                             break
                         maker.state = CANCEL  # cancel_maker
