@@ -13,12 +13,12 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.actors.account import AccountActor, order_row_view
 from node.actors.lease import LEASE_TTL_MS, Leases, ProcessLock
 from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
-from node.actors.messages import CancelAll, CancelOrder, OrderRequest, SetHalted, SubmitOrders
+from node.actors.messages import CancelAll, CancelOrder, OrderRequest, QueryBook, SetHalted, SubmitOrders
 from node.config import Config, Market, NodeConf
 from node.errors import (
     CreateOrderFailed,
@@ -27,6 +27,7 @@ from node.errors import (
     MarketHalted,
     MemberNotFound,
     OrderNotFound,
+    Unavailable,
 )
 from node.events import EventBus
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
@@ -34,6 +35,9 @@ from node.market.settlement import DEPOSIT, order_lock
 from node.money import parse_units
 from node.store import Store, open_store, sqlite_path
 from node.store.schema import HOUSE_EMAIL
+
+if TYPE_CHECKING:
+    from node.cluster.rabbit import RabbitLink, RemoteMarket
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,9 @@ class Exchange:
         self.node = node
         self.store = store
         self.bus = EventBus()
-        self.markets: dict[str, MarketActor] = {}
+        self.markets: dict[str, MarketActor] = {}  # the markets this node runs
+        self.refs: dict[str, MarketActor | RemoteMarket] = {}  # every market reachable from here
+        self.link: RabbitLink | None = None
         self.accounts: list[AccountActor] = []
         self.fee_member = 0
         self.started_at = time.time()
@@ -103,21 +109,40 @@ class Exchange:
         kw = {"mailbox_size": a.mailbox_size, "max_batch": a.max_batch, "ask_timeout": a.ask_timeout}
         for mid in self.node.markets:
             self.markets[mid] = MarketActor(self.config.markets[mid], self.store, self.bus, self.fee_member, **kw)
+        self.refs.update(self.markets)
+        if self.config.rabbitmq:
+            from node.cluster.rabbit import RabbitLink, RemoteMarket
+
+            self.link = RabbitLink(self.config.rabbitmq, self.node.name, self.bus, a.ask_timeout,
+                                   namespace=await self._cluster_id())
+            await self.link.start()
+            for mid in self.config.markets:
+                if mid not in self.markets:
+                    self.refs[mid] = RemoteMarket(mid, self.link)
+            self.bus.subscribe(self._on_status)
         shards = 1 if self.store.backend == "sqlite" else 4
-        self.accounts = [AccountActor(self.store, self.markets, self.config.currencies, i, **kw) for i in range(shards)]
+        self.accounts = [AccountActor(self.store, self.refs, self.config.currencies, i, **kw) for i in range(shards)]
         for actor in [*self.markets.values(), *self.accounts]:
             await actor.start()
+        if self.link is not None:
+            for actor in self.markets.values():
+                await self.link.serve_market(actor)
         log.info("node %s up: markets %s on %s", self.node.name, ", ".join(self.markets), self.store.backend)
 
     async def stop(self) -> None:
         """Drain the account actors first (they feed the markets), then the markets, then the store."""
         if self._lease_task is not None:
             self._lease_task.cancel()
+        if self.link is not None:
+            for mid in self.markets:
+                await self.link.stop_serving(mid)
         for actor in self.accounts:
             await actor.stop()
         for mid, m in self.markets.items():
             await m.stop()
             await self.leases.release(mid)
+        if self.link is not None:
+            await self.link.close()
         await self.store.close()
         if self._process_lock is not None:
             self._process_lock.release()
@@ -140,6 +165,15 @@ class Exchange:
             await actor.mailbox.join()
         for m in self.markets.values():
             await m.mailbox.join()
+
+    async def _cluster_id(self) -> str:
+        """This exchange's identity, made at first start: it names its queues on a shared broker, so
+        two exchanges (or a test and a leftover) can never consume each other's messages."""
+        async with self.store.transaction() as tx:
+            await tx.execute("INSERT INTO cluster_info (name, value) VALUES ('cluster_id', ?) ON CONFLICT (name) DO NOTHING",
+                             secrets.token_hex(6))
+            value: str = await tx.fetchval("SELECT value FROM cluster_info WHERE name = 'cluster_id'")
+        return value
 
     async def _ensure_house(self) -> int:
         row = await self.store.fetchrow("SELECT id FROM members WHERE email = ?", HOUSE_EMAIL)
@@ -260,7 +294,42 @@ class Exchange:
             raise InvalidParameter(f"market {market_id} is not run by this node", "market")
         return actor
 
-    def prepare(self, member_id: int, o: OrderInput) -> OrderRequest:
+    def ref(self, market_id: str) -> MarketActor | RemoteMarket:
+        """The market's actor, here or on another node (through the bus)."""
+        ref = self.refs.get(market_id)
+        if ref is None:
+            raise Unavailable(f"market {market_id} is run by another node and no message bus is configured")
+        return ref
+
+    def _on_status(self, topic: str, event: dict[str, Any]) -> None:
+        """Remote markets' halted flags, from their status events."""
+        if topic.endswith(".status"):
+            ref = self.refs.get(event.get("market", ""))
+            if ref is not None and ref is not self.markets.get(event.get("market", "")):
+                ref.halted = bool(event.get("halted"))
+
+    async def query(self, market_id: str, q: QueryBook) -> Any:
+        """A read of a market's book: from memory when it runs here, else asked of its node."""
+        actor = self.markets.get(market_id)
+        if actor is not None:
+            return actor.query(q)
+        return await self.ref(market_id).ask(q)
+
+    async def depth(self, market_id: str, limit: int) -> dict[str, Any]:
+        """Aggregated levels (asks and bids best first) and the book's diff sequence number."""
+        result: dict[str, Any] = await self.query(self.market(market_id).id, QueryBook("depth", limit=limit))
+        return result
+
+    async def book_orders(self, market_id: str, side: str, limit: int) -> list[dict[str, Any]]:
+        """Resting orders of one side in priority order."""
+        result: list[dict[str, Any]] = await self.query(self.market(market_id).id, QueryBook("orders", limit=limit, side=side))
+        return result
+
+    async def market_status(self, market_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.query(self.market(market_id).id, QueryBook("status"))
+        return result
+
+    async def prepare(self, member_id: int, o: OrderInput) -> OrderRequest:
         """Check an order completely and turn it into integers; raises with the field named."""
         m = self.market(o.market)
         if o.side not in SIDES:
@@ -277,8 +346,8 @@ class Exchange:
         client_id = o.client_id or None
         if client_id is not None and (len(client_id) > MAX_CLIENT_ID or not client_id.isprintable()):
             raise InvalidParameter(f"client_id must be at most {MAX_CLIENT_ID} printable characters", "client_id")
-        actor = self.markets.get(m.id)
-        if actor is not None and actor.halted:
+        ref = self.refs.get(m.id)
+        if ref is not None and ref.halted:
             raise MarketHalted(f"market {m.id} is halted, trading is paused")
         price = stop = funds = 0
         if o.ord_type == MARKET:
@@ -287,9 +356,7 @@ class Exchange:
             if o.tif in (POST_ONLY,):
                 raise InvalidParameter("time_in_force post_only is not allowed for a market order", "time_in_force")
             if o.side == "buy":
-                if actor is None:
-                    raise CreateOrderFailed("market buy orders must be sent to the node that runs the market")
-                est = actor.engine.estimate_market_buy(volume)
+                est = await self.query(m.id, QueryBook("estimate", volume=volume))
                 if est is None:
                     raise CreateOrderFailed("market is not deep enough")
                 funds = est + (est * MARKET_BUY_MARGIN + 99) // 100
@@ -326,7 +393,7 @@ class Exchange:
         if not orders:
             raise InvalidParameter("orders is missing", "orders")
         await self._check_member(member_id)
-        reqs = tuple(self.prepare(member_id, o) for o in orders)
+        reqs = tuple([await self.prepare(member_id, o) for o in orders])
         result: list[dict[str, Any]] = await self._account_actor(member_id).ask(SubmitOrders(reqs))
         return result
 
@@ -339,7 +406,7 @@ class Exchange:
         row = await self.store.fetchrow("SELECT market, member_id FROM orders WHERE id = ?", order_id)
         if row is None or (member_id is not None and int(row["member_id"]) != member_id):
             raise OrderNotFound(f"order {order_id} doesn't exist")
-        result: dict[str, Any] = await self.market_actor(row["market"]).ask(CancelOrder(order_id, member_id))
+        result: dict[str, Any] = await self.ref(row["market"]).ask(CancelOrder(order_id, member_id))
         return result
 
     async def cancel_all(self, member_id: int | None, side: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
@@ -348,7 +415,7 @@ class Exchange:
         if market is not None:
             self.market(market)
         if member_id is None:
-            markets = [market] if market else list(self.markets)
+            markets = [market] if market else list(self.refs)
         else:
             rows = await self.store.fetch(
                 "SELECT DISTINCT market FROM orders WHERE member_id = ? AND state IN ('wait', 'pending')", member_id
@@ -356,7 +423,7 @@ class Exchange:
             markets = sorted({r["market"] for r in rows if market is None or r["market"] == market})
         ids: list[int] = []
         for mid in markets:
-            ids.extend(await self.market_actor(mid).ask(CancelAll(member_id, side)))
+            ids.extend(await self.ref(mid).ask(CancelAll(member_id, side)))
         out = []
         for oid in ids:
             row = await self.order_row(oid)
@@ -365,7 +432,7 @@ class Exchange:
         return out
 
     async def set_halted(self, market: str, halted: bool) -> None:
-        await self.market_actor(self.market(market).id).ask(SetHalted(halted))
+        await self.ref(self.market(market).id).ask(SetHalted(halted))
 
     # -- reads ------------------------------------------------------------------------------------
     async def orders_of(self, member_id: int, market: str | None = None, states: tuple[str, ...] = ("wait", "pending"),

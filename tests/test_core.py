@@ -240,7 +240,7 @@ async def test_pending_orders_are_matched_after_a_crash(database_url: str) -> No
     # Simulate a crash between the account commit and the market: stop the market first.
     market = ex.markets["btcusd"]
     await market.stop()
-    req = ex.prepare(buyer, OrderInput("btcusd", "buy", "1", "100"))
+    req = await ex.prepare(buyer, OrderInput("btcusd", "buy", "1", "100"))
     market._stopping = False  # let the hand-off land in the dead actor's mailbox, where it is lost
     [view] = await ex.accounts[0].ask(SubmitOrders((req,)))
     assert (await ex.order_row(view["id"]))["state"] == "pending"

@@ -139,7 +139,12 @@ class AccountActor(Actor[SubmitOrders]):
                 await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)
         by_id = {row[0]: row[2] for row in order_rows}
         for o in accepted:
-            await self.markets[by_id[o.id]].put(o)
+            try:
+                await self.markets[by_id[o.id]].put(o)
+            except ExchangeError as e:
+                # Committed already: the order is accepted whatever happens to the hand-over; the
+                # market's pending sweep will take it from the store.
+                log.warning("order %d accepted but not handed to its market (%s); the sweep will", o.id, e.message)
         return results
 
     def _decide(

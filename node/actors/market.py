@@ -8,13 +8,14 @@ orders by sequence, then the `pending` ones (accepted, locked, never matched) in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from node.actors.messages import CancelAll, CancelOrder, NewOrder, SetHalted
+from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetHalted
 from node.actors.runtime import Actor
 from node.config import Market
 from node.errors import CancelOrderFailed, ExchangeError, OrderNotFound
@@ -44,6 +45,7 @@ LEDGER_INSERT_SQL = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 FINISHED_MEMORY = 100_000
+SWEEP_EVERY = 5.0
 ACCOUNT_DELTA_SQL = "UPDATE accounts SET balance = balance + ?, locked = locked + ? WHERE member_id = ? AND currency = ?"
 
 
@@ -73,6 +75,8 @@ class MarketActor(Actor[Any]):
         self.finished: dict[int, tuple[int, str]] = {}  # recently finished orders: (member, state)
         self.recovered: set[int] = set()
         self.halted = False
+        self._halted_published = False
+        self._sweep_task: asyncio.Task[None] | None = None
         self.book_seq = 0  # sequence of depth diffs, for websocket clients keeping a local book
         self.trades_total = 0
 
@@ -138,6 +142,8 @@ class MarketActor(Actor[Any]):
                 elif isinstance(msg, SetHalted):
                     self.halted = halted = msg.halted
                     results.append(msg.halted)
+                elif isinstance(msg, QueryBook):
+                    results.append(self.query(msg))
                 else:
                     results.append(ExchangeError(f"unknown message {type(msg).__name__}"))
             except ExchangeError as e:
@@ -192,6 +198,61 @@ class MarketActor(Actor[Any]):
         if member is None or (msg.member_id is not None and member != msg.member_id):
             raise OrderNotFound(f"order {msg.order_id} doesn't exist")
         raise CancelOrderFailed(f"order {msg.order_id} is already {state}, cannot cancel")
+
+    def query(self, q: QueryBook) -> Any:
+        """Reads of the book, answered from memory (for other nodes, and for this one's web layer)."""
+        e = self.engine
+        if q.what == "depth":
+            asks, bids = e.depth(max(1, q.limit))
+            return {"asks": asks, "bids": bids, "seq": self.book_seq}
+        if q.what == "orders":
+            out = []
+            for o in e.orders(q.side or "buy"):
+                if len(out) >= q.limit:
+                    break
+                out.append(self.order_view(o))
+            return out
+        if q.what == "estimate":
+            return e.estimate_market_buy(q.volume)
+        return {"halted": self.halted, "last_price": e.last_price, "best_bid": e.best_bid(), "best_ask": e.best_ask(),
+                "resting": len(e), "book_seq": self.book_seq, "state_hash": e.state_hash()}
+
+    async def sweep_pending(self, older_than_ms: int = 5_000) -> int:
+        """Safety net: match accepted orders whose hand-over message was lost (a bus outage, a node
+        that died between commit and hand-over). The store is the truth; duplicates are ignored."""
+        rows = await self.store.fetch(
+            "SELECT * FROM orders WHERE market = ? AND state = 'pending' AND created_at < ? ORDER BY id",
+            self.market.id, now_ms() - older_than_ms)
+        n = 0
+        for r in rows:
+            if int(r["id"]) not in self.live and int(r["id"]) not in self.finished:
+                await self.put(new_order_from_row(r))
+                n += 1
+        if n:
+            log.warning("%s: %d accepted orders had not reached the market; matching them now", self.name, n)
+        return n
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            try:
+                await self.sweep_pending()
+            except Exception:
+                log.exception("%s: pending sweep failed; will retry", self.name)
+
+    async def start(self) -> None:
+        await super().start()
+        self._sweep_task = asyncio.create_task(self._sweeper(), name=f"{self.name}:sweeper")
+
+    async def stop(self) -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+        await super().stop()
+
+    def fence(self) -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+        super().fence()
 
     def _cancel_every(self, side: str | None) -> list[Order]:
         members = {o.member_id for i in self.live if (o := self.engine.get(i)) is not None}
@@ -297,6 +358,9 @@ class MarketActor(Actor[Any]):
             out.append((f"market.{mid}.book", {"market": mid, "seq": self.book_seq, "changes": changes, "at": ts}))
         for o in touched.values():
             out.append((f"member.{o.member_id}.order", self.order_view(o)))
+        if self._halted_published != self.halted:
+            self._halted_published = self.halted
+            out.append((f"market.{mid}.status", {"market": mid, "halted": self.halted, "at": ts}))
         for (member, currency), d in eff.deltas.items():
             out.append((f"member.{member}.account", {"member_id": member, "currency": currency,
                                                       "d_balance": d[0], "d_locked": d[1], "at": ts}))

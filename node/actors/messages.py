@@ -62,3 +62,13 @@ class CancelAll:
 @dataclass(frozen=True, slots=True)
 class SetHalted:
     halted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueryBook:
+    """A read of the book where it lives: depth levels, resting orders, a market-buy estimate."""
+
+    what: str  # "depth" | "orders" | "estimate" | "status"
+    limit: int = 0
+    side: str | None = None
+    volume: int = 0

@@ -90,6 +90,13 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PgTx(conn)
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PgTx]:
+        """REPEATABLE READ READ ONLY: every statement sees the snapshot of the first one, and it
+        takes no lock that a writer could wait for."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            yield PgTx(conn)
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self.pool.fetch(to_pg(sql), *args))
 

@@ -155,3 +155,163 @@ CREATE TABLE market_leases (
 """,
     )
 )
+
+# Wallets (issue 7): deposit addresses, coin and bank deposits, withdrawals, wallet cursors, alerts.
+# A coin deposit is one output: exactly once per (currency, txid, txout); admin deposits keep txout 0.
+# A withdrawal in state `processing` with its `send_key` is the idempotency record, committed before
+# the daemon is asked to pay, so that a crash between paying and recording is reconciled, never repaid.
+MIGRATIONS.append(
+    (
+        4,
+        """
+ALTER TABLE deposits ADD COLUMN txout INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deposits ADD COLUMN address TEXT;
+ALTER TABLE deposits ADD COLUMN block_hash TEXT;
+ALTER TABLE deposits ADD COLUMN memo TEXT;
+ALTER TABLE deposits ADD COLUMN updated_at BIGINT;
+DROP INDEX deposits_txid;
+CREATE UNIQUE INDEX deposits_txid ON deposits (currency, txid, txout);
+CREATE INDEX deposits_state ON deposits (currency, state, id);
+CREATE TABLE deposit_addresses (
+    id {id},
+    member_id BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    address TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE UNIQUE INDEX deposit_addresses_address ON deposit_addresses (currency, address);
+CREATE INDEX deposit_addresses_member ON deposit_addresses (member_id, currency, id);
+CREATE TABLE withdraws (
+    id {id},
+    sn TEXT NOT NULL DEFAULT '',
+    member_id BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    amount BIGINT NOT NULL CHECK (amount > 0),
+    fee BIGINT NOT NULL DEFAULT 0 CHECK (fee >= 0),
+    total BIGINT NOT NULL CHECK (total > 0),
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    txid TEXT,
+    send_key TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    network_fee BIGINT,
+    audited_at BIGINT,
+    approved_at BIGINT,
+    approved_by TEXT,
+    processing_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    done_at BIGINT
+);
+CREATE UNIQUE INDEX withdraws_send_key ON withdraws (send_key);
+CREATE INDEX withdraws_member ON withdraws (member_id, id);
+CREATE INDEX withdraws_state ON withdraws (currency, state, id);
+CREATE TABLE wallet_cursors (
+    currency TEXT PRIMARY KEY,
+    block_cursor TEXT,
+    height BIGINT,
+    status TEXT NOT NULL DEFAULT 'starting',
+    last_error TEXT,
+    balance BIGINT,
+    node TEXT,
+    checked_at BIGINT,
+    updated_at BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE wallet_alerts (
+    id {id},
+    currency TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    resolved_at BIGINT,
+    resolution TEXT
+);
+CREATE UNIQUE INDEX wallet_alerts_ref ON wallet_alerts (currency, kind, ref);
+""",
+    )
+)
+
+MIGRATIONS.append(
+    (
+        7,
+        """
+CREATE TABLE cluster_info (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+""",
+    )
+)
+
+# Web pages (issue 5): server-side sessions (`id` is the SHA-256 of the cookie value, so a copy of the
+# database does not hand out live sessions), single-use e-mail tokens (activation, password reset; only
+# their hash is kept) and each member's login history.
+MIGRATIONS.append(
+    (
+        6,
+        """
+CREATE TABLE web_sessions (
+    id TEXT PRIMARY KEY,
+    member_id BIGINT,
+    csrf TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    ip TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT '',
+    created_at BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX web_sessions_member ON web_sessions (member_id);
+CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
+CREATE TABLE member_tokens (
+    id {id},
+    member_id BIGINT NOT NULL REFERENCES members(id),
+    purpose TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX member_tokens_member ON member_tokens (member_id, purpose);
+CREATE TABLE login_history (
+    id {id},
+    member_id BIGINT NOT NULL REFERENCES members(id),
+    ok INTEGER NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT '',
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX login_history_member ON login_history (member_id, id);
+""",
+    )
+)
+
+MIGRATIONS.append(
+    (
+        3,
+        """
+CREATE TABLE klines (
+    market TEXT NOT NULL,
+    period INTEGER NOT NULL,
+    ts BIGINT NOT NULL,
+    price_open BIGINT NOT NULL,
+    price_high BIGINT NOT NULL,
+    price_low BIGINT NOT NULL,
+    price_close BIGINT NOT NULL,
+    volume BIGINT NOT NULL,
+    funds BIGINT NOT NULL DEFAULT 0,
+    trades INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (market, period, ts)
+);
+CREATE TABLE kline_state (
+    market TEXT PRIMARY KEY,
+    last_trade_id BIGINT NOT NULL DEFAULT 0,
+    last_ts BIGINT NOT NULL DEFAULT 0
+);
+""",
+    )
+)

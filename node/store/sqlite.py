@@ -93,6 +93,27 @@ class SqliteStore:
             else:
                 await self._writer.execute("COMMIT")
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SqliteTx]:
+        """One WAL read transaction on a connection of its own: every read inside sees the same
+        commit, and the writer goes on meanwhile (WAL readers never block it). Its own connection,
+        so that the shared reader's short queries are not held inside a long snapshot. An in-memory
+        database exists on one connection only: there the snapshot is the writer's lock (writes wait)."""
+        if self.path == ":memory:":
+            async with self.transaction() as tx:
+                yield tx
+            return
+        conn = await self._connect()
+        try:
+            await conn.execute("PRAGMA query_only=ON")
+            await conn.execute("BEGIN")
+            try:
+                yield SqliteTx(conn)
+            finally:
+                await conn.execute("ROLLBACK")  # read-only: nothing to commit, and it ends the snapshot
+        finally:
+            await conn.close()
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         assert self._reader is not None, "store is closed"
         return list(await self._reader.execute_fetchall(sql, args))

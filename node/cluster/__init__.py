@@ -1,0 +1,1 @@
+"""Several nodes, one exchange: markets spread over nodes, linked by RabbitMQ, sharing PostgreSQL."""

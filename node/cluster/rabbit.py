@@ -1,0 +1,232 @@
+"""RabbitMQ links between nodes: remote market references, the market consumers, the event bridge.
+
+- Every market has a durable queue `exchange.<cluster id>.market.<id>` (the cluster id is made
+  at the database's first start, so exchanges sharing a broker never mix). Any node hands an accepted order (or a
+  cancel, or a query) to it with a persistent message and a publisher confirm; the owning node
+  consumes it in order, puts it in the market actor's mailbox, and acknowledges only after the
+  batch that handled it committed. A redelivered order that is no longer `pending` is dropped.
+- `ask` carries `reply_to` (the asking node's exclusive reply queue) and a correlation id; the
+  answer, or its error, comes back there; a missing answer is a Timeout after the ask timeout.
+- Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic); every node subscribes
+  with a queue of its own and feeds other nodes' events into its local bus, so a websocket client
+  connected anywhere sees every market.
+
+The connection is robust (reconnects with back-off); while it is down, sends fail fast with
+Unavailable (503) and the store-backed pending sweep of each market catches up what was accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractIncomingMessage
+
+from node.actors.market import MarketActor
+from node.actors.messages import NewOrder
+from node.cluster.codec import decode_message, decode_result, encode_message, encode_result
+from node.errors import ExchangeError, Timeout, Unavailable
+from node.events import EventBus
+
+log = logging.getLogger(__name__)
+
+PREFETCH = 2_000
+
+
+class RabbitLink:
+    def __init__(self, url: str, node: str, bus: EventBus, ask_timeout: float = 10.0, namespace: str = "x") -> None:
+        self.namespace = namespace
+        self.url = url
+        self.node = node
+        self.bus = bus
+        self.ask_timeout = ask_timeout
+        self.conn: aio_pika.abc.AbstractRobustConnection | None = None
+        self._cmd: aio_pika.abc.AbstractChannel | None = None  # orders and asks: publisher confirms
+        self._ev: aio_pika.abc.AbstractChannel | None = None  # events: fire and forget
+        self._events_exchange: aio_pika.abc.AbstractExchange | None = None
+        self._reply_queue: aio_pika.abc.AbstractQueue | None = None
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(100_000)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self.published = 0
+        self.consumed = 0
+        self.dropped_events = 0
+
+    async def start(self) -> None:
+        self.conn = await aio_pika.connect_robust(self.url, client_properties={"connection_name": f"node {self.node}"})
+        self._cmd = await self.conn.channel(publisher_confirms=True)
+        self._ev = await self.conn.channel(publisher_confirms=False)
+        self._events_exchange = await self._ev.declare_exchange(
+            f"exchange.{self.namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True)
+        self._reply_queue = await self._cmd.declare_queue(exclusive=True, auto_delete=True)
+        await self._reply_queue.consume(self._on_reply, no_ack=True)
+        events_in = await self._ev.declare_queue(exclusive=True, auto_delete=True)
+        await events_in.bind(self._events_exchange, routing_key="#")
+        await events_in.consume(self._on_event, no_ack=True)
+        self.bus.subscribe(self._on_local_event)
+        self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
+
+    def market_queue(self, market: str) -> str:
+        return f"exchange.{self.namespace}.market.{market}"
+
+    async def close(self) -> None:
+        for t in [*self._tasks, *self._consumers.values()]:
+            t.cancel()
+        if self.conn is not None:
+            await self.conn.close()
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None and not self.conn.is_closed and self.conn.connected.is_set()
+
+    # -- sending ----------------------------------------------------------------------------------
+    async def send(self, market: str, msg: Any, reply: bool = False, timeout: float | None = None) -> Any:
+        if self._cmd is None or not self.connected:
+            raise Unavailable("the message bus is unreachable; nothing was sent, retry")
+        corr = secrets.token_hex(12) if reply else None
+        fut: asyncio.Future[Any] | None = None
+        if corr is not None:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiting[corr] = fut
+        message = aio_pika.Message(
+            encode_message(msg),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            correlation_id=corr,
+            reply_to=self._reply_queue.name if (corr and self._reply_queue) else None,
+            headers={"from": self.node},
+        )
+        try:
+            await self._cmd.default_exchange.publish(message, routing_key=self.market_queue(market), timeout=self.ask_timeout)
+            self.published += 1
+        except Exception as e:
+            if corr is not None:
+                self._waiting.pop(corr, None)
+            raise Unavailable(f"the message bus did not confirm ({type(e).__name__}); retry") from None
+        if fut is None:
+            return None
+        assert corr is not None
+        try:
+            result = await asyncio.wait_for(fut, timeout or self.ask_timeout)
+        except TimeoutError:
+            raise Timeout(f"market {market} did not answer in time") from None
+        finally:
+            self._waiting.pop(corr, None)
+        if isinstance(result, ExchangeError):
+            raise result
+        return result
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        fut = self._waiting.get(message.correlation_id or "")
+        if fut is not None and not fut.done():
+            fut.set_result(decode_result(message.body))
+
+    # -- consuming the markets this node owns -----------------------------------------------------
+    async def serve_market(self, actor: MarketActor) -> None:
+        assert self.conn is not None
+        channel = await self.conn.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        queue = await channel.declare_queue(self.market_queue(actor.market.id), durable=True)
+        self._consumers[actor.market.id] = asyncio.create_task(self._consume(actor, queue), name=f"consume:{actor.market.id}")
+
+    async def stop_serving(self, market: str) -> None:
+        task = self._consumers.pop(market, None)
+        if task is not None:
+            task.cancel()
+
+    async def _consume(self, actor: MarketActor, queue: aio_pika.abc.AbstractQueue) -> None:
+        """One loop, so messages reach the mailbox in queue order; each is acked after its commit."""
+        async with queue.iterator() as it:
+            async for message in it:
+                try:
+                    msg = decode_message(message.body)
+                except Exception:
+                    log.exception("undecodable message on %s dropped", queue.name)
+                    await message.reject(requeue=False)
+                    continue
+                if isinstance(msg, NewOrder) and message.redelivered and await self._already_taken(actor, msg.id):
+                    await message.ack()
+                    continue
+                try:
+                    pending = asyncio.ensure_future(actor.ask(msg, timeout=3600))
+                except ExchangeError as e:  # busy or stopping: leave it in the queue for later
+                    await message.nack(requeue=True)
+                    log.warning("%s: %s; message requeued", actor.name, e.message)
+                    await asyncio.sleep(0.05)
+                    continue
+                pending.add_done_callback(lambda f, m=message: asyncio.ensure_future(self._settle(m, f)))
+                self.consumed += 1
+
+    async def _already_taken(self, actor: MarketActor, order_id: int) -> bool:
+        if order_id in actor.live or order_id in actor.finished:
+            return True
+        state = await actor.store.fetchval("SELECT state FROM orders WHERE id = ?", order_id)
+        return state != "pending"
+
+    async def _settle(self, message: AbstractIncomingMessage, fut: asyncio.Future[Any]) -> None:
+        """After the batch committed: answer the asker (if any), then acknowledge."""
+        try:
+            exc = fut.exception()
+            result = fut.result() if exc is None else exc
+            if isinstance(exc, Exception) and not isinstance(exc, ExchangeError):
+                result = Unavailable("the market failed; retry")
+            if isinstance(result, Unavailable) and message.reply_to is None:
+                await message.nack(requeue=True)  # nothing committed: let it come again
+                return
+            if message.reply_to and self._cmd is not None:
+                await self._cmd.default_exchange.publish(
+                    aio_pika.Message(encode_result(result), correlation_id=message.correlation_id),
+                    routing_key=message.reply_to,
+                )
+            await message.ack()
+        except Exception:
+            log.exception("could not settle a market message; it will be redelivered")
+
+    # -- events -----------------------------------------------------------------------------------
+    def _on_local_event(self, topic: str, event: dict[str, Any]) -> None:
+        if event.get("_from") is not None:
+            return  # came from another node: not ours to forward
+        try:
+            self._outbox.put_nowait((topic, orjson.dumps(event)))
+        except asyncio.QueueFull:
+            self.dropped_events += 1  # streams carry sequence numbers: clients resync on a gap
+
+    async def _publish_events(self) -> None:
+        while True:
+            topic, body = await self._outbox.get()
+            if self._events_exchange is None:
+                continue
+            try:
+                await self._events_exchange.publish(
+                    aio_pika.Message(body, headers={"from": self.node}), routing_key=topic)
+            except Exception:
+                self.dropped_events += 1
+                await asyncio.sleep(0.1)
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        origin = (message.headers or {}).get("from")
+        if origin == self.node:
+            return
+        event = orjson.loads(message.body)
+        event["_from"] = origin
+        self.bus.publish(message.routing_key or "", event)
+
+
+class RemoteMarket:
+    """A market actor on another node, with the local actor's interface (put, ask, halted)."""
+
+    def __init__(self, market: str, link: RabbitLink) -> None:
+        self.market_id = market
+        self.link = link
+        self.halted = False
+        self.name = f"remote:{market}"
+
+    async def put(self, msg: Any) -> None:
+        await self.link.send(self.market_id, msg)
+
+    async def ask(self, msg: Any, timeout: float | None = None) -> Any:
+        return await self.link.send(self.market_id, msg, reply=True, timeout=timeout)

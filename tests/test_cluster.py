@@ -1,0 +1,198 @@
+"""Two nodes, one exchange: markets on different nodes, orders routed through RabbitMQ, PostgreSQL shared.
+
+Node A runs btcusd and ltcbtc, node B runs dogebtc; members trade dogebtc through node A's API.
+Then B is killed (SIGKILL) while orders keep flowing through A, and restarted: every acknowledged
+order is there once, no trade is doubled, the books balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from node.audit import audit
+from node.config import load_config
+from node.store import open_store
+from tests.apiclient import ApiClient, ApiError
+from tests.conftest import create_pg_database, drop_pg_database, need_service
+from tests.nodeproc import ROOT, NodeProcess, cli
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def cluster_config(tmp: Path, database: str, port_a: int, port_b: int) -> Path:
+    text = (ROOT / "cluster.toml").read_text()
+    text = text.replace('database = "sqlite:///var/exchange.db"', f'database = "{database}"\nrabbitmq = "{RABBITMQ}"')
+    head, _, _ = text.partition("[nodes.main]")
+    _, _, tail = text.partition("[actors]")
+    text = head + f"""[nodes.a]
+host = "127.0.0.1"
+port = {port_a}
+markets = ["btcusd", "ltcbtc"]
+
+[nodes.b]
+host = "127.0.0.1"
+port = {port_b}
+markets = ["dogebtc"]
+
+[actors]""" + tail
+    path = tmp / "cluster.toml"
+    path.write_text(text)
+    return path
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+async def pg_url() -> Any:
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    need_service("RabbitMQ", "127.0.0.1", 5672)
+    url = await create_pg_database()
+    yield url
+    await drop_pg_database(url)
+
+
+async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, str]]:
+    keys = []
+    for i in range(n):
+        email = f"c{i}@example.com"
+        cli(config, "member", "create", email)
+        cli(config, "deposit", email, "btc", "100")
+        cli(config, "deposit", email, "doge", "10000000")
+        out = cli(config, "apikey", "create", email, key_file=key_file)
+        kv = dict(line.split("=", 1) for line in out.strip().splitlines())
+        keys.append((kv["access_key"], kv["secret_key"]))
+    return keys
+
+
+@pytest.mark.slow
+async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: str) -> None:
+    pa, pb = free_ports(2)
+    config = cluster_config(tmp_path, pg_url, pa, pb)
+    key_file = tmp_path / "secret.key"
+    keys = await make_members(config, key_file, 2)
+    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
+    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
+    await b.start()
+    await a.start()
+    seller = ApiClient(a.base, *keys[0])
+    buyer = ApiClient(a.base, *keys[1])
+    try:
+        ask = await seller.post("/orders", market="dogebtc", side="sell", volume="1000", price="0.0000025")
+        depth = await buyer.public("/depth", market="dogebtc")  # asked of node B through the bus
+        assert depth["asks"] == [["0.0000025", "1000.0"]]
+        bid = await buyer.post("/orders", market="dogebtc", side="buy", volume="400", price="0.0000026")
+        for _ in range(100):
+            o = await buyer.get("/order", id=str(bid["id"]))
+            if o["state"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        assert o["state"] == "done" and o["trades"][0]["price"] == "0.0000025"
+        cancelled = await seller.post("/order/delete", id=str(ask["id"]))  # a cancel, answered by B
+        assert cancelled["id"] == ask["id"]
+        o = await seller.get("/order", id=str(ask["id"]))
+        assert o["state"] == "cancel" and o["remaining_volume"] == "600.0"
+        # The same trade is visible through node B.
+        trades = await ApiClient(b.base).public("/trades", market="dogebtc")
+        assert [t["volume"] for t in trades] == ["400.0"]
+    finally:
+        await seller.close()
+        await buyer.close()
+        a.terminate()
+        b.terminate()
+    cfg = load_config(config)
+    store = await open_store(cfg.database)
+    try:
+        report = await audit(store, cfg.markets)
+        assert report.ok, report.lines()
+    finally:
+        await store.close()
+
+
+async def flow(api: ApiClient, rng: random.Random, acked: dict[int, dict[str, str]], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        params = {"market": "dogebtc", "side": rng.choice(["buy", "sell"]), "volume": str(rng.randint(1, 500)),
+                  "price": f"0.00000{rng.randint(240, 260)}"}
+        try:
+            o = await api.post("/orders", **params)
+            acked[o["id"]] = params
+        except ApiError as e:
+            assert e.status in (400, 503, 504), e  # a refused or unavailable order: not acknowledged
+            await asyncio.sleep(0.02)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_killing_the_owner_loses_no_acknowledged_order(tmp_path: Path, pg_url: str) -> None:
+    pa, pb = free_ports(2)
+    config = cluster_config(tmp_path, pg_url, pa, pb)
+    key_file = tmp_path / "secret.key"
+    keys = await make_members(config, key_file, 4)
+    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
+    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
+    await b.start()
+    await a.start()
+    acked: dict[int, dict[str, str]] = {}
+    stop = asyncio.Event()
+    apis = [ApiClient(a.base, *k) for k in keys]
+    rng = random.Random(5)
+    tasks = [asyncio.create_task(flow(api, random.Random(rng.random()), acked, stop)) for api in apis]
+    try:
+        await asyncio.sleep(1.5)
+        b.kill()  # orders keep being accepted by A: they wait in B's durable queue
+        await asyncio.sleep(1.0)
+        await b.start()
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.gather(*tasks)
+        # everything acknowledged gets matched: no order stays pending
+        for _ in range(200):
+            rows = await ApiClient(b.base).public("/depth", market="dogebtc")
+            cfg = load_config(config)
+            store = await open_store(cfg.database, migrate=False)
+            try:
+                pending = await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'")
+            finally:
+                await store.close()
+            if pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert pending == 0 and rows is not None
+    finally:
+        for api in apis:
+            await api.close()
+        a.terminate()
+        b.terminate()
+    cfg = load_config(config)
+    store = await open_store(cfg.database)
+    try:
+        rows = {int(r["id"]): dict(r) for r in await store.fetch("SELECT * FROM orders")}
+        assert len(acked) > 50
+        assert not set(acked) - set(rows), "acknowledged orders lost"
+        trades = await store.fetch("SELECT * FROM trades")
+        executed: dict[int, int] = {}
+        for t in trades:
+            for oid in (int(t["ask_id"]), int(t["bid_id"])):
+                executed[oid] = executed.get(oid, 0) + int(t["volume"])
+        for oid, r in rows.items():
+            assert r["volume"] - r["remaining"] == executed.get(oid, 0), f"order {oid}: a trade was lost or doubled"
+        report = await audit(store, cfg.markets)
+        assert report.ok, report.lines()
+    finally:
+        await store.close()
