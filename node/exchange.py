@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from node.actors.account import AccountActor, order_row_view
-from node.actors.lease import LEASE_TTL_MS, Leases, ProcessLock
+from node.actors.lease import LEASE_TTL_MS, LeaseHeld, Leases, ProcessLock
 from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
 from node.actors.messages import CancelAll, CancelOrder, OrderRequest, QueryBook, SetHalted, SubmitOrders
 from node.config import Config, Market, NodeConf
@@ -35,6 +35,7 @@ from node.market.settlement import DEPOSIT, order_lock
 from node.money import parse_units
 from node.store import Store, open_store, sqlite_path
 from node.store.schema import HOUSE_EMAIL
+from node.wallet.funds import Funds
 
 if TYPE_CHECKING:
     from node.cluster.rabbit import RabbitLink, RemoteMarket
@@ -78,6 +79,7 @@ class Exchange:
         self.leases = Leases(store, node.name)
         self._lease_task: asyncio.Task[None] | None = None
         self._process_lock: ProcessLock | None = None
+        self.funds = Funds(self)  # deposits, withdrawals, wallet actors (node/wallet, issue 7)
 
     # -- life cycle -------------------------------------------------------------------------------
     @classmethod
@@ -102,13 +104,21 @@ class Exchange:
         if self.store.backend == "sqlite":
             self._process_lock = ProcessLock(sqlite_path(self.config.database))
             self._process_lock.acquire()
-        for mid in self.node.markets:
-            await self.leases.acquire(mid)
+        mine = list(self.node.markets)
+        if self.config.rabbitmq:  # markets handed over to this node earlier are its own too
+            mine += [m for m in await self.leases.held_by_node() if m not in mine and m in self.config.markets]
+        for mid in mine:
+            try:
+                await self.leases.acquire(mid)
+            except LeaseHeld as e:
+                if not self.config.rabbitmq:
+                    raise
+                log.error("%s; it stays with its owner and is reached through the bus", e.message)
+                continue
+            self.markets[mid] = self._new_market_actor(mid)
         self._lease_task = asyncio.create_task(self._renew_leases(), name="leases")
         a = self.config.actors
         kw = {"mailbox_size": a.mailbox_size, "max_batch": a.max_batch, "ask_timeout": a.ask_timeout}
-        for mid in self.node.markets:
-            self.markets[mid] = MarketActor(self.config.markets[mid], self.store, self.bus, self.fee_member, **kw)
         self.refs.update(self.markets)
         if self.config.rabbitmq:
             from node.cluster.rabbit import RabbitLink, RemoteMarket
@@ -120,6 +130,7 @@ class Exchange:
                 if mid not in self.markets:
                     self.refs[mid] = RemoteMarket(mid, self.link)
             self.bus.subscribe(self._on_status)
+            self.link.on_control = self._on_control
         shards = 1 if self.store.backend == "sqlite" else 4
         self.accounts = [AccountActor(self.store, self.refs, self.config.currencies, i, **kw) for i in range(shards)]
         for actor in [*self.markets.values(), *self.accounts]:
@@ -127,7 +138,65 @@ class Exchange:
         if self.link is not None:
             for actor in self.markets.values():
                 await self.link.serve_market(actor)
+        await self.funds.start()  # wallet actors of this node's currencies, if any have wallet settings
         log.info("node %s up: markets %s on %s", self.node.name, ", ".join(self.markets), self.store.backend)
+
+    def _new_market_actor(self, mid: str) -> MarketActor:
+        a = self.config.actors
+        return MarketActor(self.config.markets[mid], self.store, self.bus, self.fee_member,
+                           mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
+
+    # -- moving a market between nodes ------------------------------------------------------------
+    async def _on_control(self, command: dict[str, Any]) -> None:
+        if command.get("cmd") == "release":
+            await self.release_market(str(command["market"]), str(command["to"]))
+        elif command.get("cmd") == "adopt":
+            await self.adopt_market(str(command["market"]))
+        else:
+            log.warning("unknown control command %r", command)
+
+    async def release_market(self, mid: str, to_node: str) -> None:
+        """Hand a market over without losing or reordering an order: route new orders to its queue,
+        stop consuming, drain the mailbox (every taken order is matched and committed), give up the
+        lease, and tell the new owner to adopt it. Orders sent meanwhile wait in the queue."""
+        from node.cluster.rabbit import RemoteMarket
+
+        actor = self.markets.get(mid)
+        if actor is None or self.link is None:
+            log.warning("asked to release %s, which this node does not run", mid)
+            return
+        if to_node not in self.config.nodes:
+            log.error("cannot hand %s to unknown node %r", mid, to_node)
+            return
+        self.refs[mid] = RemoteMarket(mid, self.link)
+        await self.link.stop_serving(mid)
+        for acc in self.accounts:  # orders already accepted here reach the old actor first
+            await acc.mailbox.join()
+        await actor.stop()
+        del self.markets[mid]
+        await self.leases.release(mid, handed_to=to_node)
+        await self.link.send_control(to_node, {"cmd": "adopt", "market": mid, "from": self.node.name})
+        log.info("market %s handed over to node %s", mid, to_node)
+
+    async def adopt_market(self, mid: str) -> None:
+        """Take a market handed over by another node: lease, rebuild the book, consume its queue."""
+        if mid in self.markets or mid not in self.config.markets or self.link is None:
+            return
+        for _ in range(100):
+            try:
+                await self.leases.acquire(mid)
+                break
+            except LeaseHeld:
+                await asyncio.sleep(0.2)  # the old owner is still draining
+        else:
+            log.error("could not adopt %s: its lease stays held", mid)
+            return
+        actor = self._new_market_actor(mid)
+        await actor.start()
+        self.markets[mid] = actor
+        self.refs[mid] = actor
+        await self.link.serve_market(actor)
+        log.info("market %s adopted by node %s", mid, self.node.name)
 
     async def stop(self) -> None:
         """Drain the account actors first (they feed the markets), then the markets, then the store."""
@@ -143,6 +212,7 @@ class Exchange:
             await self.leases.release(mid)
         if self.link is not None:
             await self.link.close()
+        await self.funds.stop()
         await self.store.close()
         if self._process_lock is not None:
             self._process_lock.release()
@@ -165,6 +235,9 @@ class Exchange:
             await actor.mailbox.join()
         for m in self.markets.values():
             await m.mailbox.join()
+
+    async def cluster_id(self) -> str:
+        return await self._cluster_id()
 
     async def _cluster_id(self) -> str:
         """This exchange's identity, made at first start: it names its queues on a shared broker, so
@@ -451,6 +524,17 @@ class Exchange:
         rows = await self.store.fetch("SELECT * FROM trades WHERE ask_id = ? OR bid_id = ? ORDER BY id", order_id, order_id)
         return [dict(r) for r in rows]
 
+    async def cluster_status(self) -> dict[str, Any]:
+        """This node's status plus who runs what (leases) and each market's queue lag."""
+        out = self.status()
+        out["leases"] = await self.leases.all()
+        if self.link is not None:
+            out["bus"] = {"connected": self.link.connected, "published": self.link.published,
+                          "consumed": self.link.consumed, "dropped_events": self.link.dropped_events}
+            for mid in self.markets:
+                out["markets"][mid]["queued"] = await self.link.queue_depth(mid)
+        return out
+
     def status(self) -> dict[str, Any]:
         actors = [*self.markets.values(), *self.accounts]
         return {
@@ -467,6 +551,7 @@ class Exchange:
                       "book_seq": a.book_seq, "last_price": a.engine.last_price}
                 for mid, a in self.markets.items()
             },
+            "wallets": self.funds.status(),
         }
 
     # -- API v2 reads (issue 3: REST API) ----------------------------------------------------------
@@ -511,10 +596,10 @@ class Exchange:
         return None if row is None else dict(row)
 
     async def deposit_address(self, member_id: int, currency: str) -> str:
-        """Where the member deposits `currency`. Wallets (issue 7) replace this: until a currency has a
-        wallet there is no address to give, and the answer says so instead of inventing one."""
-        code = self.currency(currency)
-        raise InvalidParameter(f"currency {code} has no deposit wallet on this exchange yet", "currency")
+        """Where the member deposits `currency` (the wallet's address, or a bank reference code);
+        a currency without a wallet has none, and the answer says so instead of inventing one."""
+        address: str = (await self.funds.deposit_address(member_id, self.currency(currency)))["address"]
+        return address
 
 
 def inputs_from(params: Mapping[str, Any]) -> OrderInput:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +223,8 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
     tasks = [asyncio.create_task(flow(api, random.Random(rng.random()), acked, stop)) for api in apis]
     try:
         await asyncio.sleep(1.0)
-        subprocess.run(["rabbitmqctl", "close_all_connections", "test: broker restart"], check=True,
-                       capture_output=True, timeout=60)
+        await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "close_all_connections", "test: broker restart"],
+                                check=True, capture_output=True, timeout=60)
         await asyncio.sleep(2.0)
         stop.set()
         await asyncio.gather(*tasks)
@@ -263,6 +264,69 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
         for oid, r in rows.items():
             assert r["volume"] - r["remaining"] == executed.get(oid, 0)
         report = await audit(store, load_config(config).markets)
+        assert report.ok, report.lines()
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+async def test_moving_a_market_loses_and_reorders_nothing(tmp_path: Path, pg_url: str) -> None:
+    """dogebtc moves from B to A while a client keeps submitting: every order arrives, in order."""
+    pa, pb = free_ports(2)
+    config = cluster_config(tmp_path, pg_url, pa, pb)
+    key_file = tmp_path / "secret.key"
+    [keys] = await make_members(config, key_file, 1)
+    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
+    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
+    await b.start()
+    await a.start()
+    api = ApiClient(a.base, *keys)
+    sent: list[int] = []
+    stop = asyncio.Event()
+
+    async def submit_in_sequence() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:  # one at a time: each order is sent after the previous one was acknowledged
+                o = await api.post("/orders", market="dogebtc", side="sell", volume="1",
+                                   price=f"0.000{10_000 + i % 50:05d}")
+                sent.append(o["id"])
+            except ApiError as e:
+                assert e.status in (503, 504), e
+                await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(submit_in_sequence())
+    try:
+        await asyncio.sleep(1.0)
+        move = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "node", "--config", str(config), "market", "move", "dogebtc",
+            "--to", "a", cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await move.communicate()
+        assert move.returncode == 0, out.decode()
+        assert b"now runs on node a" in out
+        await asyncio.sleep(1.0)
+        stop.set()
+        await task
+        status = await ApiClient(a.base).session.get(a.base + "/ops/status")
+        st = await status.json()
+        assert "dogebtc" in st["markets"]
+        st_b = await (await ApiClient(b.base).session.get(b.base + "/ops/status")).json()
+        assert "dogebtc" not in st_b["markets"]
+    finally:
+        await api.close()
+        a.terminate()
+        b.terminate()
+    cfg = load_config(config)
+    store = await open_store(cfg.database)
+    try:
+        rows = {int(r["id"]): dict(r) for r in await store.fetch("SELECT * FROM orders WHERE market = 'dogebtc'")}
+        assert len(sent) > 30
+        assert not set(sent) - set(rows), "orders lost in the move"
+        assert all(rows[i]["state"] == "wait" for i in sent), "an order was not taken into the book"
+        seqs = [rows[i]["seq"] for i in sent]
+        assert seqs == sorted(seqs), "orders were taken in a different order than they were sent"
+        report = await audit(store, cfg.markets)
         assert report.ok, report.lines()
     finally:
         await store.close()

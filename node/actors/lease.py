@@ -63,8 +63,23 @@ class Leases:
         )
         return n > 0
 
-    async def release(self, market: str) -> None:
-        await self.store.execute("DELETE FROM market_leases WHERE market = ? AND owner = ?", market, self.owner)
+    async def release(self, market: str, handed_to: str | None = None) -> None:
+        """Give the lease up; with `handed_to`, the row names the next owner, so that node (and only
+        it, or the old owner after expiry) takes it at once."""
+        if handed_to is None:
+            await self.store.execute("DELETE FROM market_leases WHERE market = ? AND owner = ?", market, self.owner)
+        else:
+            await self.store.execute(
+                "UPDATE market_leases SET node = ?, owner = ?, expires_at = ? WHERE market = ? AND owner = ?",
+                handed_to, "handed-over", now_ms() + LEASE_TTL_MS, market, self.owner)
+
+    async def held_by_node(self) -> list[str]:
+        """Markets whose lease names this node (handed over to it, or held before a restart)."""
+        rows = await self.store.fetch("SELECT market FROM market_leases WHERE node = ? ORDER BY market", self.node)
+        return [r["market"] for r in rows]
+
+    async def all(self) -> list[dict[str, object]]:
+        return [dict(r) for r in await self.store.fetch("SELECT * FROM market_leases ORDER BY market")]
 
 
 class ProcessLock:

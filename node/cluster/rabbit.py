@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -53,6 +54,8 @@ class RabbitLink:
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(100_000)
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._ctl: aio_pika.abc.AbstractChannel | None = None
+        self.on_control: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.published = 0
         self.consumed = 0
         self.dropped_events = 0
@@ -70,6 +73,43 @@ class RabbitLink:
         await events_in.consume(self._on_event, no_ack=True)
         self.bus.subscribe(self._on_local_event)
         self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
+        # Control commands for this node (market hand-over); durable, so a node that is down gets
+        # its commands when it comes back.
+        self._ctl = await self.conn.channel()
+        control = await self._ctl.declare_queue(self.control_queue(self.node), durable=True)
+        await control.consume(self._on_control)
+
+    def control_queue(self, node: str) -> str:
+        return f"exchange.{self.namespace}.control.{node}"
+
+    async def send_control(self, node: str, command: dict[str, Any]) -> None:
+        """Tell a node to do something (release or adopt a market); confirmed by the broker."""
+        if self._cmd is None:
+            raise Unavailable("the message bus is unreachable")
+        await self._cmd.default_exchange.publish(
+            aio_pika.Message(orjson.dumps(command), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                             headers={"from": self.node}),
+            routing_key=self.control_queue(node))
+
+    async def _on_control(self, message: AbstractIncomingMessage) -> None:
+        """Run a control command, then acknowledge (a failed one is logged and dropped)."""
+        try:
+            command = orjson.loads(message.body)
+            if self.on_control is not None:
+                await self.on_control(command)
+        except Exception:
+            log.exception("control command failed: %r", message.body[:200])
+        await message.ack()
+
+    async def queue_depth(self, market: str) -> int | None:
+        """Messages waiting for a market (its lag), None when the bus cannot say."""
+        if self._ctl is None or not self.connected:
+            return None
+        try:
+            q = await self._ctl.declare_queue(self.market_queue(market), durable=True, passive=True)
+            return int(q.declaration_result.message_count or 0)
+        except Exception:
+            return None
 
     def market_queue(self, market: str) -> str:
         return f"exchange.{self.namespace}.market.{market}"
@@ -134,9 +174,12 @@ class RabbitLink:
         self._consumers[actor.market.id] = asyncio.create_task(self._consume(actor, queue), name=f"consume:{actor.market.id}")
 
     async def stop_serving(self, market: str) -> None:
+        """Stop taking new messages for a market (those delivered but not yet in the mailbox go
+        back to the queue); acks of messages already handed to the actor still go out."""
         task = self._consumers.pop(market, None)
         if task is not None:
             task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _consume(self, actor: MarketActor, queue: aio_pika.abc.AbstractQueue) -> None:
         """One loop, so messages reach the mailbox in queue order; each is acked after its commit."""
@@ -230,3 +273,17 @@ class RemoteMarket:
 
     async def ask(self, msg: Any, timeout: float | None = None) -> Any:
         return await self.link.send(self.market_id, msg, reply=True, timeout=timeout)
+
+
+async def send_control_once(url: str, namespace: str, node: str, command: dict[str, Any]) -> None:
+    """For the command line: one confirmed control message to a node, without joining the cluster."""
+    conn = await aio_pika.connect(url)
+    try:
+        channel = await conn.channel(publisher_confirms=True)
+        name = f"exchange.{namespace}.control.{node}"
+        await channel.declare_queue(name, durable=True)
+        await channel.default_exchange.publish(
+            aio_pika.Message(orjson.dumps(command), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                             headers={"from": "cli"}), routing_key=name)
+    finally:
+        await conn.close()

@@ -53,7 +53,7 @@ async def ops_status(request: web.Request) -> web.Response:
     """Node status for operators (actors, mailboxes, books' state hashes); answered on loopback only."""
     if request.remote not in ("127.0.0.1", "::1"):
         raise web.HTTPForbidden(text="status is only served to local requests")
-    return json_response(request.app[EXCHANGE].status())
+    return json_response(await request.app[EXCHANGE].cluster_status())
 
 
 def add_routes(app: web.Application) -> None:
