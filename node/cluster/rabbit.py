@@ -61,7 +61,8 @@ class RabbitLink:
         self.dropped_events = 0
 
     async def start(self) -> None:
-        self.conn = await aio_pika.connect_robust(self.url, client_properties={"connection_name": f"node {self.node}"})
+        self.conn = await aio_pika.connect_robust(
+            self.url, reconnect_interval=1, client_properties={"connection_name": f"node {self.node}"})
         self._cmd = await self.conn.channel(publisher_confirms=True)
         self._ev = await self.conn.channel(publisher_confirms=False)
         self._events_exchange = await self._ev.declare_exchange(
