@@ -73,7 +73,11 @@ class Exchange:
         self.refs: dict[str, MarketActor | RemoteMarket] = {}  # every market reachable from here
         self.link: RabbitLink | None = None
         self.accounts: list[AccountActor] = []
-        self.fee_member = 0
+        self.fee_member = 0  # the house account: withdrawal fees and other income
+        # One house fee account per market: trades of different markets (maybe on different nodes)
+        # never wait for each other on the same account rows.
+        self.market_fee_members: dict[str, int] = {}
+        self.house_members: set[int] = set()
         self.started_at = time.time()
         self._members: dict[int, tuple[float, bool]] = {}
         self.leases = Leases(store, node.name)
@@ -98,6 +102,9 @@ class Exchange:
 
     async def _boot(self, actors: bool) -> None:
         self.fee_member = await self._ensure_house()
+        for mid in self.config.markets:
+            self.market_fee_members[mid] = await self._ensure_house(mid)
+        self.house_members = {self.fee_member, *self.market_fee_members.values()}
         await self._ensure_accounts()
         if not actors:
             return
@@ -143,7 +150,7 @@ class Exchange:
 
     def _new_market_actor(self, mid: str) -> MarketActor:
         a = self.config.actors
-        return MarketActor(self.config.markets[mid], self.store, self.bus, self.fee_member,
+        return MarketActor(self.config.markets[mid], self.store, self.bus, self.market_fee_members[mid],
                            mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
 
     # -- moving a market between nodes ------------------------------------------------------------
@@ -248,11 +255,19 @@ class Exchange:
             value: str = await tx.fetchval("SELECT value FROM cluster_info WHERE name = 'cluster_id'")
         return value
 
-    async def _ensure_house(self) -> int:
-        row = await self.store.fetchrow("SELECT id FROM members WHERE email = ?", HOUSE_EMAIL)
+    async def _ensure_house(self, market: str | None = None) -> int:
+        """The house fee account (or a market's own), created at first start."""
+        email = HOUSE_EMAIL if market is None else HOUSE_EMAIL.replace("house@", f"house+{market}@")
+        row = await self.store.fetchrow("SELECT id FROM members WHERE email = ?", email)
         if row is not None:
             return int(row["id"])
-        return await self.create_member(HOUSE_EMAIL, name="House fee account")
+        name = "House fee account" + ("" if market is None else f" ({market})")
+        try:
+            return await self.create_member(email, name=name)
+        except InvalidParameter:  # another node created it at the same moment
+            row = await self.store.fetchrow("SELECT id FROM members WHERE email = ?", email)
+            assert row is not None
+            return int(row["id"])
 
     async def _ensure_accounts(self) -> None:
         """Every member has an account row per configured currency (a new currency gets rows at start)."""
@@ -311,7 +326,7 @@ class Exchange:
             if row is None:
                 raise MemberNotFound(f"member {member_id} does not exist")
             self._members[member_id] = hit
-        if not hit[1] or member_id == self.fee_member:
+        if not hit[1] or member_id in self.house_members:
             raise CreateOrderFailed("member is not allowed to trade")
 
     async def deposit(self, member_id: int, currency: str, amount: str | int, txid: str | None = None,
@@ -556,8 +571,6 @@ class Exchange:
 
     # -- API v2 reads (issue 3: REST API) ----------------------------------------------------------
     # Read-only helpers of the REST API; they change no state and no existing behaviour.
-    DEPOSIT_STATES = ("submitting", "submitted", "accepted", "checked", "rejected", "cancelled", "warning")
-
     def currency(self, code: object, field: str = "currency") -> str:
         """A configured currency code, or InvalidParameter naming the field."""
         if not isinstance(code, str) or code not in self.config.currencies:

@@ -54,7 +54,7 @@ async def test_a_trade_settles_with_fees_to_the_house(exchange: Exchange) -> Non
     assert await balances(ex, buyer) == {"btc": (99_800_000, 0), "ltc": (0, 0), "doge": (0, 0), "usd": (70_000_000_000, 0)}
     assert (await balances(ex, seller))["btc"] == (850_000_000, 50_000_000)
     assert (await balances(ex, seller))["usd"] == (29_970_000_000, 0)
-    house = await balances(ex, ex.fee_member)
+    house = await balances(ex, ex.market_fee_members["btcusd"])
     assert house["btc"] == (200_000, 0) and house["usd"] == (30_000_000, 0)
     trades = await ex.store.fetch("SELECT price, volume, funds, taker_side FROM trades")
     assert [tuple(t) for t in trades] == [(3_000_000, 10_000, 30_000_000_000, "buy")]

@@ -9,6 +9,7 @@ only then answers and hands the orders to their market actors. Because the marke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -82,13 +83,16 @@ class AccountActor(Actor[SubmitOrders]):
         ts = now_ms()
         accepted: list[NewOrder] = []
         members = sorted({r.member_id for b in batch for r in b.orders})
+        wanted = sorted({(r.member_id, r.lock_currency) for b in batch for r in b.orders})
         client_ids = sorted({r.client_id for b in batch for r in b.orders if r.client_id})
         async with self.store.transaction() as tx:
             marks = ",".join("?" * len(members))
+            # Only the rows this batch spends from are locked (in one global order: no deadlocks).
+            pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in wanted)
             rows = await tx.fetch(
-                f"SELECT member_id, currency, balance FROM accounts WHERE member_id IN ({marks}) "
+                f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
                 f"ORDER BY member_id, currency{self.store.for_update}",
-                *members,
+                *[x for pair in wanted for x in pair],
             )
             available = {(int(r["member_id"]), r["currency"]): int(r["balance"]) for r in rows}
             existing: dict[tuple[int, str], dict[str, Any]] = {}
@@ -138,13 +142,19 @@ class AccountActor(Actor[SubmitOrders]):
                 await tx.executemany(ORDER_INSERT_SQL, order_rows)
                 await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)
         by_id = {row[0]: row[2] for row in order_rows}
-        for o in accepted:
-            try:
-                await self.markets[by_id[o.id]].put(o)
-            except ExchangeError as e:
-                # Committed already: the order is accepted whatever happens to the hand-over; the
-                # market's pending sweep will take it from the store.
-                log.warning("order %d accepted but not handed to its market (%s); the sweep will", o.id, e.message)
+        if accepted:
+            # All hand-overs at once: a remote market's publisher confirms then overlap (they are
+            # sent in order on one channel, so the market still sees them in order).
+            outcomes = await asyncio.gather(*(self.markets[by_id[o.id]].put(o) for o in accepted),
+                                            return_exceptions=True)
+            for o, outcome in zip(accepted, outcomes, strict=True):
+                if isinstance(outcome, ExchangeError):
+                    # Committed already: the order is accepted whatever happens to the hand-over; the
+                    # market's pending sweep will take it from the store.
+                    log.warning("order %d accepted but not handed to its market (%s); the sweep will",
+                                o.id, outcome.message)
+                elif isinstance(outcome, BaseException):
+                    log.error("order %d: hand-over failed (%r); the sweep will take it", o.id, outcome)
         return results
 
     def _decide(

@@ -36,6 +36,8 @@ from node.events import EventBus
 log = logging.getLogger(__name__)
 
 PREFETCH = 2_000
+HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
+HANDOVER_INFLIGHT = 2_000  # published, not yet confirmed by the broker
 
 
 class RabbitLink:
@@ -52,6 +54,9 @@ class RabbitLink:
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(100_000)
+        self._handovers: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(HANDOVER_QUEUE)
+        self._inflight = asyncio.Semaphore(HANDOVER_INFLIGHT)
+        self.handover_failures = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._ctl: aio_pika.abc.AbstractChannel | None = None
@@ -74,6 +79,7 @@ class RabbitLink:
         await events_in.consume(self._on_event, no_ack=True)
         self.bus.subscribe(self._on_local_event)
         self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
+        self._tasks.append(asyncio.create_task(self._publish_handovers(), name="handovers-out"))
         # Control commands for this node (market hand-over); durable, so a node that is down gets
         # its commands when it comes back.
         self._ctl = await self.conn.channel()
@@ -160,6 +166,36 @@ class RabbitLink:
         if isinstance(result, ExchangeError):
             raise result
         return result
+
+    async def hand_over(self, market: str, msg: Any) -> None:
+        """Send an accepted order to its market without waiting for the broker's confirm.
+
+        The order is already durable (`pending` in the store), so its acceptance does not depend on
+        the bus: waiting here would only add the broker's fsync latency to every order. Messages
+        go out in this order and many confirms are awaited at once; one that fails is logged and
+        left to the market's pending sweep.
+        """
+        await self._handovers.put((market, encode_message(msg)))
+
+    async def _publish_handovers(self) -> None:
+        while True:
+            market, body = await self._handovers.get()
+            await self._inflight.acquire()
+            task = asyncio.create_task(self._publish_one(market, body))  # created in order: sent in order
+            task.add_done_callback(lambda _t: self._inflight.release())
+
+    async def _publish_one(self, market: str, body: bytes) -> None:
+        try:
+            if self._cmd is None or not self.connected:
+                raise ConnectionError("bus down")
+            await self._cmd.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={"from": self.node}),
+                routing_key=self.market_queue(market), timeout=self.ask_timeout)
+            self.published += 1
+        except Exception as e:
+            self.handover_failures += 1
+            if self.handover_failures % 100 == 1:
+                log.warning("hand-over to %s failed (%r); the market's pending sweep will take it", market, e)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         fut = self._waiting.get(message.correlation_id or "")
@@ -270,7 +306,7 @@ class RemoteMarket:
         self.name = f"remote:{market}"
 
     async def put(self, msg: Any) -> None:
-        await self.link.send(self.market_id, msg)
+        await self.link.hand_over(self.market_id, msg)
 
     async def ask(self, msg: Any, timeout: float | None = None) -> Any:
         return await self.link.send(self.market_id, msg, reply=True, timeout=timeout)

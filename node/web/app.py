@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -10,11 +11,12 @@ import jinja2
 from aiohttp import web
 
 from node.apikeys import ApiKeys
-from node.errors import ExchangeError, RateLimited
+from node.errors import ExchangeError, RateLimited, Unavailable
 from node.exchange import Exchange
 from node.secrets_box import SecretBox, load_server_key
-from node.web import api, pages
+from node.web import api, api_funds, api_marketdata, api_solvency, ops, pages, pages_solvency, ws
 from node.web.auth import Authenticator, TonceActor
+from node.web.session import middleware as page_sessions
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,23 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
             code = 1001 if e.status < 500 else 3000
             return api.json_response({"error": {"code": code, "message": e.reason}}, status=e.status)
         raise
-    except Exception:
+    except Exception as e:
+        if store_unreachable(e):
+            log.warning("storage unreachable on %s %s: %r", request.method, request.path, e)
+            return api.json_response(Unavailable("storage is unreachable; nothing was done, retry").to_dict(), status=503)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return api.json_response({"error": {"code": 3000, "message": "internal error"}}, status=500)
+
+
+def store_unreachable(e: BaseException) -> bool:
+    """A lost database connection is an outage (503, retry), not a bug (500)."""
+    if isinstance(e, (ConnectionError, OSError, sqlite3.OperationalError)):
+        return True
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(e, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError))
 
 
 @web.middleware
@@ -61,7 +77,7 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
 
 
 def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web.Application:
-    app = web.Application(middlewares=[security_headers, errors], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[security_headers, errors, page_sessions], client_max_size=1024 * 1024)
     box = SecretBox(load_server_key(key_file), "api-secret")
     keys = ApiKeys(exchange.store, box)
     a = exchange.config.actors
@@ -78,7 +94,12 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
 
     app.cleanup_ctx.append(lifecycle)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
+    api_funds.add_routes(app)  # first: it serves /deposits, /deposit, /deposit_address, /withdraws
     api.add_routes(app)
+    ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
     pages.add_routes(app)
+    ops.add_routes(app)
+    api_solvency.add_routes(app)
+    pages_solvency.add_routes(app)
     app.router.add_static("/static/", STATIC)
     return app
