@@ -6,6 +6,7 @@
     python -m node apikey create EMAIL      create an API key (the secret is shown once)
     python -m node demo                     seed demo members and books, then exit
     python -m node audit                    check balances against the ledger and deposits
+    python -m node solvency snapshot        take a proof-of-solvency snapshot now (also: assets, fiat, show)
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     tasks: list[asyncio.Task[None]] = []
+    from node.web.api_solvency import service as solvency_service
+
+    tasks.append(asyncio.create_task(solvency_service(app).run_schedule(), name="solvency"))  # [solvency] node only
     if args.demo:
         members = await demo.seed(ex)
         tasks.append(asyncio.create_task(demo.trade_forever(ex, members)))
@@ -193,6 +197,13 @@ async def market_move(args: argparse.Namespace) -> int:
         await ex.stop()
 
 
+async def solvency_cmd(args: argparse.Namespace) -> int:
+    from node.solvency.snapshot import run_cli
+
+    result: int = await _with_exchange(args, lambda ex: run_cli(ex, args))
+    return result
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m node", description="Run and manage an exchange node.")
     p.add_argument("--config", default=os.environ.get("EXCHANGE_CONFIG", "cluster.toml"), help="configuration file")
@@ -227,6 +238,11 @@ def parser() -> argparse.ArgumentParser:
     kc.set_defaults(fn=apikey_create)
     sub.add_parser("demo", help="seed demo data and exit").set_defaults(fn=demo_seed)
     sub.add_parser("audit", help="check the books").set_defaults(fn=audit_cmd)
+    from node.solvency.snapshot import add_cli_arguments
+
+    sol = sub.add_parser("solvency", help="proof of solvency: snapshot, assets, fiat reserves, show")
+    add_cli_arguments(sol)
+    sol.set_defaults(fn=solvency_cmd)
     sub.add_parser("status", help="every node's markets, mailboxes and lags").set_defaults(fn=status_cmd)
     mk = sub.add_parser("market", help="markets").add_subparsers(dest="sub", required=True)
     mv = mk.add_parser("move", help="hand a market over to another node (cluster)")

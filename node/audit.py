@@ -1,9 +1,10 @@
 """The books must balance: checks run by tests, by `python -m node audit` and by the admin.
 
 1. Per currency, Σ(balance + locked) over every account (the house fee account included) equals
-   Σ deposits − Σ withdrawals.
+   Σ accepted deposits − Σ done withdrawals, where a withdrawal counts what left the exchange (its
+   amount); its fee stays inside, in the house fee account.
 2. Every account equals the sum of its ledger rows, in balance and in locked.
-3. Every account's locked equals what its open orders hold.
+3. Every account's locked equals what its open orders and pending withdrawals hold.
 4. Nothing is negative.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from node.config import Market
 from node.store import Store
+from node.wallet.records import HOLDING
 
 
 @dataclass
@@ -39,6 +41,8 @@ async def audit(store: Store, markets: Mapping[str, Market]) -> AuditReport:
         "SELECT currency, SUM(balance + locked) AS s FROM accounts GROUP BY currency")}
     funded: dict[str, int] = {row["currency"]: int(row["s"]) for row in await store.fetch(
         "SELECT currency, SUM(amount) AS s FROM deposits WHERE state = 'accepted' GROUP BY currency")}
+    for row in await store.fetch("SELECT currency, SUM(amount) AS s FROM withdraws WHERE state = 'done' GROUP BY currency"):
+        funded[row["currency"]] = funded.get(row["currency"], 0) - int(row["s"])
     for cur in sorted(set(held) | set(funded)):
         h, f = held.get(cur, 0), funded.get(cur, 0)
         r.totals[cur] = (h, f)
@@ -62,11 +66,17 @@ async def audit(store: Store, markets: Mapping[str, Market]) -> AuditReport:
         cur = m.quote.code if row["side"] == "buy" else m.base.code
         key = (int(row["member_id"]), cur)
         by_account[key] = by_account.get(key, 0) + int(row["s"])
+    for row in await store.fetch(
+            f"SELECT member_id, currency, SUM(total) AS s FROM withdraws WHERE state IN ({','.join('?' * len(HOLDING))}) "
+            "GROUP BY member_id, currency", *HOLDING):
+        key = (int(row["member_id"]), row["currency"])
+        by_account[key] = by_account.get(key, 0) + int(row["s"])
     for row in await store.fetch("SELECT member_id, currency, locked FROM accounts WHERE locked != 0"):
         key = (int(row["member_id"]), row["currency"])
-        if by_account.pop(key, 0) != int(row["locked"]):
-            r.problems.append(f"member {key[0]} {key[1]}: locked {row['locked']} but open orders hold {by_account.get(key, 0)}")
+        holds = by_account.pop(key, 0)
+        if holds != int(row["locked"]):
+            r.problems.append(f"member {key[0]} {key[1]}: locked {row['locked']} but open orders and withdrawals hold {holds}")
     for key, amount in by_account.items():
         if amount:
-            r.problems.append(f"member {key[0]} {key[1]}: open orders hold {amount} but nothing is locked")
+            r.problems.append(f"member {key[0]} {key[1]}: open orders and withdrawals hold {amount} but nothing is locked")
     return r

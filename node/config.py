@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,37 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class WalletConf:
+    """A currency's `[currencies.<code>.wallet]` table: how money enters and leaves (issue 7).
+
+    Amounts are integers in the currency's smallest unit. `settings` holds the channel family's
+    own keys (checked by that family's adapter class), as sorted (key, value) pairs so the
+    configuration stays hashable.
+    """
+
+    channel: str  # the family: "bitcoind", "bank", … (node.wallet.FAMILIES)
+    node: str  # the node that runs this currency's wallet actor
+    confirmations: int = 6  # a deposit is credited at this many confirmations
+    reorg_watch: int = 20  # blocks past `confirmations` during which a credited deposit is re-checked
+    poll_interval_ms: int = 5_000
+    withdraw_fee: int = 0  # charged on top of the amount, credited to the house fee account
+    min_withdraw: int = 1
+    max_withdraw: int = 0  # 0 = no maximum
+    auto_approve: int = 0  # withdrawals up to this are sent without an admin; 0 = every one needs an admin
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+
+@dataclass(frozen=True)
 class Currency:
     code: str
     name: str
     precision: int
     kind: str  # "coin" | "fiat"
+    wallet: WalletConf | None = None  # None: no deposits/withdrawals other than an admin's
 
     @property
     def symbol(self) -> str:
@@ -99,6 +125,40 @@ class ApiConf:
 
 
 @dataclass(frozen=True)
+class MailConf:
+    """The optional `[mail]` table: the SMTP server that sends activation and password mails. With no
+    `host` the mails are written to the log (the development default). `base_url` is the public
+    address used in the links of the mails; it is never taken from a request's Host header, which a
+    client controls (a forged Host would put an attacker's site into a victim's reset link)."""
+
+    host: str = ""
+    port: int = 25
+    username: str = ""
+    password: str = ""  # or EXCHANGE_SMTP_PASSWORD, so the secret need not sit in the file
+    security: str = "none"  # "none" | "starttls" | "tls"
+    sender: str = "PyExchange <no-reply@localhost>"
+    base_url: str = ""  # e.g. "https://exchange.example"; default: http://<node host>:<node port>
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class SolvencyConf:
+    """The optional `[solvency]` table: proof-of-solvency snapshots (node/solvency/snapshot.py).
+
+    One node (`node`, default the first) takes a snapshot every `interval_hours`, on the UTC
+    boundary (daily: at 00:00 UTC), and deletes those older than `keep_days` (0 keeps all).
+    `min_height` pads the v2 tree to at least 2**min_height leaves, to hide the member count;
+    `asset_confirmations` is how deep a coin output must be to count as a proven asset."""
+
+    enabled: bool = True
+    interval_hours: int = 24
+    keep_days: int = 365
+    node: str = ""
+    min_height: int = 0
+    asset_confirmations: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     database: str
@@ -110,6 +170,8 @@ class Config:
     actors: ActorConf = field(default_factory=ActorConf)
     source: str = ""
     api: ApiConf = field(default_factory=ApiConf)
+    solvency: SolvencyConf = field(default_factory=SolvencyConf)
+    mail: MailConf = field(default_factory=MailConf)
 
     def node(self, name: str | None) -> NodeConf:
         if name is None:
@@ -160,6 +222,51 @@ def _units(table: dict[str, Any], key: str, path: str, decimals: int, default: s
         raise ConfigError(f"{path}.{key}: {e.message.split(' ', 1)[1] if ' ' in e.message else e.message}") from None
 
 
+_WALLET_KEYS = ("channel", "node", "confirmations", "reorg_watch_blocks", "poll_interval_ms", "withdraw_fee",
+                "min_withdraw", "max_withdraw", "auto_approve")
+
+
+def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletConf | None:
+    """The optional wallet table; the channel family's own keys are checked by its adapter class."""
+    w = _get(c, "wallet", path, dict, None)
+    if w is None:
+        return None
+    path = f"{path}.wallet"
+    from node.wallet import FAMILIES  # here, not at the top: node.wallet imports this module
+    from node.wallet.channel import SettingsError
+
+    family = _get(w, "channel", path, str)
+    cls = FAMILIES.get(family)
+    if cls is None:
+        raise ConfigError(f"{path}.channel: unknown channel {family!r} (known: {', '.join(sorted(FAMILIES))})")
+    if kind not in cls.kinds:
+        raise ConfigError(f"{path}.channel: channel {family!r} is for {' or '.join(cls.kinds)} currencies, not {kind}")
+    if cls.max_precision is not None and precision > cls.max_precision:
+        raise ConfigError(f"{path}.channel: channel {family!r} moves at most {cls.max_precision} decimal places, "
+                          f"but the currency's precision is {precision}")
+    settings = {k: v for k, v in w.items() if k not in _WALLET_KEYS}
+    try:
+        cls.check_settings(settings)
+    except SettingsError as e:
+        raise ConfigError(f"{path}.{e}") from None
+    one = "0." + "0" * (precision - 1) + "1" if precision else "1"
+    conf = WalletConf(
+        channel=family,
+        node=_get(w, "node", path, str, ""),
+        confirmations=_int_range(w, "confirmations", path, 1, 10_000, 6),
+        reorg_watch=_int_range(w, "reorg_watch_blocks", path, 0, 10_000, 20),
+        poll_interval_ms=_int_range(w, "poll_interval_ms", path, 50, 3_600_000, 5_000),
+        withdraw_fee=_units(w, "withdraw_fee", path, precision, "0", True),
+        min_withdraw=_units(w, "min_withdraw", path, precision, one, False),
+        max_withdraw=_units(w, "max_withdraw", path, precision, "0", True),
+        auto_approve=_units(w, "auto_approve", path, precision, "0", True),
+        settings=tuple(sorted(settings.items())),
+    )
+    if conf.max_withdraw and conf.max_withdraw < conf.min_withdraw:
+        raise ConfigError(f"{path}.max_withdraw: must not be below min_withdraw (or 0 for no maximum)")
+    return conf
+
+
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     ex = _get(data, "exchange", "", dict, {})
     name = _get(ex, "name", "exchange", str, "PyExchange")
@@ -186,6 +293,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             name=_get(c, "name", path, str, code.upper()),
             precision=_int_range(c, "precision", path, 0, 18),
             kind=kind,
+            wallet=_wallet(c, path, kind, _int_range(c, "precision", path, 0, 18)),
         )
     if not currencies:
         raise ConfigError("currencies: at least one currency is needed")
@@ -258,6 +366,12 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         )
     if not nodes:
         raise ConfigError("nodes: at least one node is needed")
+    for code, cur in list(currencies.items()):  # a wallet runs on the node it names, else the first
+        if cur.wallet is not None:
+            wnode = cur.wallet.node or next(iter(nodes))
+            if wnode not in nodes:
+                raise ConfigError(f"currencies.{code}.wallet.node: no such node {wnode!r} (have: {', '.join(nodes)})")
+            currencies[code] = replace(cur, wallet=replace(cur.wallet, node=wnode))
     unowned = [m for m in markets if m not in owners]
     if unowned:
         raise ConfigError(f"markets.{unowned[0]}: no node runs this market (add it to a nodes.*.markets list)")
@@ -275,6 +389,34 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         public_limit=_int_range(api_t, "public_limit", "api", 0, 10**9, ApiConf.public_limit),
         public_window=_int_range(api_t, "public_window_s", "api", 1, 86_400, ApiConf.public_window),
     )
+    mail_t = _get(data, "mail", "", dict, {})
+    security = _get(mail_t, "security", "mail", str, "none")
+    if security not in ("none", "starttls", "tls"):
+        raise ConfigError("mail.security: must be 'none', 'starttls' or 'tls'")
+    base_url = _get(mail_t, "base_url", "mail", str, "").rstrip("/")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise ConfigError("mail.base_url: must start with http:// or https://")
+    mail = MailConf(
+        host=_get(mail_t, "host", "mail", str, ""),
+        port=_int_range(mail_t, "port", "mail", 1, 65535, 25),
+        username=_get(mail_t, "username", "mail", str, ""),
+        password=os.environ.get("EXCHANGE_SMTP_PASSWORD") or _get(mail_t, "password", "mail", str, ""),
+        security=security,
+        sender=_get(mail_t, "sender", "mail", str, f"{name} <no-reply@localhost>"),
+        base_url=base_url,
+        timeout=float(_int_range(mail_t, "timeout_ms", "mail", 100, 600_000, 10_000)) / 1000,
+    )
+    sol = _get(data, "solvency", "", dict, {})
+    solvency = SolvencyConf(
+        enabled=_get(sol, "enabled", "solvency", bool, True),
+        interval_hours=_int_range(sol, "interval_hours", "solvency", 1, 24 * 366, 24),
+        keep_days=_int_range(sol, "keep_days", "solvency", 0, 100 * 366, 365),
+        node=_get(sol, "node", "solvency", str, "") or next(iter(nodes)),
+        min_height=_int_range(sol, "min_height", "solvency", 0, 32, 0),
+        asset_confirmations=_int_range(sol, "asset_confirmations", "solvency", 0, 10_000, 1),
+    )
+    if solvency.node not in nodes:
+        raise ConfigError(f"solvency.node: no such node {solvency.node!r} (have: {', '.join(nodes)})")
     return Config(
         name=name,
         database=database,
@@ -286,6 +428,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         actors=actors,
         source=source,
         api=api,
+        solvency=solvency,
+        mail=mail,
     )
 
 

@@ -201,7 +201,9 @@ class Exchange:
         actor = self._new_market_actor(mid)
         await actor.start()
         self.markets[mid] = actor
-        self.refs[mid] = actor
+        # This node's own orders for the market keep going through its queue (until a restart):
+        # orders it handed over before the move are still in that queue, and a direct path now
+        # could overtake them.
         await self.link.serve_market(actor)
         log.info("market %s adopted by node %s", mid, self.node.name)
 

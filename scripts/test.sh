@@ -7,6 +7,12 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# Browser tests drive Debian's Chromium (never a downloaded browser build), with a CJK font so that
+# the Chinese pages render in their screenshots. Idempotent; CI runs as root.
+if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi wqy; then
+  (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) \
+    || echo "warning: could not install chromium; browser tests will skip (or fail where services are required)" >&2
+fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/ruff check node tests bench

@@ -1,174 +1,133 @@
 """REST API v2, wire-compatible with Peatio (see shared/PEATIO.md), under `/api/v2`.
 
-Handlers are thin: parse params (query merged with body, like Rack), authenticate when private,
-ask the exchange, format Peatio's JSON. Every path also answers with a `.json` suffix.
+Handlers are thin: parse params (query merged with body, like Rack), authenticate when signed,
+count the request against its rate limit, ask the exchange, format Peatio's JSON. Every path also
+answers with a `.json` suffix, because Peatio clients sign and call `/api/v2/orders.json`.
+
+Beyond Peatio, in the same style: `client_id` and `time_in_force` on orders, `page` on every list
+(with X-Page / X-Per-Page / X-Next-Page headers, and X-Total where counting is cheap), `market` on
+`/orders/clear`, `GET /fees`, and an OpenAPI description at `/api/v2/doc`. Deposits and
+withdrawals are served by `api_funds` (wallets), market data (tickers, k-lines) by `api_marketdata`,
+proof of solvency by `api_solvency`; they reuse `_public`/`_private` from here, so signatures,
+rate limits and errors behave the same everywhere.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from node.apikeys import Token
-from node.errors import InvalidParameter, OrderNotFound
+from node.config import Market
+from node.errors import ExchangeError, InvalidParameter, OrderNotFound, RateLimited
 from node.exchange import Exchange, inputs_from
 from node.money import format_units
 from node.web.auth import Authenticator, require_scope
-from node.web.format import funds_str, iso, order_json, price_str, trade_json, volume_str
-from node.web.params import Params, parse_params
+from node.web.format import (
+    account_json,
+    funds_str,
+    iso,
+    order_json,
+    price_str,
+    trade_json,
+    volume_str,
+)
+from node.web.params import MAX_BODY_BYTES, MAX_PARAMS, Params, ParamValue, parse_params
+from node.web.ratelimit import RateLimiter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXCHANGE = web.AppKey("exchange", Exchange)
 AUTH = web.AppKey("auth", Authenticator)
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+MAX_ID = 2**62  # ids, timestamps and cursors above this cannot exist (and would overflow BIGINT)
+MAX_PAGE = 10_000
+PAGE_HEADERS = "X-Page, X-Per-Page, X-Next-Page, X-Total, Retry-After"
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
-                        headers={"Access-Control-Allow-Origin": "*"})
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """JSON with Peatio's `Access-Control-Allow-Origin: *` (browsers may read the API directly)."""
+    h = {"Access-Control-Allow-Origin": "*"}
+    if headers:
+        h["Access-Control-Expose-Headers"] = PAGE_HEADERS
+        h.update(headers)
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=h)
+
+
+_PLAIN_FORM = re.compile(rb"[A-Za-z0-9_.\-=&]*")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "")
+
+
+def _plain_pairs(data: bytes, out: dict[str, ParamValue]) -> None:
+    for pair in data.split(b"&"):
+        if pair:
+            name, _, value = pair.partition(b"=")
+            if name:
+                out[name.decode()] = value.decode()
 
 
 async def request_params(request: web.Request) -> Params:
+    """Query merged with the body, for every verb (Peatio clients put GET params in a form body).
+
+    Most requests are plain `k=v&…` forms with nothing to decode (no `%`, `+` or brackets): those
+    are split directly, with the same result as `parse_params` (later keys win, the body over the
+    query, empty names ignored); everything else goes through `parse_params`, the reference.
+    """
     body = await request.read() if request.can_read_body else b""
-    return parse_params(request.rel_url.raw_query_string, body, request.content_type if body else "")
+    query = request.rel_url.raw_query_string.encode()
+    ctype = request.content_type if body else ""
+    if (ctype in _FORM_TYPES and len(body) <= MAX_BODY_BYTES and _PLAIN_FORM.fullmatch(query)
+            and _PLAIN_FORM.fullmatch(body) and query.count(b"&") + body.count(b"&") < MAX_PARAMS - 2):
+        data: dict[str, ParamValue] = {}
+        _plain_pairs(query, data)
+        _plain_pairs(body, data)
+        return Params(data)
+    return parse_params(query, body, ctype)
+
+
+def _limiter(request: web.Request) -> RateLimiter:
+    limiter = request.app.get(LIMITER)
+    if limiter is None:  # an app assembled without add_routes' set-up: build it from the config once
+        a = request.app[EXCHANGE].config.api
+        limiter = RateLimiter(a.signed_limit, a.signed_window, a.public_limit, a.public_window)
+        request.app[LIMITER] = limiter
+    return limiter
 
 
 async def signed(request: web.Request, params: Params) -> Token:
-    auth = request.app[AUTH]
-    return await auth.authenticate(request.method, request.rel_url.raw_path, params, request.remote)
-
-
-def _limit(params: Params, name: str, default: int, hi: int) -> int:
-    v = params.get_int(name, default=default, min_value=1, max_value=hi)
-    assert v is not None
-    return v
+    """Authenticate; a failed attempt counts against the client IP's allowance (so guessing
+    signatures or keys is rate-limited), a good one against the access key's."""
+    limiter = _limiter(request)
+    try:
+        return await request.app[AUTH].authenticate(
+            request.method, request.rel_url.raw_path, params, request.remote, limiter.hit_key,
+            dict(request.match_info) or None)
+    except RateLimited:
+        raise
+    except ExchangeError as e:
+        if e.status == 401:
+            limiter.hit_ip(request.remote)
+        raise
 
 
 async def _public(request: web.Request) -> tuple[Exchange, Params]:
-    """Public endpoints accept signed calls too (some clients sign everything): then they are checked."""
+    """Public endpoints accept signed calls too (some clients sign everything): then they are checked
+    and count against the key; unsigned ones count against the client IP."""
     params = await request_params(request)
     if "signature" in params or "access_key" in params:
         await signed(request, params)
+    else:
+        _limiter(request).hit_ip(request.remote)
+    if request.match_info:
+        params = params.merged(dict(request.match_info))
     return request.app[EXCHANGE], params
 
 
-# -- public -------------------------------------------------------------------------------------------
-async def markets(request: web.Request) -> web.Response:
-    ex, _ = await _public(request)
-    return json_response([{"id": m.id, "name": m.name} for m in ex.config.markets.values()])
-
-
-async def _ticker(ex: Exchange, market_id: str) -> dict[str, Any]:
-    m = ex.market(market_id)
-    now = int(time.time() * 1000)
-    row = await ex.store.fetchrow(
-        "SELECT MIN(price) AS low, MAX(price) AS high, COALESCE(SUM(volume), 0) AS vol FROM trades "
-        "WHERE market = ? AND created_at >= ?", m.id, now - 86_400_000)
-    last = await ex.store.fetchval("SELECT price FROM trades WHERE market = ? ORDER BY id DESC LIMIT 1", m.id)
-    first = await ex.store.fetchval(
-        "SELECT price FROM trades WHERE market = ? AND created_at >= ? ORDER BY id ASC LIMIT 1", m.id, now - 86_400_000)
-    actor = ex.markets.get(m.id)
-    buy = actor.engine.best_bid() if actor else None
-    sell = actor.engine.best_ask() if actor else None
-
-    def p(v: Any) -> str:
-        return price_str(m, int(v)) if v is not None else "0.0"
-
-    return {"at": now // 1000, "ticker": {
-        "buy": p(buy), "sell": p(sell), "low": p(row["low"] if row else None), "high": p(row["high"] if row else None),
-        "last": p(last), "open": p(first), "vol": volume_str(m, int(row["vol"]) if row else 0)}}
-
-
-async def tickers(request: web.Request) -> web.Response:
-    ex, _ = await _public(request)
-    return json_response({mid: await _ticker(ex, mid) for mid in ex.config.markets})
-
-
-async def ticker(request: web.Request) -> web.Response:
-    ex, _ = await _public(request)
-    return json_response(await _ticker(ex, request.match_info["market"]))
-
-
-async def order_book(request: web.Request) -> web.Response:
-    ex, params = await _public(request)
-    m = ex.market(params.get("market"))
-    asks_limit = _limit(params, "asks_limit", 20, 200)
-    bids_limit = _limit(params, "bids_limit", 20, 200)
-    engine = ex.market_actor(m.id).engine
-
-    def view(o: Any) -> dict[str, Any]:
-        return order_json(m, {"id": o.id, "side": o.side, "ord_type": o.ord_type, "price": o.price,
-                              "state": "wait", "created_at": 0, "volume": o.volume, "remaining": o.remaining,
-                              "funds_used": o.funds_used, "trades_count": o.trades_count, "tif": o.tif})
-
-    asks = [view(o) for _, o in zip(range(asks_limit), engine.orders("sell"), strict=False)]
-    bids = [view(o) for _, o in zip(range(bids_limit), engine.orders("buy"), strict=False)]
-    for lst in (asks, bids):
-        for item in lst:
-            item.pop("created_at", None)
-    return json_response({"asks": asks, "bids": bids})
-
-
-async def depth(request: web.Request) -> web.Response:
-    ex, params = await _public(request)
-    m = ex.market(params.get("market"))
-    limit = _limit(params, "limit", 300, 1000)
-    actor = ex.market_actor(m.id)
-    asks, bids = actor.engine.depth(limit)
-    return json_response({
-        "timestamp": int(time.time()),
-        "asks": [[price_str(m, p), volume_str(m, v)] for p, v in reversed(asks)],  # Peatio: high → low
-        "bids": [[price_str(m, p), volume_str(m, v)] for p, v in bids],
-        "sequence": actor.book_seq,
-    })
-
-
-def _trade_filters(params: Params) -> tuple[str, list[Any], str, int]:
-    limit = _limit(params, "limit", 50, 1000)
-    where, args = "", []
-    ts = params.get_int("timestamp", min_value=0)
-    if ts is not None:
-        where += " AND created_at <= ?"
-        args.append(ts * 1000 + 999)
-    frm = params.get_int("from", min_value=0)
-    if frm is not None:
-        where += " AND id > ?"
-        args.append(frm)
-    to = params.get_int("to", min_value=0)
-    if to is not None:
-        where += " AND id < ?"
-        args.append(to)
-    order_by = params.get_str("order_by") or "desc"
-    if order_by not in ("asc", "desc"):
-        raise InvalidParameter("order_by does not have a valid value", "order_by")
-    return where, args, order_by.upper(), limit
-
-
-async def trades(request: web.Request) -> web.Response:
-    ex, params = await _public(request)
-    m = ex.market(params.get("market"))
-    where, args, order, limit = _trade_filters(params)
-    rows = await ex.store.fetch(f"SELECT * FROM trades WHERE market = ?{where} ORDER BY id {order} LIMIT ?", m.id, *args, limit)
-    return json_response([trade_json(m, dict(r)) for r in rows])
-
-
-async def timestamp(request: web.Request) -> web.Response:
-    await _public(request)
-    return json_response(int(time.time()))
-
-
-async def fees(request: web.Request) -> web.Response:
-    ex, _ = await _public(request)
-    out = []
-    for m in ex.config.markets.values():
-        out.append({"market": m.id, "maker": format_units(m.maker_fee, 8), "taker": format_units(m.taker_fee, 8)})
-    return json_response(out)
-
-
-# -- private ------------------------------------------------------------------------------------------
 async def _private(request: web.Request, *scopes: str) -> tuple[Exchange, Params, Token]:
     params = await request_params(request)
     token = await signed(request, params)
@@ -177,6 +136,137 @@ async def _private(request: web.Request, *scopes: str) -> tuple[Exchange, Params
     return request.app[EXCHANGE], params, token
 
 
+# -- param helpers: each error names the field ------------------------------------------------------
+def _limit(params: Params, name: str, default: int, hi: int) -> int:
+    return params.get_int(name, default=default, min_value=1, max_value=hi)
+
+
+def _market(ex: Exchange, params: Params, required: bool = True) -> Market | None:
+    raw = params.get_str("market", required=required, max_len=32)
+    if not raw:
+        return None
+    return ex.market(raw)
+
+
+def _choice(params: Params, name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    raw = params.get_str(name, max_len=32)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise InvalidParameter(f"{name} does not have a valid value (one of {', '.join(choices)})", name)
+    return raw
+
+
+def _page(params: Params, limit: int) -> tuple[int, int]:
+    page = params.get_int("page", default=1, min_value=1, max_value=MAX_PAGE)
+    return page, (page - 1) * limit
+
+
+def _paged(data: list[Any], page: int, limit: int, total: int | None = None, status: int = 200) -> web.Response:
+    """A list with pagination headers; X-Next-Page only when a full page came back."""
+    headers = {"X-Page": str(page), "X-Per-Page": str(limit)}
+    if len(data) == limit:
+        headers["X-Next-Page"] = str(page + 1)
+    if total is not None:
+        headers["X-Total"] = str(total)
+    return json_response(data, status, headers)
+
+
+# -- public -------------------------------------------------------------------------------------------
+async def markets(request: web.Request) -> web.Response:
+    ex, _ = await _public(request)
+    return json_response([{"id": m.id, "name": m.name} for m in ex.config.markets.values()])
+
+
+async def order_book(request: web.Request) -> web.Response:
+    """Resting orders, best first: asks price ascending, bids price descending, then time."""
+    ex, params = await _public(request)
+    m = _market(ex, params)
+    assert m is not None
+    asks_limit = _limit(params, "asks_limit", 20, 200)
+    bids_limit = _limit(params, "bids_limit", 20, 200)
+    asks = await ex.book_orders(m.id, "sell", asks_limit)
+    bids = await ex.book_orders(m.id, "buy", bids_limit)
+    return json_response({"asks": [order_json(m, o, state="wait") for o in asks],
+                          "bids": [order_json(m, o, state="wait") for o in bids]})
+
+
+DEPTH_CACHE = web.AppKey("depth_cache", dict)
+DEPTH_CACHE_MAX = 4096
+
+
+async def depth(request: web.Request) -> web.Response:
+    """Aggregated price levels; both sides high → low (Peatio's quirk, kept for its clients).
+
+    The formatted levels are kept per (market, limit) until the book's sequence number moves:
+    a busy public endpoint then formats a book once per change instead of once per request.
+    """
+    ex, params = await _public(request)
+    m = _market(ex, params)
+    assert m is not None
+    limit = _limit(params, "limit", 300, 1000)
+    book = await ex.depth(m.id, limit)
+    cache: dict[tuple[str, int], tuple[int, list[Any], list[Any]]] = request.app[DEPTH_CACHE]
+    hit = cache.get((m.id, limit))
+    if hit is not None and hit[0] == book["seq"]:
+        asks, bids = hit[1], hit[2]
+    else:
+        asks = [[price_str(m, p), volume_str(m, v)] for p, v in reversed(book["asks"])]
+        bids = [[price_str(m, p), volume_str(m, v)] for p, v in book["bids"]]
+        if len(cache) >= DEPTH_CACHE_MAX:
+            cache.clear()
+        cache[(m.id, limit)] = (book["seq"], asks, bids)
+    return json_response({"timestamp": int(time.time()), "asks": asks, "bids": bids, "sequence": book["seq"]})
+
+
+def _trade_filters(params: Params) -> tuple[str, list[Any], str, int, int, int]:
+    """Peatio's trade-list filters: limit, timestamp (seconds, created at or before), from/to
+    (exclusive trade-id bounds), order_by; plus our page."""
+    limit = _limit(params, "limit", 50, 1000)
+    where, args = "", []
+    ts = params.get_int("timestamp", min_value=0, max_value=MAX_ID // 1000)
+    if ts is not None:
+        where += " AND created_at <= ?"
+        args.append(ts * 1000 + 999)
+    frm = params.get_int("from", min_value=0, max_value=MAX_ID)
+    if frm is not None:
+        where += " AND id > ?"
+        args.append(frm)
+    to = params.get_int("to", min_value=0, max_value=MAX_ID)
+    if to is not None:
+        where += " AND id < ?"
+        args.append(to)
+    order_by = _choice(params, "order_by", ("asc", "desc"), "desc")
+    assert order_by is not None
+    page, offset = _page(params, limit)
+    return where, args, order_by.upper(), limit, page, offset
+
+
+async def trades(request: web.Request) -> web.Response:
+    ex, params = await _public(request)
+    m = _market(ex, params)
+    assert m is not None
+    where, args, order, limit, page, offset = _trade_filters(params)
+    rows = await ex.store.fetch(
+        f"SELECT * FROM trades WHERE market = ?{where} ORDER BY id {order} LIMIT ? OFFSET ?", m.id, *args, limit, offset)
+    return _paged([trade_json(m, dict(r)) for r in rows], page, limit)
+
+
+async def timestamp(request: web.Request) -> web.Response:
+    await _public(request)
+    return json_response(int(time.time()))
+
+
+async def fees(request: web.Request) -> web.Response:
+    """Maker and taker fee rates per market: a fraction of what the member receives."""
+    ex, _ = await _public(request)
+    return json_response([
+        {"market": m.id, "maker": format_units(m.maker_fee, 8), "taker": format_units(m.taker_fee, 8)}
+        for m in ex.config.markets.values()
+    ])
+
+
+# -- private ------------------------------------------------------------------------------------------
 async def members_me(request: web.Request) -> web.Response:
     ex, _, token = await _private(request, "profile")
     member = await ex.member(token.member_id)
@@ -184,35 +274,35 @@ async def members_me(request: web.Request) -> web.Response:
     cur = ex.config.currencies
     return json_response({
         "sn": member["sn"], "name": member["name"], "email": member["email"], "activated": bool(member["activated"]),
-        "accounts": [{"currency": a["currency"], "balance": format_units(a["balance"], cur[a["currency"]].precision),
-                      "locked": format_units(a["locked"], cur[a["currency"]].precision)} for a in accounts],
+        "accounts": [account_json(cur[a["currency"]], a) for a in accounts],
     })
+
+
+ORDER_STATES: dict[str, tuple[str, ...]] = {"wait": ("wait", "pending"), "done": ("done",), "cancel": ("cancel",)}
 
 
 async def orders_get(request: web.Request) -> web.Response:
     ex, params, token = await _private(request, "history", "trade")
-    market = params.get("market")
-    m = ex.market(market) if market is not None else None
-    state = params.get_str("state") or "wait"
-    states = {"wait": ("wait", "pending"), "done": ("done",), "cancel": ("cancel",)}.get(state)
-    if states is None:
-        raise InvalidParameter("state does not have a valid value", "state")
+    m = _market(ex, params, required=False)
+    state = _choice(params, "state", tuple(ORDER_STATES), "wait")
+    assert state is not None
+    states = ORDER_STATES[state]
     limit = _limit(params, "limit", 100, 1000)
-    page = params.get_int("page", default=1, min_value=1, max_value=1_000_000) or 1
-    order_by = params.get_str("order_by") or "asc"
-    if order_by not in ("asc", "desc"):
-        raise InvalidParameter("order_by does not have a valid value", "order_by")
-    rows = await ex.orders_of(token.member_id, m.id if m else None, states, limit, (page - 1) * limit, order_by == "asc")
-    resp = json_response([order_json(ex.market(o["market"]), o) for o in rows])
-    resp.headers["X-Page"] = str(page)
-    resp.headers["X-Per-Page"] = str(limit)
-    return resp
+    page, offset = _page(params, limit)
+    order_by = _choice(params, "order_by", ("asc", "desc"), "asc")
+    mid = m.id if m else None
+    rows = await ex.orders_of(token.member_id, mid, states, limit, offset, order_by == "asc")
+    total = await ex.count_orders_of(token.member_id, mid, states)
+    return _paged([order_json(ex.market(o["market"]), o) for o in rows], page, limit, total)
+
+
+def _order_id(params: Params) -> int:
+    return params.get_int("id", required=True, min_value=1, max_value=MAX_ID)
 
 
 async def order_get(request: web.Request) -> web.Response:
     ex, params, token = await _private(request, "history", "trade")
-    oid = params.get_int("id", required=True, min_value=1)
-    assert oid is not None
+    oid = _order_id(params)
     o = await ex.order_row(oid)
     if o is None or o["member_id"] != token.member_id:
         raise OrderNotFound(f"Order#{oid} doesn't exist.")
@@ -223,56 +313,64 @@ async def order_get(request: web.Request) -> web.Response:
 
 
 async def orders_post(request: web.Request) -> web.Response:
+    """One order; with `client_id`, a retry returns the order already created (idempotent)."""
     ex, params, token = await _private(request, "trade")
-    o = await ex.submit_order(token.member_id, inputs_from(params))
+    o = await ex.submit_order(token.member_id, inputs_from(params.to_dict()))  # a dict: fast .get
     return json_response(order_json(ex.market(o["market"]), o), status=201)
 
 
 async def orders_multi(request: web.Request) -> web.Response:
+    """Several orders of one market, all or nothing (`orders[][side]=…&orders[][volume]=…`)."""
     ex, params, token = await _private(request, "trade")
-    market = params.get_str("market", required=True)
+    m = _market(ex, params)
+    assert m is not None
     items = params.get_dicts("orders", required=True, max_items=100)
     inputs = []
     for i, item in enumerate(items):
-        merged = {"market": market, **item}
-        try:
-            inputs.append(inputs_from(merged))
-        except InvalidParameter as e:
-            raise InvalidParameter(f"orders[{i}]: {e.message}", e.field) from None
+        try:  # checked one by one first, so that an error says which order is wrong
+            o = inputs_from({**item, "market": m.id})
+            await ex.prepare(token.member_id, o)
+        except ExchangeError as e:
+            field = getattr(e, "field", None)
+            if isinstance(e, InvalidParameter):
+                raise InvalidParameter(f"orders[{i}]: {e.message}", f"orders[][{field}]" if field else "orders") from None
+            e.message = f"orders[{i}]: {e.message}"
+            e.args = (e.message,)
+            raise
+        inputs.append(o)
     result = await ex.submit_orders(token.member_id, inputs)
     return json_response([order_json(ex.market(o["market"]), o) for o in result], status=201)
 
 
 async def order_delete(request: web.Request) -> web.Response:
+    """Peatio's reply: the order as it stood when the cancel was accepted (state `wait`); the cancel
+    itself is final by the time this answers."""
     ex, params, token = await _private(request, "trade")
-    oid = params.get_int("id", required=True, min_value=1)
-    assert oid is not None
-    before = await ex.cancel_order(token.member_id, oid)
-    return json_response(order_json(ex.market(before["market"]), before, state="wait"))
+    before = await ex.cancel_order(token.member_id, _order_id(params))
+    return json_response(order_json(ex.market(before["market"]), before, state="wait"), status=201)
 
 
 async def orders_clear(request: web.Request) -> web.Response:
     ex, params, token = await _private(request, "trade")
-    side = params.get_str("side") or None
-    market = params.get_str("market") or None
-    cancelled = await ex.cancel_all(token.member_id, side, market)
-    return json_response([order_json(ex.market(o["market"]), o, state="wait") for o in cancelled])
+    side = _choice(params, "side", ("buy", "sell"), None)
+    m = _market(ex, params, required=False)
+    cancelled = await ex.cancel_all(token.member_id, side, m.id if m else None)
+    return json_response([order_json(ex.market(o["market"]), o, state="wait") for o in cancelled], status=201)
 
 
 async def trades_my(request: web.Request) -> web.Response:
     ex, params, token = await _private(request, "history")
-    m = ex.market(params.get("market"))
-    where, args, order, limit = _trade_filters(params)
+    m = _market(ex, params)
+    assert m is not None
+    where, args, order, limit, page, offset = _trade_filters(params)
     rows = await ex.store.fetch(
         f"SELECT * FROM trades WHERE market = ? AND (ask_member_id = ? OR bid_member_id = ?){where} "
-        f"ORDER BY id {order} LIMIT ?", m.id, token.member_id, token.member_id, *args, limit)
-    return json_response([trade_json(m, dict(r), token.member_id) for r in rows])
+        f"ORDER BY id {order} LIMIT ? OFFSET ?", m.id, token.member_id, token.member_id, *args, limit, offset)
+    return _paged([trade_json(m, dict(r), token.member_id) for r in rows], page, limit)
 
 
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/markets", markets),
-    ("GET", "/tickers", tickers),
-    ("GET", "/tickers/{market}", ticker),
     ("GET", "/order_book", order_book),
     ("GET", "/depth", depth),
     ("GET", "/trades", trades),
@@ -290,13 +388,19 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 
 def add_routes(app: web.Application, prefix: str = "/api/v2") -> None:
+    """Every route with and without `.json`, the rate limiter from `[api]`, and the OpenAPI routes."""
+    from node.web import openapi
+
+    if EXCHANGE in app and LIMITER not in app:
+        a = app[EXCHANGE].config.api
+        app[LIMITER] = RateLimiter(a.signed_limit, a.signed_window, a.public_limit, a.public_window)
+    app[DEPTH_CACHE] = {}
     for method, path, handler in ROUTES:
         if "{market}" in path:
-            app.router.add_route(method, prefix + path.replace("{market}", "{market:[a-z0-9]+}") + ".json", handler)
-            app.router.add_route(method, prefix + path.replace("{market}", "{market:[a-z0-9]+}"), handler)
-        else:
-            app.router.add_route(method, prefix + path + ".json", handler)
-            app.router.add_route(method, prefix + path, handler)
+            path = path.replace("{market}", "{market:[a-z0-9]+}")
+        app.router.add_route(method, prefix + path + ".json", handler)
+        app.router.add_route(method, prefix + path, handler)
+    openapi.add_routes(app, prefix)
 
 
-__all__ = ["AUTH", "EXCHANGE", "add_routes", "funds_str", "iso", "json_response"]
+__all__ = ["AUTH", "EXCHANGE", "LIMITER", "ROUTES", "add_routes", "funds_str", "iso", "json_response"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from node.config import Currency, Market
@@ -10,7 +11,14 @@ from node.money import format_units
 
 
 def iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Peatio's ISO-8601 UTC time, to the second."""
+    return _iso_seconds(ms // 1000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    """Cached: a busy API formats the same few seconds over and over (strftime is slow)."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def price_str(m: Market, ticks: int) -> str:

@@ -1,54 +1,501 @@
-// Keeps the market page live by polling the public API (the websocket stream replaces this later).
+// The live market page: order book, recent trades, ticker, candlestick chart, the order form with its
+// total and fee before submitting, and the member's orders, trades and balances without reloading.
+//
+// Public market data arrives through a *feed* object with one method, start(handlers), that calls
+// handlers.depth({asks, bids}), handlers.trades([...newest first]) and handlers.ticker({...}).
+// PollingFeed asks the REST API; SocketFeed (websocket `/ws`) is used when the page's config says the
+// node speaks it. Everything else in this file only knows the handlers, so switching is local.
 (function () {
   "use strict";
-  const root = document.getElementById("market");
-  if (!root) return;
-  const market = root.dataset.market;
+  const E = window.Exchange;
+  const t = E.t;
+  const cfgEl = document.getElementById("market-config");
+  if (!cfgEl) return;
+  const cfg = JSON.parse(cfgEl.textContent);
+  const market = cfg.market;
+  const PP = cfg.pricePrecision, VP = cfg.volumePrecision, QP = cfg.quotePrecision, BP = cfg.basePrecision;
+  const $ = (id) => document.getElementById(id);
 
-  function rows(tbody, items, cls, cells) {
+  // -- exact decimals (BigInt): totals and fees shown before submitting must be exact ---------------
+  const TEN = (n) => 10n ** BigInt(n);
+  function toUnits(text, decimals) {
+    const s = String(text || "").trim();
+    if (!/^[0-9]{1,30}(\.[0-9]{1,30})?$/.test(s)) return null;
+    const [w, f = ""] = s.split(".");
+    const frac = f.replace(/0+$/, "");
+    if (frac.length > decimals) return null;
+    return BigInt(w) * TEN(decimals) + BigInt((frac + "0".repeat(decimals)).slice(0, decimals) || "0");
+  }
+  function fromUnits(units, decimals) {
+    const neg = units < 0n;
+    let u = neg ? -units : units;
+    const whole = u / TEN(decimals), frac = u % TEN(decimals);
+    const s = decimals > 0 ? `${whole}.${frac.toString().padStart(decimals, "0")}` : `${whole}`;
+    return neg ? "-" + s : s;
+  }
+  /** Rescale units from one number of decimals to another, rounding up (fees) or down (amounts). */
+  function rescale(units, from, to, up) {
+    if (to >= from) return units * TEN(to - from);
+    const d = TEN(from - to);
+    return up ? (units + d - 1n) / d : units / d;
+  }
+  function fixed(s, n) {
+    const [w, f = ""] = String(s).split(".");
+    return n > 0 ? `${w}.${(f + "0".repeat(n)).slice(0, n)}` : w;
+  }
+
+  // -- order book ----------------------------------------------------------------------------------------
+  const LEVELS = 16;
+  let book = { asks: [], bids: [] }; // best first, [priceStr, volumeStr]
+  function renderSide(tbody, levels, cls, bestAtBottom) {
+    let cum = 0n;
+    const rows = levels.slice(0, LEVELS).map(([p, v]) => {
+      cum += toUnits(v, VP) || 0n;
+      return { p: fixed(p, PP), v: fixed(v, VP), cum };
+    });
+    const max = rows.length ? rows[rows.length - 1].cum : 1n;
     const frag = document.createDocumentFragment();
-    for (const item of items) {
+    const ordered = bestAtBottom ? rows.slice().reverse() : rows;
+    for (const r of ordered) {
       const tr = document.createElement("tr");
-      tr.className = cls(item);
-      for (const c of cells(item)) {
+      tr.className = cls;
+      tr.dataset.price = r.p;
+      const pct = max > 0n ? Number((r.cum * 1000n) / max) / 10 : 0;
+      tr.style.setProperty("--depth", pct + "%");
+      for (const [text, c] of [[r.p, ""], [r.v, "num"], [fromUnits(r.cum, VP), "num hide-xs"]]) {
         const td = document.createElement("td");
-        td.textContent = c.text;
-        if (c.cls) td.className = c.cls;
+        td.textContent = text;
+        if (c) td.className = c;
         tr.appendChild(td);
       }
       frag.appendChild(tr);
     }
     tbody.replaceChildren(frag);
   }
-
-  function fmtTime(ms) {
-    const d = new Date(ms);
-    return d.toLocaleTimeString();
+  function onDepth(d) {
+    // API v2 depth lists both sides high → low (Peatio's quirk): asks reversed to be best first.
+    book = { asks: d.asks.slice().reverse(), bids: d.bids.slice() };
+    renderSide($("asks"), book.asks, "sell", true);
+    renderSide($("bids"), book.bids, "buy", false);
+    const a = book.asks[0], b = book.bids[0];
+    const spread = $("spread");
+    if (a && b) {
+      const s = (toUnits(a[0], PP) || 0n) - (toUnits(b[0], PP) || 0n);
+      spread.textContent = `${t("spread")} ${fromUnits(s, PP)}`;
+    } else spread.textContent = "";
+    updateSummary();
+  }
+  function initialBook() {
+    const read = (id) => Array.from($(id).querySelectorAll("tr")).map((tr) =>
+      [tr.children[0].textContent, tr.children[1].textContent]);
+    book = { asks: read("asks").reverse(), bids: read("bids") };
+    renderSide($("asks"), book.asks, "sell", true);
+    renderSide($("bids"), book.bids, "buy", false);
   }
 
-  async function refresh() {
-    try {
-      const [depth, trades] = await Promise.all([
-        fetch(`/api/v2/depth?market=${market}&limit=20`).then((r) => r.json()),
-        fetch(`/api/v2/trades?market=${market}&limit=30`).then((r) => r.json()),
-      ]);
-      rows(document.getElementById("asks"), depth.asks.slice(-20), () => "sell",
-        (l) => [{ text: l[0], cls: "num" }, { text: l[1], cls: "num" }]);
-      rows(document.getElementById("bids"), depth.bids, () => "buy",
-        (l) => [{ text: l[0], cls: "num" }, { text: l[1], cls: "num" }]);
-      const bestAsk = depth.asks.length ? depth.asks[depth.asks.length - 1][0] : null;
-      const bestBid = depth.bids.length ? depth.bids[0][0] : null;
-      document.getElementById("spread").textContent =
-        bestAsk && bestBid ? `spread ${(parseFloat(bestAsk) - parseFloat(bestBid)).toPrecision(4)}` : "\u00a0";
-      rows(document.getElementById("trades"), trades, () => "",
-        (t) => [{ text: t.price, cls: "num" }, { text: t.volume, cls: "num" },
-          { text: fmtTime(Date.parse(t.created_at)), cls: "time" }]);
-    } catch (e) {
-      // network hiccup: try again on the next tick
+  // -- recent trades and ticker -------------------------------------------------------------------------
+  let lastTradeId = cfg.lastTradeId || 0;
+  let lastPrice = null;
+  function onTrades(list) { // newest first: {id, price, volume, created_at, side?}
+    const fresh = list.filter((x) => x.id > lastTradeId).sort((a, b) => a.id - b.id);
+    if (!fresh.length) return;
+    const tbody = $("trades");
+    let prev = lastPrice !== null ? lastPrice : (toUnits(fresh[0].price, PP) || 0n);
+    for (const x of fresh) {
+      const p = toUnits(fixed(x.price, PP), PP) || 0n;
+      const side = x.side === "buy" || x.side === "sell" ? x.side : (p >= prev ? "buy" : "sell");
+      prev = p;
+      const tr = document.createElement("tr");
+      tr.className = side + " fresh";
+      tr.dataset.id = x.id;
+      const tds = [[fixed(x.price, PP), ""], [fixed(x.volume, VP), "num"], [E.localTime(x.created_at, true), "num muted"]];
+      for (const [text, c] of tds) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        if (c) td.className = c;
+        tr.appendChild(td);
+      }
+      tbody.insertBefore(tr, tbody.firstChild);
+      if (chart) CandleChart.fold(candles, { t: Date.parse(x.created_at) / 1000, p: parseFloat(x.price), v: parseFloat(x.volume) }, period);
+    }
+    while (tbody.children.length > 40) tbody.removeChild(tbody.lastChild);
+    lastTradeId = fresh[fresh.length - 1].id;
+    const lp = fixed(fresh[fresh.length - 1].price, PP);
+    const dir = lastPrice === null ? "" : (toUnits(lp, PP) > lastPrice ? "up" : toUnits(lp, PP) < lastPrice ? "down" : "");
+    lastPrice = toUnits(lp, PP);
+    for (const el of [$("tk-last"), $("book-last")]) {
+      el.textContent = lp;
+      if (dir) { el.classList.toggle("up", dir === "up"); el.classList.toggle("down", dir === "down"); }
+    }
+    if (chart) chart.setData(candles, period);
+    if (cfg.loggedIn) refreshMine();
+  }
+  function onTicker(x) {
+    const set = (id, v) => { if (v !== undefined && parseFloat(v) > 0) $(id).textContent = fixed(v, PP); };
+    set("tk-high", x.high);
+    set("tk-low", x.low);
+    if (x.vol !== undefined) $("tk-vol").textContent = fixed(x.vol, VP);
+    const o = parseFloat(x.open), l = parseFloat(x.last);
+    if (o > 0 && l > 0) {
+      const ch = (l - o) / o * 100;
+      const el = $("tk-change");
+      el.textContent = (ch >= 0 ? "+" : "") + ch.toFixed(2) + "%";
+      el.classList.toggle("up", ch > 0);
+      el.classList.toggle("down", ch < 0);
     }
   }
 
-  for (const td of document.querySelectorAll("td.time[data-ms]")) td.textContent = fmtTime(Number(td.dataset.ms));
-  refresh();
-  setInterval(refresh, 1000);
+  // -- feeds ------------------------------------------------------------------------------------------------
+  const PollingFeed = {
+    start(h) {
+      let failures = 0;
+      const tick = async () => {
+        try {
+          const [depth, trades] = await Promise.all([
+            E.getJSON(`/api/v2/depth?market=${market}&limit=${LEVELS}`),
+            E.getJSON(`/api/v2/trades?market=${market}&limit=50${lastTradeId ? `&from=${lastTradeId}` : ""}`),
+          ]);
+          h.depth(depth);
+          h.trades(trades);
+          failures = 0;
+          status("");
+        } catch (e) {
+          if (++failures >= 3) status(t("Could not reach the exchange, retrying…"));
+        }
+      };
+      const slow = async () => {
+        try { h.ticker((await E.getJSON(`/api/v2/tickers/${market}`)).ticker); } catch (e) { /* next time */ }
+      };
+      tick();
+      slow();
+      setInterval(tick, 1000);
+      setInterval(slow, 5000);
+    },
+  };
+  function status(text) {
+    const el = $("order-status");
+    if (el && text) { el.textContent = text; el.className = "form-status bad"; }
+  }
+
+  // -- chart ------------------------------------------------------------------------------------------------
+  const CandleChart = window.CandleChart;
+  const canvas = $("chart");
+  let chart = null, candles = [], period = 15, kAvailable = true;
+  async function loadCandles() {
+    const p = period;
+    let out = null;
+    if (kAvailable) {
+      try {
+        const resp = await fetch(`/api/v2/k?market=${market}&period=${p}&limit=200`, { headers: { Accept: "application/json" } });
+        if (resp.ok) {
+          const rows = await resp.json();
+          if (Array.isArray(rows)) out = rows.map((r) => ({ t: r[0], o: +r[1], h: +r[2], l: +r[3], c: +r[4], v: +r[5] })).filter((c) => c.v > 0 || c.h > 0);
+        } else if (resp.status === 404) kAvailable = false;
+      } catch (e) { /* fall back to trades */ }
+    }
+    if (out === null) {
+      try {
+        const trades = await E.getJSON(`/api/v2/trades?market=${market}&limit=1000`);
+        out = CandleChart.fromTrades(trades.map((x) => ({ t: Date.parse(x.created_at) / 1000, p: parseFloat(x.price), v: parseFloat(x.volume) })), p);
+      } catch (e) { out = []; }
+    }
+    if (p !== period) return; // the member switched period meanwhile
+    candles = out;
+    chart.setData(candles, period);
+  }
+  if (canvas && CandleChart) {
+    chart = new CandleChart(canvas, { pricePrecision: PP, volumePrecision: VP, t });
+    for (const b of document.querySelectorAll(".periods button")) {
+      b.addEventListener("click", () => {
+        period = Number(b.dataset.period);
+        for (const o of document.querySelectorAll(".periods button")) {
+          o.classList.toggle("active", o === b);
+          o.setAttribute("aria-pressed", o === b ? "true" : "false");
+        }
+        loadCandles();
+      });
+    }
+    loadCandles();
+    setInterval(loadCandles, 60000);
+  }
+
+  // -- the member's orders, trades and balances ---------------------------------------------------------------
+  const mine = $("mine");
+  const csrf = mine ? mine.dataset.csrf : null;
+  let balances = {};
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+  function timeCell(tr, iso) {
+    const td = document.createElement("td");
+    const el = document.createElement("time");
+    el.setAttribute("datetime", iso);
+    el.dataset.local = "";
+    el.textContent = E.localTime(iso);
+    td.appendChild(el);
+    tr.appendChild(td);
+  }
+  function cancelForm(id) {
+    const f = document.createElement("form");
+    f.method = "post";
+    f.action = `/orders/${id}/cancel`;
+    f.className = "cancel-form";
+    for (const [n, v] of [["csrf_token", csrf], ["next", `/markets/${market}`]]) {
+      const i = document.createElement("input");
+      i.type = "hidden"; i.name = n; i.value = v;
+      f.appendChild(i);
+    }
+    const b = document.createElement("button");
+    b.type = "submit";
+    b.className = "btn tiny ghost";
+    b.textContent = t("Cancel");
+    f.appendChild(b);
+    return f;
+  }
+  /** Column names on each cell, for the phone layout where rows become cards. */
+  function labelRows(tbody) {
+    const ths = tbody.closest("table").querySelectorAll("thead th");
+    for (const tr of tbody.rows) {
+      Array.from(tr.cells).forEach((td, i) => {
+        const label = ths[i] ? ths[i].textContent.trim() : "";
+        if (label) td.dataset.label = label;
+      });
+    }
+  }
+  for (const id of ["open-orders", "order-history", "my-trades"]) if ($(id)) labelRows($(id));
+
+  function fill(tbodyId, emptyId, rows, build) {
+    const tbody = $(tbodyId);
+    const frag = document.createDocumentFragment();
+    for (const r of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = r.id;
+      build(tr, r);
+      frag.appendChild(tr);
+    }
+    tbody.replaceChildren(frag);
+    labelRows(tbody);
+    $(emptyId).hidden = rows.length > 0;
+  }
+  function renderMine(s) {
+    balances = s.balances;
+    for (const code of Object.keys(s.balances)) {
+      const b = s.balances[code];
+      const a = $(`bal-${code}-available`), l = $(`bal-${code}-locked`);
+      if (a) a.textContent = b.available;
+      if (l) l.textContent = b.locked;
+      for (const el of document.querySelectorAll(`.bal-available[data-currency="${code}"]`)) el.textContent = b.available;
+    }
+    fill("open-orders", "open-empty", s.open, (tr, o) => {
+      timeCell(tr, o.at);
+      cell(tr, o.side_label, o.side);
+      cell(tr, o.type_label);
+      cell(tr, o.price, "num");
+      cell(tr, o.volume, "num");
+      cell(tr, o.executed, "num");
+      cell(tr, o.total, "num");
+      const td = cell(tr, "", "num");
+      td.appendChild(cancelForm(o.id));
+    });
+    $("open-count").textContent = s.open.length;
+    fill("order-history", "history-empty", s.history, (tr, o) => {
+      timeCell(tr, o.at);
+      cell(tr, o.side_label, o.side);
+      cell(tr, o.type_label);
+      cell(tr, o.price, "num");
+      cell(tr, o.avg_price, "num");
+      cell(tr, o.volume, "num");
+      cell(tr, o.executed, "num");
+      cell(tr, o.state_label, `state-${o.state}`);
+    });
+    fill("my-trades", "trades-empty", s.trades, (tr, x) => {
+      timeCell(tr, x.at);
+      cell(tr, x.side_label, x.side);
+      cell(tr, x.price, "num");
+      cell(tr, x.volume, "num");
+      cell(tr, x.total, "num");
+      cell(tr, x.fee, "num");
+      cell(tr, x.role);
+    });
+    updateSummary();
+  }
+  let mineBusy = false, mineAgain = false;
+  async function refreshMine() {
+    if (!cfg.loggedIn) return;
+    if (mineBusy) { mineAgain = true; return; }
+    mineBusy = true;
+    try { renderMine(await E.getJSON(`/markets/${market}/me.json`)); } catch (e) { /* next tick */ }
+    mineBusy = false;
+    if (mineAgain) { mineAgain = false; refreshMine(); }
+  }
+  if (cfg.loggedIn) {
+    refreshMine();
+    setInterval(refreshMine, 2000);
+  }
+
+  // tabs of the member's panel
+  const tabs = document.querySelectorAll(".tabbar [data-tab]");
+  function showTab(name) {
+    for (const b of tabs) {
+      b.classList.toggle("active", b.dataset.tab === name);
+      b.setAttribute("aria-selected", b.dataset.tab === name ? "true" : "false");
+    }
+    for (const p of document.querySelectorAll("[data-pane]")) p.hidden = p.dataset.pane !== name;
+  }
+  for (const b of tabs) b.addEventListener("click", () => showTab(b.dataset.tab));
+  if (tabs.length) showTab("open");
+
+  // cancel buttons (one order, or all) without leaving the page
+  document.addEventListener("submit", async (ev) => {
+    const f = ev.target;
+    if (!f.classList.contains("cancel-form") && !f.classList.contains("cancel-all-form")) return;
+    ev.preventDefault();
+    const b = f.querySelector("button");
+    if (f.classList.contains("cancel-form") && !window.confirm(t("Cancel this order?"))) return;
+    b.disabled = true;
+    b.textContent = t("Cancelling…");
+    const r = await E.postForm(f).catch(() => null);
+    showStatus(r && r.data ? r.data.message : t("Could not reach the exchange, retrying…"), r && r.ok);
+    await refreshMine();
+    b.disabled = false;
+    b.textContent = f.classList.contains("cancel-all-form") ? b.dataset.label || b.textContent : t("Cancel");
+  });
+  const cancelAll = $("cancel-all");
+  if (cancelAll) cancelAll.dataset.label = cancelAll.textContent;
+
+  // -- order form: total and fee before submitting, sent with fetch -------------------------------------------
+  const form = $("order-form");
+  const priceIn = $("f-price"), volIn = $("f-volume");
+  const side = () => (form.querySelector("input[name=side]:checked") || {}).value || "buy";
+  const ordType = () => (form.querySelector("input[name=ord_type]:checked") || {}).value || "limit";
+  /** What a market order of `lots` would cost (buy) or bring (sell) in quote units at scale PP+VP. */
+  function walkBook(lots) {
+    const levels = side() === "buy" ? book.asks : book.bids;
+    let left = lots, funds = 0n;
+    for (const [p, v] of levels) {
+      const pl = toUnits(fixed(p, PP), PP), vl = toUnits(fixed(v, VP), VP);
+      if (pl === null || vl === null) continue;
+      const take = vl < left ? vl : left;
+      funds += pl * take;
+      left -= take;
+      if (left === 0n) return funds;
+    }
+    return null;
+  }
+  function updateSummary() {
+    if (!form) return;
+    const lots = toUnits(volIn.value, VP);
+    const isBuy = side() === "buy";
+    const taker = BigInt(cfg.takerFee);
+    let total = null;
+    if (lots !== null && lots > 0n) {
+      if (ordType() === "limit") {
+        const ticks = toUnits(priceIn.value, PP);
+        if (ticks !== null) total = ticks * lots;
+      } else {
+        total = walkBook(lots);
+      }
+    }
+    const totalEl = $("of-total"), feeEl = $("of-fee");
+    $("of-fee-cur").textContent = isBuy ? cfg.base : cfg.quote;
+    if (total === null) {
+      totalEl.textContent = lots !== null && ordType() === "market" && lots > 0n ? t("Not enough orders in the book for this amount") : "—";
+      feeEl.textContent = "—";
+      return;
+    }
+    totalEl.textContent = (ordType() === "market" ? "≈ " : "") + fromUnits(total, PP + VP);
+    // the fee is a share of what the member receives: base when buying, quote when selling (at most the taker rate)
+    const fee = isBuy ? rescale(lots * taker, VP + 8, BP, true) : rescale(total * taker, PP + VP + 8, QP, true);
+    feeEl.textContent = fromUnits(fee, isBuy ? BP : QP);
+  }
+  function clearErrors() {
+    for (const el of form.querySelectorAll(".field-error.js, .form-error.js")) el.remove();
+    for (const el of form.querySelectorAll(".has-error")) el.classList.remove("has-error");
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  }
+  function showErrors(errors) {
+    for (const [name, message] of Object.entries(errors || {})) {
+      const field = name ? $(`field-${name}`) : null;
+      const p = document.createElement(name ? "p" : "div");
+      p.className = name && field ? "field-error js" : "alert error form-error js";
+      p.dataset.field = name;
+      p.textContent = message;
+      if (field) {
+        field.classList.add("has-error");
+        const input = field.querySelector("input");
+        if (input) input.setAttribute("aria-invalid", "true");
+        field.appendChild(p);
+      } else {
+        form.insertBefore(p, form.querySelector(".price-field"));
+      }
+    }
+  }
+  function showStatus(text, ok) {
+    const el = $("order-status");
+    if (!el) return;
+    el.textContent = text || "";
+    el.className = "form-status " + (ok ? "ok" : "bad");
+  }
+  if (form && volIn) {
+    form.addEventListener("input", updateSummary);
+    form.addEventListener("change", () => { clearErrors(); updateSummary(); });
+    for (const tb of [$("asks"), $("bids")]) {
+      tb.addEventListener("click", (ev) => {
+        const tr = ev.target.closest("tr[data-price]");
+        if (!tr || !priceIn) return;
+        priceIn.value = tr.dataset.price;
+        $("type-limit").checked = true;
+        updateSummary();
+      });
+    }
+    for (const b of form.querySelectorAll("[data-pct]")) {
+      b.addEventListener("click", () => {
+        const pct = BigInt(b.dataset.pct);
+        const isBuy = side() === "buy";
+        const bal = balances[(isBuy ? cfg.quoteCode : cfg.baseCode)] || null;
+        if (!bal) return;
+        const avail = BigInt(bal.units);
+        let lots;
+        if (isBuy) {
+          const ref = ordType() === "limit" ? toUnits(priceIn.value, PP) : (book.asks[0] ? toUnits(fixed(book.asks[0][0], PP), PP) * 11n / 10n : null);
+          if (!ref) { showStatus(t("Please enter a price"), false); return; }
+          // avail is in quote units (QP decimals); price × lots is at PP+VP decimals
+          lots = rescale(avail * pct / 100n, QP, PP + VP, false) / ref;
+        } else {
+          lots = rescale(avail * pct / 100n, BP, VP, false);
+        }
+        volIn.value = fromUnits(lots, VP);
+        updateSummary();
+      });
+    }
+    form.addEventListener("submit", async (ev) => {
+      if (!cfg.loggedIn) return;
+      ev.preventDefault();
+      clearErrors();
+      const btn = $("order-submit");
+      btn.disabled = true;
+      const extra = ordType() === "market" ? { price: "" } : null;
+      const r = await E.postForm(form, extra).catch(() => null);
+      btn.disabled = false;
+      if (!r || !r.data) { showStatus(t("Could not reach the exchange, retrying…"), false); return; }
+      if (r.ok) {
+        showStatus(r.data.message, true);
+        volIn.value = "";
+        updateSummary();
+        refreshMine();
+      } else {
+        showStatus("", false);
+        showErrors(r.data.errors);
+      }
+    });
+    updateSummary();
+  }
+
+  initialBook();
+  lastPrice = toUnits($("tk-last").textContent.trim(), PP);
+  PollingFeed.start({ depth: onDepth, trades: onTrades, ticker: onTicker });
 })();

@@ -1,0 +1,388 @@
+"""API v2 over real HTTP on loopback: signed `POST /orders` and public `GET /depth`.
+
+The node runs as its own process (`python -m node serve`, SQLite with synchronous=FULL: every
+acknowledged order is durable), the load generator in other processes:
+
+1. signed orders, throughput: `wrk` (Debian's) replays requests signed beforehand by this script
+   (wrk's LuaJIT has no HMAC; each request has its own tonce, valid for ±30 s, so they are signed
+   just before the run, and each is sent once). Several connections over several keys.
+2. signed orders, latency at a fixed rate (2,500/s, half the 5,000/s target, by default; and at half
+   the throughput measured in 1. when that is lower): an open-loop aiohttp
+   client in a separate process sends at a steady rate and measures each answer from the moment
+   the request was *due*, so a stall is not hidden (no coordinated omission).
+3. public depth: `wrk` on `GET /api/v2/depth?market=btcusd`.
+
+Without wrk (`apt-get install wrk`) the throughput phases use the aiohttp client too (it is the
+bottleneck then, so the numbers are lower bounds). Prints requests/s and p50/p99 for each phase,
+and the node's CPU time per request (which, unlike throughput, does not depend on what else the
+machine is running).
+
+    python bench/bench_api.py [--duration 10] [--connections 64] [--keys 8] [--rate 2500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from node.web.signature import payload, sign, to_query  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDER_PATH = "/api/v2/orders"
+DEPTH_URL = "/api/v2/depth?market=btcusd"
+MID = 30_000  # btcusd mid price, in dollars; orders are spread over 40 levels each side of it
+
+LUA = r"""
+-- Replays pre-signed POST /orders bodies: thread i takes lines i, i+n, i+2n... of the file, and
+-- sends each once; status codes are counted so the report shows what was accepted.
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  local n = tonumber(args[2])
+  bodies = {}
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i % n == id then table.insert(bodies, line) end
+    i = i + 1
+  end
+  pos = 0
+  ok = 0
+  refused = 0
+  statuses = {}
+end
+function request()
+  pos = pos + 1
+  if pos > #bodies then
+    wrk.thread:stop()
+    pos = #bodies
+  end
+  return wrk.format("POST", "/api/v2/orders", {["Content-Type"] = "application/x-www-form-urlencoded"}, bodies[pos])
+end
+function response(status, headers, body)
+  if status == 201 then ok = ok + 1 else refused = refused + 1 end
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local total_ok, total_refused = 0, 0
+  local all = {}
+  for _, t in ipairs(threads) do
+    total_ok = total_ok + t:get("ok")
+    total_refused = total_refused + t:get("refused")
+    for k, v in pairs(t:get("statuses")) do all[k] = (all[k] or 0) + v end
+  end
+  local parts = {}
+  for k, v in pairs(all) do table.insert(parts, string.format('"%d": %d', k, v)) end
+  io.write(string.format('RESULT {"ok": %d, "refused": %d, "statuses": {%s}}\n', total_ok, total_refused,
+    table.concat(parts, ", ")))
+end
+"""
+
+
+def pct(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))] * 1000 if s else float("nan")
+
+
+# -------------------------------------------------------------------------------------------- set-up
+def write_config(tmp: Path, port: int) -> Path:
+    text = (ROOT / "cluster.toml").read_text()
+    text = text.replace('database = "sqlite:///var/exchange.db"', f'database = "sqlite:///{tmp}/exchange.db"')
+    text = text.replace("port = 8080", f"port = {port}")
+    text = re.sub(r"mailbox_size = \d+", "mailbox_size = 100000", text)
+    text += "\n[api]\nsigned_limit = 100000000\npublic_limit = 100000000\n"
+    path = tmp / "cluster.toml"
+    path.write_text(text)
+    return path
+
+
+async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, str]]:
+    """Members with ample funds and an API key each, created before the node starts."""
+    from node.apikeys import ApiKeys
+    from node.config import load_config
+    from node.exchange import Exchange
+    from node.secrets_box import SecretBox, load_server_key
+
+    ex = await Exchange.start(load_config(config), actors=False)
+    try:
+        keys = ApiKeys(ex.store, SecretBox(load_server_key(key_file), "api-secret"))
+        out = []
+        for i in range(n):
+            mid = await ex.create_member(f"bench{i}@example.com")
+            await ex.deposit(mid, "usd", "100000000000")
+            await ex.deposit(mid, "btc", "10000000")
+            out.append(await keys.create(mid, "bench", now=int(time.time() * 1000)))
+        return out
+    finally:
+        await ex.stop()
+
+
+def start_node(config: Path, key_file: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "node", "--config", str(config), "--key-file", str(key_file), "serve", "--port", str(port)]
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"node exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/timestamp", timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("node did not come up")
+
+
+class Orders:
+    """Signed order bodies: random sides and prices around the mid, unique tonces per key."""
+
+    def __init__(self, keys: list[tuple[str, str]], seed: int = 1) -> None:
+        self.keys = keys
+        self.rng = random.Random(seed)
+        now = time.time_ns() // 1_000_000
+        self.tonces = [now] * len(keys)
+
+    def body(self, i: int) -> str:
+        k = i % len(self.keys)
+        access, secret = self.keys[k]
+        self.tonces[k] = max(self.tonces[k] + 1, time.time_ns() // 1_000_000)
+        side = "buy" if self.rng.random() < 0.5 else "sell"
+        offset = self.rng.randint(0, 40) * (-1 if side == "buy" else 1) + self.rng.randint(-3, 3)
+        params = {"market": "btcusd", "side": side, "volume": f"0.{self.rng.randint(1, 99):04d}",
+                  "price": str(MID + offset), "access_key": access, "tonce": str(self.tonces[k])}
+        params["signature"] = sign(secret, payload("POST", ORDER_PATH, params))
+        return to_query(params)
+
+
+# ------------------------------------------------------------------------------------- load: wrk
+def run_wrk(url: str, duration: int, connections: int, threads: int, script: Path | None = None,
+            args: list[str] | None = None) -> dict[str, Any]:
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "--timeout", "10s"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    cmd += [url]
+    if args:
+        cmd += ["--", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120).stdout
+    res: dict[str, Any] = {"raw": out}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = float(m.group(1)) if m else 0.0
+    for q in ("50", "99"):
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if m:
+            res[f"p{q}"] = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    m = re.search(r"RESULT (\{.*\})", out)
+    if m:
+        res.update(json.loads(m.group(1)))
+    m = re.search(r"(\d+) requests in ([\d.]+)(s|m)", out)
+    if m:
+        res["requests"], res["elapsed"] = int(m.group(1)), float(m.group(2)) * (60 if m.group(3) == "m" else 1)
+    return res
+
+
+def wrk_orders(base: str, keys: list[tuple[str, str]], duration: int, connections: int, threads: int,
+               tmp: Path, budget_rps: int) -> dict[str, Any]:
+    """Sign enough bodies for `duration` at up to `budget_rps`, then let wrk send them all."""
+    n = duration * budget_rps
+    gen = Orders(keys, seed=7)
+    t0 = time.monotonic()
+    bodies = tmp / "orders.txt"
+    with open(bodies, "w") as f:
+        for i in range(n):
+            f.write(gen.body(i) + "\n")
+    signing = time.monotonic() - t0
+    if signing + duration > 25:
+        print(f"  warning: signing took {signing:.1f} s; the last tonces may fall out of the ±30 s window")
+    script = tmp / "orders.lua"
+    script.write_text(LUA)
+    res = run_wrk(base + ORDER_PATH, duration, connections, threads, script, [str(bodies), str(threads)])
+    ok = int(res.get("ok", 0))
+    res["ok_rps"] = ok / res["elapsed"] if res.get("elapsed") else 0.0
+    return res
+
+
+# --------------------------------------------------------------------------- load: aiohttp clients
+def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: float, seed: int,
+                 conn: Any) -> None:
+    """One load-generator process: open loop at `rate` req/s (or closed loop as fast as possible
+    when rate is 0), latencies measured from each request's due time."""
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    import aiohttp
+
+    async def main() -> tuple[list[float], dict[int, int]]:
+        gen = Orders(keys, seed)
+        lat: list[float] = []
+        statuses: dict[int, int] = {}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=connector) as s:
+            async def one(i: int, due: float) -> None:
+                body = gen.body(i)
+                async with s.post(base + ORDER_PATH, data=body, headers=headers) as r:
+                    await r.read()
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+                lat.append(time.perf_counter() - due)
+
+            start = time.perf_counter()
+            tasks = []
+            i = 0
+            if rate > 0:
+                while True:
+                    due = start + i / rate
+                    if due - start > duration:
+                        break
+                    now = time.perf_counter()
+                    if due > now:
+                        await asyncio.sleep(due - now)
+                    tasks.append(asyncio.create_task(one(i, due)))
+                    i += 1
+                await asyncio.gather(*tasks)
+            else:
+                async def worker(w: int) -> None:
+                    j = w
+                    while time.perf_counter() - start < duration:
+                        await one(j, time.perf_counter())
+                        j += 64
+                await asyncio.gather(*(worker(w) for w in range(64)))
+        return lat, statuses
+
+    lat, statuses = asyncio.run(main())
+    conn.send((lat, statuses))
+    conn.close()
+
+
+def aiohttp_orders(base: str, keys: list[tuple[str, str]], rate: float, duration: float, procs: int) -> dict[str, Any]:
+    """Split the keys (and the rate) over `procs` generator processes; merge their samples."""
+    ctx = multiprocessing.get_context("spawn")
+    pipes, ps = [], []
+    for p in range(procs):
+        mine = keys[p::procs]
+        a, b = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_client_proc, args=(base, mine, rate / procs, duration, 100 + p, b))
+        proc.start()
+        pipes.append(a)
+        ps.append(proc)
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    for a in pipes:
+        lat_p, st = a.recv()
+        lat += lat_p
+        for k, v in st.items():
+            statuses[k] = statuses.get(k, 0) + v
+    for proc in ps:
+        proc.join()
+    return {"rps": len(lat) / duration, "ok_rps": statuses.get(201, 0) / duration, "p50": pct(lat, 0.5),
+            "p99": pct(lat, 0.99), "statuses": statuses, "requests": len(lat)}
+
+
+# ------------------------------------------------------------------------------------------- main
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), to report the node's CPU cost per request: on a
+    shared machine throughput depends on the neighbours, the cost per request does not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def report(title: str, res: dict[str, Any], tool: str, cpu: float) -> None:
+    extra = f", accepted (201) {res['ok_rps']:.0f}/s" if "ok_rps" in res else ""
+    statuses = f", statuses {res['statuses']}" if res.get("statuses") else ""
+    n = res.get("ok") or (res.get("statuses") or {}).get(201) or res.get("requests") or 0
+    per = f", node CPU {cpu / n * 1e6:.0f} us/req" if n and cpu == cpu else ""
+    print(f"{title:<40} {res.get('rps', 0):8.0f} req/s{extra}, p50 {res.get('p50', float('nan')):.2f} ms, "
+          f"p99 {res.get('p99', float('nan')):.2f} ms{per}  [{tool}]{statuses}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per phase")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--keys", type=int, default=8, help="members (API keys) sending orders")
+    ap.add_argument("--rate", type=float, default=2500, help="orders/s of the fixed-rate latency phase")
+    ap.add_argument("--budget", type=int, default=12000, help="most orders/s the throughput phase can use")
+    ap.add_argument("--procs", type=int, default=2, help="aiohttp load-generator processes")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+
+    have_wrk = shutil.which("wrk") is not None
+    tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
+    port = args.port
+    if not port:
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    config = write_config(tmp, port)
+    key_file = tmp / "secret.key"
+    keys = asyncio.run(make_members(config, key_file, args.keys))
+    node = start_node(config, key_file, port, tmp / "node.log")
+    base = f"http://127.0.0.1:{port}"
+    print(f"node pid {node.pid} on {base}, SQLite synchronous=FULL at {tmp}/exchange.db; "
+          f"{args.keys} keys, {args.connections} connections, {args.duration} s per phase", flush=True)
+    try:
+        c0 = cpu_seconds(node.pid)
+        if have_wrk:
+            res = wrk_orders(base, keys, args.duration, args.connections, args.threads, tmp, args.budget)
+            report("signed POST /orders, max throughput", res, "wrk, pre-signed", cpu_seconds(node.pid) - c0)
+        else:
+            res = aiohttp_orders(base, keys, 0, args.duration, args.procs)
+            report("signed POST /orders, max throughput", res, "aiohttp closed loop", cpu_seconds(node.pid) - c0)
+        best = res.get("ok_rps", 0.0)
+        rates = [args.rate] + ([round(best / 2)] if best and best / 2 < args.rate * 0.9 else [])
+        for rate in rates:
+            time.sleep(2)
+            c0 = cpu_seconds(node.pid)
+            res = aiohttp_orders(base, keys, rate, args.duration, args.procs)
+            label = "half the measured max" if rate != args.rate else "fixed rate"
+            report(f"signed POST /orders at {rate:.0f}/s", res, f"aiohttp open loop, {label}", cpu_seconds(node.pid) - c0)
+        time.sleep(2)
+        if have_wrk:
+            c0 = cpu_seconds(node.pid)
+            res = run_wrk(base + DEPTH_URL, args.duration, args.connections, args.threads)
+            levels = json.loads(urllib.request.urlopen(base + DEPTH_URL, timeout=5).read())
+            report(f"public GET /depth ({len(levels['asks'])}+{len(levels['bids'])} levels)", res, "wrk",
+                   cpu_seconds(node.pid) - c0)
+        else:
+            print("public GET /depth: skipped (needs wrk)")
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(60)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

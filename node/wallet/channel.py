@@ -1,0 +1,186 @@
+"""The payment channel interface: what a wallet actor needs from a coin daemon or a bank.
+
+A *family* is one adapter class (bitcoind-compatible JSON-RPC, bank transfer, …); a *currency* is
+configuration: `[currencies.<code>.wallet]` names the family in `channel` and gives its settings.
+So a new coin of an existing family (Litecoin, Dogecoin next to Bitcoin) is configuration only,
+and a new family is one subclass of `Channel`, registered in `node.wallet.FAMILIES`.
+
+Amounts cross this interface as integers in the currency's smallest unit, never as floats: an
+adapter converts exactly at its own edge (see `units_from_decimal` / `decimal_from_units`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from node.errors import ExchangeError
+
+
+class WalletUnavailable(ExchangeError):
+    """The daemon (or bank link) cannot be reached right now; nothing was done, retry later."""
+
+    code = 3102
+    status = 503
+
+
+class ChannelError(Exception):
+    """The daemon answered with an error: the request was understood and refused.
+
+    `code` is the daemon's own error code (bitcoind: -5 invalid address, -6 insufficient funds …).
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ChannelUnavailable(Exception):
+    """The daemon could not be reached, or did not answer in time.
+
+    `maybe_done` is True when the request may have reached the daemon before the link failed (a
+    timeout, a dropped connection): the caller must then treat the outcome as unknown and reconcile,
+    never simply retry a payment.
+    """
+
+    def __init__(self, message: str, *, maybe_done: bool) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
+
+
+class SettingsError(Exception):
+    """A family-specific setting is wrong; the message starts with the setting's name."""
+
+
+@dataclass(frozen=True)
+class AddressCheck:
+    valid: bool
+    mine: bool  # one of the exchange's own addresses: withdrawing to it would be a no-op with a fee
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One incoming output as the daemon reports it: a candidate deposit."""
+
+    txid: str
+    vout: int
+    address: str
+    amount: int | None  # smallest units; None: more decimals than the currency holds (alerted, not credited)
+    confirmations: int  # < 0: conflicted (double-spent) that many blocks ago; 0: unconfirmed
+    block_hash: str | None
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What changed since `cursor`: transfers to be (re)examined and the cursor to store next."""
+
+    transfers: list[Transfer]
+    cursor: str | None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class SentTx:
+    txid: str
+    amount: int
+    network_fee: int | None  # what the wallet paid the network, smallest units (positive)
+    confirmations: int
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """A few facts for the admin's status view."""
+
+    height: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Channel:
+    """Base class of every family. Subclasses set `family`, `kinds`, `settings` and override the
+    methods their family supports; the rest say clearly that the family does not do that.
+
+    `automatic` families send withdrawals themselves (coins); others (bank) wait for an admin to
+    report the transfer done. `scans` families find deposits by polling (`scan`); others have
+    deposits confirmed by an admin.
+    """
+
+    family: ClassVar[str] = ""
+    kinds: ClassVar[tuple[str, ...]] = ("coin",)
+    automatic: ClassVar[bool] = True
+    scans: ClassVar[bool] = True
+    # name -> (required, description); values in cluster.toml are strings or integers
+    settings: ClassVar[dict[str, tuple[bool, str]]] = {}
+    max_precision: ClassVar[int | None] = None  # decimals the family can move exactly (bitcoind: 8)
+
+    def __init__(self, currency: str, precision: int, settings: Mapping[str, Any]) -> None:
+        self.currency = currency
+        self.precision = precision
+        self.options = dict(settings)
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> None:
+        """Refuse unknown or missing settings at config load, naming the setting (`SettingsError`)."""
+        for key in settings:
+            if key not in cls.settings:
+                known = ", ".join(sorted(cls.settings)) or "none"
+                raise SettingsError(f"{key}: unknown setting for channel {cls.family!r} (known: {known})")
+        for key, (required, _) in cls.settings.items():
+            if required and key not in settings:
+                raise SettingsError(f"{key}: missing (required by channel {cls.family!r})")
+
+    async def open(self) -> None:
+        """Check credentials and prepare connections; raises `SettingsError` if misconfigured."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def info(self) -> ChannelInfo:
+        return ChannelInfo()
+
+    async def new_address(self, member_id: int) -> str:
+        raise NotImplementedError(f"channel {self.family} cannot make deposit addresses")
+
+    async def validate_address(self, address: str) -> AddressCheck:
+        raise NotImplementedError(f"channel {self.family} cannot check addresses")
+
+    async def scan(self, cursor: str | None, depth: int) -> Scan:
+        """Every transfer in blocks after `cursor` plus unconfirmed ones, and the cursor to store
+        next so that transfers with fewer than `depth` confirmations are reported again."""
+        raise NotImplementedError(f"channel {self.family} does not scan for deposits")
+
+    async def balance(self) -> int | None:
+        """Spendable balance of the hot wallet, or None where the family has no such notion."""
+        return None
+
+    async def send(self, address: str, amount: int, key: str) -> str:
+        """Pay `amount` to `address`, labelled with the unique idempotency `key`; returns the txid."""
+        raise NotImplementedError(f"channel {self.family} does not send by itself")
+
+    async def find_sent(self, key: str, address: str, amount: int, since_ms: int) -> SentTx | None:
+        """The payment made with `key` (or, failing labels, to `address` of `amount` since
+        `since_ms`), if the wallet has it: reconciliation after a crash between send and record."""
+        raise NotImplementedError(f"channel {self.family} does not send by itself")
+
+    async def sent(self, txid: str) -> SentTx | None:
+        """A payment by txid, with the network fee the wallet paid, or None if unknown."""
+        return None
+
+
+def units_from_decimal(value: Decimal, precision: int) -> int:
+    """Exact conversion of a daemon's decimal amount into integer units; refuses to round."""
+    if not isinstance(value, Decimal):
+        raise TypeError(f"amount must be parsed as Decimal, got {type(value).__name__}")
+    if not value.is_finite():
+        raise ValueError(f"amount {value} is not a finite number")
+    scaled = value.scaleb(precision)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"amount {value} has more than {precision} decimal places")
+    return int(scaled)
+
+
+def decimal_from_units(units: int, precision: int) -> Decimal:
+    """Integer units as an exact Decimal with `precision` places (what a daemon is sent)."""
+    return Decimal(units).scaleb(-precision).quantize(Decimal(1).scaleb(-precision))

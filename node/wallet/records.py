@@ -1,0 +1,129 @@
+"""The store side of deposits and withdrawals: every balance change with its ledger row, in the
+caller's transaction, each guarded by a conditional state change so that it happens exactly once.
+
+Used by the wallet actor (scanning, sending) and by the funds facade (member and admin requests)
+alike: whoever wins the `UPDATE … WHERE state = …` does the money part, the other does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from node.actors.market import LEDGER_INSERT_SQL
+from node.errors import ExchangeError
+from node.market.settlement import DEPOSIT, WITHDRAW
+from node.store import Tx
+
+# Ledger reasons beside settlement's DEPOSIT / WITHDRAW (Peatio's names, plus the house's fee).
+WITHDRAW_LOCK = "withdraw_lock"
+WITHDRAW_UNLOCK = "withdraw_unlock"
+WITHDRAW_FEE = "withdraw_fee"
+
+# Peatio's withdraw states. `submitting` is never stored: a request is checked and locked in one
+# transaction, so it is `submitted` from the first moment anyone can see it.
+WITHDRAW_STATES = ("submitting", "submitted", "accepted", "processing", "done", "canceled", "rejected", "suspect",
+                   "failed")
+HOLDING = ("submitted", "accepted", "processing", "suspect")  # states whose `total` is locked
+DEPOSIT_STATES = ("submitted", "accepted", "rejected")
+
+
+class WithdrawFailed(ExchangeError):
+    """A withdrawal cannot be made as asked (funds, member, state); nothing was locked or changed."""
+
+    code = 3101
+    status = 400
+
+
+class WithdrawNotFound(ExchangeError):
+    code = 3103
+    status = 404
+
+
+def withdraw_sn(withdraw_id: int, created_ms: int) -> str:
+    """Peatio's `sn`: YYMMDDHHMM of creation (UTC) and the id padded to four digits."""
+    t = dt.datetime.fromtimestamp(created_ms / 1000, dt.UTC)
+    return t.strftime("%y%m%d%H%M") + str(withdraw_id).rjust(4, "0")
+
+
+async def _account(tx: Tx, member_id: int, currency: str, d_balance: int, d_locked: int) -> None:
+    n = await tx.execute(
+        "UPDATE accounts SET balance = balance + ?, locked = locked + ? WHERE member_id = ? AND currency = ?",
+        d_balance, d_locked, member_id, currency)
+    if n != 1:
+        raise RuntimeError(f"member {member_id} has no {currency} account")
+
+
+async def credit_deposit(tx: Tx, d: Mapping[str, Any], ts: int) -> bool:
+    """submitted → accepted and the member's balance credited; False if someone else already did."""
+    n = await tx.execute("UPDATE deposits SET state = 'accepted', done_at = ?, updated_at = ? WHERE id = ? AND state = 'submitted'",
+                         ts, ts, int(d["id"]))
+    if n != 1:
+        return False
+    member, currency, amount = int(d["member_id"]), str(d["currency"]), int(d["amount"])
+    await _account(tx, member, currency, amount, 0)
+    await tx.execute(LEDGER_INSERT_SQL, member, currency, amount, 0, 0, DEPOSIT, "deposit", int(d["id"]), ts)
+    return True
+
+
+async def unlock_withdraw(tx: Tx, w: Mapping[str, Any], from_states: tuple[str, ...], state: str, note: str,
+                          ts: int) -> bool:
+    """A withdrawal that will not be paid (canceled, rejected, failed): its lock goes back."""
+    marks = ",".join("?" * len(from_states))
+    n = await tx.execute(
+        f"UPDATE withdraws SET state = ?, note = ?, updated_at = ?, done_at = ? WHERE id = ? AND state IN ({marks})",
+        state, note[:500], ts, ts, int(w["id"]), *from_states)
+    if n != 1:
+        return False
+    member, currency, total = int(w["member_id"]), str(w["currency"]), int(w["total"])
+    await _account(tx, member, currency, total, -total)
+    await tx.execute(LEDGER_INSERT_SQL, member, currency, total, -total, 0, WITHDRAW_UNLOCK, "withdraw", int(w["id"]), ts)
+    return True
+
+
+async def finish_withdraw(tx: Tx, w: Mapping[str, Any], from_states: tuple[str, ...], txid: str,
+                          network_fee: int | None, fee_member: int, ts: int) -> bool:
+    """Paid: the member's lock is spent (amount leaves the exchange, the fee goes to the house)."""
+    marks = ",".join("?" * len(from_states))
+    n = await tx.execute(
+        f"UPDATE withdraws SET state = 'done', txid = ?, network_fee = ?, note = '', updated_at = ?, done_at = ? "
+        f"WHERE id = ? AND state IN ({marks})",
+        txid, network_fee, ts, ts, int(w["id"]), *from_states)
+    if n != 1:
+        return False
+    wid, member, currency = int(w["id"]), int(w["member_id"]), str(w["currency"])
+    total, fee = int(w["total"]), int(w["fee"])
+    # Accounts in ascending member order, like every other writer (no PostgreSQL deadlocks).
+    moves = sorted([(member, 0, -total, fee, WITHDRAW)] + ([(fee_member, fee, 0, 0, WITHDRAW_FEE)] if fee else []))
+    for m, d_bal, d_lock, f, reason in moves:
+        await _account(tx, m, currency, d_bal, d_lock)
+        await tx.execute(LEDGER_INSERT_SQL, m, currency, d_bal, d_lock, f, reason, "withdraw", wid, ts)
+    return True
+
+
+async def raise_alert(tx: Tx, currency: str, kind: str, ref: str, message: str, ts: int) -> bool:
+    """Record an alert for the admin once per (currency, kind, ref); True if it is new."""
+    n = await tx.execute(
+        "INSERT INTO wallet_alerts (currency, kind, ref, message, created_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (currency, kind, ref) DO NOTHING", currency, kind, ref, message[:1000], ts)
+    return n > 0
+
+
+async def ledger_mismatch(tx: Tx, member_id: int, currency: str) -> str | None:
+    """Why the member's account does not equal the sum of its ledger rows, or None if it does.
+
+    One statement, so one snapshot: on PostgreSQL (read committed) two separate reads could straddle
+    another transaction's commit and see a mismatch that never existed.
+    """
+    row = await tx.fetchrow(
+        "SELECT a.balance, a.locked, "
+        "(SELECT COALESCE(SUM(d_balance), 0) FROM ledger l WHERE l.member_id = a.member_id AND l.currency = a.currency) AS lb, "
+        "(SELECT COALESCE(SUM(d_locked), 0) FROM ledger l WHERE l.member_id = a.member_id AND l.currency = a.currency) AS ll "
+        "FROM accounts a WHERE a.member_id = ? AND a.currency = ?", member_id, currency)
+    if row is None:
+        return f"member {member_id} has no {currency} account"
+    b, lk, lb, ll = int(row["balance"]), int(row["locked"]), int(row["lb"]), int(row["ll"])
+    if (b, lk) != (lb, ll):
+        return f"account says balance {b} / locked {lk}, ledger says {lb} / {ll}"
+    return None
