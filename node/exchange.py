@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from node.actors.account import AccountActor, order_row_view
 from node.actors.lease import LEASE_TTL_MS, LeaseHeld, Leases, ProcessLock
 from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
-from node.actors.messages import CancelAll, CancelOrder, OrderRequest, QueryBook, SetHalted, SubmitOrders
+from node.actors.messages import (
+    CancelAll,
+    CancelOrder,
+    OrderRequest,
+    QueryBook,
+    SetFees,
+    SetHalted,
+    SubmitOrders,
+)
 from node.config import Config, Market, NodeConf
 from node.errors import (
     CreateOrderFailed,
@@ -523,6 +531,16 @@ class Exchange:
 
     async def set_halted(self, market: str, halted: bool) -> None:
         await self.ref(self.market(market).id).ask(SetHalted(halted))
+
+    async def set_fees(self, market: str, maker: str, taker: str) -> dict[str, int]:
+        """Change a market's maker/taker fee rates (decimal strings, e.g. "0.001") for new trades."""
+        from node.config import FEE_DECIMALS
+
+        m = self.market(market)
+        msg = SetFees(parse_units(maker, FEE_DECIMALS, "maker_fee", allow_zero=True),
+                      parse_units(taker, FEE_DECIMALS, "taker_fee", allow_zero=True))
+        result: dict[str, int] = await self.ref(m.id).ask(msg)
+        return result
 
     # -- reads ------------------------------------------------------------------------------------
     async def orders_of(self, member_id: int, market: str | None = None, states: tuple[str, ...] = ("wait", "pending"),

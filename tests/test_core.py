@@ -287,3 +287,24 @@ async def test_a_second_node_cannot_run_the_same_markets(database_url: str) -> N
         await admin.stop()
     finally:
         await ex.stop()
+
+
+async def test_fee_change_applies_to_new_trades_and_survives_restart(database_url: str) -> None:
+    cfg = config_with(database_url)
+    ex = await Exchange.start(cfg)
+    buyer, seller = await funded(ex)
+    await ex.set_fees("btcusd", "0", "0.005")
+    await ex.submit_order(seller, OrderInput("btcusd", "sell", "1", "100"))
+    await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "100"))
+    await ex.quiesce()
+    assert (await balances(ex, buyer))["btc"] == (100_000_000 - 500_000, 0)  # taker 0.5%
+    assert (await balances(ex, seller))["usd"] == (100_000_000, 0)  # maker 0%
+    with pytest.raises(InvalidParameter):
+        await ex.set_fees("btcusd", "0.2", "0")
+    await ex.stop()
+    ex = await Exchange.start(cfg)
+    try:
+        assert ex.markets["btcusd"].fees == (0, 500_000)
+        assert (await audit(ex.store, ex.config.markets)).ok
+    finally:
+        await ex.stop()

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetHalted
+from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
 from node.actors.runtime import Actor
-from node.config import Market
-from node.errors import CancelOrderFailed, ExchangeError, OrderNotFound
+from node.config import FEE_SCALE, Market
+from node.errors import CancelOrderFailed, ExchangeError, InvalidParameter, OrderNotFound
 from node.events import EventBus
 from node.market import BUY, MARKET, Engine, EngineError, Order, Trade
 from node.market.settlement import (
@@ -76,6 +76,7 @@ class MarketActor(Actor[Any]):
         self.recovered: set[int] = set()
         self.halted = False
         self._halted_published = False
+        self.fees = (market.maker_fee, market.taker_fee)  # (maker, taker) in force, units of 1e-8
         self._sweep_task: asyncio.Task[None] | None = None
         self.book_seq = 0  # sequence of depth diffs, for websocket clients keeping a local book
         self.trades_total = 0
@@ -90,11 +91,13 @@ class MarketActor(Actor[Any]):
                 m.id,
                 now_ms(),
             )
-            st = await tx.fetchrow("SELECT next_seq, last_price, halted FROM markets_state WHERE market = ?", m.id)
+            st = await tx.fetchrow("SELECT * FROM markets_state WHERE market = ?", m.id)
         assert st is not None
         engine = Engine(m.id, stp=m.self_trade, next_seq=int(st["next_seq"]))
         engine.last_price = None if st["last_price"] is None else int(st["last_price"])
         self.halted = bool(st["halted"])
+        self.fees = (int(st["maker_fee"]) if st["maker_fee"] is not None else m.maker_fee,
+                     int(st["taker_fee"]) if st["taker_fee"] is not None else m.taker_fee)
         self.live = {}
         rows = await self.store.fetch("SELECT * FROM orders WHERE market = ? AND state = 'wait' ORDER BY seq", m.id)
         for r in rows:
@@ -127,7 +130,7 @@ class MarketActor(Actor[Any]):
         results: list[Any] = []
         touched: dict[int, Order] = {}
         trades: list[Trade] = []
-        halted: bool | None = None
+        state_changed = False  # halted flag or fees: the market's state row must be written
         for msg in batch:
             try:
                 if isinstance(msg, NewOrder):
@@ -140,15 +143,22 @@ class MarketActor(Actor[Any]):
                         touched[o.id] = o
                     results.append([o.id for o in cancelled])
                 elif isinstance(msg, SetHalted):
-                    self.halted = halted = msg.halted
+                    self.halted = msg.halted
+                    state_changed = True
                     results.append(msg.halted)
                 elif isinstance(msg, QueryBook):
                     results.append(self.query(msg))
+                elif isinstance(msg, SetFees):
+                    if not (0 <= msg.maker < FEE_SCALE // 10 and 0 <= msg.taker < FEE_SCALE // 10):
+                        raise InvalidParameter("fees must be between 0 and 0.1", "fee")
+                    self.fees = (msg.maker, msg.taker)
+                    state_changed = True
+                    results.append({"maker": msg.maker, "taker": msg.taker})
                 else:
                     results.append(ExchangeError(f"unknown message {type(msg).__name__}"))
             except ExchangeError as e:
                 results.append(e)
-        if not touched and halted is None:
+        if not touched and not state_changed:
             return results, None
         write = await self._rows(touched, trades)
         return results, write
@@ -214,7 +224,7 @@ class MarketActor(Actor[Any]):
             return out
         if q.what == "estimate":
             return e.estimate_market_buy(q.volume)
-        return {"halted": self.halted, "last_price": e.last_price, "best_bid": e.best_bid(), "best_ask": e.best_ask(),
+        return {"halted": self.halted, "fees": list(self.fees), "last_price": e.last_price, "best_bid": e.best_bid(), "best_ask": e.best_ask(),
                 "resting": len(e), "book_seq": self.book_seq, "state_hash": e.state_hash()}
 
     async def sweep_pending(self, older_than_ms: int = 5_000) -> int:
@@ -299,7 +309,7 @@ class MarketActor(Actor[Any]):
             t.id = await self.trade_ids.take_own()
             bid, ask = (t.taker, t.maker) if t.taker.side == BUY else (t.maker, t.taker)
             s = settle_trade(eff, m, self.fee_member, t.id, t.price, t.volume, bid.member_id, ask.member_id,
-                             bid_is_maker=t.maker is bid)
+                             bid_is_maker=t.maker is bid, fees=self.fees)
             trade_rows.append((t.id, m.id, t.price, t.volume, s.funds, ask.id, bid.id, ask.member_id, bid.member_id,
                                t.taker.side, s.ask_fee, s.bid_fee, ts))
             levels.add((t.maker.side, t.maker.price))
@@ -320,7 +330,7 @@ class MarketActor(Actor[Any]):
             self.live.pop(o.id, None)
         while len(self.finished) > FINISHED_MEMORY:
             del self.finished[next(iter(self.finished))]
-        state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), ts, m.id)
+        state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), self.fees[0], self.fees[1], ts, m.id)
         account_rows = [(d[0], d[1], k[0], k[1]) for k, d in sorted(eff.deltas.items())]
         ledger_rows = [r + (ts,) for r in eff.ledger]
 
@@ -332,7 +342,8 @@ class MarketActor(Actor[Any]):
                 await tx.executemany(ACCOUNT_DELTA_SQL, account_rows)
                 await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)
                 await tx.execute(
-                    "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, updated_at = ? WHERE market = ?",
+                    "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
+                    "updated_at = ? WHERE market = ?",
                     *state_row,
                 )
             self.trades_total += len(trade_rows)

@@ -72,3 +72,11 @@ class QueryBook:
     limit: int = 0
     side: str | None = None
     volume: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetFees:
+    """New maker/taker rates (units of 1e-8) for trades from now on; stored with the market."""
+
+    maker: int
+    taker: int

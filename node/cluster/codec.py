@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 
 from node import errors
-from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetHalted
+from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
 
-MESSAGES: dict[str, type] = {c.__name__: c for c in (NewOrder, CancelOrder, CancelAll, SetHalted, QueryBook)}
+MESSAGES: dict[str, type] = {c.__name__: c for c in (NewOrder, CancelOrder, CancelAll, SetHalted, SetFees, QueryBook)}
 ERRORS: dict[str, type[errors.ExchangeError]] = {
     name: obj for name, obj in vars(errors).items()
     if isinstance(obj, type) and issubclass(obj, errors.ExchangeError)

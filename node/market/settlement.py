@@ -78,12 +78,17 @@ def settle_trade(
     bid_member: int,
     ask_member: int,
     bid_is_maker: bool,
+    fees: tuple[int, int] | None = None,
 ) -> TradeSettlement:
-    """The buyer's locked quote pays the seller; the seller's locked base goes to the buyer."""
+    """The buyer's locked quote pays the seller; the seller's locked base goes to the buyer.
+
+    `fees` (maker, taker) overrides the configured rates (an admin changed them at run time).
+    """
     funds = market.quote_units(price * volume)
     amount = market.base_units(volume)
-    bid_rate = market.maker_fee if bid_is_maker else market.taker_fee
-    ask_rate = market.taker_fee if bid_is_maker else market.maker_fee
+    maker, taker = fees if fees is not None else (market.maker_fee, market.taker_fee)
+    bid_rate = maker if bid_is_maker else taker
+    ask_rate = taker if bid_is_maker else maker
     bid_fee = fee_of(amount, bid_rate)
     ask_fee = fee_of(funds, ask_rate)
     base, quote = market.base.code, market.quote.code

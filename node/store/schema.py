@@ -379,3 +379,13 @@ CREATE INDEX solvency_fiat_currency ON solvency_fiat (currency, id);
 """,
     )
 )
+
+MIGRATIONS.append(
+    (
+        10,
+        """
+ALTER TABLE markets_state ADD COLUMN maker_fee BIGINT;
+ALTER TABLE markets_state ADD COLUMN taker_fee BIGINT;
+""",
+    )
+)
