@@ -93,6 +93,12 @@ async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: 
     await a.start()
     seller = ApiClient(a.base, *keys[0])
     buyer = ApiClient(a.base, *keys[1])
+    session = aiohttp.ClientSession()
+    watchers = []
+    for node in (a, b):  # a websocket client on each node watches dogebtc's public trades
+        ws = await session.ws_connect(node.base.replace("http", "ws") + "/ws")
+        await ws.send_json({"subscribe": {"market": "dogebtc", "channels": ["trades"]}})
+        watchers.append(ws)
     try:
         ask = await seller.post("/orders", market="dogebtc", side="sell", volume="1000", price="0.0000025")
         depth = await buyer.public("/depth", market="dogebtc")  # asked of node B through the bus
@@ -111,7 +117,18 @@ async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: 
         # The same trade is visible through node B.
         trades = await ApiClient(b.base).public("/trades", market="dogebtc")
         assert [t["volume"] for t in trades] == ["400.0"]
+        for ws in watchers:  # and streamed live by both nodes
+            seen: list[str] = []
+            while not seen:
+                msg = await asyncio.wait_for(ws.receive_json(), 10)
+                frame = msg.get("trades")
+                if frame and not frame.get("snapshot"):
+                    seen = [t["volume"] for t in frame["trades"]]
+            assert seen == ["400.0"]
     finally:
+        for ws in watchers:
+            await ws.close()
+        await session.close()
         await seller.close()
         await buyer.close()
         a.terminate()
