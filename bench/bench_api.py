@@ -137,9 +137,17 @@ async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, 
         await ex.stop()
 
 
-def start_node(config: Path, key_file: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_node(config: Path, key_file: Path, port: int, log: Path,
+               switch_interval: float | None = None) -> subprocess.Popen[bytes]:
+    """`python -m node serve`; with `switch_interval`, the interpreter's GIL switch interval is set
+    first (CPython's default, 5 ms, makes the SQLite worker threads wait for the GIL behind a busy
+    event loop: every statement of a transaction is a thread hop)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "node", "--config", str(config), "--key-file", str(key_file), "serve", "--port", str(port)]
+    run = [sys.executable, "-m", "node"]
+    if switch_interval is not None:
+        run = [sys.executable, "-c", f"import runpy, sys; sys.setswitchinterval({switch_interval!r}); "
+               "runpy.run_module('node', run_name='__main__', alter_sys=True)"]
+    cmd = [*run, "--config", str(config), "--key-file", str(key_file), "serve", "--port", str(port)]
     with open(log, "ab") as f:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
@@ -331,6 +339,8 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=2, help="aiohttp load-generator processes")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="set the node's sys.setswitchinterval (seconds), e.g. 0.0001; default: Python's 0.005")
     args = ap.parse_args()
 
     have_wrk = shutil.which("wrk") is not None
@@ -344,10 +354,12 @@ def main() -> int:
     config = write_config(tmp, port)
     key_file = tmp / "secret.key"
     keys = asyncio.run(make_members(config, key_file, args.keys))
-    node = start_node(config, key_file, port, tmp / "node.log")
+    node = start_node(config, key_file, port, tmp / "node.log", args.switch_interval)
     base = f"http://127.0.0.1:{port}"
-    print(f"node pid {node.pid} on {base}, SQLite synchronous=FULL at {tmp}/exchange.db; "
-          f"{args.keys} keys, {args.connections} connections, {args.duration} s per phase", flush=True)
+    swi = args.switch_interval if args.switch_interval is not None else sys.getswitchinterval()
+    print(f"node pid {node.pid} on {base}, SQLite synchronous=FULL at {tmp}/exchange.db; switch interval "
+          f"{swi * 1000:g} ms; {args.keys} keys, {args.connections} connections, {args.duration} s per phase; "
+          f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     try:
         c0 = cpu_seconds(node.pid)
         if have_wrk:

@@ -159,6 +159,17 @@ class SolvencyConf:
 
 
 @dataclass(frozen=True)
+class AdminConf:
+    """The optional `[admin]` table (issue 8, parsed by node/admin/conf.py): the members who are admins
+    by configuration (by e-mail; they grant finer roles to others in the admin area), and the daily
+    withdrawal limits per KYC verification level, as (level, ((currency, smallest units), ...)) pairs;
+    a currency a level does not list has no limit at that level."""
+
+    emails: tuple[str, ...] = ()
+    withdraw_limits: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     database: str
@@ -172,6 +183,7 @@ class Config:
     api: ApiConf = field(default_factory=ApiConf)
     solvency: SolvencyConf = field(default_factory=SolvencyConf)
     mail: MailConf = field(default_factory=MailConf)
+    admin: AdminConf = field(default_factory=AdminConf)
 
     def node(self, name: str | None) -> NodeConf:
         if name is None:
@@ -417,6 +429,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     )
     if solvency.node not in nodes:
         raise ConfigError(f"solvency.node: no such node {solvency.node!r} (have: {', '.join(nodes)})")
+    from node.admin.conf import parse_admin  # here: node.admin.conf imports this module
+
     return Config(
         name=name,
         database=database,
@@ -430,6 +444,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         api=api,
         solvency=solvency,
         mail=mail,
+        admin=parse_admin(data, currencies),
     )
 
 

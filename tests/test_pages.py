@@ -686,3 +686,85 @@ async def test_sessions_survive_on_another_node_store(site: Site) -> None:
     sessions = site.server.app[SESSIONS]
     s = await sessions.load(key)
     assert s is not None and s.member_id == await site.mid("ann@example.com") and s.email == "ann@example.com"
+
+
+# -- funds with wallets (the wallet module's in-memory coin channel, and its bank channel) ---------------------
+@pytest.fixture
+async def wallet_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Site]:
+    from node.config import parse_config
+    from tests.regtest import config_data
+    from tests.test_wallet import BANK, FAKE_BTC, WALLETS, FakeChannel, FakeWallet
+
+    monkeypatch.setitem(__import__("node.wallet", fromlist=["FAMILIES"]).FAMILIES, "fake", FakeChannel)
+    WALLETS.clear()
+    WALLETS["btc"] = FakeWallet()
+    config = parse_config(config_data(f"sqlite:///{tmp_path}/w.db", {"btc": FAKE_BTC, "usd": BANK}), "test")
+    ex = await Exchange.start(config)
+    app = make_app(ex, key_file=tmp_path / "secret.key")
+    outbox = Outbox()
+    app[MEMBERS].mailer = outbox
+    app[MEMBERS].hasher = CHEAP
+    server = TestServer(app)
+    await server.start_server()
+    site = Site(ex, server, outbox)
+    try:
+        yield site
+    finally:
+        for c in site.clients:
+            await c.close()
+        await server.close()
+        await ex.stop()
+        WALLETS.clear()
+
+
+async def test_funds_page_with_wallets(wallet_site: Site) -> None:
+    site = wallet_site
+    ann = await site.member(usd="1000", btc="2")
+    mid = await site.mid("ann@example.com")
+    # a coin: the deposit address and its QR code, drawn here
+    assert await ann.get("/funds?currency=btc") == 200
+    address = re.search(r'<code id="deposit-address">([^<]+)</code>', ann.text)
+    assert address and address.group(1).startswith("fake")
+    assert re.search(r'<img class="qr" src="data:image/svg\+xml', ann.text)
+    assert 'id="withdraw-form"' in ann.text and "Minimum 0.01000000 BTC; network fee 0.00100000 BTC" in ann.text
+    # fiat: the exchange's bank account and the member's reference code, no QR
+    assert await ann.get("/funds?currency=usd") == 200
+    assert "First Test Bank" in ann.text and "DE89 3704 0044 0532 0130 00" in ann.text
+    assert re.search(r'<code id="deposit-address">PX[A-Z0-9]+</code>', ann.text) and 'class="qr"' not in ann.text
+    bal = await balances(site.ex, mid)
+    for data, field, message in [
+        ({"address": "", "amount": "1"}, "address", "This field is required"),
+        ({"address": "fakeX" * 50, "amount": "1"}, "address", "Too long: at most 200 characters"),
+        ({"address": "ext1", "amount": ""}, "amount", "Please enter a number"),
+        ({"address": "ext1", "amount": "0.000000001"}, "amount", "At most 8 decimal places"),
+        ({"address": "ext1", "amount": "1,5"}, "amount", "Enter a positive number like 12.5 (digits and one dot)"),
+        ({"address": "ext1", "amount": "0.001"}, "amount", "amount is below the minimum withdrawal of 0.01 BTC"),
+        ({"address": "bad-address", "amount": "1"}, "address", "address is not a valid BTC address"),
+        ({"address": address.group(1), "amount": "1"}, "address",
+         "address belongs to this exchange; withdraw to an address of your own"),
+    ]:
+        status, _ = await ann.post("/funds/btc/withdraw", data)
+        assert status == 400 and ann.error_of(field) == message, (data, ann.error_of(field))
+        if data["amount"]:
+            assert ann.value_of("amount") == data["amount"]
+    status, _ = await ann.post("/funds/btc/withdraw", {"address": "ext1", "amount": "5"})
+    assert status == 400 and "balance too low" in ann.general_error()
+    assert await balances(site.ex, mid) == bal and await count(site.ex, "withdraws") == 0
+    # in Chinese, the wallet module's messages are translated too
+    await ann.get("/lang/zh-CN")
+    status, _ = await ann.post("/funds/btc/withdraw", {"address": "bad-address", "amount": "1"})
+    assert ann.error_of("address") == "这不是有效的 BTC 地址"
+    await ann.get("/lang/en")
+    # above the automatic threshold (1 BTC) a withdrawal waits for an admin: it can still be cancelled
+    status, _ = await ann.post("/funds/btc/withdraw", {"address": "ext1", "amount": "1.5"})
+    assert status == 200 and "Withdrawal requested" in ann.text
+    assert "ext1" in ann.text and "1.50000000" in ann.text
+    btc = (await balances(site.ex, mid))["btc"]
+    assert btc == (2 * 10**8 - 150_100_000, 150_100_000)  # amount and fee locked
+    wid = int(await site.ex.store.fetchval("SELECT id FROM withdraws"))
+    other = await site.member("bob@example.com")
+    await other.post(f"/funds/withdraws/{wid}/cancel", {})
+    assert "doesn&#39;t exist" in other.text
+    await ann.post(f"/funds/withdraws/{wid}/cancel", {})
+    assert "Withdrawal cancelled" in ann.text
+    assert (await balances(site.ex, mid))["btc"] == (2 * 10**8, 0)

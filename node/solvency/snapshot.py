@@ -37,16 +37,18 @@ import base64
 import contextlib
 import hmac
 import logging
-import multiprocessing
+import os
+import pickle
 import secrets
+import sys
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -289,29 +291,64 @@ def decode_leaves(text: str) -> tuple[list[int], list[str], list[int]]:
     return [int(i) for i in ids], [str(k) for k in keys], [int(v) for v in values]
 
 
-def _ready() -> bool:
-    return True
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def worker_pool() -> ProcessPoolExecutor:
-    """One worker process, spawned (forking a process that runs database threads is unsafe), and
-    started at once so that its start-up overlaps whatever the caller does next (the ledger read)."""
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    pool.submit(_ready)
-    return pool
+class TreeWorker:
+    """A child Python process that builds trees, so the hashing runs on another core than the event
+    loop. Started early (`start`), so its interpreter start-up overlaps the ledger read; fed its jobs
+    on stdin and answering on stdout (pickle between a process and its own child).
+
+    A plain `python -c` child rather than a multiprocessing pool: a spawned pool re-imports the
+    parent's `__main__`, which hangs a program that embeds the exchange in an unguarded script."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> TreeWorker:
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT + (os.pathsep + path if path else "")}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from node.solvency.snapshot import worker_main; worker_main()",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+        return self
+
+    async def run(self, jobs: Sequence[BuildJob]) -> list[CurrencyProofs]:
+        if self.proc is None:
+            await self.start()
+        assert self.proc is not None
+        out, err = await self.proc.communicate(pickle.dumps(list(jobs), pickle.HIGHEST_PROTOCOL))
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"tree worker exited with {self.proc.returncode}: {err.decode(errors='replace')[-2000:]}")
+        result: list[CurrencyProofs] = pickle.loads(out)
+        return result
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def worker_main() -> None:
+    """The child's side of :class:`TreeWorker`."""
+    jobs = pickle.load(sys.stdin.buffer)
+    sys.stdout.buffer.write(pickle.dumps(build_all(jobs), pickle.HIGHEST_PROTOCOL))
+    sys.stdout.buffer.flush()
 
 
 async def build_off_loop(jobs: Sequence[BuildJob], inline_below: int = INLINE_BELOW,
-                         pool: ProcessPoolExecutor | None = None) -> list[CurrencyProofs]:
-    """Small snapshots inline; big ones in a worker process (`pool`, else a fresh one), so the
-    event loop - and so trading - keeps its core while the trees are hashed."""
+                         worker: TreeWorker | None = None) -> list[CurrencyProofs]:
+    """Small snapshots inline (tens of ms); big ones in a worker process (`worker`, else a fresh
+    one), so the event loop - and so trading - keeps its core while the trees are hashed."""
     if sum(len(j.keys) for j in jobs) < inline_below:
         return build_all(jobs)
-    loop = asyncio.get_running_loop()
-    if pool is not None:
-        return await loop.run_in_executor(pool, build_all, list(jobs))
-    with worker_pool() as fresh:
-        return await loop.run_in_executor(fresh, build_all, list(jobs))
+    own = worker is None
+    worker = worker or TreeWorker()
+    try:
+        return await worker.run(jobs)
+    finally:
+        if own:
+            await worker.close()
 
 
 # --------------------------------------------------------------------------- assets
@@ -434,12 +471,12 @@ class SolvencyService:
                 "INSERT INTO solvency_snapshots (state, created_at) VALUES ('building', ?) RETURNING id", now_ms()))
             name = f"{ex.config.name}#{sid}"
             await tx.execute("UPDATE solvency_snapshots SET name = ? WHERE id = ?", name, sid)
-        pool: ProcessPoolExecutor | None = None
+        worker: TreeWorker | None = None
         try:
             started = time.perf_counter()
             members = int(await store.fetchval("SELECT COUNT(*) FROM members"))
             if members * len(ex.config.currencies) >= self.inline_below:  # may be big: start the worker now
-                pool = worker_pool()
+                worker = await TreeWorker().start()
             taken_at, rows = await self._read_ledger()
             read_ms = int((time.perf_counter() - started) * 1000)
             jobs: list[BuildJob] = []
@@ -449,7 +486,7 @@ class SolvencyService:
                 house[code] = house_units
                 jobs.append(BuildJob(cur.symbol, cur.precision, name, taken_at, secret, conf.min_height, ids, keys,
                                      values, encode=True))
-            built = await build_off_loop(jobs, self.inline_below, pool)
+            built = await build_off_loop(jobs, self.inline_below, worker)
             build_ms = int((time.perf_counter() - started) * 1000)
             async with store.transaction() as tx:
                 for code, job, proofs in zip(rows, jobs, built, strict=True):
@@ -468,8 +505,8 @@ class SolvencyService:
                 await store.execute("UPDATE solvency_snapshots SET state = 'failed' WHERE id = ?", sid)
             raise
         finally:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            if worker is not None:
+                await worker.close()
         for code, proofs in zip(rows, built, strict=True):
             self._remember((sid, code), proofs)
         info = SnapshotInfo(sid, name, taken_at, read_ms, build_ms, {c: p.total for c, p in zip(rows, built, strict=True)},

@@ -56,6 +56,7 @@ MAX_ADDRESS = 140
 MAX_REFERENCE = 100
 
 SecondFactor = Callable[[int, str | None], Awaitable[None]]
+WithdrawLimit = Callable[[int, str, int], Awaitable[None]]
 
 
 class Funds:
@@ -64,6 +65,10 @@ class Funds:
     protected by a second factor. The API already takes an `otp` param and passes it to
     `request_withdraw`; the 2FA work sets this to a coroutine `(member_id, otp) -> None` that raises
     (an ExchangeError) when the code is missing or wrong, and every withdrawal then requires it."""
+
+    withdraw_limit: WithdrawLimit | None = None
+    """Limit hook (issue 8, node/kyc.py `Kyc.check_withdraw`): a coroutine `(member_id, currency,
+    units) -> None` that raises when the withdrawal would pass the member's limit for their KYC level."""
 
     def __init__(self, ex: Exchange) -> None:
         self.ex = ex
@@ -246,6 +251,8 @@ class Funds:
             raise WithdrawFailed("this member may not withdraw until the account is activated")
         if self.second_factor is not None:
             await self.second_factor(member_id, otp)
+        if self.withdraw_limit is not None:
+            await self.withdraw_limit(member_id, cur.code, units)
         check: AddressCheck = await self._ask(cur.code, lambda c: c.validate_address(addr))
         if not check.valid:
             raise InvalidParameter(f"address is not a valid {cur.symbol} address", "address")

@@ -58,8 +58,8 @@ TOUCH_MS = 60_000  # seen_at is written at most once a minute per session
 PURGE_MS = 600_000  # expired rows are deleted at most every ten minutes
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BYPASS = ("/api/", "/static/")
-SESSION_KEY = "session"  # request[SESSION_KEY]
-TRANSLATOR_KEY = "translator"  # request[TRANSLATOR_KEY]
+SESSION_KEY = "session"  # request["session"]: a plain name, other modules (proof of solvency) read it
+TRANSLATOR_KEY: Any = web.RequestKey("translator", object) if hasattr(web, "RequestKey") else "translator"
 
 
 class SecondFactor(Protocol):

@@ -147,31 +147,38 @@
 
   // -- feeds ------------------------------------------------------------------------------------------------
   const PollingFeed = {
+    /** Depth and new trades every second, the 24 h ticker every 5 s and whenever trades come in. */
     start(h) {
-      let failures = 0;
+      let failures = 0, busy = false;
+      const slow = async () => {
+        try { h.ticker((await E.getJSON(`/api/v2/tickers/${market}`)).ticker); } catch (e) { /* next time */ }
+      };
       const tick = async () => {
+        if (busy) return;
+        busy = true;
         try {
           const [depth, trades] = await Promise.all([
             E.getJSON(`/api/v2/depth?market=${market}&limit=${LEVELS}`),
             E.getJSON(`/api/v2/trades?market=${market}&limit=50${lastTradeId ? `&from=${lastTradeId}` : ""}`),
           ]);
           h.depth(depth);
-          h.trades(trades);
+          if (trades.length) { h.trades(trades); slow(); }
+          if (failures >= 3) showStatus("", true);  // back online: the warning goes
           failures = 0;
-          status("");
         } catch (e) {
           if (++failures >= 3) status(t("Could not reach the exchange, retrying…"));
         }
+        busy = false;
       };
-      const slow = async () => {
-        try { h.ticker((await E.getJSON(`/api/v2/tickers/${market}`)).ticker); } catch (e) { /* next time */ }
-      };
+      this.poke = tick;
       tick();
       slow();
       setInterval(tick, 1000);
       setInterval(slow, 5000);
     },
+    poke() {},
   };
+  let feed = PollingFeed;
   function status(text) {
     const el = $("order-status");
     if (el && text) { el.textContent = text; el.className = "form-status bad"; }
@@ -360,6 +367,7 @@
     b.textContent = t("Cancelling…");
     const r = await E.postForm(f).catch(() => null);
     showStatus(r && r.data ? r.data.message : t("Could not reach the exchange, retrying…"), r && r.ok);
+    feed.poke();
     await refreshMine();
     b.disabled = false;
     b.textContent = f.classList.contains("cancel-all-form") ? b.dataset.label || b.textContent : t("Cancel");
@@ -412,10 +420,17 @@
     const fee = isBuy ? rescale(lots * taker, VP + 8, BP, true) : rescale(total * taker, PP + VP + 8, QP, true);
     feeEl.textContent = fromUnits(fee, isBuy ? BP : QP);
   }
-  function clearErrors() {
-    for (const el of form.querySelectorAll(".field-error.js, .form-error.js")) el.remove();
-    for (const el of form.querySelectorAll(".has-error")) el.classList.remove("has-error");
-    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  /** Errors go when the member edits what they are about (all of them when `name` is empty). */
+  function clearErrors(name) {
+    for (const el of form.querySelectorAll(".field-error, .form-error")) {
+      if (!name || el.dataset.field === name || el.dataset.field === "") el.remove();
+    }
+    for (const el of form.querySelectorAll(".has-error")) {
+      if (!name || el.id === `field-${name}`) el.classList.remove("has-error");
+    }
+    for (const el of form.querySelectorAll("[aria-invalid]")) {
+      if (!name || el.name === name) el.removeAttribute("aria-invalid");
+    }
   }
   function showErrors(errors) {
     for (const [name, message] of Object.entries(errors || {})) {
@@ -441,8 +456,10 @@
     el.className = "form-status " + (ok ? "ok" : "bad");
   }
   if (form && volIn) {
-    form.addEventListener("input", updateSummary);
-    form.addEventListener("change", () => { clearErrors(); updateSummary(); });
+    // Typing clears that field's error at once (not on blur: a layout shift under the pointer
+    // between mousedown and mouseup on the submit button would swallow the click).
+    form.addEventListener("input", (ev) => { clearErrors(ev.target.name); updateSummary(); });
+    form.addEventListener("change", updateSummary);
     for (const tb of [$("asks"), $("bids")]) {
       tb.addEventListener("click", (ev) => {
         const tr = ev.target.closest("tr[data-price]");
@@ -487,6 +504,7 @@
         volIn.value = "";
         updateSummary();
         refreshMine();
+        feed.poke();
       } else {
         showStatus("", false);
         showErrors(r.data.errors);
@@ -497,5 +515,5 @@
 
   initialBook();
   lastPrice = toUnits($("tk-last").textContent.trim(), PP);
-  PollingFeed.start({ depth: onDepth, trades: onTrades, ticker: onTicker });
+  feed.start({ depth: onDepth, trades: onTrades, ticker: onTicker });
 })();

@@ -1,0 +1,360 @@
+"""The trader's pages in a real headless Chromium against a real node process and a real SMTP server.
+
+One story, as a person would live it: sign up, read the activation mail from a local SMTP server
+(aiosmtpd), activate, log in, get funds from the admin CLI, try bad orders, place a limit order and
+see it in the book, have a second member fill it through the API, see the trade and the new
+balances arrive without reloading, cancel the rest, check a form without its CSRF token is refused,
+switch to Chinese. Screenshots of the market and funds pages at 1280×800 and 390×844 go to
+`test-output/screenshots/` for a person to look at.
+
+Chromium is Debian's package (`scripts/test.sh` installs it); Playwright only drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import os
+import re
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.apiclient import ApiClient
+from tests.conftest import REQUIRE_SERVICES
+from tests.nodeproc import NodeProcess, cli, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-output" / "screenshots"
+PASSWORD = "correct horse battery"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+WAIT_MS = 15_000
+
+pytestmark = pytest.mark.slow
+
+
+def chromium_path() -> str:
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    msg = "no Chromium binary (apt-get install chromium; scripts/test.sh does it)"
+    if REQUIRE_SERVICES:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Inbox:
+    """aiosmtpd handler: keeps every message the exchange sends."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 Message accepted for delivery"
+
+    async def link(self, to: str, path: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in reversed(self.messages):
+                if msg["To"] == to:
+                    body = msg.get_body(preferencelist=("plain",))
+                    assert body is not None
+                    m = re.search(rf"http://\S+{path}\S+", body.get_content())
+                    if m:
+                        return m.group(0)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no mail with {path} for {to}: {[m['Subject'] for m in self.messages]}")
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def wallets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, dict[str, Any]]]:
+    """USD through the wallet module's bank channel; BTC through a regtest bitcoind when one can be
+    had (then the funds page shows a real deposit address and its QR code), else without a wallet."""
+    from tests.regtest import coin_wallet, network, set_credentials
+    from tests.test_wallet import BANK
+
+    tables: dict[str, dict[str, Any]] = {"usd": dict(BANK)}
+    with contextlib.ExitStack() as stack:
+        try:
+            net = stack.enter_context(network(tmp_path / "regtest"))
+            daemon = net.node("wallet")
+            set_credentials(monkeypatch)
+            tables["btc"] = coin_wallet(daemon, poll_interval_ms=2000)
+        except (pytest.skip.Exception, pytest.fail.Exception, OSError, RuntimeError) as e:
+            print(f"no regtest bitcoind ({e}): BTC runs without a wallet in this test")
+        yield tables
+
+
+@pytest.fixture
+async def node(tmp_path: Path, smtp: tuple[Inbox, int], wallets: dict[str, dict[str, Any]]) -> AsyncIterator[NodeProcess]:
+    from tests.regtest import toml_wallets
+
+    port = free_port()
+    mail = (f'\n[mail]\nhost = "127.0.0.1"\nport = {smtp[1]}\nsender = "PyExchange <no-reply@exchange.test>"\n'
+            f'base_url = "http://127.0.0.1:{port}"\n')
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", port, mail + toml_wallets(wallets))
+    proc = NodeProcess(config, port, tmp_path / "secret.key", tmp_path / "node.log")
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+
+
+async def make_maker(node: NodeProcess) -> ApiClient:
+    """A member with an API key who rests a ladder of orders on both sides of 30000 USD."""
+    who = "maker@example.com"
+    await asyncio.to_thread(cli, node.config, "member", "create", who, key_file=node.key_file)
+    await asyncio.to_thread(cli, node.config, "deposit", who, "btc", "10", key_file=node.key_file)
+    await asyncio.to_thread(cli, node.config, "deposit", who, "usd", "300000", key_file=node.key_file)
+    out = await asyncio.to_thread(cli, node.config, "apikey", "create", who, key_file=node.key_file)
+    keys = dict(line.split("=", 1) for line in out.split())
+    api = ApiClient(node.base, keys["access_key"], keys["secret_key"])
+    for side, price, volume in [("sell", "30050", "0.35"), ("sell", "30120", "0.8"), ("sell", "30200", "1.2"),
+                                ("sell", "30350", "0.5"), ("sell", "30500", "2.1"), ("sell", "30800", "0.9"),
+                                ("buy", "29900", "0.4"), ("buy", "29820", "1.1"), ("buy", "29650", "0.6"),
+                                ("buy", "29500", "2.5"), ("buy", "29300", "0.75")]:
+        await api.post("/orders", market="btcusd", side=side, volume=volume, price=price)
+    return api
+
+
+async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: tuple[Inbox, int],
+                                                       wallets: dict[str, dict[str, Any]]) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    inbox = smtp[0]
+    base = node.base
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    me = "trader@example.com"
+    maker: ApiClient | None = None
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium_path(), args=LAUNCH_ARGS)
+        try:
+            desk = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+            page = await desk.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            refused = re.compile(r"Failed to load resource: .* status of 40[03]")  # refused forms answer 400 / 403
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not refused.search(m.text) else None)
+            page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+
+            # -- sign up: a bad form first, then a good one; the activation link comes by SMTP -------
+            await page.goto(base + "/signup")
+            await page.fill("#f-email", "trader@")
+            await page.fill("#f-password", "short")
+            await page.click("#signup-form button[type=submit]")
+            await expect(page.locator("#f-email-error")).to_have_text("This is not a valid e-mail address")
+            await expect(page.locator("#f-password-error")).to_have_text("The password is too short (at least 8 characters)")
+            await expect(page.locator("#f-email")).to_have_value("trader@")
+            await page.fill("#f-email", me)
+            await page.fill("#f-password", PASSWORD)
+            await page.fill("#f-password_confirmation", PASSWORD)
+            await page.check("#f-terms")
+            await page.click("#signup-form button[type=submit]")
+            await expect(page.locator("h1")).to_have_text("Check your mail")
+            link = await inbox.link(me, "/activate/")
+            await page.goto(link)
+            await expect(page.locator(".flashes")).to_contain_text("Your account is active")
+
+            # -- log in ------------------------------------------------------------------------------------------
+            await page.fill("#f-email", me)
+            await page.fill("#f-password", "not the password")
+            await page.click("#login-form button[type=submit]")
+            await expect(page.locator(".form-error")).to_have_text("Wrong e-mail address or password")
+            await page.fill("#f-password", PASSWORD)
+            await page.click("#login-form button[type=submit]")
+            await expect(page.locator(".flashes")).to_contain_text(f"Welcome back, {me}")
+            assert page.url.endswith("/funds")
+
+            # -- funds from the admin CLI (a deposit with a ledger entry) -------------------------------------------
+            await asyncio.to_thread(cli, node.config, "deposit", me, "usd", "100000", key_file=node.key_file)
+            await asyncio.to_thread(cli, node.config, "deposit", me, "btc", "1", key_file=node.key_file)
+            # a second member, trading through the API, makes a market (so that the book looks like one)
+            maker = await make_maker(node)
+            await page.goto(base + "/markets/btcusd")
+            await expect(page.locator("#bal-usd-available")).to_have_text("100000.00")
+            await expect(page.locator("#bal-btc-available")).to_have_text("1.00000000")
+
+            # -- bad orders: a clear message next to the field, and nothing changes ----------------------------
+            await page.fill("#f-price", "30000")
+            await page.fill("#f-volume", "0.00001")
+            await page.click("#order-submit")
+            await expect(page.locator("#field-volume .field-error")).to_have_text("At most 4 decimal places")
+            await page.fill("#f-volume", "10")
+            await page.click("#order-submit")
+            await expect(page.locator("#field-volume .field-error")).to_have_text(
+                "Insufficient balance: this order needs 300000.00 USD, you have 100000.00 USD available")
+            await expect(page.locator("#open-orders tr")).to_have_count(0)
+
+            # -- a limit order: total and fee before submitting, then in the book and in my orders --------------
+            await page.evaluate("window.__sameDocument = true")
+            await page.fill("#f-volume", "0.5")
+            await expect(page.locator("#of-total")).to_have_text("15000.000000")
+            await expect(page.locator("#of-fee")).to_have_text("0.00100000")  # at most the 0.2 % taker fee, in BTC
+            await page.click("#order-submit")
+            await expect(page.locator("#order-status")).to_have_text("Order placed")
+            await expect(page.locator("#bids tr[data-price='30000.00'] td").nth(1)).to_have_text("0.5000", timeout=WAIT_MS)
+            await expect(page.locator("#open-orders tr")).to_have_count(1)
+            await expect(page.locator("#bal-usd-locked")).to_have_text("15000.00")
+
+            # -- the second member sells into it through the API ------------------------------------------------------
+            await maker.post("/orders", market="btcusd", side="sell", volume="0.2", price="30000")
+
+            # -- the trade and the new balances arrive without a reload ---------------------------------------------
+            await expect(page.locator("#trades tr").first.locator("td").first).to_have_text("30000.00", timeout=WAIT_MS)
+            await expect(page.locator("#bal-btc-available")).to_have_text("1.19980000", timeout=WAIT_MS)  # less 0.1 % fee
+            await expect(page.locator("#bal-usd-locked")).to_have_text("9000.00")
+            await expect(page.locator("#bids tr[data-price='30000.00'] td").nth(1)).to_have_text("0.3000", timeout=WAIT_MS)
+            await page.click(".tabbar [data-tab=mytrades]")
+            await expect(page.locator("#my-trades tr").first).to_contain_text("30000.00")
+            await expect(page.locator("#my-trades tr").first).to_contain_text("0.2000")
+            await page.click(".tabbar [data-tab=open]")
+            await expect(page.locator("#open-orders tr").first).to_contain_text("0.2000")  # filled so far
+            assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+
+            # -- cancel the rest ------------------------------------------------------------------------------------------
+            await page.click("#open-orders .cancel-form button")
+            await expect(page.locator("#open-orders tr")).to_have_count(0, timeout=WAIT_MS)
+            await expect(page.locator("#bal-usd-locked")).to_have_text("0.00")
+            await expect(page.locator("#bal-usd-available")).to_have_text("94000.00")
+            await expect(page.locator("#bids tr[data-price='30000.00']")).to_have_count(0, timeout=WAIT_MS)
+            await page.click(".tabbar [data-tab=history]")
+            await expect(page.locator("#order-history tr").first).to_contain_text("cancel")
+
+            # -- a market order takes the best ask; a new limit order rests ------------------------------------------
+            await page.click("label[for=type-market]")
+            await expect(page.locator("#f-price")).to_be_hidden()
+            await page.fill("#f-volume", "0.05")
+            await expect(page.locator("#of-total")).to_have_text("≈ 1502.500000")
+            await page.click("#order-submit")
+            await expect(page.locator("#bal-btc-available")).to_have_text("1.24970000", timeout=WAIT_MS)  # less 0.2 %
+            await expect(page.locator("#bal-usd-available")).to_have_text("92497.50", timeout=WAIT_MS)
+            await expect(page.locator("#trades tr").first.locator("td").first).to_have_text("30050.00", timeout=WAIT_MS)
+            await page.click("label[for=type-limit]")
+            await page.fill("#f-price", "29950")
+            await page.fill("#f-volume", "0.25")
+            await page.click("#order-submit")
+            await page.click(".tabbar [data-tab=open]")
+            await expect(page.locator("#open-orders tr")).to_have_count(1, timeout=WAIT_MS)
+            await expect(page.locator("#bal-usd-locked")).to_have_text("7487.50")
+            await expect(page.locator("#bids tr[data-price='29950.00']")).to_have_count(1, timeout=WAIT_MS)
+            await expect(page.locator("#tk-high")).to_have_text("30050.00", timeout=WAIT_MS)
+            assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+            await page.fill("#f-volume", "0.1")
+            await page.evaluate("window.scrollTo(0, 0)")
+            await page.mouse.move(700, 330)  # the chart's crosshair
+            await page.screenshot(path=str(SHOTS / "market-1280x800.png"))
+            await page.screenshot(path=str(SHOTS / "market-1280-full.png"), full_page=True)
+
+            # -- funds: a bank withdrawal (bad input first), the ledger, the deposit address --------------------------
+            await page.goto(base + "/funds?currency=usd")
+            await expect(page.locator("#deposit")).to_contain_text("First Test Bank")
+            await expect(page.locator("#deposit-address")).to_have_text(re.compile(r"^PX[A-Z0-9]+$"))
+            for address, amount, field, message in [
+                ("", "100", "address", "This field is required"),
+                ("GB29 NWBK 6016 1331 9268 19", "1.0000001", "amount", "At most 6 decimal places"),
+                ("GB29 NWBK 6016 1331 9268 19", "5", "amount", "amount is below the minimum withdrawal of 10.0 USD"),
+            ]:
+                await page.fill("#f-address", address)
+                await page.fill("#f-amount", amount)
+                await page.click("#withdraw-form button[type=submit]")
+                await expect(page.locator(f"#f-{field}-error")).to_have_text(message)
+                await expect(page.locator("#f-amount")).to_have_value(amount)
+            await page.fill("#f-address", "GB29 NWBK 6016 1331 9268 19")
+            await page.fill("#f-amount", "100000")
+            await page.click("#withdraw-form button[type=submit]")
+            await expect(page.locator(".form-error")).to_contain_text("balance too low")
+            await page.fill("#f-amount", "250")
+            await page.click("#withdraw-form button[type=submit]")
+            await expect(page.locator(".flashes")).to_contain_text("Withdrawal requested")
+            await expect(page.locator("#withdraws tbody tr")).to_have_count(1)
+            await expect(page.locator("#balances tr[data-currency=usd] [data-k=available]")).to_have_text("84758.00")
+            await page.click("#withdraws form button")
+            await expect(page.locator(".flashes")).to_contain_text("Withdrawal cancelled")
+            await expect(page.locator("#balances tr[data-currency=usd] [data-k=available]")).to_have_text("85010.00")
+            await page.goto(base + "/funds?currency=btc")
+            await expect(page.locator("#balances tr[data-currency=btc] [data-k=available]")).to_have_text("1.24970000")
+            await expect(page.locator("#ledger tbody tr")).to_have_count(3)  # the deposit and two trades
+            await expect(page.locator("#ledger")).to_contain_text("Trade: received")
+            if "btc" in wallets:
+                await expect(page.locator("#deposit-qr")).to_be_visible()
+                assert len(await page.locator("#deposit-address").inner_text()) >= 26
+            await page.screenshot(path=str(SHOTS / "funds-1280x800.png"))
+            await page.screenshot(path=str(SHOTS / "funds-1280-full.png"), full_page=True)
+
+            # -- a form without its CSRF token is refused and changes nothing ----------------------------------------
+            await page.goto(base + "/api_keys")
+            await page.fill("#f-label", "bot")
+            await page.evaluate("document.querySelector('#key-form input[name=csrf_token]').remove()")
+            await page.click("#key-form button[type=submit]")
+            await expect(page.locator("h1")).to_have_text("This form has expired")
+            await page.goto(base + "/api_keys")
+            await expect(page.locator("#keys")).to_have_count(0)
+
+            # -- the phone -------------------------------------------------------------------------------------------------
+            phone = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                              is_mobile=True, has_touch=True, storage_state=await desk.storage_state())
+            mobile = await phone.new_page()
+            await mobile.goto(base + "/markets/btcusd")
+            await expect(mobile.locator("#bal-btc-available")).to_have_text("1.24970000")
+            width = await mobile.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"the market page is {width}px wide on a 390px phone"
+            await mobile.screenshot(path=str(SHOTS / "market-390x844.png"))
+            await mobile.screenshot(path=str(SHOTS / "market-390-full.png"), full_page=True)
+            await mobile.goto(base + "/funds?currency=btc")
+            assert await mobile.evaluate("document.documentElement.scrollWidth") <= 390
+            await mobile.screenshot(path=str(SHOTS / "funds-390x844.png"))
+            await mobile.screenshot(path=str(SHOTS / "funds-390-full.png"), full_page=True)
+
+            # -- switch language ----------------------------------------------------------------------------------------
+            await page.goto(base + "/markets/btcusd")
+            await page.click("a[data-lang='zh-CN']")
+            await expect(page.locator("html")).to_have_attribute("lang", "zh-Hans")
+            await expect(page.locator(".book-panel h2")).to_have_text("盘口")
+            await expect(page.locator("#order-submit .for-buy")).to_have_text("买入 BTC")
+            await page.fill("#f-price", "30000")
+            await page.fill("#f-volume", "abc")
+            await page.click("#order-submit")
+            await expect(page.locator("#field-volume .field-error")).to_have_text(
+                "请输入正数，例如 12.5（只能包含数字和一个小数点）")
+            await page.fill("#f-volume", "")
+            await page.screenshot(path=str(SHOTS / "market-zh-1280x800.png"))
+            await page.goto(base + "/funds")
+            await expect(page.locator("h1")).to_have_text("资产")
+            await page.screenshot(path=str(SHOTS / "funds-zh-1280x800.png"))
+            await page.click("a[data-lang='en']")
+            await expect(page.locator("h1")).to_have_text("Funds")
+            assert not errors, errors
+        finally:
+            await browser.close()
+            if maker is not None:
+                await maker.close()
