@@ -68,6 +68,55 @@ async def pg_url() -> Any:
     await drop_pg_database(url)
 
 
+async def start_two_nodes(tmp: Path, pg_url: str, members: int) -> tuple[Path, list[tuple[str, str]], NodeProcess, NodeProcess]:
+    """Config, funded members with API keys, and nodes A (btcusd, ltcbtc) and B (dogebtc) running."""
+    pa, pb = free_ports(2)
+    config = cluster_config(tmp, pg_url, pa, pb)
+    key_file = tmp / "secret.key"
+    keys = await make_members(config, key_file, members)
+    a = NodeProcess(config, pa, key_file, tmp / "a.log", node="a")
+    b = NodeProcess(config, pb, key_file, tmp / "b.log", node="b")
+    await b.start()
+    await a.start()
+    return config, keys, a, b
+
+
+async def wait_no_pending(config: Path, tries: int = 200) -> int:
+    """Wait until every accepted order was matched (through the bus or the pending sweep)."""
+    cfg = load_config(config)
+    pending = -1
+    for _ in range(tries):
+        store = await open_store(cfg.database, migrate=False)
+        try:
+            pending = int(await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'"))
+        finally:
+            await store.close()
+        if pending == 0:
+            break
+        await asyncio.sleep(0.1)
+    return pending
+
+
+async def check_books(config: Path, acked: dict[int, Any] | list[int]) -> dict[int, dict[str, Any]]:
+    """Every acknowledged order is stored, no trade is lost or doubled, the books balance."""
+    cfg = load_config(config)
+    store = await open_store(cfg.database)
+    try:
+        rows = {int(r["id"]): dict(r) for r in await store.fetch("SELECT * FROM orders")}
+        assert not set(acked) - set(rows), "acknowledged orders lost"
+        executed: dict[int, int] = {}
+        for t in await store.fetch("SELECT * FROM trades"):
+            for oid in (int(t["ask_id"]), int(t["bid_id"])):
+                executed[oid] = executed.get(oid, 0) + int(t["volume"])
+        for oid, r in rows.items():
+            assert r["volume"] - r["remaining"] == executed.get(oid, 0), f"order {oid}: a trade was lost or doubled"
+        report = await audit(store, cfg.markets)
+        assert report.ok, report.lines()
+        return rows
+    finally:
+        await store.close()
+
+
 async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, str]]:
     keys = []
     for i in range(n):
@@ -83,14 +132,7 @@ async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, 
 
 @pytest.mark.slow
 async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: str) -> None:
-    pa, pb = free_ports(2)
-    config = cluster_config(tmp_path, pg_url, pa, pb)
-    key_file = tmp_path / "secret.key"
-    keys = await make_members(config, key_file, 2)
-    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
-    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
-    await b.start()
-    await a.start()
+    config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 2)
     seller = ApiClient(a.base, *keys[0])
     buyer = ApiClient(a.base, *keys[1])
     session = aiohttp.ClientSession()
@@ -133,16 +175,11 @@ async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: 
         await buyer.close()
         a.terminate()
         b.terminate()
-    cfg = load_config(config)
-    store = await open_store(cfg.database)
-    try:
-        report = await audit(store, cfg.markets)
-        assert report.ok, report.lines()
-    finally:
-        await store.close()
+    await check_books(config, [])
 
 
 async def flow(api: ApiClient, rng: random.Random, acked: dict[int, dict[str, str]], stop: asyncio.Event) -> None:
+    """A client sending random dogebtc orders through node A until told to stop."""
     while not stop.is_set():
         params = {"market": "dogebtc", "side": rng.choice(["buy", "sell"]), "volume": str(rng.randint(1, 500)),
                   "price": f"0.00000{rng.randint(240, 260)}"}
@@ -158,14 +195,7 @@ async def flow(api: ApiClient, rng: random.Random, acked: dict[int, dict[str, st
 
 @pytest.mark.slow
 async def test_killing_the_owner_loses_no_acknowledged_order(tmp_path: Path, pg_url: str) -> None:
-    pa, pb = free_ports(2)
-    config = cluster_config(tmp_path, pg_url, pa, pb)
-    key_file = tmp_path / "secret.key"
-    keys = await make_members(config, key_file, 4)
-    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
-    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
-    await b.start()
-    await a.start()
+    config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 4)
     acked: dict[int, dict[str, str]] = {}
     stop = asyncio.Event()
     apis = [ApiClient(a.base, *k) for k in keys]
@@ -179,41 +209,14 @@ async def test_killing_the_owner_loses_no_acknowledged_order(tmp_path: Path, pg_
         await asyncio.sleep(1.5)
         stop.set()
         await asyncio.gather(*tasks)
-        # everything acknowledged gets matched: no order stays pending
-        for _ in range(200):
-            rows = await ApiClient(b.base).public("/depth", market="dogebtc")
-            cfg = load_config(config)
-            store = await open_store(cfg.database, migrate=False)
-            try:
-                pending = await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'")
-            finally:
-                await store.close()
-            if pending == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert pending == 0 and rows is not None
+        assert await wait_no_pending(config) == 0  # everything acknowledged got matched
     finally:
         for api in apis:
             await api.close()
         a.terminate()
         b.terminate()
-    cfg = load_config(config)
-    store = await open_store(cfg.database)
-    try:
-        rows = {int(r["id"]): dict(r) for r in await store.fetch("SELECT * FROM orders")}
-        assert len(acked) > 50
-        assert not set(acked) - set(rows), "acknowledged orders lost"
-        trades = await store.fetch("SELECT * FROM trades")
-        executed: dict[int, int] = {}
-        for t in trades:
-            for oid in (int(t["ask_id"]), int(t["bid_id"])):
-                executed[oid] = executed.get(oid, 0) + int(t["volume"])
-        for oid, r in rows.items():
-            assert r["volume"] - r["remaining"] == executed.get(oid, 0), f"order {oid}: a trade was lost or doubled"
-        report = await audit(store, cfg.markets)
-        assert report.ok, report.lines()
-    finally:
-        await store.close()
+    assert len(acked) > 50
+    await check_books(config, acked)
 
 
 @pytest.mark.slow
@@ -225,14 +228,7 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
 
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("rabbitmqctl is not installed here")
-    pa, pb = free_ports(2)
-    config = cluster_config(tmp_path, pg_url, pa, pb)
-    key_file = tmp_path / "secret.key"
-    keys = await make_members(config, key_file, 4)
-    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
-    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
-    await b.start()
-    await a.start()
+    config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 4)
     acked: dict[int, dict[str, str]] = {}
     stop = asyncio.Event()
     apis = [ApiClient(a.base, *k) for k in keys]
@@ -245,17 +241,7 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
         await asyncio.sleep(2.0)
         stop.set()
         await asyncio.gather(*tasks)
-        cfg = load_config(config)
-        for _ in range(150):  # the sweep runs every few seconds
-            store = await open_store(cfg.database, migrate=False)
-            try:
-                pending = await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'")
-            finally:
-                await store.close()
-            if pending == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert pending == 0
+        assert await wait_no_pending(config) == 0
         for node in (a, b):  # both nodes report their link back
             for _ in range(100):
                 async with aiohttp.ClientSession() as s, s.get(node.base + "/ops/status") as r:
@@ -277,33 +263,14 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
             await api.close()
         a.terminate()
         b.terminate()
-    store = await open_store(load_config(config).database)
-    try:
-        rows = {int(r["id"]): dict(r) for r in await store.fetch("SELECT * FROM orders")}
-        assert len(acked) > 50 and not set(acked) - set(rows)
-        executed: dict[int, int] = {}
-        for t in await store.fetch("SELECT * FROM trades"):
-            for oid in (int(t["ask_id"]), int(t["bid_id"])):
-                executed[oid] = executed.get(oid, 0) + int(t["volume"])
-        for oid, r in rows.items():
-            assert r["volume"] - r["remaining"] == executed.get(oid, 0)
-        report = await audit(store, load_config(config).markets)
-        assert report.ok, report.lines()
-    finally:
-        await store.close()
+    assert len(acked) > 50
+    await check_books(config, acked)
 
 
 @pytest.mark.slow
 async def test_moving_a_market_loses_and_reorders_nothing(tmp_path: Path, pg_url: str) -> None:
     """dogebtc moves from B to A while a client keeps submitting: every order arrives, in order."""
-    pa, pb = free_ports(2)
-    config = cluster_config(tmp_path, pg_url, pa, pb)
-    key_file = tmp_path / "secret.key"
-    [keys] = await make_members(config, key_file, 1)
-    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
-    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
-    await b.start()
-    await a.start()
+    config, [keys], a, b = await start_two_nodes(tmp_path, pg_url, 1)
     api = ApiClient(a.base, *keys)
     sent: list[int] = []
     stop = asyncio.Event()
@@ -341,16 +308,8 @@ async def test_moving_a_market_loses_and_reorders_nothing(tmp_path: Path, pg_url
         await api.close()
         a.terminate()
         b.terminate()
-    cfg = load_config(config)
-    store = await open_store(cfg.database)
-    try:
-        rows = {int(r["id"]): dict(r) for r in await store.fetch("SELECT * FROM orders WHERE market = 'dogebtc'")}
-        assert len(sent) > 30
-        assert not set(sent) - set(rows), "orders lost in the move"
-        assert all(rows[i]["state"] == "wait" for i in sent), "an order was not taken into the book"
-        seqs = [rows[i]["seq"] for i in sent]
-        assert seqs == sorted(seqs), "orders were taken in a different order than they were sent"
-        report = await audit(store, cfg.markets)
-        assert report.ok, report.lines()
-    finally:
-        await store.close()
+    assert len(sent) > 30
+    rows = await check_books(config, sent)
+    assert all(rows[i]["state"] == "wait" for i in sent), "an order was not taken into the book"
+    seqs = [rows[i]["seq"] for i in sent]
+    assert seqs == sorted(seqs), "orders were taken in a different order than they were sent"
