@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import node.actors.market  # noqa: E402
 from node.actors.messages import NewOrder  # noqa: E402
 from node.config import load_config, parse_config  # noqa: E402
 from node.exchange import Exchange, OrderInput  # noqa: E402
@@ -44,6 +45,9 @@ async def make_exchange(url: str, sync: str) -> Exchange:
 
 
 async def bench_market(url: str, n: int, conc: int, sync: str) -> None:
+    # The orders are stored `pending` up front and then asked one by one: keep the pending sweep
+    # (a safety net for lost hand-overs) from taking them first.
+    node.actors.market.SWEEP_EVERY = 3600.0
     ex = await make_exchange(url, sync)
     rng = random.Random(1)
     members = [await ex.create_member(f"b{i}@bench") for i in range(20)]
