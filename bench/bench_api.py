@@ -319,6 +319,17 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def wait_idle(pid: int, timeout: float = 60.0) -> None:
+    """Let the node finish what the previous phase queued (matching lags behind acceptance)."""
+    deadline = time.monotonic() + timeout
+    time.sleep(1)
+    while time.monotonic() < deadline:
+        c0 = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - c0 < 0.05:
+            return
+
+
 def report(title: str, res: dict[str, Any], tool: str, cpu: float) -> None:
     extra = f", accepted (201) {res['ok_rps']:.0f}/s" if "ok_rps" in res else ""
     statuses = f", statuses {res['statuses']}" if res.get("statuses") else ""
@@ -369,14 +380,14 @@ def main() -> int:
             res = aiohttp_orders(base, keys, 0, args.duration, args.procs)
             report("signed POST /orders, max throughput", res, "aiohttp closed loop", cpu_seconds(node.pid) - c0)
         best = res.get("ok_rps", 0.0)
-        rates = [args.rate] + ([round(best / 2)] if best and best / 2 < args.rate * 0.9 else [])
+        rates = ([round(best / 2)] if best and best / 2 < args.rate * 0.9 else []) + [args.rate]
         for rate in rates:
-            time.sleep(2)
+            wait_idle(node.pid)
             c0 = cpu_seconds(node.pid)
             res = aiohttp_orders(base, keys, rate, args.duration, args.procs)
             label = "half the measured max" if rate != args.rate else "fixed rate"
             report(f"signed POST /orders at {rate:.0f}/s", res, f"aiohttp open loop, {label}", cpu_seconds(node.pid) - c0)
-        time.sleep(2)
+        wait_idle(node.pid)
         if have_wrk:
             c0 = cpu_seconds(node.pid)
             res = run_wrk(base + DEPTH_URL, args.duration, args.connections, args.threads)

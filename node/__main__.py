@@ -30,6 +30,10 @@ log = logging.getLogger("node")
 
 
 def _run(coro: Awaitable[Any]) -> Any:
+    # The store's SQLite connections answer from their own threads; with Python's default 5 ms GIL
+    # switch interval each answer can wait that long behind a busy event loop. 0.1 ms cut order
+    # latency several-fold (bench/bench_api.py --switch-interval shows it).
+    sys.setswitchinterval(1e-4)
     try:
         import uvloop
 

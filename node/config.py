@@ -11,10 +11,13 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.errors import InvalidParameter
 from node.money import parse_units
+
+if TYPE_CHECKING:
+    from node.security.config import SecurityConf, SmsConf
 
 FEE_DECIMALS = 8  # fee rates are integers in units of 1e-8 ("0.001" -> 100000)
 FEE_SCALE = 10**FEE_DECIMALS
@@ -184,6 +187,8 @@ class Config:
     solvency: SolvencyConf = field(default_factory=SolvencyConf)
     mail: MailConf = field(default_factory=MailConf)
     admin: AdminConf = field(default_factory=AdminConf)
+    security: SecurityConf = field(default_factory=lambda: _security_default())  # node/security/config.py
+    sms: SmsConf = field(default_factory=lambda: _sms_default())
 
     def node(self, name: str | None) -> NodeConf:
         if name is None:
@@ -197,6 +202,18 @@ class Config:
             if market in n.markets:
                 return n
         return None
+
+
+def _security_default() -> SecurityConf:
+    from node.security.config import SecurityConf
+
+    return SecurityConf()
+
+
+def _sms_default() -> SmsConf:
+    from node.security.config import SmsConf
+
+    return SmsConf()
 
 
 def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -430,6 +447,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     if solvency.node not in nodes:
         raise ConfigError(f"solvency.node: no such node {solvency.node!r} (have: {', '.join(nodes)})")
     from node.admin.conf import parse_admin  # here: node.admin.conf imports this module
+    from node.security.config import parse_security, parse_sms  # [security] and [sms] (issue 6), same reason
 
     return Config(
         name=name,
@@ -445,6 +463,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         solvency=solvency,
         mail=mail,
         admin=parse_admin(data, currencies),
+        security=parse_security(data),
+        sms=parse_sms(data),
     )
 
 

@@ -290,7 +290,7 @@ class Members:
         if not row["activated"]:
             await self.record_login(member_id, False, INACTIVE, attempt)
             raise FormError("email", NOT_ACTIVATED)
-        if self.hasher.check_needs_rehash(stored):
+        if stored and self.hasher.check_needs_rehash(stored):
             await self.store.execute("UPDATE members SET password_hash = ? WHERE id = ?",
                                      await self.hash_password(password), member_id)
         return dict(await self.ex.member(member_id))

@@ -201,6 +201,7 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             # a second member, trading through the API, makes a market (so that the book looks like one)
             maker = await make_maker(node)
             await page.goto(base + "/markets/btcusd")
+            await expect(page.locator("#market")).to_have_attribute("data-feed", "socket")  # live through /ws
             await expect(page.locator("#bal-usd-available")).to_have_text("100000.00")
             await expect(page.locator("#bal-btc-available")).to_have_text("1.00000000")
 
@@ -324,7 +325,9 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             phone = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
                                               is_mobile=True, has_touch=True, storage_state=await desk.storage_state())
             mobile = await phone.new_page()
-            await mobile.goto(base + "/markets/btcusd")
+            await mobile.goto(base + "/markets/btcusd?feed=poll")  # the REST fallback keeps the page live too
+            await expect(mobile.locator("#market")).to_have_attribute("data-feed", "poll")
+            await expect(mobile.locator("#bids tr[data-price='29950.00']")).to_have_count(1)
             await expect(mobile.locator("#bal-btc-available")).to_have_text("1.24970000")
             width = await mobile.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the market page is {width}px wide on a 390px phone"

@@ -244,7 +244,7 @@ async def test_fiat_declaration_and_coin_assets(exchange: Exchange) -> None:
     with pytest.raises(SnapshotNotFound):
         await svc.assets()
     info = await svc.take_snapshot()
-    assert info.assets == {"btc": "proven", "ltc": "failed", "doge": "no_wallet"}
+    assert info.assets == {"btc": "proven", "ltc": "failed", "doge": "no_wallet", "usd": "missing"}
     doc = await svc.assets()
     by = {c["currency"]: c for c in doc["currencies"]}
     btc = by["btc"]
@@ -316,8 +316,9 @@ def test_compact_indexes_cut_the_reference_proofs() -> None:
         assert maxwell.dumps(mi.root_json()) == maxwell.dumps(mtree.root_json())
         assert vi.root_json() == vtree.root_json()
         for user, _ in accounts:
-            assert maxwell.dumps(mi.partial_tree(user)) == maxwell.dumps(mtree.partial_tree(user))
-            assert orjson.dumps(vi.proof(user)) == orjson.dumps(vtree.proof(user))
+            mpos, vpos = mtree.index[user], vtree.index[user]
+            assert maxwell.dumps(mi.partial_tree(mpos, user)) == maxwell.dumps(mtree.partial_tree(user))
+            assert orjson.dumps(vi.proof(vpos, user)) == orjson.dumps(vtree.proof(user))
             assert len(nonces[user]) == 32 and int(nonces[user], 16) >= 0
 
 
@@ -501,3 +502,48 @@ async def test_scheduler_runs_on_its_node_only(tmp_path: Path, monkeypatch: pyte
             assert due[0] == 6 * 3_600_000
         finally:
             await ex.stop()
+
+
+async def test_concurrent_proof_requests_share_one_rebuild(exchange: Exchange, monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.solvency.snapshot as snapshot_mod
+
+    ex = exchange
+    ids = []
+    for i in range(8):
+        ids.append(await ex.create_member(f"m{i}@example.com"))
+        await ex.deposit(ids[-1], "btc", f"{i + 1}")
+    await SolvencyService(ex, reserves={}).take_snapshot()
+    builds: list[int] = []
+    real = snapshot_mod.build_off_loop
+
+    async def counting(jobs: Any, *args: Any, **kw: Any) -> Any:
+        builds.append(len(jobs))
+        await asyncio.sleep(0.05)  # long enough for every request to arrive while it runs
+        return await real(jobs, *args, **kw)
+
+    monkeypatch.setattr(snapshot_mod, "build_off_loop", counting)
+    fresh = SolvencyService(ex, reserves={})  # as after a restart: nothing in memory
+    first = asyncio.create_task(fresh.proof(ids[0], "btc"))
+    await asyncio.sleep(0.01)
+    first.cancel()  # the request that started the rebuild goes away: the others still get it
+    docs = await asyncio.gather(*(fresh.proof(mid, "btc") for mid in ids))
+    assert builds == [1]
+    assert [d["balance"] for d in docs] == [str(i + 1) for i in range(8)]
+    assert all(verify(d["v2"], d["v2_root"]).ok and verify(d["maxwell"], d["maxwell_root"]).ok for d in docs)
+
+
+def test_member_page_takes_the_member_from_either_request_key() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from node.web.pages_solvency import signed_in_member
+
+    r = make_mocked_request("GET", "/solvency/me")
+    assert signed_in_member(r) is None
+    r["session"] = SimpleNamespace(member_id=None)  # an anonymous session
+    assert signed_in_member(r) is None
+    r["session"] = SimpleNamespace(member_id=7)  # the pages' session middleware, signed in
+    assert signed_in_member(r) == 7
+    r["member_id"] = 9  # a middleware that sets the id directly wins
+    assert signed_in_member(r) == 9

@@ -51,7 +51,7 @@ async def test_coin_assets_are_signed_by_the_wallet_and_sum_to_its_balance(regte
         for i, amount in enumerate(("3", "0.5")):
             await ex.deposit(await ex.create_member(f"m{i}@example.com"), "btc", amount)
         info = await svc.take_snapshot()
-        assert info.assets == {"btc": "proven", "ltc": "no_wallet", "doge": "no_wallet"}
+        assert info.assets == {"btc": "proven", "ltc": "no_wallet", "doge": "no_wallet", "usd": "missing"}
         btc = next(e for e in (await svc.assets())["currencies"] if e["currency"] == "btc")
         got = {a["address"]: a["balance"] for a in btc["addresses"]}
         assert got == {addrs[0]: "1.625", addrs[1]: "0.25", addrs[2]: "2"}

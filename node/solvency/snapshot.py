@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import hmac
 import logging
@@ -43,6 +44,7 @@ import secrets
 import sys
 import time
 import zlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -80,7 +82,7 @@ INLINE_BELOW = 20_000
 above, in a worker process, where hashing cannot delay an order."""
 
 CACHE_SIZE = 8
-"""How many (snapshot, currency) proof indexes are kept in memory (~25 MB each at 100k accounts)."""
+"""How many (snapshot, currency) proof indexes are kept in memory (about 40 MB each at 100k accounts)."""
 
 STALE_BUILD_MS = 3_600_000
 """A snapshot still 'building' after this long was interrupted (crash, kill): it is marked failed."""
@@ -165,17 +167,27 @@ class BuildJob:
     encode: bool = False  # also compress the leaves for storage (a new snapshot, not a rebuild)
 
 
+def _pack(values: Sequence[int]) -> bytes:
+    """Integers as 16-byte big-endian words: a level of sums in a sixth of a list of ints' memory."""
+    return b"".join(v.to_bytes(16, "big") for v in values)
+
+
+def _word(blob: bytes, i: int) -> int:
+    return int.from_bytes(blob[16 * i : 16 * i + 16], "big")
+
+
 class MaxwellIndex:
-    """A Maxwell tree kept compactly (hashes as raw bytes per level): cuts Peatio's partial tree,
-    byte for byte as :meth:`maxwell.MaxwellTree.partial_tree`, at a third of the tree's memory."""
+    """A Maxwell tree kept compactly (sums and hashes as byte strings per level, no per-node
+    objects): cuts Peatio's partial tree exactly as :meth:`maxwell.MaxwellTree.partial_tree` does.
+    Positions are leaf indexes (the tree's input order)."""
 
     def __init__(self, tree: maxwell.MaxwellTree) -> None:
         self.currency = tree.currency
         self.precision = tree.precision
         self.timestamp = tree.timestamp
-        self.index = tree.index
+        self.sizes = [len(level) for level in tree.level_sums]
         self.nonces = "".join(tree.nonces)
-        self.sums = tree.level_sums
+        self.sums = [_pack(level) for level in tree.level_sums]
         self.hashes = [bytes.fromhex("".join(level)) for level in tree.level_hashes]
 
     def _fmt(self, units: int) -> str:
@@ -183,54 +195,57 @@ class MaxwellIndex:
 
     def root_json(self) -> dict[str, Any]:
         return {
-            "root": {"hash": self.hashes[-1].hex(), "sum": self._fmt(self.sums[-1][0])},
+            "root": {"hash": self.hashes[-1].hex(), "sum": self._fmt(_word(self.sums[-1], 0))},
             "currency": self.currency,
             "timestamp": self.timestamp,
         }
 
-    def partial_tree(self, user: str) -> dict[str, Any]:
-        pos = self.index[user]
-        leaf = {"sum": self._fmt(self.sums[0][pos]), "nonce": self.nonces[32 * pos : 32 * pos + 32], "user": user}
+    def partial_tree(self, pos: int, user: str) -> dict[str, Any]:
+        """The partial tree of the leaf at `pos`, whose member key is `user`."""
+        leaf = {"sum": self._fmt(_word(self.sums[0], pos)), "nonce": self.nonces[32 * pos : 32 * pos + 32], "user": user}
         node: dict[str, Any] = {"data": leaf}
-        for sums, hashes in zip(self.sums[:-1], self.hashes[:-1], strict=True):
+        for size, sums, hashes in zip(self.sizes[:-1], self.sums[:-1], self.hashes[:-1], strict=True):
             sib = pos ^ 1
-            if sib < len(sums):
-                sib_node = {"data": {"sum": self._fmt(sums[sib]), "hash": hashes[32 * sib : 32 * sib + 32].hex()}}
+            if sib < size:
+                sib_node = {"data": {"sum": self._fmt(_word(sums, sib)), "hash": hashes[32 * sib : 32 * sib + 32].hex()}}
                 node = {"right": sib_node, "left": node} if pos % 2 == 0 else {"left": sib_node, "right": node}
             pos //= 2
         return {"partial_tree": node}
 
 
 class V2Index:
-    """A v2 tree kept compactly: cuts the proof of :meth:`v2.V2Tree.proof` from byte strings."""
+    """A v2 tree kept compactly: cuts the proof of :meth:`v2.V2Tree.proof` from byte strings.
+    Positions are the tree's own (leaves sorted by uid)."""
 
     def __init__(self, tree: v2.V2Tree) -> None:
         self.currency = tree.currency
         self.snapshot = tree.snapshot
         self.height = tree.height
-        self.index = tree.index
         self.uids = b"".join(tree.uids)
         self.nonces = b"".join(tree.nonces)
-        self.values = tree.values
+        self.values = [_pack(level) for level in tree.values]
         self.hashes = [b"".join(level) for level in tree.hashes]
         self.root = tree.root_json()
 
     def root_json(self) -> dict[str, Any]:
         return dict(self.root)
 
-    def proof(self, user: str) -> dict[str, Any]:
-        pos = self.index[user]
+    def value(self, pos: int) -> int:
+        return _word(self.values[0], pos)
+
+    def proof(self, pos: int, user: str) -> dict[str, Any]:
+        """The proof of the leaf at `pos`, whose member key is `user`."""
         leaf = {
             "uid": self.uids[32 * pos : 32 * pos + 32].hex(),
             "nonce": self.nonces[32 * pos : 32 * pos + 32].hex(),
-            "value": str(self.values[0][pos]),
+            "value": str(self.value(pos)),
         }
         path: list[dict[str, str]] = []
         for level in range(self.height):
             sib = pos ^ 1
             path.append({
                 "side": "left" if sib < pos else "right",
-                "value": str(self.values[level][sib]),
+                "value": str(_word(self.values[level], sib)),
                 "hash": self.hashes[level][32 * sib : 32 * sib + 32].hex(),
             })
             pos >>= 1
@@ -240,7 +255,12 @@ class V2Index:
 
 @dataclass
 class CurrencyProofs:
-    """One currency of one snapshot: both roots and what cuts any member's proofs."""
+    """One currency of one snapshot: both roots and what cuts any member's proofs.
+
+    Leaves are in member id order (the Maxwell tree's order); a member is found by bisection in
+    `member_ids`, and `v2_pos` says where their leaf sits in the (uid-sorted) v2 tree. Arrays and
+    byte strings only, so a cached entry costs little memory and crosses from the worker process
+    without a long unpickling pause on the event loop."""
 
     currency: str
     total: int
@@ -248,12 +268,21 @@ class CurrencyProofs:
     v2_root: dict[str, Any]
     maxwell: MaxwellIndex | None
     v2: V2Index
-    by_member: dict[int, str] = field(default_factory=dict)  # member id -> member key in the trees
+    member_ids: array = field(default_factory=lambda: array("q"))
+    keys: list[str] = field(default_factory=list)
+    v2_pos: array = field(default_factory=lambda: array("q"))
     leaves: str = ""  # encode_leaves(...) when the job asked for it
+
+    def find(self, member_id: int) -> int | None:
+        """The member's leaf index, or None if they have no leaf."""
+        i = bisect.bisect_left(self.member_ids, member_id)
+        return i if i < len(self.member_ids) and self.member_ids[i] == member_id else None
 
 
 def build_currency(job: BuildJob) -> CurrencyProofs:
     """Both trees of one currency; a pure function (runs in a worker process for big snapshots)."""
+    if any(a >= b for a, b in zip(job.member_ids, job.member_ids[1:], strict=False)):
+        raise ValueError("leaves must be in increasing member id order")
     accounts = list(zip(job.keys, job.values, strict=True))
     mindex: MaxwellIndex | None = None
     if accounts:
@@ -271,7 +300,9 @@ def build_currency(job: BuildJob) -> CurrencyProofs:
         v2_root=vindex.root_json(),
         maxwell=mindex,
         v2=vindex,
-        by_member=dict(zip(job.member_ids, job.keys, strict=True)),
+        member_ids=array("q", job.member_ids),
+        keys=list(job.keys),
+        v2_pos=array("q", (vtree.index[k] for k in job.keys)),
         leaves=encode_leaves(job.member_ids, job.keys, job.values) if job.encode else "",
     )
 
@@ -443,7 +474,7 @@ class SolvencyService:
         self.inline_below = inline_below
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[int, str], CurrencyProofs] = OrderedDict()
-        self._loading: dict[tuple[int, str], asyncio.Future[CurrencyProofs]] = {}
+        self._loading: dict[tuple[int, str], asyncio.Task[CurrencyProofs]] = {}
         self._lock = asyncio.Lock()
 
     @property
@@ -512,10 +543,10 @@ class SolvencyService:
         info = SnapshotInfo(sid, name, taken_at, read_ms, build_ms, {c: p.total for c, p in zip(rows, built, strict=True)},
                             house, sum(len(j.keys) for j in jobs))
         log.info("solvency snapshot %s: %d leaves, read %d ms, built %d ms", name, info.accounts, read_ms, build_ms)
-        await self._carry_fiat(sid)
-        if with_assets:
-            info = replace(info, assets=await self.collect_assets(sid))
-        return info
+        fiat = await self._carry_fiat(sid)
+        coins = await self.collect_assets(sid) if with_assets else {}
+        return replace(info, assets={code: {**coins, **fiat}[code] for code in ex.config.currencies
+                                     if code in coins or code in fiat})
 
     async def _read_ledger(self) -> tuple[int, dict[str, tuple[list[int], list[str], list[int], int]]]:
         """Every currency's non-zero accounts, all read inside one snapshot transaction."""
@@ -660,8 +691,9 @@ class SolvencyService:
             await self._carry_fiat(int(latest))
         return did
 
-    async def _carry_fiat(self, sid: int) -> None:
+    async def _carry_fiat(self, sid: int) -> dict[str, str]:
         """Copy the latest fiat declarations into a snapshot's assets ('missing' where there is none)."""
+        out: dict[str, str] = {}
         for code, cur in self.ex.config.currencies.items():
             if cur.kind != "fiat":
                 continue
@@ -670,10 +702,13 @@ class SolvencyService:
                 "ORDER BY id DESC LIMIT 1", code)
             if row is None:
                 await self._set_assets(sid, code, "missing", "no reserves declared by an admin yet", [])
+                out[code] = "missing"
                 continue
             detail = f"declared by {row['declared_by']} at {iso_ms(int(row['declared_at']))}"
             await self._set_assets(sid, code, "declared", detail,
                                    [("fiat", "", int(row["amount"]), "", "", row["evidence"])])
+            out[code] = "declared"
+        return out
 
     # -- publication ------------------------------------------------------------------------------
     async def _snapshot(self, snapshot_id: int | None = None) -> dict[str, Any]:
@@ -785,33 +820,29 @@ class SolvencyService:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        pending = self._loading.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[CurrencyProofs] = asyncio.get_running_loop().create_future()
-        self._loading[key] = fut
-        try:
-            row = await self.ex.store.fetchrow(
-                "SELECT decimals, maxwell_root, v2_root, leaves FROM solvency_liabilities "
-                "WHERE snapshot_id = ? AND currency = ?", key[0], code)
-            if row is None:
-                raise SnapshotNotFound(f"snapshot {key[0]} has no {code} tree")
-            ids, keys, values = decode_leaves(row["leaves"])
-            cur = self.ex.config.currencies[code]
-            job = BuildJob(cur.symbol, int(row["decimals"]), snap["name"], int(snap["taken_at"]),
-                           bytes.fromhex(snap["secret"]), int(orjson.loads(row["v2_root"])["height"]), ids, keys, values)
-            proofs = (await build_off_loop([job], self.inline_below))[0]
-            if proofs.v2_root != orjson.loads(row["v2_root"]) or proofs.maxwell_root != orjson.loads(row["maxwell_root"]):
-                raise RuntimeError(f"snapshot {key[0]} {code}: rebuilt trees differ from the published roots")
-            self._remember(key, proofs)
-            fut.set_result(proofs)
-            return proofs
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiters get it, nobody is warned about an unread one
-            raise
-        finally:
-            del self._loading[key]
+        task = self._loading.get(key)
+        if task is None:  # one load per key, not tied to the request that started it
+            task = asyncio.create_task(self._load(key, snap), name=f"solvency-load-{key[0]}-{code}")
+            self._loading[key] = task
+            task.add_done_callback(lambda _t: self._loading.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, key: tuple[int, str], snap: Mapping[str, Any]) -> CurrencyProofs:
+        code = key[1]
+        row = await self.ex.store.fetchrow(
+            "SELECT decimals, maxwell_root, v2_root, leaves FROM solvency_liabilities "
+            "WHERE snapshot_id = ? AND currency = ?", key[0], code)
+        if row is None:
+            raise SnapshotNotFound(f"snapshot {key[0]} has no {code} tree")
+        ids, keys, values = decode_leaves(row["leaves"])
+        cur = self.ex.config.currencies[code]
+        job = BuildJob(cur.symbol, int(row["decimals"]), snap["name"], int(snap["taken_at"]),
+                       bytes.fromhex(snap["secret"]), int(orjson.loads(row["v2_root"])["height"]), ids, keys, values)
+        proofs = (await build_off_loop([job], self.inline_below))[0]
+        if proofs.v2_root != orjson.loads(row["v2_root"]) or proofs.maxwell_root != orjson.loads(row["maxwell_root"]):
+            raise RuntimeError(f"snapshot {key[0]} {code}: rebuilt trees differ from the published roots")
+        self._remember(key, proofs)
+        return proofs
 
     async def proof(self, member_id: int, currency: str, snapshot_id: int | None = None) -> dict[str, Any]:
         """A member's proofs of one currency: Peatio's partial tree, the v2 proof, and both roots."""
@@ -819,20 +850,19 @@ class SolvencyService:
             raise InvalidParameter("currency does not have a valid value", "currency")
         snap = await self._snapshot(snapshot_id)
         proofs = await self._proofs(snap, currency)
-        key = proofs.by_member.get(member_id)
-        if key is None:
+        i = proofs.find(member_id)
+        if i is None:
             raise ProofNotFound(f"you had no {currency} balance in snapshot {snap['id']}: nothing to prove")
-        cur = self.ex.config.currencies[currency]
-        pos = proofs.v2.index[key]
+        key, pos = proofs.keys[i], proofs.v2_pos[i]
         assert proofs.maxwell is not None  # a member leaf exists, so the Maxwell tree does
         return {
             "currency": currency,
             "snapshot": self._snapshot_json(snap),
             "user": key,
-            "balance": maxwell.format_units(proofs.v2.values[0][pos], cur.precision),
-            "maxwell": proofs.maxwell.partial_tree(key),
+            "balance": maxwell.format_units(proofs.v2.value(pos), self.ex.config.currencies[currency].precision),
+            "maxwell": proofs.maxwell.partial_tree(i, key),
             "maxwell_root": proofs.maxwell_root,
-            "v2": proofs.v2.proof(key),
+            "v2": proofs.v2.proof(pos, key),
             "v2_root": proofs.v2_root,
         }
 
@@ -878,9 +908,8 @@ async def run_cli(ex: Exchange, args: Any) -> int:
                   f"read {info.read_ms} ms, built {info.build_ms} ms")
             for code, total in info.totals.items():
                 prec = ex.config.currencies[code].precision
-                status = info.assets.get(code, "declared/missing (fiat)" if ex.config.currencies[code].kind == "fiat" else "")
                 print(f"  {code}: owed {maxwell.format_units(total, prec)}, house "
-                      f"{maxwell.format_units(info.house[code], prec)}, assets {status or 'skipped'}")
+                      f"{maxwell.format_units(info.house[code], prec)}, assets {info.assets.get(code, 'skipped')}")
             if args.prune:
                 print(f"pruned {await svc.prune()} old snapshot(s)")
         elif args.solvency_cmd == "assets":

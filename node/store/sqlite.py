@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,28 +23,70 @@ ID_SQL = "INTEGER PRIMARY KEY"  # rows are never deleted, so ids are never reuse
 
 
 class SqliteTx:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    """The statements of one transaction, sent to SQLite's thread in as few trips as possible.
+
+    `executemany` returns nothing, so it is held and sent with the next statement that needs an
+    answer, or with the COMMIT: an actor's whole batch of writes then costs one trip to the
+    connection's thread instead of one per statement (each trip waits for a GIL hand-over). Order is
+    kept: held statements always run before anything sent after them.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, begin: str | None = None) -> None:
         self.conn = conn
+        self._begin = begin  # "BEGIN IMMEDIATE", sent with the first statement
+        self._held: list[tuple[str, list[Sequence[Any]]]] = []
+        self.begun = begin is None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        begin, held = self._begin, self._held
+        self._begin, self._held = None, []
+        if begin is not None:
+            self.begun = True
+
+        def work() -> Any:
+            db = self.conn._conn  # the sqlite3 connection, used only inside its own thread
+            if begin is not None:
+                db.execute(begin)
+            for sql, rows in held:
+                db.executemany(sql, rows)
+            return fn(db)
+
+        return await self.conn._execute(work)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        cur = await self.conn.execute(sql, args)
-        n = cur.rowcount
-        await cur.close()
-        return n
+        return int(await self._run(lambda db: db.execute(sql, args).rowcount))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+        batch = list(rows)
+        if batch:
+            self._held.append((sql, batch))
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self.conn.execute_fetchall(sql, args))
+        return list(await self._run(lambda db: db.execute(sql, args).fetchall()))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.conn.execute_fetchall(sql, args)
-        return next(iter(rows), None)
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchrow(sql, *args)
         return None if row is None else row[0]
+
+    async def commit(self) -> None:
+        if self._begin is not None and not self._held:
+            self._begin = None  # nothing was ever sent: there is no transaction to end
+            return
+        await self._run(lambda db: db.execute("COMMIT"))
+
+    async def rollback(self) -> None:
+        self._held = []
+        if self._begin is not None:
+            self._begin = None
+            return
+        try:
+            await self.conn._execute(lambda: self.conn._conn.execute("ROLLBACK"))
+        except sqlite3.OperationalError:
+            pass  # no transaction was open (its BEGIN failed)
 
 
 class SqliteStore:
@@ -84,14 +126,13 @@ class SqliteStore:
     async def transaction(self) -> AsyncIterator[SqliteTx]:
         assert self._writer is not None, "store is closed"
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            tx = SqliteTx(self._writer, begin="BEGIN IMMEDIATE")
             try:
-                yield SqliteTx(self._writer)
+                yield tx
+                await tx.commit()
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await tx.rollback()
                 raise
-            else:
-                await self._writer.execute("COMMIT")
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[SqliteTx]:

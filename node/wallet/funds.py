@@ -9,8 +9,9 @@ the background work — scanning, crediting, auditing, paying — and is woken w
 A withdrawal is checked completely before anything is locked: amount (precision, minimum, maximum),
 member, second factor (hook below), address (`validateaddress` through the channel: valid, not
 ours). Then, in one transaction, `total = amount + fee` moves from balance to locked with a ledger
-row and the withdrawal is stored `submitted`. If the daemon cannot be reached the request is refused
-with a clear error and nothing is locked.
+row and the withdrawal is stored `submitted` (or `submitting`, held by the security policy until the
+member confirms it by mail and its address hold is over: node/security/addresses.py). If the daemon
+cannot be reached the request is refused with a clear error and nothing is locked.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from node.actors.lease import LEASE_TTL_MS
 from node.actors.market import LEDGER_INSERT_SQL, now_ms
@@ -26,6 +27,7 @@ from node.actors.wallet import POLL, WalletActor
 from node.config import ConfigError, Currency, WalletConf
 from node.errors import InvalidParameter
 from node.money import format_units, parse_units
+from node.store import Tx
 from node.wallet import FAMILIES
 from node.wallet.bank import BankChannel
 from node.wallet.channel import (
@@ -56,15 +58,29 @@ MAX_ADDRESS = 140
 MAX_REFERENCE = 100
 
 SecondFactor = Callable[[int, str | None], Awaitable[None]]
+
+
+class WithdrawPolicy(Protocol):
+    """Withdrawal protection (issue 6, node/security/addresses.py): the address book, the hold on new
+    addresses and the e-mail confirmation. `admit` runs inside the transaction that locked the funds
+    and stored the withdrawal (raising undoes both) and may hold it (state `submitting`); `admitted`
+    runs after the commit (audit, confirmation mail); `canceled` after a cancellation."""
+
+    async def admit(self, tx: Tx, w: dict[str, Any]) -> dict[str, Any]: ...
+    async def admitted(self, w: dict[str, Any]) -> None: ...
+    async def canceled(self, w: dict[str, Any]) -> None: ...
 WithdrawLimit = Callable[[int, str, int], Awaitable[None]]
 
 
 class Funds:
     second_factor: SecondFactor | None = None
-    """Withdrawal 2FA hook. The security issue (2FA) is not built yet, so withdrawals are NOT yet
-    protected by a second factor. The API already takes an `otp` param and passes it to
-    `request_withdraw`; the 2FA work sets this to a coroutine `(member_id, otp) -> None` that raises
-    (an ExchangeError) when the code is missing or wrong, and every withdrawal then requires it."""
+    """Withdrawal 2FA hook: a coroutine `(member_id, otp) -> None` that raises (an ExchangeError) when
+    the code is missing or wrong. The web app sets it to `node.security.service.Security.withdraw_code`
+    (a member with 2FA on must give a code with every withdrawal, page or API `otp`); unset (the CLI,
+    tests of the wallets alone) no code is asked."""
+
+    policy: WithdrawPolicy | None = None
+    """Address book, hold and e-mail confirmation (issue 6), see `WithdrawPolicy`; set by the web app."""
 
     withdraw_limit: WithdrawLimit | None = None
     """Limit hook (issue 8, node/kyc.py `Kyc.check_withdraw`): a coroutine `(member_id, currency,
@@ -273,9 +289,14 @@ class Funds:
             await tx.execute("UPDATE withdraws SET sn = ? WHERE id = ?", withdraw_sn(wid, ts), wid)
             await tx.execute(LEDGER_INSERT_SQL, member_id, cur.code, -total, total, 0, WITHDRAW_LOCK, "withdraw", wid, ts)
             row = await tx.fetchrow("SELECT * FROM withdraws WHERE id = ?", wid)
-        assert row is not None
+            assert row is not None
+            out = dict(row)
+            if self.policy is not None:
+                out = await self.policy.admit(tx, out)
+        if self.policy is not None:
+            await self.policy.admitted(out)
         self.wake(cur.code)
-        return dict(row)
+        return out
 
     async def withdraws_of(self, member_id: int, currency: str | None = None, state: str | None = None,
                            limit: int = 3, offset: int = 0) -> list[dict[str, Any]]:
@@ -300,10 +321,14 @@ class Funds:
         """The member (or an admin) takes back a withdrawal not yet being paid: funds unlocked."""
         w = await self.withdraw(withdraw_id, member_id)
         async with self.ex.store.transaction() as tx:
-            ok = await unlock_withdraw(tx, w, ("submitted", "accepted"), "canceled", "canceled by the member", now_ms())
+            ok = await unlock_withdraw(tx, w, ("submitting", "submitted", "accepted"), "canceled",
+                                       "canceled by the member", now_ms())
         if not ok:
             raise WithdrawFailed(f"withdraw {w['sn']} can no longer be canceled (state {w['state']})")
-        return await self.withdraw(withdraw_id)
+        done = await self.withdraw(withdraw_id)
+        if self.policy is not None:
+            await self.policy.canceled(done)
+        return done
 
     # -- admin ------------------------------------------------------------------------------------
     async def withdraws_waiting(self, currency: str | None = None) -> list[dict[str, Any]]:
@@ -333,7 +358,7 @@ class Funds:
     async def reject_withdraw(self, withdraw_id: int, reason: str) -> dict[str, Any]:
         w = await self.withdraw(withdraw_id)
         async with self.ex.store.transaction() as tx:
-            ok = await unlock_withdraw(tx, w, ("submitted", "accepted", "suspect"), "rejected",
+            ok = await unlock_withdraw(tx, w, ("submitting", "submitted", "accepted", "suspect"), "rejected",
                                        f"rejected by an admin: {_line(reason, 'reason', 300)}", now_ms())
         if not ok:
             raise WithdrawFailed(f"withdraw {w['sn']} is {w['state']}: it can no longer be rejected")

@@ -21,11 +21,12 @@ WITHDRAW_LOCK = "withdraw_lock"
 WITHDRAW_UNLOCK = "withdraw_unlock"
 WITHDRAW_FEE = "withdraw_fee"
 
-# Peatio's withdraw states. `submitting` is never stored: a request is checked and locked in one
-# transaction, so it is `submitted` from the first moment anyone can see it.
+# Peatio's withdraw states. A request is checked and locked in one transaction; it is `submitted` from
+# the first moment anyone can see it, or `submitting` (funds locked too) while the security policy
+# holds it for the member's e-mail confirmation or a new address's hold (node/security/addresses.py).
 WITHDRAW_STATES = ("submitting", "submitted", "accepted", "processing", "done", "canceled", "rejected", "suspect",
                    "failed")
-HOLDING = ("submitted", "accepted", "processing", "suspect")  # states whose `total` is locked
+HOLDING = ("submitting", "submitted", "accepted", "processing", "suspect")  # states whose `total` is locked
 DEPOSIT_STATES = ("submitted", "accepted", "rejected")
 
 

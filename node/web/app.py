@@ -14,7 +14,18 @@ from node.apikeys import ApiKeys
 from node.errors import ExchangeError, RateLimited, Unavailable
 from node.exchange import Exchange
 from node.secrets_box import SecretBox, load_server_key
-from node.web import api, api_funds, api_marketdata, api_solvency, ops, pages, pages_solvency, ws
+from node.web import (
+    api,
+    api_funds,
+    api_marketdata,
+    api_solvency,
+    ops,
+    pages,
+    pages_admin,
+    pages_member_extra,
+    pages_solvency,
+    ws,
+)
 from node.web.auth import Authenticator, TonceActor
 from node.web.session import middleware as page_sessions
 
@@ -23,6 +34,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
+MAX_REQUEST = 2 * 5 * 1024 * 1024 + 256 * 1024  # the KYC form: two documents of at most 5 MB, and its fields
 KEYS = web.AppKey("keys", ApiKeys)
 TONCES = web.AppKey("tonces", TonceActor)
 
@@ -77,7 +89,7 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
 
 
 def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web.Application:
-    app = web.Application(middlewares=[security_headers, errors, page_sessions], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[security_headers, errors, page_sessions], client_max_size=MAX_REQUEST)
     box = SecretBox(load_server_key(key_file), "api-secret")
     keys = ApiKeys(exchange.store, box)
     a = exchange.config.actors
@@ -101,5 +113,7 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     ops.add_routes(app)
     api_solvency.add_routes(app)
     pages_solvency.add_routes(app)
+    pages_admin.add_routes(app)  # after pages: uses its members (mail) service
+    pages_member_extra.add_routes(app)
     app.router.add_static("/static/", STATIC)
     return app

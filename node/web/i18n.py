@@ -80,11 +80,19 @@ def catalog(lang: str) -> Catalog:
     if lang == DEFAULT_LANG or not path.exists():
         return Catalog()
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return Catalog(
+    c = Catalog(
         messages=dict(raw.get("messages", {})),
         patterns=[(re.compile(p), t) for p, t in raw.get("patterns", [])],
         fields=dict(raw.get("fields", {})),
     )
+    # Parts of the site kept by other modules bring their own file (`zh-CN.admin.json`: admin area, KYC,
+    # tickets, pages), so that one catalog is not edited by every module at once; the main file wins.
+    for extra in sorted(LOCALE_DIR.glob(f"{lang}.*.json")):
+        more = json.loads(extra.read_text(encoding="utf-8"))
+        c.messages = {**more.get("messages", {}), **c.messages}
+        c.patterns += [(re.compile(p), t) for p, t in more.get("patterns", [])]
+        c.fields = {**more.get("fields", {}), **c.fields}
+    return c
 
 
 class Translator:

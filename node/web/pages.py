@@ -87,6 +87,13 @@ LEDGER_REASONS = {
 }
 
 
+WS_PATH = "/ws"  # the websocket API (node/web/ws.py, docs/websocket.md), when the app serves it
+
+
+def _has_route(app: web.Application, path: str) -> bool:
+    return any(getattr(r.resource, "canonical", None) == path for r in app.router.routes())
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -266,6 +273,7 @@ async def _market_context(request: web.Request, m: Market, form: Form | None = N
         "volumePrecision": m.volume_precision, "quotePrecision": m.quote.precision, "basePrecision": m.base.precision,
         "makerFee": str(m.maker_fee), "takerFee": str(m.taker_fee), "loggedIn": s.member_id is not None,
         "lastTradeId": trades[0]["id"] if trades else 0,
+        "websocket": WS_PATH if _has_route(request.app, WS_PATH) else "",
     }
     return {
         "market": m,
@@ -715,7 +723,7 @@ def _withdraw_view(cur: Any, w: dict[str, Any], _: Translator) -> dict[str, Any]
     return {"id": int(w["id"]), "sn": w.get("sn") or "", "time": utc(int(w["created_at"])), "at": iso(int(w["created_at"])),
             "amount": amount(int(w["amount"]), cur), "fee": amount(int(w["fee"]), cur), "address": w["address"],
             "state": w["state"], "state_label": _(str(w["state"])), "txid": w.get("txid") or "",
-            "cancellable": w["state"] in ("submitted", "accepted")}
+            "cancellable": w["state"] in ("submitting", "submitted", "accepted")}
 
 
 def _ledger_view(cur: Any, r: dict[str, Any], _: Translator) -> dict[str, Any]:

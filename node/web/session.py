@@ -247,7 +247,7 @@ async def _csrf_ok(request: web.Request, s: Session) -> bool:
             return False
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    return bool(sent) and s.stored and secrets.compare_digest(sent.encode(), s.csrf.encode())
+    return sent is not None and bool(sent) and s.stored and secrets.compare_digest(sent.encode(), s.csrf.encode())
 
 
 def _client_ip(request: web.Request) -> str:
@@ -330,6 +330,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             resp = error_page(request, 404, _("Page not found"), _("There is no page at this address."))
         elif e.status == 405:
             resp = error_page(request, 405, _("Not allowed"), _("This page cannot be used this way."))
+        elif e.status == 413:  # a form with files over the app's client_max_size (issue 8: uploads)
+            resp = error_page(request, 413, _("Too large"), _(
+                "What you sent is too large, so nothing was changed. Files may be at most 5 MB each."))
         else:
             await _finish(request, s, e)
             raise

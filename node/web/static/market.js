@@ -1,10 +1,13 @@
 // The live market page: order book, recent trades, ticker, candlestick chart, the order form with its
 // total and fee before submitting, and the member's orders, trades and balances without reloading.
 //
-// Public market data arrives through a *feed* object with one method, start(handlers), that calls
-// handlers.depth({asks, bids}), handlers.trades([...newest first]) and handlers.ticker({...}).
-// PollingFeed asks the REST API; SocketFeed (websocket `/ws`) is used when the page's config says the
-// node speaks it. Everything else in this file only knows the handlers, so switching is local.
+// Public market data arrives through a *feed*: start(handlers) calls handlers.depth({asks, bids}) (API
+// v2's depth shape), handlers.trades([...]), handlers.ticker({...}) and handlers.kline(period, k).
+// SocketFeed speaks the node's websocket protocol (docs/websocket.md: depth snapshot + sequenced
+// diffs, trades, ticker, k-lines); PollingFeed asks the REST API, and takes over when the socket
+// cannot be had. Everything else in this file only knows the handlers.
+// The member's own orders and balances come from /markets/<id>/me.json (the session, not an API key),
+// fetched when a trade or an order of the member's changes something, and every few seconds.
 (function () {
   "use strict";
   const E = window.Exchange;
@@ -116,7 +119,8 @@
         tr.appendChild(td);
       }
       tbody.insertBefore(tr, tbody.firstChild);
-      if (chart) CandleChart.fold(candles, { t: Date.parse(x.created_at) / 1000, p: parseFloat(x.price), v: parseFloat(x.volume) }, period);
+      // the socket sends k-lines of its own; polling folds trades into the candles here
+      if (chart && feed.name === "poll") CandleChart.fold(candles, { t: Date.parse(x.created_at) / 1000, p: parseFloat(x.price), v: parseFloat(x.volume) }, period);
     }
     while (tbody.children.length > 40) tbody.removeChild(tbody.lastChild);
     lastTradeId = fresh[fresh.length - 1].id;
@@ -177,8 +181,84 @@
       setInterval(slow, 5000);
     },
     poke() {},
+    setPeriod() {},
+    name: "poll",
   };
-  let feed = PollingFeed;
+
+  const SocketFeed = {
+    name: "socket",
+    start(h) {
+      this.h = h;
+      this.failures = 0;
+      this.connect();
+    },
+    connect() {
+      const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + cfg.websocket;
+      let ws;
+      try { ws = new WebSocket(url); } catch (e) { this.fallBack(); return; }
+      this.ws = ws;
+      this.levels = null;
+      this.seq = null;
+      ws.onopen = () => {
+        this.failures = 0;
+        this.send({ subscribe: { market, channels: ["ticker", "trades", "depth", `kline_${period}`] } });
+      };
+      ws.onmessage = (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        if (msg.depth) this.onDepth(msg.depth);
+        else if (msg.trades) this.h.trades(msg.trades.trades.map((x) => ({ ...x, side: x.taker_type })));
+        else if (msg.ticker) this.h.ticker(msg.ticker);
+        else if (msg.kline) this.h.kline(msg.kline.period, msg.kline.k);
+        else if (msg.error) console.warn("websocket:", msg.error.message);
+      };
+      ws.onclose = () => {
+        if (this.ws !== ws) return;
+        if (++this.failures > 3) { this.fallBack(); return; }
+        setTimeout(() => this.connect(), 1000 * this.failures);
+      };
+    },
+    send(obj) { if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(obj)); },
+    /** A snapshot replaces the book; a diff must carry the next sequence number, or we ask again. */
+    onDepth(d) {
+      if (d.snapshot) {
+        this.levels = { asks: new Map(), bids: new Map() };
+      } else if (this.levels === null || d.sequence !== this.seq + 1) {
+        this.levels = null;
+        this.send({ unsubscribe: { market, channels: ["depth"] } });
+        this.send({ subscribe: { market, channels: ["depth"] } });
+        return;
+      }
+      this.seq = d.sequence;
+      for (const side of ["asks", "bids"]) {
+        const m = this.levels[side];
+        for (const [p, v] of d[side]) {
+          const key = fixed(p, PP);
+          if ((toUnits(fixed(v, VP), VP) || 0n) === 0n) m.delete(key); else m.set(key, v);
+        }
+      }
+      const desc = (m) => Array.from(m.entries()).sort((a, b) => {
+        const x = toUnits(a[0], PP), y = toUnits(b[0], PP);
+        return x < y ? 1 : x > y ? -1 : 0;
+      });
+      this.h.depth({ asks: desc(this.levels.asks), bids: desc(this.levels.bids) });
+    },
+    setPeriod(old, now) {
+      this.send({ unsubscribe: { market, channels: [`kline_${old}`] } });
+      this.send({ subscribe: { market, channels: [`kline_${now}`] } });
+    },
+    poke() {},
+    fallBack() {
+      this.ws = null;
+      feed = PollingFeed;
+      root.dataset.feed = "poll";
+      PollingFeed.start(this.h);
+    },
+  };
+  const root = $("market");
+  const wanted = new URLSearchParams(location.search).get("feed");
+  let feed = cfg.websocket && window.WebSocket && wanted !== "poll" ? SocketFeed : PollingFeed;
+  root.dataset.feed = feed.name;
   function status(text) {
     const el = $("order-status");
     if (el && text) { el.textContent = text; el.className = "form-status bad"; }
@@ -214,7 +294,9 @@
     chart = new CandleChart(canvas, { pricePrecision: PP, volumePrecision: VP, t });
     for (const b of document.querySelectorAll(".periods button")) {
       b.addEventListener("click", () => {
+        const old = period;
         period = Number(b.dataset.period);
+        feed.setPeriod(old, period);
         for (const o of document.querySelectorAll(".periods button")) {
           o.classList.toggle("active", o === b);
           o.setAttribute("aria-pressed", o === b ? "true" : "false");
@@ -449,11 +531,15 @@
       }
     }
   }
+  let statusTimer = null;
+  /** A line under the order button; good news fades after a few seconds, problems stay. */
   function showStatus(text, ok) {
     const el = $("order-status");
     if (!el) return;
     el.textContent = text || "";
     el.className = "form-status " + (ok ? "ok" : "bad");
+    clearTimeout(statusTimer);
+    if (ok && text) statusTimer = setTimeout(() => { el.textContent = ""; }, 5000);
   }
   if (form && volIn) {
     // Typing clears that field's error at once (not on blur: a layout shift under the pointer
@@ -515,5 +601,14 @@
 
   initialBook();
   lastPrice = toUnits($("tk-last").textContent.trim(), PP);
-  feed.start({ depth: onDepth, trades: onTrades, ticker: onTicker });
+  function onKline(p, k) {
+    if (!chart || Number(p) !== period) return;
+    const c = { t: k[0], o: +k[1], h: +k[2], l: +k[3], c: +k[4], v: +k[5] };
+    const last = candles[candles.length - 1];
+    if (last && last.t === c.t) candles[candles.length - 1] = c;
+    else if (!last || c.t > last.t) candles.push(c);
+    else return;
+    chart.setData(candles, period);
+  }
+  feed.start({ depth: onDepth, trades: onTrades, ticker: onTicker, kline: onKline });
 })();
