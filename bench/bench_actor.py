@@ -25,6 +25,7 @@ import node.actors.market  # noqa: E402
 from node.actors.messages import NewOrder  # noqa: E402
 from node.config import load_config, parse_config  # noqa: E402
 from node.exchange import Exchange, OrderInput  # noqa: E402
+from node.tuning import tune_runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--postgres", default=None, help="also run against this PostgreSQL URL (an empty database)")
     args = ap.parse_args()
     load_config(ROOT / "cluster.toml")
+    tune_runtime()  # as a node process does (node/tuning.py)
     try:
         import uvloop
 

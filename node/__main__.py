@@ -7,6 +7,7 @@
     python -m node demo                     seed demo members and books, then exit
     python -m node audit                    check balances against the ledger and deposits
     python -m node solvency snapshot        take a proof-of-solvency snapshot now (also: assets, fiat, show)
+    python -m node admin grant EMAIL ROLE   roles; also: withdraws, approve, reject, process, bank-deposit, log
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ log = logging.getLogger("node")
 
 
 def _run(coro: Awaitable[Any]) -> Any:
-    # The store's SQLite connections answer from their own threads; with Python's default 5 ms GIL
-    # switch interval each answer can wait that long behind a busy event loop. 0.1 ms cut order
-    # latency several-fold (bench/bench_api.py --switch-interval shows it).
-    sys.setswitchinterval(1e-4)
+    from node.tuning import tune_runtime
+
+    tune_runtime()
     try:
         import uvloop
 
@@ -60,6 +60,9 @@ async def serve(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     ex = await Exchange.start(config, args.node)
     app = make_app(ex, key_file=args.key_file)
+    from node.tuning import freeze_startup_objects
+
+    freeze_startup_objects()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host = args.host or ex.node.host
@@ -113,6 +116,10 @@ async def apikey_create(args: argparse.Namespace) -> None:
         expires = int(time.time() * 1000) + args.days * 86_400_000 if args.days else None
         access, secret = await keys.create(int(member["id"]), args.label, args.scopes, args.ip or "", expires,
                                            now=int(time.time() * 1000))
+        from node.security import audit
+
+        await audit.record(ex.store, audit.API_KEY_CREATE, int(member["id"]), {"label": args.label, "access_key": access,
+                                                                             "scopes": args.scopes}, source=audit.CLI)
         print(f"access_key={access}\nsecret_key={secret}")
 
     await _with_exchange(args, go)
@@ -201,6 +208,12 @@ async def market_move(args: argparse.Namespace) -> int:
         await ex.stop()
 
 
+async def admin_cmd(args: argparse.Namespace) -> int:
+    from node.admin.cli import run
+
+    return await run(args, _with_exchange)
+
+
 async def solvency_cmd(args: argparse.Namespace) -> int:
     from node.solvency.snapshot import run_cli
 
@@ -248,6 +261,9 @@ def parser() -> argparse.ArgumentParser:
     add_cli_arguments(sol)
     sol.set_defaults(fn=solvency_cmd)
     sub.add_parser("status", help="every node's markets, mailboxes and lags").set_defaults(fn=status_cmd)
+    from node.admin.cli import add_arguments as add_admin_arguments
+
+    add_admin_arguments(sub, admin_cmd)
     mk = sub.add_parser("market", help="markets").add_subparsers(dest="sub", required=True)
     mv = mk.add_parser("move", help="hand a market over to another node (cluster)")
     mv.add_argument("market")

@@ -1,8 +1,8 @@
 """The books must balance: checks run by tests, by `python -m node audit` and by the admin.
 
 1. Per currency, Σ(balance + locked) over every account (the house fee account included) equals
-   Σ accepted deposits − Σ done withdrawals, where a withdrawal counts what left the exchange (its
-   amount); its fee stays inside, in the house fee account.
+   Σ accepted deposits − Σ done withdrawals + Σ approved balance corrections, where a withdrawal counts
+   what left the exchange (its amount); its fee stays inside, in the house fee account.
 2. Every account equals the sum of its ledger rows, in balance and in locked.
 3. Every account's locked equals what its open orders and pending withdrawals hold.
 4. Nothing is negative.
@@ -43,6 +43,10 @@ async def audit(store: Store, markets: Mapping[str, Market]) -> AuditReport:
         "SELECT currency, SUM(amount) AS s FROM deposits WHERE state = 'accepted' GROUP BY currency")}
     for row in await store.fetch("SELECT currency, SUM(amount) AS s FROM withdraws WHERE state = 'done' GROUP BY currency"):
         funded[row["currency"]] = funded.get(row["currency"], 0) - int(row["s"])
+    # Approved balance corrections (issue 8: ledger reason `fix`, two admins) move money in or out by decision.
+    for row in await store.fetch("SELECT currency, SUM(amount) AS s FROM balance_adjustments WHERE state = 'approved' "
+                                 "GROUP BY currency"):
+        funded[row["currency"]] = funded.get(row["currency"], 0) + int(row["s"])
     for cur in sorted(set(held) | set(funded)):
         h, f = held.get(cur, 0), funded.get(cur, 0)
         r.totals[cur] = (h, f)

@@ -84,7 +84,7 @@ def check_identity(data: dict[str, str], today: dt.date | None = None) -> Identi
     birth = _text(data, "birth_date", 10, errors)
     address = _text(data, "address", 300, errors)
     country = _text(data, "country", 2, errors).upper()
-    phone = _text(data, "phone", 16, errors, required=False).replace(" ", "")
+    phone = "".join(c for c in str(data.get("phone", "")) if c not in " -()./")  # as people write numbers
     doc_type = str(data.get("doc_type", ""))
     doc_number = _text(data, "doc_number", 40, errors).upper()
     if birth and not any(e.field == "birth_date" for e in errors):
@@ -103,7 +103,7 @@ def check_identity(data: dict[str, str], today: dt.date | None = None) -> Identi
                 errors.append(FormError("birth_date", N_("Please check the year of birth")))
     if country and not any(e.field == "country" for e in errors) and country not in COUNTRIES:
         errors.append(FormError("country", N_("Enter your country's two-letter code, like DE, US or CN")))
-    if phone and not _PHONE.fullmatch(phone):
+    if phone and (len(phone) > 16 or not _PHONE.fullmatch(phone)):
         errors.append(FormError("phone", N_("Enter the number with its country code, like +4917612345678")))
     if doc_type not in DOC_TYPES:
         errors.append(FormError("doc_type", N_("Choose the type of document")))

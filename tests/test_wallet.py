@@ -498,6 +498,7 @@ async def test_funds_api(ex: Exchange, fake: FakeWallet, tmp_path: Path) -> None
     from node.web.app import KEYS, make_app
 
     app = make_app(ex, key_file=tmp_path / "secret.key")
+    ex.funds.policy = None  # the wallet API alone: address holds and mailed confirmations are tests/test_security_withdraw.py's
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     base = f"http://127.0.0.1:{server.port}"

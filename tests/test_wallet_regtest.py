@@ -330,7 +330,9 @@ async def test_killed_right_after_sendtoaddress_the_restart_never_pays_twice(
 
     w, c, caddr = customer(regtest)
     db = tmp_path / "exchange.db"
-    config = write_config(tmp_path, f"sqlite:///{db}", free_port, toml_wallets({"btc": coin_wallet(w, confirmations=1)}))
+    config = write_config(tmp_path, f"sqlite:///{db}", free_port, toml_wallets({"btc": coin_wallet(w, confirmations=1)})
+                          + "\n[security]  # paid at once: the address hold and mailed confirmation are not tested here\n"
+                            "withdraw_hold_hours = 0\nwithdraw_confirmation = false\n")
     key_file = tmp_path / "secret.key"
     cli(config, "member", "create", "alice@example.com")
     keys = dict(line.split("=", 1) for line in cli(config, "apikey", "create", "alice@example.com",

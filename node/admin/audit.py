@@ -1,45 +1,55 @@
-"""The audit log of admin actions: who did what to whom, when, from where, and whether it was allowed.
+"""Admin actions in the exchange's audit log (node/security/audit.py, issue 6).
 
-Append-only: nothing in the exchange updates or deletes these rows. Every action of the admin area
-and of the admin CLI is written here, refused attempts included (a support agent trying a money
-action is worth knowing about), as are reads of personal data (a member's page, identity documents).
+Every action of the admin area and of the admin CLI is appended there as `admin.<action>`: who (the
+admin's member id and e-mail, or `cli:<user>`), what, on which target (`market:btcusd`,
+`withdraw:12`, …), about which member (so the member sees what was done to their account in their
+own security log), whether it was allowed, and from which IP address (the request's origin, set by
+the security middleware). Refused attempts are written too (a support agent trying a money action is
+worth knowing about), as are reads of personal data (a member's page, identity documents).
 
-Issue 6 builds the exchange-wide security audit log (node/security/audit.py). Until it exists this
-table holds the admin part; `record` is the single place that writes, so switching it over is one
-change, and the table's columns (actor, action, target, detail, ip, time) are meant to merge into it.
+The log is append-only and hash-chained there; this module only adapts the admin area's vocabulary
+to it, so there is one log to search, not two.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from node.admin.roles import Actor, now_ms
+from node.admin.roles import Actor
+from node.security import audit as log
 from node.store import Store
 
-MAX_DETAIL = 2000
+PREFIX = "admin."
 PAGE = 100
 
 
-async def record(store: Store, actor: Actor, action: str, target: str = "", detail: str = "", ok: bool = True) -> None:
-    await store.execute(
-        "INSERT INTO admin_audit (actor_id, actor, action, target, detail, ok, ip, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        actor.member_id, actor.label[:254], action[:64], target[:200], detail[:MAX_DETAIL], int(ok), actor.ip[:64], now_ms())
+def _source(actor: Actor) -> log.Origin | None:
+    """Inside a web request the security middleware knows the origin; the CLI has none: say so."""
+    if log.origin().channel != "system":
+        return None
+    return log.Origin(ip=actor.ip if actor.ip != "cli" else "", channel="cli" if actor.member_id is None else "web",
+                      actor_id=actor.member_id, actor=actor.label)
 
 
-async def entries(store: Store, *, action: str | None = None, actor_id: int | None = None, target: str | None = None,
-                  limit: int = PAGE, offset: int = 0) -> list[dict[str, Any]]:
-    """Newest first; `action` matches a prefix ("market." finds every market action)."""
-    sql = "SELECT * FROM admin_audit WHERE 1 = 1"
-    args: list[Any] = []
-    if action:
-        sql += " AND action LIKE ?"
-        args.append(action.replace("%", "").replace("_", "\\_") + "%")
-        sql += " ESCAPE '\\'"
-    if actor_id is not None:
-        sql += " AND actor_id = ?"
-        args.append(actor_id)
-    if target:
-        sql += " AND target = ?"
-        args.append(target)
-    rows = await store.fetch(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", *args, max(1, min(limit, 500)), max(0, offset))
-    return [dict(r) for r in rows]
+async def record(store: Store, actor: Actor, action: str, target: str = "", detail: str = "", ok: bool = True,
+                 member_id: int | None = None) -> None:
+    await log.record(store, PREFIX + action, member_id, {"detail": detail} if detail else {}, actor_id=actor.member_id,
+                     actor=actor.label, target=target, ok=ok, source=_source(actor))
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    d = row.get("detail")
+    if isinstance(d, dict):
+        text = str(d["detail"]) if set(d) == {"detail"} else ", ".join(f"{k}: {v}" for k, v in sorted(d.items()))
+    else:
+        text = str(d or "")
+    return {**row, "detail": text, "ok": bool(row["ok"])}
+
+
+async def entries(store: Store, *, action: str | None = None, member_id: int | None = None, actor_id: int | None = None,
+                  before: int | None = None, limit: int = PAGE) -> list[dict[str, Any]]:
+    """Newest first. `action` ending in "." is a prefix ("admin.market." finds every market action);
+    without one, the whole log (log ins, two-factor changes and withdrawals included)."""
+    rows = await log.search(store, action=action or None, member_id=member_id, actor_id=actor_id, before=before,
+                            limit=limit)
+    return [_view(r) for r in rows]

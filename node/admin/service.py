@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 REASON_MAX = 300
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
-SecondFactorReset = Callable[[int], Awaitable[bool]]
+SecondFactorReset = Callable[[int, Actor, str], Awaitable[bool]]
 
 
 def reason_text(value: str, field: str = "reason", required: bool = True) -> str:
@@ -51,8 +51,8 @@ def reason_text(value: str, field: str = "reason", required: bool = True) -> str
 class Admin:
     second_factor_reset: SecondFactorReset | None = None
     """Issue 6's reset of a member's two-factor settings (TOTP secret, SMS phone, recovery codes):
-    a coroutine `(member_id) -> bool` (False: the member had none). Set where the security module is
-    wired up; without it there is no second factor to reset and `reset_2fa` says so."""
+    a coroutine `(member_id, admin, reason) -> bool` (False: the member had none), plugged in by the
+    admin pages from node/security (`Security.reset_2fa`); without it `reset_2fa` says there is none."""
 
     def __init__(self, ex: Exchange, kyc: Kyc, tickets: Tickets) -> None:
         self.ex = ex
@@ -62,19 +62,24 @@ class Admin:
 
     # -- the audit wrapper ---------------------------------------------------------------------------
     async def _do(self, actor: Actor, permission: str, action: str, target: str, detail: str,
-                  work: Callable[[], Awaitable[T]]) -> T:
-        """Check, do, log. A refusal or a failure is logged too (with its message), then raised."""
+                  work: Callable[[], Awaitable[T]], member_id: int | None = None) -> T:
+        """Check, do, log. A refusal or a failure is logged too (with its message), then raised.
+        `member_id`: the member concerned (a `member:<id>` target names it already)."""
+        if member_id is None and target.startswith("member:") and target[7:].isdigit():
+            member_id = int(target[7:])
         try:
             check(actor, permission)
         except Forbidden as e:
-            await audit.record(self.store, actor, action, target, f"{detail} | refused: {e.message}".strip(" |"), ok=False)
+            await audit.record(self.store, actor, action, target, f"{detail} | refused: {e.message}".strip(" |"), ok=False,
+                               member_id=member_id)
             raise
         try:
             result = await work()
         except ExchangeError as e:
-            await audit.record(self.store, actor, action, target, f"{detail} | failed: {e.message}".strip(" |"), ok=False)
+            await audit.record(self.store, actor, action, target, f"{detail} | failed: {e.message}".strip(" |"), ok=False,
+                               member_id=member_id)
             raise
-        await audit.record(self.store, actor, action, target, detail)
+        await audit.record(self.store, actor, action, target, detail, member_id=member_id)
         return result
 
     async def log_view(self, actor: Actor, permission: str, action: str, target: str) -> None:
@@ -139,9 +144,14 @@ class Admin:
             if self.second_factor_reset is None:
                 raise InvalidParameter("two-factor authentication is not part of this exchange yet: there is nothing "
                                        "to reset", "member")
-            return await self.second_factor_reset(member_id)
+            return await self.second_factor_reset(member_id, actor, text)
 
         return await self._do(actor, "members.write", "member.reset_2fa", f"member:{member_id}", text, work)
+
+    async def _owner(self, table: str, row_id: int) -> int | None:
+        """The member a withdrawal, ticket or correction belongs to (their audit log shows the action)."""
+        value = await self.store.fetchval(f"SELECT member_id FROM {table} WHERE id = ?", row_id)
+        return None if value is None else int(value)
 
     async def _member(self, member_id: int) -> dict[str, Any]:
         return await self.ex.member(member_id)
@@ -219,7 +229,8 @@ class Admin:
             return dict(row)
 
         return await self._do(actor, "adjust", "adjust.approve" if approve else "adjust.reject",
-                              f"adjustment:{adjustment_id}", text, work)
+                              f"adjustment:{adjustment_id}", text, work,
+                              await self._owner("balance_adjustments", adjustment_id))
 
     async def adjustments(self, state: str | None = PENDING, member_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
         sql = ("SELECT a.*, m.email, p.email AS proposer, d.email AS decider FROM balance_adjustments a "
@@ -274,12 +285,14 @@ class Admin:
     # -- deposits and withdrawals ------------------------------------------------------------------------------
     async def approve_withdraw(self, actor: Actor, withdraw_id: int) -> dict[str, Any]:
         return await self._do(actor, "funds", "withdraw.approve", f"withdraw:{withdraw_id}", "",
-                              lambda: self.ex.funds.approve_withdraw(withdraw_id, actor.label))
+                              lambda: self.ex.funds.approve_withdraw(withdraw_id, actor.label),
+                              await self._owner("withdraws", withdraw_id))
 
     async def reject_withdraw(self, actor: Actor, withdraw_id: int, reason: str) -> dict[str, Any]:
         text = reason_text(reason)
         return await self._do(actor, "funds", "withdraw.reject", f"withdraw:{withdraw_id}", text,
-                              lambda: self.ex.funds.reject_withdraw(withdraw_id, text))
+                              lambda: self.ex.funds.reject_withdraw(withdraw_id, text),
+                              await self._owner("withdraws", withdraw_id))
 
     async def process_withdraw(self, actor: Actor, withdraw_id: int, bank_ref: str = "") -> dict[str, Any]:
         """Fiat: record the bank transfer made (with the bank's reference). Coins: run the wallet's cycle
@@ -299,7 +312,8 @@ class Admin:
                 self.ex.funds.wake(str(w["currency"]))
             return await self.ex.funds.withdraw(withdraw_id)
 
-        return await self._do(actor, "funds", "withdraw.process", f"withdraw:{withdraw_id}", bank_ref.strip(), work)
+        return await self._do(actor, "funds", "withdraw.process", f"withdraw:{withdraw_id}", bank_ref.strip(), work,
+                              await self._owner("withdraws", withdraw_id))
 
     async def confirm_bank_deposit(self, actor: Actor, currency: str, reference: str, amount: str,
                                    bank_ref: str) -> dict[str, Any]:
@@ -327,7 +341,8 @@ class Admin:
             raise Forbidden("tickets are answered in the admin area")
         staff_id = actor.member_id
         return await self._do(actor, "tickets", "ticket.reply", f"ticket:{ticket_id}", f"{len(body)} characters",
-                              lambda: self.tickets.comment(ticket_id, staff_id, True, body, file))
+                              lambda: self.tickets.comment(ticket_id, staff_id, True, body, file),
+                              await self._owner("tickets", ticket_id))
 
     async def ticket_state(self, actor: Actor, ticket_id: int, state: str) -> bool:
         return await self._do(actor, "tickets", "ticket.close" if state == "closed" else "ticket.reopen",
@@ -416,7 +431,7 @@ class Admin:
             "kyc": await self.kyc.profile(member_id), "kyc_files": await self.kyc.files(member_id),
             "tickets": await self.tickets.of_member(member_id, limit=20),
             "adjustments": await self.adjustments(None, member_id, 20),
-            "audit": await audit.entries(self.store, target=f"member:{member_id}", limit=30),
+            "audit": await audit.entries(self.store, member_id=member_id, limit=30),
             "house": member_id in self.ex.house_members,
         }
 

@@ -72,6 +72,7 @@ class Origin:
 
 
 SYSTEM = Origin()
+CLI = Origin(channel="cli", actor="cli")  # the operator's shell on the server
 _ORIGIN: contextvars.ContextVar[Origin | None] = contextvars.ContextVar("audit_origin", default=None)
 
 

@@ -1,7 +1,7 @@
 """SMS two-factor: phone numbers in E.164, six-digit codes, and the gateways that send them.
 
 A phone number is parsed and validated with libphonenumber's data (the `phonenumbers` package: a
-number must be a real, dialable number of its country) and stored in E.164 (`+447700900123`), the
+number must be a real, dialable number of its country) and stored in E.164 (`+447400123456`), the
 one form every SMS provider takes. It becomes a second factor only once a code sent to it came back.
 
 A code is six random digits, valid `code_ttl_s` (5 minutes), single use (spent by a conditional
@@ -21,6 +21,7 @@ gateway being the deliberate development exception).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -58,7 +59,7 @@ class SmsGateway(Protocol):
 
 
 def mask(phone: str) -> str:
-    """+447700900123 → +44•••••••23: enough for the member to recognise, too little for anyone else."""
+    """+447400123456 → +44•••••••23: enough for the member to recognise, too little for anyone else."""
     if len(phone) < 6:
         return "•" * len(phone)
     return phone[:3] + "•" * (len(phone) - 5) + phone[-2:]
@@ -79,7 +80,7 @@ def normalise_phone(raw: str, region: str | None = None) -> str:
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
-        raise FormError("phone", N_("Enter the number with its country code, like +44 7700 900123")) from None
+        raise FormError("phone", N_("Enter the number with its country code, like +44 7400 123456")) from None
     if not phonenumbers.is_valid_number(number):
         raise FormError("phone", N_("This is not a valid phone number"))
     kind = phonenumbers.number_type(number)
@@ -104,7 +105,8 @@ class TwilioGateway:
     def __init__(self, account_sid: str, auth_token: str, sender: str = "", messaging_service_sid: str = "",
                  base_url: str = "https://api.twilio.com", timeout: float = 10.0) -> None:
         self.account_sid = account_sid
-        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
+        # HTTP basic auth (RFC 7617), spelt out: aiohttp's BasicAuth helper is deprecated in 3.14+
+        self._headers = {"Authorization": "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()}
         self.sender = sender
         self.messaging_service_sid = messaging_service_sid
         self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{quote(account_sid, safe='')}/Messages.json"
@@ -120,7 +122,7 @@ class TwilioGateway:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         try:
-            async with self._session.post(self.url, data=form, auth=self._auth) as resp:
+            async with self._session.post(self.url, data=form, headers=self._headers) as resp:
                 data: Any = await resp.json(content_type=None) if resp.content_length != 0 else None
                 if resp.status >= 300:
                     code = data.get("code") if isinstance(data, dict) else None

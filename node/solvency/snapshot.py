@@ -508,8 +508,9 @@ class SolvencyService:
             members = int(await store.fetchval("SELECT COUNT(*) FROM members"))
             if members * len(ex.config.currencies) >= self.inline_below:  # may be big: start the worker now
                 worker = await TreeWorker().start()
+            read_started = time.perf_counter()
             taken_at, rows = await self._read_ledger()
-            read_ms = int((time.perf_counter() - started) * 1000)
+            read_ms = int((time.perf_counter() - read_started) * 1000)
             jobs: list[BuildJob] = []
             house: dict[str, int] = {}
             for code, (ids, keys, values, house_units) in rows.items():

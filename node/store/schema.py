@@ -391,8 +391,8 @@ ALTER TABLE markets_state ADD COLUMN taker_fee BIGINT;
 )
 
 # Admin area, KYC, support tickets and editable pages (issue 8). Roles beyond the admins named in
-# cluster.toml; an append-only audit of admin actions (until node/security's audit log takes it over);
-# balance corrections that wait for a second admin; identity data (files live on disk, outside the web
+# cluster.toml (admin actions go to the security audit log, `audit_log`, as `admin.*`); balance
+# corrections that wait for a second admin; identity data (files live on disk, outside the web
 # root: `uploads` only points at them); tickets with comments, where `*_seen_id` is the last comment each
 # side has read, so an unread marker is a comparison of two ids; and pages in both languages.
 MIGRATIONS.append(
@@ -406,19 +406,6 @@ CREATE TABLE admin_roles (
     granted_at BIGINT NOT NULL,
     PRIMARY KEY (member_id, role)
 );
-CREATE TABLE admin_audit (
-    id {id},
-    actor_id BIGINT,
-    actor TEXT NOT NULL DEFAULT '',
-    action TEXT NOT NULL,
-    target TEXT NOT NULL DEFAULT '',
-    detail TEXT NOT NULL DEFAULT '',
-    ok INTEGER NOT NULL DEFAULT 1,
-    ip TEXT NOT NULL DEFAULT '',
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX admin_audit_time ON admin_audit (created_at, id);
-CREATE INDEX admin_audit_actor ON admin_audit (actor_id, id);
 CREATE TABLE balance_adjustments (
     id {id},
     member_id BIGINT NOT NULL,

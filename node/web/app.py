@@ -23,10 +23,12 @@ from node.web import (
     pages,
     pages_admin,
     pages_member_extra,
+    pages_security,
     pages_solvency,
     ws,
 )
 from node.web.auth import Authenticator, TonceActor
+from node.web.pages_security import gate as security_gate
 from node.web.session import middleware as page_sessions
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("X-Frame-Options", "DENY")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.secure:  # HSTS only over TLS (RFC 6797 §7.2: a plain-HTTP answer must not carry it)
+        resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if not request.path.startswith("/api/"):
         resp.headers.setdefault(
             "Content-Security-Policy",
@@ -89,8 +93,11 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
 
 
 def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web.Application:
-    app = web.Application(middlewares=[security_headers, errors, page_sessions], client_max_size=MAX_REQUEST)
-    box = SecretBox(load_server_key(key_file), "api-secret")
+    # security_gate runs inside the sessions' middleware: after the CSRF check, with the session known
+    app = web.Application(middlewares=[security_headers, errors, page_sessions, security_gate],
+                          client_max_size=MAX_REQUEST)
+    master = load_server_key(key_file)
+    box = SecretBox(master, "api-secret")
     keys = ApiKeys(exchange.store, box)
     a = exchange.config.actors
     tonces = TonceActor(exchange.store, mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
@@ -110,6 +117,7 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     api.add_routes(app)
     ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
     pages.add_routes(app)
+    pages_security.add_routes(app, master)  # after pages (mails through its members service): 2FA, audit, addresses
     ops.add_routes(app)
     api_solvency.add_routes(app)
     pages_solvency.add_routes(app)

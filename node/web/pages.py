@@ -26,6 +26,7 @@ from node.mail import mailer_from
 from node.market.settlement import order_lock
 from node.members import NOT_ACTIVATED, WRONG_CODE, LoginAttempt, Members
 from node.money import format_units
+from node.security import audit
 from node.web import session as sessions
 from node.web.api import EXCHANGE, json_response
 from node.web.forms import (
@@ -681,6 +682,7 @@ async def _funds_context(request: web.Request, member_id: int, withdraw_form: Fo
     except ValueError:
         page = 1
     facade = _funds_api(ex)
+    second = request.app.get(SECOND_FACTOR)
     address, address_error, bank = None, None, None
     try:
         got = await (facade.deposit_address(member_id, code) if facade is not None else ex.deposit_address(member_id, code))
@@ -706,7 +708,8 @@ async def _funds_context(request: web.Request, member_id: int, withdraw_form: Fo
         "bank": [(_(BANK_FIELDS.get(k, k)), v) for k, v in bank.items()] if bank else None,
         "withdraw_fee": amount(w.withdraw_fee, cur) if w is not None else None,
         "withdraw_min": amount(w.min_withdraw, cur) if w is not None else None,
-        "withdraw_code": facade is not None and getattr(facade, "second_factor", None) is not None,
+        "withdraw_code": facade is not None and (await second.required(member_id, "withdraw") if second is not None
+                                                 else getattr(facade, "second_factor", None) is not None),
         "deposits": [{"time": utc(int(d["created_at"])), "at": iso(int(d["created_at"])),
                       "amount": amount(int(d["amount"]), cur), "txid": d["txid"], "state": d["state"],
                       "state_label": _(str(d["state"])), "confirmations": d.get("confirmations", 0)} for d in deposits],
@@ -877,6 +880,8 @@ async def api_key_create(request: web.Request) -> web.Response:
     if not form.ok:
         return render(request, "api_keys.html", await _keys_context(request, member_id, form), status=400)
     access, secret = await keys.create(member_id, label, scopes, ips, expires_at, now=now_ms())
+    await audit.record(_exchange(request).store, audit.API_KEY_CREATE, member_id,
+                       {"label": label, "access_key": access, "scopes": scopes, "ips": ips, "expires_at": expires_at})
     created = {"label": label, "access_key": access, "secret_key": secret}
     return render(request, "api_keys.html", await _keys_context(request, member_id, None, created))
 
@@ -889,6 +894,8 @@ async def api_key_delete(request: web.Request) -> web.Response:
     except ValueError:
         raise web.HTTPNotFound() from None
     ok = 0 < key_id < 2**62 and await _keys(request).delete(member_id, key_id, now_ms())
+    if ok:
+        await audit.record(_exchange(request).store, audit.API_KEY_DELETE, member_id, {"id": key_id})
     session_of(request).flash(_("The API key is revoked.") if ok else _("This API key does not exist"),
                               "success" if ok else "error")
     return redirect("/api_keys")

@@ -7,13 +7,14 @@ guard runs before each handler:
 1. a visitor who is not logged in is sent to the log in page (a form post is refused with 403);
 2. a member without a role gets 403, and the attempt is in the audit log;
 3. a staff member whose admin session is not unlocked is sent to `/admin/unlock` (a form post is
-   refused with 403): the unlock asks for the second factor and lasts `UNLOCK_MINUTES` after the
-   last admin request (a sliding expiry), so an unattended browser locks itself;
+   refused with 403): the unlock asks for the second factor and lasts `[security] admin_unlock_minutes`
+   after the last admin request (a sliding expiry), so an unattended browser locks itself;
 4. a role without the route's permission gets 403 (audited).
 
-The unlock is one function, `admin_unlocked`/`unlock`, so issue 6's `require_admin_unlock` can take
-it over: until node/security provides it, the second factor is whatever is registered as the pages'
-`SECOND_FACTOR` hook and, for a member without one, the password, asked again.
+The unlock is issue 6's: `require_admin_unlock` (the check, with its sliding expiry) and
+`unlock_admin` (the second factor, counted and audited) from node/web/pages_security.py. Staff must
+have a second factor; only where `[security] admin_requires_2fa = false` does a member without one
+unlock with the password, asked again.
 
 Handlers are thin: every change goes through `node.admin.service.Admin`, which checks the permission
 again and writes the audit log. Pages work without JavaScript; admin.js only draws the charts (SVG,
@@ -35,24 +36,22 @@ from yarl import URL
 from node.admin import audit, dashboard, roles, uploads
 from node.admin.roles import Actor
 from node.admin.service import Admin
-from node.errors import ExchangeError
+from node.errors import ExchangeError, InvalidParameter
 from node.exchange import Exchange
 from node.kyc import DOC_TYPES, FILES, STATES, VERIFYING, Kyc
 from node.money import format_units
 from node.tickets import FILTERS, Tickets
 from node.web.api import EXCHANGE, json_response
 from node.web.forms import GENERAL, Form, amount, fee_percent, iso, price, utc, volume
-from node.web.i18n import N_, FormError
+from node.web.i18n import N_, FormError, FormErrors, Translator
 from node.web.pages import MEMBERS, redirect
+from node.web.pages_security import SECURITY, UNLOCK_KEY, require_admin_unlock, unlock_admin
 from node.web.session import SECOND_FACTOR, error_page, render, safe_next, session_of, translator_of
 
 ADMIN = web.AppKey("admin", Admin)
 KYC = web.AppKey("kyc", Kyc)
 TICKETS = web.AppKey("tickets", Tickets)
 UPLOADS = web.AppKey("uploads_root", Path)
-UNLOCK_KEY = "admin_unlocked_until"
-UNLOCK_MINUTES = 15
-REFRESH_MS = 60_000  # the sliding expiry is written at most once a minute
 Handler = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
 ROUTES: list[tuple[str, str, str | None]] = []
 """(method, path, permission) of every admin route; None: any staff role (the unlock itself)."""
@@ -78,7 +77,14 @@ def ensure_services(app: web.Application) -> None:
     app[UPLOADS] = root
     app[KYC] = kyc = Kyc(ex.store, ex.config, root)
     app[TICKETS] = tickets = Tickets(ex.store, root, lambda: members.mailer, members.base_url, ex.config.name)
-    app[ADMIN] = Admin(ex, kyc, tickets)
+    app[ADMIN] = admin = Admin(ex, kyc, tickets)
+    if SECURITY in app:  # issue 6's two-factor reset, audited there with the admin and the reason
+        sec = app[SECURITY]
+
+        async def reset(member_id: int, actor: Actor, reason: str) -> bool:
+            return await sec.reset_2fa(member_id, actor.member_id, actor.label, reason)
+
+        admin.second_factor_reset = reset
     if ex.config.admin.withdraw_limits and ex.funds.withdraw_limit is None:
         ex.funds.withdraw_limit = kyc.check_withdraw
 
@@ -88,23 +94,10 @@ def _svc(request: web.Request) -> Admin:
 
 
 # -- the guard ----------------------------------------------------------------------------------------
-def unlock_ms(request: web.Request) -> int:
-    sec = getattr(request.app[EXCHANGE].config, "security", None)
-    minutes = getattr(sec, "admin_unlock_minutes", UNLOCK_MINUTES)
-    return int(minutes) * 60_000
-
-
-def admin_unlocked(request: web.Request) -> bool:
-    """Is this session's admin area unlocked? Each admin request slides the expiry forward."""
-    s = session_of(request)
-    until = s.data.get(UNLOCK_KEY)
-    now = now_ms()
-    if not isinstance(until, int) or until <= now:
-        return False
-    ttl = unlock_ms(request)
-    if now + ttl - until >= REFRESH_MS:
-        s.set(UNLOCK_KEY, now + ttl)
-    return True
+def unlocked_now(request: web.Request) -> bool:
+    """Is the admin area unlocked in this session (without sliding the expiry)?"""
+    until = session_of(request).data.get(UNLOCK_KEY)
+    return isinstance(until, int) and until > now_ms()
 
 
 async def actor_of(request: web.Request) -> Actor | None:
@@ -129,15 +122,16 @@ async def _guard(request: web.Request, permission: str | None, unlock: bool = Tr
         return _refuse(request, _("Not allowed"), _("Please log in first."))
     store = request.app[EXCHANGE].store
     if not actor.roles:
-        await audit.record(store, actor, "admin.denied", request.path, f"{request.method}: not staff", ok=False)
+        await audit.record(store, actor, "denied", request.path, f"{request.method}: not staff", ok=False)
         return _refuse(request, _("Not allowed"), _("This area is for the exchange's staff only."))
-    if unlock and not admin_unlocked(request):
-        if request.method == "GET":
-            return redirect(str(URL("/admin/unlock").with_query(next=safe_next(request.path_qs, "/admin"))))
-        return _refuse(request, _("The admin area is locked"), _(
-            "Unlock the admin area with your second factor first; nothing was changed."))
+    if unlock:
+        try:
+            require_admin_unlock(request)  # issue 6's check: a GET goes to /admin/unlock (raised), a POST is refused
+        except web.HTTPForbidden:
+            return _refuse(request, _("The admin area is locked"), _(
+                "Unlock the admin area with your second factor first; nothing was changed."))
     if permission is not None and not actor.can(permission):
-        await audit.record(store, actor, "admin.denied", request.path, f"{request.method}: needs {permission}", ok=False)
+        await audit.record(store, actor, "denied", request.path, f"{request.method}: needs {permission}", ok=False)
         return _refuse(request, _("Not allowed"), _("Your role does not allow this."))
     return actor
 
@@ -176,6 +170,19 @@ def _back(form: Form, default: str) -> str:
     return safe_next(form.value("next"), default) if form.value("next").startswith("/admin") else default
 
 
+def add_error(form: Form, e: ExchangeError, _: Translator, fields: tuple[str, ...]) -> None:
+    """An error of a field the page shows goes next to it; any other (about a state, a member, an id)
+    at the top of the form, so no message is ever lost."""
+    if isinstance(e, FormErrors):
+        for one in e.errors:
+            add_error(form, one, _, fields)
+        return
+    if isinstance(e, InvalidParameter) and e.field in fields:
+        form.add(e, _)
+    else:
+        form.error(GENERAL, _.error(e))
+
+
 def _flash_result(request: web.Request, ok: bool, message: str) -> None:
     session_of(request).flash(message, "success" if ok else "error")
 
@@ -192,7 +199,7 @@ async def _context(request: web.Request, actor: Actor, section: str, **extra: An
         "adjustments": int(await ex.store.fetchval("SELECT COUNT(*) FROM balance_adjustments WHERE state = 'pending'") or 0),
     }
     return {"actor": actor, "section": section, "can": actor.can, "waiting": waiting, "currencies": ex.config.currencies,
-            "markets_conf": ex.config.markets, "amt": _amt(ex), "utc": utc, "iso": iso, **extra}
+            "markets_conf": ex.config.markets, "amt": _amt(ex), "utc": utc, "iso": iso, "Form": Form, **extra}
 
 
 def _amt(ex: Exchange) -> Callable[[Any, str], str]:
@@ -206,55 +213,60 @@ def _amt(ex: Exchange) -> Callable[[Any, str], str]:
 
 
 # -- unlock --------------------------------------------------------------------------------------------
-async def _second_factor(request: web.Request, member_id: int) -> Any:
+async def _code_needed(request: web.Request, member_id: int) -> bool:
+    """Staff unlock with their second factor; only where `[security] admin_requires_2fa = false` may a
+    member without one use the password instead."""
     second = request.app.get(SECOND_FACTOR)
-    if second is not None and await second.required(member_id, "admin"):
-        return second
-    return None
+    return second is None or await second.required(member_id, "admin")
 
 
 @route("GET", "/admin/unlock", None, unlock=False)
 async def unlock_page(request: web.Request, actor: Actor) -> web.StreamResponse:
-    if admin_unlocked(request):
+    if unlocked_now(request):
         return redirect(safe_next(request.query.get("next"), "/admin"))
     assert actor.member_id is not None
-    uses_code = await _second_factor(request, actor.member_id) is not None
     return render(request, "admin/unlock.html", {"form": Form({"next": request.query.get("next", "/admin")}),
-                                                  "uses_code": uses_code})
+                                                  "uses_code": await _code_needed(request, actor.member_id)})
 
 
 @route("POST", "/admin/unlock", None, unlock=False)
 async def unlock(request: web.Request, actor: Actor) -> web.StreamResponse:
-    """Unlock with the second factor (or, for a member without one, the password, asked again)."""
+    """Unlock with the second factor (issue 6's `unlock_admin`: checked, counted, audited), or the
+    password where the configuration allows it for staff without a second factor."""
     _ = translator_of(request)
-    form = await _form(request)
+    form = Form(await request.post(), secret=("otp_code", "password"))
     data = await request.post()
     assert actor.member_id is not None
-    second = await _second_factor(request, actor.member_id)
+    uses_code = await _code_needed(request, actor.member_id)
     store = request.app[EXCHANGE].store
     try:
-        if second is not None:
-            code = form.text("otp_code", 16, required=True)
-            await second.verify(actor.member_id, "admin", code)
+        if uses_code:
+            code = str(data.get("otp_code", "")).strip()
+            if not code or len(code) > 32:
+                raise FormError("otp_code", N_("Please enter the two-factor code"))
+            await unlock_admin(request, code)
         else:
             password = str(data.get("password", ""))
             if not password or len(password) > 128:
                 raise FormError("password", N_("Please enter your password"))
-            members = request.app[MEMBERS]
             stored = await store.fetchval("SELECT password_hash FROM members WHERE id = ?", actor.member_id)
             try:
-                ok = bool(stored) and await asyncio.to_thread(members.hasher.verify, stored, password)
+                ok = bool(stored) and await asyncio.to_thread(request.app[MEMBERS].hasher.verify, stored, password)
             except (VerificationError, InvalidHashError):
                 ok = False
             if not ok:
+                await audit.record(store, actor, "unlock.password", "", "wrong password", ok=False, member_id=actor.member_id)
                 raise FormError("password", N_("The password is wrong"))
+            session_of(request).set(UNLOCK_KEY, now_ms() + unlock_ms(request))
+            await audit.record(store, actor, "unlock.password", "", "", member_id=actor.member_id)
     except ExchangeError as e:
-        form.add(e, _)
-        await audit.record(store, actor, "admin.unlock", "", "wrong code or password", ok=False)
-        return render(request, "admin/unlock.html", {"form": form, "uses_code": second is not None}, status=400)
-    session_of(request).set(UNLOCK_KEY, now_ms() + unlock_ms(request))
-    await audit.record(store, actor, "admin.unlock", "", "with a code" if second is not None else "with the password")
+        add_error(form, e, _, ("otp_code", "password"))
+        return render(request, "admin/unlock.html", {"form": form, "uses_code": uses_code}, status=400)
     return redirect(safe_next(form.value("next"), "/admin") if form.value("next").startswith("/admin") else "/admin")
+
+
+def unlock_ms(request: web.Request) -> int:
+    return int(request.app[EXCHANGE].config.security.admin_unlock_minutes) * 60_000
 
 
 @route("POST", "/admin/lock", None, unlock=False)
@@ -325,8 +337,12 @@ def _member_action(path: str, permission: str, name: str) -> Callable[[Callable[
             form = await _form(request)
             try:
                 message = await work(_svc(request), actor, member_id, form)
+                if name in ("login", "api"):
+                    from node.web.app import KEYS  # app.py imports this module: looked up when serving
+
+                    request.app[KEYS].forget()  # this node's cached API key lookups; other nodes' expire in 1 s
             except ExchangeError as e:
-                form.add(e, _)
+                add_error(form, e, _, ("reason", "currency", "amount"))
                 key = "adjust" if name == "adjust" else "action"
                 return await _member_page(request, actor, member_id, {key: form, "action_name": Form({"name": name})},
                                           status=400)
@@ -406,7 +422,7 @@ async def _markets_page(request: web.Request, actor: Actor, fee_forms: dict[str,
                                            "taker_fee": format_units(r["taker_fee"], 8)})
     return render(request, "admin/markets.html", await _context(
         request, actor, "markets", markets=rows, price=price, volume=volume, fee_percent=fee_percent,
-        history=await audit.entries(ex.store, action="market.", limit=30)), status=status)
+        history=await audit.entries(ex.store, action="admin.market.", limit=30)), status=status)
 
 
 @route("GET", "/admin/markets", "markets")
@@ -473,7 +489,7 @@ async def market_fees(request: web.Request, actor: Actor) -> web.StreamResponse:
     try:
         await _svc(request).set_fees(actor, mid, form.value("maker_fee"), form.value("taker_fee"))
     except ExchangeError as e:
-        form.add(e, _)
+        add_error(form, e, _, ("maker_fee", "taker_fee"))
         return await _markets_page(request, actor, {mid: form}, status=400)
     _flash_result(request, True, _("The fees of {market} are changed for new trades", market=mid))
     return redirect("/admin/markets")
@@ -555,7 +571,7 @@ async def bank_deposit(request: web.Request, actor: Actor) -> web.StreamResponse
         d = await _svc(request).confirm_bank_deposit(actor, currency, form.value("reference"), form.value("amount"),
                                                      form.value("bank_ref"))
     except ExchangeError as e:
-        form.add(e, _)
+        add_error(form, e, _, ("currency", "reference", "amount", "bank_ref"))
         return await _funds_page(request, actor, form, status=400)
     _flash_result(request, True, _("Deposit #{id} of {amount} {cur} is credited", id=d["id"],
                                    amount=amount(int(d["amount"]), cur), cur=cur.symbol))
@@ -625,7 +641,7 @@ async def kyc_approve(request: web.Request, actor: Actor) -> web.StreamResponse:
     try:
         await _svc(request).kyc_approve(actor, member_id, level)
     except ExchangeError as e:
-        form.add(e, _)
+        add_error(form, e, _, ("level",))
         return await _kyc_review(request, actor, member_id, form, status=400)
     _flash_result(request, True, _("The identity is verified (level {level})", level=level))
     return redirect("/admin/kyc")
@@ -639,7 +655,7 @@ async def kyc_reject(request: web.Request, actor: Actor) -> web.StreamResponse:
     try:
         await _svc(request).kyc_reject(actor, member_id, form.value("reason"))
     except ExchangeError as e:
-        form.add(e, _)
+        add_error(form, e, _, ("reason",))
         return await _kyc_review(request, actor, member_id, form, status=400)
     _flash_result(request, True, _("The submission is rejected; the member sees the reason"))
     return redirect("/admin/kyc")
@@ -696,7 +712,7 @@ async def ticket_reply(request: web.Request, actor: Actor) -> web.StreamResponse
     try:
         await _svc(request).ticket_reply(actor, tid, form.value("body"), uploads.from_field(data.get("attachment")))
     except ExchangeError as e:
-        form.add(e, _)
+        add_error(form, e, _, ("body", "attachment"))
         return await _ticket_page(request, actor, tid, form, status=400)
     _flash_result(request, True, _("Your answer is sent; the member is notified by e-mail"))
     return redirect(f"/admin/tickets/{tid}")
@@ -797,7 +813,7 @@ async def cms_save(request: web.Request, actor: Actor) -> web.StreamResponse:
     try:
         await _svc(request).cms_save(actor, slug, lang, form.value("title"), form.value("body"))
     except ExchangeError as e:
-        form.add(e, _)
+        add_error(form, e, _, ("title", "body"))
         page = await cms.get(request.app[EXCHANGE].store, slug, lang)
         return render(request, "admin/page_edit.html", await _context(
             request, actor, "pages", page=page, form=form, preview=cms.render(form.value("body"))), status=400)
@@ -827,7 +843,7 @@ async def role_grant(request: web.Request, actor: Actor) -> web.StreamResponse:
         if not await _svc(request).grant(actor, email, form.value("role")):
             raise FormError(GENERAL, N_("This member already has this role"))
     except ExchangeError as e:
-        form.add(e, _)
+        add_error(form, e, _, ("email", "role"))
         return await _roles_page(request, actor, form, status=400)
     _flash_result(request, True, _("The role is granted"))
     return redirect("/admin/roles")
@@ -847,17 +863,21 @@ async def role_revoke(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 @route("GET", "/admin/audit", "audit")
 async def audit_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """The exchange's whole audit log (admin actions, log ins, two-factor changes, withdrawals), newest
+    first, filtered by action (a prefix when it ends in ".") and member, paged by sequence number."""
+    action = request.query.get("action", "")[:64].strip()
+    member = request.query.get("member", "").strip()
+    member_id = int(member) if member.isdigit() and len(member) < 19 else None
     try:
-        page = max(1, min(int(request.query.get("page", "1")), 10_000))
+        before = int(request.query.get("before", "")) or None
     except ValueError:
-        page = 1
-    action = request.query.get("action", "")[:64]
-    target = request.query.get("target", "")[:200]
-    rows = await audit.entries(request.app[EXCHANGE].store, action=action or None, target=target or None,
-                               limit=audit.PAGE + 1, offset=(page - 1) * audit.PAGE)
+        before = None
+    rows = await audit.entries(request.app[EXCHANGE].store, action=action or None, member_id=member_id, before=before,
+                               limit=audit.PAGE + 1)
     return render(request, "admin/audit.html", await _context(
-        request, actor, "audit", rows=rows[:audit.PAGE], more=len(rows) > audit.PAGE, page=page, action=action,
-        target=target))
+        request, actor, "audit", rows=rows[:audit.PAGE], more=len(rows) > audit.PAGE, action=action,
+        member=member if member_id is not None else "", first=before is None,
+        next_before=rows[audit.PAGE - 1]["seq"] if len(rows) > audit.PAGE else None))
 
 
 def add_routes(app: web.Application) -> None:
@@ -866,5 +886,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_route(method, path, handler)
 
 
-__all__ = ["ADMIN", "KYC", "ROUTES", "TICKETS", "UPLOADS", "add_routes", "admin_unlocked", "ensure_services",
+__all__ = ["ADMIN", "KYC", "ROUTES", "TICKETS", "UPLOADS", "add_routes", "ensure_services",
            "file_response"]
