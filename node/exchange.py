@@ -607,27 +607,6 @@ class Exchange:
             args.append(market)
         return int(await self.store.fetchval(sql, *args) or 0)
 
-    async def deposits_of(self, member_id: int, currency: str | None = None, state: str | None = None,
-                          limit: int = 3, offset: int = 0) -> list[dict[str, Any]]:
-        """A member's deposits, newest first (Peatio's `GET /deposits`)."""
-        sql = "SELECT * FROM deposits WHERE member_id = ?"
-        args: list[Any] = [member_id]
-        if currency is not None:
-            sql += " AND currency = ?"
-            args.append(currency)
-        if state is not None:
-            sql += " AND state = ?"
-            args.append(state)
-        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
-        return [dict(r) for r in await self.store.fetch(sql, *args, limit, offset)]
-
-    async def deposit_by_txid(self, member_id: int, txid: str) -> dict[str, Any] | None:
-        """The member's deposit with this transaction id (the same txid may exist in other currencies
-        of other members: only the member's own is ever shown)."""
-        row = await self.store.fetchrow(
-            "SELECT * FROM deposits WHERE member_id = ? AND txid = ? ORDER BY id DESC LIMIT 1", member_id, txid)
-        return None if row is None else dict(row)
-
     async def deposit_address(self, member_id: int, currency: str) -> str:
         """Where the member deposits `currency` (the wallet's address, or a bank reference code);
         a currency without a wallet has none, and the answer says so instead of inventing one."""

@@ -646,9 +646,8 @@ async def change_password(request: web.Request) -> web.Response:
 
 # -- funds ------------------------------------------------------------------------------------------------
 def _funds_api(ex: Exchange) -> Any:
-    """The wallets' facade (issue 7) when this node has it, else None: the page then shows admin
-    deposits and the ledger only."""
-    return getattr(ex, "funds", None)
+    """The wallets' facade (deposits, addresses, withdrawals; node/wallet/funds.py)."""
+    return ex.funds
 
 
 async def _balances(ex: Exchange, member_id: int) -> list[dict[str, Any]]:
@@ -685,16 +684,15 @@ async def _funds_context(request: web.Request, member_id: int, withdraw_form: Fo
     second = request.app.get(SECOND_FACTOR)
     address, address_error, bank = None, None, None
     try:
-        got = await (facade.deposit_address(member_id, code) if facade is not None else ex.deposit_address(member_id, code))
+        got = await facade.deposit_address(member_id, code)
         address = got.get("address") if isinstance(got, dict) else got
         bank = got.get("bank") if isinstance(got, dict) else None
     except ExchangeError as e:
         address_error = (_("The {cur} wallet cannot be reached right now; please try again in a few minutes.",
                            cur=cur.symbol) if e.status == 503 else
                          _("Deposits of {cur} are not open on this exchange yet.", cur=cur.symbol))
-    deposits = await (facade.deposits_of(member_id, code, limit=20) if facade is not None
-                      else ex.deposits_of(member_id, code, limit=20))
-    withdraws = await facade.withdraws_of(member_id, code, limit=20) if facade is not None else None
+    deposits = await facade.deposits_of(member_id, code, limit=20)
+    withdraws = await facade.withdraws_of(member_id, code, limit=20)
     w = cur.wallet
     ledger = await ex.store.fetch(
         "SELECT * FROM ledger WHERE member_id = ? AND currency = ? ORDER BY id DESC LIMIT ? OFFSET ?",
