@@ -28,6 +28,7 @@ from node.exchange import Exchange, OrderInput  # noqa: E402
 from node.tuning import tune_runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_BATCH = 2_000  # --max-batch
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -41,7 +42,7 @@ async def make_exchange(url: str, sync: str) -> Exchange:
     data = tomllib.loads((ROOT / "cluster.toml").read_text())
     data["exchange"]["database"] = url
     data["exchange"]["sqlite_synchronous"] = sync
-    data["actors"] = {"mailbox_size": 100_000, "max_batch": 2_000, "ask_timeout_ms": 60_000}
+    data["actors"] = {"mailbox_size": 100_000, "max_batch": MAX_BATCH, "ask_timeout_ms": 60_000}
     return await Exchange.start(parse_config(data, "bench"))
 
 
@@ -131,10 +132,13 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, default=2_000)
     ap.add_argument("--sync", default="full", choices=["full", "normal"])
+    ap.add_argument("--max-batch", type=int, default=2_000, help="actors' max_batch (cluster.toml [actors])")
     ap.add_argument("--postgres", default=None, help="also run against this PostgreSQL URL (an empty database)")
     args = ap.parse_args()
     load_config(ROOT / "cluster.toml")
     tune_runtime()  # as a node process does (node/tuning.py)
+    global MAX_BATCH
+    MAX_BATCH = args.max_batch
     try:
         import uvloop
 
