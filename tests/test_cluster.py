@@ -254,10 +254,10 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
         state = None
         for _ in range(30):
             state = (await apis[0].get("/order", id=str(after["id"])))["state"]
-            if state == "done":
+            if state in ("done", "cancel"):  # matched, or cancelled by self-trade prevention: processed
                 break
             await asyncio.sleep(0.1)
-        assert state == "done", "the consumer did not come back after the reconnection"
+        assert state in ("done", "cancel"), "the consumer did not come back after the reconnection"
     finally:
         for api in apis:
             await api.close()
