@@ -7,12 +7,12 @@ acknowledged order is durable), the load generator in other processes:
    (wrk's LuaJIT has no HMAC; each request has its own tonce, valid for ±30 s, so they are signed
    just before the run, and each is sent once). Several connections over several keys.
 2. signed orders, latency at a fixed rate (2,500/s, half the 5,000/s target, by default; and at half
-   the throughput measured in 1. when that is lower): an open-loop aiohttp
+   the throughput measured in 1. when that is lower): an open-loop asyncio
    client in a separate process sends at a steady rate and measures each answer from the moment
    the request was *due*, so a stall is not hidden (no coordinated omission).
 3. public depth: `wrk` on `GET /api/v2/depth?market=btcusd`.
 
-Without wrk (`apt-get install wrk`) the throughput phases use the aiohttp client too (it is the
+Without wrk (`apt-get install wrk`) the throughput phases use that client too (it is the
 bottleneck then, so the numbers are lower bounds). Prints requests/s and p50/p99 for each phase,
 and the node's CPU time per request (which, unlike throughput, does not depend on what else the
 machine is running).
@@ -230,53 +230,87 @@ def wrk_orders(base: str, keys: list[tuple[str, str]], duration: int, connection
     return res
 
 
-# --------------------------------------------------------------------------- load: aiohttp clients
+# ----------------------------------------------------------------------- load: a lean asyncio client
+class _Conn:
+    """One keep-alive HTTP/1.1 connection, spoken by hand: a request out, one answer back."""
+
+    _LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def exchange(self, request: bytes) -> int:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        m = self._LENGTH.search(head)
+        if m:
+            await self.reader.readexactly(int(m.group(1)))
+        return int(head[9:12])
+
+
+def _request_bytes(host: str, body: str) -> bytes:
+    data = body.encode()
+    return (f"POST {ORDER_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+
 def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: float, seed: int,
                  conn: Any) -> None:
     """One load-generator process: open loop at `rate` req/s (or closed loop as fast as possible
-    when rate is 0), latencies measured from each request's due time."""
+    when rate is 0), latencies measured from each request's due time.
+
+    Plain asyncio streams, with the open loop's requests signed just before the run (each tonce
+    stays well inside the ±30 s window): a full HTTP client such as aiohttp's costs several times
+    the CPU per request, on the same two cores as the node, and its own queueing would then be
+    counted as the server's latency.
+    """
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
-    import aiohttp
+    hostport = base.split("://", 1)[1]
+    host, port = hostport.rsplit(":", 1)
 
     async def main() -> tuple[list[float], dict[int, int]]:
         gen = Orders(keys, seed)
         lat: list[float] = []
         statuses: dict[int, int] = {}
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        connector = aiohttp.TCPConnector(limit=256)
-        async with aiohttp.ClientSession(connector=connector) as s:
-            async def one(i: int, due: float) -> None:
-                body = gen.body(i)
-                async with s.post(base + ORDER_PATH, data=body, headers=headers) as r:
-                    await r.read()
-                    statuses[r.status] = statuses.get(r.status, 0) + 1
-                lat.append(time.perf_counter() - due)
+        idle: list[_Conn] = []
 
+        async def one(request: bytes, due: float) -> None:
+            c = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, int(port)))
+            try:
+                status = await c.exchange(request)
+            except (OSError, asyncio.IncompleteReadError):
+                status = 0  # the connection broke: counted, and not reused
+            else:
+                idle.append(c)
+            statuses[status] = statuses.get(status, 0) + 1
+            lat.append(time.perf_counter() - due)
+
+        if rate > 0:
+            requests = [_request_bytes(hostport, gen.body(i)) for i in range(int(rate * duration))]
             start = time.perf_counter()
             tasks = []
-            i = 0
-            if rate > 0:
-                while True:
-                    due = start + i / rate
-                    if due - start > duration:
-                        break
-                    now = time.perf_counter()
-                    if due > now:
-                        await asyncio.sleep(due - now)
-                    tasks.append(asyncio.create_task(one(i, due)))
-                    i += 1
-                await asyncio.gather(*tasks)
-            else:
-                async def worker(w: int) -> None:
-                    j = w
-                    while time.perf_counter() - start < duration:
-                        await one(j, time.perf_counter())
-                        j += 64
-                await asyncio.gather(*(worker(w) for w in range(64)))
+            for i, request in enumerate(requests):
+                due = start + i / rate
+                now = time.perf_counter()
+                if due > now:
+                    await asyncio.sleep(due - now)
+                tasks.append(asyncio.create_task(one(request, due)))
+            await asyncio.gather(*tasks)
+        else:
+            start = time.perf_counter()
+
+            async def worker(w: int) -> None:
+                j = w
+                while time.perf_counter() - start < duration:
+                    await one(_request_bytes(hostport, gen.body(j)), time.perf_counter())
+                    j += 64
+            await asyncio.gather(*(worker(w) for w in range(64)))
+        for c in idle:
+            c.writer.close()
         return lat, statuses
 
     lat, statuses = asyncio.run(main())
@@ -284,7 +318,7 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
     conn.close()
 
 
-def aiohttp_orders(base: str, keys: list[tuple[str, str]], rate: float, duration: float, procs: int) -> dict[str, Any]:
+def client_orders(base: str, keys: list[tuple[str, str]], rate: float, duration: float, procs: int) -> dict[str, Any]:
     """Split the keys (and the rate) over `procs` generator processes; merge their samples."""
     ctx = multiprocessing.get_context("spawn")
     pipes, ps = [], []
@@ -347,7 +381,7 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=8, help="members (API keys) sending orders")
     ap.add_argument("--rate", type=float, default=2500, help="orders/s of the fixed-rate latency phase")
     ap.add_argument("--budget", type=int, default=12000, help="most orders/s the throughput phase can use")
-    ap.add_argument("--procs", type=int, default=2, help="aiohttp load-generator processes")
+    ap.add_argument("--procs", type=int, default=2, help="asyncio load-generator processes")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--switch-interval", type=float, default=None,
@@ -377,16 +411,16 @@ def main() -> int:
             res = wrk_orders(base, keys, args.duration, args.connections, args.threads, tmp, args.budget)
             report("signed POST /orders, max throughput", res, "wrk, pre-signed", cpu_seconds(node.pid) - c0)
         else:
-            res = aiohttp_orders(base, keys, 0, args.duration, args.procs)
-            report("signed POST /orders, max throughput", res, "aiohttp closed loop", cpu_seconds(node.pid) - c0)
+            res = client_orders(base, keys, 0, args.duration, args.procs)
+            report("signed POST /orders, max throughput", res, "asyncio client, closed loop", cpu_seconds(node.pid) - c0)
         best = res.get("ok_rps", 0.0)
         rates = ([round(best / 2)] if best and best / 2 < args.rate * 0.9 else []) + [args.rate]
         for rate in rates:
             wait_idle(node.pid)
             c0 = cpu_seconds(node.pid)
-            res = aiohttp_orders(base, keys, rate, args.duration, args.procs)
+            res = client_orders(base, keys, rate, args.duration, args.procs)
             label = "half the measured max" if rate != args.rate else "fixed rate"
-            report(f"signed POST /orders at {rate:.0f}/s", res, f"aiohttp open loop, {label}", cpu_seconds(node.pid) - c0)
+            report(f"signed POST /orders at {rate:.0f}/s", res, f"asyncio client, open loop, {label}", cpu_seconds(node.pid) - c0)
         wait_idle(node.pid)
         if have_wrk:
             c0 = cpu_seconds(node.pid)

@@ -35,6 +35,16 @@ class AuthorizationFailed(ExchangeError):
     status = 401
 
 
+class TonceReused(ExchangeError):
+    """A signed request's tonce was used before by the same key: a replay, refused with no effect."""
+
+    code = 2006
+    status = 401
+
+    def __init__(self, access_key: str, tonce: int) -> None:
+        super().__init__(f"The tonce {tonce} has already been used by access key {access_key}.")
+
+
 class CreateOrderFailed(ExchangeError):
     code = 2002
     status = 400

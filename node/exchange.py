@@ -43,6 +43,7 @@ from node.market.settlement import DEPOSIT, order_lock
 from node.money import parse_units
 from node.store import Store, open_store, sqlite_path
 from node.store.schema import HOUSE_EMAIL
+from node.tonces import TonceBook
 from node.wallet.funds import Funds
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class Exchange:
         self.refs: dict[str, MarketActor | RemoteMarket] = {}  # every market reachable from here
         self.link: RabbitLink | None = None
         self.accounts: list[AccountActor] = []
+        self.tonces = TonceBook()  # the replay memory's writer state, shared by the API and account actors
         self.fee_member = 0  # the house account: withdrawal fees and other income
         # One house fee account per market: trades of different markets (maybe on different nodes)
         # never wait for each other on the same account rows.
@@ -147,7 +149,8 @@ class Exchange:
             self.bus.subscribe(self._on_status)
             self.link.on_control = self._on_control
         shards = 1 if self.store.backend == "sqlite" else 4
-        self.accounts = [AccountActor(self.store, self.refs, self.config.currencies, i, **kw) for i in range(shards)]
+        self.accounts = [AccountActor(self.store, self.refs, self.config.currencies, i, self.tonces, **kw)
+                         for i in range(shards)]
         for actor in [*self.markets.values(), *self.accounts]:
             await actor.start()
         if self.link is not None:
@@ -488,11 +491,20 @@ class Exchange:
 
     async def submit_orders(self, member_id: int, orders: list[OrderInput]) -> list[dict[str, Any]]:
         """All or nothing: either every order is accepted (funds locked) or none is."""
+        return await self.place_orders(member_id, await self.prepare_orders(member_id, orders))
+
+    async def prepare_orders(self, member_id: int, orders: list[OrderInput]) -> tuple[OrderRequest, ...]:
+        """Every check that needs no balance: the member may trade and each order is well formed."""
         if not orders:
             raise InvalidParameter("orders is missing", "orders")
         await self._check_member(member_id)
-        reqs = tuple([await self.prepare(member_id, o) for o in orders])
-        result: list[dict[str, Any]] = await self._account_actor(member_id).ask(SubmitOrders(reqs))
+        return tuple([await self.prepare(member_id, o) for o in orders])
+
+    async def place_orders(self, member_id: int, reqs: tuple[OrderRequest, ...],
+                           tonce: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+        """Lock the funds and accept the orders (all or none), burning the signed request's tonce
+        in the same transaction when one is given (TonceReused if it was used before)."""
+        result: list[dict[str, Any]] = await self._account_actor(member_id).ask(SubmitOrders(reqs, tonce))
         return result
 
     async def order_row(self, order_id: int) -> dict[str, Any] | None:

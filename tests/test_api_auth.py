@@ -101,6 +101,58 @@ async def test_concurrent_replays_only_one_wins(srv: ApiServer) -> None:
     assert all(b["error"]["code"] == 2006 for s, b in results if s == 401)
 
 
+ORDER = {"market": "btcusd", "side": "buy", "volume": "0.01", "price": "100"}
+
+
+async def order_count(srv: ApiServer, member_id: int) -> int:
+    return int(await srv.ex.store.fetchval("SELECT COUNT(*) FROM orders WHERE member_id = ?", member_id))
+
+
+async def test_replayed_order_2006_places_nothing(database_url: str, tmp_path: Path) -> None:
+    """An order's tonce is burnt in the transaction that accepts it: a replay, sequential or
+    concurrent, is refused and places no second order; on both backends."""
+    import asyncio
+
+    async with api_server(database_url, tmp_path) as srv:
+        mid, access, secret = await srv.member("a@example.com", {"usd": "1000"})
+        p = signed(access, secret, "POST", "/orders", ORDER)
+        assert (await raw(srv, "POST", "/orders", p))[0] == 201
+        message = await expect(srv, "POST", "/orders", p, 401, 2006)
+        assert p["tonce"] in message
+        # the same tonce on another endpoint is refused as well
+        await expect(srv, "GET", "/members/me", signed(access, secret, "GET", "/members/me", tonce=int(p["tonce"])),
+                     401, 2006)
+        q = signed(access, secret, "POST", "/orders", ORDER)
+        results = await asyncio.gather(*(raw(srv, "POST", "/orders", q) for _ in range(10)))
+        assert sorted(s for s, _ in results) == [201] + [401] * 9
+        assert all(b["error"]["code"] == 2006 for s, b in results if s == 401)
+        assert await order_count(srv, mid) == 2
+        # and the orders' two tonces are remembered by the store, for every node
+        assert await srv.ex.store.fetchval("SELECT COUNT(*) FROM tonces WHERE access_key = ?", access) == 2
+
+
+async def test_a_refused_order_uses_its_tonce_up(srv: ApiServer) -> None:
+    """Whatever refuses an order (bad params, too little money, the wrong scope) the request's tonce
+    is burnt all the same: replaying it answers 2006, as Peatio, which checked the tonce first."""
+    mid, access, secret = await srv.member("a@example.com", {"usd": "1"})
+    bad = signed(access, secret, "POST", "/orders", {**ORDER, "volume": "-1"})
+    await expect(srv, "POST", "/orders", bad, 400, 1001)
+    await expect(srv, "POST", "/orders", bad, 401, 2006)
+    poor = signed(access, secret, "POST", "/orders", {**ORDER, "volume": "1"})  # needs 100 USD, has 1
+    await expect(srv, "POST", "/orders", poor, 400, 2002)
+    await expect(srv, "POST", "/orders", poor, 401, 2006)
+    _, r_access, r_secret = await srv.member("b@example.com", {"usd": "1000"}, scopes="profile")
+    scoped = signed(r_access, r_secret, "POST", "/orders", ORDER)
+    await expect(srv, "POST", "/orders", scoped, 401, 2011)
+    await expect(srv, "POST", "/orders", scoped, 401, 2006)
+    multi = signed(access, secret, "POST", "/orders/multi",
+                   {"market": "btcusd", "orders[][side]": "buy", "orders[][volume]": "x", "orders[][price]": "1"})
+    status, _ = await raw(srv, "POST", "/orders/multi", multi)
+    assert status == 400
+    await expect(srv, "POST", "/orders/multi", multi, 401, 2006)
+    assert await order_count(srv, mid) == 0
+
+
 async def test_stale_and_future_tonce_2007(srv: ApiServer) -> None:
     _, access, secret = await srv.member("a@example.com")
     for delta in (-31_000, 31_000, -10**9):

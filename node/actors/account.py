@@ -14,22 +14,26 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from node.actors.market import LEDGER_INSERT_SQL, now_ms
+from node.actors.market import LEDGER_BULK, now_ms
 from node.actors.messages import NewOrder, OrderRequest, SubmitOrders
 from node.actors.runtime import Actor
 from node.config import Currency
-from node.errors import CreateOrderFailed, ExchangeError
+from node.errors import CreateOrderFailed, ExchangeError, TonceReused
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
-from node.store import IdAllocator, Store
+from node.store import Bulk, IdAllocator, Store
+from node.store.base import Tx
+from node.tonces import TonceBook
 
 log = logging.getLogger(__name__)
 
-ORDER_INSERT_SQL = (
-    "INSERT INTO orders (id, member_id, market, side, ord_type, tif, price, stop_price, volume, remaining, funds, "
-    "origin_locked, locked, funds_used, trades_count, state, seq, triggered, client_id, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 'pending', 0, 0, ?, ?, ?)"
-)
+ORDERS_INSERT_BULK = Bulk.insert("orders", (
+    "id", "member_id", "market", "side", "ord_type", "tif", "price", "stop_price", "volume", "remaining", "funds",
+    "origin_locked", "locked", "funds_used", "trades_count", "state", "seq", "triggered", "client_id", "created_at",
+    "updated_at"))
+# Summed per (member, currency) first, so no key repeats; `balance >= {4}` is the CHECK's guard.
+ACCOUNTS_LOCK_BULK = Bulk.update("accounts", "balance = {t}.balance - {0}, locked = {t}.locked + {1}",
+                                 "{t}.member_id = {2} AND {t}.currency = {3} AND {t}.balance >= {4}")
 
 
 class MarketRef(Protocol):
@@ -66,9 +70,11 @@ class AccountActor(Actor[SubmitOrders]):
         markets: Mapping[str, MarketRef],
         currencies: Mapping[str, Currency],
         shard: int = 0,
+        tonces: TonceBook | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.tonces = tonces or TonceBook()
         self.name = f"accounts:{shard}"
         self.store = store
         self.markets = markets
@@ -86,6 +92,7 @@ class AccountActor(Actor[SubmitOrders]):
         wanted = sorted({(r.member_id, r.lock_currency) for b in batch for r in b.orders})
         client_ids = sorted({r.client_id for b in batch for r in b.orders if r.client_id})
         async with self.store.transaction() as tx:
+            await self._burn_tonces(tx, batch, results)
             marks = ",".join("?" * len(members))
             # Only the rows this batch spends from are locked (in one global order: no deadlocks).
             pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in wanted)
@@ -106,6 +113,8 @@ class AccountActor(Actor[SubmitOrders]):
             order_rows: list[tuple[Any, ...]] = []
             ledger_rows: list[tuple[Any, ...]] = []
             for i, sub in enumerate(batch):
+                if results[i] is not None:  # a replayed tonce: refused, nothing taken
+                    continue
                 outcome = self._decide(sub, available, existing)
                 if isinstance(outcome, ExchangeError):
                     results[i] = outcome
@@ -120,7 +129,7 @@ class AccountActor(Actor[SubmitOrders]):
                     deltas[key] = deltas.get(key, 0) + req.lock_amount
                     order_rows.append((oid, req.member_id, req.market, req.side, req.ord_type, req.tif, req.price,
                                        req.stop_price, req.volume, req.volume, req.funds, req.lock_amount,
-                                       req.lock_amount, req.client_id, ts, ts))
+                                       req.lock_amount, 0, 0, "pending", 0, 0, req.client_id, ts, ts))
                     ledger_rows.append((req.member_id, req.lock_currency, -req.lock_amount, req.lock_amount, 0,
                                         ORDER_SUBMIT, "order", oid, ts))
                     view = {"id": oid, "member_id": req.member_id, "market": req.market, "side": req.side,
@@ -134,13 +143,9 @@ class AccountActor(Actor[SubmitOrders]):
                                              req.stop_price, req.funds, req.lock_amount, ts))
                 results[i] = views
             if deltas:
-                await tx.executemany(
-                    "UPDATE accounts SET balance = balance - ?, locked = locked + ? "
-                    "WHERE member_id = ? AND currency = ? AND balance >= ?",
-                    [(amt, amt, k[0], k[1], amt) for k, amt in sorted(deltas.items())],
-                )
-                await tx.executemany(ORDER_INSERT_SQL, order_rows)
-                await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)
+                await tx.executemany(ACCOUNTS_LOCK_BULK, [(amt, amt, k[0], k[1], amt) for k, amt in sorted(deltas.items())])
+                await tx.executemany(ORDERS_INSERT_BULK, order_rows)
+                await tx.executemany(LEDGER_BULK, ledger_rows)
         by_id = {row[0]: row[2] for row in order_rows}
         if accepted:
             # All hand-overs at once: a remote market's publisher confirms then overlap (they are
@@ -156,6 +161,16 @@ class AccountActor(Actor[SubmitOrders]):
                 elif isinstance(outcome, BaseException):
                     log.error("order %d: hand-over failed (%r); the sweep will take it", o.id, outcome)
         return results
+
+    async def _burn_tonces(self, tx: Tx, batch: Sequence[SubmitOrders], results: list[Any]) -> None:
+        """Burn the batch's tonces first: a replayed submission gets 2006 and is not decided."""
+        signed = [(i, sub.tonce) for i, sub in enumerate(batch) if sub.tonce is not None]
+        if not signed:
+            return
+        fresh = await self.tonces.burn(tx, [tonce for _, tonce in signed])
+        for (i, tonce), ok in zip(signed, fresh, strict=True):
+            if not ok:
+                results[i] = TonceReused(*tonce)
 
     def _decide(
         self,

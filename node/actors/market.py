@@ -28,25 +28,30 @@ from node.market.settlement import (
     release,
     settle_trade,
 )
-from node.store import IdAllocator, Store
+from node.store import Bulk, IdAllocator, Store
 
 log = logging.getLogger(__name__)
 
-ORDER_UPDATE_SQL = (
-    "UPDATE orders SET remaining = ?, state = ?, funds_used = ?, locked = ?, trades_count = ?, seq = ?, "
-    "triggered = ?, updated_at = ? WHERE id = ?"
-)
-TRADE_INSERT_SQL = (
-    "INSERT INTO trades (id, market, price, volume, funds, ask_id, bid_id, ask_member_id, bid_member_id, "
-    "taker_side, ask_fee, bid_fee, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 LEDGER_INSERT_SQL = (
     "INSERT INTO ledger (member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 FINISHED_MEMORY = 100_000
 SWEEP_EVERY = 5.0
-ACCOUNT_DELTA_SQL = "UPDATE accounts SET balance = balance + ?, locked = locked + ? WHERE member_id = ? AND currency = ?"
+# The batch writes, as Bulk statements (one step per batch on SQLite). Keys never repeat in a batch:
+# one row per touched order, and account deltas are summed per (member, currency) first.
+TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
+                                     "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"))
+LEDGER_BULK = Bulk.insert("ledger", ("member_id", "currency", "d_balance", "d_locked", "fee", "reason", "ref_type",
+                                     "ref_id", "created_at"))
+ORDERS_UPDATE_BULK = Bulk.update(
+    "orders",
+    "remaining = {0}, state = {1}, funds_used = {2}, locked = {3}, trades_count = {4}, seq = {5}, triggered = {6}, "
+    "updated_at = {7}",
+    "{t}.id = {8}",
+)
+ACCOUNTS_DELTA_BULK = Bulk.update("accounts", "balance = {t}.balance + {0}, locked = {t}.locked + {1}",
+                                  "{t}.member_id = {2} AND {t}.currency = {3}")
 
 
 @dataclass(slots=True)
@@ -337,14 +342,14 @@ class MarketActor(Actor[Any]):
         async def write() -> None:
             # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
             async with self.store.transaction() as tx:
-                await tx.executemany(TRADE_INSERT_SQL, trade_rows)
-                await tx.executemany(ORDER_UPDATE_SQL, order_rows)
-                await tx.executemany(ACCOUNT_DELTA_SQL, account_rows)
-                await tx.executemany(LEDGER_INSERT_SQL, ledger_rows)
-                await tx.execute(
+                await tx.executemany(TRADES_BULK, trade_rows)
+                await tx.executemany(ORDERS_UPDATE_BULK, order_rows)
+                await tx.executemany(ACCOUNTS_DELTA_BULK, account_rows)
+                await tx.executemany(LEDGER_BULK, ledger_rows)
+                await tx.executemany(  # held like the rest: the whole write is one trip with its COMMIT
                     "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
                     "updated_at = ? WHERE market = ?",
-                    *state_row,
+                    [state_row],
                 )
             self.trades_total += len(trade_rows)
             for topic, event in events:

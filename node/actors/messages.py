@@ -28,6 +28,9 @@ class SubmitOrders:
     """All-or-nothing batch from one member (`/orders/multi`); a single order is a batch of one."""
 
     orders: tuple[OrderRequest, ...]
+    tonce: tuple[str, int] | None = None
+    """The signed request's (access key, tonce), burnt in the same transaction that accepts the
+    orders: a replay is refused (2006) and a first use costs no commit of its own."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from node.store.base import ID_BLOCK, IdAllocator, Row, Store, Tx
+from node.store.base import ID_BLOCK, Bulk, IdAllocator, Row, Store, Tx
 
-__all__ = ["ID_BLOCK", "IdAllocator", "Row", "Store", "Tx", "open_store", "sqlite_path"]
+__all__ = ["ID_BLOCK", "Bulk", "IdAllocator", "Row", "Store", "Tx", "open_store", "sqlite_path"]
 
 
 def sqlite_path(url: str) -> str:

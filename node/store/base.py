@@ -6,16 +6,87 @@ always go through `transaction()`, so a batch of an actor's effects commits as o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 
 
+@dataclass(frozen=True)
+class Bulk:
+    """One statement applied to many rows, in the form each backend runs fastest.
+
+    PostgreSQL runs `sql`, the per-row statement, with executemany (asyncpg pipelines it). SQLite
+    runs the same statement over multi-row `VALUES` lists (`chunk(k)`, k rows at once, in chunks of
+    1024, 512, … 1): a few statement steps for a whole batch instead of one per row. Each step gives
+    up the GIL, and getting it back means waiting behind a busy event loop, so per-row steps made a
+    batch's write take several times its SQL cost. An UPDATE's rows must not repeat a key (SQLite
+    applies one of them).
+    """
+
+    sql: str
+    _head: str  # SQLite: what comes before the VALUES rows
+    _tail: str  # SQLite: what comes after them
+    width: int  # values per row
+
+    @classmethod
+    def insert(cls, table: str, columns: Sequence[str]) -> Bulk:
+        cols = ", ".join(columns)
+        return cls(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})",
+                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns))
+
+    @classmethod
+    def update(cls, table: str, sets: str, where: str) -> Bulk:
+        """`sets` and `where` name the row's values {0}, {1}… (each once, in order) and the updated
+        table's columns {t}.column: `Bulk.update("accounts", "balance = {t}.balance + {0}", "{t}.id = {1}")`."""
+        slots = [int(n) for n in _SLOT.findall(sets + " " + where)]
+        if slots != list(range(len(slots))):
+            raise ValueError("a Bulk update must use {0}, {1}, … once each, in order")
+        sets, where = sets.replace("{t}", table), where.replace("{t}", table)
+
+        def column(m: re.Match[str]) -> str:  # SQLite names a VALUES list's columns column1, column2, …
+            return f"v.column{int(m.group(1)) + 1}"
+
+        return cls(f"UPDATE {table} SET {_SLOT.sub('?', sets)} WHERE {_SLOT.sub('?', where)}",
+                   f"UPDATE {table} SET {_SLOT.sub(column, sets)} FROM (VALUES ",
+                   f") AS v WHERE {_SLOT.sub(column, where)}", len(slots))
+
+    def chunk(self, rows: int) -> str:
+        """The SQLite statement for `rows` rows at once."""
+        return _chunk_sql(self, rows)
+
+    def chunks(self, rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+        """`rows` as a few (statement, flat values) pairs: chunks of 1024 rows, then 512, 256, … 1,
+        so that only eleven shapes of each statement exist (SQLite's statement cache keeps them).
+        At most 1024 × 21 values: well under SQLite's 32,766 variables per statement."""
+        out: list[tuple[str, list[Any]]] = []
+        i, n = 0, len(rows)
+        for size in CHUNK_SIZES:
+            while n - i >= size:
+                out.append((self.chunk(size), [v for row in rows[i:i + size] for v in row]))
+                i += size
+                if size != CHUNK_SIZES[0]:
+                    break
+        return out
+
+
+CHUNK_SIZES = (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+_SLOT = re.compile(r"\{(\d+)\}")
+
+
+@lru_cache(maxsize=512)
+def _chunk_sql(bulk: Bulk, rows: int) -> str:
+    one = "(" + ", ".join("?" * bulk.width) + ")"
+    return bulk._head + ", ".join([one] * rows) + bulk._tail
+
+
 class Tx(Protocol):
     async def execute(self, sql: str, *args: Any) -> int: ...
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    async def executemany(self, sql: str | Bulk, rows: Iterable[Sequence[Any]]) -> None: ...
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
     async def fetchval(self, sql: str, *args: Any) -> Any: ...

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from node.store.base import ID_BLOCK, Row
+from node.store.base import ID_BLOCK, Bulk, Row
 from node.store.schema import MIGRATIONS
 from node.store.sqlite import _statements
 
@@ -46,10 +46,10 @@ class PgTx:
     async def execute(self, sql: str, *args: Any) -> int:
         return _rowcount(await self.conn.execute(to_pg(sql), *args))
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(self, sql: str | Bulk, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
-            await self.conn.executemany(to_pg(sql), rows)
+            await self.conn.executemany(to_pg(sql.sql if isinstance(sql, Bulk) else sql), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self.conn.fetch(to_pg(sql), *args))

@@ -1,25 +1,92 @@
 """SQLite backend: the embedded default, one file in WAL mode, no service to run.
 
-One writer connection (SQLite has one writer anyway) serialised by an asyncio lock, so every actor's
-batch is one `BEGIN IMMEDIATE … COMMIT`; one reader connection so page and API reads never wait
-behind a write.
+Writes go through one connection owned by one thread (SQLite has one writer anyway): each actor's
+batch is one `BEGIN IMMEDIATE … COMMIT`, and an asyncio lock keeps two transactions' statements
+apart. Reads go through a second connection (aiosqlite), so page and API reads never wait behind a
+write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 import aiosqlite
 
-from node.store.base import ID_BLOCK, Row
+from node.store.base import ID_BLOCK, Bulk, Row
 from node.store.schema import MIGRATIONS
 
 ID_SQL = "INTEGER PRIMARY KEY"  # rows are never deleted, so ids are never reused; AUTOINCREMENT would cost a write per insert
+
+Work = Callable[[sqlite3.Connection], Any]
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if not fut.done():  # cancelled by its waiter meanwhile
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(value)
+
+
+class ConnectionThread:
+    """A sqlite3 connection that lives in a thread of its own; work runs there in submission order.
+
+    Unlike aiosqlite's `execute`, `submit` queues the work *at once* (not when a coroutine first
+    runs): a transaction's COMMIT is in the queue before the writer lock is released, so the next
+    transaction's statements run right after it without waiting for the event loop in between.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+        self._connect = connect
+        self._queue: SimpleQueue[tuple[asyncio.Future[Any], Work] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.db: sqlite3.Connection | None = None
+
+    async def open(self) -> ConnectionThread:
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+        await self.submit(lambda _db: None)  # the connection is made (and checked) in the thread
+        return self
+
+    def submit(self, work: Work) -> asyncio.Future[Any]:
+        assert self._loop is not None, "connection is not open"
+        fut = self._loop.create_future()
+        self._queue.put((fut, work))
+        return fut
+
+    async def close(self) -> None:
+        if self._loop is None or not self._thread.is_alive():
+            return
+        await self.submit(lambda db: db.close())
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _main(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        db: sqlite3.Connection | None = None
+        while (item := self._queue.get()) is not None:
+            fut, work = item
+            value: Any = None
+            error: BaseException | None = None
+            try:
+                if db is None:
+                    db = self.db = self._connect()
+                value = work(db)
+            except BaseException as e:  # handed to the waiting coroutine, never lost in this thread
+                error = e
+            try:
+                loop.call_soon_threadsafe(_resolve, fut, value, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
 
 
 class SqliteTx:
@@ -27,36 +94,42 @@ class SqliteTx:
 
     `executemany` returns nothing, so it is held and sent with the next statement that needs an
     answer, or with the COMMIT: an actor's whole batch of writes then costs one trip to the
-    connection's thread instead of one per statement (each trip waits for a GIL hand-over). Order is
-    kept: held statements always run before anything sent after them.
+    connection's thread instead of one per statement (each trip waits for the event loop to come
+    back to it). Order is kept: held statements always run before anything sent after them.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, begin: str | None = None) -> None:
+    def __init__(self, conn: ConnectionThread, begin: str | None = None) -> None:
         self.conn = conn
         self._begin = begin  # "BEGIN IMMEDIATE", sent with the first statement
-        self._held: list[tuple[str, list[Sequence[Any]]]] = []
+        self._held: list[tuple[str | Bulk, list[Sequence[Any]]]] = []
         self.begun = begin is None
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _submit(self, fn: Work) -> asyncio.Future[Any]:
         begin, held = self._begin, self._held
         self._begin, self._held = None, []
         if begin is not None:
             self.begun = True
 
-        def work() -> Any:
-            db = self.conn._conn  # the sqlite3 connection, used only inside its own thread
+        def work(db: sqlite3.Connection) -> Any:
             if begin is not None:
                 db.execute(begin)
-            for sql, rows in held:
-                db.executemany(sql, rows)
+            for stmt, rows in held:
+                if isinstance(stmt, Bulk):
+                    for sql, values in stmt.chunks(rows):
+                        db.execute(sql, values)
+                else:
+                    db.executemany(stmt, rows)
             return fn(db)
 
-        return await self.conn._execute(work)
+        return self.conn.submit(work)
+
+    async def _run(self, fn: Work) -> Any:
+        return await self._submit(fn)
 
     async def execute(self, sql: str, *args: Any) -> int:
         return int(await self._run(lambda db: db.execute(sql, args).rowcount))
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(self, sql: str | Bulk, rows: Iterable[Sequence[Any]]) -> None:
         batch = list(rows)
         if batch:
             self._held.append((sql, batch))
@@ -72,21 +145,39 @@ class SqliteTx:
         row = await self.fetchrow(sql, *args)
         return None if row is None else row[0]
 
-    async def commit(self) -> None:
+    def commit_soon(self) -> asyncio.Future[Any] | None:
+        """Queue what is held and the COMMIT now; the future says whether it committed. A failed
+        COMMIT is rolled back in the same trip, so the connection is clean for what is queued next."""
         if self._begin is not None and not self._held:
             self._begin = None  # nothing was ever sent: there is no transaction to end
-            return
-        await self._run(lambda db: db.execute("COMMIT"))
+            return None
+
+        def commit(db: sqlite3.Connection) -> None:
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+        return self._submit(commit)
+
+    async def commit(self) -> None:
+        fut = self.commit_soon()
+        if fut is not None:
+            await fut
 
     async def rollback(self) -> None:
         self._held = []
         if self._begin is not None:
             self._begin = None
             return
-        try:
-            await self.conn._execute(lambda: self.conn._conn.execute("ROLLBACK"))
-        except sqlite3.OperationalError:
-            pass  # no transaction was open (its BEGIN failed)
+
+        def rollback(db: sqlite3.Connection) -> None:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+        await self.conn.submit(rollback)
 
 
 class SqliteStore:
@@ -96,45 +187,64 @@ class SqliteStore:
     def __init__(self, path: str, synchronous: str = "full") -> None:
         self.path = path
         self.synchronous = synchronous.upper()
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: ConnectionThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=10000")
-        await conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: batches update indexes all over the book
-        await conn.execute("PRAGMA mmap_size=268435456")
-        return conn
+    _PRAGMAS = (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=10000",
+        "PRAGMA cache_size=-65536",  # 64 MiB of pages: batches update indexes all over the book
+        "PRAGMA mmap_size=268435456",
+    )
+
+    def _pragmas(self) -> list[str]:
+        return [*self._PRAGMAS, f"PRAGMA synchronous={self.synchronous}"]
+
+    def _connect_sync(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        for pragma in self._pragmas():
+            db.execute(pragma)
+        return db
+
+    async def _thread(self, name: str) -> ConnectionThread:
+        return await ConnectionThread(self._connect_sync, name).open()
 
     async def open(self) -> SqliteStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        self._reader = await self._connect()
+        self._writer = await self._thread("sqlite-writer")
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        self._reader.row_factory = sqlite3.Row
+        for pragma in self._pragmas():
+            await self._reader.execute(pragma)
         return self
 
     async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            await self._writer.close()
         self._reader = self._writer = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:
+        """The lock is held until the COMMIT is *queued*, not until it is done: the writer thread
+        runs it before anything queued later, so the next transaction can start at once, and the
+        caller still waits for its own COMMIT before going on."""
         assert self._writer is not None, "store is closed"
         async with self._lock:
             tx = SqliteTx(self._writer, begin="BEGIN IMMEDIATE")
             try:
                 yield tx
-                await tx.commit()
+                done = tx.commit_soon()
             except BaseException:
                 await tx.rollback()
                 raise
+        if done is not None:
+            await done
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[SqliteTx]:
@@ -146,14 +256,14 @@ class SqliteStore:
             async with self.transaction() as tx:
                 yield tx
             return
-        conn = await self._connect()
+        conn = await self._thread("sqlite-snapshot")
         try:
-            await conn.execute("PRAGMA query_only=ON")
-            await conn.execute("BEGIN")
+            await conn.submit(lambda db: db.execute("PRAGMA query_only=ON"))
+            await conn.submit(lambda db: db.execute("BEGIN"))
             try:
                 yield SqliteTx(conn)
             finally:
-                await conn.execute("ROLLBACK")  # read-only: nothing to commit, and it ends the snapshot
+                await conn.submit(lambda db: db.execute("ROLLBACK"))  # read-only: nothing to commit
         finally:
             await conn.close()
 

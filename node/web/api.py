@@ -24,9 +24,19 @@ from aiohttp import web
 
 from node.apikeys import Token
 from node.config import Market
-from node.errors import ExchangeError, InvalidParameter, OrderNotFound, RateLimited
-from node.exchange import Exchange, inputs_from
+from node.errors import (
+    Busy,
+    ExchangeError,
+    InvalidParameter,
+    OrderNotFound,
+    RateLimited,
+    Timeout,
+    TonceReused,
+    Unavailable,
+)
+from node.exchange import Exchange, OrderInput, inputs_from
 from node.money import format_units
+from node.tonces import Tonce
 from node.web.auth import Authenticator, require_scope
 from node.web.format import (
     account_json,
@@ -100,11 +110,19 @@ def _limiter(request: web.Request) -> RateLimiter:
 
 
 async def signed(request: web.Request, params: Params) -> Token:
-    """Authenticate; a failed attempt counts against the client IP's allowance (so guessing
-    signatures or keys is rate-limited), a good one against the access key's."""
+    """Authenticate and burn the tonce (see `verified`)."""
+    token, tonce = await verified(request, params)
+    await request.app[AUTH].burn(tonce)
+    return token
+
+
+async def verified(request: web.Request, params: Params) -> tuple[Token, Tonce]:
+    """Check the signature, *not* burning the tonce yet; a failed attempt counts against the client
+    IP's allowance (so guessing signatures or keys is rate-limited), a good one against the access
+    key's."""
     limiter = _limiter(request)
     try:
-        return await request.app[AUTH].authenticate(
+        return await request.app[AUTH].verify(
             request.method, request.rel_url.raw_path, params, request.remote, limiter.hit_key,
             dict(request.match_info) or None)
     except RateLimited:
@@ -134,6 +152,53 @@ async def _private(request: web.Request, *scopes: str) -> tuple[Exchange, Params
     if scopes:
         require_scope(token, *scopes)
     return request.app[EXCHANGE], params, token
+
+
+class _Submission:
+    """A signed order submission whose tonce is burnt by the account actor, in the transaction that
+    accepts the orders (one commit per request instead of two).
+
+    Whatever is refused before that (scope, params, member, halted market), or never reaches it
+    (busy, unavailable, timed out), burns the tonce on its own first, so a request is still
+    answered 2006 when replayed and has an effect at most once.
+    """
+
+    def __init__(self, request: web.Request, token: Token, tonce: Tonce) -> None:
+        self.auth = request.app[AUTH]
+        self.ex = request.app[EXCHANGE]
+        self.token = token
+        self.tonce = tonce
+
+    async def refused(self, error: ExchangeError) -> ExchangeError:
+        """The error to answer with: 2006 if the tonce was used before, else `error`."""
+        try:
+            await self.auth.burn(self.tonce)
+        except TonceReused as replay:
+            return replay
+        except ExchangeError:
+            pass  # the tonce actor is busy too: the request did nothing, the original error stands
+        return error
+
+    async def place(self, inputs: list[OrderInput]) -> list[dict[str, Any]]:
+        try:
+            reqs = await self.ex.prepare_orders(self.token.member_id, inputs)
+        except ExchangeError as e:
+            raise await self.refused(e) from None
+        try:
+            return await self.ex.place_orders(self.token.member_id, reqs, self.tonce)
+        except (Busy, Unavailable, Timeout) as e:
+            raise await self.refused(e) from None
+
+
+async def _submission(request: web.Request, *scopes: str) -> tuple[_Submission, Params]:
+    params = await request_params(request)
+    token, tonce = await verified(request, params)
+    sub = _Submission(request, token, tonce)
+    try:
+        require_scope(token, *scopes)
+    except ExchangeError as e:
+        raise await sub.refused(e) from None
+    return sub, params
 
 
 # -- param helpers: each error names the field ------------------------------------------------------
@@ -314,20 +379,30 @@ async def order_get(request: web.Request) -> web.Response:
 
 async def orders_post(request: web.Request) -> web.Response:
     """One order; with `client_id`, a retry returns the order already created (idempotent)."""
-    ex, params, token = await _private(request, "trade")
-    o = await ex.submit_order(token.member_id, inputs_from(params.to_dict()))  # a dict: fast .get
-    return json_response(order_json(ex.market(o["market"]), o), status=201)
+    sub, params = await _submission(request, "trade")
+    o = (await sub.place([inputs_from(params.to_dict())]))[0]  # a dict: fast .get
+    return json_response(order_json(sub.ex.market(o["market"]), o), status=201)
 
 
 async def orders_multi(request: web.Request) -> web.Response:
     """Several orders of one market, all or nothing (`orders[][side]=…&orders[][volume]=…`)."""
-    ex, params, token = await _private(request, "trade")
+    sub, params = await _submission(request, "trade")
+    try:
+        inputs = await _multi_inputs(sub.ex, sub.token, params)
+    except ExchangeError as e:
+        raise await sub.refused(e) from None
+    result = await sub.place(inputs)
+    return json_response([order_json(sub.ex.market(o["market"]), o) for o in result], status=201)
+
+
+async def _multi_inputs(ex: Exchange, token: Token, params: Params) -> list[OrderInput]:
+    """The orders of `/orders/multi`, checked one by one first, so that an error says which is wrong."""
     m = _market(ex, params)
     assert m is not None
     items = params.get_dicts("orders", required=True, max_items=100)
     inputs = []
     for i, item in enumerate(items):
-        try:  # checked one by one first, so that an error says which order is wrong
+        try:
             o = inputs_from({**item, "market": m.id})
             await ex.prepare(token.member_id, o)
         except ExchangeError as e:
@@ -338,8 +413,7 @@ async def orders_multi(request: web.Request) -> web.Response:
             e.args = (e.message,)
             raise
         inputs.append(o)
-    result = await ex.submit_orders(token.member_id, inputs)
-    return json_response([order_json(ex.market(o["market"]), o) for o in result], status=201)
+    return inputs
 
 
 async def order_delete(request: web.Request) -> web.Response:

@@ -100,7 +100,7 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     box = SecretBox(master, "api-secret")
     keys = ApiKeys(exchange.store, box)
     a = exchange.config.actors
-    tonces = TonceActor(exchange.store, mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
+    tonces = TonceActor(exchange.store, exchange.tonces, mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
     app[api.EXCHANGE] = exchange
     app[KEYS] = keys
     app[TONCES] = tonces

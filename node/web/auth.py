@@ -4,8 +4,9 @@ Order of checks: the key exists and may be used (enabled, not expired, allowed I
 within ±30 s → the signature is right → only then is the tonce burnt (so a forged request cannot
 use up a client's tonces) → the key's rate limit (after the signature, so that nobody without the
 secret can exhaust a client's allowance) → the tonce is burnt → the scope covers the endpoint. The
-replay memory lives in the store, so it survives restarts and is shared by every node; a small actor
-batches its writes (one INSERT per batch of requests, which also records the keys' last use).
+replay memory lives in the store (node/tonces.py), so it survives restarts and is shared by every
+node; a small actor batches its writes, and order submissions burn theirs in the account actor's
+own transaction instead (one commit per order, not two).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 
 from node.actors.runtime import Actor
 from node.apikeys import ApiKeys, Token
-from node.errors import AuthorizationFailed, ExchangeError
+from node.errors import AuthorizationFailed, ExchangeError, TonceReused
 from node.store import Store
+from node.tonces import Tonce, TonceBook
 from node.web.params import Params, ParamValue
-from node.web.signature import EXCLUDED_PARAMS, TONCE_WINDOW_MS, check_tonce, payload, verify_signature
+from node.web.signature import EXCLUDED_PARAMS, check_tonce, payload, verify_signature
 
 
 class AuthError(ExchangeError):
@@ -31,7 +33,6 @@ class AuthError(ExchangeError):
         self.code = code
 
 
-LAST_USED_EVERY = 60.0  # seconds between two writes of a key's last_used_at
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
@@ -56,51 +57,20 @@ def fast_payload(verb: str, path: str, params: Mapping[str, object]) -> str:
     return f"{verb.upper()}|{path}|{query}"
 
 
-class TonceActor(Actor[tuple[str, int]]):
-    """Records used tonces in batches: one INSERT … ON CONFLICT DO NOTHING RETURNING per batch."""
+class TonceActor(Actor[Tonce]):
+    """Burns the tonces of signed requests in batches: one transaction per batch (see TonceBook)."""
 
     name = "tonces"
 
-    def __init__(self, store: Store, **kw: Any) -> None:
+    def __init__(self, store: Store, book: TonceBook | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.store = store
-        self._last_purge = 0.0
-        self._touched: dict[str, float] = {}  # access key -> when its last_used_at was last written
+        self.book = book or TonceBook()
 
-    async def handle_batch(self, batch: Sequence[tuple[str, int]]) -> list[Any]:
-        now = time.time_ns() // 1_000_000
-        unique = list(dict.fromkeys(batch))
-        values = ",".join("(?, ?, ?)" for _ in unique)
-        args: list[Any] = []
-        for ak, tonce in unique:
-            args += [ak, tonce, now + 2 * TONCE_WINDOW_MS]
+    async def handle_batch(self, batch: Sequence[Tonce]) -> list[Any]:
         async with self.store.transaction() as tx:
-            rows = await tx.fetch(
-                f"INSERT INTO tonces (access_key, tonce, expires_at) VALUES {values} "
-                "ON CONFLICT (access_key, tonce) DO NOTHING RETURNING access_key, tonce",
-                *args,
-            )
-            mono = time.monotonic()
-            keys = sorted({ak for ak, _ in unique if mono - self._touched.get(ak, -LAST_USED_EVERY) >= LAST_USED_EVERY})
-            if keys:  # last use is informative: recorded at most once a minute per key, in this batch's tx
-                await tx.execute(
-                    f"UPDATE api_tokens SET last_used_at = ? WHERE access_key IN ({','.join('?' * len(keys))})",
-                    now, *keys)
-                if len(self._touched) > 100_000:
-                    self._touched.clear()
-                self._touched.update(dict.fromkeys(keys, mono))
-            if time.monotonic() - self._last_purge > 10:
-                self._last_purge = time.monotonic()
-                await tx.execute("DELETE FROM tonces WHERE expires_at < ?", now)
-        fresh = {(r["access_key"], int(r["tonce"])) for r in rows}
-        out: list[Any] = []
-        for item in batch:
-            if item in fresh:
-                fresh.discard(item)  # a second copy in the same batch is a replay
-                out.append(True)
-            else:
-                out.append(AuthError(2006, f"The tonce {item[1]} has already been used by access key {item[0]}."))
-        return out
+            fresh = await self.book.burn(tx, batch)
+        return [True if ok else TonceReused(*item) for item, ok in zip(batch, fresh, strict=True)]
 
 
 class Authenticator:
@@ -111,7 +81,20 @@ class Authenticator:
     async def authenticate(self, verb: str, path: str, params: Params, remote: str | None,
                            limit: Callable[[str], None] | None = None,
                            route_params: Mapping[str, ParamValue] | None = None) -> Token:
-        """The token of a correctly signed request, or an error with Peatio's code.
+        """The token of a correctly signed request, its tonce burnt, or an error with Peatio's code."""
+        token, tonce = await self.verify(verb, path, params, remote, limit, route_params)
+        await self.burn(tonce)
+        return token
+
+    async def burn(self, tonce: Tonce) -> None:
+        """Record the tonce as used; TonceReused (2006) if it was used before."""
+        await self.tonces.ask(tonce)
+
+    async def verify(self, verb: str, path: str, params: Params, remote: str | None,
+                     limit: Callable[[str], None] | None = None,
+                     route_params: Mapping[str, ParamValue] | None = None) -> tuple[Token, Tonce]:
+        """The token of a correctly signed request and its tonce, *not yet burnt*: the caller burns it
+        (with `burn`, or inside its own transaction, as order submissions do) before acting.
 
         `route_params` (``:market`` of ``/tickers/:market``) were part of the params Peatio's Grape
         signed; clients that sign only what they send are accepted too, since the path they signed
@@ -143,8 +126,7 @@ class Authenticator:
             raise AuthError(2005, f"The signature {signature[:128]} is incorrect.")
         if limit is not None:
             limit(access_key)
-        await self.tonces.ask((access_key, tonce))
-        return token
+        return token, (access_key, tonce)
 
 
 def require_scope(token: Token, *scopes: str) -> None:

@@ -1,0 +1,64 @@
+"""The replay memory of signed API requests: each (access key, tonce) is accepted once.
+
+It lives in the store (so it survives restarts and is shared by every node) and is written inside
+whichever transaction is already open: the API's tonce actor for most requests, and the account
+actor's own batch for order submissions, so that a signed order costs one commit and not two.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from node.store.base import Tx
+from node.web.signature import TONCE_WINDOW_MS
+
+LAST_USED_EVERY = 60.0  # seconds between two writes of a key's last_used_at
+PURGE_EVERY = 10.0  # seconds between two purges of expired tonces
+
+Tonce = tuple[str, int]  # (access key, tonce in ms)
+
+
+class TonceBook:
+    """Burns tonces in a caller's transaction; one instance per node, shared by its writers."""
+
+    def __init__(self) -> None:
+        self._last_purge = 0.0
+        self._touched: dict[str, float] = {}  # access key -> when its last_used_at was last written
+
+    async def burn(self, tx: Tx, items: Sequence[Tonce]) -> list[bool]:
+        """For each item, whether it was fresh (now burnt); a second copy in `items` is a replay.
+
+        One INSERT … ON CONFLICT DO NOTHING RETURNING for all of them; the keys' last use is
+        recorded in the same transaction, at most once a minute per key (it is informative only).
+        """
+        if not items:
+            return []
+        now = time.time_ns() // 1_000_000
+        unique = list(dict.fromkeys(items))
+        args: list[Any] = []
+        for ak, tonce in unique:
+            args += [ak, tonce, now + 2 * TONCE_WINDOW_MS]
+        rows = await tx.fetch(
+            "INSERT INTO tonces (access_key, tonce, expires_at) VALUES "
+            + ",".join("(?, ?, ?)" for _ in unique)
+            + " ON CONFLICT (access_key, tonce) DO NOTHING RETURNING access_key, tonce",
+            *args,
+        )
+        mono = time.monotonic()
+        keys = sorted({ak for ak, _ in unique if mono - self._touched.get(ak, -LAST_USED_EVERY) >= LAST_USED_EVERY})
+        if keys:
+            await tx.executemany("UPDATE api_tokens SET last_used_at = ? WHERE access_key = ?", [(now, k) for k in keys])
+            if len(self._touched) > 100_000:
+                self._touched.clear()
+            self._touched.update(dict.fromkeys(keys, mono))
+        if mono - self._last_purge > PURGE_EVERY:
+            self._last_purge = mono
+            await tx.executemany("DELETE FROM tonces WHERE expires_at < ?", [(now,)])
+        fresh = {(r["access_key"], int(r["tonce"])) for r in rows}
+        out: list[bool] = []
+        for item in items:
+            out.append(item in fresh)
+            fresh.discard(item)  # a second copy of the same tonce is a replay
+        return out
