@@ -16,14 +16,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node.config import parse_config
-from node.exchange import Exchange
 from node.wallet import FAMILIES
-from node.web.app import make_app
-from node.web.pages import MEMBERS
 from node.web.pages_security import SECURITY
 from tests.regtest import config_data
-from tests.test_members import CHEAP, Outbox
-from tests.test_pages import PASSWORD, Site, Visitor
+from tests.test_pages import PASSWORD, Site, Visitor, serve_site
 from tests.test_wallet import FAKE_BTC, WALLETS, FakeChannel, FakeWallet
 
 SID = "ACfa4e0000000000000000000000000001"
@@ -106,25 +102,17 @@ async def security_site(tmp_path: Path, database: str | None = None, wallet: boo
         tables.setdefault("sms", {"provider": "twilio", "account_sid": SID, "auth_token_env": TOKEN_ENV,
                                   "from": "+15005550006", "base_url": base})
     data.update(tables)
-    ex = await Exchange.start(parse_config(data, "test"))
-    app = make_app(ex, key_file=tmp_path / "secret.key")
-    outbox = Outbox()
-    app[MEMBERS].mailer = outbox
-    app[MEMBERS].hasher = CHEAP
     clock = Clock()
-    set_clock(app, clock)
-    if routes is not None:
-        routes(app)
-    server = TestServer(app)
-    await server.start_server()
-    site = Site(ex, server, outbox)
+
+    def prepare(app: web.Application) -> None:
+        set_clock(app, clock)
+        if routes is not None:
+            routes(app)
+
     try:
-        yield site, clock
+        async with serve_site(parse_config(data, "test"), tmp_path, prepare) as site:
+            yield site, clock
     finally:
-        for c in site.clients:
-            await c.close()
-        await server.close()
-        await ex.stop()
         if twilio is not None:
             await twilio.close()
         WALLETS.clear()

@@ -15,17 +15,13 @@ from typing import Any
 import aiohttp
 import pyotp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from node.admin import roles
 from node.config import Config, parse_config
 from node.exchange import Exchange
-from node.web.app import make_app
-from node.web.pages import MEMBERS
 from node.web.pages_security import SECURITY
 from tests.conftest import ROOT
-from tests.test_members import CHEAP, Outbox
-from tests.test_pages import Site, Visitor
+from tests.test_pages import Site, Visitor, serve_site
 
 BOSS, BOSS2 = "boss@example.com", "boss2@example.com"
 BANK = {"channel": "bank", "bank_name": "First Test Bank", "account_holder": "PyExchange Ltd",
@@ -63,21 +59,8 @@ def admin_config(database: str, **extra: Any) -> Config:
 
 
 async def admin_site(url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    ex = await Exchange.start(admin_config(url))
-    app = make_app(ex, key_file=tmp_path / "secret.key")
-    outbox = Outbox()
-    app[MEMBERS].mailer = outbox
-    app[MEMBERS].hasher = CHEAP
-    server = TestServer(app)
-    await server.start_server()
-    site = Site(ex, server, outbox)
-    try:
+    async with serve_site(admin_config(url), tmp_path) as site:
         yield site
-    finally:
-        for c in site.clients:
-            await c.close()
-        await server.close()
-        await ex.stop()
 
 
 @pytest.fixture

@@ -8,15 +8,18 @@ import html
 import json
 import re
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from jinja2.ext import extract_from_ast
 
+from node.config import Config
 from node.exchange import Exchange
 from node.web.app import make_app
 from node.web.forms import qr_data_uri
@@ -104,12 +107,18 @@ class Site:
         return int((await self.ex.member_by_email(email))["id"])
 
 
-async def _site(url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    ex = await Exchange.start(config_with(url))
+@asynccontextmanager
+async def serve_site(config: Config, tmp_path: Path,
+                     prepare: Callable[[web.Application], None] | None = None) -> AsyncIterator[Site]:
+    """The one way the in-process page tests run an exchange: its app with mail kept in memory and the
+    cheap password hasher, served until the block ends; `prepare` adjusts the app before it starts."""
+    ex = await Exchange.start(config)
     app = make_app(ex, key_file=tmp_path / "secret.key")
     outbox = Outbox()
     app[MEMBERS].mailer = outbox
     app[MEMBERS].hasher = CHEAP
+    if prepare is not None:
+        prepare(app)
     server = TestServer(app)
     await server.start_server()
     site = Site(ex, server, outbox)
@@ -124,13 +133,13 @@ async def _site(url: str, tmp_path: Path) -> AsyncIterator[Site]:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    async for s in _site(f"sqlite:///{tmp_path}/pages.db", tmp_path):
+    async with serve_site(config_with(f"sqlite:///{tmp_path}/pages.db"), tmp_path) as s:
         yield s
 
 
 @pytest.fixture
 async def any_site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    async for s in _site(database_url, tmp_path):
+    async with serve_site(config_with(database_url), tmp_path) as s:
         yield s
 
 
@@ -699,21 +708,10 @@ async def wallet_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     WALLETS.clear()
     WALLETS["btc"] = FakeWallet()
     config = parse_config(config_data(f"sqlite:///{tmp_path}/w.db", {"btc": FAKE_BTC, "usd": BANK}), "test")
-    ex = await Exchange.start(config)
-    app = make_app(ex, key_file=tmp_path / "secret.key")
-    outbox = Outbox()
-    app[MEMBERS].mailer = outbox
-    app[MEMBERS].hasher = CHEAP
-    server = TestServer(app)
-    await server.start_server()
-    site = Site(ex, server, outbox)
     try:
-        yield site
+        async with serve_site(config, tmp_path) as site:
+            yield site
     finally:
-        for c in site.clients:
-            await c.close()
-        await server.close()
-        await ex.stop()
         WALLETS.clear()
 
 
