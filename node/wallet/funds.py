@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from node.actors.lease import LEASE_TTL_MS
 from node.actors.market import LEDGER_INSERT_SQL, now_ms
@@ -199,9 +199,11 @@ class Funds:
         out["address"] = address
         return out
 
-    async def deposits_of(self, member_id: int, currency: str | None = None, state: str | None = None,
-                          limit: int = 3, offset: int = 0) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM deposits WHERE member_id = ?"
+    async def _rows_of(self, table: Literal["deposits", "withdraws"], member_id: int, currency: str | None,
+                       state: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        """A member's deposits or withdrawals, newest first: both lists filter and page the same way.
+        `table` is one of the two names, never input."""
+        sql = f"SELECT * FROM {table} WHERE member_id = ?"
         args: list[Any] = [member_id]
         if currency is not None:
             sql += " AND currency = ?"
@@ -211,6 +213,10 @@ class Funds:
             args.append(state)
         rows = await self.ex.store.fetch(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", *args, limit, offset)
         return [dict(r) for r in rows]
+
+    async def deposits_of(self, member_id: int, currency: str | None = None, state: str | None = None,
+                          limit: int = 3, offset: int = 0) -> list[dict[str, Any]]:
+        return await self._rows_of("deposits", member_id, currency, state, limit, offset)
 
     async def deposit_by_txid(self, member_id: int, txid: str) -> dict[str, Any] | None:
         row = await self.ex.store.fetchrow(
@@ -300,16 +306,7 @@ class Funds:
 
     async def withdraws_of(self, member_id: int, currency: str | None = None, state: str | None = None,
                            limit: int = 3, offset: int = 0) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM withdraws WHERE member_id = ?"
-        args: list[Any] = [member_id]
-        if currency is not None:
-            sql += " AND currency = ?"
-            args.append(currency)
-        if state is not None:
-            sql += " AND state = ?"
-            args.append(state)
-        rows = await self.ex.store.fetch(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", *args, limit, offset)
-        return [dict(r) for r in rows]
+        return await self._rows_of("withdraws", member_id, currency, state, limit, offset)
 
     async def withdraw(self, withdraw_id: int, member_id: int | None = None) -> dict[str, Any]:
         row = await self.ex.store.fetchrow("SELECT * FROM withdraws WHERE id = ?", withdraw_id)
