@@ -24,47 +24,30 @@ import pyotp
 import pytest
 
 from tests.apiclient import ApiClient, ApiError
-from tests.nodeproc import NodeProcess, cli, write_config
+from tests.browser_support import PASSWORD, SHOTS, WAIT_MS, Inbox, chromium, mailing_node, smtp_server
+from tests.nodeproc import NodeProcess, cli
 from tests.regtest import toml_wallets
 from tests.test_admin_fixtures import BANK, PDF, PNG
-from tests.test_browser import LAUNCH_ARGS, SHOTS, WAIT_MS, Inbox, chromium_path, free_port
 
 pytestmark = pytest.mark.slow
-PASSWORD = "correct horse battery"
 BOSS = "boss@example.com"
 REFUSED = re.compile(r"status of 4(00|03)\b")  # a form sent back with its errors answers 400: by design
 
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    from aiosmtpd.controller import Controller
-
-    box = Inbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
+    with smtp_server() as box:
+        yield box
 
 
 @pytest.fixture
 async def node(tmp_path: Path, inbox: tuple[Inbox, int]) -> AsyncIterator[NodeProcess]:
-    port = free_port()
-    extra = (f'\n[mail]\nhost = "127.0.0.1"\nport = {inbox[1]}\nsender = "PyExchange <no-reply@exchange.test>"\n'
-             f'base_url = "http://127.0.0.1:{port}"\n'
-             f'\n[admin]\nemails = ["{BOSS}"]\n[admin.withdraw_limits]\nlevel0 = {{ usd = "1000" }}\n'
+    extra = (f'\n[admin]\nemails = ["{BOSS}"]\n[admin.withdraw_limits]\nlevel0 = {{ usd = "1000" }}\n'
              'level1 = { usd = "100000" }\n'
              "\n[security]\nwithdraw_confirmation = false\nwithdraw_hold_hours = 0\n"
              + toml_wallets({"usd": dict(BANK)}))
-    config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", port, extra)
-    proc = NodeProcess(config, port, tmp_path / "secret.key", tmp_path / "node.log")
-    await proc.start()
-    try:
+    async with mailing_node(tmp_path, inbox[1], extra) as proc:
         yield proc
-    finally:
-        proc.terminate()
 
 
 class People:
@@ -133,17 +116,11 @@ class People:
 
 
 async def run_story(node: NodeProcess, inbox: Inbox, story: Any) -> None:
-    from playwright.async_api import async_playwright
-
     SHOTS.mkdir(parents=True, exist_ok=True)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=LAUNCH_ARGS)
-        try:
-            people = People(browser, node, inbox)
-            await story(people)
-            assert not people.errors, people.errors
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        people = People(browser, node, inbox)
+        await story(people)
+        assert not people.errors, people.errors
 
 
 async def test_kyc_submitted_approved_and_the_withdrawal_limit_rises(node: NodeProcess, inbox: tuple[Inbox, int]) -> None:

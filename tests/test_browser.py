@@ -14,13 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
-import os
 import re
-import shutil
-import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,71 +22,16 @@ from typing import Any
 import pytest
 
 from tests.apiclient import ApiClient
-from tests.conftest import REQUIRE_SERVICES
-from tests.nodeproc import NodeProcess, cli, write_config
-
-ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "test-output" / "screenshots"
-PASSWORD = "correct horse battery"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
-WAIT_MS = 15_000
+from tests.browser_support import PASSWORD, SHOTS, WAIT_MS, Inbox, chromium, mailing_node, smtp_server
+from tests.nodeproc import NodeProcess, cli
 
 pytestmark = pytest.mark.slow
 
 
-def chromium_path() -> str:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    msg = "no Chromium binary (apt-get install chromium; scripts/test.sh does it)"
-    if REQUIRE_SERVICES:
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Inbox:
-    """aiosmtpd handler: keeps every message the exchange sends."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append(msg)  # type: ignore[arg-type]
-        return "250 Message accepted for delivery"
-
-    async def link(self, to: str, path: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msg in reversed(self.messages):
-                if msg["To"] == to:
-                    body = msg.get_body(preferencelist=("plain",))
-                    assert body is not None
-                    m = re.search(rf"http://\S+{path}\S+", body.get_content())
-                    if m:
-                        return m.group(0)
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no mail with {path} for {to}: {[m['Subject'] for m in self.messages]}")
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_server() as box:
+        yield box
 
 
 @pytest.fixture
@@ -118,16 +57,8 @@ def wallets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
 async def node(tmp_path: Path, smtp: tuple[Inbox, int], wallets: dict[str, dict[str, Any]]) -> AsyncIterator[NodeProcess]:
     from tests.regtest import toml_wallets
 
-    port = free_port()
-    mail = (f'\n[mail]\nhost = "127.0.0.1"\nport = {smtp[1]}\nsender = "PyExchange <no-reply@exchange.test>"\n'
-            f'base_url = "http://127.0.0.1:{port}"\n')
-    config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", port, mail + toml_wallets(wallets))
-    proc = NodeProcess(config, port, tmp_path / "secret.key", tmp_path / "node.log")
-    await proc.start()
-    try:
+    async with mailing_node(tmp_path, smtp[1], toml_wallets(wallets)) as proc:
         yield proc
-    finally:
-        proc.terminate()
 
 
 async def make_maker(node: NodeProcess) -> ApiClient:
@@ -149,16 +80,15 @@ async def make_maker(node: NodeProcess) -> ApiClient:
 
 async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: tuple[Inbox, int],
                                                        wallets: dict[str, dict[str, Any]]) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     inbox = smtp[0]
     base = node.base
     SHOTS.mkdir(parents=True, exist_ok=True)
     me = "trader@example.com"
     maker: ApiClient | None = None
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=LAUNCH_ARGS)
-        try:
+    try:
+        async with chromium() as browser:
             desk = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
             page = await desk.new_page()
             errors: list[str] = []
@@ -357,7 +287,6 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await page.click("a[data-lang='en']")
             await expect(page.locator("h1")).to_have_text("Funds")
             assert not errors, errors
-        finally:
-            await browser.close()
-            if maker is not None:
-                await maker.close()
+    finally:
+        if maker is not None:
+            await maker.close()
