@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from node.store.base import Tx
+from node.store.base import Row, Tx
 from node.web.signature import TONCE_WINDOW_MS
 
 LAST_USED_EVERY = 60.0  # seconds between two writes of a key's last_used_at
@@ -28,26 +28,31 @@ class TonceBook:
         self._touched: dict[str, float] = {}  # access key -> when its last_used_at was last written
 
     async def burn(self, tx: Tx, items: Sequence[Tonce]) -> list[bool]:
-        """For each item, whether it was fresh (now burnt); a second copy in `items` is a replay.
-
-        One INSERT … ON CONFLICT DO NOTHING RETURNING for all of them; the keys' last use is
-        recorded in the same transaction, at most once a minute per key (it is informative only).
-        """
+        """For each item, whether it was fresh (now burnt); a second copy in `items` is a replay."""
         if not items:
             return []
-        now = time.time_ns() // 1_000_000
+        sql, args = self.insert(items)
+        return await self.settle(tx, items, await tx.fetch(sql, *args))
+
+    def insert(self, items: Sequence[Tonce]) -> tuple[str, list[Any]]:
+        """One INSERT … ON CONFLICT DO NOTHING RETURNING for all of `items` (not empty): what it
+        returns are the fresh ones. For callers that send it along with other queries."""
+        expires = time.time_ns() // 1_000_000 + 2 * TONCE_WINDOW_MS
         unique = list(dict.fromkeys(items))
         args: list[Any] = []
         for ak, tonce in unique:
-            args += [ak, tonce, now + 2 * TONCE_WINDOW_MS]
-        rows = await tx.fetch(
-            "INSERT INTO tonces (access_key, tonce, expires_at) VALUES "
-            + ",".join("(?, ?, ?)" for _ in unique)
-            + " ON CONFLICT (access_key, tonce) DO NOTHING RETURNING access_key, tonce",
-            *args,
-        )
+            args += [ak, tonce, expires]
+        sql = ("INSERT INTO tonces (access_key, tonce, expires_at) VALUES " + ",".join("(?, ?, ?)" for _ in unique)
+               + " ON CONFLICT (access_key, tonce) DO NOTHING RETURNING access_key, tonce")
+        return sql, args
+
+    async def settle(self, tx: Tx, items: Sequence[Tonce], inserted: Sequence[Row]) -> list[bool]:
+        """Which of `items` were fresh, given the rows the INSERT returned; the keys' last use is
+        recorded in the same transaction, at most once a minute per key (it is informative only),
+        and expired tonces are purged now and then."""
+        now = time.time_ns() // 1_000_000
         mono = time.monotonic()
-        keys = sorted({ak for ak, _ in unique if mono - self._touched.get(ak, -LAST_USED_EVERY) >= LAST_USED_EVERY})
+        keys = sorted({ak for ak, _ in items if mono - self._touched.get(ak, -LAST_USED_EVERY) >= LAST_USED_EVERY})
         if keys:
             await tx.executemany("UPDATE api_tokens SET last_used_at = ? WHERE access_key = ?", [(now, k) for k in keys])
             if len(self._touched) > 100_000:
@@ -56,7 +61,7 @@ class TonceBook:
         if mono - self._last_purge > PURGE_EVERY:
             self._last_purge = mono
             await tx.executemany("DELETE FROM tonces WHERE expires_at < ?", [(now,)])
-        fresh = {(r["access_key"], int(r["tonce"])) for r in rows}
+        fresh = {(r["access_key"], int(r["tonce"])) for r in inserted}
         out: list[bool] = []
         for item in items:
             out.append(item in fresh)

@@ -22,7 +22,6 @@ from node.errors import CreateOrderFailed, ExchangeError, TonceReused
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
 from node.store import Bulk, IdAllocator, Store
-from node.store.base import Tx
 from node.tonces import TonceBook
 
 log = logging.getLogger(__name__)
@@ -91,24 +90,30 @@ class AccountActor(Actor[SubmitOrders]):
         members = sorted({r.member_id for b in batch for r in b.orders})
         wanted = sorted({(r.member_id, r.lock_currency) for b in batch for r in b.orders})
         client_ids = sorted({r.client_id for b in batch for r in b.orders if r.client_id})
+        signed = [(i, sub.tonce) for i, sub in enumerate(batch) if sub.tonce is not None]
         async with self.store.transaction() as tx:
-            await self._burn_tonces(tx, batch, results)
-            marks = ",".join("?" * len(members))
-            # Only the rows this batch spends from are locked (in one global order: no deadlocks).
+            # One trip for every read: the tonces burnt first (a replay is refused, not decided),
+            # then the balances (only the rows this batch spends from are locked, in one global
+            # order: no deadlocks), then the orders that client ids may name.
+            queries: list[tuple[str, list[Any]]] = []
+            if signed:
+                queries.append(self.tonces.insert([tonce for _, tonce in signed]))
             pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in wanted)
-            rows = await tx.fetch(
-                f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
-                f"ORDER BY member_id, currency{self.store.for_update}",
-                *[x for pair in wanted for x in pair],
-            )
-            available = {(int(r["member_id"]), r["currency"]): int(r["balance"]) for r in rows}
-            existing: dict[tuple[int, str], dict[str, Any]] = {}
+            queries.append((f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
+                            f"ORDER BY member_id, currency{self.store.for_update}", [x for pair in wanted for x in pair]))
             if client_ids:
+                marks = ",".join("?" * len(members))
                 cmarks = ",".join("?" * len(client_ids))
-                for r in await tx.fetch(
-                    f"SELECT * FROM orders WHERE member_id IN ({marks}) AND client_id IN ({cmarks})", *members, *client_ids
-                ):
-                    existing[(int(r["member_id"]), r["client_id"])] = order_row_view(r)
+                queries.append((f"SELECT * FROM orders WHERE member_id IN ({marks}) AND client_id IN ({cmarks})",
+                                [*members, *client_ids]))
+            fetched = await tx.fetch_many(queries)
+            if signed:
+                fresh = await self.tonces.settle(tx, [tonce for _, tonce in signed], fetched.pop(0))
+                for (i, tonce), ok in zip(signed, fresh, strict=True):
+                    if not ok:
+                        results[i] = TonceReused(*tonce)
+            available = {(int(r["member_id"]), r["currency"]): int(r["balance"]) for r in fetched[0]}
+            existing = {(int(r["member_id"]), r["client_id"]): order_row_view(r) for r in fetched[1]} if client_ids else {}
             deltas: dict[tuple[int, str], int] = {}
             order_rows: list[tuple[Any, ...]] = []
             ledger_rows: list[tuple[Any, ...]] = []
@@ -161,16 +166,6 @@ class AccountActor(Actor[SubmitOrders]):
                 elif isinstance(outcome, BaseException):
                     log.error("order %d: hand-over failed (%r); the sweep will take it", o.id, outcome)
         return results
-
-    async def _burn_tonces(self, tx: Tx, batch: Sequence[SubmitOrders], results: list[Any]) -> None:
-        """Burn the batch's tonces first: a replayed submission gets 2006 and is not decided."""
-        signed = [(i, sub.tonce) for i, sub in enumerate(batch) if sub.tonce is not None]
-        if not signed:
-            return
-        fresh = await self.tonces.burn(tx, [tonce for _, tonce in signed])
-        for (i, tonce), ok in zip(signed, fresh, strict=True):
-            if not ok:
-                results[i] = TonceReused(*tonce)
 
     def _decide(
         self,

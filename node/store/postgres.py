@@ -54,6 +54,9 @@ class PgTx:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self.conn.fetch(to_pg(sql), *args))
 
+    async def fetch_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        return [list(await self.conn.fetch(to_pg(sql), *args)) for sql, args in queries]
+
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         return await self.conn.fetchrow(to_pg(sql), *args)
 

@@ -137,6 +137,9 @@ class SqliteTx:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self._run(lambda db: db.execute(sql, args).fetchall()))
 
+    async def fetch_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        return list(await self._run(lambda db: [db.execute(sql, args).fetchall() for sql, args in queries]))
+
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
