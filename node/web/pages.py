@@ -119,6 +119,17 @@ def require_member(request: web.Request) -> int:
     return s.member_id
 
 
+def path_id(request: web.Request, name: str = "id") -> int:
+    """The row id in the path, or 404: a malformed or out-of-range id names nothing, like a missing row."""
+    try:
+        value = int(request.match_info[name])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    if not 0 < value < 2**62:
+        raise web.HTTPNotFound()
+    return value
+
+
 def _local(url: str) -> str:
     """The path and query of a same-site URL (a Referer), else "/"."""
     u = URL(url)
@@ -381,12 +392,7 @@ async def cancel_order(request: web.Request) -> web.StreamResponse:
     ex = _exchange(request)
     _ = translator_of(request)
     form = await _form(request)
-    try:
-        order_id = int(request.match_info["id"])
-        if not 0 < order_id < 2**62:
-            raise ValueError
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    order_id = path_id(request)
     row = await ex.order_row(order_id)
     back = safe_next(form.value("next"), f"/markets/{row['market']}" if row else "/")
     message, ok = _("Order cancelled"), True
@@ -781,12 +787,9 @@ async def withdraw_cancel(request: web.Request) -> web.Response:
     ex = _exchange(request)
     _ = translator_of(request)
     facade = _funds_api(ex)
-    try:
-        wid = int(request.match_info["id"])
-        if facade is None or not 0 < wid < 2**62:
-            raise ValueError
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    wid = path_id(request)
+    if facade is None:
+        raise web.HTTPNotFound()
     s = session_of(request)
     try:
         w = await facade.cancel_withdraw(member_id, wid)

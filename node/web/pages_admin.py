@@ -44,7 +44,7 @@ from node.tickets import FILTERS, Tickets
 from node.web.api import EXCHANGE, json_response
 from node.web.forms import GENERAL, Form, amount, fee_percent, iso, price, utc, volume
 from node.web.i18n import N_, FormError, FormErrors, Translator
-from node.web.pages import MEMBERS, redirect
+from node.web.pages import MEMBERS, path_id, redirect
 from node.web.pages_security import SECURITY, UNLOCK_KEY, require_admin_unlock, unlock_admin
 from node.web.session import SECOND_FACTOR, error_page, render, safe_next, session_of, translator_of
 
@@ -150,16 +150,6 @@ def route(method: str, path: str, permission: str | None, unlock: bool = True) -
         return fn
 
     return deco
-
-
-def _int(request: web.Request, name: str) -> int:
-    try:
-        value = int(request.match_info[name])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not 0 < value < 2**62:
-        raise web.HTTPNotFound()
-    return value
 
 
 async def _form(request: web.Request) -> Form:
@@ -319,7 +309,7 @@ async def _member_page(request: web.Request, actor: Actor, member_id: int, forms
 
 @route("GET", "/admin/members/{id}", "members.read")
 async def member_page(request: web.Request, actor: Actor) -> web.StreamResponse:
-    member_id = _int(request, "id")
+    member_id = path_id(request)
     try:
         await request.app[EXCHANGE].member(member_id)
     except ExchangeError:
@@ -332,7 +322,7 @@ def _member_action(path: str, permission: str, name: str) -> Callable[[Callable[
     def deco(work: Callable[[Admin, Actor, int, Form], Awaitable[str]]) -> None:
         @route("POST", path, permission)
         async def handler(request: web.Request, actor: Actor) -> web.StreamResponse:
-            member_id = _int(request, "id")
+            member_id = path_id(request)
             _ = translator_of(request)
             form = await _form(request)
             try:
@@ -393,7 +383,7 @@ async def _decide(request: web.Request, actor: Actor, approve: bool) -> web.Stre
     _ = translator_of(request)
     form = await _form(request)
     try:
-        await _svc(request).decide_adjustment(actor, _int(request, "id"), approve, form.value("note"))
+        await _svc(request).decide_adjustment(actor, path_id(request), approve, form.value("note"))
         _flash_result(request, True, _("The correction is approved and booked") if approve else _("The correction is rejected"))
     except ExchangeError as e:
         _flash_result(request, False, _.error(e))
@@ -514,7 +504,7 @@ async def funds_page(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 async def _withdraw_action(request: web.Request, work: Callable[[Admin, int, Form], Awaitable[str]]) -> web.StreamResponse:
     _ = translator_of(request)
-    wid = _int(request, "id")
+    wid = path_id(request)
     form = await _form(request)
     try:
         _flash_result(request, True, await work(_svc(request), wid, form))
@@ -612,7 +602,7 @@ async def _kyc_review(request: web.Request, actor: Actor, member_id: int, form: 
 
 @route("GET", "/admin/kyc/{id}", "kyc")
 async def kyc_review(request: web.Request, actor: Actor) -> web.StreamResponse:
-    member_id = _int(request, "id")
+    member_id = path_id(request)
     try:
         return await _kyc_review(request, actor, member_id)
     except ExchangeError:
@@ -621,7 +611,7 @@ async def kyc_review(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 @route("GET", "/admin/kyc/files/{id}", "kyc")
 async def kyc_file(request: web.Request, actor: Actor) -> web.StreamResponse:
-    upload_id = _int(request, "id")
+    upload_id = path_id(request)
     got = await uploads.load(request.app[EXCHANGE].store, request.app[UPLOADS], upload_id)
     if got is None or not str(got[0]["purpose"]).startswith("kyc_"):
         raise web.HTTPNotFound()
@@ -632,7 +622,7 @@ async def kyc_file(request: web.Request, actor: Actor) -> web.StreamResponse:
 @route("POST", "/admin/kyc/{id}/approve", "kyc")
 async def kyc_approve(request: web.Request, actor: Actor) -> web.StreamResponse:
     _ = translator_of(request)
-    member_id = _int(request, "id")
+    member_id = path_id(request)
     form = await _form(request)
     try:
         level = int(form.value("level", "1") or "1")
@@ -650,7 +640,7 @@ async def kyc_approve(request: web.Request, actor: Actor) -> web.StreamResponse:
 @route("POST", "/admin/kyc/{id}/reject", "kyc")
 async def kyc_reject(request: web.Request, actor: Actor) -> web.StreamResponse:
     _ = translator_of(request)
-    member_id = _int(request, "id")
+    member_id = path_id(request)
     form = await _form(request)
     try:
         await _svc(request).kyc_reject(actor, member_id, form.value("reason"))
@@ -700,13 +690,13 @@ async def _ticket_page(request: web.Request, actor: Actor, tid: int, form: Form 
 
 @route("GET", "/admin/tickets/{id}", "tickets")
 async def ticket_page(request: web.Request, actor: Actor) -> web.StreamResponse:
-    return await _ticket_page(request, actor, _int(request, "id"))
+    return await _ticket_page(request, actor, path_id(request))
 
 
 @route("POST", "/admin/tickets/{id}/reply", "tickets")
 async def ticket_reply(request: web.Request, actor: Actor) -> web.StreamResponse:
     _ = translator_of(request)
-    tid = _int(request, "id")
+    tid = path_id(request)
     data = await request.post()
     form = Form(data)
     try:
@@ -720,7 +710,7 @@ async def ticket_reply(request: web.Request, actor: Actor) -> web.StreamResponse
 
 async def _ticket_action(request: web.Request, actor: Actor, work: Callable[[Admin, int], Awaitable[str]]) -> web.StreamResponse:
     _ = translator_of(request)
-    tid = _int(request, "id")
+    tid = path_id(request)
     try:
         _flash_result(request, True, await work(_svc(request), tid))
     except ExchangeError as e:
@@ -764,7 +754,7 @@ async def ticket_assign(request: web.Request, actor: Actor) -> web.StreamRespons
 
 @route("GET", "/admin/tickets/files/{id}", "tickets")
 async def ticket_file(request: web.Request, actor: Actor) -> web.StreamResponse:
-    got = await request.app[TICKETS].attachment(_int(request, "id"), None)
+    got = await request.app[TICKETS].attachment(path_id(request), None)
     if got is None:
         raise web.HTTPNotFound()
     return file_response(*got)

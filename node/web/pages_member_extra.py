@@ -26,19 +26,9 @@ from node.kyc import DOC_TYPES, FILES, REJECTED, UNVERIFIED
 from node.money import format_units
 from node.web.api import EXCHANGE
 from node.web.forms import Form, amount, fee_percent, iso, utc
-from node.web.pages import redirect, require_member
+from node.web.pages import path_id, redirect, require_member
 from node.web.pages_admin import KYC, TICKETS, ensure_services, file_response
 from node.web.session import render, session_of, translator_of
-
-
-def _int(request: web.Request, name: str) -> int:
-    try:
-        value = int(request.match_info[name])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not 0 < value < 2**62:
-        raise web.HTTPNotFound()
-    return value
 
 
 # -- identity verification ------------------------------------------------------------------------------
@@ -124,13 +114,13 @@ async def _ticket_context(request: web.Request, member_id: int, tid: int, form: 
 
 async def ticket_page(request: web.Request) -> web.Response:
     member_id = require_member(request)
-    return render(request, "ticket.html", await _ticket_context(request, member_id, _int(request, "id")))
+    return render(request, "ticket.html", await _ticket_context(request, member_id, path_id(request)))
 
 
 async def ticket_comment(request: web.Request) -> web.Response:
     member_id = require_member(request)
     _ = translator_of(request)
-    tid = _int(request, "id")
+    tid = path_id(request)
     data = await request.post()
     form = Form(data)
     tickets = request.app[TICKETS]
@@ -150,7 +140,7 @@ async def ticket_comment(request: web.Request) -> web.Response:
 async def _ticket_state(request: web.Request, state: str) -> web.Response:
     member_id = require_member(request)
     _ = translator_of(request)
-    tid = _int(request, "id")
+    tid = path_id(request)
     try:
         await request.app[TICKETS].set_state(tid, state, member_id)
     except ExchangeError:
@@ -169,7 +159,7 @@ async def ticket_reopen(request: web.Request) -> web.Response:
 
 async def ticket_file(request: web.Request) -> web.Response:
     member_id = require_member(request)
-    got = await request.app[TICKETS].attachment(_int(request, "id"), member_id)
+    got = await request.app[TICKETS].attachment(path_id(request), member_id)
     if got is None:
         raise web.HTTPNotFound()
     return file_response(*got)

@@ -49,7 +49,7 @@ from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form, qr_data_uri, utc
 from node.web.forms import iso as iso_time
 from node.web.i18n import N_, FormError, Translator
-from node.web.pages import MEMBERS, redirect, require_member, wants_json
+from node.web.pages import MEMBERS, path_id, redirect, require_member, wants_json
 from node.web.session import (
     SECOND_FACTOR,
     SESSION_KEY,
@@ -586,12 +586,7 @@ async def address_add(request: web.Request) -> web.Response:
 async def address_delete(request: web.Request) -> web.Response:
     member_id = require_member(request)
     _ = translator_of(request)
-    try:
-        aid = int(request.match_info["id"])
-        if not 0 < aid < 2**62:
-            raise ValueError
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    aid = path_id(request)
     ok = await _sec(request).addresses.delete(member_id, aid)
     session_of(request).flash(_("The address is removed from your address book.") if ok else
                               _("This address does not exist"), "success" if ok else "error")
