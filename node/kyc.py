@@ -30,7 +30,7 @@ from node.admin.roles import now_ms
 from node.config import Config
 from node.errors import InvalidParameter
 from node.money import format_units
-from node.store import Store
+from node.store import Store, Tx
 from node.web.i18n import N_, FormError, FormErrors
 
 UNVERIFIED, VERIFYING, VERIFIED, REJECTED = "unverified", "verifying", "verified", "rejected"
@@ -233,22 +233,24 @@ class Kyc:
             return None
         return chosen.get(currency)
 
-    async def withdrawn(self, member_id: int, currency: str, now: int | None = None) -> int:
-        """What the member asked to withdraw in the last 24 hours (refused and cancelled ones aside)."""
+    async def withdrawn(self, member_id: int, currency: str, now: int | None = None, tx: Tx | None = None) -> int:
+        """What the member asked to withdraw in the last 24 hours (refused and cancelled ones aside);
+        read in `tx` when given (the transaction that is about to add one)."""
         since = (now or now_ms()) - DAY_MS
-        value = await self.store.fetchval(
+        value = await (tx or self.store).fetchval(
             "SELECT COALESCE(SUM(amount), 0) FROM withdraws WHERE member_id = ? AND currency = ? AND created_at >= ? "
             "AND state NOT IN ('canceled', 'rejected', 'failed')", member_id, currency, since)
         return int(value or 0)
 
-    async def check_withdraw(self, member_id: int, currency: str, units: int) -> None:
-        """The wallets' limit hook: refuse a withdrawal that would pass the member's 24-hour limit."""
+    async def check_withdraw(self, member_id: int, currency: str, units: int, tx: Tx | None = None) -> None:
+        """The wallets' limit hook: refuse a withdrawal that would pass the member's 24-hour limit
+        (with `tx`, counting what that transaction sees: see `Funds.withdraw_limit`)."""
         level = await self.level(member_id)
         limit = self.limit(level, currency)
         if limit is None:
             return
         cur = self.config.currencies[currency]
-        used = await self.withdrawn(member_id, currency)
+        used = await self.withdrawn(member_id, currency, tx=tx)
         if used + units > limit:
             left = max(0, limit - used)
             raise FormError("amount", N_(

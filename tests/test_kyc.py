@@ -175,3 +175,25 @@ async def test_documents_are_for_their_member_and_the_kyc_staff_only(asite: Site
     assert (await fin.c.get(f"/admin/kyc/files/{file_id}", allow_redirects=False)).status == 403
     r = await (await asite.visitor()).c.get(f"/static/../uploads/kyc_document/{file_id}", allow_redirects=False)
     assert r.status in (403, 404)
+
+
+async def test_withdrawals_at_once_cannot_pass_the_limit_together(any_asite: Site) -> None:
+    """The limit is checked again inside the transaction that locks the funds, after the account row
+    is locked: five withdrawals of 400 USD sent at once against the 1000 USD level-0 limit let two
+    through, on both backends (checked only beforehand, all five could pass)."""
+    import asyncio
+
+    site = any_asite
+    await site.member("bob@example.com", usd="5000", btc=None)
+    mid = await site.mid("bob@example.com")
+    results = await asyncio.gather(*(site.ex.funds.request_withdraw(mid, "usd", "400", "DE12 5001 0517 0648 4898 90")
+                                     for _ in range(5)), return_exceptions=True)
+    accepted = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(accepted) == 2 and len(refused) == 3, results
+    assert all("withdrawal limit" in str(e) for e in refused), refused
+    row = await site.ex.store.fetchrow("SELECT balance, locked FROM accounts WHERE member_id = ? AND currency = 'usd'", mid)
+    one = 10 ** site.ex.config.currencies["usd"].precision
+    locked = sum(int(w["total"]) for w in accepted)
+    assert locked == 2 * (400 * one + int(accepted[0]["fee"]))
+    assert (int(row["balance"]), int(row["locked"])) == (5000 * one - locked, locked)

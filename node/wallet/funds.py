@@ -69,7 +69,7 @@ class WithdrawPolicy(Protocol):
     async def admit(self, tx: Tx, w: dict[str, Any]) -> dict[str, Any]: ...
     async def admitted(self, w: dict[str, Any]) -> None: ...
     async def canceled(self, w: dict[str, Any]) -> None: ...
-WithdrawLimit = Callable[[int, str, int], Awaitable[None]]
+WithdrawLimit = Callable[[int, str, int, Tx | None], Awaitable[None]]
 
 
 class Funds:
@@ -84,7 +84,10 @@ class Funds:
 
     withdraw_limit: WithdrawLimit | None = None
     """Limit hook (issue 8, node/kyc.py `Kyc.check_withdraw`): a coroutine `(member_id, currency,
-    units) -> None` that raises when the withdrawal would pass the member's limit for their KYC level."""
+    units, tx) -> None` that raises when the withdrawal would pass the member's limit for their KYC
+    level. Called twice: before anything else (a quick answer), and again inside the transaction
+    that locks the funds, after the member's account row is locked, with that transaction: two
+    withdrawals at once cannot then both pass the limit (one waits for the other's commit)."""
 
     def __init__(self, ex: Exchange) -> None:
         self.ex = ex
@@ -274,7 +277,7 @@ class Funds:
         if self.second_factor is not None:
             await self.second_factor(member_id, otp)
         if self.withdraw_limit is not None:
-            await self.withdraw_limit(member_id, cur.code, units)
+            await self.withdraw_limit(member_id, cur.code, units, None)
         check: AddressCheck = await self._ask(cur.code, lambda c: c.validate_address(addr))
         if not check.valid:
             raise InvalidParameter(f"address is not a valid {cur.symbol} address", "address")
@@ -288,6 +291,8 @@ class Funds:
             if n != 1:
                 raise WithdrawFailed(f"cannot lock funds (amount: {format_units(units, cur.precision)}, fee: "
                                      f"{format_units(w.withdraw_fee, cur.precision)}): balance too low")
+            if self.withdraw_limit is not None:  # again, now that the account row is ours: no race
+                await self.withdraw_limit(member_id, cur.code, units, tx)
             wid = int(await tx.fetchval(
                 "INSERT INTO withdraws (member_id, currency, amount, fee, total, address, state, note, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'submitted', 'waiting for audit', ?, ?) RETURNING id",
