@@ -438,26 +438,27 @@ async def _market_action(request: web.Request, actor: Actor, work: Callable[[Adm
     return redirect("/admin/markets")
 
 
-@route("POST", "/admin/markets/{market}/halt", "markets")
-async def market_halt(request: web.Request, actor: Actor) -> web.StreamResponse:
+async def _set_halted(request: web.Request, actor: Actor, halted: bool) -> web.StreamResponse:
+    """Halt and resume are one switch; only the message differs."""
     _ = translator_of(request)
 
     async def work(svc: Admin, mid: str, form: Form) -> str:
-        await svc.set_halted(actor, mid, True, form.value("reason"))
-        return _("Trading on {market} is halted", market=mid)
+        await svc.set_halted(actor, mid, halted, form.value("reason"))
+        if halted:
+            return _("Trading on {market} is halted", market=mid)
+        return _("Trading on {market} is resumed", market=mid)
 
     return await _market_action(request, actor, work)
+
+
+@route("POST", "/admin/markets/{market}/halt", "markets")
+async def market_halt(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return await _set_halted(request, actor, True)
 
 
 @route("POST", "/admin/markets/{market}/resume", "markets")
 async def market_resume(request: web.Request, actor: Actor) -> web.StreamResponse:
-    _ = translator_of(request)
-
-    async def work(svc: Admin, mid: str, form: Form) -> str:
-        await svc.set_halted(actor, mid, False, form.value("reason"))
-        return _("Trading on {market} is resumed", market=mid)
-
-    return await _market_action(request, actor, work)
+    return await _set_halted(request, actor, False)
 
 
 @route("POST", "/admin/markets/{market}/cancel_all", "markets")
