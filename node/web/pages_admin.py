@@ -719,26 +719,25 @@ async def _ticket_action(request: web.Request, actor: Actor, work: Callable[[Adm
     return redirect(f"/admin/tickets/{tid}")
 
 
-@route("POST", "/admin/tickets/{id}/close", "tickets")
-async def ticket_close(request: web.Request, actor: Actor) -> web.StreamResponse:
+async def _set_ticket_state(request: web.Request, actor: Actor, state: str, message: str) -> web.StreamResponse:
+    """Close and reopen differ only in the state and the message (marked with N_, translated here)."""
     _ = translator_of(request)
 
     async def work(svc: Admin, tid: int) -> str:
-        await svc.ticket_state(actor, tid, "closed")
-        return _("The ticket is closed")
+        await svc.ticket_state(actor, tid, state)
+        return _(message)
 
     return await _ticket_action(request, actor, work)
+
+
+@route("POST", "/admin/tickets/{id}/close", "tickets")
+async def ticket_close(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return await _set_ticket_state(request, actor, "closed", N_("The ticket is closed"))
 
 
 @route("POST", "/admin/tickets/{id}/reopen", "tickets")
 async def ticket_reopen(request: web.Request, actor: Actor) -> web.StreamResponse:
-    _ = translator_of(request)
-
-    async def work(svc: Admin, tid: int) -> str:
-        await svc.ticket_state(actor, tid, "open")
-        return _("The ticket is open again")
-
-    return await _ticket_action(request, actor, work)
+    return await _set_ticket_state(request, actor, "open", N_("The ticket is open again"))
 
 
 @route("POST", "/admin/tickets/{id}/assign", "tickets")
