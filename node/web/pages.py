@@ -387,6 +387,14 @@ async def place_order(request: web.Request) -> web.StreamResponse:
     return redirect(f"/markets/{m.id}")
 
 
+def _order_answer(request: web.Request, ok: bool, message: str, back: str) -> web.Response:
+    """How a cancel answers: JSON for market.js (400 when refused), else a flash and back to `back`."""
+    if wants_json(request):
+        return json_response({"ok": ok, "message": message}, status=200 if ok else 400)
+    session_of(request).flash(message, "success" if ok else "error")
+    return redirect(back)
+
+
 async def cancel_order(request: web.Request) -> web.StreamResponse:
     member_id = require_member(request)
     ex = _exchange(request)
@@ -403,10 +411,7 @@ async def cancel_order(request: web.Request) -> web.StreamResponse:
             await ex.cancel_order(member_id, order_id)
         except ExchangeError as e:
             message, ok = _.error(e), False
-    if wants_json(request):
-        return json_response({"ok": ok, "message": message}, status=200 if ok else 400)
-    session_of(request).flash(message, "success" if ok else "error")
-    return redirect(back)
+    return _order_answer(request, ok, message, back)
 
 
 async def cancel_all(request: web.Request) -> web.StreamResponse:
@@ -418,10 +423,7 @@ async def cancel_all(request: web.Request) -> web.StreamResponse:
         message, ok = _("{n} orders cancelled", n=len(done)), True
     except ExchangeError as e:
         message, ok = _.error(e), False
-    if wants_json(request):
-        return json_response({"ok": ok, "message": message}, status=200 if ok else 400)
-    session_of(request).flash(message, "success" if ok else "error")
-    return redirect(f"/markets/{m.id}")
+    return _order_answer(request, ok, message, f"/markets/{m.id}")
 
 
 # -- sign up, activation, log in ----------------------------------------------------------------------
