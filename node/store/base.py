@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Any, Protocol
 
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
@@ -67,7 +68,7 @@ class Bulk:
         i, n = 0, len(rows)
         for size in CHUNK_SIZES:
             while n - i >= size:
-                out.append((self.chunk(size), [v for row in rows[i:i + size] for v in row]))
+                out.append((self.chunk(size), list(chain.from_iterable(rows[i:i + size]))))
                 i += size
                 if size != CHUNK_SIZES[0]:
                     break
