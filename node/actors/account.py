@@ -38,6 +38,10 @@ ACCOUNTS_LOCK_BULK = Bulk.update("accounts", "balance = {t}.balance - {0}, locke
 class MarketRef(Protocol):
     """Where accepted orders go: a local market actor or, in a cluster, a remote one."""
 
+    def offer(self, msg: Any) -> bool:
+        """Hand over at once if that needs no waiting (a local mailbox with room); else False."""
+        ...
+
     async def put(self, msg: Any) -> None: ...
 
 
@@ -153,11 +157,20 @@ class AccountActor(Actor[SubmitOrders]):
                 await tx.executemany(LEDGER_BULK, ledger_rows)
         by_id = {row[0]: row[2] for row in order_rows}
         if accepted:
-            # All hand-overs at once: a remote market's publisher confirms then overlap (they are
-            # sent in order on one channel, so the market still sees them in order).
-            outcomes = await asyncio.gather(*(self.markets[by_id[o.id]].put(o) for o in accepted),
+            # Local mailboxes with room take theirs at once. The rest are handed over all together:
+            # a remote market's publisher confirms then overlap (they are sent in order on one
+            # channel). Once one order of a market waits, the later ones of that market wait behind
+            # it, so every market still sees its orders in order.
+            waiting: list[NewOrder] = []
+            slow: set[str] = set()
+            for o in accepted:
+                market = by_id[o.id]
+                if market in slow or not self.markets[market].offer(o):
+                    slow.add(market)
+                    waiting.append(o)
+            outcomes = await asyncio.gather(*(self.markets[by_id[o.id]].put(o) for o in waiting),
                                             return_exceptions=True)
-            for o, outcome in zip(accepted, outcomes, strict=True):
+            for o, outcome in zip(waiting, outcomes, strict=True):
                 if isinstance(outcome, ExchangeError):
                     # Committed already: the order is accepted whatever happens to the hand-over; the
                     # market's pending sweep will take it from the store.

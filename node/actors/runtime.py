@@ -96,6 +96,13 @@ class Actor(Generic[M]):
         which must not be dropped; back-pressure then reaches the first mailbox, which says Busy."""
         await self.mailbox.put(Envelope(msg, None))
 
+    def offer(self, msg: M) -> bool:
+        """`put` without the wait, for when the mailbox has room (no task, no await): False if full."""
+        if self.mailbox.full():
+            return False
+        self.mailbox.put_nowait(Envelope(msg, None))
+        return True
+
     async def ask(self, msg: M, timeout: float | None = None) -> Any:
         """Send and wait for the answer, which comes only after the batch's commit."""
         self._check_open()

@@ -305,6 +305,10 @@ class RemoteMarket:
         self.halted = False
         self.name = f"remote:{market}"
 
+    def offer(self, msg: Any) -> bool:
+        """A remote hand-over always waits for the broker's confirm: see `put`."""
+        return False
+
     async def put(self, msg: Any) -> None:
         await self.link.hand_over(self.market_id, msg)
 
