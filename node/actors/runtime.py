@@ -252,7 +252,9 @@ class Actor(Generic[M]):
     def _fail(self, batch: list[Envelope[M]]) -> None:
         for env in batch:
             if env.future is not None and not env.future.done():
-                env.future.set_exception(Unavailable(f"{self.name} failed; nothing was done, retry"))
+                env.future.set_exception(Unavailable(
+                    f"{self.name} failed and is restarting; retry (if the database connection was lost while "
+                    "committing, the request may have been done: resend orders with the same client_id)"))
             self.mailbox.task_done()
 
     def _answer(self, batch: list[Envelope[M]], results: list[Any]) -> None:

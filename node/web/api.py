@@ -169,12 +169,17 @@ class _Submission:
         self.token = token
         self.tonce = tonce
 
-    async def refused(self, error: ExchangeError) -> ExchangeError:
-        """The error to answer with: 2006 if the tonce was used before, else `error`."""
+    async def refused(self, error: ExchangeError, outcome_known: bool = True) -> ExchangeError:
+        """The error to answer with: 2006 if the tonce was used before, else `error`.
+
+        When the outcome is not known (the account actor failed or timed out: its transaction may
+        have committed, tonce included), the tonce is burnt all the same but `error` stands: a 2006
+        would wrongly tell the client that its order was not placed.
+        """
         try:
             await self.auth.burn(self.tonce)
         except TonceReused as replay:
-            return replay
+            return replay if outcome_known else error
         except ExchangeError:
             pass  # the tonce actor is busy too: the request did nothing, the original error stands
         return error
@@ -186,8 +191,10 @@ class _Submission:
             raise await self.refused(e) from None
         try:
             return await self.ex.place_orders(self.token.member_id, reqs, self.tonce)
-        except (Busy, Unavailable, Timeout) as e:
+        except Busy as e:  # never reached the account actor
             raise await self.refused(e) from None
+        except (Unavailable, Timeout) as e:
+            raise await self.refused(e, outcome_known=False) from None
 
 
 async def _submission(request: web.Request, *scopes: str) -> tuple[_Submission, Params]:

@@ -59,7 +59,7 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
     except Exception as e:
         if store_unreachable(e):
             log.warning("storage unreachable on %s %s: %r", request.method, request.path, e)
-            return api.json_response(Unavailable("storage is unreachable; nothing was done, retry").to_dict(), status=503)
+            return api.json_response(Unavailable("storage is unreachable, retry (a request cut off while committing may have been done: resend orders with the same client_id)").to_dict(), status=503)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return api.json_response({"error": {"code": 3000, "message": "internal error"}}, status=500)
 
@@ -72,7 +72,11 @@ def store_unreachable(e: BaseException) -> bool:
         import asyncpg
     except ImportError:  # pragma: no cover - asyncpg is a dependency
         return False
-    return isinstance(e, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError))
+    # Lost connections, the server shutting down or not accepting yet (OperatorIntervention: 57P0x),
+    # and a pooled connection left half-way by one that was cut (InternalClientError, raised before
+    # anything is sent): all outages, in which the statement did not run.
+    return isinstance(e, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                          asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InternalClientError))
 
 
 @web.middleware

@@ -87,7 +87,7 @@ ERROR_TEXT = {
            "2008 unknown key, 2009 disabled, 2010 expired, 2011 out of scope)",
     "404": "no such order (2004), deposit (2012) or withdrawal (3103)",
     "429": "rate limited (3001); see Retry-After",
-    "503": "busy or unavailable (3003, 3006): nothing was done, retry later",
+    "503": "busy (3003: nothing was done) or unavailable (3006: retry; resend orders with the same client_id, as a request cut off by a lost database connection may have been done)",
     "504": "no answer in time (3005): the request may have been done; retry with the same client_id",
 }
 
