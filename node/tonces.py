@@ -15,7 +15,8 @@ from node.store.base import Row, Tx
 from node.web.signature import TONCE_WINDOW_MS
 
 LAST_USED_EVERY = 60.0  # seconds between two writes of a key's last_used_at
-PURGE_EVERY = 10.0  # seconds between two purges of expired tonces
+PURGE_EVERY = 1.0  # seconds between two purges of expired tonces: small ones (at 5,000 orders/s a 10 s
+# purge deleted 50,000 rows and held a batch for ~60 ms)
 
 Tonce = tuple[str, int]  # (access key, tonce in ms)
 
