@@ -255,14 +255,15 @@ def _request_bytes(host: str, body: str) -> bytes:
 
 
 def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: float, seed: int,
-                 conn: Any) -> None:
+                 conn: Any, client: str = "asyncio") -> None:
     """One load-generator process: open loop at `rate` req/s (or closed loop as fast as possible
     when rate is 0), latencies measured from each request's due time.
 
     Plain asyncio streams, with the open loop's requests signed just before the run (each tonce
     stays well inside the ±30 s window): a full HTTP client such as aiohttp's costs several times
     the CPU per request, on the same two cores as the node, and its own queueing would then be
-    counted as the server's latency.
+    counted as the server's latency. `client="aiohttp"` sends the same requests through aiohttp's
+    client instead, to compare.
     """
     try:
         import uvloop
@@ -277,15 +278,25 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
         lat: list[float] = []
         statuses: dict[int, int] = {}
         idle: list[_Conn] = []
+        session = None
+        if client == "aiohttp":
+            import aiohttp
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
 
         async def one(request: bytes, due: float) -> None:
-            c = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, int(port)))
-            try:
-                status = await c.exchange(request)
-            except (OSError, asyncio.IncompleteReadError):
-                status = 0  # the connection broke: counted, and not reused
+            if session is not None:
+                async with session.post(base + ORDER_PATH, data=request.split(b"\r\n\r\n", 1)[1], headers=form) as r:
+                    await r.read()
+                    status = r.status
             else:
-                idle.append(c)
+                c = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, int(port)))
+                try:
+                    status = await c.exchange(request)
+                except (OSError, asyncio.IncompleteReadError):
+                    status = 0  # the connection broke: counted, and not reused
+                else:
+                    idle.append(c)
             statuses[status] = statuses.get(status, 0) + 1
             lat.append(time.perf_counter() - due)
 
@@ -311,6 +322,8 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
             await asyncio.gather(*(worker(w) for w in range(64)))
         for c in idle:
             c.writer.close()
+        if session is not None:
+            await session.close()
         return lat, statuses
 
     lat, statuses = asyncio.run(main())
@@ -318,14 +331,15 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
     conn.close()
 
 
-def client_orders(base: str, keys: list[tuple[str, str]], rate: float, duration: float, procs: int) -> dict[str, Any]:
+def client_orders(base: str, keys: list[tuple[str, str]], rate: float, duration: float, procs: int,
+                  client: str = "asyncio") -> dict[str, Any]:
     """Split the keys (and the rate) over `procs` generator processes; merge their samples."""
     ctx = multiprocessing.get_context("spawn")
     pipes, ps = [], []
     for p in range(procs):
         mine = keys[p::procs]
         a, b = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_client_proc, args=(base, mine, rate / procs, duration, 100 + p, b))
+        proc = ctx.Process(target=_client_proc, args=(base, mine, rate / procs, duration, 100 + p, b, client))
         proc.start()
         pipes.append(a)
         ps.append(proc)
@@ -382,6 +396,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=2500, help="orders/s of the fixed-rate latency phase")
     ap.add_argument("--budget", type=int, default=12000, help="most orders/s the throughput phase can use")
     ap.add_argument("--procs", type=int, default=2, help="asyncio load-generator processes")
+    ap.add_argument("--client", choices=["asyncio", "aiohttp"], default="asyncio",
+                    help="the open-loop generator's HTTP client (aiohttp's costs several times the CPU)")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--switch-interval", type=float, default=None,
@@ -418,9 +434,10 @@ def main() -> int:
         for rate in rates:
             wait_idle(node.pid)
             c0 = cpu_seconds(node.pid)
-            res = client_orders(base, keys, rate, args.duration, args.procs)
+            res = client_orders(base, keys, rate, args.duration, args.procs, args.client)
             label = "half the measured max" if rate != args.rate else "fixed rate"
-            report(f"signed POST /orders at {rate:.0f}/s", res, f"asyncio client, open loop, {label}", cpu_seconds(node.pid) - c0)
+            report(f"signed POST /orders at {rate:.0f}/s", res, f"{args.client} client, open loop, {label}",
+                   cpu_seconds(node.pid) - c0)
         wait_idle(node.pid)
         if have_wrk:
             c0 = cpu_seconds(node.pid)
