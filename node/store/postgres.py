@@ -64,6 +64,13 @@ class PgTx:
         return await self.conn.fetchval(to_pg(sql), *args)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset, run when a connection goes back: nothing to do. The store never changes a
+    session's state (no SET, LISTEN, cursors or session-level advisory locks), so asyncpg's default
+    reset query would be a round trip per transaction for nothing; asyncpg still rolls back any
+    transaction left open before this is called."""
+
+
 class PostgresStore:
     backend = "postgresql"
     for_update = " FOR UPDATE"
@@ -75,7 +82,8 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> PostgresStore:
-        self._pool = await asyncpg.create_pool(self.url, min_size=self.min_size, max_size=self.max_size)
+        self._pool = await asyncpg.create_pool(self.url, min_size=self.min_size, max_size=self.max_size,
+                                               reset=_keep_session)
         return self
 
     async def close(self) -> None:
