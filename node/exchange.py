@@ -409,6 +409,11 @@ class Exchange:
             if ref is not None and ref is not self.markets.get(event.get("market", "")):
                 ref.halted = bool(event.get("halted"))
 
+    async def watch_accounts(self, member_id: int, on: bool) -> None:
+        """Follow (or stop following) a member's account events from the other nodes of a cluster."""
+        if self.link is not None:
+            await self.link.watch_accounts(member_id, on)
+
     async def query(self, market_id: str, q: QueryBook) -> Any:
         """A read of a market's book: from memory when it runs here, else asked of its node."""
         actor = self.markets.get(market_id)

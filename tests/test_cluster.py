@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
 from tests.conftest import create_pg_database, drop_pg_database, need_service
 from tests.nodeproc import ROOT, NodeProcess, cli
+from tests.wsclient import WsClient
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -142,6 +144,13 @@ async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: 
         await ws.send_json({"subscribe": {"market": "dogebtc", "channels": ["trades"]}})
         watchers.append(ws)
     try:
+        # the buyer follows its balances through node A; its dogebtc trade settles on node B
+        wallet = WsClient(ws=await session.ws_connect(a.base.replace("http", "ws") + "/ws"))
+        wallet.start()
+        await wallet.wait(lambda f: "challenge" in f)
+        assert "success" in await wallet.auth(*keys[1], legacy=False)
+        await wallet.command({"subscribe": {"channels": ["account"]}}, "subscribed")
+        await wallet.wait(lambda f: "account" in f and f["account"]["currency"] == "doge")
         ask = await seller.post("/orders", market="dogebtc", side="sell", volume="1000", price="0.0000025")
         depth = await buyer.public("/depth", market="dogebtc")  # asked of node B through the bus
         assert depth["asks"] == [["0.0000025", "1000.0"]]
@@ -159,6 +168,11 @@ async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: 
         # The same trade is visible through node B.
         trades = await ApiClient(b.base).public("/trades", market="dogebtc")
         assert [t["volume"] for t in trades] == ["400.0"]
+        # B's account events for the buyer reached A, which follows them for its websocket client
+        doge = await wallet.wait(lambda f: "account" in f and f["account"]["currency"] == "doge"
+                                 and Decimal(f["account"]["balance"]) > 10_000_000)
+        assert Decimal(doge["account"]["balance"]) < 10_000_400  # 400 bought, less the fee
+        await wallet.close()
         for ws in watchers:  # and streamed live by both nodes
             seen: list[str] = []
             while not seen:

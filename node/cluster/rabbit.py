@@ -9,7 +9,8 @@
   answer, or its error, comes back there; a missing answer is a Timeout after the ask timeout.
 - Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic); every node subscribes
   with a queue of its own and feeds other nodes' events into its local bus, so a websocket client
-  connected anywhere sees every market.
+  connected anywhere sees every market. A member's account events are bound only while a websocket
+  client on that node follows them.
 
 The connection is robust (reconnects with back-off); while it is down, sends fail fast with
 Unavailable (503) and the store-backed pending sweep of each market catches up what was accepted.
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PREFETCH = 2_000
 HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
+EVENT_KEYS = ("market.#", "member.*.order")  # what every node takes from the event exchange
 HANDOVER_INFLIGHT = 2_000  # published, not yet confirmed by the broker
 
 
@@ -51,6 +53,7 @@ class RabbitLink:
         self._cmd: aio_pika.abc.AbstractChannel | None = None  # orders and asks: publisher confirms
         self._ev: aio_pika.abc.AbstractChannel | None = None  # events: fire and forget
         self._events_exchange: aio_pika.abc.AbstractExchange | None = None
+        self._events_in: aio_pika.abc.AbstractQueue | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(100_000)
@@ -75,8 +78,13 @@ class RabbitLink:
         self._reply_queue = await self._cmd.declare_queue(exclusive=True, auto_delete=True)
         await self._reply_queue.consume(self._on_reply, no_ack=True)
         events_in = await self._ev.declare_queue(exclusive=True, auto_delete=True)
-        await events_in.bind(self._events_exchange, routing_key="#")
+        # Every node needs the markets' events (market data, books, trades) and the orders' (Peatio's
+        # public orderbook stream); members' account events only where a websocket client follows
+        # them (`watch_accounts`): they are the bulk of the traffic.
+        for key in EVENT_KEYS:
+            await events_in.bind(self._events_exchange, routing_key=key)
         await events_in.consume(self._on_event, no_ack=True)
+        self._events_in = events_in
         self.bus.subscribe(self._on_local_event)
         self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
         self._tasks.append(asyncio.create_task(self._publish_handovers(), name="handovers-out"))
@@ -267,6 +275,17 @@ class RabbitLink:
             log.exception("could not settle a market message; it will be redelivered")
 
     # -- events -----------------------------------------------------------------------------------
+    async def watch_accounts(self, member_id: int, on: bool) -> None:
+        """Receive (or stop receiving) a member's account events from the other nodes. The binding
+        is kept by the robust connection, so it comes back after a reconnection."""
+        if self._events_in is None or self._events_exchange is None:
+            return
+        key = f"member.{int(member_id)}.account"
+        if on:
+            await self._events_in.bind(self._events_exchange, routing_key=key)
+        else:
+            await self._events_in.unbind(self._events_exchange, routing_key=key)
+
     def _on_local_event(self, topic: str, event: dict[str, Any]) -> None:
         if event.get("_from") is not None:
             return  # came from another node: not ours to forward

@@ -201,6 +201,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._accounts_dirty: set[tuple[int, str]] = set()
         self._accounts_task: asyncio.Task[None] | None = None
+        self._watch_tasks: set[asyncio.Task[None]] = set()
         md.listeners.append(self.on_events)
 
     # -- life cycle ---------------------------------------------------------------------------------
@@ -245,6 +246,7 @@ class Hub:
                 subs.pop(c, None)
                 if not subs:
                     del self.subs[key]
+                    self._watch(key, False)
         c.subs.clear()
 
     def close(self, c: Client, code: int, reason: str) -> None:
@@ -262,7 +264,10 @@ class Hub:
     def _sub(self, c: Client, key: Key) -> None:
         if key not in c.subs:
             c.subs.add(key)
+            first = key not in self.subs
             self.subs.setdefault(key, {})[c] = None
+            if first:
+                self._watch(key, True)
 
     def _unsub(self, c: Client, key: Key) -> None:
         c.subs.discard(key)
@@ -271,8 +276,38 @@ class Hub:
             subs.pop(c, None)
             if not subs:
                 del self.subs[key]
+                self._watch(key, False)
         if key[0] == "depth":
             c.depth_seq.pop(key[1], None)
+
+    def _watch(self, key: Key, on: bool) -> None:
+        """In a cluster, a member's account events come from other nodes only while this node has an
+        `account` stream of that member (they are the bulk of the events): the cluster link is told
+        when the first subscriber comes and the last goes. Once events flow, the member's balances are
+        sent afresh, so a change made while the node started listening is not missed."""
+        if key[0] != "account":
+            return
+        member = int(key[1])
+        if self.ex.link is None:
+            return  # one node: every event is here already
+        task = asyncio.get_running_loop().create_task(self.ex.watch_accounts(member, on))
+        self._watch_tasks.add(task)
+        task.add_done_callback(lambda t: self._watched(member, on, t))
+
+    def _watched(self, member: int, on: bool, task: asyncio.Task[None]) -> None:
+        self._watch_tasks.discard(task)
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.warning("could not %s the account events of member %d: %r", "follow" if on else "drop", member,
+                        task.exception())
+        if on and ("account", member) in self.subs:
+            self._accounts_dirty.update((member, code) for code in self.ex.config.currencies)
+            self._schedule_accounts()
+
+    def _schedule_accounts(self) -> None:
+        if self._accounts_dirty and (self._accounts_task is None or self._accounts_task.done()):
+            self._accounts_task = asyncio.get_running_loop().create_task(self._refresh_accounts())
 
     def error(self, c: Client, message: str) -> None:
         """Peatio's error frame; a client that keeps sending garbage is eventually closed."""
@@ -497,8 +532,7 @@ class Hub:
             t0 = time.perf_counter_ns()
             self._fanout(entries)
             self.stats["fanout_ns"] += time.perf_counter_ns() - t0
-        if self._accounts_dirty and (self._accounts_task is None or self._accounts_task.done()):
-            self._accounts_task = asyncio.get_running_loop().create_task(self._refresh_accounts())
+        self._schedule_accounts()
 
     def _trades(self, run: list[Event], entries: list[tuple[bytes, dict[Client, None], str | None, int]]) -> None:
         mid = run[0]["market"]
