@@ -4,10 +4,10 @@ A token has a label, scopes (profile, history, trade, or all), an optional expir
 can be disabled (one token, or every token of a member) and is soft-deleted. The secret is shown once
 and stored encrypted (HMAC verification needs it in clear, so a hash cannot do; see secrets_box).
 
-Lookups are cached for `cache_ttl` seconds (1 s by default): the signed-order hot path then costs
-neither a database read nor a decryption per request. Changes made through this object take effect
-at once on this node; changes made elsewhere (another node, the admin CLI, a direct UPDATE) within
-`cache_ttl`.
+Lookups are cached for `cache_ttl` seconds (a minute by default): the signed-order hot path then
+costs neither a database read nor a decryption per request. Changes made through this object take
+effect at once on this node, and are announced to the others (node/auth_changes.py), which drop
+them within about a second (`on_change`); a direct UPDATE of the database is seen within `cache_ttl`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from node import auth_changes
 from node.errors import InvalidParameter
 from node.secrets_box import SecretBox
 from node.store import Store
@@ -83,13 +84,14 @@ def parse_ip_whitelist(raw: str | None) -> str:
 
 
 class ApiKeys:
-    def __init__(self, store: Store, box: SecretBox, cache_ttl: float = 1.0,
+    def __init__(self, store: Store, box: SecretBox, cache_ttl: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.box = box
         self.cache_ttl = cache_ttl
         self.clock = clock
         self._cache: dict[str, tuple[float, Token | None]] = {}
+        self._gen = 0  # counts invalidations: a lookup that raced one is cached for a second only
 
     async def create(self, member_id: int, label: str = "", scopes: str = "all", ip_whitelist: str = "",
                      expires_at: int | None = None, now: int = 0) -> tuple[str, str]:
@@ -113,10 +115,11 @@ class ApiKeys:
         hit = self._cache.get(access_key)
         if hit is not None and hit[0] > now:
             return hit[1]
+        gen = self._gen
         token = await self._load(access_key) if well_formed_key(access_key) else None
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
-        self._cache[access_key] = (now + self.cache_ttl, token)
+        self._cache[access_key] = (now + (self.cache_ttl if gen == self._gen else min(self.cache_ttl, 1.0)), token)
         return token
 
     async def _load(self, access_key: str) -> Token | None:
@@ -129,10 +132,21 @@ class ApiKeys:
 
     def forget(self, access_key: str | None = None) -> None:
         """Drop one cached lookup (or all of them) after a change."""
+        self._gen += 1
         if access_key is None:
             self._cache.clear()
         else:
             self._cache.pop(access_key, None)
+
+    def on_change(self, member_id: int, access_key: str | None) -> None:
+        """A change announced by some node (node/auth_changes.py): one key, or all of a member's."""
+        if access_key is not None:
+            self.forget(access_key)
+            return
+        self._gen += 1
+        for key, (_, token) in list(self._cache.items()):
+            if token is not None and token.member_id == member_id:
+                del self._cache[key]
 
     def _token(self, row: Any) -> Token:
         return Token(
@@ -161,23 +175,35 @@ class ApiKeys:
 
     async def delete(self, member_id: int, token_id: int, now: int) -> bool:
         """Soft delete: the row stays (for the audit trail), the key stops working at once."""
-        n = await self.store.execute(
-            "UPDATE api_tokens SET deleted_at = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
-            now, token_id, member_id)
-        self.forget(await self._access_key(member_id, token_id))
+        access = await self._access_key(member_id, token_id)
+        async with self.store.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE api_tokens SET deleted_at = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
+                now, token_id, member_id)
+            if n:
+                await auth_changes.record(tx, member_id, access)
+        self.forget(access)
         return n > 0
 
     async def set_disabled(self, member_id: int, token_id: int, disabled: bool) -> bool:
         """Disable (or enable again) one token: it answers 2009 while disabled."""
-        n = await self.store.execute(
-            "UPDATE api_tokens SET disabled = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
-            int(disabled), token_id, member_id)
-        self.forget(await self._access_key(member_id, token_id))
+        access = await self._access_key(member_id, token_id)
+        async with self.store.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE api_tokens SET disabled = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
+                int(disabled), token_id, member_id)
+            if n:
+                await auth_changes.record(tx, member_id, access)
+        self.forget(access)
         return n > 0
 
     async def set_member_api_disabled(self, member_id: int, disabled: bool) -> bool:
         """Switch off the API for every token of a member (e.g. on suspicion of a leak), at once."""
-        n = await self.store.execute("UPDATE members SET api_disabled = ? WHERE id = ?", int(disabled), member_id)
+        async with self.store.transaction() as tx:
+            n = await tx.execute("UPDATE members SET api_disabled = ? WHERE id = ?", int(disabled), member_id)
+            if n:
+                await auth_changes.record(tx, member_id)
+        self.on_change(member_id, None)
         for r in await self.store.fetch("SELECT access_key FROM api_tokens WHERE member_id = ?", member_id):
             self.forget(r["access_key"])
         return n > 0

@@ -27,6 +27,7 @@ from node.actors.messages import (
     SetHalted,
     SubmitOrders,
 )
+from node.auth_changes import ChangeFeed
 from node.config import Config, Market, NodeConf
 from node.errors import (
     CreateOrderFailed,
@@ -56,6 +57,7 @@ ORD_TYPES = (LIMIT, MARKET, STOP_LIMIT)
 TIFS = (GTC, IOC, FOK, POST_ONLY)
 MARKET_BUY_MARGIN = 10  # percent over the book estimate locked for a market buy (Peatio's +10%)
 MAX_CLIENT_ID = 64
+MEMBER_CACHE_S = 60.0  # a member's "may trade" is read again after this, or at once when it changes
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Exchange:
         self.link: RabbitLink | None = None
         self.accounts: list[AccountActor] = []
         self.tonces = TonceBook()  # the replay memory's writer state, shared by the API and account actors
+        self.auth_changes = ChangeFeed(store)  # revoked rights, announced by whichever node made the change
+        self.auth_changes.listeners.append(self._rights_changed)
         self.fee_member = 0  # the house account: withdrawal fees and other income
         # One house fee account per market: trades of different markets (maybe on different nodes)
         # never wait for each other on the same account rows.
@@ -90,6 +94,7 @@ class Exchange:
         self.house_members: set[int] = set()
         self.started_at = time.time()
         self._members: dict[int, tuple[float, bool]] = {}
+        self._rights_gen = 0  # counts announced rights changes (see _check_member)
         self.leases = Leases(store, node.name)
         self._lease_task: asyncio.Task[None] | None = None
         self._process_lock: ProcessLock | None = None
@@ -116,6 +121,7 @@ class Exchange:
             self.market_fee_members[mid] = await self._ensure_house(mid)
         self.house_members = {self.fee_member, *self.market_fee_members.values()}
         await self._ensure_accounts()
+        await self.auth_changes.start()
         if not actors:
             return
         if self.store.backend == "sqlite":
@@ -233,6 +239,7 @@ class Exchange:
         if self.link is not None:
             await self.link.close()
         await self.funds.stop()
+        await self.auth_changes.stop()
         await self.store.close()
         if self._process_lock is not None:
             self._process_lock.release()
@@ -330,17 +337,25 @@ class Exchange:
         return dict(row)
 
     async def _check_member(self, member_id: int) -> None:
-        """Members are checked on every order; the answer is cached for a second."""
+        """Members are checked on every order; the answer is cached for a minute, and dropped as soon
+        as a change of the member's rights is announced (node/auth_changes.py)."""
         hit = self._members.get(member_id)
         now = time.monotonic()
         if hit is None or hit[0] < now:
+            gen = self._rights_gen
             row = await self.store.fetchrow("SELECT disabled FROM members WHERE id = ?", member_id)
-            hit = (now + 1.0, row is not None and not row["disabled"])
+            # a change announced while reading may not be in what was read: keep it a second only
+            ttl = MEMBER_CACHE_S if gen == self._rights_gen else 1.0
+            hit = (now + ttl, row is not None and not row["disabled"])
             if row is None:
                 raise MemberNotFound(f"member {member_id} does not exist")
             self._members[member_id] = hit
         if not hit[1] or member_id in self.house_members:
             raise CreateOrderFailed("member is not allowed to trade")
+
+    def _rights_changed(self, member_id: int, access_key: str | None) -> None:
+        self._rights_gen += 1
+        self._members.pop(member_id, None)
 
     async def deposit(self, member_id: int, currency: str, amount: str | int, txid: str | None = None,
                       channel: str = "admin") -> int:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from node import auth_changes
 from node.actors.market import LEDGER_INSERT_SQL
 from node.admin import audit, roles
 from node.admin.roles import Actor, Forbidden, check, now_ms
@@ -119,9 +120,11 @@ class Admin:
             await self._member(member_id)
             if member_id in self.ex.house_members:
                 raise InvalidParameter("the house accounts cannot log in anyway", "member")
-            await self.store.execute("UPDATE members SET disabled = ? WHERE id = ?", int(disabled), member_id)
-            if disabled:
-                await self.store.execute("DELETE FROM web_sessions WHERE member_id = ?", member_id)
+            async with self.store.transaction() as tx:
+                await tx.execute("UPDATE members SET disabled = ? WHERE id = ?", int(disabled), member_id)
+                await auth_changes.record(tx, member_id)  # every node drops its cached keys and "may trade"
+                if disabled:
+                    await tx.execute("DELETE FROM web_sessions WHERE member_id = ?", member_id)
 
         await self._do(actor, "members.write", "member.disable_login" if disabled else "member.enable_login",
                        f"member:{member_id}", text, work)
@@ -131,7 +134,9 @@ class Admin:
 
         async def work() -> None:
             await self._member(member_id)
-            await self.store.execute("UPDATE members SET api_disabled = ? WHERE id = ?", int(disabled), member_id)
+            async with self.store.transaction() as tx:
+                await tx.execute("UPDATE members SET api_disabled = ? WHERE id = ?", int(disabled), member_id)
+                await auth_changes.record(tx, member_id)
 
         await self._do(actor, "members.write", "member.disable_api" if disabled else "member.enable_api",
                        f"member:{member_id}", text, work)

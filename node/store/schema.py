@@ -609,3 +609,19 @@ CREATE INDEX orders_market_state ON orders (market, state);
 """,
     )
 )
+
+# Rights changes (node/auth_changes.py): every node drops what they name from its caches.
+MIGRATIONS.append(
+    (
+        12,
+        """
+CREATE TABLE auth_changes (
+    id {id},
+    member_id BIGINT NOT NULL,
+    access_key TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX auth_changes_created ON auth_changes (created_at);
+""",
+    )
+)

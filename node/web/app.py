@@ -103,6 +103,7 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     master = load_server_key(key_file)
     box = SecretBox(master, "api-secret")
     keys = ApiKeys(exchange.store, box)
+    exchange.auth_changes.listeners.append(keys.on_change)  # revocations made on any node
     a = exchange.config.actors
     tonces = TonceActor(exchange.store, exchange.tonces, mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
     app[api.EXCHANGE] = exchange
