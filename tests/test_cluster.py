@@ -207,30 +207,61 @@ async def flow(api: ApiClient, rng: random.Random, acked: dict[int, dict[str, st
             await asyncio.sleep(0.05)
 
 
+class Flow:
+    """Clients (one per key) sending random dogebtc orders through one node until stopped;
+    `acked` holds every acknowledged order."""
+
+    def __init__(self, base: str, keys: list[tuple[str, str]], seed: int) -> None:
+        self.acked: dict[int, dict[str, str]] = {}
+        self.apis = [ApiClient(base, *k) for k in keys]
+        self._stop = asyncio.Event()
+        rng = random.Random(seed)
+        self._tasks = [asyncio.create_task(flow(api, random.Random(rng.random()), self.acked, self._stop))
+                       for api in self.apis]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def close(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for api in self.apis:
+            await api.close()
+
+
+async def still_matches(apis: list[ApiClient], why: str) -> None:
+    """A crossing dogebtc pair placed now is processed at once (matched, or cancelled by self-trade
+    prevention), not minutes later by the pending sweep."""
+    await apis[1].post("/orders", market="dogebtc", side="buy", volume="1", price="0.0000030")
+    sell = await apis[0].post("/orders", market="dogebtc", side="sell", volume="1", price="0.0000001")
+    state = None
+    for _ in range(50):
+        state = (await apis[0].get("/order", id=str(sell["id"])))["state"]
+        if state in ("done", "cancel"):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{why} (order {sell['id']} is {state})")
+
+
 @pytest.mark.slow
 async def test_killing_the_owner_loses_no_acknowledged_order(tmp_path: Path, pg_url: str) -> None:
     config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 4)
-    acked: dict[int, dict[str, str]] = {}
-    stop = asyncio.Event()
-    apis = [ApiClient(a.base, *k) for k in keys]
-    rng = random.Random(5)
-    tasks = [asyncio.create_task(flow(api, random.Random(rng.random()), acked, stop)) for api in apis]
+    traffic = Flow(a.base, keys, seed=5)
     try:
         await asyncio.sleep(1.5)
         b.kill()  # orders keep being accepted by A: they wait in B's durable queue
         await asyncio.sleep(1.0)
         await b.start()
         await asyncio.sleep(1.5)
-        stop.set()
-        await asyncio.gather(*tasks)
+        await traffic.stop()
         assert await wait_no_pending(config) == 0  # everything acknowledged got matched
     finally:
-        for api in apis:
-            await api.close()
+        await traffic.close()
         a.terminate()
         b.terminate()
-    assert len(acked) > 50
-    await check_books(config, acked)
+    assert len(traffic.acked) > 50
+    await check_books(config, traffic.acked)
 
 
 @pytest.mark.slow
@@ -243,18 +274,13 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("rabbitmqctl is not installed here")
     config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 4)
-    acked: dict[int, dict[str, str]] = {}
-    stop = asyncio.Event()
-    apis = [ApiClient(a.base, *k) for k in keys]
-    rng = random.Random(9)
-    tasks = [asyncio.create_task(flow(api, random.Random(rng.random()), acked, stop)) for api in apis]
+    traffic = Flow(a.base, keys, seed=9)
     try:
         await asyncio.sleep(1.0)
         await asyncio.to_thread(subprocess.run, ["rabbitmqctl", "close_all_connections", "test: broker restart"],
                                 check=True, capture_output=True, timeout=60)
         await asyncio.sleep(2.0)
-        stop.set()
-        await asyncio.gather(*tasks)
+        await traffic.stop()
         assert await wait_no_pending(config) == 0
         for node in (a, b):  # both nodes report their link back
             for _ in range(100):
@@ -263,22 +289,13 @@ async def test_broker_connections_closed_during_trading_lose_nothing(tmp_path: P
                         break
                 await asyncio.sleep(0.1)
         # The link is back: new orders reach B through its queue at once (the sweep would take >5 s).
-        await apis[1].post("/orders", market="dogebtc", side="buy", volume="1", price="0.0000030")
-        after = await apis[0].post("/orders", market="dogebtc", side="sell", volume="1", price="0.0000001")
-        state = None
-        for _ in range(30):
-            state = (await apis[0].get("/order", id=str(after["id"])))["state"]
-            if state in ("done", "cancel"):  # matched, or cancelled by self-trade prevention: processed
-                break
-            await asyncio.sleep(0.1)
-        assert state in ("done", "cancel"), "the consumer did not come back after the reconnection"
+        await still_matches(traffic.apis, "the consumer did not come back after the reconnection")
     finally:
-        for api in apis:
-            await api.close()
+        await traffic.close()
         a.terminate()
         b.terminate()
-    assert len(acked) > 50
-    await check_books(config, acked)
+    assert len(traffic.acked) > 50
+    await check_books(config, traffic.acked)
 
 
 @pytest.mark.slow

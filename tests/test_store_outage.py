@@ -6,17 +6,22 @@ node trades again without being restarted."""
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.apiclient import ApiClient
 from tests.conftest import PG_ADMIN_URL
 from tests.nodeproc import NodeProcess, write_config
-from tests.test_cluster import check_books, flow, free_ports, make_members, pg_url, wait_no_pending
+from tests.test_cluster import (
+    Flow,
+    check_books,
+    free_ports,
+    make_members,
+    pg_url,
+    still_matches,
+    wait_no_pending,
+)
 
 __all__ = ["pg_url"]  # the fixture, shared with the cluster tests
 
@@ -41,36 +46,20 @@ async def test_database_connections_dropped_during_trading_lose_nothing(tmp_path
     keys = await make_members(config, key_file, 4)
     node = NodeProcess(config, port, key_file, tmp_path / "node.log")
     await node.start()
-    acked: dict[int, dict[str, Any]] = {}
-    stop = asyncio.Event()
-    apis = [ApiClient(node.base, *k) for k in keys]
-    rng = random.Random(11)
-    tasks = [asyncio.create_task(flow(api, random.Random(rng.random()), acked, stop)) for api in apis]
+    traffic = Flow(node.base, keys, seed=11)
     try:
         await asyncio.sleep(1.0)
-        before = len(acked)
+        before = len(traffic.acked)
         assert await drop_connections(pg_url) > 0
         await asyncio.sleep(0.5)
         assert await drop_connections(pg_url) >= 0  # again, while the node reconnects
         await asyncio.sleep(2.0)
-        stop.set()
-        await asyncio.gather(*tasks)
-        assert len(acked) > before, "no order was acknowledged after the outage"
+        await traffic.stop()
+        assert len(traffic.acked) > before, "no order was acknowledged after the outage"
         assert await wait_no_pending(config) == 0
-        # the same process trades on: a crossing pair placed now is matched
-        await apis[1].post("/orders", market="dogebtc", side="buy", volume="1", price="0.0000030")
-        sell = await apis[0].post("/orders", market="dogebtc", side="sell", volume="1", price="0.0000001")
-        acked[sell["id"]] = {}
-        state = None
-        for _ in range(50):
-            state = (await apis[0].get("/order", id=str(sell["id"])))["state"]
-            if state in ("done", "cancel"):
-                break
-            await asyncio.sleep(0.1)
-        assert state in ("done", "cancel"), "orders are not matched after the outage"
+        await still_matches(traffic.apis, "orders are not matched after the outage")  # the same process trades on
         assert node.proc is not None and node.proc.poll() is None, "the node died"
     finally:
-        for api in apis:
-            await api.close()
+        await traffic.close()
         node.terminate()
-    await check_books(config, acked)
+    await check_books(config, traffic.acked)
