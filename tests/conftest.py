@@ -101,6 +101,29 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await drop_pg_database(url)
 
 
+class Clock:
+    """A clock the tests move by hand (`clock.now += 60`)."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def ex(database_url: str) -> AsyncIterator[Any]:
+    """An exchange on each backend without its actors: for the services beside trading (members,
+    two-factor, …), as the admin commands run them."""
+    from node.exchange import Exchange
+
+    e = await Exchange.start(config_with(database_url), actors=False)
+    try:
+        yield e
+    finally:
+        await e.stop()
+
+
 @pytest.fixture
 async def exchange(database_url: str) -> AsyncIterator[Any]:
     from node.exchange import Exchange

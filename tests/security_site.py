@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from node.config import parse_config
 from node.wallet import FAMILIES
 from node.web.pages_security import SECURITY
+from tests.conftest import Clock
 from tests.regtest import config_data
 from tests.test_pages import PASSWORD, Site, Visitor, serve_site
 from tests.test_wallet import FAKE_BTC, WALLETS, FakeChannel, FakeWallet
@@ -25,18 +27,6 @@ from tests.test_wallet import FAKE_BTC, WALLETS, FakeChannel, FakeWallet
 SID = "ACfa4e0000000000000000000000000001"
 TOKEN_ENV = "TEST_SMS_AUTH_TOKEN"
 TOKEN = "twilio-test-auth-token-5f3c"
-
-
-class Clock:
-    """A clock the tests move; starts at the real time so cookies and links stay plausible."""
-
-    def __init__(self) -> None:
-        import time
-
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeTwilio:
@@ -102,7 +92,7 @@ async def security_site(tmp_path: Path, database: str | None = None, wallet: boo
         tables.setdefault("sms", {"provider": "twilio", "account_sid": SID, "auth_token_env": TOKEN_ENV,
                                   "from": "+15005550006", "base_url": base})
     data.update(tables)
-    clock = Clock()
+    clock = Clock(time.time())  # the real time: cookies and links stay plausible
 
     def prepare(app: web.Application) -> None:
         set_clock(app, clock)

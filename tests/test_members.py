@@ -14,7 +14,7 @@ from node.exchange import Exchange
 from node.mail import Mail
 from node.members import LoginAttempt, Members, token_hash
 from node.web.i18n import FormError, FormErrors, translator
-from tests.conftest import config_with
+from tests.conftest import Clock, config_with
 
 PASSWORD = "correct horse battery"
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # argon2id, fast enough for tests
@@ -36,22 +36,6 @@ class Outbox:
                 return m.group(1)
         raise AssertionError(f"no {kind} link in {self.mails}")
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def ex(database_url: str) -> AsyncIterator[Exchange]:
-    e = await Exchange.start(config_with(database_url), actors=False)
-    try:
-        yield e
-    finally:
-        await e.stop()
 
 
 @pytest.fixture

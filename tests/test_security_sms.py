@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from node.security.sms import (
     normalise_phone,
 )
 from node.web.i18n import FormError
-from tests.conftest import config_with
+from tests.conftest import Clock, config_with
 from tests.security_site import SID, TOKEN, TOKEN_ENV, FakeTwilio
 
 
@@ -124,14 +123,6 @@ def test_config_errors_name_the_field(tables: dict[str, Any], message: str) -> N
     assert message in str(e.value)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Outbox:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
@@ -145,14 +136,6 @@ class Outbox:
     def code(self) -> str:
         return self.sent[-1][1][:6]
 
-
-@pytest.fixture
-async def ex(database_url: str) -> AsyncIterator[Exchange]:
-    e = await Exchange.start(config_with(database_url), actors=False)
-    try:
-        yield e
-    finally:
-        await e.stop()
 
 
 async def test_codes_are_single_use_short_lived_hashed_and_throttled(ex: Exchange) -> None:

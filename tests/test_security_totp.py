@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
 
 import pyotp
@@ -24,7 +23,7 @@ from node.security.totp import (
     normalise_recovery_code,
     provisioning_uri,
 )
-from tests.conftest import config_with
+from tests.conftest import Clock
 
 # RFC 6238 Appendix B: (time, SHA1, SHA256, SHA512), 8 digits, 30-second steps.
 RFC6238 = [
@@ -85,22 +84,6 @@ def test_recovery_codes_are_read_forgivingly() -> None:
     assert normalise_recovery_code("abcde-fghj") is None
     assert normalise_recovery_code("abcde-fghj1") is None  # 1 is not in the alphabet (no 1/l/i confusion)
 
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def ex(database_url: str) -> AsyncIterator[Exchange]:
-    e = await Exchange.start(config_with(database_url), actors=False)
-    try:
-        yield e
-    finally:
-        await e.stop()
 
 
 def totp_of(ex: Exchange, clock: Clock) -> Totp:
