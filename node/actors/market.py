@@ -305,7 +305,7 @@ class MarketActor(Actor[Any]):
         """Everything the batch changes, as rows and events fixed now; returns the write."""
         m = self.market
         ts = now_ms()
-        eff = Effects()
+        eff = Effects(created_at=ts)
         trade_rows: list[tuple[Any, ...]] = []
         order_rows: list[tuple[Any, ...]] = []
         finished: list[Order] = []
@@ -337,7 +337,7 @@ class MarketActor(Actor[Any]):
             del self.finished[next(iter(self.finished))]
         state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), self.fees[0], self.fees[1], ts, m.id)
         account_rows = [(d[0], d[1], k[0], k[1]) for k, d in sorted(eff.deltas.items())]
-        ledger_rows = [r + (ts,) for r in eff.ledger]
+        ledger_rows = eff.ledger
 
         async def write() -> None:
             # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.

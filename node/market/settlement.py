@@ -22,14 +22,16 @@ DEPOSIT = "deposit"
 WITHDRAW = "withdraw"
 FIX = "fix"
 
-LedgerRow = tuple[int, str, int, int, int, str, str, int]
-"""(member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id)"""
+LedgerRow = tuple[int, str, int, int, int, str, str, int, int]
+"""(member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at): the ledger
+table's columns, in its order, so a batch's rows are written as they are."""
 
 
 @dataclass
 class Effects:
-    """Balance deltas of a batch, aggregated per account, plus their ledger rows."""
+    """Balance deltas of a batch, aggregated per account, plus their ledger rows (stamped `created_at`)."""
 
+    created_at: int = 0
     deltas: dict[tuple[int, str], list[int]] = field(default_factory=dict)
     ledger: list[LedgerRow] = field(default_factory=list)
 
@@ -52,7 +54,7 @@ class Effects:
         else:
             d[0] += d_balance
             d[1] += d_locked
-        self.ledger.append((member, currency, d_balance, d_locked, fee, reason, ref_type, ref_id))
+        self.ledger.append((member, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, self.created_at))
 
 
 def fee_of(amount: int, rate: int) -> int:
