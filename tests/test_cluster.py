@@ -344,3 +344,36 @@ async def test_moving_a_market_loses_and_reorders_nothing(tmp_path: Path, pg_url
     assert all(rows[i]["state"] == "wait" for i in sent), "an order was not taken into the book"
     seqs = [rows[i]["seq"] for i in sent]
     assert seqs == sorted(seqs), "orders were taken in a different order than they were sent"
+
+
+@pytest.mark.slow
+async def test_peatio_orderbook_stream_on_another_node_knows_older_orders(tmp_path: Path, pg_url: str) -> None:
+    """An order resting on B's market before A started: when it is cancelled, a Peatio client of A's
+    `orderbook` stream is told to remove it (A asked B for the resting orders when it started)."""
+    pa, pb = free_ports(2)
+    config = cluster_config(tmp_path, pg_url, pa, pb)
+    key_file = tmp_path / "secret.key"
+    [keys] = await make_members(config, key_file, 1)
+    a = NodeProcess(config, pa, key_file, tmp_path / "a.log", node="a")
+    b = NodeProcess(config, pb, key_file, tmp_path / "b.log", node="b")
+    await b.start()
+    api, api_a = ApiClient(b.base, *keys), ApiClient(a.base, *keys)
+    session = aiohttp.ClientSession()
+    try:
+        old = await api.post("/orders", market="dogebtc", side="sell", volume="700", price="0.0000031")
+        await a.start()
+        legacy = WsClient(ws=await session.ws_connect(a.base.replace("http", "ws") + "/ws"))
+        legacy.start()
+        await legacy.wait(lambda f: "challenge" in f)
+        assert "success" in await legacy.auth(*keys)  # a Peatio client: the orderbook stream comes with it
+        await asyncio.sleep(0.5)  # A's mirror of B's book is in place well before this
+        await api_a.post("/order/delete", id=str(old["id"]))
+        removed = await legacy.wait(lambda f: f.get("orderbook", {}).get("action") == "remove")
+        assert removed["orderbook"]["order"]["id"] == old["id"]
+        await legacy.close()
+    finally:
+        await api.close()
+        await api_a.close()
+        await session.close()
+        a.terminate()
+        b.terminate()

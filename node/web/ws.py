@@ -60,6 +60,7 @@ HISTORY = 1024  # depth diffs kept per market, to bring a snapshot fetched from 
 
 MARKET_CHANNELS = ("ticker", "trades", "depth")
 PRIVATE_CHANNELS = ("order", "trade", "account", "orderbook")
+MIRROR_LIMIT = 100_000  # resting orders asked of another node per side, for Peatio's orderbook stream
 KLINE_CHANNELS = tuple(f"kline_{p}" for p in PERIODS)
 CHANNEL_SCOPES = {"order": ("history", "trade"), "trade": ("history", "trade"), "account": ("profile", "history"),
                   "orderbook": ()}
@@ -202,6 +203,7 @@ class Hub:
         self._accounts_dirty: set[tuple[int, str]] = set()
         self._accounts_task: asyncio.Task[None] | None = None
         self._watch_tasks: set[asyncio.Task[None]] = set()
+        self._mirroring: dict[str, set[int]] = {}  # market -> ids that left the book while its mirror was asked for
         md.listeners.append(self.on_events)
 
     # -- life cycle ---------------------------------------------------------------------------------
@@ -209,7 +211,35 @@ class Hub:
         for mid, actor in self.ex.markets.items():
             self.book_seq[mid] = actor.book_seq
             self.resting[mid] = {o.id: o.remaining for side in ("buy", "sell") for o in actor.engine.orders(side)}
+        for mid in self.ex.refs:
+            if mid not in self.ex.markets:  # run by another node: asked for its resting orders
+                self._mirroring[mid] = set()
+                task = asyncio.create_task(self._mirror(mid), name=f"ws-mirror-{mid}")
+                self._watch_tasks.add(task)
+                task.add_done_callback(self._watch_tasks.discard)
         self._task = asyncio.create_task(self._ticker_loop(), name="ws-tick")
+
+    async def _mirror(self, mid: str, tries: int = 5) -> None:
+        """The resting orders of a market run by another node, asked once at start: without them,
+        Peatio's `orderbook` stream here could not say `remove` for an order that was resting before
+        this node started. Events that arrive meanwhile win over the answer (an order they took out
+        of the book is not put back)."""
+        sides: list[list[dict[str, Any]]] = []
+        for attempt in range(tries):
+            try:
+                sides = [await self.ex.book_orders(mid, side, MIRROR_LIMIT) for side in ("buy", "sell")]
+                break
+            except Exception as e:  # its node is not up yet: ask again a little later
+                if attempt == tries - 1:
+                    log.warning("market %s: resting orders not known here (%r); Peatio's orderbook stream "
+                                "will only know the orders placed from now on", mid, e)
+                await asyncio.sleep(2.0)
+        gone = self._mirroring.pop(mid, set())
+        known = self.resting.setdefault(mid, {})
+        for orders in sides:
+            for o in orders:
+                if o["id"] not in gone:
+                    known.setdefault(o["id"], o["remaining"])
 
     async def shutdown(self, app: web.Application | None = None) -> None:
         """Close every client with 1001 (aiohttp waits for open handlers at shutdown otherwise)."""
@@ -223,6 +253,8 @@ class Hub:
                 w.cancel()
 
     async def stop(self) -> None:
+        for task in list(self._watch_tasks):  # mirrors being asked for, bindings being changed
+            task.cancel()
         for task in (self._task, self._accounts_task):
             if task is not None:
                 task.cancel()
@@ -584,6 +616,9 @@ class Hub:
         """Peatio's orderbook action for an order event: add, update, remove, or nothing."""
         known = self.resting.setdefault(mid, {})
         oid = ev["id"]
+        gone = self._mirroring.get(mid)
+        if gone is not None and not in_book:
+            gone.add(oid)  # out of the book: not to be put back by the mirror's answer
         if in_book:
             before = known.get(oid)
             known[oid] = ev["remaining"]
