@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from node.store import Bulk, open_store
@@ -35,3 +39,33 @@ def test_bulk_statements_read_as_sql() -> None:
     assert [len(values) // 3 for _, values in PAIRS.chunks([(1, 2, 3)] * 1100)] == [1024, 64, 8, 4]
     with pytest.raises(ValueError):
         Bulk.update("kv", "v = {1}", "{t}.k = {0}")
+
+
+async def test_a_failed_commit_is_rolled_back_and_the_next_transaction_runs(tmp_path: Path) -> None:
+    """SQLite: the COMMIT is queued before the writer lock is released, so a transaction queued right
+    behind one whose COMMIT fails must find a clean connection. A deferred foreign key makes the
+    COMMIT itself fail."""
+    store = await open_store(f"sqlite:///{tmp_path}/c.db")
+    try:
+        async with store.transaction() as tx:
+            await tx.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+            await tx.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER "
+                             "REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+
+        async def orphan() -> None:
+            async with store.transaction() as tx:
+                await tx.executemany("INSERT INTO child (id, parent_id) VALUES (?, ?)", [(1, 42)])
+
+        async def good() -> None:
+            async with store.transaction() as tx:
+                await tx.executemany("INSERT INTO parent (id) VALUES (?)", [(7,)])
+                await tx.executemany("INSERT INTO child (id, parent_id) VALUES (?, ?)", [(2, 7)])
+
+        results = await asyncio.gather(orphan(), good(), return_exceptions=True)
+        assert isinstance(results[0], sqlite3.IntegrityError) and results[1] is None
+        assert [tuple(r) for r in await store.fetch("SELECT id, parent_id FROM child")] == [(2, 7)]
+        async with store.transaction() as tx:  # and the connection goes on as usual
+            await tx.execute("INSERT INTO parent (id) VALUES (8)")
+        assert await store.fetchval("SELECT COUNT(*) FROM parent") == 2
+    finally:
+        await store.close()
