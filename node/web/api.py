@@ -110,9 +110,14 @@ def _limiter(request: web.Request) -> RateLimiter:
 
 
 async def signed(request: web.Request, params: Params) -> Token:
-    """Authenticate and burn the tonce (see `verified`)."""
+    """Authenticate and burn the tonce (see `verified`); a replay counts against the client IP's
+    allowance, like any failed authentication."""
     token, tonce = await verified(request, params)
-    await request.app[AUTH].burn(tonce)
+    try:
+        await request.app[AUTH].burn(tonce)
+    except TonceReused:
+        _limiter(request).hit_ip(request.remote)
+        raise
     return token
 
 
@@ -164,6 +169,7 @@ class _Submission:
     """
 
     def __init__(self, request: web.Request, token: Token, tonce: Tonce) -> None:
+        self.request = request
         self.auth = request.app[AUTH]
         self.ex = request.app[EXCHANGE]
         self.token = token
@@ -179,7 +185,10 @@ class _Submission:
         try:
             await self.auth.burn(self.tonce)
         except TonceReused as replay:
-            return replay if outcome_known else error
+            if not outcome_known:
+                return error
+            _limiter(self.request).hit_ip(self.request.remote)
+            return replay
         except ExchangeError:
             pass  # the tonce actor is busy too: the request did nothing, the original error stands
         return error
@@ -191,6 +200,9 @@ class _Submission:
             raise await self.refused(e) from None
         try:
             return await self.ex.place_orders(self.token.member_id, reqs, self.tonce)
+        except TonceReused:  # the account actor found it used: a replay
+            _limiter(self.request).hit_ip(self.request.remote)
+            raise
         except Busy as e:  # never reached the account actor
             raise await self.refused(e) from None
         except (Unavailable, Timeout) as e:
