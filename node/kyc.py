@@ -177,7 +177,8 @@ class Kyc:
         i = identity
         async with self.store.transaction() as tx:
             for name, f, mime, rel in written:
-                await uploads.add_row(tx, member_id, f"kyc_{name}", member_id, f, mime, rel)
+                await uploads.add_row(tx, member_id, f"kyc_{name}", member_id, f, mime, rel,
+                                      keep_data=uploads.shared(self.store))
             n = await tx.execute(
                 "UPDATE kyc_profiles SET state = ?, level = 0, full_name = ?, birth_date = ?, address = ?, country = ?, "
                 "phone = ?, doc_type = ?, doc_number = ?, reason = '', submitted_at = ?, reviewed_at = NULL, "

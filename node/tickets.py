@@ -103,7 +103,8 @@ class Tickets:
                            file: uploads.Incoming | None, mime: str | None, rel: str | None, ts: int) -> int:
         upload_id = None
         if file is not None and mime is not None and rel is not None:
-            upload_id = await uploads.add_row(tx, owner, "ticket", tid, file, mime, rel)
+            upload_id = await uploads.add_row(tx, owner, "ticket", tid, file, mime, rel,
+                                                  keep_data=uploads.shared(self.store))
         cid = int(await tx.fetchval(
             "INSERT INTO ticket_comments (ticket_id, author_id, staff, body, upload_id, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", tid, author, int(staff), body, upload_id, ts))

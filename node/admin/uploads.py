@@ -12,8 +12,10 @@ member's word, not evidence), and the extension must agree with what the bytes a
 plain text (UTF-8 without control characters).
 
 Where the files live: `EXCHANGE_UPLOADS_DIR`, else `uploads/` beside the SQLite database file (so each
-test database has its own), else `var/uploads`. A cluster of several nodes needs that folder on a
-shared volume, like the database.
+test database has its own), else `var/uploads`. On PostgreSQL (a cluster's store) each file is also
+kept in the database (`upload_data`), so a node that does not have it on disk (the upload came in
+through another node) serves it from there: no shared volume is needed. On SQLite (one node) the
+file alone is kept, so that megabytes never pass through the single writer that trading uses.
 """
 
 from __future__ import annotations
@@ -126,13 +128,22 @@ async def write_file(root: Path, member_id: int, purpose: str, f: Incoming, mime
     return rel.as_posix()
 
 
-async def add_row(tx: Any, member_id: int, purpose: str, owner_id: int, f: Incoming, mime: str, rel: str) -> int:
-    """The row of a file written by `write_file` (in the caller's transaction); returns its id."""
+def shared(store: Store) -> bool:
+    """Whether uploads are also kept in the store (PostgreSQL: several nodes may serve them)."""
+    return store.backend != "sqlite"
+
+
+async def add_row(tx: Any, member_id: int, purpose: str, owner_id: int, f: Incoming, mime: str, rel: str,
+                  keep_data: bool = False) -> int:
+    """The row of a file written by `write_file` (in the caller's transaction); returns its id. With
+    `keep_data` (see `shared`), the bytes are stored too."""
     value = await tx.fetchval(
         "INSERT INTO uploads (member_id, purpose, owner_id, name, mime, size, sha256, path, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         member_id, purpose, owner_id, clean_name(f.name), mime, len(f.data), hashlib.sha256(f.data).hexdigest(), rel,
         now_ms())
+    if keep_data:
+        await tx.execute("INSERT INTO upload_data (upload_id, data) VALUES (?, ?)", int(value), f.data)
     return int(value)
 
 
@@ -141,16 +152,21 @@ async def save(store: Store, root: Path, member_id: int, purpose: str, owner_id:
     points at nothing (a crash in between leaves an orphan file, never a broken link)."""
     rel = await write_file(root, member_id, purpose, f, mime)
     async with store.transaction() as tx:
-        return await add_row(tx, member_id, purpose, owner_id, f, mime, rel)
+        return await add_row(tx, member_id, purpose, owner_id, f, mime, rel, keep_data=shared(store))
 
 
 async def load(store: Store, root: Path, upload_id: int) -> tuple[dict[str, Any], bytes] | None:
-    """The row and the bytes of an upload; None when there is no such upload (or its file is gone)."""
+    """The row and the bytes of an upload, from this node's disk or else from the store; None when
+    there is no such upload (or its bytes are nowhere, or not what was uploaded)."""
     row = await store.fetchrow("SELECT * FROM uploads WHERE id = ?", upload_id)
     if row is None:
         return None
     data = await asyncio.to_thread(_read, root, str(row["path"]))
-    return None if data is None else (dict(row), data)
+    if data is None and shared(store):
+        data = await store.fetchval("SELECT data FROM upload_data WHERE upload_id = ?", upload_id)
+        if data is not None and hashlib.sha256(bytes(data)).hexdigest() != row["sha256"]:
+            data = None
+    return None if data is None else (dict(row), bytes(data))
 
 
 def _read(root: Path, rel: str) -> bytes | None:

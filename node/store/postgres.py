@@ -135,7 +135,7 @@ class PostgresStore:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                for stmt in _statements(sql.replace("{id}", ID_SQL)):
+                for stmt in _statements(sql.replace("{id}", ID_SQL).replace("{blob}", "BYTEA")):
                     await tx.conn.execute(stmt)
                 await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
             for name in ("orders", "trades"):

@@ -1,7 +1,7 @@
 """One schema for both backends, as an ordered list of migrations applied at start.
 
-`{id}` stands for an auto-increment primary key, spelled differently by SQLite and PostgreSQL;
-everything else is portable SQL. Money columns are BIGINT smallest units, times BIGINT epoch ms.
+`{id}` stands for an auto-increment primary key and `{blob}` for bytes, spelled differently by
+SQLite and PostgreSQL; everything else is portable SQL. Money columns are BIGINT smallest units, times BIGINT epoch ms.
 """
 
 from __future__ import annotations
@@ -622,6 +622,19 @@ CREATE TABLE auth_changes (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX auth_changes_created ON auth_changes (created_at);
+""",
+    )
+)
+
+# Uploaded files kept in the store too, on PostgreSQL (node/admin/uploads.py): any node serves them.
+MIGRATIONS.append(
+    (
+        13,
+        """
+CREATE TABLE upload_data (
+    upload_id BIGINT PRIMARY KEY,
+    data {blob} NOT NULL
+);
 """,
     )
 )

@@ -300,7 +300,7 @@ class SqliteStore:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                for stmt in _statements(sql.replace("{id}", ID_SQL)):
+                for stmt in _statements(sql.replace("{id}", ID_SQL).replace("{blob}", "BLOB")):
                     await tx.execute(stmt)
                 await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
 
