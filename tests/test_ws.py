@@ -359,3 +359,24 @@ async def test_too_many_clients_get_503(node: Node) -> None:
         await node.session.ws_connect(node.base + "/ws")
     assert e.value.status == 503
     await c.close()
+
+
+async def test_a_revoked_key_ends_its_private_streams(node: Node) -> None:
+    """Disabling a key (here, or on any node: the change comes through the store's feed) closes the
+    websocket connections it authenticated; other members' connections stay."""
+    from node.web.app import KEYS
+
+    a, ak, sk = await node.member("alice@example.com")
+    _, bk, bs = await node.member("bob@example.com")
+    alice, bob = await node.connect(), await node.connect()
+    assert "success" in await alice.auth(ak, sk, legacy=False)
+    assert "success" in await bob.auth(bk, bs, legacy=False)
+    await alice.command({"subscribe": {"channels": ["order"]}}, "subscribed")
+    token_id = (await node.app[KEYS].list(a))[0]["id"]
+    assert await node.app[KEYS].set_disabled(a, token_id, True)
+    await node.ex.auth_changes.poll()  # what the feed does every second
+    await asyncio.wait_for(alice.closed.wait(), 5)
+    assert alice.close_code == CLOSE_POLICY
+    assert any("revoked" in f.get("error", {}).get("message", "") for f in alice.frames)
+    assert not bob.closed.is_set()
+    await bob.close()

@@ -312,6 +312,27 @@ class Hub:
         if key[0] == "depth":
             c.depth_seq.pop(key[1], None)
 
+    def on_rights_change(self, member_id: int, access_key: str | None) -> None:
+        """A key deleted or disabled, or a member's API switched off (node/auth_changes.py, on any
+        node): the connections it authenticated are checked again and closed if it no longer works,
+        so a revocation ends private streams too, not only new requests."""
+        hit = [c for c in self.clients if c.token is not None and not c.closing
+               and (c.token.access_key == access_key if access_key is not None else c.member_id == member_id)]
+        if hit:
+            task = asyncio.get_running_loop().create_task(self._recheck(hit))
+            self._watch_tasks.add(task)
+            task.add_done_callback(self._watch_tasks.discard)
+
+    async def _recheck(self, clients: list[Client]) -> None:
+        now = time.time_ns() // 1_000_000
+        for c in clients:
+            if c.token is None or c.closing:
+                continue
+            token = await self.keys.find(c.token.access_key)
+            if token is None or token.deleted or token.disabled or token.expired(now):
+                c.send(frame({"error": {"message": "The access key was revoked or disabled."}}))
+                self.close(c, CLOSE_POLICY, "access key revoked")
+
     def _watch(self, key: Key, on: bool) -> None:
         """In a cluster, a member's account events come from other nodes only while this node has an
         `account` stream of that member (they are the bulk of the events): the cluster link is told
@@ -837,7 +858,10 @@ def setup(app: web.Application, exchange: Exchange, md: MarketData, keys: ApiKey
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         await hub.start()
+        exchange.auth_changes.listeners.append(hub.on_rights_change)
         yield
+        with contextlib.suppress(ValueError):
+            exchange.auth_changes.listeners.remove(hub.on_rights_change)
         await hub.stop()
 
     app.cleanup_ctx.append(lifecycle)
