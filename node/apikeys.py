@@ -175,23 +175,19 @@ class ApiKeys:
 
     async def delete(self, member_id: int, token_id: int, now: int) -> bool:
         """Soft delete: the row stays (for the audit trail), the key stops working at once."""
-        access = await self._access_key(member_id, token_id)
-        async with self.store.transaction() as tx:
-            n = await tx.execute(
-                "UPDATE api_tokens SET deleted_at = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
-                now, token_id, member_id)
-            if n:
-                await auth_changes.record(tx, member_id, access)
-        self.forget(access)
-        return n > 0
+        return await self._set_token(member_id, token_id, "deleted_at", now)
 
     async def set_disabled(self, member_id: int, token_id: int, disabled: bool) -> bool:
         """Disable (or enable again) one token: it answers 2009 while disabled."""
+        return await self._set_token(member_id, token_id, "disabled", int(disabled))
+
+    async def _set_token(self, member_id: int, token_id: int, column: str, value: int) -> bool:
+        """Change one live token and announce it to every node (node/auth_changes.py)."""
         access = await self._access_key(member_id, token_id)
         async with self.store.transaction() as tx:
             n = await tx.execute(
-                "UPDATE api_tokens SET disabled = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
-                int(disabled), token_id, member_id)
+                f"UPDATE api_tokens SET {column} = ? WHERE id = ? AND member_id = ? AND deleted_at IS NULL",
+                value, token_id, member_id)
             if n:
                 await auth_changes.record(tx, member_id, access)
         self.forget(access)
@@ -203,7 +199,5 @@ class ApiKeys:
             n = await tx.execute("UPDATE members SET api_disabled = ? WHERE id = ?", int(disabled), member_id)
             if n:
                 await auth_changes.record(tx, member_id)
-        self.on_change(member_id, None)
-        for r in await self.store.fetch("SELECT access_key FROM api_tokens WHERE member_id = ?", member_id):
-            self.forget(r["access_key"])
+        self.on_change(member_id, None)  # drops every cached token of the member
         return n > 0

@@ -95,13 +95,14 @@ class AccountActor(Actor[SubmitOrders]):
         wanted = sorted({(r.member_id, r.lock_currency) for b in batch for r in b.orders})
         client_ids = sorted({r.client_id for b in batch for r in b.orders if r.client_id})
         signed = [(i, sub.tonce) for i, sub in enumerate(batch) if sub.tonce is not None]
+        tonces = [tonce for _, tonce in signed]
         async with self.store.transaction() as tx:
             # One trip for every read: the tonces burnt first (a replay is refused, not decided),
             # then the balances (only the rows this batch spends from are locked, in one global
             # order: no deadlocks), then the orders that client ids may name.
             queries: list[tuple[str, list[Any]]] = []
             if signed:
-                queries.append(self.tonces.insert([tonce for _, tonce in signed]))
+                queries.append(self.tonces.insert(tonces))
             pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in wanted)
             queries.append((f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
                             f"ORDER BY member_id, currency{self.store.for_update}", [x for pair in wanted for x in pair]))
@@ -112,7 +113,7 @@ class AccountActor(Actor[SubmitOrders]):
                                 [*members, *client_ids]))
             fetched = await tx.fetch_many(queries)
             if signed:
-                fresh = await self.tonces.settle(tx, [tonce for _, tonce in signed], fetched.pop(0))
+                fresh = await self.tonces.settle(tx, tonces, fetched.pop(0))
                 for (i, tonce), ok in zip(signed, fresh, strict=True):
                     if not ok:
                         results[i] = TonceReused(*tonce)

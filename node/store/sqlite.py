@@ -48,7 +48,6 @@ class ConnectionThread:
         self._queue: SimpleQueue[tuple[asyncio.Future[Any], Work] | None] = SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.db: sqlite3.Connection | None = None
 
     async def open(self) -> ConnectionThread:
         self._loop = asyncio.get_running_loop()
@@ -79,7 +78,7 @@ class ConnectionThread:
             error: BaseException | None = None
             try:
                 if db is None:
-                    db = self.db = self._connect()
+                    db = self._connect()
                 value = work(db)
             except BaseException as e:  # handed to the waiting coroutine, never lost in this thread
                 error = e
@@ -164,11 +163,6 @@ class SqliteTx:
                 raise
 
         return self._submit(commit)
-
-    async def commit(self) -> None:
-        fut = self.commit_soon()
-        if fut is not None:
-            await fut
 
     async def rollback(self) -> None:
         self._held = []

@@ -30,7 +30,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,9 +214,7 @@ class Hub:
         for mid in self.ex.refs:
             if mid not in self.ex.markets:  # run by another node: asked for its resting orders
                 self._mirroring[mid] = set()
-                task = asyncio.create_task(self._mirror(mid), name=f"ws-mirror-{mid}")
-                self._watch_tasks.add(task)
-                task.add_done_callback(self._watch_tasks.discard)
+                self._spawn(self._mirror(mid))
         self._task = asyncio.create_task(self._ticker_loop(), name="ws-tick")
 
     async def _mirror(self, mid: str, tries: int = 5) -> None:
@@ -233,7 +231,8 @@ class Hub:
                 if attempt == tries - 1:
                     log.warning("market %s: resting orders not known here (%r); Peatio's orderbook stream "
                                 "will only know the orders placed from now on", mid, e)
-                await asyncio.sleep(2.0)
+                else:
+                    await asyncio.sleep(2.0)
         gone = self._mirroring.pop(mid, set())
         known = self.resting.setdefault(mid, {})
         for orders in sides:
@@ -319,9 +318,7 @@ class Hub:
         hit = [c for c in self.clients if c.token is not None and not c.closing
                and (c.token.access_key == access_key if access_key is not None else c.member_id == member_id)]
         if hit:
-            task = asyncio.get_running_loop().create_task(self._recheck(hit))
-            self._watch_tasks.add(task)
-            task.add_done_callback(self._watch_tasks.discard)
+            self._spawn(self._recheck(hit))
 
     async def _recheck(self, clients: list[Client]) -> None:
         now = time.time_ns() // 1_000_000
@@ -343,12 +340,17 @@ class Hub:
         member = int(key[1])
         if self.ex.link is None:
             return  # one node: every event is here already
-        task = asyncio.get_running_loop().create_task(self.ex.watch_accounts(member, on))
-        self._watch_tasks.add(task)
+        task = self._spawn(self.ex.watch_accounts(member, on))
         task.add_done_callback(lambda t: self._watched(member, on, t))
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Background work of the hub (mirrors, bindings, re-checks), cancelled when it stops."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._watch_tasks.add(task)
+        task.add_done_callback(self._watch_tasks.discard)
+        return task
+
     def _watched(self, member: int, on: bool, task: asyncio.Task[None]) -> None:
-        self._watch_tasks.discard(task)
         if task.cancelled():
             return
         if task.exception() is not None:
