@@ -148,66 +148,6 @@ async def audit_cmd(args: argparse.Namespace) -> int:
     return result
 
 
-async def status_cmd(args: argparse.Namespace) -> int:
-    """Ask every node of the configuration for its status; print who runs what and the lags."""
-    import aiohttp
-
-    config = load_config(args.config)
-    rc = 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
-        for node in config.nodes.values():
-            url = f"http://{node.host}:{node.port}/ops/status"
-            try:
-                async with s.get(url) as r:
-                    st = await r.json()
-            except Exception as e:
-                print(f"node {node.name} ({node.host}:{node.port}): DOWN ({type(e).__name__})")
-                rc = 1
-                continue
-            print(f"node {node.name} ({node.host}:{node.port}): up {st['uptime']}s, store {st['store']}"
-                  + (f", bus {'connected' if st.get('bus', {}).get('connected') else 'DISCONNECTED'}" if "bus" in st else ""))
-            for mid, m in st["markets"].items():
-                print(f"  market {mid}: resting {m['resting']}, halted {m['halted']}, queued {m.get('queued', '-')}")
-            for a in st["actors"]:
-                print(f"  actor {a['name']}: mailbox {a['mailbox']}, processed {a['processed']}, restarts {a['restarts']}")
-    return rc
-
-
-async def market_move(args: argparse.Namespace) -> int:
-    """Hand a market over to another node: the owner drains it, the new node adopts it."""
-    from node.cluster.rabbit import send_control_once
-
-    config = load_config(args.config)
-    if not config.rabbitmq:
-        print("moving a market needs a cluster (exchange.rabbitmq in the configuration)", file=sys.stderr)
-        return 2
-    if args.to not in config.nodes:
-        print(f"unknown node {args.to!r}", file=sys.stderr)
-        return 2
-    ex = await Exchange.start(config, args.node, actors=False)
-    try:
-        ex.market(args.market)
-        lease = next((le for le in await ex.leases.all() if le["market"] == args.market), None)
-        if lease is None or lease["owner"] == "handed-over":
-            print(f"market {args.market} has no running owner to hand it over", file=sys.stderr)
-            return 1
-        if lease["node"] == args.to:
-            print(f"market {args.market} already runs on {args.to}")
-            return 0
-        await send_control_once(config.rabbitmq, await ex.cluster_id(), str(lease["node"]),
-                                {"cmd": "release", "market": args.market, "to": args.to})
-        for _ in range(300):
-            await asyncio.sleep(0.1)
-            lease = next((le for le in await ex.leases.all() if le["market"] == args.market), None)
-            if lease is not None and lease["node"] == args.to and lease["owner"] != "handed-over":
-                print(f"market {args.market} now runs on node {args.to}")
-                return 0
-        print(f"market {args.market}: the hand-over did not finish in 30 s", file=sys.stderr)
-        return 1
-    finally:
-        await ex.stop()
-
-
 async def admin_cmd(args: argparse.Namespace) -> int:
     from node.admin.cli import run
 
@@ -260,15 +200,12 @@ def parser() -> argparse.ArgumentParser:
     sol = sub.add_parser("solvency", help="proof of solvency: snapshot, assets, fiat reserves, show")
     add_cli_arguments(sol)
     sol.set_defaults(fn=solvency_cmd)
-    sub.add_parser("status", help="every node's markets, mailboxes and lags").set_defaults(fn=status_cmd)
+    from node.cli_cluster import add_arguments as add_cluster_arguments
+
+    add_cluster_arguments(sub)
     from node.admin.cli import add_arguments as add_admin_arguments
 
     add_admin_arguments(sub, admin_cmd)
-    mk = sub.add_parser("market", help="markets").add_subparsers(dest="sub", required=True)
-    mv = mk.add_parser("move", help="hand a market over to another node (cluster)")
-    mv.add_argument("market")
-    mv.add_argument("--to", required=True, help="the node that takes the market")
-    mv.set_defaults(fn=market_move)
     return p
 
 

@@ -79,6 +79,7 @@ class Market:
     min_volume: int  # lots
     max_volume: int  # lots, 0 = no limit
     self_trade: str
+    standbys: tuple[str, ...] = ()  # nodes that adopt the market when its owner's lease expires
 
     @property
     def name(self) -> str:
@@ -114,6 +115,9 @@ class ActorConf:
     mailbox_size: int = 10_000
     max_batch: int = 1_000
     ask_timeout: float = 10.0
+    lease_ms: int = 10_000  # a market's lease: an owner silent this long is replaced by a standby
+    sweep_after_ms: int = 5_000  # an accepted order still pending this long is taken from the store
+    store_timeout_ms: int = 5_000  # every store call of a node (PostgreSQL), well inside the lease
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             min_volume=_units(m, "min_volume", path, vp, "0." + "0" * (vp - 1) + "1" if vp else "1", False),
             max_volume=_units(m, "max_volume", path, vp, "0", True),
             self_trade=stp,
+            standbys=tuple(_get(m, "standbys", path, list, [])) if "standbys" in m else ("*",),
         )
     if not markets:
         raise ConfigError("markets: at least one market is needed")
@@ -404,13 +409,28 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     unowned = [m for m in markets if m not in owners]
     if unowned:
         raise ConfigError(f"markets.{unowned[0]}: no node runs this market (add it to a nodes.*.markets list)")
+    for mid, market in list(markets.items()):
+        if market.standbys == ("*",):  # not named: in a cluster every other node stands by
+            standbys = tuple(n for n in nodes if n != owners[mid]) if rabbitmq else ()
+        else:
+            for n in market.standbys:
+                if not isinstance(n, str) or n not in nodes:
+                    raise ConfigError(f"markets.{mid}.standbys: no such node {n!r} (have: {', '.join(nodes)})")
+            standbys = tuple(n for n in market.standbys if n != owners[mid])
+        markets[mid] = replace(market, standbys=standbys)
 
     a = _get(data, "actors", "", dict, {})
     actors = ActorConf(
         mailbox_size=_int_range(a, "mailbox_size", "actors", 1, 10_000_000, 10_000),
         max_batch=_int_range(a, "max_batch", "actors", 1, 100_000, 1_000),
         ask_timeout=float(_int_range(a, "ask_timeout_ms", "actors", 1, 600_000, 10_000)) / 1000,
+        lease_ms=_int_range(a, "lease_ms", "actors", 1_000, 600_000, ActorConf.lease_ms),
+        sweep_after_ms=_int_range(a, "sweep_after_ms", "actors", 10, 3_600_000, ActorConf.sweep_after_ms),
+        store_timeout_ms=_int_range(a, "store_timeout_ms", "actors", 100, 600_000, ActorConf.store_timeout_ms),
     )
+    if actors.store_timeout_ms * 2 > actors.lease_ms:
+        raise ConfigError("actors.store_timeout_ms: must be at most half of actors.lease_ms, so that a stalled "
+                          "node's store calls fail before its lease can pass to another node")
     api_t = _get(data, "api", "", dict, {})
     api = ApiConf(
         signed_limit=_int_range(api_t, "signed_limit", "api", 0, 10**9, ApiConf.signed_limit),

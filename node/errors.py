@@ -96,6 +96,19 @@ class Unavailable(ExchangeError):
     status = 503
 
 
+class StoreConflict(Exception):
+    """A guarded write found the store not as expected (`Tx.expect`): the whole transaction was
+    rolled back. Internal: actors react to it (a fenced market stops, a lost claim rebuilds)."""
+
+
+class Fenced(StoreConflict):
+    """This market actor's lease epoch is no longer the current one: another node owns the market."""
+
+
+class ClaimLost(StoreConflict):
+    """An order the batch took in was no longer `pending` in the store: another copy was matched first."""
+
+
 class RateLimited(ExchangeError):
     code = 3001
     status = 429

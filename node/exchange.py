@@ -7,7 +7,6 @@ actors. Reads go straight to the store or to the in-memory books.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from node.actors.account import AccountActor, order_row_view
-from node.actors.lease import LEASE_TTL_MS, LeaseHeld, Leases, ProcessLock
+from node.actors.lease import LeaseHeld, Leases, Liveness, ProcessLock
 from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
 from node.actors.messages import (
     CancelAll,
@@ -42,6 +41,7 @@ from node.events import EventBus
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import DEPOSIT, order_lock
 from node.money import parse_units
+from node.ownership import Ownership
 from node.store import Store, open_store, sqlite_path
 from node.store.schema import HOUSE_EMAIL
 from node.tonces import TonceBook
@@ -95,8 +95,8 @@ class Exchange:
         self.started_at = time.time()
         self._members: dict[int, tuple[float, bool]] = {}
         self._rights_gen = 0  # counts announced rights changes (see _check_member)
-        self.leases = Leases(store, node.name)
-        self._lease_task: asyncio.Task[None] | None = None
+        self.leases = Leases(store, node.name, config.actors.lease_ms)
+        self.ownership: Ownership | None = None
         self._process_lock: ProcessLock | None = None
         self.funds = Funds(self)  # deposits, withdrawals, wallet actors (node/wallet, issue 7)
 
@@ -106,7 +106,8 @@ class Exchange:
         """Open the store and, unless `actors=False` (admin commands beside a running node), start
         this node's market and account actors."""
         node = config.node(node_name)
-        store = await open_store(config.database, synchronous=config.sqlite_synchronous)
+        store = await open_store(config.database, synchronous=config.sqlite_synchronous,
+                                 timeout=config.actors.store_timeout_ms / 1000)
         ex = cls(config, node, store)
         try:
             await ex._boot(actors)
@@ -127,134 +128,174 @@ class Exchange:
         if self.store.backend == "sqlite":
             self._process_lock = ProcessLock(sqlite_path(self.config.database))
             self._process_lock.acquire()
-        mine = list(self.node.markets)
-        if self.config.rabbitmq:  # markets handed over to this node earlier are its own too
-            mine += [m for m in await self.leases.held_by_node() if m not in mine and m in self.config.markets]
-        for mid in mine:
-            try:
-                await self.leases.acquire(mid)
-            except LeaseHeld as e:
-                if not self.config.rabbitmq:
-                    raise
-                log.error("%s; it stays with its owner and is reached through the bus", e.message)
-                continue
-            self.markets[mid] = self._new_market_actor(mid)
-        self._lease_task = asyncio.create_task(self._renew_leases(), name="leases")
+            self.leases.sole_process = True
+        else:
+            self.leases.liveness = Liveness(self.config.database, self.leases.owner,
+                                            self.config.actors.store_timeout_ms / 1000)
+            await self.leases.liveness.hold()
         a = self.config.actors
         kw = {"mailbox_size": a.mailbox_size, "max_batch": a.max_batch, "ask_timeout": a.ask_timeout}
-        self.refs.update(self.markets)
         if self.config.rabbitmq:
             from node.cluster.rabbit import RabbitLink, RemoteMarket
 
             self.link = RabbitLink(self.config.rabbitmq, self.node.name, self.bus, a.ask_timeout,
-                                   namespace=await self._cluster_id())
+                                   namespace=await self._cluster_id(), boot=self.leases.boot)
             await self.link.start()
             for mid in self.config.markets:
-                if mid not in self.markets:
-                    self.refs[mid] = RemoteMarket(mid, self.link)
+                self.refs[mid] = RemoteMarket(mid, self.link)
             self.bus.subscribe(self._on_status)
             self.link.on_control = self._on_control
         shards = 1 if self.store.backend == "sqlite" else 4
         self.accounts = [AccountActor(self.store, self.refs, self.config.currencies, i, self.tonces, **kw)
                          for i in range(shards)]
-        for actor in [*self.markets.values(), *self.accounts]:
+        self.ownership = Ownership(self.config, self.node, self.store, self.leases, self.markets,
+                                   adopt=self._adopt, drop=self._drop, status=self.status,
+                                   address=f"{self.node.host}:{self.node.port}", cluster=self.link is not None)
+        for mid in self.node.markets:
+            try:
+                await self.ownership.claim(mid)
+            except LeaseHeld as e:
+                if self.link is None:
+                    raise
+                self.ownership.refusals[mid] = e.message
+                log.error("%s; this node stands by for it", e.message)
+        for actor in self.accounts:
             await actor.start()
-        if self.link is not None:
-            for actor in self.markets.values():
-                await self.link.serve_market(actor)
+        await self.ownership.tick()  # the heartbeat at once (and any market free for a standby)
+        self.ownership.start()
         await self.funds.start()  # wallet actors of this node's currencies, if any have wallet settings
-        log.info("node %s up: markets %s on %s", self.node.name, ", ".join(self.markets), self.store.backend)
+        log.info("node %s up (boot %s): markets %s on %s", self.node.name, self.leases.boot,
+                 ", ".join(self.markets) or "none", self.store.backend)
 
-    def _new_market_actor(self, mid: str) -> MarketActor:
+    async def _adopt(self, mid: str, epoch: int) -> MarketActor:
+        """Start a market whose lease this node just took. New orders accepted here go to its
+        mailbox from now on, before recovery reads the store: recovery takes every order accepted
+        before it (oldest first), and the mailbox's copies of those are dropped as taken."""
+        actor = self._new_market_actor(mid, epoch)
+        previous = self.refs.get(mid)
+        self.refs[mid] = actor
+        try:
+            await actor.start()
+        except BaseException:
+            if previous is not None:
+                self.refs[mid] = previous
+            else:
+                self.refs.pop(mid, None)
+            raise
+        self.markets[mid] = actor
+        if self.link is not None:
+            await self.link.serve_market(actor)
+        return actor
+
+    async def _drop(self, mid: str, why: str) -> None:
+        """Stop a market at once (fenced, or the lease is lost): no drain, what is queued is not ours."""
+        actor = self.markets.pop(mid, None)
+        self.leases.forget(mid)
+        if actor is None:
+            return
+        log.error("market %s: %s; stopped matching it here", mid, why)
+        actor.fence(why)
+        if self.link is not None:
+            from node.cluster.rabbit import RemoteMarket
+
+            self.refs[mid] = RemoteMarket(mid, self.link)
+            await self.link.stop_serving(mid)
+
+    def _new_market_actor(self, mid: str, epoch: int) -> MarketActor:
         a = self.config.actors
         return MarketActor(self.config.markets[mid], self.store, self.bus, self.market_fee_members[mid],
+                           epoch=epoch, verify_intake=self.link is not None, sweep_after_ms=a.sweep_after_ms,
                            mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
 
     # -- moving a market between nodes ------------------------------------------------------------
-    async def _on_control(self, command: dict[str, Any]) -> None:
-        if command.get("cmd") == "release":
-            await self.release_market(str(command["market"]), str(command["to"]))
-        elif command.get("cmd") == "adopt":
-            await self.adopt_market(str(command["market"]))
-        else:
-            log.warning("unknown control command %r", command)
+    async def _on_control(self, command: dict[str, Any]) -> dict[str, Any]:
+        """An operator's command, done now or refused now (never kept for later): the answer goes
+        back to the command line that sent it."""
+        try:
+            cmd, mid = str(command.get("cmd")), str(command.get("market"))
+            self.market(mid)
+            if cmd == "release":
+                to = command.get("to")
+                return {"ok": True, "message": await self.release_market(mid, None if to is None else str(to))}
+            if cmd == "adopt":
+                return {"ok": True, "message": await self.adopt_market(mid)}
+            return {"ok": False, "message": f"unknown command {cmd!r}"}
+        except ExchangeError as e:
+            return {"ok": False, "message": e.message}
 
-    async def release_market(self, mid: str, to_node: str) -> None:
-        """Hand a market over without losing or reordering an order: route new orders to its queue,
-        stop consuming, drain the mailbox (every taken order is matched and committed), give up the
-        lease, and tell the new owner to adopt it. Orders sent meanwhile wait in the queue."""
+    async def alive_nodes(self) -> dict[str, dict[str, Any]]:
+        """Nodes whose process wrote its heartbeat within two leases and has not stopped."""
+        since = now_ms() - 2 * self.config.actors.lease_ms
+        rows = await self.store.fetch(
+            "SELECT node, boot, address, seen_at FROM nodes_seen WHERE seen_at > ? AND stopped_at IS NULL "
+            "ORDER BY seen_at", since)
+        return {str(r["node"]): dict(r) for r in rows}
+
+    async def release_market(self, mid: str, to_node: str | None) -> str:
+        """Give a market up without losing or reordering an order: new orders go to its queue,
+        the consumer stops, the mailbox drains (every taken order is matched and committed), and the
+        lease is released, to `to_node` alone if given (which adopts it at its next tick; if it does
+        not, the market falls to its standbys as after a crash)."""
         from node.cluster.rabbit import RemoteMarket
 
         actor = self.markets.get(mid)
-        if actor is None or self.link is None:
-            log.warning("asked to release %s, which this node does not run", mid)
-            return
-        if to_node not in self.config.nodes:
-            log.error("cannot hand %s to unknown node %r", mid, to_node)
-            return
-        self.refs[mid] = RemoteMarket(mid, self.link)
-        await self.link.stop_serving(mid)
-        for acc in self.accounts:  # orders already accepted here reach the old actor first
-            await acc.mailbox.join()
-        await actor.stop()
-        del self.markets[mid]
-        await self.leases.release(mid, handed_to=to_node)
-        await self.link.send_control(to_node, {"cmd": "adopt", "market": mid, "from": self.node.name})
-        log.info("market %s handed over to node %s", mid, to_node)
+        if actor is None or self.link is None or self.ownership is None:
+            raise Unavailable(f"market {mid} is not run by node {self.node.name}")
+        if to_node is not None:
+            if to_node not in self.config.nodes:
+                raise InvalidParameter(f"no such node {to_node!r}", "to")
+            if to_node == self.node.name:
+                return f"market {mid} already runs on {to_node}"
+            if to_node not in await self.alive_nodes():
+                raise Unavailable(f"node {to_node} is not running: market {mid} stays on {self.node.name}")
+        async with self.ownership.lock:
+            self.refs[mid] = RemoteMarket(mid, self.link)
+            await self.link.stop_serving(mid)
+            for acc in self.accounts:  # orders already accepted here reach the old actor first
+                await acc.mailbox.join()
+            await actor.stop()
+            self.markets.pop(mid, None)
+            self.ownership.hold_off(mid)
+            await self.leases.release(mid, handed_to=to_node)
+        log.warning("market %s released by node %s%s", mid, self.node.name, f" to node {to_node}" if to_node else "")
+        return f"market {mid} released by {self.node.name}" + (f", handed to {to_node}" if to_node else "")
 
-    async def adopt_market(self, mid: str) -> None:
-        """Take a market handed over by another node: lease, rebuild the book, consume its queue."""
-        if mid in self.markets or mid not in self.config.markets or self.link is None:
-            return
-        for _ in range(100):
-            try:
-                await self.leases.acquire(mid)
-                break
-            except LeaseHeld:
-                await asyncio.sleep(0.2)  # the old owner is still draining
-        else:
-            log.error("could not adopt %s: its lease stays held", mid)
-            return
-        actor = self._new_market_actor(mid)
-        await actor.start()
-        self.markets[mid] = actor
-        # This node's own orders for the market keep going through its queue (until a restart):
-        # orders it handed over before the move are still in that queue, and a direct path now
-        # could overtake them.
-        await self.link.serve_market(actor)
-        log.info("market %s adopted by node %s", mid, self.node.name)
+    async def adopt_market(self, mid: str) -> str:
+        """Take a market now if its lease is free (released, expired, handed here, or its holder
+        is gone); refuse with the reason otherwise."""
+        if self.ownership is None or self.link is None:
+            raise Unavailable("adopting a market needs a cluster (exchange.rabbitmq)")
+        if mid in self.markets:
+            return f"market {mid} already runs on {self.node.name}"
+        async with self.ownership.lock:
+            await self.ownership.claim(mid)
+        return f"market {mid} adopted by {self.node.name}"
 
     async def stop(self) -> None:
-        """Drain the account actors first (they feed the markets), then the markets, then the store."""
-        if self._lease_task is not None:
-            self._lease_task.cancel()
+        """Drain the account actors first (they feed the markets), then the markets, then the store;
+        leases are released, so the next owner need not wait for them to expire."""
+        if self.ownership is not None:
+            await self.ownership.stop()
         if self.link is not None:
             for mid in self.markets:
                 await self.link.stop_serving(mid)
         for actor in self.accounts:
             await actor.stop()
-        for mid, m in self.markets.items():
+        for mid, m in list(self.markets.items()):
             await m.stop()
-            await self.leases.release(mid)
+            try:
+                await self.leases.release(mid)
+            except Exception:
+                log.warning("could not release the lease of %s; it will expire", mid)
         if self.link is not None:
             await self.link.close()
         await self.funds.stop()
         await self.auth_changes.stop()
+        if self.leases.liveness is not None:
+            await self.leases.liveness.close()
         await self.store.close()
         if self._process_lock is not None:
             self._process_lock.release()
-
-    async def _renew_leases(self) -> None:
-        """Keep our markets' leases; a market whose lease was taken over is stopped at once."""
-        while True:
-            await asyncio.sleep(LEASE_TTL_MS / 3000)
-            for mid, actor in list(self.markets.items()):
-                try:
-                    if not await self.leases.renew(mid):
-                        log.error("lost the lease of market %s: stopping its actor", mid)
-                        actor.fence()
-                except Exception:
-                    log.exception("could not renew the lease of %s; retrying", mid)
 
     async def quiesce(self) -> None:
         """Wait until every message sent so far is fully processed (tests, graceful hand-over)."""
@@ -592,9 +633,13 @@ class Exchange:
         return [dict(r) for r in rows]
 
     async def cluster_status(self) -> dict[str, Any]:
-        """This node's status plus who runs what (leases) and each market's queue lag."""
+        """This node's status, the whole cluster as the store tells it (owners, epochs, leases,
+        heartbeats, problems), and each of this node's markets' queue lag."""
+        from node.ownership import cluster_view
+
         out = self.status()
         out["leases"] = await self.leases.all()
+        out["cluster"] = await cluster_view(self.store, self.config)
         if self.link is not None:
             out["bus"] = {"connected": self.link.connected, "published": self.link.published,
                           "consumed": self.link.consumed, "dropped_events": self.link.dropped_events}
@@ -604,18 +649,22 @@ class Exchange:
 
     def status(self) -> dict[str, Any]:
         actors = [*self.markets.values(), *self.accounts]
+        now = time.time()
         return {
             "node": self.node.name,
-            "uptime": round(time.time() - self.started_at, 1),
+            "boot": self.leases.boot,
+            "uptime": round(now - self.started_at, 1),
             "store": self.store.backend,
             "actors": [
                 {"name": a.name, "running": a.running, "mailbox": a.depth, "processed": a.processed,
-                 "batches": a.batches, "restarts": a.restarts, "last_error": a.last_error}
+                 "batches": a.batches, "restarts": a.restarts, "last_error": a.last_error,
+                 "recent_crashes": sum(1 for t in a.crashes if now - t < 600), "fenced": a.fenced}
                 for a in actors
             ],
             "markets": {
                 mid: {"halted": a.halted, "resting": len(a.engine), "state_hash": a.engine.state_hash(),
-                      "book_seq": a.book_seq, "last_price": a.engine.last_price}
+                      "book_seq": a.book_seq, "last_price": a.engine.last_price, "epoch": a.epoch,
+                      "duplicates_dropped": a.duplicates_dropped, "claims_lost": a.claims_lost}
                 for mid, a in self.markets.items()
             },
             "wallets": self.funds.status(),

@@ -245,9 +245,11 @@ async def test_pending_orders_are_matched_after_a_crash(database_url: str) -> No
     [view] = await ex.accounts[0].ask(SubmitOrders((req,)))
     assert (await ex.order_row(view["id"]))["state"] == "pending"
     await ex.accounts[0].stop()
+    if ex.ownership is not None and ex.ownership._task is not None:  # what the death of the process ends
+        ex.ownership._task.cancel()
+    if ex.leases.liveness is not None:
+        await ex.leases.liveness.close()
     await ex.store.close()
-    if ex._lease_task is not None:  # what the death of the process would have ended
-        ex._lease_task.cancel()
     if ex._process_lock is not None:
         ex._process_lock.release()
     ex2 = await Exchange.start(cfg)

@@ -18,7 +18,7 @@ from node.actors.market import LEDGER_BULK, now_ms
 from node.actors.messages import NewOrder, OrderRequest, SubmitOrders
 from node.actors.runtime import Actor
 from node.config import Currency
-from node.errors import CreateOrderFailed, ExchangeError, TonceReused
+from node.errors import CreateOrderFailed, ExchangeError, TonceReused, Unavailable
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
 from node.store import Bulk, IdAllocator, Store
@@ -36,7 +36,9 @@ ACCOUNTS_LOCK_BULK = Bulk.update("accounts", "balance = {t}.balance - {0}, locke
 
 
 class MarketRef(Protocol):
-    """Where accepted orders go: a local market actor or, in a cluster, a remote one."""
+    """Where accepted orders go: a local market actor or, in a cluster, a remote one. Either may
+    refuse (a market being moved or fenced): the order is in the store, and the market's owner
+    takes it from there."""
 
     def offer(self, msg: Any) -> bool:
         """Hand over at once if that needs no waiting (a local mailbox with room); else False."""
@@ -166,10 +168,14 @@ class AccountActor(Actor[SubmitOrders]):
             slow: set[str] = set()
             for o in accepted:
                 market = by_id[o.id]
-                if market in slow or not self.markets[market].offer(o):
+                ref = self.markets.get(market)
+                if ref is None:  # not running anywhere reachable now: its next owner takes it from the store
+                    log.warning("order %d accepted while market %s has no owner here; it waits in the store", o.id, market)
+                    continue
+                if market in slow or not ref.offer(o):
                     slow.add(market)
                     waiting.append(o)
-            outcomes = await asyncio.gather(*(self.markets[by_id[o.id]].put(o) for o in waiting),
+            outcomes = await asyncio.gather(*(self._hand_over(by_id[o.id], o) for o in waiting),
                                             return_exceptions=True)
             for o, outcome in zip(waiting, outcomes, strict=True):
                 if isinstance(outcome, ExchangeError):
@@ -180,6 +186,12 @@ class AccountActor(Actor[SubmitOrders]):
                 elif isinstance(outcome, BaseException):
                     log.error("order %d: hand-over failed (%r); the sweep will take it", o.id, outcome)
         return results
+
+    async def _hand_over(self, market: str, order: NewOrder) -> None:
+        ref = self.markets.get(market)
+        if ref is None:
+            raise Unavailable(f"market {market} has no owner reachable from here")
+        await ref.put(order)
 
     def _decide(
         self,

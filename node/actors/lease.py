@@ -1,28 +1,38 @@
-"""Exactly one live market actor per market in the whole cluster: a lease row in the shared store.
+"""Who runs what: leases with fencing epochs, one owner per market (or wallet) in the whole cluster.
 
-A node takes the lease of each market it runs before starting its actor, and renews it while it
-runs. Another node finds it held and refuses to start that market, with a clear message. The same
-node restarting (after a crash) takes its own lease over at once, so its markets come back without
-waiting for expiry. A node that loses its lease (it was stalled past the expiry and someone took
-over) stops its market actors at the next renewal: it never matches next to the new owner.
+A lease is a row in the shared store: the owner (node name plus boot id), when it expires, and an
+`epoch` that grows by one at every grant. A market's epoch is copied into its state row in the same
+transaction, and the market actor writes every batch `WHERE epoch = <its own>`: an owner that was
+paused, cut off or simply slow past its lease can no longer change anything once another node has
+taken over, whatever its memory says (Kleppmann's fencing tokens). The lease itself only decides
+*who may try*; the epoch in the store decides whose writes count.
 
-On SQLite, where only one process may run actors at all, a file lock beside the database makes
-that absolute (see `ProcessLock`).
+A valid lease is never taken from a living holder, not even by a second process with the same node
+name. It passes on when it expires, when its holder gives it up (a clean stop, a hand-over), or when
+the holder is provably gone: on SQLite, the file lock beside the database (`ProcessLock`) says no
+other process of ours is alive; on PostgreSQL, each process holds a session advisory lock named
+after its boot id (`Liveness`), which the server frees the moment the process's socket closes, so
+a standby takes over from a killed owner at once instead of waiting out the lease.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import logging
 import os
 import secrets
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from node.errors import ExchangeError
 from node.store import Store
 
-LEASE_TTL_MS = 15_000
+log = logging.getLogger(__name__)
+
+LEASE_TTL_MS = 10_000  # the default; a node's markets use `[actors] lease_ms`
+HANDED_OVER = "handed-over"  # owner of a lease waiting for the node it was handed to
 
 
 class LeaseHeld(ExchangeError):
@@ -34,49 +44,142 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def liveness_key(owner: str) -> int:
+    """The advisory lock key of a process (signed 64 bits, as PostgreSQL wants it)."""
+    return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:8], "big", signed=True)
+
+
+def is_market(name: str) -> bool:
+    return ":" not in name  # wallets' leases are named "wallet:<currency>"
+
+
+class Liveness:
+    """PostgreSQL only: a connection of this process's own holding an advisory lock named after its
+    boot id. The server frees it when the process dies (its socket closes), which tells the other
+    nodes that its leases can be taken now. A pause (SIGSTOP) keeps the socket, and so the lock:
+    then the lease must expire first, and fencing covers the rest."""
+
+    def __init__(self, url: str, owner: str, timeout: float) -> None:
+        self.url = url
+        self.owner = owner
+        self.timeout = timeout
+        self._conn: Any = None
+
+    async def hold(self) -> None:
+        """(Re)take our own lock; a lost connection is made again."""
+        import asyncpg
+
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        self._conn = await asyncpg.connect(self.url, timeout=self.timeout, command_timeout=self.timeout)
+        await self._conn.execute("SELECT pg_advisory_lock($1)", liveness_key(self.owner))
+
+    async def gone(self, owner: str) -> bool:
+        """True if the process that holds `owner`'s lock has no session any more."""
+        if self._conn is None or self._conn.is_closed():
+            await self.hold()
+        key = liveness_key(owner)
+        got = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+        if got:
+            await self._conn.execute("SELECT pg_advisory_unlock($1)", key)
+        return got
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close(timeout=self.timeout)
+            except Exception:  # closing a dead connection: nothing left to release
+                self._conn.terminate()
+            self._conn = None
+
+
 class Leases:
-    def __init__(self, store: Store, node: str) -> None:
+    def __init__(self, store: Store, node: str, ttl_ms: int = LEASE_TTL_MS, *,
+                 sole_process: bool = False, liveness: Liveness | None = None) -> None:
         self.store = store
         self.node = node
-        self.owner = f"{node}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.ttl_ms = ttl_ms
+        self.boot = secrets.token_hex(6)
+        self.owner = f"{node}:{self.boot}"
+        self.sole_process = sole_process  # SQLite with the file lock: no other process of ours lives
+        self.liveness = liveness
+        self.epochs: dict[str, int] = {}
 
-    async def acquire(self, market: str, ttl_ms: int = LEASE_TTL_MS) -> None:
+    async def acquire(self, name: str) -> int:
+        """Take the lease of a market (or wallet) and return its new epoch; LeaseHeld if a living
+        holder has it. For a market, the epoch is written into its state row in the same
+        transaction, which waits for (or fences) any batch the previous owner still has in flight."""
         now = now_ms()
         async with self.store.transaction() as tx:
-            row = await tx.fetchrow(f"SELECT node, owner, expires_at FROM market_leases WHERE market = ?{self.store.for_update}", market)
+            row = await tx.fetchrow(
+                f"SELECT node, owner, expires_at, epoch FROM market_leases WHERE market = ?{self.store.for_update}", name)
+            if row is not None:
+                await self._check_free(name, row, now)
+            epoch = int(row["epoch"]) + 1 if row is not None else 1
+            if is_market(name):
+                await tx.execute("INSERT INTO markets_state (market, next_seq, updated_at) VALUES (?, 1, ?) "
+                                 "ON CONFLICT (market) DO NOTHING", name, now)
+                old = int(await tx.fetchval("SELECT epoch FROM markets_state WHERE market = ?", name) or 0)
+                epoch = max(epoch, old + 1)
+                await tx.execute("UPDATE markets_state SET epoch = ? WHERE market = ?", epoch, name)
             if row is None:
-                await tx.execute("INSERT INTO market_leases (market, node, owner, expires_at) VALUES (?, ?, ?, ?)",
-                                 market, self.node, self.owner, now + ttl_ms)
-                return
-            if row["node"] != self.node and int(row["expires_at"]) > now:
-                raise LeaseHeld(
-                    f"market {market} is run by node {row['node']!r} (lease valid for another "
-                    f"{(int(row['expires_at']) - now) / 1000:.1f} s); refusing to start it here"
-                )
-            await tx.execute("UPDATE market_leases SET node = ?, owner = ?, expires_at = ? WHERE market = ?",
-                             self.node, self.owner, now + ttl_ms, market)
+                await tx.execute(
+                    "INSERT INTO market_leases (market, node, owner, expires_at, epoch, acquired_at, renewed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", name, self.node, self.owner, now + self.ttl_ms, epoch, now, now)
+            else:
+                await tx.execute(
+                    "UPDATE market_leases SET node = ?, owner = ?, expires_at = ?, epoch = ?, acquired_at = ?, "
+                    "renewed_at = ? WHERE market = ?", self.node, self.owner, now + self.ttl_ms, epoch, now, now, name)
+        self.epochs[name] = epoch
+        return epoch
 
-    async def renew(self, market: str, ttl_ms: int = LEASE_TTL_MS) -> bool:
-        """False if the lease is no longer ours: the caller must stop its market actor."""
+    async def _check_free(self, name: str, row: Any, now: int) -> None:
+        owner, node, expires = row["owner"], row["node"], int(row["expires_at"])
+        if owner == self.owner or not owner or expires <= now:
+            return
+        if owner == HANDED_OVER:
+            if node == self.node:
+                return
+            raise LeaseHeld(f"{name} is being handed over to node {node!r}; refusing to take it here")
+        if self.sole_process and node == self.node:
+            return  # an earlier process of ours on this SQLite file: the file lock says it is gone
+        if self.liveness is not None and await self.liveness.gone(owner):
+            log.warning("%s: its owner %s has died; taking the lease over before it expires", name, owner)
+            return
+        raise LeaseHeld(
+            f"{name} is run by node {node!r} (boot {owner.rsplit(':', 1)[-1]}, lease valid for another "
+            f"{(expires - now) / 1000:.1f} s); refusing to take it here")
+
+    async def renew(self, name: str) -> bool:
+        """False if the lease is no longer ours (the caller must stop the actor at once)."""
+        now = now_ms()
+        epoch = self.epochs.get(name)
+        if epoch is None:
+            return False
         n = await self.store.execute(
-            "UPDATE market_leases SET expires_at = ? WHERE market = ? AND owner = ?", now_ms() + ttl_ms, market, self.owner
-        )
+            "UPDATE market_leases SET expires_at = ?, renewed_at = ? WHERE market = ? AND owner = ? AND epoch = ?",
+            now + self.ttl_ms, now, name, self.owner, epoch)
         return n > 0
 
-    async def release(self, market: str, handed_to: str | None = None) -> None:
-        """Give the lease up; with `handed_to`, the row names the next owner, so that node (and only
-        it, or the old owner after expiry) takes it at once."""
+    async def release(self, name: str, handed_to: str | None = None) -> None:
+        """Give the lease up at once (a clean stop: the next owner need not wait for expiry). With
+        `handed_to`, only that node may take it until the lease would have expired; if it does not,
+        the market falls to its standbys as after a crash."""
+        epoch = self.epochs.pop(name, None)
+        if epoch is None:
+            return
         if handed_to is None:
-            await self.store.execute("DELETE FROM market_leases WHERE market = ? AND owner = ?", market, self.owner)
+            await self.store.execute(
+                "UPDATE market_leases SET owner = '', expires_at = 0 WHERE market = ? AND owner = ? AND epoch = ?",
+                name, self.owner, epoch)
         else:
             await self.store.execute(
-                "UPDATE market_leases SET node = ?, owner = ?, expires_at = ? WHERE market = ? AND owner = ?",
-                handed_to, "handed-over", now_ms() + LEASE_TTL_MS, market, self.owner)
+                "UPDATE market_leases SET node = ?, owner = ?, expires_at = ? WHERE market = ? AND owner = ? AND epoch = ?",
+                handed_to, HANDED_OVER, now_ms() + self.ttl_ms, name, self.owner, epoch)
 
-    async def held_by_node(self) -> list[str]:
-        """Markets whose lease names this node (handed over to it, or held before a restart)."""
-        rows = await self.store.fetch("SELECT market FROM market_leases WHERE node = ? ORDER BY market", self.node)
-        return [r["market"] for r in rows]
+    def forget(self, name: str) -> None:
+        """The lease is lost (fenced): nothing of ours to renew or release any more."""
+        self.epochs.pop(name, None)
 
     async def all(self) -> list[dict[str, object]]:
         return [dict(r) for r in await self.store.fetch("SELECT * FROM market_leases ORDER BY market")]

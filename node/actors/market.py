@@ -3,7 +3,16 @@
 It feeds accepted orders and cancels through the pure engine (`node.market`), then writes a batch's
 trades, order updates, settlement deltas and ledger rows in one transaction, and only then answers
 and publishes events. On start (and after a crash) it rebuilds the book from the store: resting
-orders by sequence, then the `pending` ones (accepted, locked, never matched) in id order.
+orders by sequence, then the `pending` ones (accepted, locked, never matched) in acceptance order.
+
+Exactly once is decided by the store, in the batch's own transaction (docs/exactly-once.md):
+- the state row is written `WHERE epoch = <this actor's lease epoch>`: a deposed owner's batch
+  changes nothing (`Fenced`), and the actor stops for good;
+- every order the batch took in is claimed with `… WHERE state = 'pending'`: if one was already
+  taken by another copy (the sweep, a redelivery, a recovery elsewhere), the whole batch rolls back
+  (`ClaimLost`) and the actor rebuilds from the store, where that order is no longer pending.
+Copies are also dropped before matching when memory or the store already says they were taken, so
+a claim is lost only in races that the store alone can settle.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import Any
 from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
 from node.actors.runtime import Actor
 from node.config import FEE_SCALE, Market
-from node.errors import CancelOrderFailed, ExchangeError, InvalidParameter, OrderNotFound
+from node.errors import CancelOrderFailed, ClaimLost, ExchangeError, Fenced, InvalidParameter, OrderNotFound
 from node.events import EventBus
 from node.market import BUY, MARKET, Engine, EngineError, Order, Trade
 from node.market.settlement import (
@@ -29,6 +38,7 @@ from node.market.settlement import (
     settle_trade,
 )
 from node.store import Bulk, IdAllocator, Store
+from node.store.base import CHUNK_SIZES
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +47,8 @@ LEDGER_INSERT_SQL = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 FINISHED_MEMORY = 100_000
-SWEEP_EVERY = 5.0
+TAKEN_MEMORY = 200_000  # ids the store confirmed as taken in; older copies are checked in the store
+SWEEP_AFTER_MS = 5_000
 # The batch writes, as Bulk statements (one step per batch on SQLite). Keys never repeat in a batch:
 # one row per touched order, and account deltas are summed per (member, currency) first.
 TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
@@ -47,9 +58,11 @@ LEDGER_BULK = Bulk.insert("ledger", ("member_id", "currency", "d_balance", "d_lo
 ORDERS_UPDATE_BULK = Bulk.update(
     "orders",
     "remaining = {0}, state = {1}, funds_used = {2}, locked = {3}, trades_count = {4}, seq = {5}, triggered = {6}, "
-    "updated_at = {7}",
-    "{t}.id = {8}",
+    "updated_at = {7}, intake = {8}",
+    "{t}.id = {9}",
 )
+STATE_UPDATE_SQL = ("UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
+                    "next_intake = ?, updated_at = ? WHERE market = ? AND epoch = ?")
 ACCOUNTS_DELTA_BULK = Bulk.update("accounts", "balance = {t}.balance + {0}, locked = {t}.locked + {1}",
                                   "{t}.member_id = {2} AND {t}.currency = {3}")
 
@@ -60,6 +73,7 @@ class Live:
 
     origin_locked: int
     created_at: int
+    intake: int
 
 
 def now_ms() -> int:
@@ -67,8 +81,19 @@ def now_ms() -> int:
 
 
 class MarketActor(Actor[Any]):
-    def __init__(self, market: Market, store: Store, bus: EventBus, fee_member: int, **kw: Any) -> None:
+    def __init__(self, market: Market, store: Store, bus: EventBus, fee_member: int, *, epoch: int = 0,
+                 verify_intake: bool = False, sweep_after_ms: int = SWEEP_AFTER_MS, **kw: Any) -> None:
         super().__init__(**kw)
+        self.epoch = epoch  # the lease epoch this actor writes under (see the module docstring)
+        # Check unknown orders in the store before matching them: where copies can come from a
+        # durable queue (a cluster), or after a claim was lost once.
+        self.verify_intake = verify_intake
+        self.sweep_after_ms = sweep_after_ms
+        self.taken: dict[int, None] = {}  # orders the store confirmed as taken in (committed claims)
+        self.inbox: set[int] = set()  # new orders now in the mailbox: the sweep never sends them again
+        self.next_intake = 1
+        self.claims_lost = 0
+        self.duplicates_dropped = 0
         self.name = f"market:{market.id}"
         self.market = market
         self.store = store
@@ -78,7 +103,6 @@ class MarketActor(Actor[Any]):
         self.engine = Engine(market.id, stp=market.self_trade)
         self.live: dict[int, Live] = {}
         self.finished: dict[int, tuple[int, str]] = {}  # recently finished orders: (member, state)
-        self.recovered: set[int] = set()
         self.halted = False
         self._halted_published = False
         self.fees = (market.maker_fee, market.taker_fee)  # (maker, taker) in force, units of 1e-8
@@ -98,6 +122,9 @@ class MarketActor(Actor[Any]):
             )
             st = await tx.fetchrow("SELECT * FROM markets_state WHERE market = ?", m.id)
         assert st is not None
+        if int(st["epoch"]) != self.epoch:
+            raise Fenced(f"{self.name}: the market's epoch is {st['epoch']}, this actor's {self.epoch}")
+        self.next_intake = int(st["next_intake"])
         engine = Engine(m.id, stp=m.self_trade, next_seq=int(st["next_seq"]))
         engine.last_price = None if st["last_price"] is None else int(st["last_price"])
         self.halted = bool(st["halted"])
@@ -114,15 +141,16 @@ class MarketActor(Actor[Any]):
             o.seq = int(r["seq"])
             o.triggered = bool(r["triggered"])
             engine.restore(o)
-            self.live[o.id] = Live(int(r["origin_locked"]), int(r["created_at"]))
+            self.live[o.id] = Live(int(r["origin_locked"]), int(r["created_at"]), int(r["intake"]))
         self.engine = engine
         self.book_seq += 1  # any client's local book is stale now: a gap forces a new snapshot
-        pending = await self.store.fetch("SELECT * FROM orders WHERE market = ? AND state = 'pending' ORDER BY id", m.id)
-        self.recovered = set()
+        self.finished = {}
+        pending = await self.store.fetch(
+            "SELECT * FROM orders WHERE market = ? AND state = 'pending' ORDER BY created_at, id", m.id)
         if pending:
             log.info("%s: matching %d pending orders after restart", self.name, len(pending))
-            await self.handle_batch([new_order_from_row(r) for r in pending])
-        self.recovered = {int(r["id"]) for r in pending}
+            for i in range(0, len(pending), self.max_batch):
+                await self.handle_batch([new_order_from_row(r) for r in pending[i:i + self.max_batch]])
         log.info("%s: book rebuilt with %d resting orders", self.name, len(rows))
 
     # -- the batch --------------------------------------------------------------------------------
@@ -135,10 +163,18 @@ class MarketActor(Actor[Any]):
         results: list[Any] = []
         touched: dict[int, Order] = {}
         trades: list[Trade] = []
+        claims: list[int] = []  # orders taken in by this batch: claimed in its transaction
         state_changed = False  # halted flag or fees: the market's state row must be written
+        stale = await self._stale_copies(batch)
         for msg in batch:
             try:
                 if isinstance(msg, NewOrder):
+                    self.inbox.discard(msg.id)
+                    if msg.id in stale or self._known(msg.id):
+                        self.duplicates_dropped += 1
+                        results.append(None)
+                        continue
+                    claims.append(msg.id)
                     results.append(self._submit(msg, touched, trades))
                 elif isinstance(msg, CancelOrder):
                     results.append(await self._cancel(msg, touched))
@@ -165,18 +201,43 @@ class MarketActor(Actor[Any]):
                 results.append(e)
         if not touched and not state_changed:
             return results, None
-        write = await self._rows(touched, trades)
+        write = await self._rows(touched, trades, claims)
         return results, write
 
+    def _known(self, order_id: int) -> bool:
+        """Taken in already, by a batch in flight (live, finished) or a committed one (taken)."""
+        return order_id in self.live or order_id in self.finished or order_id in self.taken
+
+    async def _stale_copies(self, batch: Sequence[Any]) -> set[int]:
+        """New orders of the batch that the store says are no longer pending (copies of orders some
+        earlier owner or incarnation took in). Their state can change only by this market's owner,
+        and an earlier owner's last batch committed before our lease was granted, so this read is
+        exact for them; the claim in the write remains the authority."""
+        if not self.verify_intake:
+            return set()
+        ids = [m.id for m in batch if isinstance(m, NewOrder) and not self._known(m.id)]
+        if not ids:
+            return set()
+        stale: set[int] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            rows = await self.store.fetch(
+                f"SELECT id FROM orders WHERE id IN ({','.join('?' * len(part))}) AND state <> 'pending'", *part)
+            stale.update(int(r["id"]) for r in rows)
+        for oid in stale:
+            self._remember(oid)
+        return stale
+
+    def _remember(self, order_id: int) -> None:
+        self.taken[order_id] = None
+        if len(self.taken) > TAKEN_MEMORY:
+            del self.taken[next(iter(self.taken))]
+
     def _submit(self, msg: NewOrder, touched: dict[int, Order], trades: list[Trade]) -> int | None:
-        if msg.id in self.live or msg.id in self.recovered:
-            # A duplicate delivery: the order was already taken in (after a restart, an order matched
-            # from the store may also still wait in the mailbox).
-            self.recovered.discard(msg.id)
-            return None
         o = Order(msg.id, msg.member_id, msg.side, msg.ord_type, msg.price, msg.volume,
                   tif=msg.tif, stop_price=msg.stop_price, funds=msg.funds)
-        self.live[o.id] = Live(msg.origin_locked, msg.created_at)
+        self.live[o.id] = Live(msg.origin_locked, msg.created_at, self.next_intake)
+        self.next_intake += 1
         touched[o.id] = o
         if self.halted:
             o.state = "cancel"
@@ -232,15 +293,18 @@ class MarketActor(Actor[Any]):
         return {"halted": self.halted, "fees": list(self.fees), "last_price": e.last_price, "best_bid": e.best_bid(), "best_ask": e.best_ask(),
                 "resting": len(e), "book_seq": self.book_seq, "state_hash": e.state_hash()}
 
-    async def sweep_pending(self, older_than_ms: int = 5_000) -> int:
+    async def sweep_pending(self, older_than_ms: int | None = None) -> int:
         """Safety net: match accepted orders whose hand-over message was lost (a bus outage, a node
-        that died between commit and hand-over). The store is the truth; duplicates are ignored."""
+        that died between commit and hand-over), oldest first. Orders now in the mailbox or taken
+        in are not sent again; any other copy is dropped or refused by its claim."""
+        age = self.sweep_after_ms if older_than_ms is None else older_than_ms
         rows = await self.store.fetch(
-            "SELECT * FROM orders WHERE market = ? AND state = 'pending' AND created_at < ? ORDER BY id",
-            self.market.id, now_ms() - older_than_ms)
+            "SELECT * FROM orders WHERE market = ? AND state = 'pending' AND created_at < ? ORDER BY created_at, id",
+            self.market.id, now_ms() - age)
         n = 0
         for r in rows:
-            if int(r["id"]) not in self.live and int(r["id"]) not in self.finished:
+            oid = int(r["id"])
+            if oid not in self.inbox and not self._known(oid):
                 await self.put(new_order_from_row(r))
                 n += 1
         if n:
@@ -249,7 +313,9 @@ class MarketActor(Actor[Any]):
 
     async def _sweeper(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_EVERY)
+            await asyncio.sleep(max(self.sweep_after_ms / 1000, 0.05))
+            if self._stopping:
+                return
             try:
                 await self.sweep_pending()
             except Exception:
@@ -264,10 +330,47 @@ class MarketActor(Actor[Any]):
             self._sweep_task.cancel()
         await super().stop()
 
-    def fence(self) -> None:
+    def fence(self, why: str = "another owner has taken over") -> None:
         if self._sweep_task is not None:
             self._sweep_task.cancel()
-        super().fence()
+        super().fence(why)
+
+    # New orders are noted as they enter the mailbox, so that the sweep never sends them again.
+    def tell(self, msg: Any) -> None:
+        super().tell(msg)
+        if isinstance(msg, NewOrder):
+            self.inbox.add(msg.id)
+
+    def offer(self, msg: Any) -> bool:
+        ok = super().offer(msg)
+        if ok and isinstance(msg, NewOrder):
+            self.inbox.add(msg.id)
+        return ok
+
+    async def put(self, msg: Any) -> None:
+        if isinstance(msg, NewOrder):
+            self.inbox.add(msg.id)
+        await super().put(msg)
+
+    async def ask(self, msg: Any, timeout: float | None = None) -> Any:
+        if isinstance(msg, NewOrder):
+            self.inbox.add(msg.id)
+        try:
+            return await super().ask(msg, timeout)
+        except ExchangeError:
+            if isinstance(msg, NewOrder) and msg.id not in self.live and msg.id not in self.finished:
+                self.inbox.discard(msg.id)
+            raise
+
+    async def ask_later(self, msg: Any, timeout: float | None = None) -> asyncio.Future[Any]:
+        if isinstance(msg, NewOrder):
+            self.inbox.add(msg.id)
+        return await super().ask_later(msg, timeout)
+
+    def on_crash(self, error: BaseException) -> None:
+        if isinstance(error, ClaimLost):
+            self.claims_lost += 1
+            self.verify_intake = True  # copies exist that memory cannot tell: ask the store from now on
 
     def _cancel_every(self, side: str | None) -> list[Order]:
         members = {o.member_id for i in self.live if (o := self.engine.get(i)) is not None}
@@ -301,7 +404,7 @@ class MarketActor(Actor[Any]):
             "created_at": live.created_at if live else 0,
         }
 
-    async def _rows(self, touched: dict[int, Order], trades: list[Trade]) -> Callable[[], Awaitable[None]]:
+    async def _rows(self, touched: dict[int, Order], trades: list[Trade], claims: list[int]) -> Callable[[], Awaitable[None]]:
         """Everything the batch changes, as rows and events fixed now; returns the write."""
         m = self.market
         ts = now_ms()
@@ -328,34 +431,55 @@ class MarketActor(Actor[Any]):
             if o.ord_type != MARKET and o.price:
                 levels.add((o.side, o.price))
             order_rows.append((o.remaining, o.state, o.funds_used, left, o.trades_count, o.seq,
-                               int(o.triggered), ts, o.id))
+                               int(o.triggered), ts, self.live[o.id].intake, o.id))
         events = self._events(touched, trades, trade_rows, eff, levels, ts)
         for o in finished:
             self.finished[o.id] = (o.member_id, o.state)
             self.live.pop(o.id, None)
         while len(self.finished) > FINISHED_MEMORY:
             del self.finished[next(iter(self.finished))]
-        state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), self.fees[0], self.fees[1], ts, m.id)
+        state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), self.fees[0], self.fees[1],
+                     self.next_intake, ts, m.id, self.epoch)
         account_rows = [(d[0], d[1], k[0], k[1]) for k, d in sorted(eff.deltas.items())]
         ledger_rows = eff.ledger
+        claim_steps = self._claim_steps(claims)
 
         async def write() -> None:
             # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
+            # All of it is held and sent with the COMMIT: on SQLite the whole write is one trip.
             async with self.store.transaction() as tx:
+                # First the fence: on PostgreSQL it also locks the state row, so a new owner's
+                # lease grant waits for this batch (or this batch sees the new epoch and rolls back).
+                await tx.expect(STATE_UPDATE_SQL, state_row, 1,
+                                Fenced(f"{self.name}: epoch {self.epoch} no longer holds the market"))
+                for sql, args, count in claim_steps:
+                    await tx.expect(sql, args, count, ClaimLost(f"{self.name}: an order of the batch was taken already"))
                 await tx.executemany(TRADES_BULK, trade_rows)
                 await tx.executemany(ORDERS_UPDATE_BULK, order_rows)
                 await tx.executemany(ACCOUNTS_DELTA_BULK, account_rows)
                 await tx.executemany(LEDGER_BULK, ledger_rows)
-                await tx.executemany(  # held like the rest: the whole write is one trip with its COMMIT
-                    "UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
-                    "updated_at = ? WHERE market = ?",
-                    [state_row],
-                )
+            for oid in claims:
+                self._remember(oid)
             self.trades_total += len(trade_rows)
             for topic, event in events:
                 self.bus.publish(topic, event)
 
         return write
+
+    def _claim_steps(self, ids: list[int]) -> list[tuple[str, list[Any], int]]:
+        """The claim of the batch's new orders, `pending` → taken, as (statement, arguments, rows it
+        must change): every one of them or nothing."""
+        if not ids:
+            return []
+        if self.store.backend == "postgresql":
+            return [(CLAIM_PG, [ids], len(ids))]
+        out: list[tuple[str, list[Any], int]] = []
+        i = 0
+        for size in CHUNK_SIZES:  # a few statement shapes only (SQLite's statement cache keeps them)
+            while len(ids) - i >= size:
+                out.append((_claim_sqlite(size), ids[i:i + size], size))
+                i += size
+        return out
 
     def _events(self, touched: dict[int, Order], trades: list[Trade], trade_rows: list[tuple[Any, ...]],
                 eff: Effects, levels: set[tuple[str, int]], ts: int) -> list[tuple[str, dict[str, Any]]]:
@@ -381,6 +505,13 @@ class MarketActor(Actor[Any]):
             out.append((f"member.{member}.account", {"member_id": member, "currency": currency,
                                                       "d_balance": d[0], "d_locked": d[1], "at": ts}))
         return out
+
+
+CLAIM_PG = "UPDATE orders SET state = 'wait' WHERE id = ANY(?::bigint[]) AND state = 'pending'"
+
+
+def _claim_sqlite(n: int) -> str:
+    return f"UPDATE orders SET state = 'wait' WHERE id IN ({','.join('?' * n)}) AND state = 'pending'"
 
 
 def new_order_from_row(r: Any) -> NewOrder:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from node.errors import Busy, ExchangeError, Timeout, Unavailable
+from node.errors import Busy, ExchangeError, Fenced, Timeout, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class Actor(Generic[M]):
         self.batches = 0
         self.started_at = 0.0
         self.last_error: str | None = None
+        self.crashes: list[float] = []  # times of the recent restarts (crash loops show in `status`)
+        self.fenced = False
 
     # -- what subclasses provide ------------------------------------------------------------------
     async def recover(self) -> None:
@@ -82,6 +84,9 @@ class Actor(Generic[M]):
     async def on_stop(self) -> None:
         """Called once the mailbox is drained at shutdown."""
 
+    def on_crash(self, error: BaseException) -> None:
+        """Called when a batch failed, before the supervisor rebuilds the actor from the store."""
+
     # -- how others talk to it --------------------------------------------------------------------
     def tell(self, msg: M) -> None:
         """Fire and forget; raises Busy when the mailbox is full."""
@@ -93,12 +98,15 @@ class Actor(Generic[M]):
 
     async def put(self, msg: M) -> None:
         """Like tell, but waits for room: for actor-to-actor hand-offs of work already committed,
-        which must not be dropped; back-pressure then reaches the first mailbox, which says Busy."""
+        which must not be dropped; back-pressure then reaches the first mailbox, which says Busy.
+        A stopping actor refuses (Unavailable): the work is in the store for whoever runs next."""
+        self._check_open()
         await self.mailbox.put(Envelope(msg, None))
 
     def offer(self, msg: M) -> bool:
-        """`put` without the wait, for when the mailbox has room (no task, no await): False if full."""
-        if self.mailbox.full():
+        """`put` without the wait, for when the mailbox has room (no task, no await): False if full
+        (or stopping: the caller then takes the slow path, which says why)."""
+        if self.mailbox.full() or self._stopping:
             return False
         self.mailbox.put_nowait(Envelope(msg, None))
         return True
@@ -119,15 +127,28 @@ class Actor(Generic[M]):
         finally:
             timer.cancel()
 
+    async def ask_later(self, msg: M, timeout: float | None = None) -> asyncio.Future[Any]:
+        """Like ask, but waits for room in the mailbox instead of refusing, and returns the answer's
+        future once the message is in: a consumer of an ordered queue keeps its order this way."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        await self.mailbox.put(Envelope(msg, fut))
+        timer = loop.call_later(timeout or self.ask_timeout, _expire, fut, self.name)
+        fut.add_done_callback(lambda _f: timer.cancel())
+        return fut
+
     def _check_open(self) -> None:
         if self._stopping:
             raise Unavailable(f"{self.name} is shutting down")
 
-    def fence(self) -> None:
-        """Stop at once without draining: another owner has taken over (what is queued is not ours)."""
-        self._stopping = True
+    def fence(self, why: str = "another owner has taken over") -> None:
+        """Stop at once without draining: another owner has taken over (what is queued is not ours).
+        Askers waiting in the mailbox are answered Unavailable, not left to time out."""
         if self._task is not None:
             self._task.cancel()
+        if not self.fenced:
+            self._give_up(why)
 
     @property
     def depth(self) -> int:
@@ -165,9 +186,16 @@ class Actor(Generic[M]):
                 await self._run()
             except asyncio.CancelledError:
                 raise
+            except Fenced as e:  # another node owns the market now: stop for good, never rebuild
+                self.last_error = repr(e)
+                self._give_up(str(e))
+                return
             except Exception as e:  # the supervisor: log with context, rebuild from the store
                 self.restarts += 1
                 self.last_error = repr(e)
+                now = time.time()
+                self.crashes = [t for t in self.crashes if now - t < 600] + [now]
+                self.on_crash(e)
                 if time.monotonic() - last_crash > 60:
                     backoff = 0.05  # a crash long after the last one is not a crash loop
                 last_crash = time.monotonic()
@@ -180,10 +208,23 @@ class Actor(Generic[M]):
                         break
                     except asyncio.CancelledError:
                         raise
+                    except Fenced as e:
+                        self.last_error = repr(e)
+                        self._give_up(str(e))
+                        return
                     except Exception:
                         log.exception("%s recovery failed; retrying", self.name)
             else:
                 return
+
+    def _give_up(self, why: str) -> None:
+        """Fenced: refuse everything from now on; what waits in the mailbox is answered Unavailable
+        (a queued message goes back to its queue for the new owner)."""
+        self.fenced = True
+        self._stopping = True
+        log.error("%s: fenced, stopped matching (%s)", self.name, why)
+        while not self.mailbox.empty():
+            self._fail([self.mailbox.get_nowait()])
 
     async def _run(self) -> None:
         if self.pipelined:
@@ -213,6 +254,9 @@ class Actor(Generic[M]):
                     task, inflight = inflight, None
                     await task  # nothing to overlap with: finish (or fail) the write first
                 batch = await self._take()
+                if inflight is not None and inflight.done() and inflight.exception() is not None:
+                    self._fail(batch)  # the write before failed: nothing may be built on it
+                    await inflight
                 try:
                     results, write = await self.prepare_batch([e.msg for e in batch])
                     self._check_results(batch, results)

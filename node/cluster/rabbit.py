@@ -43,8 +43,10 @@ HANDOVER_INFLIGHT = 2_000  # published, not yet confirmed by the broker
 
 
 class RabbitLink:
-    def __init__(self, url: str, node: str, bus: EventBus, ask_timeout: float = 10.0, namespace: str = "x") -> None:
+    def __init__(self, url: str, node: str, bus: EventBus, ask_timeout: float = 10.0, namespace: str = "x",
+                 boot: str = "") -> None:
         self.namespace = namespace
+        self.boot = boot
         self.url = url
         self.node = node
         self.bus = bus
@@ -63,7 +65,7 @@ class RabbitLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._ctl: aio_pika.abc.AbstractChannel | None = None
-        self.on_control: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self.on_control: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
         self.published = 0
         self.consumed = 0
         self.dropped_events = 0
@@ -88,33 +90,33 @@ class RabbitLink:
         self.bus.subscribe(self._on_local_event)
         self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
         self._tasks.append(asyncio.create_task(self._publish_handovers(), name="handovers-out"))
-        # Control commands for this node (market hand-over); durable, so a node that is down gets
-        # its commands when it comes back.
+        # Operator commands for this process (release, adopt): a queue of this boot's own, gone
+        # with it, and commands expire unread within seconds. A command is done now or refused
+        # now; a node that is down never finds an old command waiting when it comes back.
         self._ctl = await self.conn.channel()
-        control = await self._ctl.declare_queue(self.control_queue(self.node), durable=True)
+        control = await self._ctl.declare_queue(control_queue(self.namespace, self.node, self.boot),
+                                                exclusive=True, auto_delete=True)
         await control.consume(self._on_control)
 
-    def control_queue(self, node: str) -> str:
-        return f"exchange.{self.namespace}.control.{node}"
-
-    async def send_control(self, node: str, command: dict[str, Any]) -> None:
-        """Tell a node to do something (release or adopt a market); confirmed by the broker."""
-        if self._cmd is None:
-            raise Unavailable("the message bus is unreachable")
-        await self._cmd.default_exchange.publish(
-            aio_pika.Message(orjson.dumps(command), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                             headers={"from": self.node}),
-            routing_key=self.control_queue(node))
-
     async def _on_control(self, message: AbstractIncomingMessage) -> None:
-        """Run a control command, then acknowledge (a failed one is logged and dropped)."""
+        """Run a command and answer whoever sent it."""
         try:
             command = orjson.loads(message.body)
-            if self.on_control is not None:
-                await self.on_control(command)
-        except Exception:
-            log.exception("control command failed: %r", message.body[:200])
+            if self.on_control is None:
+                answer: dict[str, Any] = {"ok": False, "message": "this node takes no commands"}
+            else:
+                answer = await self.on_control(command)
+        except Exception as e:
+            log.exception("control command failed: %s", message.body[:200].decode(errors="replace").encode("unicode_escape"))
+            answer = {"ok": False, "message": f"the command failed: {type(e).__name__}"}
         await message.ack()
+        if message.reply_to and self._cmd is not None:
+            try:
+                await self._cmd.default_exchange.publish(
+                    aio_pika.Message(orjson.dumps(answer), correlation_id=message.correlation_id),
+                    routing_key=message.reply_to)
+            except Exception:
+                log.warning("could not answer a control command")
 
     async def queue_depth(self, market: str) -> int | None:
         """Messages waiting for a market (its lag), None when the bus cannot say."""
@@ -239,9 +241,9 @@ class RabbitLink:
                 if isinstance(msg, NewOrder) and message.redelivered and await self._already_taken(actor, msg.id):
                     await message.ack()
                     continue
-                try:
-                    pending = asyncio.ensure_future(actor.ask(msg, timeout=3600))
-                except ExchangeError as e:  # busy or stopping: leave it in the queue for later
+                try:  # waits for room: a requeued message would lose its place in the queue
+                    pending = await actor.ask_later(msg, timeout=3600)
+                except ExchangeError as e:  # stopping: leave it in the queue for the market's next owner
                     await message.nack(requeue=True)
                     log.warning("%s: %s; message requeued", actor.name, e.message)
                     await asyncio.sleep(0.05)
@@ -335,15 +337,41 @@ class RemoteMarket:
         return await self.link.send(self.market_id, msg, reply=True, timeout=timeout)
 
 
-async def send_control_once(url: str, namespace: str, node: str, command: dict[str, Any]) -> None:
-    """For the command line: one confirmed control message to a node, without joining the cluster."""
-    conn = await aio_pika.connect(url)
+def control_queue(namespace: str, node: str, boot: str) -> str:
+    return f"exchange.{namespace}.control.{node}.{boot}"
+
+
+CONTROL_EXPIRY_MS = 3_000  # a command not taken by then is dropped by the broker, never run later
+
+
+async def send_control_once(url: str, namespace: str, node: str, boot: str, command: dict[str, Any],
+                            timeout: float = 60.0) -> dict[str, Any]:
+    """For the command line: one command to one running process, and its answer. If that process
+    is gone, the broker refuses the message at once (mandatory routing) or drops it unread after a
+    few seconds: nothing is left to run at some later boot."""
+    conn = await aio_pika.connect(url, timeout=10)
     try:
         channel = await conn.channel(publisher_confirms=True)
-        name = f"exchange.{namespace}.control.{node}"
-        await channel.declare_queue(name, durable=True)
-        await channel.default_exchange.publish(
-            aio_pika.Message(orjson.dumps(command), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                             headers={"from": "cli"}), routing_key=name)
+        replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+        corr = secrets.token_hex(12)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        async def on_reply(message: AbstractIncomingMessage) -> None:
+            if message.correlation_id == corr and not answer.done():
+                answer.set_result(orjson.loads(message.body))
+
+        await replies.consume(on_reply, no_ack=True)
+        try:
+            await channel.default_exchange.publish(
+                aio_pika.Message(orjson.dumps(command), correlation_id=corr, reply_to=replies.name,
+                                 expiration=CONTROL_EXPIRY_MS / 1000, headers={"from": "cli"}),
+                routing_key=control_queue(namespace, node, boot), mandatory=True)
+        except aio_pika.exceptions.DeliveryError:
+            return {"ok": False, "message": f"node {node} (boot {boot}) is not connected to the bus; nothing was done"}
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            return {"ok": False, "message": f"node {node} did not answer within {timeout:.0f} s; the command "
+                                            "expires unread if it was not taken (check `status`)"}
     finally:
         await conn.close()

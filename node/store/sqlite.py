@@ -88,6 +88,19 @@ class ConnectionThread:
                 pass
 
 
+class Expect:
+    """A held statement whose row count is checked in the writer thread (see `Tx.expect`)."""
+
+    __slots__ = ("sql", "rows", "error")
+
+    def __init__(self, sql: str, rows: int, error: Exception) -> None:
+        self.sql, self.rows, self.error = sql, rows, error
+
+    def check(self, changed: int) -> None:
+        if changed != self.rows:
+            raise self.error
+
+
 class SqliteTx:
     """The statements of one transaction, sent to SQLite's thread in as few trips as possible.
 
@@ -100,10 +113,10 @@ class SqliteTx:
     def __init__(self, conn: ConnectionThread, begin: str | None = None) -> None:
         self.conn = conn
         self._begin = begin  # "BEGIN IMMEDIATE", sent with the first statement
-        self._held: list[tuple[str | Bulk, list[Sequence[Any]]]] = []
+        self._held: list[tuple[str | Bulk | Expect, list[Sequence[Any]]]] = []
         self.begun = begin is None
 
-    def _submit(self, fn: Work) -> asyncio.Future[Any]:
+    def _submit(self, fn: Work, commit: bool = False) -> asyncio.Future[Any]:
         begin, held = self._begin, self._held
         self._begin, self._held = None, []
         if begin is not None:
@@ -112,12 +125,19 @@ class SqliteTx:
         def work(db: sqlite3.Connection) -> Any:
             if begin is not None:
                 db.execute(begin)
-            for stmt, rows in held:
-                if isinstance(stmt, Bulk):
-                    for sql, values in stmt.chunks(rows):
-                        db.execute(sql, values)
-                else:
-                    db.executemany(stmt, rows)
+            try:
+                for stmt, rows in held:
+                    if isinstance(stmt, Bulk):
+                        for sql, values in stmt.chunks(rows):
+                            db.execute(sql, values)
+                    elif isinstance(stmt, Expect):
+                        stmt.check(db.execute(stmt.sql, rows[0]).rowcount)
+                    else:
+                        db.executemany(stmt, rows)
+            except BaseException:
+                if commit and db.in_transaction:
+                    db.execute("ROLLBACK")  # nobody is left to roll back: the lock is released
+                raise
             return fn(db)
 
         return self.conn.submit(work)
@@ -132,6 +152,9 @@ class SqliteTx:
         batch = list(rows)
         if batch:
             self._held.append((sql, batch))
+
+    async def expect(self, sql: str, args: Sequence[Any], rows: int, error: Exception) -> None:
+        self._held.append((Expect(sql, rows, error), [tuple(args)]))
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self._run(lambda db: db.execute(sql, args).fetchall()))
@@ -162,7 +185,7 @@ class SqliteTx:
                     db.execute("ROLLBACK")
                 raise
 
-        return self._submit(commit)
+        return self._submit(commit, commit=True)
 
     async def rollback(self) -> None:
         self._held = []

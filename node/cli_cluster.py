@@ -1,0 +1,138 @@
+"""The operator's cluster commands: `status`, `market move|adopt|release`.
+
+`status` reads the store, so it tells the same truth about every node from any machine. The market
+commands reach one running process through the bus and return its answer: each is done now or
+refused now with the reason, never kept to run at a later boot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+from node.config import load_config
+from node.exchange import Exchange
+from node.ownership import cluster_view
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{int(v) / 1000:.1f}s"
+
+
+async def status_cmd(args: argparse.Namespace) -> int:
+    """Every node and market as the store tells it; exit code 1 when something is wrong."""
+    config = load_config(args.config)
+    ex = await Exchange.start(config, args.node, actors=False)
+    try:
+        view = await cluster_view(ex.store, config)
+    finally:
+        await ex.stop()
+    if getattr(args, "json", False):
+        print(orjson.dumps(view, option=orjson.OPT_INDENT_2, default=str).decode())
+        return 1 if view["problems"] else 0
+    for name in config.nodes:
+        n = view["nodes"].get(name)
+        if n is None:
+            print(f"node {name}: never seen")
+            continue
+        st = n["status"]
+        state = "up" if n["alive"] else "DOWN"
+        print(f"node {name} ({n['address']}, boot {n['boot']}, pid {n['pid']}): {state}, seen {_ms(n['seen_ago_ms'])} ago, "
+              f"markets {', '.join(n['markets']) or 'none'}")
+        for a in st.get("actors", []):
+            print(f"  actor {a['name']}: mailbox {a['mailbox']}, processed {a['processed']}, restarts {a['restarts']}"
+                  + (f", {a['recent_crashes']} in 10 min, last error {a['last_error']}" if a.get("recent_crashes") else "")
+                  + (", FENCED" if a.get("fenced") else ""))
+        for mid, why in st.get("refusals", {}).items():
+            print(f"  standby for {mid}: {why}")
+    for mid, m in view["markets"].items():
+        owner = m["owner"] or (f"none (handed to {m['handed_to']})" if m.get("handed_to") else "NONE")
+        print(f"market {mid}: owner {owner}, epoch {m['epoch']}, lease age {_ms(m['lease_age_ms'])}, renewed "
+              f"{_ms(m['renewed_ago_ms'])} ago, expires in {_ms(m['expires_in_ms'])}; primary {m['primary']}, "
+              f"standbys {', '.join(m['standbys']) or 'none'}")
+    for p in view["problems"]:
+        print(f"PROBLEM: {p}")
+    return 1 if view["problems"] else 0
+
+
+async def market_cmd(args: argparse.Namespace) -> int:
+    """`move` (to a live node), `adopt` (on a node, if the market is free) or `release`."""
+    from node.cluster.rabbit import send_control_once
+
+    config = load_config(args.config)
+    if not config.rabbitmq:
+        print("this needs a cluster (exchange.rabbitmq in the configuration)", file=sys.stderr)
+        return 2
+    if args.market not in config.markets:
+        print(f"unknown market {args.market!r}", file=sys.stderr)
+        return 2
+    ex = await Exchange.start(config, args.node, actors=False)
+    try:
+        view = await cluster_view(ex.store, config)
+        alive = {name: n for name, n in view["nodes"].items() if n["alive"]}
+        m = view["markets"][args.market]
+        if args.sub == "adopt":
+            target = args.on
+            command: dict[str, Any] = {"cmd": "adopt", "market": args.market}
+        else:
+            target = m["owner"]
+            if target is None or target not in alive:
+                print(f"market {args.market} has no running owner to act (it falls to a standby once its lease "
+                      f"expires; `market adopt {args.market} --on NODE` takes it now if it is free)", file=sys.stderr)
+                return 1
+            command = {"cmd": "release", "market": args.market, "to": getattr(args, "to", None)}
+            if args.sub == "move":
+                if args.to not in config.nodes:
+                    print(f"unknown node {args.to!r}", file=sys.stderr)
+                    return 2
+                if args.to not in alive:
+                    print(f"node {args.to} is not running: market {args.market} stays on {target}", file=sys.stderr)
+                    return 1
+        if target not in alive:
+            print(f"node {target} is not running", file=sys.stderr)
+            return 1
+        answer = await send_control_once(config.rabbitmq, await ex.cluster_id(), target, alive[target]["boot"], command)
+        if not answer.get("ok"):
+            print(f"refused: {answer.get('message')}", file=sys.stderr)
+            return 1
+        print(answer.get("message"))
+        if args.sub == "move":
+            return await _wait_owner(ex, config, args.market, args.to)
+        return 0
+    finally:
+        await ex.stop()
+
+
+async def _wait_owner(ex: Exchange, config: Any, market: str, node: str, seconds: float = 30.0) -> int:
+    import asyncio
+
+    for _ in range(int(seconds * 10)):
+        view = await cluster_view(ex.store, config)
+        if view["markets"][market]["owner"] == node:
+            print(f"market {market} now runs on node {node} (epoch {view['markets'][market]['epoch']})")
+            return 0
+        await asyncio.sleep(0.1)
+    print(f"market {market}: node {node} did not take it within {seconds:.0f} s; it falls to a standby "
+          "when the hand-over lease expires", file=sys.stderr)
+    return 1
+
+
+def add_arguments(sub: Any) -> None:
+    st = sub.add_parser("status", help="every node and market as the store tells it (exit 1 if something is wrong)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=status_cmd)
+    mk = sub.add_parser("market", help="markets of a cluster").add_subparsers(dest="sub", required=True)
+    mv = mk.add_parser("move", help="hand a market over to another running node, now")
+    mv.add_argument("market")
+    mv.add_argument("--to", required=True, help="the node that takes the market")
+    mv.set_defaults(fn=market_cmd)
+    ad = mk.add_parser("adopt", help="make a node take a market now, if its lease is free")
+    ad.add_argument("market")
+    ad.add_argument("--on", required=True, help="the node that takes the market")
+    ad.set_defaults(fn=market_cmd)
+    rl = mk.add_parser("release", help="make the owner give a market up now (a standby takes it)")
+    rl.add_argument("market")
+    rl.set_defaults(fn=market_cmd)
