@@ -8,11 +8,13 @@ refused now with the reason, never kept to run at a later boot.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 import orjson
 
+from node.actors.lease import Liveness
 from node.config import load_config
 from node.exchange import Exchange
 from node.ownership import cluster_view
@@ -26,9 +28,13 @@ async def status_cmd(args: argparse.Namespace) -> int:
     """Every node and market as the store tells it; exit code 1 when something is wrong."""
     config = load_config(args.config)
     ex = await Exchange.start(config, args.node, actors=False)
+    probe = None if ex.store.backend == "sqlite" else Liveness(
+        config.database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
     try:
-        view = await cluster_view(ex.store, config)
+        view = await cluster_view(ex.store, config, probe.gone if probe else None)
     finally:
+        if probe is not None:
+            await probe.close()
         await ex.stop()
     if getattr(args, "json", False):
         print(orjson.dumps(view, option=orjson.OPT_INDENT_2, default=str).decode())
@@ -70,8 +76,9 @@ async def market_cmd(args: argparse.Namespace) -> int:
         print(f"unknown market {args.market!r}", file=sys.stderr)
         return 2
     ex = await Exchange.start(config, args.node, actors=False)
+    probe = Liveness(config.database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
     try:
-        view = await cluster_view(ex.store, config)
+        view = await cluster_view(ex.store, config, probe.gone)
         alive = {name: n for name, n in view["nodes"].items() if n["alive"]}
         m = view["markets"][args.market]
         if args.sub == "adopt":
@@ -103,6 +110,7 @@ async def market_cmd(args: argparse.Namespace) -> int:
             return await _wait_owner(ex, config, args.market, args.to)
         return 0
     finally:
+        await probe.close()
         await ex.stop()
 
 

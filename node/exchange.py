@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from node.actors.account import AccountActor, order_row_view
-from node.actors.lease import LeaseHeld, Leases, Liveness, ProcessLock
+from node.actors.lease import LeaseHeld, Leases, Liveness, ProcessLock, session_name
 from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
 from node.actors.messages import (
     CancelAll,
@@ -75,7 +75,7 @@ class OrderInput:
 
 
 class Exchange:
-    def __init__(self, config: Config, node: NodeConf, store: Store) -> None:
+    def __init__(self, config: Config, node: NodeConf, store: Store, boot: str | None = None) -> None:
         self.config = config
         self.node = node
         self.store = store
@@ -95,7 +95,7 @@ class Exchange:
         self.started_at = time.time()
         self._members: dict[int, tuple[float, bool]] = {}
         self._rights_gen = 0  # counts announced rights changes (see _check_member)
-        self.leases = Leases(store, node.name, config.actors.lease_ms)
+        self.leases = Leases(store, node.name, config.actors.lease_ms, boot=boot)
         self.ownership: Ownership | None = None
         self._process_lock: ProcessLock | None = None
         self.funds = Funds(self)  # deposits, withdrawals, wallet actors (node/wallet, issue 7)
@@ -106,9 +106,11 @@ class Exchange:
         """Open the store and, unless `actors=False` (admin commands beside a running node), start
         this node's market and account actors."""
         node = config.node(node_name)
+        boot = secrets.token_hex(6)  # this process: its leases, its sessions in the store, its queues
         store = await open_store(config.database, synchronous=config.sqlite_synchronous,
-                                 timeout=config.actors.store_timeout_ms / 1000)
-        ex = cls(config, node, store)
+                                 timeout=config.actors.store_timeout_ms / 1000,
+                                 application_name=session_name(f"{node.name}:{boot}"))
+        ex = cls(config, node, store, boot)
         try:
             await ex._boot(actors)
         except BaseException:
@@ -224,12 +226,12 @@ class Exchange:
             return {"ok": False, "message": e.message}
 
     async def alive_nodes(self) -> dict[str, dict[str, Any]]:
-        """Nodes whose process wrote its heartbeat within two leases and has not stopped."""
-        since = now_ms() - 2 * self.config.actors.lease_ms
-        rows = await self.store.fetch(
-            "SELECT node, boot, address, seen_at FROM nodes_seen WHERE seen_at > ? AND stopped_at IS NULL "
-            "ORDER BY seen_at", since)
-        return {str(r["node"]): dict(r) for r in rows}
+        """Nodes whose process wrote its heartbeat within two leases, has not stopped, and (on
+        PostgreSQL) still holds its liveness lock."""
+        from node.ownership import cluster_view
+
+        view = await cluster_view(self.store, self.config, self.leases.liveness.gone if self.leases.liveness else None)
+        return {name: n for name, n in view["nodes"].items() if n["alive"]}
 
     async def release_market(self, mid: str, to_node: str | None) -> str:
         """Give a market up without losing or reordering an order: new orders go to its queue,

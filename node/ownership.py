@@ -152,6 +152,8 @@ class Ownership:
                 silent = now - int(lease["renewed_at"])
                 if role == "standby" and silent < self.config.actors.lease_ms // 2:
                     continue  # give a restarting primary its chance first
+            if lease is None and role == "standby" and now - self.started_at < self.config.actors.lease_ms:
+                continue  # never run yet: its primary may be starting too
                 held = lease["owner"] and lease["owner"] != self.leases.owner and int(lease["expires_at"]) > now
                 if held and silent < 2 * self.tick_s * 1000:
                     self.refusals[mid] = f"run by node {lease['node']!r}"
@@ -179,23 +181,31 @@ class Ownership:
 CRASH_LOOP = 3  # restarts of one actor within ten minutes
 
 
-async def cluster_view(store: Store, config: Config) -> dict[str, Any]:
+async def cluster_view(store: Store, config: Config, gone: Callable[[str], Awaitable[bool]] | None = None) -> dict[str, Any]:
     """Who runs what, from the store alone, so any node (or the command line) tells the same truth
-    about every node: each market's owner, epoch, lease age and standbys, and what is wrong."""
+    about every node: each market's owner, epoch, lease age and standbys, and what is wrong.
+    `gone(owner)` (PostgreSQL's liveness locks) tells at once that a process with a recent
+    heartbeat has died."""
     now = now_ms()
     lease_ms = config.actors.lease_ms
     leases = {str(r["market"]): dict(r) for r in await store.fetch("SELECT * FROM market_leases")}
     seen = await store.fetch("SELECT * FROM nodes_seen WHERE seen_at > ? ORDER BY node, seen_at",
                              now - 24 * 3600 * 1000)
     nodes: dict[str, dict[str, Any]] = {}
+    boots: dict[str, list[str]] = {}
     for r in seen:  # the latest boot of each node wins
         status = orjson.loads(r["status"] or "{}")
         alive = r["stopped_at"] is None and now - int(r["seen_at"]) < 2 * lease_ms
+        if alive and gone is not None and await gone(f"{r['node']}:{r['boot']}"):
+            alive = False
+        if alive:
+            boots.setdefault(str(r["node"]), []).append(str(r["boot"]))
         nodes[str(r["node"])] = {"node": r["node"], "boot": r["boot"], "address": r["address"], "pid": r["pid"],
                                  "alive": alive, "seen_ago_ms": now - int(r["seen_at"]),
                                  "started_at": r["started_at"], "markets": sorted(status.get("markets", {})),
                                  "status": status}
-    problems: list[str] = []
+    problems: list[str] = [f"two processes run as node {name} (boots {', '.join(b)})"
+                           for name, b in boots.items() if len(b) > 1]
     markets: dict[str, dict[str, Any]] = {}
     for mid, m in config.markets.items():
         lease = leases.get(mid)

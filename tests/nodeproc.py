@@ -43,7 +43,9 @@ def _env() -> dict[str, str]:
 
 
 class NodeProcess:
-    def __init__(self, config: Path, port: int, key_file: Path, log: Path, node: str | None = None) -> None:
+    def __init__(self, config: Path, port: int, key_file: Path, log: Path, node: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.env = env or {}
         self.config = config
         self.port = port
         self.key_file = key_file
@@ -62,7 +64,7 @@ class NodeProcess:
             cmd += ["--node", self.node]
         cmd += ["serve", "--port", str(self.port)]
         logf = open(self.log, "ab")  # handed to the child, closed here once it has its own copy
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=_env())
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env={**_env(), **self.env})
         logf.close()
 
     async def start(self, timeout: float = 30) -> None:
@@ -82,6 +84,19 @@ class NodeProcess:
                     pass
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"node did not come up: {self.log.read_text()[-3000:]}")
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets but does nothing, as in a long GC or VM pause."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind, like a power cut of the process."""

@@ -49,6 +49,11 @@ def liveness_key(owner: str) -> int:
     return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:8], "big", signed=True)
 
 
+def session_name(owner: str) -> str:
+    """The PostgreSQL `application_name` of every session of a process (at most 63 bytes)."""
+    return f"pyexchange {owner}"[:63]
+
+
 def is_market(name: str) -> bool:
     return ":" not in name  # wallets' leases are named "wallet:<currency>"
 
@@ -71,7 +76,8 @@ class Liveness:
 
         if self._conn is not None and not self._conn.is_closed():
             return
-        self._conn = await asyncpg.connect(self.url, timeout=self.timeout, command_timeout=self.timeout)
+        self._conn = await asyncpg.connect(self.url, timeout=self.timeout, command_timeout=self.timeout,
+                                           server_settings={"application_name": session_name(self.owner)})
         await self._conn.execute("SELECT pg_advisory_lock($1)", liveness_key(self.owner))
 
     async def gone(self, owner: str) -> bool:
@@ -94,12 +100,12 @@ class Liveness:
 
 
 class Leases:
-    def __init__(self, store: Store, node: str, ttl_ms: int = LEASE_TTL_MS, *,
+    def __init__(self, store: Store, node: str, ttl_ms: int = LEASE_TTL_MS, *, boot: str | None = None,
                  sole_process: bool = False, liveness: Liveness | None = None) -> None:
         self.store = store
         self.node = node
         self.ttl_ms = ttl_ms
-        self.boot = secrets.token_hex(6)
+        self.boot = boot or secrets.token_hex(6)
         self.owner = f"{node}:{self.boot}"
         self.sole_process = sole_process  # SQLite with the file lock: no other process of ours lives
         self.liveness = liveness
@@ -115,6 +121,13 @@ class Leases:
                 f"SELECT node, owner, expires_at, epoch FROM market_leases WHERE market = ?{self.store.for_update}", name)
             if row is not None:
                 await self._check_free(name, row, now)
+                if self.store.backend == "postgresql" and row["owner"] not in ("", HANDED_OVER, self.owner):
+                    # Its sessions may still hold the market's rows, even with no statement running
+                    # (a process paused mid-pipeline is not "idle in transaction" to the server):
+                    # end them, so that their locks go now and nothing of theirs can commit later.
+                    await tx.execute(
+                        "SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity "
+                        "WHERE application_name = ? AND pid <> pg_backend_pid()", session_name(str(row["owner"])))
             epoch = int(row["epoch"]) + 1 if row is not None else 1
             if is_market(name):
                 await tx.execute("INSERT INTO markets_state (market, next_seq, updated_at) VALUES (?, 1, ?) "

@@ -165,11 +165,15 @@ class MarketActor(Actor[Any]):
         trades: list[Trade] = []
         claims: list[int] = []  # orders taken in by this batch: claimed in its transaction
         state_changed = False  # halted flag or fees: the market's state row must be written
-        stale = await self._stale_copies(batch)
+        stale, before = await self._intake_plan(batch)
         for msg in batch:
             try:
                 if isinstance(msg, NewOrder):
                     self.inbox.discard(msg.id)
+                    for older in before.get(msg.id, ()):  # accepted earlier, not here yet: first
+                        if not self._known(older.id):
+                            claims.append(older.id)
+                            self._submit(older, touched, trades)
                     if msg.id in stale or self._known(msg.id):
                         self.duplicates_dropped += 1
                         results.append(None)
@@ -208,25 +212,46 @@ class MarketActor(Actor[Any]):
         """Taken in already, by a batch in flight (live, finished) or a committed one (taken)."""
         return order_id in self.live or order_id in self.finished or order_id in self.taken
 
-    async def _stale_copies(self, batch: Sequence[Any]) -> set[int]:
-        """New orders of the batch that the store says are no longer pending (copies of orders some
-        earlier owner or incarnation took in). Their state can change only by this market's owner,
-        and an earlier owner's last batch committed before our lease was granted, so this read is
-        exact for them; the claim in the write remains the authority."""
+    async def _intake_plan(self, batch: Sequence[Any]) -> tuple[set[int], dict[int, list[NewOrder]]]:
+        """Where copies of orders can arrive out of order or late (a cluster's queues, or after a
+        lost claim), the store decides what the batch takes in: the new orders it says are no longer
+        pending are stale copies (dropped), and a member's orders accepted earlier but not yet
+        arrived are taken in first, so each member's orders reach the book in the order they were
+        accepted. A pending order changes state only by this market's owner, and the previous
+        owner's last batch committed before our lease was granted: this read is exact for them.
+        The claim in the write stays the authority."""
         if not self.verify_intake:
-            return set()
-        ids = [m.id for m in batch if isinstance(m, NewOrder) and not self._known(m.id)]
-        if not ids:
-            return set()
-        stale: set[int] = set()
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            rows = await self.store.fetch(
-                f"SELECT id FROM orders WHERE id IN ({','.join('?' * len(part))}) AND state <> 'pending'", *part)
-            stale.update(int(r["id"]) for r in rows)
+            return set(), {}
+        new = [m for m in batch if isinstance(m, NewOrder) and not self._known(m.id)]
+        if not new:
+            return set(), {}
+        members = sorted({m.member_id for m in new})
+        rows = await self.store.fetch(
+            f"SELECT * FROM orders WHERE member_id IN ({','.join('?' * len(members))}) AND state = 'pending' "
+            "AND market = ? ORDER BY created_at, id", *members, self.market.id)
+        pending = {int(r["id"]): r for r in rows}
+        stale = {m.id for m in new if m.id not in pending}
         for oid in stale:
             self._remember(oid)
-        return stale
+        queues: dict[int, list[Any]] = {}
+        for r in rows:
+            if not self._known(int(r["id"])):
+                queues.setdefault(int(r["member_id"]), []).append(r)
+        before: dict[int, list[NewOrder]] = {}
+        for m in new:
+            row = pending.get(m.id)
+            queue = queues.get(m.member_id)
+            if row is None or not queue:
+                continue
+            key = (int(row["created_at"]), m.id)
+            older: list[NewOrder] = []
+            while queue and (int(queue[0]["created_at"]), int(queue[0]["id"])) < key:
+                older.append(new_order_from_row(queue.pop(0)))
+            if queue and int(queue[0]["id"]) == m.id:
+                queue.pop(0)
+            if older:
+                before[m.id] = older
+        return stale, before
 
     def _remember(self, order_id: int) -> None:
         self.taken[order_id] = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -102,8 +103,10 @@ class RabbitLink:
         """Run a command and answer whoever sent it."""
         try:
             command = orjson.loads(message.body)
-            if self.on_control is None:
-                answer: dict[str, Any] = {"ok": False, "message": "this node takes no commands"}
+            if int(command.get("deadline", 0)) < time.time_ns() // 1_000_000:  # held up (a paused node)
+                answer: dict[str, Any] = {"ok": False, "message": "the command arrived too late and was not run"}
+            elif self.on_control is None:
+                answer = {"ok": False, "message": "this node takes no commands"}
             else:
                 answer = await self.on_control(command)
         except Exception as e:
@@ -362,6 +365,7 @@ async def send_control_once(url: str, namespace: str, node: str, boot: str, comm
 
         await replies.consume(on_reply, no_ack=True)
         try:
+            command = dict(command, deadline=time.time_ns() // 1_000_000 + CONTROL_EXPIRY_MS)
             await channel.default_exchange.publish(
                 aio_pika.Message(orjson.dumps(command), correlation_id=corr, reply_to=replies.name,
                                  expiration=CONTROL_EXPIRY_MS / 1000, headers={"from": "cli"}),

@@ -17,7 +17,8 @@ def sqlite_path(url: str) -> str:
     return rest or ":memory:"
 
 
-async def open_store(url: str, *, synchronous: str = "full", migrate: bool = True, timeout: float = 5.0) -> Store:
+async def open_store(url: str, *, synchronous: str = "full", migrate: bool = True, timeout: float = 5.0,
+                     application_name: str = "pyexchange") -> Store:
     """`timeout` bounds every PostgreSQL call (SQLite runs in this process: nothing to wait for)."""
     scheme = urlparse(url).scheme
     store: Store
@@ -28,7 +29,7 @@ async def open_store(url: str, *, synchronous: str = "full", migrate: bool = Tru
     elif scheme in ("postgresql", "postgres"):
         from node.store.postgres import PostgresStore
 
-        store = await PostgresStore(url, timeout=timeout).open()
+        store = await PostgresStore(url, timeout=timeout, application_name=application_name).open()
     else:
         raise ValueError(f"unsupported database URL scheme {scheme!r}")
     if migrate:

@@ -83,8 +83,10 @@ class PostgresStore:
     backend = "postgresql"
     for_update = " FOR UPDATE"
 
-    def __init__(self, url: str, min_size: int = 2, max_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, min_size: int = 2, max_size: int = 10, timeout: float = 5.0,
+                 application_name: str = "pyexchange") -> None:
         self.url = url
+        self.application_name = application_name  # names the process's sessions (see node/actors/lease.py)
         self.min_size = min_size
         self.max_size = max_size
         self.timeout = timeout
@@ -97,7 +99,8 @@ class PostgresStore:
         ms = str(int(self.timeout * 1000))
         self._pool = await asyncpg.create_pool(
             self.url, min_size=self.min_size, max_size=self.max_size, reset=_keep_session, timeout=self.timeout,
-            command_timeout=self.timeout, server_settings={"idle_in_transaction_session_timeout": ms})
+            command_timeout=self.timeout, server_settings={"idle_in_transaction_session_timeout": ms,
+                                                      "application_name": self.application_name})
         return self
 
     async def close(self) -> None:

@@ -1,0 +1,545 @@
+"""Fault injection, Jepsen style: a bounded order load through several nodes while a nemesis breaks
+things, then a checker that works from the store and from every acknowledged reply.
+
+Three nodes (a: btcusd, b: ltcbtc, c: dogebtc) share one PostgreSQL and one RabbitMQ, each through
+proxies of its own that the test controls; every node stands by for every market. Short leases keep
+the suite quick. After each nemesis the faults are healed, the load stops, every accepted order
+must reach its book, and the checker asks:
+
+- every acknowledged order exists, and none is left `pending`;
+- no order traded more than its volume, or other than its volume minus what remains, and no two
+  trades join the same pair of orders (a pair matched twice);
+- finished orders are not back in a book (each market's live book holds exactly the store's
+  resting orders);
+- locks equal what open orders need, every currency is conserved, and the books audit passes;
+- one member's orders on one market reached the book in the order they were acknowledged.
+
+Each nemesis writes a line (rounds, orders, violations) to test-output/faults-report.txt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from node.apikeys import ApiKeys
+from node.audit import audit
+from node.config import load_config
+from node.exchange import Exchange
+from node.secrets_box import SecretBox, load_server_key
+from node.store import open_store
+from tests.apiclient import ApiClient, ApiError
+from tests.conftest import create_pg_database, drop_pg_database, need_service
+from tests.faultproxy import FaultProxy
+from tests.nodeproc import ROOT, NodeProcess, _env
+
+pytestmark = pytest.mark.slow
+
+RABBITMQ = ("127.0.0.1", 5672)
+POSTGRES = ("127.0.0.1", 5432)
+LEASE_MS = 3_000
+FAST = {"lease_ms": LEASE_MS, "store_timeout_ms": 1_200, "sweep_after_ms": 1_000}
+PLACEMENT = {"a": ["btcusd"], "b": ["ltcbtc"], "c": ["dogebtc"]}
+# market → (prices to pick from, volume): a few ticks around one price, so that orders cross often
+ORDERS = {
+    "btcusd": (["99", "99.5", "100", "100.5", "101"], "0.01"),
+    "ltcbtc": (["0.0099", "0.01", "0.0101"], "1"),
+    "dogebtc": (["0.00000099", "0.000001", "0.00000101"], "100"),
+}
+REPORT = ROOT / "test-output" / "faults-report.txt"
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def config_text(database: str, rabbitmq: str | None, ports: dict[str, int], actors: dict[str, int],
+                placement: dict[str, list[str]] = PLACEMENT) -> str:
+    text = (ROOT / "cluster.toml").read_text()
+    text = text.replace('database = "sqlite:///var/exchange.db"',
+                        f'database = "{database}"' + (f'\nrabbitmq = "{rabbitmq}"' if rabbitmq else ""))
+    head, _, _ = text.partition("[nodes.main]")
+    _, _, tail = text.partition("[actors]")
+    nodes = "".join(f'[nodes.{n}]\nhost = "127.0.0.1"\nport = {port}\nmarkets = [{", ".join(repr(m) for m in placement[n])}]\n\n'
+                    .replace("'", '"') for n, port in ports.items())
+    settings = "".join(f"{k} = {v}\n" for k, v in actors.items())
+    return head + nodes + "[actors]\n" + settings + tail
+
+
+
+@dataclass
+class Ack:
+    member: int
+    market: str
+    order_id: int
+    n: int  # the member's acknowledgement counter: its orders were sent one after the other
+
+
+@dataclass
+class History:
+    acks: list[Ack] = field(default_factory=list)
+    refused: int = 0
+    unknown: int = 0  # timeouts and cut connections: maybe accepted, never acknowledged
+    counter: int = 0
+
+    def ack(self, member: int, market: str, order_id: int) -> None:
+        self.counter += 1
+        self.acks.append(Ack(member, market, order_id, self.counter))
+
+
+class Cluster:
+    """Nodes as real processes, each reaching PostgreSQL and RabbitMQ through proxies of its own."""
+
+    def __init__(self, tmp: Path, pg_url: str, actors: dict[str, int]) -> None:
+        self.tmp = tmp
+        self.pg_url = pg_url
+        self.actors = actors
+        self.nodes: dict[str, NodeProcess] = {}
+        self.pg: dict[str, FaultProxy] = {}
+        self.mq: dict[str, FaultProxy] = {}
+        self.keys: list[tuple[str, str]] = []
+        self.config = tmp / "cluster.toml"
+        self.extra: list[NodeProcess] = []
+
+    async def start(self, members: int) -> None:
+        ports = dict(zip(PLACEMENT, free_ports(len(PLACEMENT)), strict=True))
+        self.config.write_text(config_text(self.pg_url, f"amqp://guest:guest@{RABBITMQ[0]}:{RABBITMQ[1]}/", ports,
+                                           self.actors))
+        self.keys = await make_members(self.config, self.tmp / "secret.key", members)
+        db = self.pg_url.rsplit("/", 1)[1]
+        for name, port in ports.items():
+            self.pg[name] = await FaultProxy(*POSTGRES).start()
+            self.mq[name] = await FaultProxy(*RABBITMQ).start()
+            env = {"EXCHANGE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{self.pg[name].port}/{db}",
+                   "EXCHANGE_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{self.mq[name].port}/"}
+            self.nodes[name] = NodeProcess(self.config, port, self.tmp / "secret.key", self.tmp / f"{name}.log",
+                                           node=name, env=env)
+        for node in self.nodes.values():
+            await node.start()
+        await self.wait_owned()
+
+    async def stop(self) -> None:
+        for node in [*self.nodes.values(), *self.extra]:
+            node.resume()
+            node.kill()
+        for proxy in [*self.pg.values(), *self.mq.values()]:
+            await proxy.close()
+
+    def alive(self) -> list[NodeProcess]:
+        return [n for n in self.nodes.values() if n.alive]
+
+    async def view(self) -> dict[str, Any]:
+        """The cluster as `status` shows it (a killed process counts as down at once)."""
+        from node.actors.lease import Liveness
+        from node.ownership import cluster_view
+
+        cfg = load_config(self.config)
+        store = await open_store(self.pg_url, migrate=False)
+        probe = Liveness(self.pg_url, f"test:{id(self)}", 5.0)
+        try:
+            return await cluster_view(store, cfg, probe.gone)
+        finally:
+            await probe.close()
+            await store.close()
+
+    async def wait_owner(self, market: str, among: tuple[str, ...], timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            owner = await self.owner(market)
+            if owner in among:
+                return owner
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"market {market} did not pass to any of {among} within {timeout} s")
+
+    async def owner(self, market: str) -> str | None:
+        owner: str | None = (await self.view())["markets"][market]["owner"]
+        return owner
+
+    async def wait_owned(self, timeout: float = 30) -> dict[str, Any]:
+        """Until every market has a live owner."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = await self.view()
+            if not [p for p in view["problems"] if "has no running owner" in p]:
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"markets without an owner: {view['problems']}")
+            await asyncio.sleep(0.2)
+
+    async def cli(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+        """Run a command line (without blocking this loop, which runs the proxies): code, out, err."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "node", "--config", str(self.config), *args, cwd=ROOT, env=_env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, str]]:
+    """Funded members with API keys, made in one process (the CLI would start one per call)."""
+    ex = await Exchange.start(load_config(config), actors=False)
+    try:
+        keys = ApiKeys(ex.store, SecretBox(load_server_key(str(key_file)), "api-secret"))
+        out = []
+        for i in range(n):
+            member = await ex.create_member(f"t{i}@example.com")
+            for cur, amount in (("btc", "1000"), ("usd", "10000000"), ("ltc", "100000"), ("doge", "1000000000")):
+                await ex.deposit(member, cur, amount, txid=f"fund-{i}-{cur}")
+            out.append(await keys.create(member, "faults", "all", "", None, now=int(time.time() * 1000)))
+        return out
+    finally:
+        await ex.stop()
+
+
+async def trade(cluster: Cluster, history: History, until: Callable[[], bool], markets: list[str]) -> None:
+    """Each member sends orders one after the other (and now and then cancels one), to its own
+    node first and to another when that one does not answer."""
+
+    async def member(i: int, access: str, secret: str) -> None:
+        rnd = random.Random(i)
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            client = ApiClient("", access, secret, session=session)
+            mine: list[int] = []
+            names = list(cluster.nodes)
+            prefer = names[i % len(names)]
+            while not until():
+                nodes = [cluster.nodes[prefer]] + [n for k, n in cluster.nodes.items() if k != prefer]
+                node = next((n for n in nodes if n.alive), None)
+                if node is None:
+                    await asyncio.sleep(0.1)
+                    continue
+                client.base = node.base
+                try:
+                    if mine and rnd.random() < 0.15:
+                        await client.post("/order/delete", id=str(mine.pop(rnd.randrange(len(mine)))))
+                        continue
+                    market = rnd.choice(markets)
+                    prices, volume = ORDERS[market]
+                    view = await client.post("/orders", market=market, side=rnd.choice(["buy", "sell"]),
+                                             volume=volume, price=rnd.choice(prices))
+                    history.ack(i, market, int(view["id"]))
+                    mine.append(int(view["id"]))
+                except ApiError as e:
+                    if e.status >= 500:
+                        history.unknown += 1
+                        prefer = rnd.choice(names)
+                        await asyncio.sleep(0.05)
+                    else:
+                        history.refused += 1
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    history.unknown += 1
+                    prefer = rnd.choice(names)
+                    await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(member(i, a, s) for i, (a, s) in enumerate(cluster.keys)))
+
+
+async def run_with_nemesis(cluster: Cluster, nemesis: Callable[[], Awaitable[None]], *, before: float = 2.0,
+                           after: float = 3.0, markets: list[str] | None = None) -> History:
+    history = History()
+    done = False
+    load = asyncio.create_task(trade(cluster, history, lambda: done, markets or list(ORDERS)))
+    await asyncio.sleep(before)
+    try:
+        await nemesis()
+        await asyncio.sleep(after)
+    finally:
+        done = True
+        await load
+    return history
+
+
+async def check(store_url: str, config: Path, history: History, books: dict[str, int] | None,
+                wait_s: float = 40.0) -> list[str]:
+    """Every violation found, as a sentence naming the rows (empty: the run was correct)."""
+    cfg = load_config(config)
+    store = await open_store(store_url, migrate=False)
+    bad: list[str] = []
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not int(await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'")):
+                break
+            await asyncio.sleep(0.2)
+        async with store.snapshot() as tx:
+            orders = {int(r["id"]): dict(r) for r in await tx.fetch("SELECT * FROM orders")}
+            trades = [dict(r) for r in await tx.fetch("SELECT * FROM trades")]
+        for a in history.acks:
+            if a.order_id not in orders:
+                bad.append(f"acknowledged order {a.order_id} is not in the store")
+        executed: dict[int, int] = {}
+        pairs: dict[tuple[int, int], int] = {}
+        for t in trades:
+            pairs[(int(t["ask_id"]), int(t["bid_id"]))] = pairs.get((int(t["ask_id"]), int(t["bid_id"])), 0) + 1
+            for oid in (int(t["ask_id"]), int(t["bid_id"])):
+                executed[oid] = executed.get(oid, 0) + int(t["volume"])
+        bad += [f"orders {k} were matched together {n} times" for k, n in pairs.items() if n > 1]
+        for oid, o in orders.items():
+            done = executed.get(oid, 0)
+            if done > int(o["volume"]):
+                bad.append(f"order {oid} traded {done}, more than its volume {o['volume']}")
+            if done != int(o["volume"]) - int(o["remaining"]):
+                bad.append(f"order {oid}: trades say {done} executed, the order says {int(o['volume']) - int(o['remaining'])}")
+            if o["state"] == "pending":
+                bad.append(f"order {oid} was accepted but never reached its market")
+            if o["state"] == "done" and int(o["remaining"]) != 0 and o["ord_type"] == "limit" and o["tif"] == "gtc":
+                bad.append(f"order {oid} is done with {o['remaining']} remaining")
+        if books is not None:
+            for market, resting in books.items():
+                stored = sum(1 for o in orders.values() if o["market"] == market and o["state"] == "wait")
+                if resting != stored:
+                    bad.append(f"market {market}: the live book holds {resting} orders, the store {stored}")
+        report = await audit(store, cfg.markets)
+        bad += [f"audit: {p}" for p in report.problems]
+        bad += [f"audit: {line}" for line in report.lines() if "MISMATCH" in line]
+        last: dict[tuple[int, str], tuple[int, int]] = {}
+        for a in sorted(history.acks, key=lambda a: a.n):
+            o = orders.get(a.order_id)
+            if o is None:
+                continue
+            intake = int(o["intake"])
+            prev = last.get((a.member, a.market))
+            if prev is not None and intake <= prev[1]:
+                bad.append(f"member {a.member}: order {a.order_id} reached {a.market}'s book (intake {intake}) before "
+                           f"order {prev[0]} acknowledged earlier (intake {prev[1]})")
+            last[(a.member, a.market)] = (a.order_id, intake)
+    finally:
+        await store.close()
+    return bad
+
+
+async def live_books(cluster: Cluster) -> dict[str, int]:
+    """Each market's resting orders as its owner's memory holds them."""
+    out: dict[str, int] = {}
+    view = await cluster.view()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+        for market, m in view["markets"].items():
+            node = cluster.nodes.get(m["owner"] or "")
+            assert node is not None, f"market {market} has no owner"
+            async with s.get(node.base + "/ops/status") as r:
+                st = await r.json()
+            out[market] = int(st["markets"][market]["resting"])
+    return out
+
+
+def report(name: str, rounds: int, history: History, violations: list[str], extra: str = "") -> None:
+    REPORT.parent.mkdir(exist_ok=True)
+    line = (f"{name}: {rounds} round(s), {len(history.acks)} orders acknowledged, {history.unknown} unknown, "
+            f"{history.refused} refused, {len(violations)} violations{extra}")
+    with REPORT.open("a") as f:
+        f.write(line + "\n")
+        for v in violations[:20]:
+            f.write(f"  {v}\n")
+    print(line)
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    need_service("PostgreSQL", *POSTGRES)
+    need_service("RabbitMQ", *RABBITMQ)
+    url = await create_pg_database()
+    yield url
+    await drop_pg_database(url)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, pg_url: str) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path, pg_url, FAST)
+    try:
+        await c.start(members=6)
+        yield c
+    finally:
+        await c.stop()
+
+
+async def finish(cluster: Cluster, name: str, rounds: int, history: History, extra: str = "") -> None:
+    await cluster.wait_owned()
+    violations = await check(cluster.pg_url, cluster.config, history, await live_books(cluster))
+    report(name, rounds, history, violations, extra)
+    assert len(history.acks) > 20, "the load did not run"
+    assert not violations, "\n".join(violations[:30])
+
+
+# -- the nemeses ----------------------------------------------------------------------------------
+
+async def test_an_owner_paused_past_its_lease_is_fenced(cluster: Cluster) -> None:
+    """SIGSTOP the owner of btcusd for twice its lease: a standby takes over; when the old owner
+    wakes, its writes are refused by the epoch and it stops matching on its own."""
+    async def nemesis() -> None:
+        a = cluster.nodes["a"]
+        a.pause()
+        await asyncio.sleep(2 * LEASE_MS / 1000)
+        await cluster.wait_owner("btcusd", ("b", "c"))
+        a.resume()
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "pause the owner (SIGSTOP) past its lease", 1, history)
+    assert "fenced" in (cluster.tmp / "a.log").read_text() or await cluster.owner("btcusd") != "a"
+
+
+async def test_an_owner_cut_from_postgresql_cannot_commit_late(cluster: Cluster) -> None:
+    """Black-hole the owner's PostgreSQL connections (they stay open; what they carry is delivered
+    late) for twice the lease: its stuck batch must not commit after the new owner's."""
+    async def nemesis() -> None:
+        cluster.pg["a"].blackhole()
+        await asyncio.sleep(2 * LEASE_MS / 1000)
+        await cluster.wait_owner("btcusd", ("b", "c"))
+        cluster.pg["a"].heal()
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "cut the owner from PostgreSQL past its lease", 1, history)
+
+
+async def test_an_owner_cut_from_rabbitmq_loses_and_doubles_nothing(cluster: Cluster) -> None:
+    """Black-hole the owner's broker connection past the lease, then reset it: orders sent to it
+    meanwhile, and orders its own API accepted, are each matched once, in order."""
+    async def nemesis() -> None:
+        cluster.mq["a"].blackhole()
+        await asyncio.sleep(2 * LEASE_MS / 1000 + 1)
+        cluster.mq["a"].reset()
+        await asyncio.sleep(0.5)
+        cluster.mq["a"].heal()
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "cut the owner from RabbitMQ past its lease", 1, history)
+
+
+async def test_killing_owners_and_others_fails_over_quickly(cluster: Cluster) -> None:
+    """kill -9 the owner of btcusd: a standby resumes its trading within seconds (measured); then
+    kill -9 a node that owns nothing; both come back as standbys."""
+    failover: list[float] = []
+
+    async def nemesis() -> None:
+        for _ in range(2):
+            owner = await cluster.owner("btcusd")
+            assert owner is not None
+            node = cluster.nodes[owner]
+            t0 = time.monotonic()
+            node.kill()
+            deadline = t0 + 20
+            while time.monotonic() < deadline:
+                now_owner = await cluster.owner("btcusd")
+                if now_owner not in (None, owner):
+                    break
+                await asyncio.sleep(0.1)
+            failover.append(time.monotonic() - t0)
+            await node.start()
+        owners = {m["owner"] for m in (await cluster.view())["markets"].values()}
+        idle = next((n for name, n in cluster.nodes.items() if name not in owners), cluster.nodes["c"])
+        idle.kill()
+        await asyncio.sleep(1)
+        await idle.start()
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "kill -9 owners and a non-owner", 3, history,
+                 extra=f"; failover took {', '.join(f'{s:.1f}' for s in failover)} s")
+    assert max(failover) < 15
+
+
+async def test_moving_markets_under_load_and_from_a_dead_owner(cluster: Cluster) -> None:
+    """`market move` under load to a live node; then towards a dead node and away from a dead
+    owner: both refused at once (never queued for a later boot), and the market fails over."""
+    async def nemesis() -> None:
+        code, _, err = await cluster.cli("market", "move", "btcusd", "--to", "b")
+        assert code == 0, err
+        assert await cluster.owner("btcusd") == "b"
+        cluster.nodes["c"].kill()
+        t0 = time.monotonic()
+        code, _, err = await cluster.cli("market", "move", "ltcbtc", "--to", "c", timeout=30)
+        assert code != 0 and "not running" in err, err
+        cluster.nodes["b"].kill()
+        code, out, err = await cluster.cli("market", "move", "btcusd", "--to", "a", timeout=30)
+        # Refused (the owner is dead), or done by the standby that has taken it over meanwhile.
+        assert (code != 0 and "no running owner" in err) or (code == 0 and await cluster.owner("btcusd") == "a"), err
+        assert time.monotonic() - t0 < 20, "an answer must come at once"
+        await cluster.wait_owned()  # everything falls to a
+        owners = {m: v["owner"] for m, v in (await cluster.view())["markets"].items()}
+        assert owners == {"btcusd": "a", "ltcbtc": "a", "dogebtc": "a"}, owners
+        await cluster.nodes["b"].start()
+        await cluster.nodes["c"].start()
+        await asyncio.sleep(2)
+        view = await cluster.view()  # the restarted nodes run nothing whose lease another holds
+        assert not [p for p in view["problems"] if "still runs" in p or "no running owner" in p], view["problems"]
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "market move under load, towards and away from dead nodes", 3, history)
+
+
+async def test_a_restart_with_a_backlog_in_its_queue(cluster: Cluster) -> None:
+    """Pause the owner of dogebtc while the other nodes queue orders for it, kill it while paused,
+    and restart it: the backlog is matched once, in order."""
+    async def nemesis() -> None:
+        c = cluster.nodes["c"]
+        c.pause()
+        await asyncio.sleep(LEASE_MS / 2000)
+        c.kill()
+        await c.start()
+
+    history = await run_with_nemesis(cluster, nemesis, markets=["dogebtc", "dogebtc", "btcusd"])
+    await finish(cluster, "restart with a backlog in the queue", 1, history)
+
+
+async def test_a_second_process_under_a_running_nodes_name_takes_nothing(cluster: Cluster) -> None:
+    """Start another process as node a: it must not take a's leases, and status names both."""
+    async def nemesis() -> None:
+        before = (await cluster.view())["markets"]["btcusd"]
+        a = cluster.nodes["a"]
+        [port] = free_ports(1)
+        twin = NodeProcess(cluster.config, port, a.key_file, cluster.tmp / "twin.log", node="a", env=a.env)
+        cluster.extra.append(twin)
+        await twin.start()
+        await asyncio.sleep(2 * LEASE_MS / 1000)
+        after = (await cluster.view())
+        assert after["markets"]["btcusd"]["boot"] == before["boot"], "the twin took node a's lease"
+        assert any("two processes" in p for p in after["problems"]), after["problems"]
+        twin.kill()
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "a second process under a running node's name", 1, history)
+
+
+async def test_one_node_with_a_market_slower_than_the_sweep(tmp_path: Path) -> None:
+    """One node on SQLite whose pending sweep runs every 20 ms: orders still in the market's mailbox
+    are found by the sweep again and again; each is matched once."""
+    [port] = free_ports(1)
+    text = config_text(f"sqlite:///{tmp_path}/x.db", None, {"main": port}, {"sweep_after_ms": 20},
+                       {"main": list(ORDERS)})
+    config = tmp_path / "cluster.toml"
+    config.write_text(text)
+    c = Cluster(tmp_path, "", {})
+    c.config = config
+    c.keys = await make_members(config, tmp_path / "secret.key", 12)
+    node = NodeProcess(config, port, tmp_path / "secret.key", tmp_path / "main.log")
+    c.nodes = {"main": node}
+    await node.start()
+    try:
+        history = await run_with_nemesis(c, lambda: asyncio.sleep(6), before=0.5, after=0.5)
+        async with aiohttp.ClientSession() as s, s.get(node.base + "/ops/status") as r:
+            st = await r.json()
+        books = {m: int(v["resting"]) for m, v in st["markets"].items()}
+        violations = await check(f"sqlite:///{tmp_path}/x.db", config, history, books)
+        dropped = sum(int(v.get("duplicates_dropped", 0)) for v in st["markets"].values())
+        report("one node, a market slower than the sweep", 1, history, violations,
+               extra=f"; {dropped} swept copies dropped")
+        assert not violations, "\n".join(violations[:30])
+    finally:
+        node.terminate()
+
