@@ -42,7 +42,9 @@ from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.store import Store
 from node.web.api import EXCHANGE
+from node.web.edge import read_form
 from node.web.i18n import LANG_COOKIE, LANGS, Translator, pick_lang, translator
+from node.web.inputs import check_request, shown
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ ABSOLUTE_MS = 24 * 3_600_000
 TOUCH_MS = 60_000  # seen_at is written at most once a minute per session
 PURGE_MS = 600_000  # expired rows are deleted at most every ten minutes
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
 BYPASS = ("/api/", "/static/")
 SESSION_KEY = "session"  # request["session"]: a plain name, other modules (proof of solvency) read it
 TRANSLATOR_KEY: Any = web.RequestKey("translator", object) if hasattr(web, "RequestKey") else "translator"
@@ -239,15 +242,16 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 
 async def _csrf_ok(request: web.Request, s: Session) -> bool:
+    """A visitor who was never shown a form has no token: refused before the body is even read.
+    Otherwise the form is read (within the edge's limits) and every field checked, then the token."""
+    if not s.stored:
+        return False
     sent = request.headers.get(CSRF_HEADER)
-    if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        try:
-            form = await request.post()
-        except ValueError:
-            return False
+    form = await read_form(request) if request.content_type in FORM_TYPES else None
+    if sent is None and form is not None:
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    return sent is not None and bool(sent) and s.stored and secrets.compare_digest(sent.encode(), s.csrf.encode())
+    return sent is not None and bool(sent) and secrets.compare_digest(sent.encode(), s.csrf.encode())
 
 
 def _client_ip(request: web.Request) -> str:
@@ -318,8 +322,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     request[aiohttp_jinja2.REQUEST_CONTEXT_KEY] = _context(request, s, _)
     resp: web.StreamResponse
     try:
+        check_request(request)  # the query and the path's parameters (a form's fields: in _csrf_ok)
         if request.method not in SAFE_METHODS and not await _csrf_ok(request, s):
-            log.info("CSRF check failed on %s %s", request.method, request.path)
+            log.info("CSRF check failed on %s %s", request.method, shown(request.path, 200))
             resp = error_page(request, 403, _("This form has expired"), _(
                 "The security token of the form was missing or out of date, so nothing was changed. "
                 "Please go back, reload the page and try again."))
