@@ -260,6 +260,12 @@ def _route_limits(request: web.Request, conf: HttpConf) -> tuple[int, int]:
     return conf.form_body_max, conf.body_timeout
 
 
+def too_large(request: web.BaseRequest, limit: int | None = None) -> bool:
+    """Is the announced body over the limit (refused before a byte of it is read)?"""
+    length = request.content_length
+    return length is not None and length > (limit if limit is not None else request.client_max_size)
+
+
 _body_quiet = Quiet()
 
 
@@ -268,9 +274,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     """Size and time limits of the body, then the text check of the query and path parameters."""
     conf = request.app.get(CONF) or HttpConf()
     limit, seconds = _route_limits(request, conf)
-    length = request.content_length
-    if length is not None and length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length, headers={"Connection": "close"})
+    if too_large(request, limit) and request.path.startswith(("/api/", "/static/")):  # pages answer with a page
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or 0,
+                                            headers={"Connection": "close"})
     guard = guard_of(request)
     if guard is not None:
         guard.begin()

@@ -42,7 +42,7 @@ from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.store import Store
 from node.web.api import EXCHANGE
-from node.web.edge import read_form
+from node.web.edge import read_form, too_large
 from node.web.i18n import LANG_COOKIE, LANGS, Translator, pick_lang, translator
 from node.web.inputs import check_request, shown
 
@@ -323,6 +323,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     resp: web.StreamResponse
     try:
         check_request(request)  # the query and the path's parameters (a form's fields: in _csrf_ok)
+        if too_large(request):  # the route's limit (node/web/edge.py), from Content-Length: nothing read
+            raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length or 0)
         if request.method not in SAFE_METHODS and not await _csrf_ok(request, s):
             log.info("CSRF check failed on %s %s", request.method, shown(request.path, 200))
             resp = error_page(request, 403, _("This form has expired"), _(
@@ -335,9 +337,10 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             resp = error_page(request, 404, _("Page not found"), _("There is no page at this address."))
         elif e.status == 405:
             resp = error_page(request, 405, _("Not allowed"), _("This page cannot be used this way."))
-        elif e.status == 413:  # a form with files over the app's client_max_size (issue 8: uploads)
+        elif e.status == 413:  # over the route's body limit (node/web/edge.py)
             resp = error_page(request, 413, _("Too large"), _(
                 "What you sent is too large, so nothing was changed. Files may be at most 5 MB each."))
+            resp.force_close()  # the rest of the body is not worth reading
         else:
             await _finish(request, s, e)
             raise
