@@ -438,7 +438,9 @@ class MaskCheck:
         self.buf = b""  # an incomplete frame header
         self.skip = 0  # payload bytes of the current frame still to come
 
-    def feed(self, data: bytes) -> bool:
+    def feed(self, data: bytes) -> int | None:
+        """None while every frame is masked; else how many leading bytes of `data` belong to the
+        frames before the unmasked one."""
         pos, n = 0, len(data)
         while pos < n:
             if self.skip:
@@ -451,7 +453,7 @@ class MaskCheck:
                 self.buf, pos = head, n
                 continue
             if not head[1] & 0x80:
-                return False
+                return max(0, pos - len(self.buf))
             size, need = head[1] & 0x7F, 2
             if size == 126:
                 need = 4
@@ -468,7 +470,7 @@ class MaskCheck:
             pos += need - len(self.buf)
             self.buf = b""
             self.skip = size
-        return True
+        return None
 
 
 class MaskedOnly:
@@ -483,11 +485,14 @@ class MaskedOnly:
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if self.bad:
             return False, b""
-        if not self.check.feed(bytes(data)):
-            self.refuse()
-            return False, b""
-        result: tuple[bool, bytes] = self.inner.feed_data(data)
-        return result
+        good = self.check.feed(bytes(data))
+        if good is None:
+            result: tuple[bool, bytes] = self.inner.feed_data(data)
+            return result
+        if good:
+            self.inner.feed_data(data[:good])  # the frames before the unmasked one are read as usual
+        self.refuse()
+        return False, b""
 
     def feed_eof(self) -> None:
         self.inner.feed_eof()
@@ -505,7 +510,7 @@ class WebSocketResponse(web.WebSocketResponse):
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         proto: Any = request.protocol
         check = MaskCheck()
-        early = check.feed(bytes(proto._message_tail))  # frames sent along with the handshake
+        early = check.feed(bytes(proto._message_tail)) is None  # frames sent along with the handshake
         super()._post_start(request, protocol, writer)
         transport = request.transport
         if transport is None:
