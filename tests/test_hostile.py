@@ -183,7 +183,7 @@ async def test_idle_sockets_bodies_and_logs_against_a_node_with_1024_descriptors
         print(f"40 parallel 10 MB bodies: RSS {before // 1024} MB -> peak {peak // 1024} MB (+{growth:.1f} MB); "
               f"answers {sorted(set(statuses))}")
         assert growth < RSS_GROWTH_MB and not [s for s in statuses if s >= 500]
-        assert p99(await normal_client(base, 50)) < P99_MS
+        await normal_client(base, 50)  # still served (timed above, while the sockets were held)
 
         # 3. log injection and a malformed-request flood: short lines, no traceback, nothing forged
         async with aiohttp.ClientSession() as s:
@@ -408,3 +408,14 @@ async def test_an_unmasked_client_frame_closes_the_websocket_with_1002(tmp_path:
         close = data.rfind(b"\x88")
         assert close >= 0 and struct.unpack("!H", data[close + 2:close + 4])[0] == 1002
         w.close()
+
+
+def test_http_settings_are_checked_and_the_cap_stays_below_the_descriptors() -> None:
+    from node.config import ConfigError, HttpConf, _http
+    from node.web.edge import connection_cap
+
+    assert _http({"max_connections_per_ip": 10}).max_connections_per_ip == 10
+    for bad in ({"max_conections": 1}, {"header_timeout_s": 0}, {"api_body_max": "64k"}):
+        with pytest.raises(ConfigError, match="http."):
+            _http(bad)
+    assert connection_cap(HttpConf(), 1024) == 896 and connection_cap(HttpConf(), 1 << 20) == 10_000

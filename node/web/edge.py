@@ -75,13 +75,13 @@ class Quiet:
         self.dropped += 1
         return False
 
-    def warn(self, logger: logging.Logger, msg: str, *args: Any) -> None:
+    def warn(self, logger: logging.Logger, msg: str, *args: Any, level: int = logging.WARNING) -> None:
         if self.allow():
             if self.dropped:
                 msg += " (%d more like it not logged)"
                 args = (*args, self.dropped)
                 self.dropped = 0
-            logger.warning(msg, *args)
+            logger.log(level, msg, *args)
 
 
 # -- connections ---------------------------------------------------------------------------------------
@@ -116,8 +116,7 @@ class Guard(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self.gate.admit(self):
@@ -200,22 +199,26 @@ class Gate:
 
     def admit(self, g: Guard) -> bool:
         mine = self.by_ip.get(g.ip)
-        if mine is not None and len(mine) >= self.per_ip and not self._evict_from(mine):
-            return self._shed(g, f"{len(mine)} open from this address (cap {self.per_ip})")
+        if mine is not None and len(mine) >= self.per_ip:
+            why = f"{len(mine)} open from this address (cap {self.per_ip})"
+            if not self._evict_from(mine, why):
+                return self._shed(g, why)
         if self.count >= self.cap:
+            why = f"{self.count} open in all (cap {self.cap})"
             busiest = max(self.by_ip.values(), key=len, default=None)
-            if busiest is None or not self._evict_from(busiest):
-                return self._shed(g, f"{self.count} open in all (cap {self.cap})")
+            if busiest is None or not self._evict_from(busiest, why):
+                return self._shed(g, why)
         self.by_ip.setdefault(g.ip, OrderedDict())[g] = None
         self.count += 1
         return True
 
-    def _evict_from(self, conns: OrderedDict[Guard, None]) -> bool:
+    def _evict_from(self, conns: OrderedDict[Guard, None], why: str) -> bool:
         for victim in conns:
             if not victim.busy:
                 self.release(victim)  # counted out now: its descriptor is freed as the close completes
                 victim.evict()
                 self.stats["evicted"] += 1
+                self.quiet.warn(log, "closed an idle connection from %s to make room: %s", shown(victim.ip), why)
                 return True
         return False
 

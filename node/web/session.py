@@ -42,11 +42,12 @@ from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.store import Store
 from node.web.api import EXCHANGE
-from node.web.edge import read_form, too_large
+from node.web.edge import Quiet, read_form, too_large
 from node.web.i18n import LANG_COOKIE, LANGS, Translator, pick_lang, translator
 from node.web.inputs import check_request, shown
 
 log = logging.getLogger(__name__)
+_csrf_quiet = Quiet()  # a flood of forged forms is a few lines a second, not one line each
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -326,7 +327,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         if too_large(request):  # the route's limit (node/web/edge.py), from Content-Length: nothing read
             raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length or 0)
         if request.method not in SAFE_METHODS and not await _csrf_ok(request, s):
-            log.info("CSRF check failed on %s %s", request.method, shown(request.path, 200))
+            _csrf_quiet.warn(log, "CSRF check failed on %s %s", request.method, shown(request.path, 200),
+                             level=logging.INFO)
             resp = error_page(request, 403, _("This form has expired"), _(
                 "The security token of the form was missing or out of date, so nothing was changed. "
                 "Please go back, reload the page and try again."))
