@@ -146,8 +146,13 @@ async def test_idle_sockets_bodies_and_logs_against_a_node_with_1024_descriptors
             times = await normal_client(base, 100) + await normal_client(base, 100, source="127.0.0.9")
             report[label] = p99(times)
             assert len(times) == 200 and p99(times) < P99_MS, (label, p99(times), sorted(times)[-5:])
-            await asyncio.sleep(2.5)  # the header time limit: idle and half-sent ones are closed
-            still = [1 for r, _ in socks if not await closed_by_server(r)]
+            await asyncio.sleep(2.0)  # the header time limit: idle and half-sent ones are closed
+            still = socks
+            for _ in range(40):  # (allowing for a loaded machine)
+                still = [(r, w) for r, w in still if not await closed_by_server(r)]
+                if not still:
+                    break
+                await asyncio.sleep(0.1)
             assert not still, f"{len(still)} idle sockets still open after the header time limit"
             for _, w in socks:
                 w.close()
