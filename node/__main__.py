@@ -55,20 +55,25 @@ async def serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from node import demo
+    from node.web import edge
     from node.web.app import make_app
 
+    fd_limit = edge.raise_fd_limit()  # before anything opens: clients are then capped below it
     config = load_config(args.config)
     ex = await Exchange.start(config, args.node)
     app = make_app(ex, key_file=args.key_file)
     from node.tuning import freeze_startup_objects
 
     freeze_startup_objects()
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.keepalive_timeout)
     await runner.setup()
     host = args.host or ex.node.host
     port = args.port if args.port is not None else ex.node.port
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    assert runner.server is not None
+    gate = edge.Gate(config.http, fd_limit)
+    listener = await asyncio.get_running_loop().create_server(
+        gate.factory(runner.server), host, port, reuse_address=True, backlog=1024)
+    log.info("connections: at most %d (%d per address; file descriptors: %d)", gate.cap, gate.per_ip, fd_limit)
     tasks: list[asyncio.Task[None]] = []
     from node.web.api_solvency import service as solvency_service
 
@@ -85,6 +90,7 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("shutting down: draining mailboxes")
     for t in tasks:
         t.cancel()
+    listener.close()
     await runner.cleanup()
     await ex.stop()
 
@@ -213,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from node.web.edge import safe_logging
+
+    safe_logging()  # a client's line breaks in a logged value are escaped, never a new line
     fn = getattr(args, "fn", None)
     if fn is None:
         args.demo, args.host, args.port, fn = False, None, None, serve

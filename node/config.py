@@ -132,6 +132,27 @@ class ApiConf:
 
 
 @dataclass(frozen=True)
+class HttpConf:
+    """The `[http]` table: what one client may make a node hold (node/web/edge.py enforces it).
+
+    Sizes in bytes, times in seconds. Connections above `max_connections` (always kept below the
+    process's file-descriptor limit) or `max_connections_per_ip` first push out the longest-idle
+    connection of the busiest address (or of that address); only when none is idle is the new one
+    refused with a 503 and a short log line."""
+
+    header_timeout: int = 10  # a connection must send a request's complete headers this long after it opens
+    body_timeout: int = 30  # a form or API body must have arrived this long after its headers
+    upload_timeout: int = 300  # the same for the routes that take files
+    keepalive_timeout: int = 15  # an idle keep-alive connection is closed after this long
+    max_connections: int = 10_000  # per node; lowered to stay below the file-descriptor limit
+    max_connections_per_ip: int = 256
+    api_body_max: int = 64 * 1024  # API v2 bodies (an order batch is a few KiB)
+    form_body_max: int = 256 * 1024  # page forms (a 20,000-character page of the CMS, percent-encoded)
+    upload_body_max: int = 2 * 5 * 1024 * 1024 + 256 * 1024  # forms with files: two documents of 5 MB
+    ws_max_per_ip: int = 64  # open websocket connections per client address
+
+
+@dataclass(frozen=True)
 class MailConf:
     """The optional `[mail]` table: the SMTP server that sends activation and password mails. With no
     `host` the mails are written to the log (the development default). `base_url` is the public
@@ -188,6 +209,7 @@ class Config:
     actors: ActorConf = field(default_factory=ActorConf)
     source: str = ""
     api: ApiConf = field(default_factory=ApiConf)
+    http: HttpConf = field(default_factory=HttpConf)
     solvency: SolvencyConf = field(default_factory=SolvencyConf)
     mail: MailConf = field(default_factory=MailConf)
     admin: AdminConf = field(default_factory=AdminConf)
@@ -438,6 +460,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         public_limit=_int_range(api_t, "public_limit", "api", 0, 10**9, ApiConf.public_limit),
         public_window=_int_range(api_t, "public_window_s", "api", 1, 86_400, ApiConf.public_window),
     )
+    http = _http(_get(data, "http", "", dict, {}))
     mail_t = _get(data, "mail", "", dict, {})
     security = _get(mail_t, "security", "mail", str, "none")
     if security not in ("none", "starttls", "tls"):
@@ -480,12 +503,31 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         actors=actors,
         source=source,
         api=api,
+        http=http,
         solvency=solvency,
         mail=mail,
         admin=parse_admin(data, currencies),
         security=parse_security(data),
         sms=parse_sms(data),
     )
+
+
+def _http(t: dict[str, Any]) -> HttpConf:
+    d = HttpConf()
+    keys = {"header_timeout_s": "header_timeout", "body_timeout_s": "body_timeout",
+            "upload_timeout_s": "upload_timeout", "keepalive_timeout_s": "keepalive_timeout",
+            "max_connections": "max_connections", "max_connections_per_ip": "max_connections_per_ip",
+            "api_body_max": "api_body_max", "form_body_max": "form_body_max",
+            "upload_body_max": "upload_body_max", "ws_max_per_ip": "ws_max_per_ip"}
+    for key in t:
+        if key not in keys:  # a misspelt limit would silently stay at its default
+            raise ConfigError(f"http.{key}: unknown key (known: {', '.join(sorted(keys))})")
+    ranges = {"header_timeout_s": (1, 3600), "body_timeout_s": (1, 3600), "upload_timeout_s": (1, 7200),
+              "keepalive_timeout_s": (1, 3600), "max_connections": (16, 1_000_000),
+              "max_connections_per_ip": (1, 1_000_000), "api_body_max": (1024, 16 << 20),
+              "form_body_max": (1024, 16 << 20), "upload_body_max": (1024, 1 << 30), "ws_max_per_ip": (1, 1_000_000)}
+    values = {attr: _int_range(t, key, "http", *ranges[key], getattr(d, attr)) for key, attr in keys.items()}
+    return HttpConf(**values)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

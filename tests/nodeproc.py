@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -44,8 +45,11 @@ def _env() -> dict[str, str]:
 
 class NodeProcess:
     def __init__(self, config: Path, port: int, key_file: Path, log: Path, node: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, nofile: int | None = None) -> None:
+        """`env`: variables added to the child's environment; `nofile`: the child's file-descriptor
+        limit (soft and hard), so a test does not depend on the machine's."""
         self.env = env or {}
+        self.nofile = nofile
         self.config = config
         self.port = port
         self.key_file = key_file
@@ -64,7 +68,14 @@ class NodeProcess:
             cmd += ["--node", self.node]
         cmd += ["serve", "--port", str(self.port)]
         logf = open(self.log, "ab")  # handed to the child, closed here once it has its own copy
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env={**_env(), **self.env})
+        nofile = self.nofile
+
+        def limits() -> None:  # in the child, before it runs python
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env={**_env(), **self.env},
+                                     preexec_fn=limits if nofile is not None else None)
         logf.close()
 
     async def start(self, timeout: float = 30) -> None:

@@ -138,6 +138,10 @@ async def test_trading_flow(srv_any: ApiServer) -> None:
     with pytest.raises(ApiError) as e:
         await alice.get("/order", id=str(bid["id"]))  # bob's order: not alice's to see
     assert (e.value.status, e.value.code) == (404, 2004)
+    for other in (bid["id"], 10**12):  # bob's order, and none at all: Peatio's cancel error, not 404
+        with pytest.raises(ApiError) as e:
+            await alice.post("/order/delete", id=str(other))
+        assert (e.value.status, e.value.code) == (400, 2003), e.value.body
     for c in (alice, bob):
         await c.close()
 

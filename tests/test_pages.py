@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jinja2
 import pytest
 from aiohttp import web
@@ -81,8 +82,10 @@ class Site:
         self.outbox = outbox
         self.clients: list[TestClient] = []
 
-    async def visitor(self, **headers: str) -> Visitor:
-        c = TestClient(self.server, headers=headers or None)
+    async def visitor(self, source: str | None = None, **headers: str) -> Visitor:
+        """A new browser; `source`: the local address it connects from (127.0.0.2: another client IP)."""
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        c = TestClient(self.server, headers=headers or None, connector=connector)
         await c.start_server()
         self.clients.append(c)
         return Visitor(c)

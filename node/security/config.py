@@ -8,10 +8,12 @@ admin area's); node/security/addresses.py enforces them.
 
 ```toml
 [security]
-login_max_failures = 5          # wrong passwords per account in the window before it is locked
-login_ip_max_failures = 20      # wrong passwords from one IP address in the window before it is blocked
+login_max_failures = 5          # wrong passwords per account and client in the window before delays start
+login_account_max_failures = 20 # the same per account, from clients without its device cookie
+login_ip_max_failures = 50      # the same per IP address, for clients without the account's device cookie
+login_delay_s = 15              # the first delay; doubled at each further failure
 login_window_s = 900
-lockout_s = 900                 # how long a lock lasts
+lockout_s = 900                 # the longest delay of a log in; how long a second-factor lock lasts
 otp_max_failures = 5            # wrong two-factor codes per member in the window before 2FA is locked
 otp_lockout_s = 900
 form_limit = 20                 # submissions of one public form (sign-up, log in, …) per IP per window
@@ -65,7 +67,9 @@ class SecurityConf:
     """Throttling, lockouts and withdrawal protection; times in seconds, hours or minutes as named."""
 
     login_max_failures: int = 5
-    login_ip_max_failures: int = 20
+    login_account_max_failures: int = 20
+    login_ip_max_failures: int = 50
+    login_delay_s: int = 15
     login_window_s: int = 900
     lockout_s: int = 900
     otp_max_failures: int = 5
@@ -90,7 +94,9 @@ def parse_security(data: dict[str, Any]) -> SecurityConf:
 
     return SecurityConf(
         login_max_failures=num("login_max_failures", 1, 1000),
+        login_account_max_failures=num("login_account_max_failures", 1, 100_000),
         login_ip_max_failures=num("login_ip_max_failures", 1, 100_000),
+        login_delay_s=num("login_delay_s", 1, 86_400),
         login_window_s=num("login_window_s", 10, 86_400),
         lockout_s=num("lockout_s", 10, 7 * 86_400),
         otp_max_failures=num("otp_max_failures", 1, 1000),

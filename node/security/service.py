@@ -72,6 +72,7 @@ class Security:
         self.totp = Totp(ex.store, SecretBox(master_key, "totp-secret"), pepper, clock)
         self.sms = Sms(ex.store, gateway or gateway_from(ex.config.sms), ex.config.sms, pepper, ex.config.name, clock)
         self.throttle = Throttle(ex.store, clock)
+        self.device_key = hashlib.sha256(b"pyexchange:device-cookie:" + master_key).digest()
         self.addresses = Addresses(ex, self.conf, members, clock)
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -83,13 +84,21 @@ class Security:
 
     @property
     def login_rule(self) -> Rule:
+        """Per account and client (node/security/throttle.py): growing delays, never a lock."""
         c = self.conf
-        return Rule(c.login_max_failures, c.login_window_s * 1000, c.lockout_s * 1000)
+        return Rule(c.login_max_failures, c.login_window_s * 1000, c.lockout_s * 1000, c.login_delay_s * 1000)
+
+    @property
+    def login_account_rule(self) -> Rule:
+        """Per account, from clients without its device cookie."""
+        c = self.conf
+        return Rule(c.login_account_max_failures, c.login_window_s * 1000, c.lockout_s * 1000, c.login_delay_s * 1000)
 
     @property
     def login_ip_rule(self) -> Rule:
+        """Per IP address, for clients without the device cookie of the account they try."""
         c = self.conf
-        return Rule(c.login_ip_max_failures, c.login_window_s * 1000, c.lockout_s * 1000)
+        return Rule(c.login_ip_max_failures, c.login_window_s * 1000, c.lockout_s * 1000, c.login_delay_s * 1000)
 
     # -- the funds facade's hooks -------------------------------------------------------------------
     def attach(self) -> None:

@@ -1,10 +1,21 @@
-"""Brute-force limits: failed log ins per account and per IP, wrong two-factor codes, public forms.
+"""Brute-force limits: failed log ins, wrong two-factor codes, public forms.
 
 Counted in the database, not in a node's memory: a guesser spreading attempts over the nodes of a
-cluster (or waiting for a restart) meets the same count. Each failure is one row; a subject
-(an account, an IP address, a member's second factor, an IP on one form) that reaches its limit
-within the window is locked for the lockout time, and its rows are cleared, so the count starts
-afresh afterwards. A successful log in clears the account's failures.
+cluster (or waiting for a restart) meets the same count. Each failure is one row.
+
+Log ins are slowed down, never locked (OWASP ASVS 2.2.1: anti-automation that cannot itself be
+used to deny service). Failures are counted per account *and client*: the client is the browser
+when it carries the account's device cookie (`device_token`, given at each successful log in),
+else its IP address. Past `limit` failures in the window, each further attempt of that pair waits
+`delay` × 2^(failures − limit), at most `lockout` (`wait_until`). So a stranger guessing Ann's
+password slows down only himself, and Ann, on her own browser, logs in as usual. Clients without
+the device cookie are also counted per account (a botnet spreading guesses over many addresses)
+and per IP address (one address trying many accounts), with higher limits; a member's own
+browser is never held back by those, and an office behind one address is slowed down only for
+browsers that have not logged in before. A successful log in clears its pair and the account.
+
+Wrong two-factor codes (the member is known, the password was right) still lock the second factor
+for the lockout time (`failure`): the rows are then cleared, so the count starts afresh.
 
 Accounts are counted by the SHA-256 of the normalised e-mail address, whether or not an account
 exists for it, so the lock cannot be used to find out who has an account, and the table holds no
@@ -14,14 +25,16 @@ list of addresses people typed.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from node.store import Store
 
-LOGIN_ACCOUNT = "login:account"
-LOGIN_IP = "login:ip"
+LOGIN_PAIR = "login:pair"  # an account and a client (its device cookie, else its IP address)
+LOGIN_ACCOUNT = "login:account"  # an account, from clients without its device cookie
+LOGIN_IP = "login:ip"  # an IP address, for clients without the device cookie of the account they try
 OTP = "otp"
 FORM = "form:"  # + the form's name
 PURGE_EVERY_MS = 60_000
@@ -31,11 +44,27 @@ def account_subject(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+def device_token(key: bytes, subject: str, device: str) -> str:
+    """The device cookie of one browser for one account: a random id and its MAC (so a client
+    cannot make one up to escape the per-account count)."""
+    mac = hmac.new(key, f"{subject}|{device}".encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{device}.{mac}"
+
+
+def device_of(key: bytes, subject: str, cookie: str | None) -> str | None:
+    """The device id of a cookie that is valid for this account, else None."""
+    if not cookie or len(cookie) > 100:
+        return None
+    device = cookie.partition(".")[0]
+    return device if device and hmac.compare_digest(device_token(key, subject, device), cookie) else None
+
+
 @dataclass(frozen=True)
 class Rule:
     limit: int
     window_ms: int
-    lockout_ms: int
+    lockout_ms: int  # a lock's length; for growing delays, the longest delay
+    delay_ms: int = 0  # the first delay once `limit` is reached (then doubled at each failure)
 
 
 class Throttle:
@@ -77,6 +106,27 @@ class Throttle:
         await self._purge()
         return until
 
+    async def record(self, scope: str, subject: str) -> None:
+        """Count one failure (of a subject slowed down by `wait_until`, never locked)."""
+        await self.store.execute("INSERT INTO security_attempts (scope, subject, created_at) VALUES (?, ?, ?)",
+                                 scope, subject[:200], self.now())
+        await self._purge()
+
+    async def wait_until(self, scope: str, subject: str, rule: Rule) -> int | None:
+        """Until when (epoch ms) the subject's next attempt must wait, or None: past `rule.limit`
+        failures in the window, `delay_ms` doubled for each further failure, at most `lockout_ms`,
+        counted from the last failure."""
+        now = self.now()
+        self._longest_window = max(self._longest_window, rule.window_ms)
+        row = await self.store.fetchrow(
+            "SELECT COUNT(*) AS n, MAX(created_at) AS last FROM security_attempts "
+            "WHERE scope = ? AND subject = ? AND created_at > ?", scope, subject[:200], now - rule.window_ms)
+        n = int(row["n"]) if row is not None else 0
+        if n < rule.limit:
+            return None
+        until = int(row["last"]) + min(rule.lockout_ms, rule.delay_ms << min(n - rule.limit, 40))
+        return until if until > now else None
+
     async def failures(self, scope: str, subject: str, rule: Rule) -> int:
         """Failures counted in the current window."""
         return int(await self.store.fetchval(
@@ -88,6 +138,13 @@ class Throttle:
         async with self.store.transaction() as tx:
             await tx.execute("DELETE FROM security_attempts WHERE scope = ? AND subject = ?", scope, subject[:200])
             await tx.execute("DELETE FROM security_lockouts WHERE scope = ? AND subject = ?", scope, subject[:200])
+
+    async def clear_account(self, subject: str) -> None:
+        """Forget an account's failures from every client (a password reset by mail proved the owner)."""
+        async with self.store.transaction() as tx:
+            await tx.execute("DELETE FROM security_attempts WHERE scope = ? AND subject LIKE ?", LOGIN_PAIR, subject + "|%")
+            await tx.execute("DELETE FROM security_attempts WHERE scope = ? AND subject = ?", LOGIN_ACCOUNT, subject)
+            await tx.execute("DELETE FROM security_lockouts WHERE scope = ? AND subject = ?", LOGIN_ACCOUNT, subject)
 
     async def hit(self, scope: str, subject: str, limit: int, window_ms: int) -> int | None:
         """Count one use of a rate-limited thing (a public form); the seconds to wait when this use

@@ -26,6 +26,7 @@ from node.apikeys import Token
 from node.config import Market
 from node.errors import (
     Busy,
+    CancelOrderFailed,
     ExchangeError,
     InvalidParameter,
     OrderNotFound,
@@ -437,9 +438,14 @@ async def _multi_inputs(ex: Exchange, token: Token, params: Params) -> list[Orde
 
 async def order_delete(request: web.Request) -> web.Response:
     """Peatio's reply: the order as it stood when the cancel was accepted (state `wait`); the cancel
-    itself is final by the time this answers."""
+    itself is final by the time this answers. An unknown id, or another member's, is Peatio's
+    400/2003 here (its 404/2004 is `GET /order`'s): ccxt and bots read a 404 as an outage."""
     ex, params, token = await _private(request, "trade")
-    before = await ex.cancel_order(token.member_id, _order_id(params))
+    oid = _order_id(params)
+    try:
+        before = await ex.cancel_order(token.member_id, oid)
+    except OrderNotFound:
+        raise CancelOrderFailed(f"Failed to cancel order. Reason: Order#{oid} doesn't exist.") from None
     return json_response(order_json(ex.market(before["market"]), before, state="wait"), status=201)
 
 

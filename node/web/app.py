@@ -19,6 +19,7 @@ from node.web import (
     api_funds,
     api_marketdata,
     api_solvency,
+    edge,
     ops,
     pages,
     pages_admin,
@@ -28,6 +29,7 @@ from node.web import (
     ws,
 )
 from node.web.auth import Authenticator, TonceActor
+from node.web.inputs import shown
 from node.web.pages_security import gate as security_gate
 from node.web.session import middleware as page_sessions
 
@@ -36,7 +38,6 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_REQUEST = 2 * 5 * 1024 * 1024 + 256 * 1024  # the KYC form: two documents of at most 5 MB, and its fields
 KEYS = web.AppKey("keys", ApiKeys)
 TONCES = web.AppKey("tonces", TonceActor)
 
@@ -58,9 +59,9 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
         raise
     except Exception as e:
         if store_unreachable(e):
-            log.warning("storage unreachable on %s %s: %r", request.method, request.path, e)
+            log.warning("storage unreachable on %s %s: %r", request.method, shown(request.path, 200), e)
             return api.json_response(Unavailable("storage is unreachable, retry (a request cut off while committing may have been done: resend orders with the same client_id)").to_dict(), status=503)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, shown(request.path, 200))
         return api.json_response({"error": {"code": 3000, "message": "internal error"}}, status=500)
 
 
@@ -97,9 +98,13 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
 
 
 def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web.Application:
+    # edge (body limits, text checks) runs inside errors, so its refusals get the API's envelope;
     # security_gate runs inside the sessions' middleware: after the CSRF check, with the session known
-    app = web.Application(middlewares=[security_headers, errors, page_sessions, security_gate],
-                          client_max_size=MAX_REQUEST)
+    conf = exchange.config.http
+    app = web.Application(middlewares=[security_headers, errors, edge.middleware, page_sessions, security_gate],
+                          client_max_size=conf.upload_body_max)
+    app[edge.CONF] = conf
+    edge.quiet_malformed()
     master = load_server_key(key_file)
     box = SecretBox(master, "api-secret")
     keys = ApiKeys(exchange.store, box)

@@ -272,9 +272,11 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/order/delete"): {
             "summary": "Cancel an order", "tags": ["private"], "security": SIGNED,
             "description": "Scope: trade. Answers the order as it stood when the cancel was accepted (state "
-                           "`wait`, as Peatio did); the cancel is final by the time the answer arrives.",
+                           "`wait`, as Peatio did); the cancel is final by the time the answer arrives. An "
+                           "order that is not yours, or no order at all, is 400/2003 like one that cannot be "
+                           "cancelled any more (Peatio's codes; 404/2004 is `GET /order`'s).",
             "requestBody": _form({"id": integer(1, MAX_ID)}, ["id"]),
-            "responses": ok(ref("Order"), status="201", errors=(*ORDER_ERRORS, "404"))},
+            "responses": ok(ref("Order"), status="201", errors=ORDER_ERRORS)},
         ("POST", "/orders/clear"): {
             "summary": "Cancel all your orders (of one side, of one market)", "tags": ["private"],
             "security": SIGNED, "description": "Scope: trade. `market` is ours.",

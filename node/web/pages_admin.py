@@ -42,6 +42,7 @@ from node.kyc import DOC_TYPES, FILES, STATES, VERIFYING, Kyc
 from node.money import format_units
 from node.tickets import FILTERS, Tickets
 from node.web.api import EXCHANGE, json_response
+from node.web.edge import takes_files
 from node.web.forms import GENERAL, Form, amount, fee_percent, iso, price, utc, volume
 from node.web.i18n import N_, FormError, FormErrors, Translator
 from node.web.pages import MEMBERS, path_id, redirect
@@ -695,6 +696,7 @@ async def ticket_page(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 
 @route("POST", "/admin/tickets/{id}/reply", "tickets")
+@takes_files
 async def ticket_reply(request: web.Request, actor: Actor) -> web.StreamResponse:
     _ = translator_of(request)
     tid = path_id(request)

@@ -25,6 +25,7 @@ from node.exchange import Exchange
 from node.kyc import DOC_TYPES, FILES, REJECTED, UNVERIFIED
 from node.money import format_units
 from node.web.api import EXCHANGE
+from node.web.edge import takes_files
 from node.web.forms import Form, amount, fee_percent, iso, utc
 from node.web.pages import path_id, redirect, require_member
 from node.web.pages_admin import KYC, TICKETS, ensure_services, file_response
@@ -57,6 +58,7 @@ async def kyc_page(request: web.Request) -> web.Response:
     return render(request, "kyc.html", await _kyc_context(request, member_id))
 
 
+@takes_files
 async def kyc_submit(request: web.Request) -> web.Response:
     member_id = require_member(request)
     _ = translator_of(request)
@@ -84,6 +86,7 @@ async def tickets_page(request: web.Request) -> web.Response:
     return render(request, "tickets.html", await _tickets_context(request, member_id))
 
 
+@takes_files
 async def ticket_open(request: web.Request) -> web.Response:
     member_id = require_member(request)
     _ = translator_of(request)
@@ -117,6 +120,7 @@ async def ticket_page(request: web.Request) -> web.Response:
     return render(request, "ticket.html", await _ticket_context(request, member_id, path_id(request)))
 
 
+@takes_files
 async def ticket_comment(request: web.Request) -> web.Response:
     member_id = require_member(request)
     _ = translator_of(request)

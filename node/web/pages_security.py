@@ -17,8 +17,8 @@ the form that made them, and never stored in clear.
 
 `gate` is a middleware (after the sessions' one, so the CSRF check has run): it records who is
 asking and from where for the audit log (`node.security.audit.Origin`), limits how often each public
-form may be sent per IP, keeps locked accounts and IP addresses out of the log-in form (before the
-password is even checked), counts failed log ins, and writes log ins, log outs and password changes
+form may be sent per IP, makes clients that failed too often wait before the log-in form checks a
+password (per account and client, never a lock a stranger could put on a member), counts failed log ins, and writes log ins, log outs and password changes
 to the audit log by looking at what the pages' handlers did, so node/web/pages.py needs no changes
 for any of it.
 
@@ -28,6 +28,7 @@ for any of it.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,15 @@ from node.security import audit
 from node.security.errors import CODE_FIELD, SecondFactorFailed
 from node.security.service import ADDRESS_ADD, ADMIN_UNLOCK, CHANGE_2FA, Methods, Security
 from node.security.sms import mask, normalise_phone
-from node.security.throttle import FORM, LOGIN_ACCOUNT, LOGIN_IP, account_subject
+from node.security.throttle import (
+    FORM,
+    LOGIN_ACCOUNT,
+    LOGIN_IP,
+    LOGIN_PAIR,
+    account_subject,
+    device_of,
+    device_token,
+)
 from node.security.totp import Check, provisioning_uri
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form, qr_data_uri, utc
@@ -59,10 +68,13 @@ from node.web.session import (
     render,
     safe_next,
     session_of,
+    set_cookie,
     translator_of,
 )
 
 SECURITY = web.AppKey("security", Security)
+DEVICE_COOKIE = "device"  # which accounts logged in from this browser before: see node/security/throttle.py
+DEVICE_DAYS = 365
 AUDIT_PAGE = 50
 UNLOCK_KEY = "admin_unlocked_until"  # the session key node/web/pages_admin.py uses too
 UNLOCK_REFRESH_MS = 60_000  # a sliding expiry is written at most once a minute
@@ -172,6 +184,8 @@ async def _page(request: web.Request, handler: Handler, sec: Security, s: Sessio
     resp = await handler(request)
     store = sec.store
     if request.path == "/login/2fa" and before is None and s.member_id is not None:
+        remember_device(request, resp, sec, account_subject(s.email),
+                        device_of(sec.device_key, account_subject(s.email), request.cookies.get(DEVICE_COOKIE)))
         audit.with_actor(s.member_id, s.email)
         await audit.record(store, audit.LOGIN, s.member_id, {"second_factor": True})
     elif request.path == "/logout" and before is not None and s.member_id is None:
@@ -180,43 +194,60 @@ async def _page(request: web.Request, handler: Handler, sec: Security, s: Sessio
         await audit.record(store, audit.PASSWORD_CHANGE, before)
     elif reset_member is not None and resp.status == 303:
         await audit.record(store, audit.PASSWORD_RESET, int(reset_member["id"]), actor_id=int(reset_member["id"]))
-        await sec.throttle.clear(LOGIN_ACCOUNT, account_subject(reset_member["email"]))  # the mail proved the owner
+        await sec.throttle.clear_account(account_subject(reset_member["email"]))  # the mail proved the owner
     return resp
 
 
 async def _login(request: web.Request, handler: Handler, sec: Security, s: Session) -> web.StreamResponse:
-    """Locked accounts and IP addresses are stopped before the password is checked; failures counted."""
+    """Clients that failed too often wait before their password is even checked; failures counted
+    per account and client (the account's device cookie, else the IP address), and per account and
+    per IP address for clients without the cookie (node/security/throttle.py)."""
     data = await request.post()
     email = str(data.get("email", "")).strip().lower()[:254]
     password = str(data.get("password", ""))
     ip = request.remote or ""
     subject = account_subject(email)
-    for scope, who in ((LOGIN_IP, ip), (LOGIN_ACCOUNT, subject)):
-        if email or scope == LOGIN_IP:
-            until = await sec.throttle.locked_until(scope, who)
+    device = device_of(sec.device_key, subject, request.cookies.get(DEVICE_COOKIE))
+    pair = f"{subject}|{'device:' + device if device else 'ip:' + ip}"
+    checks = [(LOGIN_PAIR, pair, sec.login_rule)]
+    if device is None:  # the member's own browser is never held back by what strangers do
+        checks += [(LOGIN_ACCOUNT, subject, sec.login_account_rule), (LOGIN_IP, ip, sec.login_ip_rule)]
+    if email:
+        for scope, who, rule in checks:
+            until = await sec.throttle.wait_until(scope, who, rule)
             if until is not None:
                 return _locked(request, data, scope, until)
     resp = await handler(request)
     store = sec.store
-    if s.member_id is not None:  # logged in (no second factor asked)
+    if s.member_id is not None or resp.status == 303:  # logged in, or the password was right (2FA next)
+        await sec.throttle.clear(LOGIN_PAIR, pair)
         await sec.throttle.clear(LOGIN_ACCOUNT, subject)
-        audit.with_actor(s.member_id, s.email)
-        await audit.record(store, audit.LOGIN, s.member_id, {"second_factor": False})
-    elif resp.status == 303:  # the password was right; the second factor is asked next
-        await sec.throttle.clear(LOGIN_ACCOUNT, subject)
+        remember_device(request, resp, sec, subject, device)
+        if s.member_id is not None:
+            audit.with_actor(s.member_id, s.email)
+            await audit.record(store, audit.LOGIN, s.member_id, {"second_factor": False})
     elif resp.status == 400 and email and password:
         row = await store.fetchrow("SELECT id FROM members WHERE email = ?", email)
         member_id = int(row["id"]) if row is not None else None
-        locked_account = await sec.throttle.failure(LOGIN_ACCOUNT, subject, sec.login_rule)
-        locked_ip = await sec.throttle.failure(LOGIN_IP, ip, sec.login_ip_rule)
+        for scope, who, _rule in checks:
+            await sec.throttle.record(scope, who)
         await audit.record(store, audit.LOGIN_FAILED, member_id, {} if member_id else {"account": "unknown"},
                            actor_id=member_id, ok=False)
-        for scope, until in ((LOGIN_IP, locked_ip), (LOGIN_ACCOUNT, locked_account)):
+        for scope, who, rule in checks:
+            until = await sec.throttle.wait_until(scope, who, rule)
             if until is not None:
                 await audit.record(store, audit.LOGIN_LOCKED, member_id, {"scope": scope, "until": until},
                                    actor_id=member_id, ok=False)
                 return _locked(request, data, scope, until)
     return resp
+
+
+def remember_device(request: web.Request, resp: web.StreamResponse, sec: Security, subject: str,
+                    device: str | None) -> None:
+    """The device cookie of this browser for this account (a new one unless it has a valid one)."""
+    token = device_token(sec.device_key, subject, device or secrets.token_urlsafe(12))
+    if not resp.prepared:
+        set_cookie(request, resp, DEVICE_COOKIE, token, DEVICE_DAYS * 86_400)
 
 
 def _locked(request: web.Request, data: Any, scope: str, until: int) -> web.Response:

@@ -23,7 +23,8 @@ Rules (Rack 1.x/2.x ``parse_nested_query`` + ``Rack::Request#params``), with a f
 * Hardenings (each a :class:`ParamError`, i.e. HTTP 400 / code 1001, naming the param): malformed
   percent-encoding, invalid UTF-8, a name used both as scalar and as array/hash (Rack silently kept the
   last shape, which makes a signature ambiguous), more than :data:`MAX_PARAMS` params, a body over
-  :data:`MAX_BODY_BYTES`, nesting deeper than :data:`MAX_DEPTH`, an unsupported body content type.
+  :data:`MAX_BODY_BYTES`, nesting deeper than :data:`MAX_DEPTH`, an unsupported body content type, and
+  whatever `node.web.inputs` refuses in a name or value (control characters such as NUL, over-long text).
 
 Give the *raw* (still percent-encoded) query string: with aiohttp that is
 ``request.rel_url.raw_query_string``, not ``request.query_string`` (which yarl has already decoded).
@@ -38,6 +39,7 @@ from typing import Any, Literal, TypeAlias, overload
 from urllib.parse import unquote_to_bytes
 
 from node.errors import InvalidParameter
+from node.web.inputs import check_name, check_text
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -114,9 +116,18 @@ def _decode_component(raw: bytes, field: str | None) -> str:
     if _BAD_PERCENT_RE.search(raw):
         raise ParamError(name, f"{name} has malformed percent-encoding")
     try:
-        return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+        text = unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
     except UnicodeDecodeError:
         raise ParamError(name, f"{name} is not valid UTF-8") from None
+    return _checked(field, text)
+
+
+def _checked(field: str | None, text: str) -> str:
+    """The edge's text check (node.web.inputs) as a ParamError: a name when `field` is None."""
+    try:
+        return check_name(text) if field is None else check_text(field, text)
+    except InvalidParameter as e:
+        raise ParamError(e.field or "params", e.message) from None
 
 
 def _split_pairs(data: bytes) -> list[bytes]:
@@ -231,7 +242,7 @@ def _from_json(value: Any, name: str, depth: int, counter: _Counter) -> ParamVal
         raise ParamError(name, f"{name} is nested too deeply (max {MAX_DEPTH} levels)")
     if isinstance(value, str):  # strings, and numbers kept as their literal text (parse_int/parse_float)
         counter.tick()
-        return value
+        return _checked(name, value)
     if value is True or value is False:
         counter.tick()
         return "true" if value else "false"
@@ -239,7 +250,7 @@ def _from_json(value: Any, name: str, depth: int, counter: _Counter) -> ParamVal
         counter.tick()
         return ""
     if isinstance(value, dict):
-        return {k: _from_json(v, f"{name}[{k}]", depth + 1, counter) for k, v in value.items()}
+        return {_checked(None, k): _from_json(v, f"{name}[{k}]", depth + 1, counter) for k, v in value.items()}
     if isinstance(value, list):
         items = [_from_json(v, f"{name}[]", depth + 1, counter) for v in value]
         if any(isinstance(i, list) for i in items):
@@ -266,7 +277,7 @@ def _parse_json(body: bytes) -> dict[str, ParamValue]:
     if not isinstance(doc, dict):
         raise ParamError("body", "JSON body must be an object")
     counter = _Counter()
-    return {k: _from_json(v, k, 0, counter) for k, v in doc.items()}
+    return {_checked(None, k): _from_json(v, k, 0, counter) for k, v in doc.items()}
 
 
 # ----------------------------------------------------------------------------------------- entry point

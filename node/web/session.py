@@ -42,9 +42,12 @@ from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.store import Store
 from node.web.api import EXCHANGE
+from node.web.edge import Quiet, read_form, too_large
 from node.web.i18n import LANG_COOKIE, LANGS, Translator, pick_lang, translator
+from node.web.inputs import check_request, shown
 
 log = logging.getLogger(__name__)
+_csrf_quiet = Quiet()  # a flood of forged forms is a few lines a second, not one line each
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -57,6 +60,7 @@ ABSOLUTE_MS = 24 * 3_600_000
 TOUCH_MS = 60_000  # seen_at is written at most once a minute per session
 PURGE_MS = 600_000  # expired rows are deleted at most every ten minutes
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
 BYPASS = ("/api/", "/static/")
 SESSION_KEY = "session"  # request["session"]: a plain name, other modules (proof of solvency) read it
 TRANSLATOR_KEY: Any = web.RequestKey("translator", object) if hasattr(web, "RequestKey") else "translator"
@@ -239,15 +243,16 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 
 async def _csrf_ok(request: web.Request, s: Session) -> bool:
+    """A visitor who was never shown a form has no token: refused before the body is even read.
+    Otherwise the form is read (within the edge's limits) and every field checked, then the token."""
+    if not s.stored:
+        return False
     sent = request.headers.get(CSRF_HEADER)
-    if sent is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        try:
-            form = await request.post()
-        except ValueError:
-            return False
+    form = await read_form(request) if request.content_type in FORM_TYPES else None
+    if sent is None and form is not None:
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    return sent is not None and bool(sent) and s.stored and secrets.compare_digest(sent.encode(), s.csrf.encode())
+    return sent is not None and bool(sent) and secrets.compare_digest(sent.encode(), s.csrf.encode())
 
 
 def _client_ip(request: web.Request) -> str:
@@ -318,8 +323,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     request[aiohttp_jinja2.REQUEST_CONTEXT_KEY] = _context(request, s, _)
     resp: web.StreamResponse
     try:
+        check_request(request)  # the query and the path's parameters (a form's fields: in _csrf_ok)
+        if too_large(request):  # the route's limit (node/web/edge.py), from Content-Length: nothing read
+            raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length or 0)
         if request.method not in SAFE_METHODS and not await _csrf_ok(request, s):
-            log.info("CSRF check failed on %s %s", request.method, request.path)
+            _csrf_quiet.warn(log, "CSRF check failed on %s %s", request.method, shown(request.path, 200),
+                             level=logging.INFO)
             resp = error_page(request, 403, _("This form has expired"), _(
                 "The security token of the form was missing or out of date, so nothing was changed. "
                 "Please go back, reload the page and try again."))
@@ -330,9 +339,10 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             resp = error_page(request, 404, _("Page not found"), _("There is no page at this address."))
         elif e.status == 405:
             resp = error_page(request, 405, _("Not allowed"), _("This page cannot be used this way."))
-        elif e.status == 413:  # a form with files over the app's client_max_size (issue 8: uploads)
+        elif e.status == 413:  # over the route's body limit (node/web/edge.py)
             resp = error_page(request, 413, _("Too large"), _(
                 "What you sent is too large, so nothing was changed. Files may be at most 5 MB each."))
+            resp.force_close()  # the rest of the body is not worth reading
         else:
             await _finish(request, s, e)
             raise

@@ -18,7 +18,10 @@ How it stays fast and fair:
   does not read that far). Nothing ever waits for a client, so a slow one cannot slow the others.
 * Heartbeats: a ping every `ping_interval`; a client silent (no frame, no pong) for `idle_timeout`
   is closed with 4002. Frames above `max_frame` bytes are refused (1009) with a reason, and so is a
-  client sending too many bad frames (1008).
+  client sending too many bad frames (1008). An unmasked client frame closes the connection with
+  1002 (RFC 6455 §5.1; node/web/edge.py checks, aiohttp does not).
+* Limits at the door: at most `max_per_ip` connections per client address (503 beyond); the
+  handshake is an HTTP request, so the edge's header time limit and connection caps apply to it.
 """
 
 from __future__ import annotations
@@ -44,7 +47,10 @@ from node.events import Event
 from node.exchange import Exchange
 from node.marketdata import PERIODS, Item, MarketData, Ticker
 from node.money import format_units
+from node.web.edge import Quiet
+from node.web.edge import WebSocketResponse as MaskedWebSocketResponse
 from node.web.format import funds_str, iso, order_json, price_str, volume_str
+from node.web.inputs import shown
 from node.web.signature import generate_challenge, verify_ws_answer
 
 log = logging.getLogger(__name__)
@@ -80,6 +86,8 @@ class WsConfig:
     ping_interval: float = 20.0
     idle_timeout: float = 60.0
     max_clients: int = 20_000
+    max_per_ip: int = 64
+    """Open connections per client address (`[http] ws_max_per_ip`); more are answered 503."""
     max_subscriptions: int = 200
     max_errors: int = 50
     max_auth_failures: int = 5
@@ -191,6 +199,8 @@ class Hub:
         self.keys = keys
         self.cfg = cfg or WsConfig()
         self.clients: dict[Client, None] = {}
+        self.per_ip: dict[str | None, int] = {}
+        self.quiet = Quiet()
         self.subs: dict[Key, dict[Client, None]] = {}
         self.book_seq: dict[str, int] = {}
         self.history: dict[str, deque[tuple[int, bytes]]] = {}
@@ -265,12 +275,18 @@ class Hub:
     # -- clients and subscriptions ------------------------------------------------------------------
     def add(self, c: Client) -> None:
         self.clients[c] = None
+        self.per_ip[c.remote] = self.per_ip.get(c.remote, 0) + 1
         self.stats["connections"] += 1
 
     def forget(self, c: Client) -> None:
         """Take a client out of every stream (it is closing or gone)."""
         c.closing = True
-        self.clients.pop(c, None)
+        if self.clients.pop(c, 0) is None:
+            left = self.per_ip.get(c.remote, 1) - 1
+            if left > 0:
+                self.per_ip[c.remote] = left
+            else:
+                self.per_ip.pop(c.remote, None)
         for key in c.subs:
             subs = self.subs.get(key)
             if subs is not None:
@@ -808,7 +824,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
     cfg = hub.cfg
     if len(hub.clients) >= cfg.max_clients:
         return web.Response(status=503, text="too many websocket clients, try again later")
-    ws = web.WebSocketResponse(autoping=False, autoclose=True, compress=False, timeout=cfg.close_grace,
+    if hub.per_ip.get(request.remote, 0) >= cfg.max_per_ip:
+        hub.quiet.warn(log, "refused a websocket from %s: %d open from this address", shown(request.remote or ""),
+                       cfg.max_per_ip)
+        return web.Response(status=503, text="too many websocket connections from this address, try again later")
+    ws = MaskedWebSocketResponse(autoping=False, autoclose=True, compress=False, timeout=cfg.close_grace,
                                max_msg_size=max(cfg.max_frame * 16, 65536))
     await ws.prepare(request)
     transport = request.transport
@@ -855,7 +875,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application, exchange: Exchange, md: MarketData, keys: ApiKeys, cfg: WsConfig | None = None) -> Hub:
     """The hub (started and stopped with the app, after the market data service) and its route."""
-    hub = Hub(exchange, md, keys, cfg)
+    hub = Hub(exchange, md, keys, cfg or WsConfig(max_per_ip=exchange.config.http.ws_max_per_ip))
     app[HUB] = hub
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
