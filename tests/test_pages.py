@@ -345,7 +345,7 @@ ORDER_CASES = [
     ({"side": "buy", "ord_type": "market", "price": "", "volume": "1"}, "volume",
      "Not enough orders in the book for this amount"),
     ({"side": "up", "ord_type": "limit", "price": "1", "volume": "1"}, "side", "Choose buy or sell"),
-    ({"side": "buy", "ord_type": "stop", "price": "1", "volume": "1"}, "ord_type", "Choose a limit or a market order"),
+    ({"side": "buy", "ord_type": "stop", "price": "1", "volume": "1"}, "ord_type", "Choose a limit, market or stop-limit order"),
 ]
 
 

@@ -28,6 +28,7 @@ from node.web import (
     ws,
 )
 from node.web.auth import Authenticator, TonceActor
+from node.web.market_status import MARKET_STATUS, MarketStatus
 from node.web.pages_security import gate as security_gate
 from node.web.session import middleware as page_sessions
 
@@ -120,7 +121,17 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     api_funds.add_routes(app)  # first: it serves /deposits, /deposit, /deposit_address, /withdraws
     api.add_routes(app)
-    ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
+    hub = ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
+    status = MarketStatus(exchange)
+    app[MARKET_STATUS] = status
+    hub.follow_status(status)
+
+    async def status_life(app: web.Application):  # type: ignore[no-untyped-def]
+        await status.start()
+        yield
+        await status.stop()
+
+    app.cleanup_ctx.append(status_life)
     pages.add_routes(app)
     pages_security.add_routes(app, master)  # after pages (mails through its members service): 2FA, audit, addresses
     ops.add_routes(app)

@@ -20,9 +20,10 @@ from yarl import URL
 
 from node.apikeys import SCOPES, parse_ip_whitelist
 from node.config import Market
-from node.errors import ExchangeError, InvalidParameter
+from node.errors import ExchangeError, InvalidParameter, MarketHalted
 from node.exchange import Exchange, OrderInput
 from node.mail import mailer_from
+from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import order_lock
 from node.members import NOT_ACTIVATED, WRONG_CODE, LoginAttempt, Members
 from node.money import format_units
@@ -42,6 +43,7 @@ from node.web.forms import (
     volume,
 )
 from node.web.i18n import LANGS, N_, FormError, Translator, translator
+from node.web.market_status import MARKET_STATUS, Status
 from node.web.session import (
     SECOND_FACTOR,
     SESSIONS,
@@ -67,6 +69,7 @@ DATA_WORDS = (
     N_("buy"), N_("sell"), N_("limit"), N_("market"), N_("wait"), N_("done"), N_("cancel"),
     N_("submitted"), N_("accepted"), N_("rejected"), N_("processing"), N_("canceled"), N_("suspect"), N_("failed"),
     N_("checked"), N_("warning"), N_("cancelled"), N_("profile"), N_("history"), N_("trade"), N_("all"),
+    N_("stop_limit"), N_("gtc"), N_("ioc"), N_("fok"), N_("post_only"),
 )
 BANK_FIELDS = {
     "bank_name": N_("Bank"), "account_holder": N_("Account holder"), "account_number": N_("Account number"),
@@ -189,10 +192,18 @@ async def ticker(ex: Exchange, m: Market) -> dict[str, Any]:
     }
 
 
+def statuses(request: web.Request) -> dict[str, Status]:
+    """Every market's halted flag and the admin's reason (node/web/market_status.py)."""
+    svc = request.app.get(MARKET_STATUS)
+    markets = _exchange(request).config.markets
+    return svc.all() if svc is not None else {mid: Status(mid) for mid in markets}
+
+
 async def index(request: web.Request) -> web.Response:
     ex = _exchange(request)
     rows = [await ticker(ex, m) for m in ex.config.markets.values()]
-    return render(request, "index.html", {"tickers": rows})
+    return render(request, "index.html", {"tickers": rows, "statuses": statuses(request),
+                                          "websocket": WS_PATH if _has_route(request.app, WS_PATH) else ""})
 
 
 # -- market page --------------------------------------------------------------------------------------
@@ -210,6 +221,20 @@ def _book(ex: Exchange, m: Market, levels: int = BOOK_LEVELS) -> dict[str, Any]:
     return {"asks": list(reversed(side(asks))), "bids": side(bids)}
 
 
+TYPE_LABELS = {LIMIT: N_("Limit"), MARKET: N_("order type|Market"), STOP_LIMIT: N_("Stop-limit")}
+TIF_LABELS = {IOC: N_("IOC"), FOK: N_("FOK"), POST_ONLY: N_("Post only")}
+
+
+def type_label(m: Market, o: dict[str, Any], _: Translator) -> str:
+    """"Stop-limit · stop ≥ 31000.00 · IOC": the type, a stop's trigger and a time in force other than GTC."""
+    parts = [_(TYPE_LABELS.get(o["ord_type"], o["ord_type"]))]
+    if o["ord_type"] == STOP_LIMIT and o.get("stop_price"):
+        parts.append(_("stop {op} {price}", op="≥" if o["side"] == "buy" else "≤", price=price(m, int(o["stop_price"]))))
+    if o.get("tif") in TIF_LABELS:
+        parts.append(_(TIF_LABELS[o["tif"]]))
+    return " · ".join(parts)
+
+
 def _order_view(m: Market, o: dict[str, Any], _: Translator) -> dict[str, Any]:
     executed = o["volume"] - o["remaining"]
     avg = ""
@@ -218,7 +243,7 @@ def _order_view(m: Market, o: dict[str, Any], _: Translator) -> dict[str, Any]:
     state = "wait" if o["state"] == "pending" else o["state"]
     return {
         "id": o["id"], "at": iso(o["created_at"]), "time": utc(o["created_at"]), "side": o["side"],
-        "side_label": _(o["side"]), "type": o["ord_type"], "type_label": _(o["ord_type"]),
+        "side_label": _(o["side"]), "type": o["ord_type"], "type_label": type_label(m, o, _),
         "price": price(m, o["price"]) if o["ord_type"] != "market" else _("market"),
         "volume": volume(m, o["volume"]), "remaining": volume(m, o["remaining"]), "executed": volume(m, executed),
         "avg_price": avg or "—", "state": state, "state_label": _(state),
@@ -244,6 +269,7 @@ def _trade_view(m: Market, t: dict[str, Any], member_id: int, _: Translator) -> 
     fee = int(t["bid_fee"]) if buyer else int(t["ask_fee"])
     return {
         "id": int(t["id"]), "at": iso(int(t["created_at"])), "time": utc(int(t["created_at"])), "side": side,
+        "order_id": int(t["bid_id"]) if buyer else int(t["ask_id"]), "market": m.id,
         "side_label": _(side), "price": price(m, int(t["price"])), "volume": volume(m, int(t["volume"])),
         "total": amount(int(t["funds"]), m.quote),
         "fee": f"{amount(fee, m.base if buyer else m.quote)} {(m.base if buyer else m.quote).symbol}",
@@ -270,22 +296,44 @@ async def _private_state(ex: Exchange, m: Market, member_id: int, _: Translator)
     }
 
 
+async def fees_in_force(ex: Exchange, m: Market) -> tuple[int, int]:
+    """Maker and taker rates (units of 1e-8) as the market actor last stored them, else the configured ones."""
+    row = await ex.store.fetchrow("SELECT maker_fee, taker_fee FROM markets_state WHERE market = ?", m.id)
+    maker = int(row["maker_fee"]) if row is not None and row["maker_fee"] is not None else m.maker_fee
+    taker = int(row["taker_fee"]) if row is not None and row["taker_fee"] is not None else m.taker_fee
+    return maker, taker
+
+
+def book_groups(m: Market) -> list[dict[str, Any]]:
+    """Price steps offered for grouping the book: the tick and four coarser powers of ten."""
+    out = []
+    for i in range(5):
+        ticks = 10**i
+        out.append({"ticks": ticks, "label": format_units(ticks, m.price_precision) if i < m.price_precision or
+                    m.price_precision == 0 else str(ticks // 10**m.price_precision)})
+    return out
+
+
 async def _market_context(request: web.Request, m: Market, form: Form | None = None) -> dict[str, Any]:
     ex = _exchange(request)
     _ = translator_of(request)
     s = session_of(request)
+    maker_rate, taker_rate = await fees_in_force(ex, m)
+    every = statuses(request)
     rows = await ex.store.fetch("SELECT * FROM trades WHERE market = ? ORDER BY id DESC LIMIT ?", m.id, RECENT_TRADES)
     trades = [{"id": int(r["id"]), "price": price(m, int(r["price"])), "volume": volume(m, int(r["volume"])),
                "side": r["taker_side"], "at": iso(int(r["created_at"])), "time": utc(int(r["created_at"]))[11:]}
               for r in rows]
     mine = await _private_state(ex, m, s.member_id, _) if s.member_id is not None else None
     config = {
-        "market": m.id, "base": m.base.symbol, "quote": m.quote.symbol, "baseCode": m.base.code,
+        "market": m.id, "name": m.name, "base": m.base.symbol, "quote": m.quote.symbol, "baseCode": m.base.code,
         "quoteCode": m.quote.code, "pricePrecision": m.price_precision,
         "volumePrecision": m.volume_precision, "quotePrecision": m.quote.precision, "basePrecision": m.base.precision,
-        "makerFee": str(m.maker_fee), "takerFee": str(m.taker_fee), "loggedIn": s.member_id is not None,
+        "baseShown": m.base.shown, "quoteShown": m.quote.shown,
+        "makerFee": str(maker_rate), "takerFee": str(taker_rate), "loggedIn": s.member_id is not None,
         "lastTradeId": trades[0]["id"] if trades else 0,
         "websocket": WS_PATH if _has_route(request.app, WS_PATH) else "",
+        "markets": list(ex.config.markets), "halted": every[m.id].halted,
     }
     return {
         "market": m,
@@ -295,16 +343,26 @@ async def _market_context(request: web.Request, m: Market, form: Form | None = N
         "trades": trades,
         "mine": mine,
         "form": form or Form({"side": "buy", "ord_type": "limit"}),
-        "maker_fee": fee_percent(m.maker_fee),
-        "taker_fee": fee_percent(m.taker_fee),
+        "maker_fee": fee_percent(maker_rate),
+        "taker_fee": fee_percent(taker_rate),
         "min_volume": volume(m, m.min_volume),
         "page_config": config,
+        "status": every[m.id],
+        "statuses": every,
+        "tifs": [(GTC, _("Good till cancelled")), (POST_ONLY, _("Post only (maker)")),
+                 (IOC, _("Immediate or cancel")), (FOK, _("Fill or kill"))],
+        "book_groups": book_groups(m),
     }
 
 
 async def market(request: web.Request) -> web.Response:
     m = _market(request)
     return render(request, "market.html", await _market_context(request, m))
+
+
+async def markets_status(request: web.Request) -> web.Response:
+    """Every market's halt and reason, for pages that cannot have the websocket."""
+    return json_response([st.json() for st in statuses(request).values()], headers={"Cache-Control": "no-store"})
 
 
 async def market_me(request: web.Request) -> web.Response:
@@ -319,10 +377,15 @@ async def _check_order(ex: Exchange, m: Market, member_id: int, form: Form, _: T
     """Check the order form completely, with errors next to the fields; the core checks again."""
     side = form.value("side")
     ord_type = form.value("ord_type", "limit")
+    tif = form.value("time_in_force", GTC) or GTC
     if side not in ("buy", "sell"):
         form.error("side", _("Choose buy or sell"))
-    if ord_type not in ("limit", "market"):
-        form.error("ord_type", _("Choose a limit or a market order"))
+    if ord_type not in (LIMIT, MARKET, STOP_LIMIT):
+        form.error("ord_type", _("Choose a limit, market or stop-limit order"))
+    if tif not in (GTC, POST_ONLY, IOC, FOK):
+        form.error("time_in_force", _("Choose one of the offered times in force"))
+    elif ord_type == MARKET and tif == POST_ONLY:
+        form.error("time_in_force", _("A market order always takes from the book: it cannot be post-only"))
     lots = ticks = 0
     try:
         lots = parse_amount(form.value("volume"), m.volume_precision, "volume")
@@ -332,26 +395,34 @@ async def _check_order(ex: Exchange, m: Market, member_id: int, form: Form, _: T
             form.error("volume", _("The maximum amount is {n} {cur}", n=volume(m, m.max_volume), cur=m.base.symbol))
     except FormError as e:
         form.add(e, _)
-    if ord_type == "limit":
+    if ord_type in (LIMIT, STOP_LIMIT):
         try:
             ticks = parse_amount(form.value("price"), m.price_precision, "price")
         except FormError as e:
             form.add(e, _)
     elif form.value("price").strip():
         form.error("price", _("A market order has no price: leave it empty"))
+    if ord_type == STOP_LIMIT:
+        try:
+            parse_amount(form.value("stop_price"), m.price_precision, "stop_price")
+        except FormError as e:
+            form.add(e, _)
     if not form.ok:
         return None
-    o = OrderInput(m.id, side, form.value("volume").strip(), form.value("price").strip() if ord_type == "limit" else None,
-                   ord_type)
+    o = OrderInput(m.id, side, form.value("volume").strip(),
+                   form.value("price").strip() if ord_type != MARKET else None, ord_type, tif,
+                   form.value("stop_price").strip() if ord_type == STOP_LIMIT else None)
     try:
         req = await ex.prepare(member_id, o)
     except ExchangeError as e:
         if "not deep enough" in e.message:
             form.error("volume", _("Not enough orders in the book for this amount"))
+        elif isinstance(e, MarketHalted):
+            form.error(GENERAL, _("Trading on {market} is halted: no new orders until it resumes", market=m.name))
         else:
             form.add(e, _)
         return None
-    currency, need = (req.lock_currency, req.lock_amount) if ord_type == "market" else order_lock(m, side, ticks, lots)
+    currency, need = (req.lock_currency, req.lock_amount) if ord_type == MARKET else order_lock(m, side, ticks, lots)
     cur = ex.config.currencies[currency]
     have = next((int(a["balance"]) for a in await ex.accounts_of(member_id) if a["currency"] == currency), 0)
     if need > have:
@@ -420,7 +491,9 @@ async def cancel_all(request: web.Request) -> web.StreamResponse:
     _ = translator_of(request)
     try:
         done = await _exchange(request).cancel_all(member_id, market=m.id)
-        message, ok = _("{n} orders cancelled", n=len(done)), True
+        n = len(done)
+        message, ok = (_("No open orders to cancel") if n == 0 else _("1 order cancelled") if n == 1
+                       else _("{n} orders cancelled", n=n)), True
     except ExchangeError as e:
         message, ok = _.error(e), False
     return _order_answer(request, ok, message, f"/markets/{m.id}")
@@ -931,6 +1004,7 @@ def add_routes(app: web.Application) -> None:
     _setup(app)
     r = app.router
     r.add_get("/", index)
+    r.add_get("/markets/status.json", markets_status)
     r.add_get("/markets/{market}", market)
     r.add_get("/markets/{market}/me.json", market_me)
     r.add_post("/markets/{market}/orders", place_order)

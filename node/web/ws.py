@@ -45,6 +45,7 @@ from node.exchange import Exchange
 from node.marketdata import PERIODS, Item, MarketData, Ticker
 from node.money import format_units
 from node.web.format import funds_str, iso, order_json, price_str, volume_str
+from node.web.market_status import MarketStatus, Status
 from node.web.signature import generate_challenge, verify_ws_answer
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ CLOSE_IDLE = 4002
 FULL_BOOK = 1 << 30
 HISTORY = 1024  # depth diffs kept per market, to bring a snapshot fetched from another node up to date
 
-MARKET_CHANNELS = ("ticker", "trades", "depth")
+MARKET_CHANNELS = ("ticker", "trades", "depth", "status")
 PRIVATE_CHANNELS = ("order", "trade", "account", "orderbook")
 MIRROR_LIMIT = 100_000  # resting orders asked of another node per side, for Peatio's orderbook stream
 KLINE_CHANNELS = tuple(f"kline_{p}" for p in PERIODS)
@@ -204,7 +205,20 @@ class Hub:
         self._accounts_task: asyncio.Task[None] | None = None
         self._watch_tasks: set[asyncio.Task[None]] = set()
         self._mirroring: dict[str, set[int]] = {}  # market -> ids that left the book while its mirror was asked for
+        self.status: MarketStatus | None = None
         md.listeners.append(self.on_events)
+
+    def follow_status(self, status: MarketStatus) -> None:
+        """Halts and resumptions (with the admin's reason) go to the market's `status` subscribers."""
+        self.status = status
+        status.listeners.append(self._on_status)
+
+    def _on_status(self, st: Status) -> None:
+        subs = self.subs.get(("status", st.market))
+        if subs:
+            data = frame({"status": st.json()})
+            for c in list(subs):
+                c.send(data)
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -452,7 +466,7 @@ class Hub:
                     raise CommandError(f"channel {ch} is out of the access key's scopes")
                 keys.append(("orderbook",) if ch == "orderbook" else (ch, c.member_id))
             else:
-                raise CommandError(f"unknown channel {ch[:40]!r} (ticker, trades, depth, kline_<minutes>, "
+                raise CommandError(f"unknown channel {ch[:40]!r} (ticker, trades, depth, status, kline_<minutes>, "
                                    "order, trade, account, orderbook)")
         return market, channels, keys
 
@@ -480,6 +494,8 @@ class Hub:
                 row = self.md.current_candle(m.id, key[2])
                 if row is not None:
                     c.send(frame({"kline": {"market": m.id, "period": key[2], "k": kline_row(m, row)}}))
+            elif key[0] == "status" and self.status is not None:
+                c.send(frame({"status": self.status.get(key[1]).json()}))
             elif key[0] == "account":
                 await self._send_accounts(c)
 
