@@ -69,6 +69,9 @@ async def serve(args: argparse.Namespace) -> None:
     port = args.port if args.port is not None else ex.node.port
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
+    from node.web.pages import serving_at
+
+    serving_at(app, host, port)
     tasks: list[asyncio.Task[None]] = []
     from node.web.api_solvency import service as solvency_service
 

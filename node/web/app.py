@@ -23,6 +23,7 @@ from node.web import (
     pages,
     pages_admin,
     pages_member_extra,
+    pages_orders,
     pages_security,
     pages_solvency,
     ws,
@@ -139,5 +140,6 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     pages_solvency.add_routes(app)
     pages_admin.add_routes(app)  # after pages: uses its members (mail) service
     pages_member_extra.add_routes(app)
+    pages_orders.add_routes(app)
     app.router.add_static("/static/", STATIC)
     return app

@@ -237,6 +237,22 @@
     }
   }
 
+  // -- the member's news (credited deposits, withdrawal states, identity decisions) as toasts -------------
+  if (document.body.dataset.member) {
+    let last = null;
+    const poll = async () => {
+      let r;
+      try { r = await getJSON(last === null ? "/notices.json" : `/notices.json?after=${last}`); } catch (e) { return; }
+      for (const n of r.notices) {
+        toast(n.text, /rejected|failed|canceled/.test(n.state) ? "bad" : "ok");
+        document.dispatchEvent(new CustomEvent("notice", { detail: n }));
+      }
+      last = r.last;
+    };
+    poll();
+    setInterval(poll, 5000);
+  }
+
   localizeTimes();
   paintFavourites();
   paintSettings();
