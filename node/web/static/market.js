@@ -431,7 +431,7 @@
   }
 
   // -- the member's orders, trades and balances ---------------------------------------------------------------
-  const mine = $("mine");
+  const mine = $("panel-mine");
   const csrf = mine ? mine.dataset.csrf : null;
   let balances = {};
   function cell(tr, text, cls) {
