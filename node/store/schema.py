@@ -647,13 +647,10 @@ CREATE TABLE upload_data (
 # store (and a command can tell whether a node is alive before it asks it to act). `orders.intake`
 # is the order in which the market took its orders in (a per-market counter), which lets a checker
 # prove that each member's orders reached the book in the order they were accepted.
-# Notices to members (node/notices.py): one row per money or KYC event, written by whichever node
-# sees it first (the unique key makes that node the one that mails); members' languages for mails.
 MIGRATIONS.append(
     (
         14,
         """
-<<<<<<< HEAD
 ALTER TABLE market_leases ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE market_leases ADD COLUMN acquired_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE market_leases ADD COLUMN renewed_at BIGINT NOT NULL DEFAULT 0;
@@ -672,7 +669,16 @@ CREATE TABLE nodes_seen (
     PRIMARY KEY (node, boot)
 );
 CREATE INDEX nodes_seen_recent ON nodes_seen (seen_at);
-=======
+""",
+    )
+)
+
+# Notices to members (node/notices.py): one row per money or KYC event, written by whichever node
+# sees it first (the unique key makes that node the one that mails); members' languages for mails.
+MIGRATIONS.append(
+    (
+        15,
+        """
 CREATE TABLE notices (
     id {id},
     member_id BIGINT NOT NULL,
@@ -688,7 +694,6 @@ CREATE INDEX deposits_done ON deposits (done_at);
 CREATE INDEX withdraws_updated ON withdraws (updated_at);
 CREATE INDEX kyc_profiles_updated ON kyc_profiles (updated_at);
 ALTER TABLE members ADD COLUMN lang TEXT NOT NULL DEFAULT 'en';
->>>>>>> 3d46a07 (Money in words: deposit and withdrawal states with what they wait for (mail, hold until, confirmations n/N, an admin), txid with the currency's explorer_tx link, the reason when rejected; notices (migration 14) mail credited deposits, sent/rejected/cancelled/failed withdrawals and KYC decisions in the member's language and feed toasts; bank withdrawal form (holder, IBAN checked, BIC, reference); address checked before the 2FA code is spent; mailed links use the address the node serves on without [mail] base_url (warned at start); all-orders page with CSV exports of orders, trades and ledger)
 """,
     )
 )
