@@ -74,6 +74,9 @@ async def serve(args: argparse.Namespace) -> None:
     listener = await asyncio.get_running_loop().create_server(
         gate.factory(runner.server), host, port, reuse_address=True, backlog=1024)
     log.info("connections: at most %d (%d per address; file descriptors: %d)", gate.cap, gate.per_ip, fd_limit)
+    from node.web.pages import serving_at
+
+    serving_at(app, host, port)
     tasks: list[asyncio.Task[None]] = []
     from node.web.api_solvency import service as solvency_service
 

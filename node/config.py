@@ -61,10 +61,21 @@ class Currency:
     precision: int
     kind: str  # "coin" | "fiat"
     wallet: WalletConf | None = None  # None: no deposits/withdrawals other than an admin's
+    display_precision: int = -1
+    """Decimals the pages show for amounts of this currency (default: fiat 2, coin all); -1 = default."""
+    explorer_tx: str = ""
+    """A block explorer's transaction page, `{txid}` replaced (e.g. "https://mempool.space/tx/{txid}")."""
 
     @property
     def symbol(self) -> str:
         return self.code.upper()
+
+    @property
+    def shown(self) -> int:
+        """The number of decimals every page uses for this currency: one format everywhere."""
+        if self.display_precision >= 0:
+            return min(self.display_precision, self.precision)
+        return min(2, self.precision) if self.kind == "fiat" else self.precision
 
 
 @dataclass(frozen=True)
@@ -349,6 +360,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             precision=_int_range(c, "precision", path, 0, 18),
             kind=kind,
             wallet=_wallet(c, path, kind, _int_range(c, "precision", path, 0, 18)),
+            display_precision=_int_range(c, "display_precision", path, 0, 18) if "display_precision" in c else -1,
+            explorer_tx=_explorer(c, path),
         )
     if not currencies:
         raise ConfigError("currencies: at least one currency is needed")
@@ -528,6 +541,13 @@ def _http(t: dict[str, Any]) -> HttpConf:
               "form_body_max": (1024, 16 << 20), "upload_body_max": (1024, 1 << 30), "ws_max_per_ip": (1, 1_000_000)}
     values = {attr: _int_range(t, key, "http", *ranges[key], getattr(d, attr)) for key, attr in keys.items()}
     return HttpConf(**values)
+
+
+def _explorer(c: dict[str, Any], path: str) -> str:
+    url = _get(c, "explorer_tx", path, str, "").strip()
+    if url and (not url.startswith(("https://", "http://")) or "{txid}" not in url):
+        raise ConfigError(f"{path}.explorer_tx: must be an http(s) URL with {{txid}} in it")
+    return url
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

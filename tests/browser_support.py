@@ -69,6 +69,18 @@ class Inbox:
             await asyncio.sleep(0.1)
         raise AssertionError(f"no mail with {path} for {to}: {[m['Subject'] for m in self.messages]}")
 
+    async def mail(self, to: str, subject: str, timeout: float = 20) -> str:
+        """The body of the newest mail to `to` whose subject contains `subject`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in reversed(self.messages):
+                if msg["To"] == to and subject in str(msg["Subject"]):
+                    body = msg.get_body(preferencelist=("plain",))
+                    assert body is not None
+                    return str(body.get_content())
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"no mail '{subject}' for {to}: {[m['Subject'] for m in self.messages]}")
+
 
 @contextmanager
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
@@ -86,19 +98,35 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
 
 
 @asynccontextmanager
-async def mailing_node(tmp_path: Path, smtp_port: int, extra: str = "") -> AsyncIterator[NodeProcess]:
+async def mailing_node(tmp_path: Path, smtp_port: int, extra: str = "", base_url: bool = True) -> AsyncIterator[NodeProcess]:
     """A node process on a free port with its own SQLite database, sending mail (whose links point
-    back at it) to the SMTP server on `smtp_port`; `extra` is appended to its cluster.toml."""
+    back at it) to the SMTP server on `smtp_port`; `extra` is appended to its cluster.toml. Without
+    `base_url`, cluster.toml names another port than the one the node is started on (`serve --port`):
+    the mailed links must still work."""
     port = free_port()
     mail = (f'\n[mail]\nhost = "127.0.0.1"\nport = {smtp_port}\nsender = "PyExchange <no-reply@exchange.test>"\n'
-            f'base_url = "http://127.0.0.1:{port}"\n')
-    config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", port, mail + extra)
+            + (f'base_url = "http://127.0.0.1:{port}"\n' if base_url else ""))
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", port if base_url else free_port(), mail + extra)
     proc = NodeProcess(config, port, tmp_path / "secret.key", tmp_path / "node.log")
     await proc.start()
     try:
         yield proc
     finally:
         proc.terminate()
+
+
+AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
+
+
+async def accessibility(page: Any, where: str = "") -> None:
+    """axe-core (vendored for the tests only) on the page as it is now: no serious or critical
+    violation. Run through the DevTools protocol, so the page's CSP needs no exception for it."""
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(AXE.read_text())
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    bad = [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
+           for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, f"accessibility of {where or page.url}: {bad}"
 
 
 @asynccontextmanager

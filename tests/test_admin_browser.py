@@ -24,7 +24,16 @@ import pyotp
 import pytest
 
 from tests.apiclient import ApiClient, ApiError
-from tests.browser_support import PASSWORD, SHOTS, WAIT_MS, Inbox, chromium, mailing_node, smtp_server
+from tests.browser_support import (
+    PASSWORD,
+    SHOTS,
+    WAIT_MS,
+    Inbox,
+    accessibility,
+    chromium,
+    mailing_node,
+    smtp_server,
+)
 from tests.nodeproc import NodeProcess, cli
 from tests.regtest import toml_wallets
 from tests.test_admin_fixtures import BANK, PDF, PNG
@@ -61,7 +70,7 @@ class People:
         self.dialogs: list[str] = []
 
     async def sign_up(self, email: str) -> Any:
-        ctx = await self.browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+        ctx = await self.browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-US")
         page = await ctx.new_page()
         page.on("pageerror", lambda e: self.errors.append(f"{email}: {e}"))
         page.on("console", lambda m: self.errors.append(f"{email}: {m.text}")
@@ -137,7 +146,8 @@ async def test_kyc_submitted_approved_and_the_withdrawal_limit_rises(node: NodeP
         await expect(ann.locator("#withdraw-limits tr[data-currency=usd] [data-k=limit]")).to_have_text("1000.00")
         await expect(ann.locator("#withdraw-limits tr[data-currency=usd] [data-k=next]")).to_have_text("100000.00")
         await ann.goto(base + "/funds?currency=usd")
-        await ann.fill("#f-address", "GB29 NWBK 6016 1331 9268 19")
+        await ann.fill("#f-account_holder", "Ann Lee")
+        await ann.fill("#f-account_number", "GB29 NWBK 6016 1331 9268 19")
         await ann.fill("#f-amount", "1500")
         await ann.click("#withdraw-form button[type=submit]")
         await expect(ann.locator("#f-amount-error")).to_contain_text(
@@ -177,16 +187,20 @@ async def test_kyc_submitted_approved_and_the_withdrawal_limit_rises(node: NodeP
         await boss.fill("#kyc-approve-form #f-level", "1")
         await boss.click("#kyc-approve-form button[type=submit]")
         await expect(boss.locator(".flashes")).to_contain_text("The identity is verified (level 1)")
+        body = await people.inbox.mail("ann@example.com", "Your identity is verified (level 1)")
+        assert "verified at level 1" in body
+        await expect(ann.locator(".toast").filter(has_text="Your identity is verified")).to_have_count(1, timeout=WAIT_MS)
 
         # -- the member's limit rose: the same withdrawal goes through ------------------------------------------
         await ann.goto(base + "/kyc")
         await expect(ann.locator("#kyc-status")).to_contain_text("Your identity is verified (level 1)")
         await expect(ann.locator("#withdraw-limits tr[data-currency=usd] [data-k=limit]")).to_have_text("100000.00")
         await ann.goto(base + "/funds?currency=usd")
-        await ann.fill("#f-address", "GB29 NWBK 6016 1331 9268 19")
+        await ann.fill("#f-account_holder", "Ann Lee")
+        await ann.fill("#f-account_number", "GB29 NWBK 6016 1331 9268 19")
         await ann.fill("#f-amount", "1500")
         await ann.click("#withdraw-form button[type=submit]")
-        await expect(ann.locator(".flashes")).to_contain_text("Withdrawal requested")
+        await expect(ann.locator(".flashes")).to_contain_text("requested: ")
         await ann.goto(base + "/kyc")
         await expect(ann.locator("#withdraw-limits tr[data-currency=usd] [data-k=left]")).to_have_text("98500.00")
 
@@ -275,6 +289,10 @@ async def test_a_halted_market_refuses_orders_until_it_is_resumed(node: NodeProc
         api = ApiClient(base, keys["access_key"], keys["secret_key"])
         try:
             boss = await people.staff(BOSS)
+            await ann.goto(base + "/markets/btcusd")  # open before the halt: it must learn of it live
+            await expect(ann.locator("#halt-banner")).to_be_hidden()
+            home = await ann.context.new_page()
+            await home.goto(base + "/")
             await boss.click("#nav-markets")
             await boss.fill("#halt-btcusd input[name=reason]", "matching engine upgrade")
             await boss.click("#halt-btcusd button")
@@ -282,13 +300,27 @@ async def test_a_halted_market_refuses_orders_until_it_is_resumed(node: NodeProc
             await expect(boss.locator("#state-btcusd")).to_have_text("halted")
             assert any("Halt trading on this market" in d for d in people.dialogs)
 
-            # -- the page tells the trader, the API answers 3002 ------------------------------------------------
-            await ann.goto(base + "/markets/btcusd")
-            await ann.fill("#f-price", "30000")
-            await ann.fill("#f-volume", "0.1")
-            await ann.click("#order-submit")
-            await expect(ann.locator("#order-form .form-error")).to_have_text("market btcusd is halted, trading is paused")
-            await ann.screenshot(path=str(SHOTS / "admin-halted-market-order-1280x800.png"))
+            # -- the trader sees it at once, with the reason, on the market page, the pair menu and the home list ------
+            await expect(ann.locator("#halt-banner")).to_be_visible(timeout=WAIT_MS)
+            await expect(ann.locator("#halt-reason")).to_have_text("Reason: matching engine upgrade", timeout=WAIT_MS)
+            await expect(ann.locator("#order-fields")).to_be_disabled()
+            await expect(ann.locator("#order-submit")).to_be_disabled()
+            await expect(ann.locator("#pair-menu li[data-market=btcusd] [data-k=halted]")).to_be_visible()
+            await expect(home.locator("tr[data-market=btcusd] [data-k=halted]")).to_be_visible(timeout=WAIT_MS)
+            await expect(home.locator("tr[data-market=btcusd] [data-k=reason]")).to_have_text("matching engine upgrade")
+            await expect(home.locator("tr[data-market=ltcbtc] [data-k=halted]")).to_be_hidden()
+            await ann.screenshot(path=str(SHOTS / "market-halted-1366x768.png"))
+            await home.screenshot(path=str(SHOTS / "home-halted-1366x768.png"))
+            await accessibility(ann, "market page, halted")
+            await accessibility(home, "home, a market halted")
+            for path in ("/admin", "/admin/markets", "/admin/funds", "/admin/members", "/admin/kyc", "/admin/tickets",
+                         "/admin/audit"):
+                await boss.goto(base + path)
+                await accessibility(boss, path)
+            await boss.goto(base + "/admin/markets")
+            await ann.reload()  # and after a reload
+            await expect(ann.locator("#halt-reason")).to_have_text("Reason: matching engine upgrade")
+            await expect(ann.locator("#order-fields")).to_be_disabled()
             with pytest.raises(ApiError) as info:
                 await api.post("/orders", market="btcusd", side="buy", volume="0.1", price="30000")
             assert info.value.code == 3002 and info.value.status == 400
@@ -301,6 +333,11 @@ async def test_a_halted_market_refuses_orders_until_it_is_resumed(node: NodeProc
             await boss.screenshot(path=str(SHOTS / "admin-markets-1280x800.png"), full_page=True)
             order = await api.post("/orders", market="btcusd", side="buy", volume="0.1", price="29000")
             assert order["state"] in ("wait", "pending")
+            await expect(ann.locator("#halt-banner")).to_be_hidden(timeout=WAIT_MS)
+            await expect(home.locator("tr[data-market=btcusd] [data-k=halted]")).to_be_hidden(timeout=WAIT_MS)
+            await expect(ann.locator("#order-submit")).to_be_enabled()
+            await ann.fill("#f-price", "30000")
+            await ann.fill("#f-volume", "0.1")
             await ann.click("#order-submit")
             await expect(ann.locator("#order-status")).to_have_text("Order placed", timeout=WAIT_MS)
             await boss.goto(base + "/admin/audit?action=admin.market.")

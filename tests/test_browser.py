@@ -4,7 +4,11 @@ One story, as a person would live it: sign up, read the activation mail from a l
 (aiosmtpd), activate, log in, get funds from the admin CLI, try bad orders, place a limit order and
 see it in the book, have a second member fill it through the API, see the trade and the new
 balances arrive without reloading, cancel the rest, check a form without its CSRF token is refused,
-switch to Chinese. Screenshots of the market and funds pages at 1280×800 and 390×844 go to
+switch to Chinese; on the way: the market page fits 1366×768, fill toasts, the depth chart and book
+grouping, the bank withdrawal form and its states in words, mails and toasts for money events, the
+CSV exports, the light theme, search and favourites, phone tabs, and axe-core on every page (no
+serious or critical violation). Mailed links must work without `[mail] base_url` (cluster.toml
+names another port than the node serves on). Screenshots at 1366×768 and 390×844 go to
 `test-output/screenshots/` for a person to look at.
 
 Chromium is Debian's package (`scripts/test.sh` installs it); Playwright only drives it.
@@ -22,7 +26,16 @@ from typing import Any
 import pytest
 
 from tests.apiclient import ApiClient
-from tests.browser_support import PASSWORD, SHOTS, WAIT_MS, Inbox, chromium, mailing_node, smtp_server
+from tests.browser_support import (
+    PASSWORD,
+    SHOTS,
+    WAIT_MS,
+    Inbox,
+    accessibility,
+    chromium,
+    mailing_node,
+    smtp_server,
+)
 from tests.nodeproc import NodeProcess, cli
 
 pytestmark = pytest.mark.slow
@@ -57,7 +70,7 @@ def wallets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
 async def node(tmp_path: Path, smtp: tuple[Inbox, int], wallets: dict[str, dict[str, Any]]) -> AsyncIterator[NodeProcess]:
     from tests.regtest import toml_wallets
 
-    async with mailing_node(tmp_path, smtp[1], toml_wallets(wallets)) as proc:
+    async with mailing_node(tmp_path, smtp[1], toml_wallets(wallets), base_url=False) as proc:
         yield proc
 
 
@@ -89,7 +102,7 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
     maker: ApiClient | None = None
     try:
         async with chromium() as browser:
-            desk = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+            desk = await browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-US")
             page = await desk.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -112,6 +125,8 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await page.click("#signup-form button[type=submit]")
             await expect(page.locator("h1")).to_have_text("Check your mail")
             link = await inbox.link(me, "/activate/")
+            assert link.startswith(base + "/"), f"{link}: not the address the node serves on"
+            assert "[mail] base_url is not set: mailed links point to " + base in node.log.read_text()
             await page.goto(link)
             await expect(page.locator(".flashes")).to_contain_text("Your account is active")
 
@@ -149,8 +164,8 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             # -- a limit order: total and fee before submitting, then in the book and in my orders --------------
             await page.evaluate("window.__sameDocument = true")
             await page.fill("#f-volume", "0.5")
-            await expect(page.locator("#of-total")).to_have_text("15000.000000")
-            await expect(page.locator("#of-fee")).to_have_text("0.00100000")  # at most the 0.2 % taker fee, in BTC
+            await expect(page.locator("#of-total")).to_have_text("15000.00")
+            await expect(page.locator("#of-fee")).to_have_text("0.00050000 (maker)")  # rests below the asks: 0.1 %
             await page.click("#order-submit")
             await expect(page.locator("#order-status")).to_have_text("Order placed")
             await expect(page.locator("#bids tr[data-price='30000.00'] td").nth(1)).to_have_text("0.5000", timeout=WAIT_MS)
@@ -160,8 +175,10 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             # -- the second member sells into it through the API ------------------------------------------------------
             await maker.post("/orders", market="btcusd", side="sell", volume="0.2", price="30000")
 
-            # -- the trade and the new balances arrive without a reload ---------------------------------------------
+            # -- the trade, a toast and the new balances arrive without a reload ---------------------------------------------
             await expect(page.locator("#trades tr").first.locator("td").first).to_have_text("30000.00", timeout=WAIT_MS)
+            await expect(page.locator(".toast").filter(has_text="order partly filled: 0.2000 BTC at 30000.00")).to_have_count(
+                1, timeout=WAIT_MS)
             await expect(page.locator("#bal-btc-available")).to_have_text("1.19980000", timeout=WAIT_MS)  # less 0.1 % fee
             await expect(page.locator("#bal-usd-locked")).to_have_text("9000.00")
             await expect(page.locator("#bids tr[data-price='30000.00'] td").nth(1)).to_have_text("0.3000", timeout=WAIT_MS)
@@ -185,7 +202,8 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await page.click("label[for=type-market]")
             await expect(page.locator("#f-price")).to_be_hidden()
             await page.fill("#f-volume", "0.05")
-            await expect(page.locator("#of-total")).to_have_text("≈ 1502.500000")
+            await expect(page.locator("#of-total")).to_have_text("≈ 1502.50")
+            await expect(page.locator("#of-fee")).to_have_text("0.00010000 (taker)")
             await page.click("#order-submit")
             await expect(page.locator("#bal-btc-available")).to_have_text("1.24970000", timeout=WAIT_MS)  # less 0.2 %
             await expect(page.locator("#bal-usd-available")).to_have_text("92497.50", timeout=WAIT_MS)
@@ -201,37 +219,82 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await expect(page.locator("#tk-high")).to_have_text("30050.00", timeout=WAIT_MS)
             assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
             await page.fill("#f-volume", "0.1")
-            await page.evaluate("window.scrollTo(0, 0)")
+            # -- at 1366×768 the book, the chart, the form and my open orders are all on the screen ----------------
+            assert await page.evaluate("document.documentElement.scrollHeight <= window.innerHeight + 70")  # the footer
+            for sel in (".book-panel", ".chart-panel", "#order-submit", "#open-orders tr"):
+                box = await page.locator(sel).first.bounding_box()
+                assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 768, (sel, box)
+            assert await page.locator(".trades-box").evaluate("e => getComputedStyle(e).overflowY") == "auto"
+            await page.click("[data-view=depth]")
+            await expect(page.locator("#depth-chart")).to_be_visible()
+            await page.screenshot(path=str(SHOTS / "market-depth-1366x768.png"))
+            await page.click("[data-view=candles]")
+            await page.select_option("#book-group", "100")  # 1.00 USD steps
+            await expect(page.locator("#bids tr[data-price='29950.00']")).to_have_count(1)
+            await page.select_option("#book-group", "1")
+            await page.focus("#asks tr[data-price='30120.00']")
+            await page.keyboard.press("Enter")  # a book row by keyboard takes its price
+            await expect(page.locator("#f-price")).to_have_value("30120.00")
+            await page.click("label[for=type-stop]")
+            await expect(page.locator("#f-stop_price")).to_be_visible()
+            await page.click("label[for=type-limit]")
+            await page.fill("#f-price", "29950")
+            await accessibility(page, "market page")
             await page.mouse.move(700, 330)  # the chart's crosshair
-            await page.screenshot(path=str(SHOTS / "market-1280x800.png"))
-            await page.screenshot(path=str(SHOTS / "market-1280-full.png"), full_page=True)
+            await page.screenshot(path=str(SHOTS / "market-1366x768.png"))
+
+            # -- every market's orders, and the exports -----------------------------------------------------------
+            await page.goto(base + "/orders?state=all")
+            await expect(page.locator("#orders-table tbody tr")).to_have_count(3)
+            await accessibility(page, "all orders")
+            trades_csv = await page.request.get(base + "/orders/trades.csv")
+            text = await trades_csv.text()
+            assert trades_csv.status == 200 and text.splitlines()[0].startswith("id,created_at,market,side,price")
+            assert ",btcusd,buy,30000.00,0.2000,6000.000000,0.00020000,btc,maker," in text
+            ledger_csv = await (await page.request.get(base + "/orders/ledger.csv?currency=usd")).text()
+            assert "strike_sub" in ledger_csv and "100000.000000" in ledger_csv
+            await page.screenshot(path=str(SHOTS / "orders-1366x768.png"))
 
             # -- funds: a bank withdrawal (bad input first), the ledger, the deposit address --------------------------
             await page.goto(base + "/funds?currency=usd")
             await expect(page.locator("#deposit")).to_contain_text("First Test Bank")
             await expect(page.locator("#deposit-address")).to_have_text(re.compile(r"^PX[A-Z0-9]+$"))
-            for address, amount, field, message in [
-                ("", "100", "address", "This field is required"),
-                ("GB29 NWBK 6016 1331 9268 19", "1.0000001", "amount", "At most 6 decimal places"),
-                ("GB29 NWBK 6016 1331 9268 19", "5", "amount", "amount is below the minimum withdrawal of 10.0 USD"),
+            await expect(page.locator("#f-address")).to_have_count(0)  # a bank account, not a coin address
+            for fields, field, message in [
+                ({"account_holder": "", "account_number": "GB29 NWBK 6016 1331 9268 19", "amount": "100"}, "account_holder",
+                 "This field is required"),
+                ({"account_holder": "T. Rader", "account_number": "GB29 NWBK 6016 1331 9268 18", "amount": "100"},
+                 "account_number", "This IBAN is not valid: please check it (its check digits do not match)"),
+                ({"account_holder": "T. Rader", "account_number": "GB29 NWBK 6016 1331 9268 19", "amount": "1.0000001"},
+                 "amount", "At most 6 decimal places"),
+                ({"account_holder": "T. Rader", "account_number": "GB29 NWBK 6016 1331 9268 19", "amount": "5"}, "amount",
+                 "amount is below the minimum withdrawal of 10.0 USD"),
             ]:
-                await page.fill("#f-address", address)
-                await page.fill("#f-amount", amount)
+                for k, v in fields.items():
+                    await page.fill(f"#f-{k}", v)
                 await page.click("#withdraw-form button[type=submit]")
                 await expect(page.locator(f"#f-{field}-error")).to_have_text(message)
-                await expect(page.locator("#f-amount")).to_have_value(amount)
-            await page.fill("#f-address", "GB29 NWBK 6016 1331 9268 19")
+                await expect(page.locator("#f-amount")).to_have_value(fields["amount"])
+            await page.fill("#f-account_number", "GB29 NWBK 6016 1331 9268 19")
             await page.fill("#f-amount", "100000")
             await page.click("#withdraw-form button[type=submit]")
             await expect(page.locator(".form-error")).to_contain_text("balance too low")
             await page.fill("#f-amount", "250")
             await page.click("#withdraw-form button[type=submit]")
-            await expect(page.locator(".flashes")).to_contain_text("Withdrawal requested")
+            await expect(page.locator(".flashes")).to_contain_text("requested: waiting for your confirmation by the link")
             await expect(page.locator("#withdraws tbody tr")).to_have_count(1)
+            await expect(page.locator("#withdraws tbody tr").first).to_contain_text("Waiting")
+            await expect(page.locator("#withdraws tbody tr").first).to_contain_text("new address on hold until")
             await expect(page.locator("#balances tr[data-currency=usd] [data-k=available]")).to_have_text("84758.00")
+            confirm = await inbox.link(me, "/withdraws/confirm/")
+            assert confirm.startswith(base + "/")
+            await accessibility(page, "funds")
             await page.click("#withdraws form button")
             await expect(page.locator(".flashes")).to_contain_text("Withdrawal cancelled")
+            await expect(page.locator("#withdraws tbody tr").first).to_contain_text("Reason: canceled by the member")
             await expect(page.locator("#balances tr[data-currency=usd] [data-k=available]")).to_have_text("85010.00")
+            body = await inbox.mail(me, "cancelled")
+            assert "canceled by the member" in body
             await page.goto(base + "/funds?currency=btc")
             await expect(page.locator("#balances tr[data-currency=btc] [data-k=available]")).to_have_text("1.24970000")
             await expect(page.locator("#ledger tbody tr")).to_have_count(3)  # the deposit and two trades
@@ -239,8 +302,28 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             if "btc" in wallets:
                 await expect(page.locator("#deposit-qr")).to_be_visible()
                 assert len(await page.locator("#deposit-address").inner_text()) >= 26
-            await page.screenshot(path=str(SHOTS / "funds-1280x800.png"))
-            await page.screenshot(path=str(SHOTS / "funds-1280-full.png"), full_page=True)
+            await page.screenshot(path=str(SHOTS / "funds-1366x768.png"))
+            await page.screenshot(path=str(SHOTS / "funds-1366-full.png"), full_page=True)
+            # -- the light theme ---------------------------------------------------------------------------------------
+            await page.click("#theme-toggle")
+            await expect(page.locator("html")).to_have_attribute("data-theme", "light")
+            await accessibility(page, "funds, light theme")
+            await page.goto(base + "/markets/btcusd")
+            await accessibility(page, "market page, light theme")
+            await page.screenshot(path=str(SHOTS / "market-light-1366x768.png"))
+            await page.goto(base + "/")
+            await page.fill("#market-search", "ltc")
+            await expect(page.locator("#markets tr[data-market=btcusd]")).to_be_hidden()
+            await page.fill("#market-search", "")
+            await page.click("#markets tr[data-market=ltcbtc] .fav")
+            await page.click("[data-filter=fav]")
+            await expect(page.locator("#markets tbody tr:visible")).to_have_count(1)
+            await accessibility(page, "home, light theme")
+            await page.click("#theme-toggle")
+            await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+            for path in ("/", "/account", "/api_keys", "/solvency", "/kyc", "/support/tickets", "/security"):
+                await page.goto(base + path)
+                await accessibility(page, path)
 
             # -- a form without its CSRF token is refused and changes nothing ----------------------------------------
             await page.goto(base + "/api_keys")
@@ -257,12 +340,24 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             mobile = await phone.new_page()
             await mobile.goto(base + "/markets/btcusd?feed=poll")  # the REST fallback keeps the page live too
             await expect(mobile.locator("#market")).to_have_attribute("data-feed", "poll")
+            await expect(mobile.locator(".chart-panel")).to_be_visible()
+            await expect(mobile.locator(".book-panel")).to_be_hidden()
+            await mobile.click("#ptab-book")
             await expect(mobile.locator("#bids tr[data-price='29950.00']")).to_have_count(1)
+            await mobile.screenshot(path=str(SHOTS / "market-390-book.png"))
+            await mobile.click("#ptab-mine")
+            await expect(mobile.locator("#open-orders tr")).to_have_count(1)
+            await mobile.screenshot(path=str(SHOTS / "market-390-orders.png"))
+            await accessibility(mobile, "market page on a phone")
             await expect(mobile.locator("#bal-btc-available")).to_have_text("1.24970000")
             width = await mobile.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the market page is {width}px wide on a 390px phone"
             await mobile.screenshot(path=str(SHOTS / "market-390x844.png"))
             await mobile.screenshot(path=str(SHOTS / "market-390-full.png"), full_page=True)
+            for path in ("/", "/account", "/orders"):
+                await mobile.goto(base + path)
+                width = await mobile.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390, f"{path} is {width}px wide on a 390px phone"
             await mobile.goto(base + "/funds?currency=btc")
             assert await mobile.evaluate("document.documentElement.scrollWidth") <= 390
             await mobile.screenshot(path=str(SHOTS / "funds-390x844.png"))
@@ -280,10 +375,10 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await expect(page.locator("#field-volume .field-error")).to_have_text(
                 "请输入正数，例如 12.5（只能包含数字和一个小数点）")
             await page.fill("#f-volume", "")
-            await page.screenshot(path=str(SHOTS / "market-zh-1280x800.png"))
+            await page.screenshot(path=str(SHOTS / "market-zh-1366x768.png"))
             await page.goto(base + "/funds")
             await expect(page.locator("h1")).to_have_text("资产")
-            await page.screenshot(path=str(SHOTS / "funds-zh-1280x800.png"))
+            await page.screenshot(path=str(SHOTS / "funds-zh-1366x768.png"))
             await page.click("a[data-lang='en']")
             await expect(page.locator("h1")).to_have_text("Funds")
             assert not errors, errors

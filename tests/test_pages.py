@@ -348,7 +348,7 @@ ORDER_CASES = [
     ({"side": "buy", "ord_type": "market", "price": "", "volume": "1"}, "volume",
      "Not enough orders in the book for this amount"),
     ({"side": "up", "ord_type": "limit", "price": "1", "volume": "1"}, "side", "Choose buy or sell"),
-    ({"side": "buy", "ord_type": "stop", "price": "1", "volume": "1"}, "ord_type", "Choose a limit or a market order"),
+    ({"side": "buy", "ord_type": "stop", "price": "1", "volume": "1"}, "ord_type", "Choose a limit, market or stop-limit order"),
 ]
 
 
@@ -758,7 +758,7 @@ async def test_funds_page_with_wallets(wallet_site: Site) -> None:
     await ann.get("/lang/en")
     # above the automatic threshold (1 BTC) a withdrawal waits for an admin: it can still be cancelled
     status, _ = await ann.post("/funds/btc/withdraw", {"address": "ext1", "amount": "1.5"})
-    assert status == 200 and "Withdrawal requested" in ann.text
+    assert status == 200 and re.search(r"Withdrawal \S+ requested: waiting for your confirmation by the link we mailed you \(until [0-9: -]+ UTC\); new address on hold until", ann.text)
     assert "ext1" in ann.text and "1.50000000" in ann.text
     btc = (await balances(site.ex, mid))["btc"]
     assert btc == (2 * 10**8 - 150_100_000, 150_100_000)  # amount and fee locked
@@ -769,3 +769,15 @@ async def test_funds_page_with_wallets(wallet_site: Site) -> None:
     await ann.post(f"/funds/withdraws/{wid}/cancel", {})
     assert "Withdrawal cancelled" in ann.text
     assert (await balances(site.ex, mid))["btc"] == (2 * 10**8, 0)
+    assert "Reason: canceled by the member" in ann.text
+    # a bank withdrawal: holder, IBAN (its check digits checked), BIC, reference; no crypto address field
+    await ann.get("/funds?currency=usd")
+    assert 'id="f-account_holder"' in ann.text and 'id="f-address"' not in ann.text
+    bank = {"account_holder": "Ann Example", "account_number": "DE89 3704 0044 0532 0130 01", "bic": "DEUTDEFF",
+            "reference": "rent", "amount": "100"}
+    status, _ = await ann.post("/funds/usd/withdraw", bank)
+    assert status == 400 and "This IBAN is not valid" in ann.error_of("account_number")
+    status, _ = await ann.post("/funds/usd/withdraw", {**bank, "bic": "XX"})
+    assert status == 400 and ann.error_of("bic").startswith("A BIC has 8 or 11")
+    status, _ = await ann.post("/funds/usd/withdraw", {**bank, "account_number": "GB29 NWBK 6016 1331 9268 19"})
+    assert status == 200 and "Ann Example | GB29NWBK60161331926819 | DEUTDEFF | rent" in ann.text

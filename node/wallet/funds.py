@@ -309,6 +309,18 @@ class Funds:
         self.wake(cur.code)
         return out
 
+    async def check_address(self, currency: str, address: object) -> str:
+        """The address checks of `request_withdraw` alone (read-only), so a page can answer a bad
+        address before the member's one-time code is spent on the request."""
+        cur, _ = self.conf(currency)
+        addr = _line(address, "address", MAX_ADDRESS)
+        check: AddressCheck = await self._ask(cur.code, lambda c: c.validate_address(addr))
+        if not check.valid:
+            raise InvalidParameter(f"address is not a valid {cur.symbol} address", "address")
+        if check.mine:
+            raise InvalidParameter("address belongs to this exchange; withdraw to an address of your own", "address")
+        return addr
+
     async def withdraws_of(self, member_id: int, currency: str | None = None, state: str | None = None,
                            limit: int = 3, offset: int = 0) -> list[dict[str, Any]]:
         return await self._rows_of("withdraws", member_id, currency, state, limit, offset)

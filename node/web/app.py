@@ -24,12 +24,14 @@ from node.web import (
     pages,
     pages_admin,
     pages_member_extra,
+    pages_orders,
     pages_security,
     pages_solvency,
     ws,
 )
 from node.web.auth import Authenticator, TonceActor
 from node.web.inputs import shown
+from node.web.market_status import MARKET_STATUS, MarketStatus
 from node.web.pages_security import gate as security_gate
 from node.web.session import middleware as page_sessions
 
@@ -125,7 +127,17 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     api_funds.add_routes(app)  # first: it serves /deposits, /deposit, /deposit_address, /withdraws
     api.add_routes(app)
-    ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
+    hub = ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
+    status = MarketStatus(exchange)
+    app[MARKET_STATUS] = status
+    hub.follow_status(status)
+
+    async def status_life(app: web.Application):  # type: ignore[no-untyped-def]
+        await status.start()
+        yield
+        await status.stop()
+
+    app.cleanup_ctx.append(status_life)
     pages.add_routes(app)
     pages_security.add_routes(app, master)  # after pages (mails through its members service): 2FA, audit, addresses
     ops.add_routes(app)
@@ -133,5 +145,6 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     pages_solvency.add_routes(app)
     pages_admin.add_routes(app)  # after pages: uses its members (mail) service
     pages_member_extra.add_routes(app)
+    pages_orders.add_routes(app)
     app.router.add_static("/static/", STATIC)
     return app

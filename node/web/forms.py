@@ -94,12 +94,12 @@ def parse_amount(text: str, decimals: int, field: str) -> int:
 
 # -- display formats ----------------------------------------------------------------------------------
 def amount(units: int, cur: Currency) -> str:
-    """A currency amount: coins with all their decimals (columns line up), fiat with at least two."""
-    if cur.kind == "fiat":
-        s = format_units(units, cur.precision)
-        whole, _, frac = s.partition(".")
-        return f"{whole}.{frac.ljust(min(2, cur.precision), '0')}" if cur.precision else whole
-    return format_plain(units, cur.precision)
+    """A currency amount as every page shows it: always `cur.shown` decimals (columns line up and a
+    dollar looks the same everywhere), cut toward zero, so a balance is never shown larger than it
+    is. The exact values are in the CSV exports and the API."""
+    cut = 10 ** (cur.precision - cur.shown)
+    q = abs(units) // cut
+    return ("-" if units < 0 and q else "") + format_plain(q, cur.shown)
 
 
 def price(m: Market, ticks: int) -> str:

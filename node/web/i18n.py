@@ -36,6 +36,10 @@ JS_MESSAGES = (
     "Revoke this API key? Programs using it stop working at once.", "Copied",
     "Not enough orders in the book for this amount", "Open", "High", "Low", "Close", "Volume",
     "No trades in this period yet", "spread", "Please enter a price",
+    "Reason: {reason}", "Trading is halted", "Trading has resumed", "Trading on {market} is halted",
+    "Trading on {market} has resumed", "{side} order partly filled: {volume} {base} at {price}",
+    "{side} order filled: {volume} {base} at {price}", "Cancel all {n} open orders in {market}?", "maker", "taker",
+    "Dark theme", "Light theme", "Sound on", "Sound off",
 )
 """Texts that market.js and the other scripts show: handed to them in a JSON data block."""
 

@@ -11,6 +11,8 @@ Sessions, CSRF and the template context (translator, member, CSRF field) come fr
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from typing import Any
 
@@ -20,12 +22,15 @@ from yarl import URL
 
 from node.apikeys import SCOPES, parse_ip_whitelist
 from node.config import Market
-from node.errors import ExchangeError, InvalidParameter
+from node.errors import ExchangeError, InvalidParameter, MarketHalted
 from node.exchange import Exchange, OrderInput
 from node.mail import mailer_from
+from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import order_lock
 from node.members import NOT_ACTIVATED, WRONG_CODE, LoginAttempt, Members
 from node.money import format_units
+from node.notices import Notices
+from node.notices import text as notice_text
 from node.security import audit
 from node.web import session as sessions
 from node.web.api import EXCHANGE, json_response
@@ -42,6 +47,7 @@ from node.web.forms import (
     volume,
 )
 from node.web.i18n import LANGS, N_, FormError, Translator, translator
+from node.web.market_status import MARKET_STATUS, Status
 from node.web.session import (
     SECOND_FACTOR,
     SESSIONS,
@@ -54,7 +60,9 @@ from node.web.session import (
     translator_of,
 )
 
+log = logging.getLogger(__name__)
 MEMBERS = web.AppKey("members", Members)
+NOTICES = web.AppKey("notices", Notices)
 BOOK_LEVELS = 16
 RECENT_TRADES = 40
 MY_ROWS = 50
@@ -67,6 +75,7 @@ DATA_WORDS = (
     N_("buy"), N_("sell"), N_("limit"), N_("market"), N_("wait"), N_("done"), N_("cancel"),
     N_("submitted"), N_("accepted"), N_("rejected"), N_("processing"), N_("canceled"), N_("suspect"), N_("failed"),
     N_("checked"), N_("warning"), N_("cancelled"), N_("profile"), N_("history"), N_("trade"), N_("all"),
+    N_("stop_limit"), N_("gtc"), N_("ioc"), N_("fok"), N_("post_only"),
 )
 BANK_FIELDS = {
     "bank_name": N_("Bank"), "account_holder": N_("Account holder"), "account_number": N_("Account number"),
@@ -189,10 +198,18 @@ async def ticker(ex: Exchange, m: Market) -> dict[str, Any]:
     }
 
 
+def statuses(request: web.Request) -> dict[str, Status]:
+    """Every market's halted flag and the admin's reason (node/web/market_status.py)."""
+    svc = request.app.get(MARKET_STATUS)
+    markets = _exchange(request).config.markets
+    return svc.all() if svc is not None else {mid: Status(mid) for mid in markets}
+
+
 async def index(request: web.Request) -> web.Response:
     ex = _exchange(request)
     rows = [await ticker(ex, m) for m in ex.config.markets.values()]
-    return render(request, "index.html", {"tickers": rows})
+    return render(request, "index.html", {"tickers": rows, "statuses": statuses(request),
+                                          "websocket": WS_PATH if _has_route(request.app, WS_PATH) else ""})
 
 
 # -- market page --------------------------------------------------------------------------------------
@@ -210,6 +227,20 @@ def _book(ex: Exchange, m: Market, levels: int = BOOK_LEVELS) -> dict[str, Any]:
     return {"asks": list(reversed(side(asks))), "bids": side(bids)}
 
 
+TYPE_LABELS = {LIMIT: N_("Limit"), MARKET: N_("order type|Market"), STOP_LIMIT: N_("Stop-limit")}
+TIF_LABELS = {IOC: N_("IOC"), FOK: N_("FOK"), POST_ONLY: N_("Post only")}
+
+
+def type_label(m: Market, o: dict[str, Any], _: Translator) -> str:
+    """"Stop-limit · stop ≥ 31000.00 · IOC": the type, a stop's trigger and a time in force other than GTC."""
+    parts = [_(TYPE_LABELS.get(o["ord_type"], o["ord_type"]))]
+    if o["ord_type"] == STOP_LIMIT and o.get("stop_price"):
+        parts.append(_("stop {op} {price}", op="≥" if o["side"] == "buy" else "≤", price=price(m, int(o["stop_price"]))))
+    if o.get("tif") in TIF_LABELS:
+        parts.append(_(TIF_LABELS[o["tif"]]))
+    return " · ".join(parts)
+
+
 def _order_view(m: Market, o: dict[str, Any], _: Translator) -> dict[str, Any]:
     executed = o["volume"] - o["remaining"]
     avg = ""
@@ -218,7 +249,7 @@ def _order_view(m: Market, o: dict[str, Any], _: Translator) -> dict[str, Any]:
     state = "wait" if o["state"] == "pending" else o["state"]
     return {
         "id": o["id"], "at": iso(o["created_at"]), "time": utc(o["created_at"]), "side": o["side"],
-        "side_label": _(o["side"]), "type": o["ord_type"], "type_label": _(o["ord_type"]),
+        "side_label": _(o["side"]), "type": o["ord_type"], "type_label": type_label(m, o, _),
         "price": price(m, o["price"]) if o["ord_type"] != "market" else _("market"),
         "volume": volume(m, o["volume"]), "remaining": volume(m, o["remaining"]), "executed": volume(m, executed),
         "avg_price": avg or "—", "state": state, "state_label": _(state),
@@ -244,6 +275,7 @@ def _trade_view(m: Market, t: dict[str, Any], member_id: int, _: Translator) -> 
     fee = int(t["bid_fee"]) if buyer else int(t["ask_fee"])
     return {
         "id": int(t["id"]), "at": iso(int(t["created_at"])), "time": utc(int(t["created_at"])), "side": side,
+        "order_id": int(t["bid_id"]) if buyer else int(t["ask_id"]), "market": m.id,
         "side_label": _(side), "price": price(m, int(t["price"])), "volume": volume(m, int(t["volume"])),
         "total": amount(int(t["funds"]), m.quote),
         "fee": f"{amount(fee, m.base if buyer else m.quote)} {(m.base if buyer else m.quote).symbol}",
@@ -270,22 +302,44 @@ async def _private_state(ex: Exchange, m: Market, member_id: int, _: Translator)
     }
 
 
+async def fees_in_force(ex: Exchange, m: Market) -> tuple[int, int]:
+    """Maker and taker rates (units of 1e-8) as the market actor last stored them, else the configured ones."""
+    row = await ex.store.fetchrow("SELECT maker_fee, taker_fee FROM markets_state WHERE market = ?", m.id)
+    maker = int(row["maker_fee"]) if row is not None and row["maker_fee"] is not None else m.maker_fee
+    taker = int(row["taker_fee"]) if row is not None and row["taker_fee"] is not None else m.taker_fee
+    return maker, taker
+
+
+def book_groups(m: Market) -> list[dict[str, Any]]:
+    """Price steps offered for grouping the book: the tick and four coarser powers of ten."""
+    out = []
+    for i in range(5):
+        ticks = 10**i
+        out.append({"ticks": ticks, "label": format_units(ticks, m.price_precision) if i < m.price_precision or
+                    m.price_precision == 0 else str(ticks // 10**m.price_precision)})
+    return out
+
+
 async def _market_context(request: web.Request, m: Market, form: Form | None = None) -> dict[str, Any]:
     ex = _exchange(request)
     _ = translator_of(request)
     s = session_of(request)
+    maker_rate, taker_rate = await fees_in_force(ex, m)
+    every = statuses(request)
     rows = await ex.store.fetch("SELECT * FROM trades WHERE market = ? ORDER BY id DESC LIMIT ?", m.id, RECENT_TRADES)
     trades = [{"id": int(r["id"]), "price": price(m, int(r["price"])), "volume": volume(m, int(r["volume"])),
                "side": r["taker_side"], "at": iso(int(r["created_at"])), "time": utc(int(r["created_at"]))[11:]}
               for r in rows]
     mine = await _private_state(ex, m, s.member_id, _) if s.member_id is not None else None
     config = {
-        "market": m.id, "base": m.base.symbol, "quote": m.quote.symbol, "baseCode": m.base.code,
+        "market": m.id, "name": m.name, "base": m.base.symbol, "quote": m.quote.symbol, "baseCode": m.base.code,
         "quoteCode": m.quote.code, "pricePrecision": m.price_precision,
         "volumePrecision": m.volume_precision, "quotePrecision": m.quote.precision, "basePrecision": m.base.precision,
-        "makerFee": str(m.maker_fee), "takerFee": str(m.taker_fee), "loggedIn": s.member_id is not None,
+        "baseShown": m.base.shown, "quoteShown": m.quote.shown,
+        "makerFee": str(maker_rate), "takerFee": str(taker_rate), "loggedIn": s.member_id is not None,
         "lastTradeId": trades[0]["id"] if trades else 0,
         "websocket": WS_PATH if _has_route(request.app, WS_PATH) else "",
+        "markets": list(ex.config.markets), "halted": every[m.id].halted,
     }
     return {
         "market": m,
@@ -295,16 +349,26 @@ async def _market_context(request: web.Request, m: Market, form: Form | None = N
         "trades": trades,
         "mine": mine,
         "form": form or Form({"side": "buy", "ord_type": "limit"}),
-        "maker_fee": fee_percent(m.maker_fee),
-        "taker_fee": fee_percent(m.taker_fee),
+        "maker_fee": fee_percent(maker_rate),
+        "taker_fee": fee_percent(taker_rate),
         "min_volume": volume(m, m.min_volume),
         "page_config": config,
+        "status": every[m.id],
+        "statuses": every,
+        "tifs": [(GTC, _("Good till cancelled")), (POST_ONLY, _("Post only (maker)")),
+                 (IOC, _("Immediate or cancel")), (FOK, _("Fill or kill"))],
+        "book_groups": book_groups(m),
     }
 
 
 async def market(request: web.Request) -> web.Response:
     m = _market(request)
     return render(request, "market.html", await _market_context(request, m))
+
+
+async def markets_status(request: web.Request) -> web.Response:
+    """Every market's halt and reason, for pages that cannot have the websocket."""
+    return json_response([st.json() for st in statuses(request).values()], headers={"Cache-Control": "no-store"})
 
 
 async def market_me(request: web.Request) -> web.Response:
@@ -319,10 +383,15 @@ async def _check_order(ex: Exchange, m: Market, member_id: int, form: Form, _: T
     """Check the order form completely, with errors next to the fields; the core checks again."""
     side = form.value("side")
     ord_type = form.value("ord_type", "limit")
+    tif = form.value("time_in_force", GTC) or GTC
     if side not in ("buy", "sell"):
         form.error("side", _("Choose buy or sell"))
-    if ord_type not in ("limit", "market"):
-        form.error("ord_type", _("Choose a limit or a market order"))
+    if ord_type not in (LIMIT, MARKET, STOP_LIMIT):
+        form.error("ord_type", _("Choose a limit, market or stop-limit order"))
+    if tif not in (GTC, POST_ONLY, IOC, FOK):
+        form.error("time_in_force", _("Choose one of the offered times in force"))
+    elif ord_type == MARKET and tif == POST_ONLY:
+        form.error("time_in_force", _("A market order always takes from the book: it cannot be post-only"))
     lots = ticks = 0
     try:
         lots = parse_amount(form.value("volume"), m.volume_precision, "volume")
@@ -332,26 +401,34 @@ async def _check_order(ex: Exchange, m: Market, member_id: int, form: Form, _: T
             form.error("volume", _("The maximum amount is {n} {cur}", n=volume(m, m.max_volume), cur=m.base.symbol))
     except FormError as e:
         form.add(e, _)
-    if ord_type == "limit":
+    if ord_type in (LIMIT, STOP_LIMIT):
         try:
             ticks = parse_amount(form.value("price"), m.price_precision, "price")
         except FormError as e:
             form.add(e, _)
     elif form.value("price").strip():
         form.error("price", _("A market order has no price: leave it empty"))
+    if ord_type == STOP_LIMIT:
+        try:
+            parse_amount(form.value("stop_price"), m.price_precision, "stop_price")
+        except FormError as e:
+            form.add(e, _)
     if not form.ok:
         return None
-    o = OrderInput(m.id, side, form.value("volume").strip(), form.value("price").strip() if ord_type == "limit" else None,
-                   ord_type)
+    o = OrderInput(m.id, side, form.value("volume").strip(),
+                   form.value("price").strip() if ord_type != MARKET else None, ord_type, tif,
+                   form.value("stop_price").strip() if ord_type == STOP_LIMIT else None)
     try:
         req = await ex.prepare(member_id, o)
     except ExchangeError as e:
         if "not deep enough" in e.message:
             form.error("volume", _("Not enough orders in the book for this amount"))
+        elif isinstance(e, MarketHalted):
+            form.error(GENERAL, _("Trading on {market} is halted: no new orders until it resumes", market=m.name))
         else:
             form.add(e, _)
         return None
-    currency, need = (req.lock_currency, req.lock_amount) if ord_type == "market" else order_lock(m, side, ticks, lots)
+    currency, need = (req.lock_currency, req.lock_amount) if ord_type == MARKET else order_lock(m, side, ticks, lots)
     cur = ex.config.currencies[currency]
     have = next((int(a["balance"]) for a in await ex.accounts_of(member_id) if a["currency"] == currency), 0)
     if need > have:
@@ -420,7 +497,9 @@ async def cancel_all(request: web.Request) -> web.StreamResponse:
     _ = translator_of(request)
     try:
         done = await _exchange(request).cancel_all(member_id, market=m.id)
-        message, ok = _("{n} orders cancelled", n=len(done)), True
+        n = len(done)
+        message, ok = (_("No open orders to cancel") if n == 0 else _("1 order cancelled") if n == 1
+                       else _("{n} orders cancelled", n=n)), True
     except ExchangeError as e:
         message, ok = _.error(e), False
     return _order_answer(request, ok, message, f"/markets/{m.id}")
@@ -443,7 +522,7 @@ async def signup(request: web.Request) -> web.Response:
             form.error("terms", _("Please accept the terms to continue"))
             members.check_sign_up(form.value("email"), password, confirmation)  # the other fields' errors too
         else:
-            await members.sign_up(form.value("email"), password, confirmation, _.lang)
+            await _remember_lang(request, await members.sign_up(form.value("email"), password, confirmation, _.lang), _.lang)
     except ExchangeError as e:
         form.add(e, _)
     if not form.ok:
@@ -492,6 +571,7 @@ async def _open_session(request: web.Request, member: dict[str, Any], next_url: 
     request.app[SESSIONS].rotate(s, int(member["id"]), member["email"])
     await request.app[MEMBERS].record_login(int(member["id"]), True, "", _attempt(request))
     _ = translator_of(request)
+    await _remember_lang(request, int(member["id"]), _.lang)
     s.flash(_("Welcome back, {email}", email=member["email"]), "success")
     return redirect(safe_next(next_url, "/funds"))
 
@@ -701,6 +781,7 @@ async def _funds_context(request: web.Request, member_id: int, withdraw_form: Fo
                          _("Deposits of {cur} are not open on this exchange yet.", cur=cur.symbol))
     deposits = await facade.deposits_of(member_id, code, limit=20)
     withdraws = await facade.withdraws_of(member_id, code, limit=20)
+    holds = await _holds(ex, [int(w["id"]) for w in withdraws or () if w["state"] == "submitting"])
     w = cur.wallet
     ledger = await ex.store.fetch(
         "SELECT * FROM ledger WHERE member_id = ? AND currency = ? ORDER BY id DESC LIMIT ? OFFSET ?",
@@ -716,10 +797,8 @@ async def _funds_context(request: web.Request, member_id: int, withdraw_form: Fo
         "withdraw_min": amount(w.min_withdraw, cur) if w is not None else None,
         "withdraw_code": facade is not None and (await second.required(member_id, "withdraw") if second is not None
                                                  else getattr(facade, "second_factor", None) is not None),
-        "deposits": [{"time": utc(int(d["created_at"])), "at": iso(int(d["created_at"])),
-                      "amount": amount(int(d["amount"]), cur), "txid": d["txid"], "state": d["state"],
-                      "state_label": _(str(d["state"])), "confirmations": d.get("confirmations", 0)} for d in deposits],
-        "withdraws": None if withdraws is None else [_withdraw_view(cur, w, _) for w in withdraws],
+        "deposits": [_deposit_view(cur, d, _) for d in deposits],
+        "withdraws": None if withdraws is None else [_withdraw_view(cur, w, _, holds) for w in withdraws],
         "withdraw_form": withdraw_form or Form(),
         "withdraw_open": facade is not None and cur.wallet is not None,
         "ledger": [_ledger_view(cur, dict(r), _) for r in ledger[:LEDGER_PAGE]],
@@ -728,11 +807,71 @@ async def _funds_context(request: web.Request, member_id: int, withdraw_form: Fo
     }
 
 
-def _withdraw_view(cur: Any, w: dict[str, Any], _: Translator) -> dict[str, Any]:
+async def _holds(ex: Exchange, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The confirmation and address holds of withdrawals waiting in `submitting` (node/security/addresses.py)."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = await ex.store.fetch(f"SELECT * FROM withdraw_holds WHERE withdraw_id IN ({marks})", *ids)
+    return {int(r["withdraw_id"]): dict(r) for r in rows}
+
+
+def explorer_link(cur: Any, txid: str | None) -> str:
+    """The block explorer page of a transaction, from the currency's `explorer_tx` template."""
+    if not txid or not cur.explorer_tx or cur.kind != "coin":
+        return ""
+    return cur.explorer_tx.replace("{txid}", str(URL.build(path=txid)).lstrip("/"))
+
+
+def _withdraw_view(cur: Any, w: dict[str, Any], _: Translator, holds: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A withdrawal in words: its state, what it waits for, its transaction or the reason it stopped."""
+    state, note, now = str(w["state"]), str(w.get("note") or ""), now_ms()
+    hold = (holds or {}).get(int(w["id"]))
+    waiting = ""
+    if state == "submitting":
+        parts = []
+        if hold is not None and hold.get("confirmed_at") is None:
+            parts.append(_("waiting for your confirmation by the link we mailed you (until {time} UTC)",
+                           time=utc(int(hold["confirm_by"]))[:16]))
+        if hold is not None and int(hold["release_at"]) > now:
+            parts.append(_("new address on hold until {time} UTC", time=utc(int(hold["release_at"]))[:16]))
+        waiting = "; ".join(parts) or _("about to be checked")
+    elif state == "submitted":
+        waiting = (_("waiting for an admin's approval") if w.get("audited_at") and not w.get("approved_at")
+                   else _("being checked"))
+    elif state == "accepted":
+        waiting = _("approved; our staff makes the bank transfer") if cur.kind == "fiat" else _("approved; it will be sent shortly")
+    elif state == "processing":
+        waiting = _("being sent")
+    elif state == "suspect":
+        waiting = _("held for a review by our staff")
+    reason = ""
+    if state in ("rejected", "canceled", "failed"):
+        reason = note.removeprefix("rejected by an admin: ")
+    label = {"submitting": _("Waiting"), "submitted": _("Checking"), "accepted": _("Approved"), "processing": _("Sending"),
+             "done": _("Sent"), "rejected": _("Rejected"), "canceled": _("Cancelled"), "failed": _("Failed"),
+             "suspect": _("On review")}.get(state, _(state))
     return {"id": int(w["id"]), "sn": w.get("sn") or "", "time": utc(int(w["created_at"])), "at": iso(int(w["created_at"])),
             "amount": amount(int(w["amount"]), cur), "fee": amount(int(w["fee"]), cur), "address": w["address"],
-            "state": w["state"], "state_label": _(str(w["state"])), "txid": w.get("txid") or "",
-            "cancellable": w["state"] in ("submitting", "submitted", "accepted")}
+            "state": state, "state_label": label, "waiting": waiting, "reason": reason, "txid": w.get("txid") or "",
+            "explorer": explorer_link(cur, w.get("txid")),
+            "cancellable": state in ("submitting", "submitted", "accepted")}
+
+
+def _deposit_view(cur: Any, d: dict[str, Any], _: Translator) -> dict[str, Any]:
+    state = str(d["state"])
+    need = cur.wallet.confirmations if cur.wallet is not None else 0
+    if state == "submitted":
+        waiting = (_("waiting for the bank transfer to be matched") if cur.kind == "fiat" or d.get("channel") == "bank"
+                   else _("confirmations {n}/{need}", n=int(d.get("confirmations") or 0), need=need))
+        label = _("Pending")
+    elif state == "accepted":
+        waiting, label = "", _("Credited")
+    else:
+        waiting, label = "", _(state)
+    return {"time": utc(int(d["created_at"])), "at": iso(int(d["created_at"])), "amount": amount(int(d["amount"]), cur),
+            "txid": d["txid"], "explorer": explorer_link(cur, d["txid"]), "state": state, "state_label": label,
+            "waiting": waiting, "confirmations": d.get("confirmations", 0)}
 
 
 def _ledger_view(cur: Any, r: dict[str, Any], _: Translator) -> dict[str, Any]:
@@ -756,6 +895,32 @@ async def funds_balances(request: web.Request) -> web.Response:
     return json_response(await _balances(_exchange(request), member_id), headers={"Cache-Control": "no-store"})
 
 
+IBAN_RE = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")
+BIC_RE = re.compile(r"[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?")
+
+
+def _iban_ok(iban: str) -> bool:
+    """ISO 13616 check digits (mod 97): catches a mistyped IBAN before money leaves."""
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _bank_account(form: Form, _: Translator) -> str:
+    """A bank withdrawal's destination from its fields, as one line for the admin who pays it:
+    "holder | IBAN or account number | BIC | reference"."""
+    holder = form.text("account_holder", 70, required=True)
+    number = "".join(form.text("account_number", 40, required=True).split()).upper()
+    bic = "".join(form.text("bic", 11).split()).upper()
+    ref = form.text("reference", 35)
+    if number[:2].isalpha() and IBAN_RE.fullmatch(number) and not _iban_ok(number):
+        form.error("account_number", _("This IBAN is not valid: please check it (its check digits do not match)"))
+    elif not number.isalnum() or len(number) < 5:
+        form.error("account_number", _("Enter an IBAN or an account number (letters and digits)"))
+    if bic and not BIC_RE.fullmatch(bic):
+        form.error("bic", _("A BIC has 8 or 11 letters and digits, like DEUTDEFF"))
+    return " | ".join(p for p in (holder, number, bic, ref) if p)
+
+
 async def withdraw(request: web.Request) -> web.Response:
     """A withdrawal request through the wallets' facade (issue 7), checked there completely."""
     member_id = require_member(request)
@@ -771,15 +936,19 @@ async def withdraw(request: web.Request) -> web.Response:
         form.error(GENERAL, _("Withdrawals of {cur} are not open on this exchange yet", cur=cur.symbol))
     else:
         try:
-            address = form.text("address", 200, required=True)
+            address = _bank_account(form, _) if cur.kind == "fiat" else form.text("address", 200, required=True)
             units = parse_amount(form.value("amount"), cur.precision, "amount")
+            if form.ok:
+                await facade.check_address(code, address)  # before the one-time code is spent
             otp = form.text("otp_code", 16) or None
-            await facade.request_withdraw(member_id, code, format_units(units, cur.precision), address, otp=otp)
+            if form.ok:
+                w = await facade.request_withdraw(member_id, code, format_units(units, cur.precision), address, otp=otp)
         except ExchangeError as e:
             form.add(e, _)
     if not form.ok:
         return render(request, "funds.html", await _funds_context(request, member_id, form, code), status=400)
-    session_of(request).flash(_("Withdrawal requested"), "success")
+    view = _withdraw_view(cur, w, _, await _holds(ex, [int(w["id"])]))
+    session_of(request).flash(_("Withdrawal {sn} requested: {waiting}", sn=view["sn"], waiting=view["waiting"]), "success")
     return redirect(f"/funds?currency={code}#withdraw")
 
 
@@ -904,6 +1073,30 @@ async def api_key_delete(request: web.Request) -> web.Response:
     return redirect("/api_keys")
 
 
+async def notices_json(request: web.Request) -> web.Response:
+    """The member's new notices (credited deposits, withdrawal states, KYC decisions) for the pages'
+    toasts; without `after`, only the newest id (a page does not replay old news)."""
+    member_id = require_member(request)
+    svc = request.app[NOTICES]
+    _ = translator_of(request)
+    try:
+        after = max(0, min(int(request.query.get("after", "-1")), 2**62))
+    except ValueError:
+        after = -1
+    if after < 0 or "after" not in request.query:
+        return json_response({"last": await svc.last_id(member_id), "notices": []}, headers={"Cache-Control": "no-store"})
+    rows = await svc.of_member(member_id, after)
+    out = [{"id": int(n["id"]), "kind": n["kind"], "state": n["state"].split(":")[0], "text": notice_text(n, _)}
+           for n in rows]
+    return json_response({"last": out[-1]["id"] if out else after, "notices": out}, headers={"Cache-Control": "no-store"})
+
+
+async def _remember_lang(request: web.Request, member_id: int | None, lang: str) -> None:
+    """Mails sent later, outside any request (notices), go out in the language the member last used."""
+    if member_id is not None and lang in LANGS:
+        await _exchange(request).store.execute("UPDATE members SET lang = ? WHERE id = ? AND lang != ?", lang, member_id, lang)
+
+
 # -- language, operators ------------------------------------------------------------------------------
 async def switch_lang(request: web.Request) -> web.Response:
     lang = request.match_info["lang"]
@@ -911,6 +1104,7 @@ async def switch_lang(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     resp = redirect(safe_next(request.query.get("next"), "/"))
     set_lang_cookie(request, resp, lang)
+    await _remember_lang(request, session_of(request).member_id, lang)
     return resp
 
 
@@ -920,17 +1114,46 @@ def _setup(app: web.Application) -> None:
     ex = app[EXCHANGE]
     conf = ex.config.mail
     base_url = conf.base_url or f"http://{ex.node.host}:{ex.node.port}"
-    app[MEMBERS] = Members(ex, mailer_from(conf), base_url)
+    app[MEMBERS] = members = Members(ex, mailer_from(conf), base_url)
+    app[NOTICES] = notices = Notices(ex, lambda: members.mailer, ex.config.name)
+
+    async def notices_life(app: web.Application):  # type: ignore[no-untyped-def]
+        await notices.start()
+        yield
+        await notices.stop()
+
+    app.cleanup_ctx.append(notices_life)
     env = aiohttp_jinja2.get_env(app)
     env.globals.update({"_": translator("en"), "langs": LANGS, "lang": "en", "html_lang": "en",
                         "current_member": None, "csrf_field": lambda: "", "csrf_token": lambda: "",
                         "flashes": list, "js_i18n": translator("en").js, "here": "/", "markets_nav": []})
 
 
+def serving_at(app: web.Application, host: str, port: int) -> str:
+    """Mailed links (activation, password reset, withdrawal confirmation, tickets) need the address
+    members reach the exchange at. `[mail] base_url` says it; without it, the address this node
+    really serves on (after `serve --host/--port`) is used instead of cluster.toml's, and a warning
+    says so at start-up: it is rarely what members outside this machine can open."""
+    ex = app[EXCHANGE]
+    if ex.config.mail.base_url:
+        return ex.config.mail.base_url
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    app[MEMBERS].base_url = url
+    from node.web.pages_admin import TICKETS  # registered after this module's routes
+
+    if TICKETS in app:
+        app[TICKETS].base_url = url
+    log.warning("[mail] base_url is not set: mailed links point to %s, the address this node serves on. "
+                "Set [mail] base_url in cluster.toml to the exchange's public address.", url)
+    return url
+
+
 def add_routes(app: web.Application) -> None:
     _setup(app)
     r = app.router
     r.add_get("/", index)
+    r.add_get("/markets/status.json", markets_status)
     r.add_get("/markets/{market}", market)
     r.add_get("/markets/{market}/me.json", market_me)
     r.add_post("/markets/{market}/orders", place_order)
@@ -953,6 +1176,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api_keys", api_key_create)
     r.add_post("/api_keys/{id}/delete", api_key_delete)
     r.add_get("/lang/{lang}", switch_lang)
+    r.add_get("/notices.json", notices_json)
 
 
 __all__ = ["MEMBERS", "Session", "add_routes", "error_page"]

@@ -51,6 +51,7 @@ from node.web.edge import Quiet
 from node.web.edge import WebSocketResponse as MaskedWebSocketResponse
 from node.web.format import funds_str, iso, order_json, price_str, volume_str
 from node.web.inputs import shown
+from node.web.market_status import MarketStatus, Status
 from node.web.signature import generate_challenge, verify_ws_answer
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ CLOSE_IDLE = 4002
 FULL_BOOK = 1 << 30
 HISTORY = 1024  # depth diffs kept per market, to bring a snapshot fetched from another node up to date
 
-MARKET_CHANNELS = ("ticker", "trades", "depth")
+MARKET_CHANNELS = ("ticker", "trades", "depth", "status")
 PRIVATE_CHANNELS = ("order", "trade", "account", "orderbook")
 MIRROR_LIMIT = 100_000  # resting orders asked of another node per side, for Peatio's orderbook stream
 KLINE_CHANNELS = tuple(f"kline_{p}" for p in PERIODS)
@@ -214,7 +215,20 @@ class Hub:
         self._accounts_task: asyncio.Task[None] | None = None
         self._watch_tasks: set[asyncio.Task[None]] = set()
         self._mirroring: dict[str, set[int]] = {}  # market -> ids that left the book while its mirror was asked for
+        self.status: MarketStatus | None = None
         md.listeners.append(self.on_events)
+
+    def follow_status(self, status: MarketStatus) -> None:
+        """Halts and resumptions (with the admin's reason) go to the market's `status` subscribers."""
+        self.status = status
+        status.listeners.append(self._on_status)
+
+    def _on_status(self, st: Status) -> None:
+        subs = self.subs.get(("status", st.market))
+        if subs:
+            data = frame({"status": st.json()})
+            for c in list(subs):
+                c.send(data)
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -468,7 +482,7 @@ class Hub:
                     raise CommandError(f"channel {ch} is out of the access key's scopes")
                 keys.append(("orderbook",) if ch == "orderbook" else (ch, c.member_id))
             else:
-                raise CommandError(f"unknown channel {ch[:40]!r} (ticker, trades, depth, kline_<minutes>, "
+                raise CommandError(f"unknown channel {ch[:40]!r} (ticker, trades, depth, status, kline_<minutes>, "
                                    "order, trade, account, orderbook)")
         return market, channels, keys
 
@@ -496,6 +510,8 @@ class Hub:
                 row = self.md.current_candle(m.id, key[2])
                 if row is not None:
                     c.send(frame({"kline": {"market": m.id, "period": key[2], "k": kline_row(m, row)}}))
+            elif key[0] == "status" and self.status is not None:
+                c.send(frame({"status": self.status.get(key[1]).json()}))
             elif key[0] == "account":
                 await self._send_accounts(c)
 

@@ -75,6 +75,187 @@
     }
   });
 
+  // -- local settings: favourite markets, sound, theme (kept in the browser, not on the server) ------
+  const store = {
+    get(k, d) { try { const v = localStorage.getItem(k); return v === null ? d : JSON.parse(v); } catch (e) { return d; } },
+    set(k, v) { try { localStorage.setItem(k, JSON.stringify(v)); } catch (e) { /* private mode */ } },
+  };
+  const favourites = () => new Set(store.get("fav-markets", []));
+  function paintFavourites() {
+    const fav = favourites();
+    for (const b of document.querySelectorAll("[data-fav]")) {
+      const on = fav.has(b.dataset.fav);
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+      b.classList.toggle("on", on);
+    }
+    document.dispatchEvent(new CustomEvent("favourites"));
+  }
+  document.addEventListener("click", (ev) => {
+    const b = ev.target.closest("[data-fav]");
+    if (!b) return;
+    ev.preventDefault();
+    const fav = favourites();
+    if (fav.has(b.dataset.fav)) fav.delete(b.dataset.fav); else fav.add(b.dataset.fav);
+    store.set("fav-markets", Array.from(fav));
+    paintFavourites();
+  });
+
+  /** Show only the rows (`[data-market]`) of `list` whose name matches the search box (and favourites). */
+  function filterMarkets(list, input, favOnly) {
+    const q = (input && input.value || "").trim().toUpperCase().replace(/[^A-Z0-9]/g, "");
+    const fav = favourites();
+    let shown = 0;
+    for (const row of list.querySelectorAll("[data-market]")) {
+      const name = (row.dataset.name || row.dataset.market).toUpperCase().replace(/[^A-Z0-9]/g, "");
+      const ok = (!q || name.includes(q)) && (!favOnly || fav.has(row.dataset.market));
+      row.hidden = !ok;
+      if (ok) shown++;
+    }
+    return shown;
+  }
+
+  // -- toasts and their sound ----------------------------------------------------------------------------
+  let toasts = null;
+  function toast(text, kind) {
+    if (!toasts) {
+      toasts = document.createElement("div");
+      toasts.className = "toasts";
+      toasts.id = "toasts";
+      toasts.setAttribute("role", "status");
+      toasts.setAttribute("aria-live", "polite");
+      document.body.appendChild(toasts);
+    }
+    const el = document.createElement("div");
+    el.className = "toast " + (kind || "info");
+    el.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "toast-close";
+    close.setAttribute("aria-label", t("Close"));
+    close.textContent = "×";
+    close.addEventListener("click", () => el.remove());
+    el.appendChild(close);
+    toasts.appendChild(el);
+    while (toasts.children.length > 5) toasts.removeChild(toasts.firstChild);
+    setTimeout(() => el.remove(), 8000);
+    if (store.get("sound", false)) beep(kind);
+  }
+  let audio = null;
+  function beep(kind) {
+    try {
+      audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+      const o = audio.createOscillator(), g = audio.createGain();
+      o.frequency.value = kind === "bad" ? 330 : 880;
+      g.gain.setValueAtTime(0.08, audio.currentTime);
+      g.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.25);
+      o.connect(g).connect(audio.destination);
+      o.start();
+      o.stop(audio.currentTime + 0.25);
+    } catch (e) { /* no audio here */ }
+  }
+
+  function paintSettings() {
+    const theme = store.get("theme", "dark");
+    document.documentElement.dataset.theme = theme;
+    const tb = document.getElementById("theme-toggle");
+    if (tb) {
+      tb.setAttribute("aria-pressed", theme === "light" ? "true" : "false");
+      tb.title = theme === "light" ? t("Dark theme") : t("Light theme");
+    }
+    const sb = document.getElementById("sound-toggle");
+    if (sb) {
+      const on = store.get("sound", false);
+      sb.setAttribute("aria-pressed", on ? "true" : "false");
+      sb.title = on ? t("Sound on") : t("Sound off");
+      sb.classList.toggle("on", on);
+    }
+  }
+  document.addEventListener("click", (ev) => {
+    if (ev.target.closest("#theme-toggle")) {
+      store.set("theme", store.get("theme", "dark") === "light" ? "dark" : "light");
+      paintSettings();
+      document.dispatchEvent(new CustomEvent("themechange"));
+    } else if (ev.target.closest("#sound-toggle")) {
+      store.set("sound", !store.get("sound", false));
+      paintSettings();
+    }
+  });
+
+  // -- a small websocket client for lists that follow several markets (tickers, halts) -------------------
+  /** Subscribe `channels` of each market; `on(kind, body)` gets every frame. Reconnects with a back-off. */
+  function follow(markets, channels, on) {
+    const path = document.body.dataset.websocket;
+    if (!path || !window.WebSocket) return null;
+    let tries = 0, ws = null;
+    const open = () => {
+      ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path);
+      ws.onopen = () => {
+        tries = 0;
+        for (const market of markets) ws.send(JSON.stringify({ subscribe: { market, channels } }));
+      };
+      ws.onmessage = (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        const kind = Object.keys(msg)[0];
+        if (kind) on(kind, msg[kind]);
+      };
+      ws.onclose = () => { if (++tries < 8) setTimeout(open, 1000 * tries); };
+    };
+    open();
+    return { send: (obj) => ws && ws.readyState === 1 && ws.send(JSON.stringify(obj)) };
+  }
+
+  /** A market's row (home list, pair menu): its halt tag and reason from a status frame. */
+  function paintStatus(row, st) {
+    row.classList.toggle("halted", !!st.halted);
+    const tag = row.querySelector('[data-k="halted"]');
+    if (tag) { tag.hidden = !st.halted; tag.title = st.reason || ""; }
+    const reason = row.querySelector('[data-k="reason"]');
+    if (reason) { reason.hidden = !(st.halted && st.reason); reason.textContent = st.halted ? st.reason || "" : ""; }
+  }
+
+  /** 24 h change of a ticker frame, as "+1.23%", or null. */
+  function changeOf(x) {
+    const o = parseFloat(x.open), l = parseFloat(x.last);
+    if (!(o > 0) || !(l > 0)) return null;
+    return (l - o) / o * 100;
+  }
+  function fixed(s, n) {
+    const [w, f = ""] = String(s).split(".");
+    return n > 0 ? `${w}.${(f + "0".repeat(n)).slice(0, n)}` : w;
+  }
+  function paintTicker(row, x) {
+    const pp = Number(row.dataset.pp);
+    const last = row.querySelector('[data-k="last"]');
+    if (last && parseFloat(x.last) > 0) last.textContent = fixed(x.last, pp);
+    const cell = row.querySelector('[data-k="change"]');
+    const ch = changeOf(x);
+    if (cell && ch !== null) {
+      cell.textContent = (ch >= 0 ? "+" : "") + ch.toFixed(2) + "%";
+      cell.classList.toggle("up", ch > 0);
+      cell.classList.toggle("down", ch < 0);
+    }
+  }
+
+  // -- the member's news (credited deposits, withdrawal states, identity decisions) as toasts -------------
+  if (document.body.dataset.member) {
+    let last = null;
+    const poll = async () => {
+      let r;
+      try { r = await getJSON(last === null ? "/notices.json" : `/notices.json?after=${last}`); } catch (e) { return; }
+      for (const n of r.notices) {
+        toast(n.text, /rejected|failed|canceled/.test(n.state) ? "bad" : "ok");
+        document.dispatchEvent(new CustomEvent("notice", { detail: n }));
+      }
+      last = r.last;
+    };
+    poll();
+    setInterval(poll, 5000);
+  }
+
   localizeTimes();
-  window.Exchange = { t, localTime, localizeTimes, postForm, getJSON };
+  paintFavourites();
+  paintSettings();
+  window.Exchange = { t, localTime, localizeTimes, postForm, getJSON, toast, follow, favourites, filterMarkets,
+                      paintStatus, paintTicker, changeOf, fixed, store };
 })();

@@ -1,46 +1,56 @@
-// Market list: keeps the tickers fresh (last price, 24 h change, high, low, volume) every few seconds.
+// Market list: tickers and halts live over the websocket (REST polling when it cannot be had),
+// search and favourites.
 (function () {
   "use strict";
+  const E = window.Exchange;
   const table = document.getElementById("markets");
   if (!table) return;
+  const rows = {};
+  for (const row of table.querySelectorAll("tr[data-market]")) rows[row.dataset.market] = row;
 
-  function changeOf(open, last) {
-    const o = parseFloat(open), l = parseFloat(last);
-    if (!(o > 0) || !(l > 0)) return null;
-    return (l - o) / o * 100;
+  function fixedVol(row, v) {
+    const vol = row.querySelector('[data-k="vol"]');
+    if (vol && v !== undefined) vol.firstChild.textContent = E.fixed(v, Number(row.dataset.vp)) + " ";
   }
-
-  /** A decimal string with exactly `n` decimals (the page's columns line up). */
-  function fixed(s, n) {
-    const [w, f = ""] = String(s).split(".");
-    return n > 0 ? `${w}.${(f + "0".repeat(n)).slice(0, n)}` : w;
-  }
-
-  async function refresh() {
-    let data;
-    try { data = await window.Exchange.getJSON("/api/v2/tickers"); } catch (e) { return; }
-    for (const row of table.querySelectorAll("tr[data-market]")) {
-      const tk = data[row.dataset.market];
-      if (!tk || !tk.ticker) continue;
-      const x = tk.ticker;
-      const pp = Number(row.dataset.pp), vp = Number(row.dataset.vp);
-      const set = (k, v) => {
-        const el = row.querySelector(`[data-k="${k}"]`);
-        if (el && v !== undefined && parseFloat(v) > 0) el.textContent = fixed(v, pp);
-      };
-      set("last", x.last);
-      set("high", x.high);
-      set("low", x.low);
-      const vol = row.querySelector('[data-k="vol"]');
-      if (vol && x.vol !== undefined) vol.firstChild.textContent = fixed(x.vol, vp) + " ";
-      const ch = changeOf(x.open, x.last);
-      const cell = row.querySelector('[data-k="change"]');
-      if (cell && ch !== null) {
-        cell.textContent = (ch >= 0 ? "+" : "") + ch.toFixed(2) + "%";
-        cell.classList.toggle("up", ch > 0);
-        cell.classList.toggle("down", ch < 0);
-      }
+  function onTicker(x) {
+    const row = rows[x.market];
+    if (!row) return;
+    E.paintTicker(row, x);
+    const pp = Number(row.dataset.pp);
+    for (const k of ["high", "low"]) {
+      const el = row.querySelector(`[data-k="${k}"]`);
+      if (el && parseFloat(x[k]) > 0) el.textContent = E.fixed(x[k], pp);
     }
+    fixedVol(row, x.vol);
   }
-  setInterval(refresh, 5000);
+
+  const socket = E.follow(Object.keys(rows), ["ticker", "status"], (kind, body) => {
+    if (kind === "ticker") onTicker(body);
+    else if (kind === "status" && rows[body.market]) E.paintStatus(rows[body.market], body);
+  });
+  if (!socket) {
+    setInterval(async () => {
+      let data;
+      try { data = await E.getJSON("/api/v2/tickers"); } catch (e) { return; }
+      for (const id of Object.keys(rows)) if (data[id] && data[id].ticker) onTicker({ ...data[id].ticker, market: id });
+    }, 5000);
+  }
+
+  // search and favourites
+  const search = document.getElementById("market-search");
+  const empty = document.getElementById("markets-empty");
+  let favOnly = false;
+  const apply = () => { empty.hidden = E.filterMarkets(table, search, favOnly) > 0; };
+  search.addEventListener("input", apply);
+  for (const b of document.querySelectorAll("[data-filter]")) {
+    b.addEventListener("click", () => {
+      favOnly = b.dataset.filter === "fav";
+      for (const o of document.querySelectorAll("[data-filter]")) {
+        o.classList.toggle("active", o === b);
+        o.setAttribute("aria-pressed", o === b ? "true" : "false");
+      }
+      apply();
+    });
+  }
+  document.addEventListener("favourites", apply);
 })();

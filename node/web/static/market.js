@@ -1,5 +1,8 @@
-// The live market page: order book, recent trades, ticker, candlestick chart, the order form with its
-// total and fee before submitting, and the member's orders, trades and balances without reloading.
+// The live market page: order book (grouped), recent trades, ticker, candles with volume and moving
+// averages (TradingView's lightweight-charts, vendored) and a depth chart, the order form (limit,
+// market, stop-limit; GTC, post-only, IOC, FOK) with its total and fee before submitting at the
+// rates in force, the market's halt with the admin's reason, toasts for the member's fills, and the
+// member's orders, trades and balances without reloading.
 //
 // Public market data arrives through a *feed*: start(handlers) calls handlers.depth({asks, bids}) (API
 // v2's depth shape), handlers.trades([...]), handlers.ticker({...}) and handlers.kline(period, k).
@@ -46,10 +49,25 @@
     const [w, f = ""] = String(s).split(".");
     return n > 0 ? `${w}.${(f + "0".repeat(n)).slice(0, n)}` : w;
   }
+  /** Units at `decimals` shown as the pages show that currency (`shown` decimals, cut toward zero). */
+  const money = (units, decimals, shown) => fromUnits(rescale(units, decimals, shown, false), shown);
 
   // -- order book ----------------------------------------------------------------------------------------
-  const LEVELS = 16;
-  let book = { asks: [], bids: [] }; // best first, [priceStr, volumeStr]
+  const LEVELS = 40;
+  let book = { asks: [], bids: [] }; // best first, [priceStr, volumeStr], as the market has it
+  let group = 1n; // price step in ticks
+  /** Levels merged into steps of `group` ticks: asks rounded up, bids down (a level never looks better). */
+  function grouped(levels, up) {
+    if (group === 1n) return levels;
+    const out = new Map();
+    for (const [p, v] of levels) {
+      const t = toUnits(fixed(p, PP), PP);
+      if (t === null) continue;
+      const k = up ? (t + group - 1n) / group * group : t / group * group;
+      out.set(k, (out.get(k) || 0n) + (toUnits(fixed(v, VP), VP) || 0n));
+    }
+    return Array.from(out.entries()).map(([k, v]) => [fromUnits(k, PP), fromUnits(v, VP)]);
+  }
   function renderSide(tbody, levels, cls, bestAtBottom) {
     let cum = 0n;
     const rows = levels.slice(0, LEVELS).map(([p, v]) => {
@@ -63,6 +81,7 @@
       const tr = document.createElement("tr");
       tr.className = cls;
       tr.dataset.price = r.p;
+      tr.tabIndex = 0;
       const pct = max > 0n ? Number((r.cum * 1000n) / max) / 10 : 0;
       tr.style.setProperty("--depth", pct + "%");
       for (const [text, c] of [[r.p, ""], [r.v, "num"], [fromUnits(r.cum, VP), "num hide-xs"]]) {
@@ -75,26 +94,31 @@
     }
     tbody.replaceChildren(frag);
   }
-  function onDepth(d) {
-    // API v2 depth lists both sides high → low (Peatio's quirk): asks reversed to be best first.
-    book = { asks: d.asks.slice().reverse(), bids: d.bids.slice() };
-    renderSide($("asks"), book.asks, "sell", true);
-    renderSide($("bids"), book.bids, "buy", false);
+  function renderBook() {
+    renderSide($("asks"), grouped(book.asks, true), "sell", true);
+    renderSide($("bids"), grouped(book.bids, false), "buy", false);
     const a = book.asks[0], b = book.bids[0];
     const spread = $("spread");
     if (a && b) {
-      const s = (toUnits(a[0], PP) || 0n) - (toUnits(b[0], PP) || 0n);
+      const s = (toUnits(fixed(a[0], PP), PP) || 0n) - (toUnits(fixed(b[0], PP), PP) || 0n);
       spread.textContent = `${t("spread")} ${fromUnits(s, PP)}`;
     } else spread.textContent = "";
+    if (depth) depth.setBook(book);
+  }
+  function onDepth(d) {
+    // API v2 depth lists both sides high → low (Peatio's quirk): asks reversed to be best first.
+    book = { asks: d.asks.slice().reverse(), bids: d.bids.slice() };
+    renderBook();
     updateSummary();
   }
   function initialBook() {
     const read = (id) => Array.from($(id).querySelectorAll("tr")).map((tr) =>
       [tr.children[0].textContent, tr.children[1].textContent]);
     book = { asks: read("asks").reverse(), bids: read("bids") };
-    renderSide($("asks"), book.asks, "sell", true);
-    renderSide($("bids"), book.bids, "buy", false);
+    renderBook();
   }
+  const groupSel = $("book-group");
+  if (groupSel) groupSel.addEventListener("change", () => { group = BigInt(groupSel.value); renderBook(); });
 
   // -- recent trades and ticker -------------------------------------------------------------------------
   let lastTradeId = cfg.lastTradeId || 0;
@@ -120,9 +144,9 @@
       }
       tbody.insertBefore(tr, tbody.firstChild);
       // the socket sends k-lines of its own; polling folds trades into the candles here
-      if (chart && feed.name === "poll") CandleChart.fold(candles, { t: Date.parse(x.created_at) / 1000, p: parseFloat(x.price), v: parseFloat(x.volume) }, period);
+      if (feed.name === "poll") foldTrade(Date.parse(x.created_at) / 1000, parseFloat(x.price), parseFloat(x.volume));
     }
-    while (tbody.children.length > 40) tbody.removeChild(tbody.lastChild);
+    while (tbody.children.length > 100) tbody.removeChild(tbody.lastChild);
     lastTradeId = fresh[fresh.length - 1].id;
     const lp = fixed(fresh[fresh.length - 1].price, PP);
     const dir = lastPrice === null ? "" : (toUnits(lp, PP) > lastPrice ? "up" : toUnits(lp, PP) < lastPrice ? "down" : "");
@@ -131,10 +155,11 @@
       el.textContent = lp;
       if (dir) { el.classList.toggle("up", dir === "up"); el.classList.toggle("down", dir === "down"); }
     }
-    if (chart) chart.setData(candles, period);
     if (cfg.loggedIn) refreshMine();
   }
   function onTicker(x) {
+    if (x.market && x.market !== market) { paintMenuTicker(x); return; }
+    paintMenuTicker({ ...x, market });
     const set = (id, v) => { if (v !== undefined && parseFloat(v) > 0) $(id).textContent = fixed(v, PP); };
     set("tk-high", x.high);
     set("tk-low", x.low);
@@ -156,6 +181,7 @@
       let failures = 0, busy = false;
       const slow = async () => {
         try { h.ticker((await E.getJSON(`/api/v2/tickers/${market}`)).ticker); } catch (e) { /* next time */ }
+        try { for (const st of await E.getJSON("/markets/status.json")) h.status(st); } catch (e) { /* next time */ }
       };
       const tick = async () => {
         if (busy) return;
@@ -201,7 +227,8 @@
       this.seq = null;
       ws.onopen = () => {
         this.failures = 0;
-        this.send({ subscribe: { market, channels: ["ticker", "trades", "depth", `kline_${period}`] } });
+        this.send({ subscribe: { market, channels: ["ticker", "trades", "depth", "status", `kline_${period}`] } });
+        for (const other of cfg.markets) if (other !== market) this.send({ subscribe: { market: other, channels: ["ticker", "status"] } });
       };
       ws.onmessage = (ev) => {
         let msg;
@@ -209,6 +236,7 @@
         if (msg.depth) this.onDepth(msg.depth);
         else if (msg.trades) this.h.trades(msg.trades.trades.map((x) => ({ ...x, side: x.taker_type })));
         else if (msg.ticker) this.h.ticker(msg.ticker);
+        else if (msg.status) this.h.status(msg.status);
         else if (msg.kline) this.h.kline(msg.kline.period, msg.kline.k);
         else if (msg.error) console.warn("websocket:", msg.error.message);
       };
@@ -264,34 +292,92 @@
     if (el && text) { el.textContent = text; el.className = "form-status bad"; }
   }
 
-  // -- chart ------------------------------------------------------------------------------------------------
-  const CandleChart = window.CandleChart;
-  const canvas = $("chart");
-  let chart = null, candles = [], period = 15, kAvailable = true;
+  // -- chart: candles, volume, moving averages (lightweight-charts) and the depth chart -------------------
+  const LWC = window.LightweightCharts;
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  const TZ = -new Date().getTimezoneOffset() * 60; // the chart's axis shows the member's local time
+  let candles = [], period = 15, kAvailable = true, chart = null, series = null;
+  const depthCanvas = $("depth-chart");
+  const depth = depthCanvas && window.DepthChart ? new window.DepthChart(depthCanvas, { pricePrecision: PP, volumePrecision: VP }) : null;
+  const MAS = [[7, "#f3b93f"], [25, "#c86bfa"], [99, "#3d9bff"]];
+  function chartTheme() {
+    return {
+      layout: { background: { color: css("--panel") }, textColor: css("--muted"), fontSize: 11, attributionLogo: false },
+      grid: { vertLines: { color: css("--grid") }, horzLines: { color: css("--grid") } },
+      rightPriceScale: { borderColor: css("--line") }, timeScale: { borderColor: css("--line"), timeVisible: true, secondsVisible: false },
+    };
+  }
+  if (LWC && $("chart")) {
+    chart = LWC.createChart($("chart"), { autoSize: true, ...chartTheme(), crosshair: { mode: 0 },
+      localization: { priceFormatter: (p) => p.toFixed(PP) } });
+    series = {
+      candles: chart.addSeries(LWC.CandlestickSeries, { upColor: css("--buy"), downColor: css("--sell"), borderVisible: false,
+        wickUpColor: css("--buy"), wickDownColor: css("--sell"), priceFormat: { type: "price", precision: PP, minMove: 1 / 10 ** PP } }),
+      volume: chart.addSeries(LWC.HistogramSeries, { priceScaleId: "vol", priceFormat: { type: "volume" }, lastValueVisible: false, priceLineVisible: false }),
+      ma: MAS.map(([n, color]) => chart.addSeries(LWC.LineSeries, { color, lineWidth: 1, lastValueVisible: false, priceLineVisible: false,
+        crosshairMarkerVisible: false, title: `MA${n}` })),
+    };
+    chart.priceScale("vol").applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+    chart.subscribeCrosshairMove((param) => legend(param && param.time !== undefined ? param.seriesData.get(series.candles) : null));
+    document.addEventListener("themechange", () => {
+      chart.applyOptions(chartTheme());
+      series.candles.applyOptions({ upColor: css("--buy"), downColor: css("--sell"), wickUpColor: css("--buy"), wickDownColor: css("--sell") });
+      drawCandles();
+      if (depth) depth.draw();
+    });
+  }
+  function legend(c) {
+    const el = $("chart-legend");
+    if (!el) return;
+    c = c || candles[candles.length - 1];
+    if (!c) { el.textContent = t("No trades in this period yet"); return; }
+    const f = (v) => Number(v).toFixed(PP);
+    el.textContent = `${t("Open")} ${f(c.open !== undefined ? c.open : c.o)}  ${t("High")} ${f(c.high !== undefined ? c.high : c.h)}  ` +
+      `${t("Low")} ${f(c.low !== undefined ? c.low : c.l)}  ${t("Close")} ${f(c.close !== undefined ? c.close : c.c)}`;
+  }
+  function average(n) {
+    const out = [];
+    let sum = 0;
+    for (let i = 0; i < candles.length; i++) {
+      sum += candles[i].c;
+      if (i >= n) sum -= candles[i - n].c;
+      if (i >= n - 1) out.push({ time: candles[i].t + TZ, value: sum / n });
+    }
+    return out;
+  }
+  function drawCandles() {
+    if (!chart) return;
+    series.candles.setData(candles.map((c) => ({ time: c.t + TZ, open: c.o, high: c.h, low: c.l, close: c.c })));
+    const showVol = $("opt-volume").checked, showMa = $("opt-ma").checked;
+    series.volume.setData(showVol ? candles.map((c) => ({ time: c.t + TZ, value: c.v, color: c.c >= c.o ? css("--buy-bg") : css("--sell-bg") })) : []);
+    MAS.forEach(([n], i) => series.ma[i].setData(showMa ? average(n) : []));
+    legend(null);
+  }
+  /** Polling has no k-line frames: its trades are folded into the current candle here. */
+  function foldTrade(ts, p, v) {
+    const start = Math.floor(ts / (period * 60)) * period * 60;
+    const last = candles[candles.length - 1];
+    if (last && last.t === start) { last.h = Math.max(last.h, p); last.l = Math.min(last.l, p); last.c = p; last.v += v; }
+    else if (!last || start > last.t) candles.push({ t: start, o: p, h: p, l: p, c: p, v });
+    drawCandles();
+  }
   async function loadCandles() {
     const p = period;
     let out = null;
     if (kAvailable) {
       try {
-        const resp = await fetch(`/api/v2/k?market=${market}&period=${p}&limit=200`, { headers: { Accept: "application/json" } });
+        const resp = await fetch(`/api/v2/k?market=${market}&period=${p}&limit=300`, { headers: { Accept: "application/json" } });
         if (resp.ok) {
           const rows = await resp.json();
           if (Array.isArray(rows)) out = rows.map((r) => ({ t: r[0], o: +r[1], h: +r[2], l: +r[3], c: +r[4], v: +r[5] })).filter((c) => c.v > 0 || c.h > 0);
         } else if (resp.status === 404) kAvailable = false;
-      } catch (e) { /* fall back to trades */ }
-    }
-    if (out === null) {
-      try {
-        const trades = await E.getJSON(`/api/v2/trades?market=${market}&limit=1000`);
-        out = CandleChart.fromTrades(trades.map((x) => ({ t: Date.parse(x.created_at) / 1000, p: parseFloat(x.price), v: parseFloat(x.volume) })), p);
-      } catch (e) { out = []; }
+      } catch (e) { /* no candles this time */ }
     }
     if (p !== period) return; // the member switched period meanwhile
-    candles = out;
-    chart.setData(candles, period);
+    candles = out || [];
+    drawCandles();
   }
-  if (canvas && CandleChart) {
-    chart = new CandleChart(canvas, { pricePrecision: PP, volumePrecision: VP, t });
+  if (chart) {
     for (const b of document.querySelectorAll(".periods button")) {
       b.addEventListener("click", () => {
         const old = period;
@@ -304,12 +390,48 @@
         loadCandles();
       });
     }
+    for (const id of ["opt-volume", "opt-ma"]) $(id).addEventListener("change", drawCandles);
     loadCandles();
     setInterval(loadCandles, 60000);
   }
+  for (const b of document.querySelectorAll("[data-view]")) {
+    b.addEventListener("click", () => {
+      const view = b.dataset.view;
+      for (const o of document.querySelectorAll("[data-view]")) {
+        o.classList.toggle("active", o === b);
+        o.setAttribute("aria-pressed", o === b ? "true" : "false");
+      }
+      $("chart").hidden = view !== "candles";
+      if (depthCanvas) depthCanvas.hidden = view !== "depth";
+      $("chart-box").dataset.view = view;
+      if (view === "depth" && depth) depth.draw();
+    });
+  }
+
+  // -- the pair menu: live prices, halts, search ----------------------------------------------------------
+  const menu = document.querySelector("#pair-menu [data-markets]");
+  const menuRow = (id) => menu && menu.querySelector(`li[data-market="${id}"]`);
+  function paintMenuTicker(x) { const row = menuRow(x.market); if (row) E.paintTicker(row, x); }
+  const pairSearch = $("pair-search");
+  if (pairSearch) pairSearch.addEventListener("input", () => E.filterMarkets(menu, pairSearch, false));
+
+  // -- a halted market: banner with the admin's reason, the form switched off ------------------------------
+  function onStatus(st) {
+    const row = menuRow(st.market);
+    if (row) E.paintStatus(row, st);
+    if (st.market !== market) return;
+    const was = root.dataset.halted === "1";
+    root.dataset.halted = st.halted ? "1" : "";
+    $("halt-banner").hidden = !st.halted;
+    $("halt-reason").textContent = st.halted && st.reason ? t("Reason: {reason}", { reason: st.reason }) : "";
+    const fields = $("order-fields");
+    if (fields) fields.disabled = !!st.halted;
+    if (st.halted && !was) { showStatus(t("Trading is halted"), false); E.toast(t("Trading on {market} is halted", { market: cfg.name }), "bad"); }
+    else if (!st.halted && was) { showStatus(t("Trading has resumed"), true); E.toast(t("Trading on {market} has resumed", { market: cfg.name }), "ok"); }
+  }
 
   // -- the member's orders, trades and balances ---------------------------------------------------------------
-  const mine = $("mine");
+  const mine = $("panel-mine");
   const csrf = mine ? mine.dataset.csrf : null;
   let balances = {};
   function cell(tr, text, cls) {
@@ -370,7 +492,23 @@
     labelRows(tbody);
     $(emptyId).hidden = rows.length > 0;
   }
+  let knownTrades = null; // ids of the member's trades already seen (null until the first answer)
+  /** A toast for each new fill of the member's: partial while the order is still open, else full. */
+  function announceFills(s) {
+    const ids = new Set(s.trades.map((x) => x.id));
+    if (knownTrades !== null) {
+      const open = new Set(s.open.map((o) => o.id));
+      for (const x of s.trades.slice().reverse()) {
+        if (knownTrades.has(x.id)) continue;
+        const partial = open.has(x.order_id);
+        E.toast(t(partial ? "{side} order partly filled: {volume} {base} at {price}" : "{side} order filled: {volume} {base} at {price}",
+          { side: x.side_label, volume: x.volume, base: cfg.base, price: x.price }), x.side === "buy" ? "ok" : "bad");
+      }
+    }
+    knownTrades = ids;
+  }
   function renderMine(s) {
+    announceFills(s);
     balances = s.balances;
     for (const code of Object.keys(s.balances)) {
       const b = s.balances[code];
@@ -391,6 +529,8 @@
       td.appendChild(cancelForm(o.id));
     });
     $("open-count").textContent = s.open.length;
+    const ca = $("cancel-all");
+    if (ca) ca.disabled = s.open.length === 0;
     fill("order-history", "history-empty", s.history, (tr, o) => {
       timeCell(tr, o.at);
       cell(tr, o.side_label, o.side);
@@ -445,10 +585,14 @@
     ev.preventDefault();
     const b = f.querySelector("button");
     if (f.classList.contains("cancel-form") && !window.confirm(t("Cancel this order?"))) return;
+    if (f.classList.contains("cancel-all-form") &&
+        !window.confirm(t("Cancel all {n} open orders in {market}?", { n: $("open-count").textContent, market: cfg.name }))) return;
     b.disabled = true;
     b.textContent = t("Cancelling…");
     const r = await E.postForm(f).catch(() => null);
-    showStatus(r && r.data ? r.data.message : t("Could not reach the exchange, retrying…"), r && r.ok);
+    const text = r && r.data ? r.data.message : t("Could not reach the exchange, retrying…");
+    showStatus(text, r && r.ok);
+    E.toast(text, r && r.ok ? "info" : "bad");
     feed.poke();
     await refreshMine();
     b.disabled = false;
@@ -462,6 +606,15 @@
   const priceIn = $("f-price"), volIn = $("f-volume");
   const side = () => (form.querySelector("input[name=side]:checked") || {}).value || "buy";
   const ordType = () => (form.querySelector("input[name=ord_type]:checked") || {}).value || "limit";
+  const tifSel = $("f-tif");
+  /** Post-only makes no sense for a market order: offered only where it applies. */
+  function syncTif() {
+    if (!tifSel) return;
+    const po = tifSel.querySelector('option[value="post_only"]');
+    const market = ordType() === "market";
+    po.disabled = market;
+    if (market && tifSel.value === "post_only") tifSel.value = "gtc";
+  }
   /** What a market order of `lots` would cost (buy) or bring (sell) in quote units at scale PP+VP. */
   function walkBook(lots) {
     const levels = side() === "buy" ? book.asks : book.bids;
@@ -476,31 +629,42 @@
     }
     return null;
   }
+  /** Would a limit order at `ticks` take from the book at once (then it pays the taker rate)? */
+  function crosses(ticks) {
+    const best = side() === "buy" ? book.asks[0] : book.bids[0];
+    if (!best) return false;
+    const b = toUnits(fixed(best[0], PP), PP);
+    return side() === "buy" ? ticks >= b : ticks <= b;
+  }
   function updateSummary() {
     if (!form) return;
     const lots = toUnits(volIn.value, VP);
     const isBuy = side() === "buy";
-    const taker = BigInt(cfg.takerFee);
-    let total = null;
+    const type = ordType();
+    const tif = tifSel ? tifSel.value : "gtc";
+    let total = null, ticks = null;
     if (lots !== null && lots > 0n) {
-      if (ordType() === "limit") {
-        const ticks = toUnits(priceIn.value, PP);
+      if (type === "market") total = walkBook(lots);
+      else {
+        ticks = toUnits(priceIn.value, PP);
         if (ticks !== null) total = ticks * lots;
-      } else {
-        total = walkBook(lots);
       }
     }
+    // the rate in force: a post-only or a resting limit order pays the maker rate, anything that takes the taker rate
+    const maker = type === "stop_limit" ? false : tif === "post_only" || (type === "limit" && ticks !== null && !crosses(ticks) && tif === "gtc");
+    const rate = BigInt(maker ? cfg.makerFee : cfg.takerFee);
     const totalEl = $("of-total"), feeEl = $("of-fee");
     $("of-fee-cur").textContent = isBuy ? cfg.base : cfg.quote;
+    $("of-rates").dataset.role = maker ? "maker" : "taker";
     if (total === null) {
-      totalEl.textContent = lots !== null && ordType() === "market" && lots > 0n ? t("Not enough orders in the book for this amount") : "—";
+      totalEl.textContent = lots !== null && type === "market" && lots > 0n ? t("Not enough orders in the book for this amount") : "—";
       feeEl.textContent = "—";
       return;
     }
-    totalEl.textContent = (ordType() === "market" ? "≈ " : "") + fromUnits(total, PP + VP);
-    // the fee is a share of what the member receives: base when buying, quote when selling (at most the taker rate)
-    const fee = isBuy ? rescale(lots * taker, VP + 8, BP, true) : rescale(total * taker, PP + VP + 8, QP, true);
-    feeEl.textContent = fromUnits(fee, isBuy ? BP : QP);
+    totalEl.textContent = (type === "market" ? "≈ " : "") + money(total, PP + VP, cfg.quoteShown);
+    // the fee is a share of what the member receives: base when buying, quote when selling
+    const fee = isBuy ? rescale(lots * rate, VP + 8, BP, true) : rescale(total * rate, PP + VP + 8, QP, true);
+    feeEl.textContent = `${money(fee, isBuy ? BP : QP, isBuy ? cfg.baseShown : cfg.quoteShown)} (${maker ? t("maker") : t("taker")})`;
   }
   /** Errors go when the member edits what they are about (all of them when `name` is empty). */
   function clearErrors(name) {
@@ -546,15 +710,19 @@
     // between mousedown and mouseup on the submit button would swallow the click).
     form.addEventListener("input", (ev) => { clearErrors(ev.target.name); updateSummary(); });
     form.addEventListener("change", updateSummary);
+    const takePrice = (ev) => {
+      const tr = ev.target.closest("tr[data-price]");
+      if (!tr || !priceIn) return;
+      priceIn.value = tr.dataset.price;
+      if (ordType() === "market") $("type-limit").checked = true;
+      syncTif();
+      updateSummary();
+    };
     for (const tb of [$("asks"), $("bids")]) {
-      tb.addEventListener("click", (ev) => {
-        const tr = ev.target.closest("tr[data-price]");
-        if (!tr || !priceIn) return;
-        priceIn.value = tr.dataset.price;
-        $("type-limit").checked = true;
-        updateSummary();
-      });
+      tb.addEventListener("click", takePrice);
+      tb.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); takePrice(ev); } });
     }
+    form.addEventListener("change", syncTif);
     for (const b of form.querySelectorAll("[data-pct]")) {
       b.addEventListener("click", () => {
         const pct = BigInt(b.dataset.pct);
@@ -581,12 +749,13 @@
       clearErrors();
       const btn = $("order-submit");
       btn.disabled = true;
-      const extra = ordType() === "market" ? { price: "" } : null;
+      const extra = ordType() === "market" ? { price: "", stop_price: "" } : ordType() === "limit" ? { stop_price: "" } : null;
       const r = await E.postForm(form, extra).catch(() => null);
       btn.disabled = false;
       if (!r || !r.data) { showStatus(t("Could not reach the exchange, retrying…"), false); return; }
       if (r.ok) {
         showStatus(r.data.message, true);
+        E.toast(r.data.message, "info");
         volIn.value = "";
         updateSummary();
         refreshMine();
@@ -594,6 +763,7 @@
       } else {
         showStatus("", false);
         showErrors(r.data.errors);
+        if (r.data.errors && r.data.errors[""]) E.toast(r.data.errors[""], "bad");
       }
     });
     updateSummary();
@@ -608,7 +778,18 @@
     if (last && last.t === c.t) candles[candles.length - 1] = c;
     else if (!last || c.t > last.t) candles.push(c);
     else return;
-    chart.setData(candles, period);
+    drawCandles();
   }
-  feed.start({ depth: onDepth, trades: onTrades, ticker: onTicker, kline: onKline });
+
+  // -- phone: one view at a time (chart, book, trades, orders) under the ticker -----------------------------
+  for (const b of document.querySelectorAll(".phone-tabs [data-phone]")) {
+    b.addEventListener("click", () => {
+      root.dataset.phone = b.dataset.phone;
+      for (const o of document.querySelectorAll(".phone-tabs [data-phone]")) {
+        o.classList.toggle("active", o === b);
+        o.setAttribute("aria-selected", o === b ? "true" : "false");
+      }
+    });
+  }
+  feed.start({ depth: onDepth, trades: onTrades, ticker: onTicker, kline: onKline, status: onStatus });
 })();

@@ -1,0 +1,169 @@
+"""Notices to members about their money and their identity check: a toast on the pages and, for the
+events that matter, a mail in the member's language.
+
+Deposits are credited by the wallet actors, withdrawals change state in the wallet actors, the
+security module and the admin area, KYC decisions in the admin area: rather than asking each of them
+to remember to tell the member, this reads what they stored. Every node scans the rows changed since
+its last look (indexed timestamps, a few seconds of overlap) and writes one `notices` row per event;
+the unique key (kind, row, state) lets exactly one node win the insert, and that node sends the mail.
+A node that was down catches up on the last `CATCH_UP_MS` when it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from node.mail import Mail, Mailer, MailError
+from node.money import format_units
+from node.web.i18n import N_, Translator, translator
+
+if TYPE_CHECKING:
+    from node.exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+POLL_S = 2.0
+OVERLAP_MS = 10_000  # rows committed a little out of timestamp order are still seen
+CATCH_UP_MS = 3_600_000
+
+DEPOSIT, WITHDRAW, KYC = "deposit", "withdraw", "kyc"
+MAILED = {(DEPOSIT, "accepted"), (WITHDRAW, "done"), (WITHDRAW, "rejected"), (WITHDRAW, "canceled"), (WITHDRAW, "failed"),
+          (KYC, "verified"), (KYC, "rejected")}
+
+TEXTS: dict[tuple[str, str], tuple[str, str]] = {
+    # (kind, state): (one line for a toast and a subject, the body of the mail)
+    (DEPOSIT, "accepted"): (N_("Deposit of {amount} {cur} credited"), N_(
+        "Hello,\n\nYour deposit of {amount} {cur} is credited to your {site} account and can be traded now.\n\n"
+        "Transaction: {txid}\n")),
+    (WITHDRAW, "submitted"): (N_("Withdrawal {sn} of {amount} {cur} confirmed: waiting to be checked and sent"), ""),
+    (WITHDRAW, "accepted"): (N_("Withdrawal {sn} of {amount} {cur} approved: it will be sent shortly"), ""),
+    (WITHDRAW, "processing"): (N_("Withdrawal {sn} of {amount} {cur} is being sent"), ""),
+    (WITHDRAW, "suspect"): (N_("Withdrawal {sn} of {amount} {cur} is held for a review by our staff"), ""),
+    (WITHDRAW, "done"): (N_("Withdrawal {sn} of {amount} {cur} sent"), N_(
+        "Hello,\n\nYour withdrawal {sn} of {amount} {cur} from your {site} account was sent to {address}.\n\n"
+        "Transaction: {txid}\n")),
+    (WITHDRAW, "rejected"): (N_("Withdrawal {sn} of {amount} {cur} rejected"), N_(
+        "Hello,\n\nYour withdrawal {sn} of {amount} {cur} from your {site} account was rejected by our staff. "
+        "The funds are available in your account again.\n\nReason: {reason}\n")),
+    (WITHDRAW, "canceled"): (N_("Withdrawal {sn} of {amount} {cur} cancelled"), N_(
+        "Hello,\n\nYour withdrawal {sn} of {amount} {cur} from your {site} account was cancelled "
+        "({reason}). The funds are available in your account again.\n")),
+    (WITHDRAW, "failed"): (N_("Withdrawal {sn} of {amount} {cur} failed"), N_(
+        "Hello,\n\nYour withdrawal {sn} of {amount} {cur} from your {site} account could not be sent. "
+        "The funds are available in your account again.\n\nReason: {reason}\n")),
+    (KYC, "verified"): (N_("Your identity is verified (level {level})"), N_(
+        "Hello,\n\nYour identity documents at {site} are checked and accepted: your account is verified "
+        "at level {level}, with the limits of that level.\n")),
+    (KYC, "rejected"): (N_("Your identity check was not accepted"), N_(
+        "Hello,\n\nYour identity documents at {site} could not be accepted.\n\nReason: {reason}\n\n"
+        "You can send them again from the identity verification page.\n")),
+}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def text(n: dict[str, Any], _: Translator) -> str:
+    """The notice's one line in the language of `_`."""
+    line = TEXTS.get((n["kind"], n["state"].split(":")[0]))
+    detail = n["detail"] if isinstance(n["detail"], dict) else json.loads(n["detail"] or "{}")
+    return _(line[0], **detail) if line else ""
+
+
+class Notices:
+    def __init__(self, ex: Exchange, mailer: Callable[[], Mailer], site: str) -> None:
+        self.ex = ex
+        self.mailer = mailer
+        self.site = site
+        self.since = _now_ms() - CATCH_UP_MS
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="notices")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.scan()
+            except Exception as e:  # the store is away for a moment: next round
+                log.warning("notices: scan failed: %r", e)
+            await asyncio.sleep(POLL_S)
+
+    async def scan(self) -> int:
+        """One look at what changed; returns how many new notices were written."""
+        start = _now_ms()
+        since = self.since - OVERLAP_MS
+        cur = self.ex.config.currencies
+        found: list[tuple[int, str, int, str, dict[str, Any]]] = []
+        for d in await self.ex.store.fetch(
+                "SELECT id, member_id, currency, amount, txid, state FROM deposits WHERE done_at >= ? AND state = 'accepted'",
+                since):
+            c = cur.get(d["currency"])
+            if c is not None:
+                found.append((int(d["member_id"]), DEPOSIT, int(d["id"]), "accepted", {
+                    "amount": format_units(int(d["amount"]), c.precision), "cur": c.symbol, "txid": d["txid"] or "—",
+                    "currency": c.code}))
+        for w in await self.ex.store.fetch(
+                "SELECT id, sn, member_id, currency, amount, address, state, note, txid FROM withdraws WHERE updated_at >= ?", since):
+            c = cur.get(w["currency"])
+            if c is None or w["state"] in ("submitting",):
+                continue
+            found.append((int(w["member_id"]), WITHDRAW, int(w["id"]), str(w["state"]), {
+                "sn": w["sn"], "amount": format_units(int(w["amount"]), c.precision), "cur": c.symbol,
+                "address": w["address"], "txid": w["txid"] or "—", "reason": w["note"] or "—", "currency": c.code}))
+        for k in await self.ex.store.fetch(
+                "SELECT member_id, state, level, reason, updated_at FROM kyc_profiles WHERE updated_at >= ? "
+                "AND state IN ('verified', 'rejected')", since):
+            found.append((int(k["member_id"]), KYC, int(k["member_id"]), f"{k['state']}:{int(k['updated_at'])}",
+                          {"level": int(k["level"]), "reason": k["reason"] or "—"}))
+        written = 0
+        for member_id, kind, ref, state, detail in found:
+            if await self._record(member_id, kind, ref, state, detail):
+                written += 1
+        self.since = start
+        return written
+
+    async def _record(self, member_id: int, kind: str, ref: int, state: str, detail: dict[str, Any]) -> bool:
+        n = await self.ex.store.execute(
+            "INSERT INTO notices (member_id, kind, ref_id, state, detail, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, ref_id, state) DO NOTHING",
+            member_id, kind, ref, state, json.dumps(detail, ensure_ascii=False), _now_ms())
+        if n != 1:
+            return False  # another node (or an earlier look) has it
+        if (kind, state.split(":")[0]) in MAILED:
+            await self._mail(member_id, kind, state.split(":")[0], detail)
+        return True
+
+    async def _mail(self, member_id: int, kind: str, state: str, detail: dict[str, Any]) -> None:
+        row = await self.ex.store.fetchrow("SELECT email, lang FROM members WHERE id = ?", member_id)
+        if row is None:
+            return
+        _ = translator(str(row["lang"] or "en"))
+        subject, body = TEXTS[(kind, state)]
+        params = {**detail, "site": self.site}
+        try:
+            await self.mailer().send(Mail(row["email"], f"{self.site}: {_(subject, **params)}", _(body, **params)))
+        except MailError as e:
+            log.warning("notices: mail to member %s about %s %s not sent: %s", member_id, kind, state, e)
+
+    async def of_member(self, member_id: int, after: int, limit: int = 20) -> list[dict[str, Any]]:
+        rows = await self.ex.store.fetch(
+            "SELECT * FROM notices WHERE member_id = ? AND id > ? ORDER BY id LIMIT ?", member_id, after, limit)
+        return [dict(r) for r in rows]
+
+    async def last_id(self, member_id: int) -> int:
+        v = await self.ex.store.fetchval("SELECT MAX(id) FROM notices WHERE member_id = ?", member_id)
+        return int(v or 0)
