@@ -303,9 +303,11 @@ async def test_a_halted_market_refuses_orders_until_it_is_resumed(node: NodeProc
             # -- the trader sees it at once, with the reason, on the market page, the pair menu and the home list ------
             await expect(ann.locator("#halt-banner")).to_be_visible(timeout=WAIT_MS)
             await expect(ann.locator("#halt-reason")).to_have_text("Reason: matching engine upgrade", timeout=WAIT_MS)
-            await expect(ann.locator("#order-fields")).to_be_disabled()
+            await expect(ann.locator("#order-fields")).to_have_attribute("disabled", "")
             await expect(ann.locator("#order-submit")).to_be_disabled()
-            await expect(ann.locator("#pair-menu li[data-market=btcusd] [data-k=halted]")).to_be_visible()
+            tag = ann.locator("#pair-menu li[data-market=btcusd] [data-k=halted]")  # in the closed menu
+            await expect(tag).to_have_text("Halted")
+            await expect(tag).not_to_have_attribute("hidden", "")
             await expect(home.locator("tr[data-market=btcusd] [data-k=halted]")).to_be_visible(timeout=WAIT_MS)
             await expect(home.locator("tr[data-market=btcusd] [data-k=reason]")).to_have_text("matching engine upgrade")
             await expect(home.locator("tr[data-market=ltcbtc] [data-k=halted]")).to_be_hidden()
@@ -320,7 +322,7 @@ async def test_a_halted_market_refuses_orders_until_it_is_resumed(node: NodeProc
             await boss.goto(base + "/admin/markets")
             await ann.reload()  # and after a reload
             await expect(ann.locator("#halt-reason")).to_have_text("Reason: matching engine upgrade")
-            await expect(ann.locator("#order-fields")).to_be_disabled()
+            await expect(ann.locator("#order-fields")).to_have_attribute("disabled", "")
             with pytest.raises(ApiError) as info:
                 await api.post("/orders", market="btcusd", side="buy", volume="0.1", price="30000")
             assert info.value.code == 3002 and info.value.status == 400

@@ -394,10 +394,10 @@
     loadCandles();
     setInterval(loadCandles, 60000);
   }
-  for (const b of document.querySelectorAll("[data-view]")) {
+  for (const b of document.querySelectorAll("button[data-view]")) {
     b.addEventListener("click", () => {
       const view = b.dataset.view;
-      for (const o of document.querySelectorAll("[data-view]")) {
+      for (const o of document.querySelectorAll("button[data-view]")) {
         o.classList.toggle("active", o === b);
         o.setAttribute("aria-pressed", o === b ? "true" : "false");
       }
