@@ -262,7 +262,7 @@ async def test_halting_a_market_refuses_orders_with_a_clear_error_until_resumed(
         assert info.value.body["error"]["message"] == "market btcusd is halted, trading is paused"
         status, body = await ann.post("/markets/btcusd/orders", {"side": "buy", "ord_type": "limit", "price": "100",
                                                                  "volume": "0.1"})
-        assert status == 400 and ann.general_error() == "market btcusd is halted, trading is paused"
+        assert status == 400 and ann.general_error() == "Trading on BTC/USD is halted: no new orders until it resumes"
         await api.post("/orders", market="ltcbtc", side="buy", volume="1", price="0.001")  # other markets trade on
         await boss.post("/admin/markets/btcusd/resume", {})
         assert "resumed" in flash(boss)
