@@ -106,28 +106,20 @@ async def markets(ex: Exchange) -> list[dict[str, Any]]:
     return out
 
 
-async def nodes(ex: Exchange) -> list[dict[str, Any]]:
-    """This node's status from memory, the others' from their ops endpoint (served to loopback only,
-    so a node on another host shows as "not reachable from here" with the markets its leases say)."""
-    import aiohttp
+async def nodes(ex: Exchange) -> dict[str, Any]:
+    """Every node and market as the store tells it (heartbeats and leases), so this page shows the
+    same truth on any node: owners, epochs, lease ages, standbys and the problems `status` names."""
+    from node.ownership import cluster_view
 
-    here = await ex.cluster_status()
-    leases = here.get("leases", [])
-    out = [{"name": ex.node.name, "here": True, "status": here}]
-    for name, conf in ex.config.nodes.items():
-        if name == ex.node.name:
-            continue
-        status = None
-        try:
-            timeout = aiohttp.ClientTimeout(total=NODE_TIMEOUT)
-            async with aiohttp.ClientSession(timeout=timeout) as s, s.get(f"http://{conf.host}:{conf.port}/ops/status") as r:
-                if r.status == 200:
-                    status = await r.json()
-        except Exception:  # down, or another host: shown as not reachable
-            status = None
-        out.append({"name": name, "here": False, "status": status,
-                    "markets": [le["market"] for le in leases if le.get("node") == name]})
-    return out
+    view = await cluster_view(ex.store, ex.config, ex.leases.liveness.gone if ex.leases.liveness else None)
+    here = ex.status()
+    rows = []
+    for name in ex.config.nodes:
+        n = view["nodes"].get(name)
+        status = here if name == ex.node.name else (n or {}).get("status") if n and n["alive"] else None
+        rows.append({"name": name, "here": name == ex.node.name, "alive": bool(n and n["alive"]) or name == ex.node.name,
+                     "status": status, "boot": (n or {}).get("boot"), "seen_ago_ms": (n or {}).get("seen_ago_ms")})
+    return {"nodes": rows, "markets": view["markets"], "problems": view["problems"]}
 
 
 def _day(ms: int) -> str:
