@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from heapq import heappop, heappush
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar, Final
 
 from .order import (
     BUY,
@@ -60,13 +60,13 @@ from .order import (
 )
 
 #: Largest price/volume accepted: they are stored as signed 64-bit integers (BIGINT).
-MAX_VALUE = (1 << 63) - 1
+MAX_VALUE: Final = (1 << 63) - 1
 #: A key below every possible level key: market orders cross any price.
-_NO_LIMIT = -(1 << 64)
+_NO_LIMIT: Final = -(1 << 64)
 _new = object.__new__
 #: True when this module runs compiled by mypyc, whose native classes cannot be made with
 #: ``object.__new__`` (the pure-Python build uses it to skip ``__init__`` frames in hot paths).
-_NATIVE = not __file__.endswith(".py")
+_NATIVE: Final = not __file__.endswith(".py")
 
 #: Stored strings -> the module's constants (one object each, and alive-by-identity for WAIT).
 _CONSTANTS = {c: c for c in (BUY, SELL, LIMIT, MARKET, STOP_LIMIT, GTC, IOC, FOK, POST_ONLY)}
@@ -78,46 +78,46 @@ LOAD_COLUMNS = ("id", "member_id", "side", "ord_type", "price", "volume", "remai
 #: A price level: [queue: deque[Order] in time priority, live remaining volume: int, dead entries: int].
 Level = list[Any]
 
-STP_CANCEL_TAKER = "cancel_taker"
-STP_CANCEL_MAKER = "cancel_maker"
-STP_NONE = "none"
+STP_CANCEL_TAKER: Final = "cancel_taker"
+STP_CANCEL_MAKER: Final = "cancel_maker"
+STP_NONE: Final = "none"
 _STP_CODES = {STP_NONE: 0, STP_CANCEL_TAKER: 1, STP_CANCEL_MAKER: 2}
 
 
 class EngineError(Exception):
     """Base of the engine's typed errors; ``code`` is stable for the API layer to map."""
 
-    code: str = "engine_error"
+    code: ClassVar[str] = "engine_error"
 
 
 class InvalidOrder(EngineError):
     """The order's fields are inconsistent (bad volume, price, type, tif, stop or funds)."""
 
-    code = "invalid_order"
+    code: ClassVar[str] = "invalid_order"
 
 
 class DuplicateOrder(EngineError):
     """The id is already resting in the book or waiting in the stop list."""
 
-    code = "duplicate_order"
+    code: ClassVar[str] = "duplicate_order"
 
 
 class OrderNotFound(EngineError):
     """No resting order or untriggered stop has this id (it may be done or cancelled)."""
 
-    code = "order_not_found"
+    code: ClassVar[str] = "order_not_found"
 
 
 class NotOwner(EngineError):
     """The order belongs to another member."""
 
-    code = "not_owner"
+    code: ClassVar[str] = "not_owner"
 
 
 class WouldCross(EngineError):
     """A post-only order would take liquidity: it is rejected and nothing changes."""
 
-    code = "would_cross"
+    code: ClassVar[str] = "would_cross"
 
 
 def _is_int(x: object) -> bool:
@@ -219,16 +219,18 @@ class Engine:
         orders = self._orders
         if oid in orders:
             raise DuplicateOrder(f"order {oid} is already in the book")
-        # MatchResult() inlined: saves the __init__ frame on every order.
-        res = _new(MatchResult)
-        res.trades = []
-        res.triggered = []
-        res.done = []
+        if _NATIVE:
+            res = MatchResult()
+        else:  # MatchResult() inlined: saves the __init__ frame on every order
+            res = _new(MatchResult)
+            res.trades = []
+            res.cancelled = []
+            res.triggered = []
+            res.done = []
+            res.rested = []
         if okeys and okeys[-1] >= lim:
             if tif == POST_ONLY:
                 raise WouldCross(f"post-only order {oid} would cross the book")
-            res.cancelled = []
-            res.rested = []
             self._execute(order, lim, tif, res)
             if res.trades and (self._buy_stops or self._sell_stops):
                 self._cascade(res, 0, [])
@@ -256,12 +258,10 @@ class Engine:
                 lv[0].append(order)
                 lv[1] += vol
             orders[oid] = order
-            res.rested = [order]
-            res.cancelled = []
+            res.rested.append(order)
         else:
             order.state = CANCEL
-            res.cancelled = [order]
-            res.rested = []
+            res.cancelled.append(order)
         return res
 
     def _submit_other(self, order: Order) -> MatchResult:
@@ -303,9 +303,14 @@ class Engine:
             raise InvalidOrder(f"bad order type {o.ord_type!r}")
         if o.tif not in TIFS:
             raise InvalidOrder(f"bad time in force {o.tif!r}")
-        for name in ("price", "volume", "stop_price", "funds", "remaining"):
-            if not _is_int(getattr(o, name)):
-                raise InvalidOrder(f"{name} must be an integer")
+        if not (
+            type(o.price) is int
+            and type(o.volume) is int
+            and type(o.stop_price) is int
+            and type(o.funds) is int
+            and type(o.remaining) is int
+        ):
+            raise InvalidOrder("price, volume, stop_price, funds and remaining must be integers")
         if not 0 < o.volume <= MAX_VALUE:
             raise InvalidOrder("volume must be positive")
         if o.remaining != o.volume:
@@ -403,12 +408,15 @@ class Engine:
                         if afford < v:
                             v = afford
                     fund = price * v
-                    t = new(Trade)
-                    t.id = tid
-                    t.price = price
-                    t.volume = v
-                    t.maker = maker
-                    t.taker = taker
+                    if _NATIVE:
+                        t = Trade(tid, price, v, maker, taker)
+                    else:
+                        t = new(Trade)
+                        t.id = tid
+                        t.price = price
+                        t.volume = v
+                        t.maker = maker
+                        t.taker = taker
                     trades.append(t)
                     tid += 1
                     used += fund
@@ -715,17 +723,19 @@ class Engine:
         if self._orders:
             raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
         new = _new
-        names = _CONSTANTS
+        tifs = _CONSTANTS
         ints: dict[int, int] = {}
         share = ints.setdefault
         orders: dict[int, Order] = {}
-        loaded: list[Order] = []
-        book: list[Order] = []
+        bid_levels: dict[int, Level] = {}
+        ask_levels: dict[int, Level] = {}
         stops: list[Order] = []
+        n = 0
         last_seq = 0
         in_order = True
         for row in rows:
-            oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq, triggered = row
+            (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
+             triggered) = row  # fmt: skip
             if (
                 type(oid) is not int
                 or type(member) is not int
@@ -741,13 +751,25 @@ class Engine:
                 or not 0 < price <= MAX_VALUE
             ):
                 raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
-            side = names.get(side)
-            ord_type = names.get(ord_type)
-            tif = names.get(tif)
-            if side not in SIDES or tif not in TIFS or ord_type not in (LIMIT, STOP_LIMIT):
-                raise InvalidOrder(f"order {oid} cannot rest (side, type or time in force)")
-            if oid in orders:
-                raise DuplicateOrder(f"order {oid} is already in the book")
+            if side == BUY:
+                side = BUY
+                key = price
+                levels = bid_levels
+            elif side == SELL:
+                side = SELL
+                key = -price
+                levels = ask_levels
+            else:
+                raise InvalidOrder(f"order {oid} has a bad side {side!r}")
+            if ord_type == LIMIT:
+                ord_type = LIMIT
+            elif ord_type == STOP_LIMIT:
+                ord_type = STOP_LIMIT
+            else:
+                raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
+            tif = tifs.get(tif)
+            if tif not in TIFS:
+                raise InvalidOrder(f"order {oid} has a bad time in force")
             if _NATIVE:
                 o = Order(oid, member, side, ord_type, price, volume, tif, stop_price, funds)
             else:
@@ -761,15 +783,15 @@ class Engine:
                 o.funds = funds
                 o.state = WAIT
             o.member_id = share(member, member)
-            o.price = share(price, price)
+            o.price = price = share(price, price)
             o.remaining = remaining
             o.funds_used = used
             o.trades_count = ntrades
             o.seq = seq
             o.triggered = bool(triggered)
             orders[oid] = o
-            loaded.append(o)
-            if ord_type == STOP_LIMIT and not triggered:
+            n += 1
+            if ord_type is STOP_LIMIT and not triggered:
                 if not 0 < stop_price <= MAX_VALUE:
                     raise InvalidOrder(f"stop order {oid} has no valid stop price")
                 stops.append(o)
@@ -779,27 +801,27 @@ class Engine:
                     raise InvalidOrder(f"order {oid} has no priority sequence")
                 in_order = False
             last_seq = seq
-            book.append(o)
-        if not in_order:
-            book.sort(key=_by_seq)
-            for a, b in zip(book, islice(book, 1, None), strict=False):
-                if a.seq == b.seq:
-                    raise InvalidOrder(f"orders {a.id} and {b.id} have the same seq {a.seq}")
-        bid_levels: dict[int, Level] = {}
-        ask_levels: dict[int, Level] = {}
-        for o in book:
-            if o.side == BUY:
-                key = o.price
-                levels = bid_levels
-            else:
-                key = -o.price
-                levels = ask_levels
             lv = levels.get(key)
             if lv is None:
-                levels[key] = [deque((o,)), o.remaining, 0]
+                levels[key] = [deque((o,)), remaining, 0]
             else:
                 lv[0].append(o)
-                lv[1] += o.remaining
+                lv[1] += remaining
+        if len(orders) != n:
+            raise DuplicateOrder("the rows hold the same order id twice")
+        if not in_order:  # rare: rebuild the levels from the orders sorted by seq
+            waiting = {id(o) for o in stops}
+            book = sorted((o for o in orders.values() if id(o) not in waiting), key=_by_seq)
+            for x, y in zip(book, islice(book, 1, None), strict=False):
+                if x.seq == y.seq:
+                    raise InvalidOrder(f"orders {x.id} and {y.id} have the same seq {x.seq}")
+            for levels in (bid_levels, ask_levels):
+                for lv in levels.values():
+                    lv[0].clear()
+            for o in book:
+                lv = bid_levels[o.price] if o.side is BUY else ask_levels[-o.price]
+                lv[0].append(o)
+            last_seq = book[-1].seq
         bid_keys = sorted(bid_levels)
         ask_keys = sorted(ask_levels)
         if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
@@ -812,9 +834,9 @@ class Engine:
         buy_stops.sort()
         sell_stops.sort()
         self._buy_stops, self._sell_stops = buy_stops, sell_stops
-        if book and book[-1].seq >= self.next_seq:
-            self.next_seq = book[-1].seq + 1
-        return loaded
+        if last_seq >= self.next_seq:
+            self.next_seq = last_seq + 1
+        return list(orders.values())
 
     # ------------------------------------------------------------------ queries
 
