@@ -30,6 +30,7 @@ given it), an identity test.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from bisect import bisect_left, insort
 from collections import deque
@@ -722,6 +723,17 @@ class Engine:
         """
         if self._orders:
             raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
+        # The cyclic collector would traverse the growing book again and again while a million
+        # orders are made; they hold no cycles, so it is paused for the load.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load(rows)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _load(self, rows: Iterable[Sequence[Any]]) -> list[Order]:
         new = _new
         tifs = _CONSTANTS
         ints: dict[int, int] = {}
