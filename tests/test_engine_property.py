@@ -5,15 +5,26 @@ correct rather than fast. Hypothesis drives both with the same random submits (e
 in force, few members so self-trade prevention happens, a narrow price range so orders cross) and
 cancels, and after each step compares trades, books, order states and the MatchResult lists.
 Finally the resting orders are restored into a new engine, which must give the same state hash.
+
+The engine has two builds, pure Python and compiled by mypyc (scripts/compile_engine.py): this file
+runs on the one this process imports, and once more, in a subprocess, on the other.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import node.market.engine
 from node.market import (
     BUY,
     CANCEL,
@@ -347,3 +358,47 @@ def test_engine_matches_reference_model(stp: str, last_price: int | None, ops: l
     rebuilt.check_consistency()
     assert rebuilt.state_hash() == engine.state_hash()
     assert rebuilt.depth(100) == engine.depth(100)
+
+    # Bulk recovery: the same orders as stored rows (strings and ints as fresh objects, as a
+    # database returns them), resting ones by seq and stops anywhere, give the same book too.
+    def row(o: Order) -> tuple:
+        return (o.id, o.member_id, "".join(o.side), "".join(o.ord_type), o.price, o.volume, o.remaining,
+                "".join(o.tif), o.stop_price, o.funds, o.funds_used, o.trades_count, o.seq, int(o.triggered))  # fmt: skip
+
+    stops = engine.stop_orders()
+    book = sorted([*engine.orders(SELL), *engine.orders(BUY)], key=lambda o: o.seq)
+    loaded = Engine("prop", stp=stp)
+    got = loaded.load([row(o) for o in [*stops[: len(stops) // 2], *book, *stops[len(stops) // 2 :]]])
+    assert sorted(o.id for o in got) == sorted(o.id for o in resting)
+    loaded.check_consistency()
+    assert loaded.state_hash() == engine.state_hash()
+    assert loaded.depth(100) == engine.depth(100)
+    assert loaded.next_seq == max((o.seq for o in book), default=0) + 1
+
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPILED = not node.market.engine.__file__.endswith(".py")
+
+
+def test_this_process_runs_the_expected_build() -> None:
+    want = os.environ.get("EXCHANGE_EXPECT_ENGINE")
+    if want:
+        assert ("compiled" if COMPILED else "pure") == want
+
+
+@pytest.mark.slow
+def test_the_other_build_passes_this_file_too(tmp_path: Path) -> None:
+    other = "pure" if COMPILED else "compiled"
+    if other == "compiled" and (importlib.util.find_spec("mypyc") is None or shutil.which("cc") is None):
+        pytest.skip("no mypyc or no C compiler: the compiled build cannot be made here")
+    build = [sys.executable, str(ROOT / "scripts" / "compile_engine.py"), "--into", str(tmp_path)]
+    subprocess.run([*build, *(["--pure"] if other == "pure" else [])], check=True, capture_output=True)
+    # cwd: tmp_path, whose node/market is the other build (`python -m` puts the cwd first on sys.path)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "EXCHANGE_EXPECT_ENGINE": other}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", __file__,
+         "-k", "not the_other_build"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "2 passed" in run.stdout, run.stdout[-1000:]

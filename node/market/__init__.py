@@ -1,6 +1,7 @@
 """Pure, synchronous, deterministic matching engine (no asyncio, no I/O, no float)."""
 
 from .engine import (
+    LOAD_COLUMNS,
     MAX_VALUE,
     STP_CANCEL_MAKER,
     STP_CANCEL_TAKER,
@@ -39,6 +40,7 @@ __all__ = [
     "GTC",
     "IOC",
     "LIMIT",
+    "LOAD_COLUMNS",
     "MARKET",
     "MAX_VALUE",
     "POST_ONLY",

@@ -3,13 +3,13 @@
 No I/O, no clock, no float: the market actor feeds orders in and persists what comes out, so the
 same sequence of calls must always give the same trades, ids, sequences and state hash.
 
-Book layout (chosen for pure-Python speed, see bench/bench_engine.py):
+Book layout (chosen for pure-Python speed and memory, see bench/bench_engine.py):
 
-* per side, ``levels``: dict key -> level, a level being the list ``[orders, total, deleted]``:
-  ``orders`` an insertion-ordered dict id -> Order (dict order is FIFO time priority, cancel is an
-  O(1) ``del``), ``total`` the level's aggregated remaining volume (depth costs nothing per order),
-  ``deleted`` the deletions since the dict was last rebuilt (see below). A list, not a class:
-  creating and indexing it is cheaper, and levels come and go all the time.
+* per side, ``levels``: dict key -> level, a level being the list ``[queue, total, dead]``:
+  ``queue`` a deque of the level's orders in time priority, ``total`` the level's aggregated
+  remaining volume of live orders (depth costs nothing per order), ``dead`` how many cancelled
+  orders the queue still holds. A list, not a class: creating and indexing it is cheaper, and
+  levels come and go all the time.
 * per side, ``keys``: a plain list of the side's level keys, sorted ascending with the BEST level at
   the END. Bids use key = price, asks use key = -price, so on both sides "better" is "bigger" and
   a taker crosses a level iff ``key >= lim`` (lim = -limit price for a buy, limit price for a sell).
@@ -19,20 +19,25 @@ Book layout (chosen for pure-Python speed, see bench/bench_engine.py):
 * stops: two lists of (stop_price, id) sorted ascending; the triggered ones are a prefix (buy stops)
   or a suffix (sell stops), found with one bisect.
 
-A dict used as a FIFO keeps the slots of deleted entries until it next grows, and iterating it
-scans them: a deep level eaten one order at a time would make every match start with a scan over
-all the orders already gone (O(n^2) overall). So a level's dict is rebuilt (compacted) once its
-deletions pass ``max(64, 10*sqrt(len))``, which balances the rebuild against the scan.
+A cancel is O(1): the order leaves ``_orders`` and its level's total at once, is marked
+``CANCEL``, and stays in its queue as a dead entry (8 bytes) that matching pops when it reaches it.
+A level whose live total falls to zero is dropped whole, dead entries included; a queue whose dead
+entries pass a quarter of its length is rebuilt without them, so dead orders never hold more than
+a third of the live ones' memory and the rebuild costs a few element copies per cancel. Every book
+entry is alive iff its ``state`` is the ``WAIT`` constant itself (orders that enter the book are
+given it), an identity test.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from heapq import heappop, heappush
 from itertools import islice
-from typing import Any
+from typing import Any, ClassVar, Final
 
 from .order import (
     BUY,
@@ -56,54 +61,64 @@ from .order import (
 )
 
 #: Largest price/volume accepted: they are stored as signed 64-bit integers (BIGINT).
-MAX_VALUE = (1 << 63) - 1
+MAX_VALUE: Final = (1 << 63) - 1
 #: A key below every possible level key: market orders cross any price.
-_NO_LIMIT = -(1 << 64)
+_NO_LIMIT: Final = -(1 << 64)
 _new = object.__new__
+#: True when this module runs compiled by mypyc, whose native classes cannot be made with
+#: ``object.__new__`` (the pure-Python build uses it to skip ``__init__`` frames in hot paths).
+_NATIVE: Final = not __file__.endswith(".py")
 
-#: A price level: [orders: dict[int, Order] in time priority, total remaining: int, deletions: int].
+#: Stored strings -> the module's constants (one object each, and alive-by-identity for WAIT).
+_CONSTANTS = {c: c for c in (BUY, SELL, LIMIT, MARKET, STOP_LIMIT, GTC, IOC, FOK, POST_ONLY)}
+
+#: The columns ``Engine.load`` reads from each row, in this order.
+LOAD_COLUMNS = ("id", "member_id", "side", "ord_type", "price", "volume", "remaining", "tif", "stop_price",
+                "funds", "funds_used", "trades_count", "seq", "triggered")
+
+#: A price level: [queue: deque[Order] in time priority, live remaining volume: int, dead entries: int].
 Level = list[Any]
 
-STP_CANCEL_TAKER = "cancel_taker"
-STP_CANCEL_MAKER = "cancel_maker"
-STP_NONE = "none"
+STP_CANCEL_TAKER: Final = "cancel_taker"
+STP_CANCEL_MAKER: Final = "cancel_maker"
+STP_NONE: Final = "none"
 _STP_CODES = {STP_NONE: 0, STP_CANCEL_TAKER: 1, STP_CANCEL_MAKER: 2}
 
 
 class EngineError(Exception):
     """Base of the engine's typed errors; ``code`` is stable for the API layer to map."""
 
-    code: str = "engine_error"
+    code: ClassVar[str] = "engine_error"
 
 
 class InvalidOrder(EngineError):
     """The order's fields are inconsistent (bad volume, price, type, tif, stop or funds)."""
 
-    code = "invalid_order"
+    code: ClassVar[str] = "invalid_order"
 
 
 class DuplicateOrder(EngineError):
     """The id is already resting in the book or waiting in the stop list."""
 
-    code = "duplicate_order"
+    code: ClassVar[str] = "duplicate_order"
 
 
 class OrderNotFound(EngineError):
     """No resting order or untriggered stop has this id (it may be done or cancelled)."""
 
-    code = "order_not_found"
+    code: ClassVar[str] = "order_not_found"
 
 
 class NotOwner(EngineError):
     """The order belongs to another member."""
 
-    code = "not_owner"
+    code: ClassVar[str] = "not_owner"
 
 
 class WouldCross(EngineError):
     """A post-only order would take liquidity: it is rejected and nothing changes."""
 
-    code = "would_cross"
+    code: ClassVar[str] = "would_cross"
 
 
 def _is_int(x: object) -> bool:
@@ -173,6 +188,7 @@ class Engine:
 
         Validation happens before anything changes, so an EngineError leaves the engine untouched.
         Plain limit orders take an inlined path (most traffic); the rest goes to _submit_other.
+        An Order object is submitted once: a cancelled one may still sit in a queue as a dead entry.
         """
         vol = order.volume
         price = order.price
@@ -186,6 +202,7 @@ class Engine:
             or order.ord_type != LIMIT
             or order.stop_price
             or order.funds
+            or order.state is not WAIT
             or tif not in TIFS
             or type(order.id) is not int
         ):
@@ -203,16 +220,18 @@ class Engine:
         orders = self._orders
         if oid in orders:
             raise DuplicateOrder(f"order {oid} is already in the book")
-        # MatchResult() inlined: saves the __init__ frame on every order.
-        res = _new(MatchResult)
-        res.trades = []
-        res.triggered = []
-        res.done = []
+        if _NATIVE:
+            res = MatchResult()
+        else:  # MatchResult() inlined: saves the __init__ frame on every order
+            res = _new(MatchResult)
+            res.trades = []
+            res.cancelled = []
+            res.triggered = []
+            res.done = []
+            res.rested = []
         if okeys and okeys[-1] >= lim:
             if tif == POST_ONLY:
                 raise WouldCross(f"post-only order {oid} would cross the book")
-            res.cancelled = []
-            res.rested = []
             self._execute(order, lim, tif, res)
             if res.trades and (self._buy_stops or self._sell_stops):
                 self._cascade(res, 0, [])
@@ -225,28 +244,25 @@ class Engine:
             if side == BUY:
                 key = price
                 levels = self._bid_levels
-                keys = self._bid_keys
             else:
                 key = -price
                 levels = self._ask_levels
-                keys = self._ask_keys
             lv = levels.get(key)
             if lv is None:
-                levels[key] = [{oid: order}, vol, 0]
+                levels[key] = [deque((order,)), vol, 0]
+                keys = self._bid_keys if side == BUY else self._ask_keys
                 if not keys or keys[-1] < key:
                     keys.append(key)
                 else:
                     insort(keys, key)
             else:
-                lv[0][oid] = order
+                lv[0].append(order)
                 lv[1] += vol
             orders[oid] = order
-            res.rested = [order]
-            res.cancelled = []
+            res.rested.append(order)
         else:
             order.state = CANCEL
-            res.cancelled = [order]
-            res.rested = []
+            res.cancelled.append(order)
         return res
 
     def _submit_other(self, order: Order) -> MatchResult:
@@ -288,13 +304,21 @@ class Engine:
             raise InvalidOrder(f"bad order type {o.ord_type!r}")
         if o.tif not in TIFS:
             raise InvalidOrder(f"bad time in force {o.tif!r}")
-        for name in ("price", "volume", "stop_price", "funds", "remaining"):
-            if not _is_int(getattr(o, name)):
-                raise InvalidOrder(f"{name} must be an integer")
+        if not (
+            type(o.price) is int
+            and type(o.volume) is int
+            and type(o.stop_price) is int
+            and type(o.funds) is int
+            and type(o.remaining) is int
+        ):
+            raise InvalidOrder("price, volume, stop_price, funds and remaining must be integers")
         if not 0 < o.volume <= MAX_VALUE:
             raise InvalidOrder("volume must be positive")
         if o.remaining != o.volume:
             raise InvalidOrder("remaining must equal volume for a new order")
+        if o.state != WAIT:
+            raise InvalidOrder(f"a new order's state must be {WAIT!r}")
+        o.state = WAIT  # the constant itself: book entries are told alive by identity
         if o.ord_type == MARKET:
             if o.price:
                 raise InvalidOrder("market order must not have a price")
@@ -320,10 +344,11 @@ class Engine:
         """Match a taker (limit, market or triggered stop), then rest, finish or cancel it.
 
         The hot loop takes liquidity from the opposite side while its best key is >= ``lim``.
-        Makers that are filled or removed by self-trade prevention are always a prefix of a
-        level, so a level is either dropped whole or loses that prefix once, after the loop.
-        Post-only was already checked for submitted limit orders; here it only concerns
-        triggered stops, which cannot be rejected any more and are therefore cancelled.
+        Makers that are filled, cancelled earlier (dead entries) or removed by self-trade
+        prevention are always at the front of a queue, so they are popped as they are met; a
+        level whose live total is used up is dropped whole. Post-only was already checked for
+        submitted limit orders; here it only concerns triggered stops, which cannot be rejected
+        any more and are therefore cancelled.
         """
         if taker.side == BUY:
             keys = self._ask_keys
@@ -349,16 +374,22 @@ class Engine:
             tmember = taker.member_id
             stp = self._stp
             tid0 = tid = self.next_trade_id
+            t = None
             while rem and keys:
                 k = keys[-1]
                 if k < lim:
                     break
                 lv = levels[k]
-                level = lv[0]
+                queue = lv[0]
+                total = lv[1]
                 price = k * sgn
                 taken = 0
-                consumed = 0
-                for maker in level.values():
+                while taken < total:  # live volume left in this level
+                    maker = queue[0]
+                    if maker.state is not WAIT:  # cancelled earlier: a dead entry
+                        queue.popleft()
+                        lv[2] -= 1
+                        continue
                     if budget and budget - used < price:
                         break  # a market buy stops when it cannot pay for one more lot
                     mrem = maker.remaining
@@ -369,8 +400,8 @@ class Engine:
                         maker.state = CANCEL  # cancel_maker
                         res.cancelled.append(maker)
                         del orders[maker.id]
+                        queue.popleft()
                         taken += mrem
-                        consumed += 1
                         continue
                     v = rem if rem < mrem else mrem
                     if budget:
@@ -378,12 +409,15 @@ class Engine:
                         if afford < v:
                             v = afford
                     fund = price * v
-                    t = new(Trade)
-                    t.id = tid
-                    t.price = price
-                    t.volume = v
-                    t.maker = maker
-                    t.taker = taker
+                    if _NATIVE:
+                        t = Trade(tid, price, v, maker, taker)
+                    else:
+                        t = new(Trade)
+                        t.id = tid
+                        t.price = price
+                        t.volume = v
+                        t.maker = maker
+                        t.taker = taker
                     trades.append(t)
                     tid += 1
                     used += fund
@@ -396,24 +430,20 @@ class Engine:
                         maker.state = DONE
                         done.append(maker)
                         del orders[maker.id]
-                        consumed += 1
+                        queue.popleft()
                         if not rem:
                             break
                     else:
                         maker.remaining = mrem - v
                         break
-                if consumed == len(level):
+                if taken == total:
                     del levels[k]
                     keys.pop()
                 else:
-                    if consumed:
-                        for oid in list(islice(level, consumed)):
-                            del level[oid]
-                        _deleted(lv, consumed)
-                    lv[1] -= taken
+                    lv[1] = total - taken
                     break
             taker.remaining = rem
-            if tid != tid0:
+            if t is not None:
                 taker.funds_used = used
                 taker.trades_count += tid - tid0
                 self.next_trade_id = tid
@@ -441,8 +471,16 @@ class Engine:
             k = keys[i]
             if k < lim:
                 return False
-            for maker in levels[k][0].values():
-                if stp and maker.member_id == member:
+            lv = levels[k]
+            if not stp:
+                need -= lv[1]
+                if need <= 0:
+                    return True
+                continue
+            for maker in lv[0]:
+                if maker.state is not WAIT:
+                    continue
+                if maker.member_id == member:
                     if stp == 1:
                         return False
                     continue  # cancel_maker: it would be removed, not traded
@@ -516,6 +554,7 @@ class Engine:
         seq = self.next_seq
         self.next_seq = seq + 1
         o.seq = seq
+        o.state = WAIT
         if o.side == BUY:
             key = o.price
             levels, keys = self._bid_levels, self._bid_keys
@@ -524,22 +563,23 @@ class Engine:
             levels, keys = self._ask_levels, self._ask_keys
         lv = levels.get(key)
         if lv is None:
-            levels[key] = [{o.id: o}, o.remaining, 0]
+            levels[key] = [deque((o,)), o.remaining, 0]
             if not keys or keys[-1] < key:
                 keys.append(key)
             else:
                 insort(keys, key)
         else:
-            lv[0][o.id] = o
+            lv[0].append(o)
             lv[1] += o.remaining
         self._orders[o.id] = o
 
     def _unlink(self, o: Order) -> None:
-        """Take a resting order or untriggered stop out of every index."""
+        """Take a resting order or untriggered stop out of every index (its queue entry dies)."""
         del self._orders[o.id]
         if o.ord_type == STOP_LIMIT and not o.triggered:
             self._remove_stop(o)
             return
+        o.state = CANCEL
         if o.side == BUY:
             key = o.price
             levels, keys = self._bid_levels, self._bid_keys
@@ -547,11 +587,10 @@ class Engine:
             key = -o.price
             levels, keys = self._ask_levels, self._ask_keys
         lv = levels[key]
-        level = lv[0]
-        del level[o.id]
-        if level:
-            lv[1] -= o.remaining
-            _deleted(lv, 1)
+        total = lv[1] - o.remaining
+        if total:
+            lv[1] = total
+            _dead(lv)
         else:
             del levels[key]
             if keys[-1] == key:
@@ -572,26 +611,25 @@ class Engine:
         else:
             # Inlined _unlink: cancels are a quarter of the traffic.
             del orders[order_id]
+            o.state = CANCEL
             if o.side == BUY:
                 key = o.price
                 levels = self._bid_levels
-                keys = self._bid_keys
             else:
                 key = -o.price
                 levels = self._ask_levels
-                keys = self._ask_keys
             lv = levels[key]
-            level = lv[0]
-            del level[order_id]
-            if level:
-                lv[1] -= o.remaining
+            total = lv[1] - o.remaining
+            if total:
+                lv[1] = total
                 n = lv[2] + 1
-                if n > 64 and n * n > 100 * len(level):
-                    lv[0] = dict(level)  # compact: see the module docstring
-                    n = 0
-                lv[2] = n
+                if n > 16 and 4 * n > len(lv[0]):
+                    _compact(lv)
+                else:
+                    lv[2] = n
             else:
                 del levels[key]
+                keys = self._bid_keys if o.side == BUY else self._ask_keys
                 if keys[-1] == key:
                     keys.pop()
                 else:
@@ -649,24 +687,168 @@ class Engine:
             crossed = bool(okeys) and okeys[-1] >= o.price
         if crossed:
             raise InvalidOrder(f"order {o.id} would cross the restored book")
+        o.state = WAIT
         lv = levels.get(key)
         if lv is None:
-            levels[key] = [{o.id: o}, o.remaining, 0]
+            levels[key] = [deque((o,)), o.remaining, 0]
             insort(keys, key)
         else:
-            level = lv[0]
-            last = next(reversed(level.values()))
-            if last.seq >= o.seq:
+            queue = lv[0]
+            if queue[-1].seq >= o.seq:  # the last entry may be dead, but its seq still orders it
                 # Out of order: keep the level sorted by seq (rare, so a plain rebuild).
-                if any(x.seq == o.seq for x in level.values()):
+                live = [x for x in queue if x.state is WAIT]
+                if any(x.seq == o.seq for x in live):
                     raise InvalidOrder(f"order {o.id}: seq {o.seq} already used at this price")
-                lv[0] = {x.id: x for x in sorted([*level.values(), o], key=_by_seq)}
+                live.append(o)
+                live.sort(key=_by_seq)
+                lv[0] = deque(live)
+                lv[2] = 0
             else:
-                level[o.id] = o
+                queue.append(o)
             lv[1] += o.remaining
         self._orders[o.id] = o
         if o.seq >= self.next_seq:
             self.next_seq = o.seq + 1
+
+    def load(self, rows: Iterable[Sequence[Any]]) -> list[Order]:
+        """Recovery in bulk: build the whole book of an empty engine from stored rows at once.
+
+        Each row is ``LOAD_COLUMNS``, as the store holds them, resting orders ascending by
+        ``seq`` (a row out of order costs one sort) and waiting stops anywhere. The book is built
+        beside the engine and only installed when every row passed the checks of ``restore``,
+        so an error leaves the engine empty. Sides, types and times in force become the module's
+        constants and equal prices and members share one int object: rows read from a database
+        carry a fresh object for each, which would otherwise cost ~150 bytes per resting order.
+        Returns the orders in the rows' order.
+        """
+        if self._orders:
+            raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
+        # The cyclic collector would traverse the growing book again and again while a million
+        # orders are made; they hold no cycles, so it is paused for the load.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load(rows)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _load(self, rows: Iterable[Sequence[Any]]) -> list[Order]:
+        new = _new
+        tifs = _CONSTANTS
+        ints: dict[int, int] = {}
+        share = ints.setdefault
+        orders: dict[int, Order] = {}
+        bid_levels: dict[int, Level] = {}
+        ask_levels: dict[int, Level] = {}
+        stops: list[Order] = []
+        n = 0
+        last_seq = 0
+        in_order = True
+        for row in rows:
+            (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
+             triggered) = row  # fmt: skip
+            if (
+                type(oid) is not int
+                or type(member) is not int
+                or type(price) is not int
+                or type(volume) is not int
+                or type(remaining) is not int
+                or type(stop_price) is not int
+                or type(funds) is not int
+                or type(used) is not int
+                or type(ntrades) is not int
+                or type(seq) is not int
+                or not 0 < remaining <= volume
+                or not 0 < price <= MAX_VALUE
+            ):
+                raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
+            if side == BUY:
+                side = BUY
+                key = price
+                levels = bid_levels
+            elif side == SELL:
+                side = SELL
+                key = -price
+                levels = ask_levels
+            else:
+                raise InvalidOrder(f"order {oid} has a bad side {side!r}")
+            if ord_type == LIMIT:
+                ord_type = LIMIT
+            elif ord_type == STOP_LIMIT:
+                ord_type = STOP_LIMIT
+            else:
+                raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
+            tif = tifs.get(tif)
+            if tif not in TIFS:
+                raise InvalidOrder(f"order {oid} has a bad time in force")
+            if _NATIVE:
+                o = Order(oid, member, side, ord_type, price, volume, tif, stop_price, funds)
+            else:
+                o = new(Order)
+                o.id = oid
+                o.side = side
+                o.ord_type = ord_type
+                o.volume = volume
+                o.tif = tif
+                o.stop_price = stop_price
+                o.funds = funds
+                o.state = WAIT
+            o.member_id = share(member, member)
+            o.price = price = share(price, price)
+            o.remaining = remaining
+            o.funds_used = used
+            o.trades_count = ntrades
+            o.seq = seq
+            o.triggered = bool(triggered)
+            orders[oid] = o
+            n += 1
+            if ord_type is STOP_LIMIT and not triggered:
+                if not 0 < stop_price <= MAX_VALUE:
+                    raise InvalidOrder(f"stop order {oid} has no valid stop price")
+                stops.append(o)
+                continue
+            if seq <= last_seq:
+                if seq <= 0:
+                    raise InvalidOrder(f"order {oid} has no priority sequence")
+                in_order = False
+            last_seq = seq
+            lv = levels.get(key)
+            if lv is None:
+                levels[key] = [deque((o,)), remaining, 0]
+            else:
+                lv[0].append(o)
+                lv[1] += remaining
+        if len(orders) != n:
+            raise DuplicateOrder("the rows hold the same order id twice")
+        if not in_order:  # rare: rebuild the levels from the orders sorted by seq
+            waiting = {id(o) for o in stops}
+            book = sorted((o for o in orders.values() if id(o) not in waiting), key=_by_seq)
+            for x, y in zip(book, islice(book, 1, None), strict=False):
+                if x.seq == y.seq:
+                    raise InvalidOrder(f"orders {x.id} and {y.id} have the same seq {x.seq}")
+            for levels in (bid_levels, ask_levels):
+                for lv in levels.values():
+                    lv[0].clear()
+            for o in book:
+                lv = bid_levels[o.price] if o.side is BUY else ask_levels[-o.price]
+                lv[0].append(o)
+            last_seq = book[-1].seq
+        bid_keys = sorted(bid_levels)
+        ask_keys = sorted(ask_levels)
+        if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
+            raise InvalidOrder(f"the loaded book is crossed (bid {bid_keys[-1]}, ask {-ask_keys[-1]})")
+        self._orders = orders
+        self._bid_levels, self._bid_keys = bid_levels, bid_keys
+        self._ask_levels, self._ask_keys = ask_levels, ask_keys
+        buy_stops = [(o.stop_price, o.id) for o in stops if o.side == BUY]
+        sell_stops = [(o.stop_price, o.id) for o in stops if o.side == SELL]
+        buy_stops.sort()
+        sell_stops.sort()
+        self._buy_stops, self._sell_stops = buy_stops, sell_stops
+        if last_seq >= self.next_seq:
+            self.next_seq = last_seq + 1
+        return list(orders.values())
 
     # ------------------------------------------------------------------ queries
 
@@ -711,7 +893,9 @@ class Engine:
         else:
             raise InvalidOrder(f"bad side {side!r}")
         for k in reversed(keys):
-            yield from levels[k][0].values()
+            for o in levels[k][0]:
+                if o.state is WAIT:
+                    yield o
 
     def stop_orders(self) -> list[Order]:
         """Untriggered stop orders, by id (not part of the book, not in depth)."""
@@ -773,29 +957,35 @@ class Engine:
                 fail(f"{side} keys and levels disagree")
             for k in keys:
                 lv = levels[k]
-                level = lv[0]
-                if not level:
-                    fail(f"{side} empty level {k * sgn}")
                 total = 0
+                dead = 0
                 prev_seq = 0
-                for oid, o in level.items():
-                    if oid != o.id or self._orders.get(oid) is not o:
-                        fail(f"order {oid} not indexed")
+                for o in lv[0]:
+                    oid = o.id
                     if o.side != side or o.price != k * sgn:
                         fail(f"order {oid} in the wrong level")
-                    if o.state != WAIT or not 0 < o.remaining <= o.volume:
-                        fail(f"order {oid} cannot rest: {o!r}")
-                    if o.ord_type == STOP_LIMIT and not o.triggered:
-                        fail(f"untriggered stop {oid} in the book")
                     if not prev_seq < o.seq < self.next_seq:
                         fail(f"order {oid} seq {o.seq} out of order")
                     prev_seq = o.seq
+                    if o.state is not WAIT:
+                        if o.state != CANCEL or self._orders.get(oid) is o:
+                            fail(f"dead entry {oid} is not a cancelled order: {o!r}")
+                        dead += 1
+                        continue
+                    if self._orders.get(oid) is not o:
+                        fail(f"order {oid} not indexed")
+                    if not 0 < o.remaining <= o.volume:
+                        fail(f"order {oid} cannot rest: {o!r}")
+                    if o.ord_type == STOP_LIMIT and not o.triggered:
+                        fail(f"untriggered stop {oid} in the book")
                     total += o.remaining
                     seen.add(oid)
+                if not total:
+                    fail(f"{side} empty level {k * sgn}")
                 if lv[1] != total:
                     fail(f"{side} level {k * sgn} total {lv[1]} != {total}")
-                if lv[2] < 0:
-                    fail(f"{side} level {k * sgn} bad deletion count")
+                if lv[2] != dead:
+                    fail(f"{side} level {k * sgn} counts {lv[2]} dead entries, holds {dead}")
         if self._bid_keys and self._ask_keys and self._bid_keys[-1] >= -self._ask_keys[-1]:
             fail("book is crossed")
         for side, stops in ((BUY, self._buy_stops), (SELL, self._sell_stops)):
@@ -820,14 +1010,20 @@ def _by_seq(o: Order) -> int:
     return o.seq
 
 
-def _deleted(lv: Level, n: int) -> None:
-    """Count ``n`` deletions from a level's dict; rebuild it when its dead slots cost too much.
+def _dead(lv: Level) -> None:
+    """Count one more dead entry in a level's queue; rebuild the queue once they pass a quarter.
 
-    Threshold max(64, 10*sqrt(len)): a rebuild costs ~len inserts, a dead slot costs ~1/50 of
-    an insert on every match that starts scanning the level; this balances the two.
+    The rebuild copies the queue (about four entries per cancel since the last one), which keeps
+    the dead orders, still referenced by the queue, below a third of the live ones.
     """
-    dead = lv[2] + n
-    if dead > 64 and dead * dead > 100 * len(lv[0]):
-        lv[0] = dict(lv[0])
-        dead = 0
-    lv[2] = dead
+    n = lv[2] + 1
+    if n > 16 and 4 * n > len(lv[0]):
+        _compact(lv)
+    else:
+        lv[2] = n
+
+
+def _compact(lv: Level) -> None:
+    """Rebuild a level's queue without its dead entries."""
+    lv[0] = deque([o for o in lv[0] if o.state is WAIT])
+    lv[2] = 0

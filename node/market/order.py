@@ -8,25 +8,27 @@ allows.
 
 from __future__ import annotations
 
-BUY = "buy"
-SELL = "sell"
+from typing import Final
 
-LIMIT = "limit"
-MARKET = "market"
-STOP_LIMIT = "stop_limit"
+BUY: Final = "buy"
+SELL: Final = "sell"
 
-GTC = "gtc"
-IOC = "ioc"
-FOK = "fok"
-POST_ONLY = "post_only"
+LIMIT: Final = "limit"
+MARKET: Final = "market"
+STOP_LIMIT: Final = "stop_limit"
 
-WAIT = "wait"
-DONE = "done"
-CANCEL = "cancel"
+GTC: Final = "gtc"
+IOC: Final = "ioc"
+FOK: Final = "fok"
+POST_ONLY: Final = "post_only"
 
-SIDES = frozenset((BUY, SELL))
-ORD_TYPES = frozenset((LIMIT, MARKET, STOP_LIMIT))
-TIFS = frozenset((GTC, IOC, FOK, POST_ONLY))
+WAIT: Final = "wait"
+DONE: Final = "done"
+CANCEL: Final = "cancel"
+
+SIDES: Final = frozenset((BUY, SELL))
+ORD_TYPES: Final = frozenset((LIMIT, MARKET, STOP_LIMIT))
+TIFS: Final = frozenset((GTC, IOC, FOK, POST_ONLY))
 
 
 class Order:
