@@ -29,7 +29,7 @@ from node.actors.runtime import Actor
 from node.config import FEE_SCALE, Market
 from node.errors import CancelOrderFailed, ClaimLost, ExchangeError, Fenced, InvalidParameter, OrderNotFound
 from node.events import EventBus
-from node.market import BUY, MARKET, Engine, EngineError, Order, Trade
+from node.market import BUY, LOAD_COLUMNS, MARKET, Engine, EngineError, Order, Trade
 from node.market.settlement import (
     ORDER_CANCEL,
     ORDER_FULFILLED,
@@ -131,17 +131,14 @@ class MarketActor(Actor[Any]):
         self.fees = (int(st["maker_fee"]) if st["maker_fee"] is not None else m.maker_fee,
                      int(st["taker_fee"]) if st["taker_fee"] is not None else m.taker_fee)
         self.live = {}
-        rows = await self.store.fetch("SELECT * FROM orders WHERE market = ? AND state = 'wait' ORDER BY seq", m.id)
+        cols = ", ".join(LOAD_COLUMNS)
+        rows = await self.store.fetch(
+            f"SELECT {cols}, origin_locked, created_at, intake FROM orders WHERE market = ? AND state = 'wait' "
+            "ORDER BY seq", m.id)
+        n = len(LOAD_COLUMNS)
+        engine.load([tuple(r)[:n] for r in rows])  # the whole book at once (node/market/engine.py)
         for r in rows:
-            o = Order(int(r["id"]), int(r["member_id"]), r["side"], r["ord_type"], int(r["price"]), int(r["volume"]),
-                      tif=r["tif"], stop_price=int(r["stop_price"]), funds=int(r["funds"]))
-            o.remaining = int(r["remaining"])
-            o.funds_used = int(r["funds_used"])
-            o.trades_count = int(r["trades_count"])
-            o.seq = int(r["seq"])
-            o.triggered = bool(r["triggered"])
-            engine.restore(o)
-            self.live[o.id] = Live(int(r["origin_locked"]), int(r["created_at"]), int(r["intake"]))
+            self.live[int(r[0])] = Live(int(r[n]), int(r[n + 1]), int(r[n + 2]))
         self.engine = engine
         self.book_seq += 1  # any client's local book is stale now: a gap forces a new snapshot
         self.finished = {}
