@@ -20,7 +20,6 @@ from node.config import Config, load_config, parse_config
 pytest_plugins = ["tests.test_admin_fixtures"]  # the admin, KYC and ticket tests' fixtures (issue 8)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 PG_ADMIN_URL = os.environ.get("EXCHANGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("EXCHANGE_REQUIRE_SERVICES") == "1"
 

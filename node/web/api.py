@@ -1,4 +1,4 @@
-"""REST API v2, wire-compatible with Peatio (see shared/PEATIO.md), under `/api/v2`.
+"""REST API v2, wire-compatible with Peatio (the contract: docs/api.md), under `/api/v2`.
 
 Handlers are thin: parse params (query merged with body, like Rack), authenticate when signed,
 count the request against its rate limit, ask the exchange, format Peatio's JSON. Every path also
