@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -23,9 +24,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from node.config import ConfigError, load_config
+from aiohttp import web
+
+from node import demo
+from node.config import CONFIG_ENV, ConfigError, find_config, load_config
 from node.errors import ExchangeError
 from node.exchange import Exchange
+from node.tuning import freeze_startup_objects
+from node.web import edge
+from node.web.api_solvency import service as solvency_service
+from node.web.app import make_app
+from node.web.pages import serving_at
 
 log = logging.getLogger("node")
 
@@ -51,51 +60,53 @@ async def _with_exchange(args: argparse.Namespace, fn: Callable[[Exchange], Awai
         await ex.stop()
 
 
-async def serve(args: argparse.Namespace) -> None:
-    from aiohttp import web
-
-    from node import demo
-    from node.web import edge
-    from node.web.app import make_app
-
+async def serve(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM. Whatever ends it, start-up failures included, stops the exchange
+    (its writer thread and the database lock), so the process exits instead of hanging."""
     fd_limit = edge.raise_fd_limit()  # before anything opens: clients are then capped below it
     config = load_config(args.config)
     ex = await Exchange.start(config, args.node)
-    app = make_app(ex, key_file=args.key_file)
-    from node.tuning import freeze_startup_objects
-
-    freeze_startup_objects()
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.keepalive_timeout)
-    await runner.setup()
-    host = args.host or ex.node.host
-    port = args.port if args.port is not None else ex.node.port
-    assert runner.server is not None
-    gate = edge.Gate(config.http, fd_limit)
-    listener = await asyncio.get_running_loop().create_server(
-        gate.factory(runner.server), host, port, reuse_address=True, backlog=1024)
-    log.info("connections: at most %d (%d per address; file descriptors: %d)", gate.cap, gate.per_ip, fd_limit)
-    from node.web.pages import serving_at
-
-    serving_at(app, host, port)
+    runner: web.AppRunner | None = None
+    listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
-    from node.web.api_solvency import service as solvency_service
-
-    tasks.append(asyncio.create_task(solvency_service(app).run_schedule(), name="solvency"))  # [solvency] node only
-    if args.demo:
-        members = await demo.seed(ex)
-        tasks.append(asyncio.create_task(demo.trade_forever(ex, members)))
-    print(f"{config.name} node {ex.node.name} serving http://{host}:{port}/ ({ex.store.backend})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down: draining mailboxes")
-    for t in tasks:
-        t.cancel()
-    listener.close()
-    await runner.cleanup()
-    await ex.stop()
+    try:
+        app = make_app(ex, key_file=args.key_file)
+        freeze_startup_objects()
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.keepalive_timeout)
+        await runner.setup()
+        host = args.host or ex.node.host
+        port = args.port if args.port is not None else ex.node.port
+        assert runner.server is not None
+        gate = edge.Gate(config.http, fd_limit)
+        try:
+            listener = await asyncio.get_running_loop().create_server(
+                gate.factory(runner.server), host, port, reuse_address=True, backlog=1024)
+        except OSError as e:
+            why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            print(f"cannot serve on {host}:{port}: {why}", file=sys.stderr)
+            return 1
+        log.info("connections: at most %d (%d per address; file descriptors: %d)", gate.cap, gate.per_ip, fd_limit)
+        serving_at(app, host, port)
+        tasks.append(asyncio.create_task(solvency_service(app).run_schedule(), name="solvency"))  # [solvency] node only
+        if args.demo:
+            members = await demo.seed(ex)
+            tasks.append(asyncio.create_task(demo.trade_forever(ex, members)))
+        print(f"{config.name} node {ex.node.name} serving http://{host}:{port}/ ({ex.store.backend})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: draining mailboxes")
+        return 0
+    finally:
+        for t in tasks:
+            t.cancel()
+        if listener is not None:
+            listener.close()
+        if runner is not None:
+            await runner.cleanup()
+        await ex.stop()
 
 
 async def member_create(args: argparse.Namespace) -> None:
@@ -172,7 +183,8 @@ async def solvency_cmd(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m node", description="Run and manage an exchange node.")
-    p.add_argument("--config", default=os.environ.get("EXCHANGE_CONFIG", "cluster.toml"), help="configuration file")
+    p.add_argument("--config", default=None,
+                   help=f"configuration file (default: ${CONFIG_ENV}, else ./cluster.toml)")
     p.add_argument("--node", default=None, help="which node of the configuration this is (default: the first)")
     p.add_argument("--key-file", default=os.environ.get("EXCHANGE_KEY_FILE", "var/secret.key"),
                    help="server key file (or set EXCHANGE_SECRET_KEY)")
@@ -229,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if fn is None:
         args.demo, args.host, args.port, fn = False, None, None, serve
     try:
+        args.config = str(find_config(args.config, demo=getattr(args, "demo", False)))
         with contextlib.suppress(KeyboardInterrupt):
             rc = _run(fn(args))
         return int(rc or 0)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from node.errors import InvalidParameter
 from node.money import parse_units
+from node.resources import resource
 
 if TYPE_CHECKING:
     from node.security.config import SecurityConf, SmsConf
@@ -559,3 +560,30 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     return parse_config(data, str(p))
+
+
+CONFIG_ENV = "EXCHANGE_CONFIG"
+DEFAULT_CONFIG = "cluster.toml"
+
+
+def find_config(explicit: str | None, demo: bool = False) -> Path:
+    """Which configuration file to read: `--config`, else `$EXCHANGE_CONFIG`, else `./cluster.toml`.
+
+    A demo (`serve --demo`) started where there is none runs on the configuration shipped with the
+    package, so an installed exchange can be tried from any directory; anything else is refused
+    with a message that says how to name the file, rather than guessing which exchange was meant.
+    """
+    named = explicit or os.environ.get(CONFIG_ENV)
+    if named:
+        return Path(named)
+    here = Path(DEFAULT_CONFIG)
+    if here.is_file():
+        return here
+    if demo:
+        shipped = resource(DEFAULT_CONFIG)
+        if shipped is not None:
+            return shipped
+    raise ConfigError(
+        f"no {DEFAULT_CONFIG} in {Path.cwd()}: name the configuration with --config FILE or "
+        f"{CONFIG_ENV}=FILE (or try the demo: serve --demo)"
+    )

@@ -13,6 +13,7 @@ from aiohttp import web
 from node.apikeys import ApiKeys
 from node.errors import ExchangeError, RateLimited, Unavailable
 from node.exchange import Exchange
+from node.resources import templates_dir
 from node.secrets_box import SecretBox, load_server_key
 from node.web import (
     api,
@@ -37,8 +38,7 @@ from node.web.session import middleware as page_sessions
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "templates"
+TEMPLATES = templates_dir()  # in the repository, or bundled into an installed package
 STATIC = Path(__file__).resolve().parent / "static"
 KEYS = web.AppKey("keys", ApiKeys)
 TONCES = web.AppKey("tonces", TonceActor)
