@@ -10,6 +10,7 @@ fi
 # Browser tests drive Debian's Chromium (never a downloaded browser build), with a CJK font so that
 # the Chinese pages render in their screenshots. Idempotent; CI runs as root.
 if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi wqy; then
+  echo "installing Debian's chromium and fonts-wqy-zenhei with apt-get (for the browser tests)" >&2
   (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) \
     || echo "warning: could not install chromium; browser tests will skip (or fail where services are required)" >&2
 fi
