@@ -13,6 +13,8 @@ them within about a second (`on_change`); a direct UPDATE of the database is see
 from __future__ import annotations
 
 import ipaddress
+import secrets
+import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +24,17 @@ from node import auth_changes
 from node.errors import InvalidParameter
 from node.secrets_box import SecretBox
 from node.store import Store
-from node.web.signature import KEY_ALPHABET, KEY_LENGTH, generate_key
 
+KEY_LENGTH = 40
+KEY_ALPHABET = string.ascii_letters + string.digits
 SCOPES = ("profile", "history", "trade", "all")
 CACHE_MAX = 10_000  # cached lookups kept at most (unknown keys included), then the cache starts over
 _KEY_CHARS = frozenset(KEY_ALPHABET)
+
+
+def generate_key() -> str:
+    """A 40-char ``[A-Za-z0-9]`` access or secret key (~238 bits) from the OS CSPRNG."""
+    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
 
 
 def well_formed_key(access_key: str) -> bool:

@@ -16,8 +16,9 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from node.admin.roles import now_ms
+from node.errors import N_, FormError, FormErrors
+from node.i18n import LANGS
 from node.store import Store
-from node.web.i18n import LANGS, N_, FormError, FormErrors
 
 SLUGS: dict[str, str] = {"fees": N_("Fees"), "terms": N_("Terms of use"), "api": N_("API documentation")}
 TITLE_MAX = 120

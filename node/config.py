@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node.errors import InvalidParameter
-from node.money import parse_units
+from node.money import FEE_DECIMALS, FEE_SCALE, parse_units
 from node.resources import resource
 
 if TYPE_CHECKING:
     from node.security.config import SecurityConf, SmsConf
 
-FEE_DECIMALS = 8  # fee rates are integers in units of 1e-8 ("0.001" -> 100000)
-FEE_SCALE = 10**FEE_DECIMALS
 STP_MODES = ("cancel_taker", "cancel_maker", "none")
 _CODE = re.compile(r"[a-z][a-z0-9]{1,9}")
 

@@ -2,9 +2,13 @@
 
 Each error carries Peatio's numeric code and an HTTP status so the web layer never has to guess.
 Codes below 3000 are Peatio's own; 3000 and above are ours, for cases Peatio had no answer for.
+Form errors live here too, not in the web layer, so that services raise them without importing it;
+their texts are message ids, translated when a page shows them (node/i18n.py).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ExchangeError(Exception):
@@ -28,6 +32,32 @@ class InvalidParameter(ExchangeError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+def N_(msgid: str) -> str:  # noqa: N802 - gettext's conventional name
+    """Mark a text for translation without translating it now (there is no request here)."""
+    return msgid
+
+
+class FormError(InvalidParameter):
+    """A form field is wrong: `msgid` with `params` is translated when the page is rendered.
+
+    It is an InvalidParameter, so code outside the pages (the API, the CLI) still gets a clear
+    English message and the field name.
+    """
+
+    def __init__(self, field: str | None, msgid: str, **params: Any) -> None:
+        super().__init__(msgid.format(**params) if params else msgid, field)
+        self.msgid = msgid
+        self.params = params
+
+
+class FormErrors(InvalidParameter):
+    """Several fields of one form are wrong: every message is shown, next to its own field."""
+
+    def __init__(self, errors: list[FormError]) -> None:
+        super().__init__("; ".join(e.message for e in errors), errors[0].field if errors else None)
+        self.errors = errors
 
 
 class AuthorizationFailed(ExchangeError):

@@ -28,10 +28,9 @@ from typing import Any
 from node.admin import uploads
 from node.admin.roles import now_ms
 from node.config import Config
-from node.errors import InvalidParameter
+from node.errors import N_, FormError, FormErrors, InvalidParameter
 from node.money import format_units
 from node.store import Store, Tx
-from node.web.i18n import N_, FormError, FormErrors
 
 UNVERIFIED, VERIFYING, VERIFIED, REJECTED = "unverified", "verifying", "verified", "rejected"
 STATES = (UNVERIFIED, VERIFYING, VERIFIED, REJECTED)

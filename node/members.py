@@ -30,10 +30,10 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from node.errors import InvalidParameter
+from node.errors import N_, FormError, FormErrors, InvalidParameter
 from node.exchange import Exchange
+from node.i18n import translator
 from node.mail import Mail, Mailer, MailError
-from node.web.i18n import N_, FormError, FormErrors, translator
 
 log = logging.getLogger(__name__)
 

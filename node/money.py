@@ -12,6 +12,8 @@ from node.errors import InvalidParameter
 
 _DECIMAL = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?")
 MAX_DIGITS = 30
+FEE_DECIMALS = 8  # fee rates are integers in units of 1e-8 ("0.001" -> 100000)
+FEE_SCALE: int = 10**FEE_DECIMALS
 
 
 def parse_units(
@@ -35,7 +37,7 @@ def parse_units(
     stripped = frac.rstrip("0")
     if len(stripped) > decimals:
         raise InvalidParameter(f"{field} has too many decimal places (at most {decimals})", field)
-    units = int(m.group("int")) * 10**decimals + (int(stripped.ljust(decimals, "0")) if decimals else 0)
+    units: int = int(m.group("int")) * 10**decimals + (int(stripped.ljust(decimals, "0")) if decimals else 0)
     if units == 0 and not allow_zero:
         raise InvalidParameter(f"{field} must be greater than zero", field)
     if units >= 2**62:

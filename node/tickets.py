@@ -24,10 +24,9 @@ from typing import Any
 
 from node.admin import uploads
 from node.admin.roles import now_ms
-from node.errors import InvalidParameter
+from node.errors import N_, FormError, FormErrors, InvalidParameter
 from node.mail import Mail, Mailer, MailError
 from node.store import Store
-from node.web.i18n import N_, FormError, FormErrors
 
 log = logging.getLogger(__name__)
 

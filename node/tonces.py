@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from node.store.base import Row, Tx
-from node.web.signature import TONCE_WINDOW_MS
+
+TONCE_WINDOW_MS = 30_000
+"""Peatio accepted a tonce at most 30 s away from the server clock, either way."""
 
 LAST_USED_EVERY = 60.0  # seconds between two writes of a key's last_used_at
 PURGE_EVERY = 1.0  # seconds between two purges of expired tonces: small ones (at 5,000 orders/s a 10 s

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs into .venv, then runs ruff and the whole suite.
+# Installs everything the test suite needs into .venv, then runs ruff, mypy, the import contracts and
+# the whole suite.
 # Used by README's test command and by CI (.ci/run). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,7 @@ if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi wqy; the
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
-.venv/bin/ruff check node tests bench
+.venv/bin/ruff check node tests bench setup.py
+.venv/bin/mypy  # [tool.mypy] in pyproject.toml: strict for the engine, money and the store protocol
+.venv/bin/lint-imports --no-logo --no-cache  # [tool.importlinter]: the layers of docs/architecture.md
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

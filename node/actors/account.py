@@ -177,14 +177,14 @@ class AccountActor(Actor[SubmitOrders]):
                     waiting.append(o)
             outcomes = await asyncio.gather(*(self._hand_over(by_id[o.id], o) for o in waiting),
                                             return_exceptions=True)
-            for o, outcome in zip(waiting, outcomes, strict=True):
-                if isinstance(outcome, ExchangeError):
+            for o, handed in zip(waiting, outcomes, strict=True):
+                if isinstance(handed, ExchangeError):
                     # Committed already: the order is accepted whatever happens to the hand-over; the
                     # market's pending sweep will take it from the store.
                     log.warning("order %d accepted but not handed to its market (%s); the sweep will",
-                                o.id, outcome.message)
-                elif isinstance(outcome, BaseException):
-                    log.error("order %d: hand-over failed (%r); the sweep will take it", o.id, outcome)
+                                o.id, handed.message)
+                elif isinstance(handed, BaseException):
+                    log.error("order %d: hand-over failed (%r); the sweep will take it", o.id, handed)
         return results
 
     async def _hand_over(self, market: str, order: NewOrder) -> None:

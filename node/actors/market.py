@@ -286,6 +286,8 @@ class MarketActor(Actor[Any]):
             self.engine.cancel(o.id)
             touched[o.id] = o
             return before
+        member: int | None
+        state: str | None
         gone = self.finished.get(msg.order_id)
         if gone is not None:
             member, state = gone
@@ -304,7 +306,7 @@ class MarketActor(Actor[Any]):
             asks, bids = e.depth(max(1, q.limit))
             return {"asks": asks, "bids": bids, "seq": self.book_seq}
         if q.what == "orders":
-            out = []
+            out: list[dict[str, Any]] = []
             for o in e.orders(q.side or "buy"):
                 if len(out) >= q.limit:
                     break

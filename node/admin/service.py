@@ -21,10 +21,9 @@ from node import auth_changes
 from node.actors.market import LEDGER_INSERT_SQL
 from node.admin import audit, roles
 from node.admin.roles import Actor, Forbidden, check, now_ms
-from node.errors import ExchangeError, InvalidParameter, MemberNotFound
+from node.errors import N_, ExchangeError, FormError, FormErrors, InvalidParameter, MemberNotFound
 from node.market.settlement import FIX
 from node.money import format_units, parse_units
-from node.web.i18n import N_, FormError, FormErrors
 
 if TYPE_CHECKING:
     from node.exchange import Exchange

@@ -30,8 +30,8 @@ from typing import Any
 
 from node.admin.roles import now_ms
 from node.config import Config
+from node.errors import N_, FormError
 from node.store import Store, sqlite_path
-from node.web.i18n import N_, FormError
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_NAME = 120

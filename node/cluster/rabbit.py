@@ -251,7 +251,7 @@ class RabbitLink:
                     log.warning("%s: %s; message requeued", actor.name, e.message)
                     await asyncio.sleep(0.05)
                     continue
-                pending.add_done_callback(lambda f, m=message: asyncio.ensure_future(self._settle(m, f)))
+                pending.add_done_callback(lambda f, m=message: asyncio.ensure_future(self._settle(m, f)))  # type: ignore[misc]
                 self.consumed += 1
 
     async def _already_taken(self, actor: MarketActor, order_id: int) -> bool:

@@ -8,8 +8,30 @@ trade sum to zero (the fee goes to the house account), which is what keeps the b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from node.config import FEE_SCALE, Market
+from node.money import FEE_SCALE
+
+
+class CurrencySpec(Protocol):
+    @property
+    def code(self) -> str: ...
+
+
+class MarketSpec(Protocol):
+    """What settlement needs of a market (node.config.Market has it): the engine's package depends
+    on money and errors only, so the configuration is described here, not imported."""
+
+    @property
+    def base(self) -> CurrencySpec: ...
+    @property
+    def quote(self) -> CurrencySpec: ...
+    @property
+    def maker_fee(self) -> int: ...
+    @property
+    def taker_fee(self) -> int: ...
+    def base_units(self, lots: int) -> int: ...
+    def quote_units(self, ticklots: int) -> int: ...
 
 # Ledger reason codes, Peatio's names.
 ORDER_SUBMIT = "order_submit"
@@ -72,7 +94,7 @@ class TradeSettlement:
 
 def settle_trade(
     eff: Effects,
-    market: Market,
+    market: MarketSpec,
     fee_member: int,
     trade_id: int,
     price: int,
@@ -109,7 +131,7 @@ def release(eff: Effects, member: int, currency: str, amount: int, reason: str, 
         eff.add(member, currency, amount, -amount, 0, reason, "order", order_id)
 
 
-def order_lock(market: Market, side: str, price: int, volume: int) -> tuple[str, int]:
+def order_lock(market: MarketSpec, side: str, price: int, volume: int) -> tuple[str, int]:
     """(currency, amount) a limit order locks at submit: a bid price × volume in quote, an ask its volume."""
     if side == "buy":
         return market.quote.code, market.quote_units(price * volume)

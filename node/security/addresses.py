@@ -29,14 +29,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from node.errors import ExchangeError
+from node.errors import N_, ExchangeError, FormError
+from node.i18n import translator
 from node.mail import Mail, MailError
 from node.money import format_units
 from node.security import audit
 from node.security.config import SecurityConf
 from node.store import Tx
 from node.wallet.records import unlock_withdraw
-from node.web.i18n import N_, FormError, translator
 
 if TYPE_CHECKING:
     from node.exchange import Exchange
@@ -183,11 +183,10 @@ class Addresses:
 
     @staticmethod
     def _note(confirm: bool, usable_at: int, now: int) -> str:
-        from node.web.forms import utc
-
         parts = ["waiting for the e-mail confirmation"] if confirm else []
         if usable_at > now:
-            parts.append(f"new address on hold until {utc(usable_at)} UTC")
+            until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(usable_at // 1000))  # as the pages show times
+            parts.append(f"new address on hold until {until} UTC")
         return "; ".join(parts)
 
     async def admitted(self, w: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.web.i18n import FormError
+from node.errors import FormError
 
 CODE_FIELD = "otp_code"
 

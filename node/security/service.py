@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from node.errors import N_
 from node.secrets_box import SecretBox
 from node.security import audit
 from node.security.addresses import Addresses
@@ -30,7 +31,6 @@ from node.security.errors import SecondFactorFailed, SecondFactorLocked
 from node.security.sms import AUTH, Sms, SmsGateway, gateway_from, mask
 from node.security.throttle import OTP, Rule, Throttle
 from node.security.totp import Check, Totp
-from node.web.i18n import N_
 
 if TYPE_CHECKING:
     from node.exchange import Exchange

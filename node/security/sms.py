@@ -36,10 +36,11 @@ import aiohttp
 import phonenumbers
 
 from node.config import ConfigError
+from node.errors import N_, FormError
+from node.i18n import translator
 from node.security.config import SmsConf
 from node.security.errors import SmsFailed
 from node.store import Store
-from node.web.i18n import N_, FormError, translator
 
 log = logging.getLogger(__name__)
 

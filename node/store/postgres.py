@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from node.store.base import ID_BLOCK, Bulk, Row
+from node.store.base import ID_BLOCK, Bulk, Row, Tx
 from node.store.schema import MIGRATIONS
 from node.store.sqlite import _statements
 
@@ -140,11 +140,11 @@ class PostgresStore:
     async def execute(self, sql: str, *args: Any) -> int:
         return _rowcount(await self.pool.execute(to_pg(sql), *args))
 
-    async def next_id_block(self, tx: PgTx, name: str) -> int:  # type: ignore[override]
+    async def next_id_block(self, tx: Tx, name: str) -> int:
         if not name.isidentifier():
             raise ValueError(f"bad id block name {name!r}")
-        await tx.conn.execute(f"CREATE SEQUENCE IF NOT EXISTS idblk_{name} START 0 MINVALUE 0")
-        block = await tx.conn.fetchval(f"SELECT nextval('idblk_{name}')")
+        await tx.execute(f"CREATE SEQUENCE IF NOT EXISTS idblk_{name} START 0 MINVALUE 0")
+        block = await tx.fetchval(f"SELECT nextval('idblk_{name}')")
         return int(block) * ID_BLOCK + 1
 
     async def migrate(self) -> None:

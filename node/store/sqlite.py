@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from node.store.base import ID_BLOCK, Bulk, Row
+from node.store.base import ID_BLOCK, Bulk, Row, Tx
 from node.store.schema import MIGRATIONS
 
 ID_SQL = "INTEGER PRIMARY KEY"  # rows are never deleted, so ids are never reused; AUTOINCREMENT would cost a write per insert
@@ -303,7 +303,7 @@ class SqliteStore:
         async with self.transaction() as tx:
             return await tx.execute(sql, *args)
 
-    async def next_id_block(self, tx: SqliteTx, name: str) -> int:  # type: ignore[override]
+    async def next_id_block(self, tx: Tx, name: str) -> int:
         await tx.execute("INSERT INTO id_blocks (name, next_block) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", name)
         block = await tx.fetchval(
             "UPDATE id_blocks SET next_block = next_block + 1 WHERE name = ? RETURNING next_block - 1", name

@@ -60,7 +60,7 @@ async def ticker(request: web.Request) -> web.Response:
     return json_response(ticker_json(m, await md.ticker(m.id)))
 
 
-async def _k(ex: Exchange, md: MarketData, params: Params) -> tuple[Market, list[tuple[int, ...]]]:
+async def _k(ex: Exchange, md: MarketData, params: Params) -> tuple[Market, list[tuple[int, int, int, int, int, int]]]:
     m = ex.market(params.get("market"))
     limit = params.get_int("limit", default=30, min_value=1, max_value=10_000)
     period = params.get_int("period", default=1)

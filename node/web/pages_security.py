@@ -166,7 +166,7 @@ async def _page(request: web.Request, handler: Handler, sec: Security, s: Sessio
         wait = await sec.throttle.hit(FORM + name, ip, c.form_limit, c.form_window_s * 1000)
         if wait is not None:
             _ = translator_of(request)
-            resp = error_page(request, 429, _("Too many attempts"), _(
+            resp: web.StreamResponse = error_page(request, 429, _("Too many attempts"), _(
                 "This form was sent too often from your network, so nothing was done. Please try again in {n} "
                 "minutes.", n=max(1, (wait + 59) // 60)))
             resp.headers["Retry-After"] = str(wait)

@@ -37,6 +37,8 @@ async def public(request: web.Request) -> web.Response:
     """Latest roots, assets and ratios for everyone, and a box to check a pasted proof."""
     ex = request.app[EXCHANGE]
     svc = service(request.app)
+    roots: dict[str, Any] | None
+    assets: dict[str, Any] | None
     try:
         roots = await svc.roots()
         assets = await svc.assets()

@@ -34,7 +34,9 @@ import string
 from collections.abc import Mapping
 from urllib.parse import unquote
 
+from node.apikeys import KEY_ALPHABET, KEY_LENGTH, generate_key
 from node.errors import ExchangeError
+from node.tonces import TONCE_WINDOW_MS
 from node.web.params import ParamError
 
 __all__ = [
@@ -57,10 +59,6 @@ __all__ = [
 
 EXCLUDED_PARAMS = frozenset({"signature", "format"})
 """Params Peatio left out of the signed query (``format`` comes from a ``.json`` path suffix)."""
-TONCE_WINDOW_MS = 30_000
-"""Peatio accepted a tonce at most 30 s away from the server clock, either way."""
-KEY_LENGTH = 40
-KEY_ALPHABET = string.ascii_letters + string.digits
 
 _TONCE_RE = re.compile(r"[0-9]{1,16}")  # ASCII digits only (str.isdigit would accept "١٢٣")
 _SAFE_BYTES = frozenset((string.ascii_letters + string.digits + "_.-").encode("ascii"))
@@ -192,11 +190,6 @@ def check_tonce(tonce: str, now_ms: int, window_ms: int = TONCE_WINDOW_MS) -> in
     if abs(value - now_ms) > window_ms:
         raise TonceOutOfWindow(now_ms, value)
     return value
-
-
-def generate_key() -> str:
-    """A 40-char ``[A-Za-z0-9]`` access or secret key (~238 bits) from the OS CSPRNG."""
-    return "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
 
 
 def generate_challenge() -> str:

@@ -276,6 +276,7 @@ class Hub:
                 w.cancel()
 
     async def stop(self) -> None:
+        task: asyncio.Task[None] | None
         for task in list(self._watch_tasks):  # mirrors being asked for, bindings being changed
             task.cancel()
         for task in (self._task, self._accounts_task):
