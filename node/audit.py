@@ -43,7 +43,7 @@ async def audit(store: Store, markets: Mapping[str, Market]) -> AuditReport:
         "SELECT currency, SUM(amount) AS s FROM deposits WHERE state = 'accepted' GROUP BY currency")}
     for row in await store.fetch("SELECT currency, SUM(amount) AS s FROM withdraws WHERE state = 'done' GROUP BY currency"):
         funded[row["currency"]] = funded.get(row["currency"], 0) - int(row["s"])
-    # Approved balance corrections (issue 8: ledger reason `fix`, two admins) move money in or out by decision.
+    # Approved balance corrections (ledger reason `fix`, two admins) move money in or out by decision.
     for row in await store.fetch("SELECT currency, SUM(amount) AS s FROM balance_adjustments WHERE state = 'approved' "
                                  "GROUP BY currency"):
         funded[row["currency"]] = funded.get(row["currency"], 0) + int(row["s"])

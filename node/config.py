@@ -30,7 +30,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class WalletConf:
-    """A currency's `[currencies.<code>.wallet]` table: how money enters and leaves (issue 7).
+    """A currency's `[currencies.<code>.wallet]` table: how money enters and leaves (node/wallet).
 
     Amounts are integers in the currency's smallest unit. `settings` holds the channel family's
     own keys (checked by that family's adapter class), as sorted (key, value) pairs so the
@@ -198,7 +198,7 @@ class SolvencyConf:
 
 @dataclass(frozen=True)
 class AdminConf:
-    """The optional `[admin]` table (issue 8, parsed by node/admin/conf.py): the members who are admins
+    """The optional `[admin]` table (parsed by node/admin/conf.py): the members who are admins
     by configuration (by e-mail; they grant finer roles to others in the admin area), and the daily
     withdrawal limits per KYC verification level, as (level, ((currency, smallest units), ...)) pairs;
     a currency a level does not list has no limit at that level."""
@@ -502,7 +502,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     if solvency.node not in nodes:
         raise ConfigError(f"solvency.node: no such node {solvency.node!r} (have: {', '.join(nodes)})")
     from node.admin.conf import parse_admin  # here: node.admin.conf imports this module
-    from node.security.config import parse_security, parse_sms  # [security] and [sms] (issue 6), same reason
+    from node.security.config import parse_security, parse_sms  # [security] and [sms], same reason
 
     return Config(
         name=name,

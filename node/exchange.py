@@ -98,7 +98,7 @@ class Exchange:
         self.leases = Leases(store, node.name, config.actors.lease_ms, boot=boot)
         self.ownership: Ownership | None = None
         self._process_lock: ProcessLock | None = None
-        self.funds = Funds(self)  # deposits, withdrawals, wallet actors (node/wallet, issue 7)
+        self.funds = Funds(self)  # deposits, withdrawals, wallet actors (node/wallet)
 
     # -- life cycle -------------------------------------------------------------------------------
     @classmethod
@@ -672,7 +672,7 @@ class Exchange:
             "wallets": self.funds.status(),
         }
 
-    # -- API v2 reads (issue 3: REST API) ----------------------------------------------------------
+    # -- API v2 reads (REST API) -------------------------------------------------------------------
     # Read-only helpers of the REST API; they change no state and no existing behaviour.
     def currency(self, code: object, field: str = "currency") -> str:
         """A configured currency code, or InvalidParameter naming the field."""

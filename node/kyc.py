@@ -9,7 +9,7 @@ The verification level sets the daily withdrawal limits (cluster.toml `[admin.wi
 per currency, over any 24 hours): unverified members are level 0, a verified member gets the level
 the admin gives (1 by default). `check_withdraw` is installed as the wallets' limit hook
 (`Funds.withdraw_limit`) so the API and the pages refuse a withdrawal over the limit with the
-limit, what is left, and how to raise it. Issue 6's address book (node/security) keeps its own
+limit, what is left, and how to raise it. The security module's address book (node/security) keeps its own
 checks; this is the one place that knows levels and limits.
 
 Documents are files (node/admin/uploads.py: outside the web root, type and size checked). Personal

@@ -17,7 +17,7 @@ import pytest
 
 from node.config import Config, load_config, parse_config
 
-pytest_plugins = ["tests.test_admin_fixtures"]  # the admin, KYC and ticket tests' fixtures (issue 8)
+pytest_plugins = ["tests.test_admin_fixtures"]  # the admin, KYC and ticket tests' fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("EXCHANGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

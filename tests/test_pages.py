@@ -483,7 +483,7 @@ async def test_api_keys_page(site: Site) -> None:
 
 
 class FakeSecondFactor:
-    """Stands in for issue 6's module: the pages must ask it and obey it."""
+    """Stands in for the security module: the pages must ask it and obey it."""
 
     def __init__(self) -> None:
         self.asked: list[tuple[int, str]] = []

@@ -1,4 +1,6 @@
-"""The account actor: the only place that takes money out of a member's available balance.
+"""The account actor: where orders take money out of a member's available balance (withdrawal
+requests in node/wallet/funds.py and approved admin corrections in node/admin/service.py do it in
+transactions of their own, with the same kind of guarded delta).
 
 For a batch of order submissions it reads the members' balances inside one write transaction
 (row-locked on PostgreSQL, exclusive on SQLite), decides each order in arrival order, moves

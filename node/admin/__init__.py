@@ -1,4 +1,4 @@
-"""The operators' side of the exchange (issue 8): roles, the audit of admin actions, balance
+"""The operators' side of the exchange: roles, the audit of admin actions, balance
 corrections with a second admin's approval, and the dashboard's numbers.
 
 Kept free of imports at package level: `node.config` imports `node.admin.conf` while it parses, and

@@ -1,4 +1,4 @@
-"""Admin actions in the exchange's audit log (node/security/audit.py, issue 6).
+"""Admin actions in the exchange's audit log (node/security/audit.py).
 
 Every action of the admin area and of the admin CLI is appended there as `admin.<action>`: who (the
 admin's member id and e-mail, or `cli:<user>`), what, on which target (`market:btcusd`,

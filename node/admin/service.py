@@ -50,7 +50,7 @@ def reason_text(value: str, field: str = "reason", required: bool = True) -> str
 
 class Admin:
     second_factor_reset: SecondFactorReset | None = None
-    """Issue 6's reset of a member's two-factor settings (TOTP secret, SMS phone, recovery codes):
+    """The security module's reset of a member's two-factor settings (TOTP secret, SMS phone, recovery codes):
     a coroutine `(member_id, admin, reason) -> bool` (False: the member had none), plugged in by the
     admin pages from node/security (`Security.reset_2fa`); without it `reset_2fa` says there is none."""
 
@@ -397,7 +397,7 @@ class Admin:
         return out
 
     async def _security_phone_queries(self, phone: str) -> list[tuple[str, tuple[Any, ...]]]:
-        """Issue 6 keeps members' SMS phone numbers; search them too once its table exists."""
+        """The security module keeps members' SMS phone numbers; search them too once its table exists."""
         for table in ("security_phones", "sms_phones", "member_phones"):
             if await self._table_exists(table):
                 return [(f"SELECT member_id AS id FROM {table} WHERE phone LIKE ?", (f"%{phone.lstrip('+')}%",))]

@@ -330,7 +330,9 @@ class RemoteMarket:
         self.name = f"remote:{market}"
 
     def offer(self, msg: Any) -> bool:
-        """A remote hand-over always waits for the broker's confirm: see `put`."""
+        """Always False, so the account actor hands the order over with `put`: that queues it for the
+        publisher (waiting only while HANDOVER_QUEUE orders are queued) and never awaits the broker's
+        confirm (see `RabbitLink.hand_over`)."""
         return False
 
     async def put(self, msg: Any) -> None:

@@ -1,4 +1,4 @@
-"""Security of members' accounts and money (issue 6); see SECURITY.md for every protection and the
+"""Security of members' accounts and money; see SECURITY.md for every protection and the
 test that proves it.
 
 | module | what |

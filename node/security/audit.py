@@ -14,7 +14,7 @@ deep in the exchange (the funds facade, say) records the right origin without th
 through. Outside a request the origin is the `system` (or `cli`, set by the CLI).
 
 Members read their own entries (`of_member`); admins search them all (`search`): the admin area
-(issue 8) shows that, and writes its own actions here with `record(..., actor_id=admin, actor=...)`.
+(node/admin) shows that, and writes its own actions here with `record(..., actor_id=admin, actor=...)`.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ CREATE TABLE market_leases (
     )
 )
 
-# Wallets (issue 7): deposit addresses, coin and bank deposits, withdrawals, wallet cursors, alerts.
+# Wallets: deposit addresses, coin and bank deposits, withdrawals, wallet cursors, alerts.
 # A coin deposit is one output: exactly once per (currency, txid, txout); admin deposits keep txout 0.
 # A withdrawal in state `processing` with its `send_key` is the idempotency record, committed before
 # the daemon is asked to pay, so that a crash between paying and recording is reconciled, never repaid.
@@ -246,7 +246,7 @@ CREATE TABLE cluster_info (
     )
 )
 
-# Web pages (issue 5): server-side sessions (`id` is the SHA-256 of the cookie value, so a copy of the
+# Web pages: server-side sessions (`id` is the SHA-256 of the cookie value, so a copy of the
 # database does not hand out live sessions), single-use e-mail tokens (activation, password reset; only
 # their hash is kept) and each member's login history.
 MIGRATIONS.append(
@@ -316,7 +316,7 @@ CREATE TABLE kline_state (
     )
 )
 
-# Proof of solvency (issue 9). A snapshot is one instant of the ledger: its secret derives every
+# Proof of solvency. A snapshot is one instant of the ledger: its secret derives every
 # member's nonces (both schemes), and the leaves (member, key, amount) per currency are kept so that a
 # member's partial tree can be re-derived for as long as the snapshot is retained. Amounts in these
 # tables are TEXT decimal integers: a sum over many BIGINT accounts need not fit in 64 bits.
@@ -390,7 +390,7 @@ ALTER TABLE markets_state ADD COLUMN taker_fee BIGINT;
     )
 )
 
-# Admin area, KYC, support tickets and editable pages (issue 8). Roles beyond the admins named in
+# Admin area, KYC, support tickets and editable pages. Roles beyond the admins named in
 # cluster.toml (admin actions go to the security audit log, `audit_log`, as `admin.*`); balance
 # corrections that wait for a second admin; identity data (files live on disk, outside the web
 # root: `uploads` only points at them); tickets with comments, where `*_seen_id` is the last comment each
@@ -492,7 +492,7 @@ CREATE TABLE cms_pages (
     )
 )
 
-# Security (issue 6, node/security/): two-factor secrets (TOTP secrets sealed with the server key,
+# Security (node/security/): two-factor secrets (TOTP secrets sealed with the server key,
 # recovery and SMS codes only as keyed hashes), the TOTP replay memory (`last_step`: a time step is
 # accepted once), failed attempts and lockouts shared by every node, the append-only audit log
 # (hash-chained through `audit_head`, whose single row also serialises writers), the withdrawal

@@ -61,7 +61,7 @@ SecondFactor = Callable[[int, str | None], Awaitable[None]]
 
 
 class WithdrawPolicy(Protocol):
-    """Withdrawal protection (issue 6, node/security/addresses.py): the address book, the hold on new
+    """Withdrawal protection (node/security/addresses.py): the address book, the hold on new
     addresses and the e-mail confirmation. `admit` runs inside the transaction that locked the funds
     and stored the withdrawal (raising undoes both) and may hold it (state `submitting`); `admitted`
     runs after the commit (audit, confirmation mail); `canceled` after a cancellation."""
@@ -80,10 +80,10 @@ class Funds:
     tests of the wallets alone) no code is asked."""
 
     policy: WithdrawPolicy | None = None
-    """Address book, hold and e-mail confirmation (issue 6), see `WithdrawPolicy`; set by the web app."""
+    """Address book, hold and e-mail confirmation (node/security), see `WithdrawPolicy`; set by the web app."""
 
     withdraw_limit: WithdrawLimit | None = None
-    """Limit hook (issue 8, node/kyc.py `Kyc.check_withdraw`): a coroutine `(member_id, currency,
+    """Limit hook (node/kyc.py `Kyc.check_withdraw`): a coroutine `(member_id, currency,
     units, tx) -> None` that raises when the withdrawal would pass the member's limit for their KYC
     level. Called twice: before anything else (a quick answer), and again inside the transaction
     that locks the funds, after the member's account row is locked, with that transaction: two

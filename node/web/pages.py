@@ -603,7 +603,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def login_second_factor(request: web.Request) -> web.Response:
-    """Step two of a log in, when issue 6's module asks for a code."""
+    """Step two of a log in, when the security module asks for a code."""
     _ = translator_of(request)
     s = session_of(request)
     pending = s.data.get("pending_login")
@@ -922,7 +922,7 @@ def _bank_account(form: Form, _: Translator) -> str:
 
 
 async def withdraw(request: web.Request) -> web.Response:
-    """A withdrawal request through the wallets' facade (issue 7), checked there completely."""
+    """A withdrawal request through the wallets' facade, checked there completely."""
     member_id = require_member(request)
     ex = _exchange(request)
     _ = translator_of(request)

@@ -11,7 +11,7 @@ guard runs before each handler:
    after the last admin request (a sliding expiry), so an unattended browser locks itself;
 4. a role without the route's permission gets 403 (audited).
 
-The unlock is issue 6's: `require_admin_unlock` (the check, with its sliding expiry) and
+The unlock is the security module's: `require_admin_unlock` (the check, with its sliding expiry) and
 `unlock_admin` (the second factor, counted and audited) from node/web/pages_security.py. Staff must
 have a second factor; only where `[security] admin_requires_2fa = false` does a member without one
 unlock with the password, asked again.
@@ -79,7 +79,7 @@ def ensure_services(app: web.Application) -> None:
     app[KYC] = kyc = Kyc(ex.store, ex.config, root)
     app[TICKETS] = tickets = Tickets(ex.store, root, lambda: members.mailer, members.base_url, ex.config.name)
     app[ADMIN] = admin = Admin(ex, kyc, tickets)
-    if SECURITY in app:  # issue 6's two-factor reset, audited there with the admin and the reason
+    if SECURITY in app:  # the security module's two-factor reset, audited there with the admin and the reason
         sec = app[SECURITY]
 
         async def reset(member_id: int, actor: Actor, reason: str) -> bool:
@@ -127,7 +127,7 @@ async def _guard(request: web.Request, permission: str | None, unlock: bool = Tr
         return _refuse(request, _("Not allowed"), _("This area is for the exchange's staff only."))
     if unlock:
         try:
-            require_admin_unlock(request)  # issue 6's check: a GET goes to /admin/unlock (raised), a POST is refused
+            require_admin_unlock(request)  # the security module's check: a GET goes to /admin/unlock (raised), a POST is refused
         except web.HTTPForbidden:
             return _refuse(request, _("The admin area is locked"), _(
                 "Unlock the admin area with your second factor first; nothing was changed."))
@@ -222,7 +222,7 @@ async def unlock_page(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 @route("POST", "/admin/unlock", None, unlock=False)
 async def unlock(request: web.Request, actor: Actor) -> web.StreamResponse:
-    """Unlock with the second factor (issue 6's `unlock_admin`: checked, counted, audited), or the
+    """Unlock with the second factor (the security module's `unlock_admin`: checked, counted, audited), or the
     password where the configuration allows it for staff without a second factor."""
     _ = translator_of(request)
     form = Form(await request.post(), secret=("otp_code", "password"))

@@ -18,7 +18,7 @@ CSRF: every request with a method other than GET/HEAD/OPTIONS to a page (everyth
 `X-CSRF-Token` header (scripts); otherwise it is refused with 403 before its handler runs, so a
 forged request changes nothing. Templates put the token into forms with `{{ csrf_field() }}`.
 
-Issue 6 (two-factor) plugs in through `SECOND_FACTOR`: an object with `required(member_id, action)`
+The security module (two-factor) plugs in through `SECOND_FACTOR`: an object with `required(member_id, action)`
 and `verify(member_id, action, code)`. The pages ask it at log in and when an API key is created;
 with none registered, no code is asked.
 """
@@ -67,7 +67,7 @@ TRANSLATOR_KEY: Any = web.RequestKey("translator", object) if hasattr(web, "Requ
 
 
 class SecondFactor(Protocol):
-    """What issue 6's two-factor module provides; `verify` raises a FormError on the `otp_code` field."""
+    """What the two-factor module (node/security) provides; `verify` raises a FormError on the `otp_code` field."""
 
     async def required(self, member_id: int, action: str) -> bool: ...
     async def verify(self, member_id: int, action: str, code: str) -> None: ...
