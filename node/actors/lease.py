@@ -194,7 +194,7 @@ class Leases:
         """The lease is lost (fenced): nothing of ours to renew or release any more."""
         self.epochs.pop(name, None)
 
-    async def all(self) -> list[dict[str, object]]:
+    async def all(self) -> list[dict[str, Any]]:
         return [dict(r) for r in await self.store.fetch("SELECT * FROM market_leases ORDER BY market")]
 
 

@@ -101,10 +101,10 @@ class WalletActor(Actor[str]):
             self._ticker.cancel()
         await super().stop()
 
-    def fence(self) -> None:
+    def fence(self, why: str = "another owner has taken over") -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        super().fence()
+        super().fence(why)
 
     async def _tick(self) -> None:
         while True:
