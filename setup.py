@@ -23,6 +23,7 @@ class BuildWithBundled(build_py):
         if getattr(self, "editable_mode", False):
             return  # an editable install runs from the checkout, where resources.py finds them
         target = Path(self.build_lib) / "node" / "_bundled"
+        shutil.rmtree(target, ignore_errors=True)  # a template deleted since the last build goes too
         for name in BUNDLED:
             src, dst = TOP / name, target / name
             dst.parent.mkdir(parents=True, exist_ok=True)
