@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from node.errors import N_
+from node.i18n import Translator, translator
 from node.mail import Mail, Mailer, MailError
 from node.money import format_units
-from node.web.i18n import N_, Translator, translator
 
 if TYPE_CHECKING:
     from node.exchange import Exchange

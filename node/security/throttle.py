@@ -122,7 +122,7 @@ class Throttle:
             "SELECT COUNT(*) AS n, MAX(created_at) AS last FROM security_attempts "
             "WHERE scope = ? AND subject = ? AND created_at > ?", scope, subject[:200], now - rule.window_ms)
         n = int(row["n"]) if row is not None else 0
-        if n < rule.limit:
+        if row is None or n < rule.limit:
             return None
         until = int(row["last"]) + min(rule.lockout_ms, rule.delay_ms << min(n - rule.limit, 40))
         return until if until > now else None

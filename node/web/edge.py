@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -120,7 +120,7 @@ class Guard(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self.gate.admit(self):
-            transport.write(SHED)
+            cast(asyncio.Transport, transport).write(SHED)
             transport.close()
             return
         self.admitted = True
@@ -248,7 +248,10 @@ def guard_of(request: web.BaseRequest) -> Guard | None:
 
 
 # -- bodies ----------------------------------------------------------------------------------------------
-def takes_files(handler: Handler) -> Handler:
+AnyHandler = TypeVar("AnyHandler", bound=Callable[..., Awaitable[Any]])  # pages take (request, actor) too
+
+
+def takes_files(handler: AnyHandler) -> AnyHandler:
     """Mark a route's handler as one that takes files: the larger body limit and time apply."""
     handler.takes_files = True  # type: ignore[attr-defined]
     return handler
