@@ -86,6 +86,33 @@ async def drop_pg_database(url: str) -> None:
         await conn.close()
 
 
+async def delete_broker_objects(database: str, rabbitmq: str = "amqp://guest:guest@127.0.0.1:5672/") -> None:
+    """The durable market queues and the events exchange that a cluster test's nodes declared on the
+    broker, named after the cluster id in its database (their other queues are exclusive and go with
+    their connections): without this, every run leaves them behind."""
+    import aio_pika
+    import asyncpg
+
+    conn = await asyncpg.connect(database)
+    try:
+        cluster_id = await conn.fetchval("SELECT value FROM cluster_info WHERE name = 'cluster_id'")
+    except asyncpg.UndefinedTableError:
+        cluster_id = None  # no node ever started on it
+    finally:
+        await conn.close()
+    if cluster_id is None:
+        return
+    prefix = f"exchange.{cluster_id}"
+    broker = await aio_pika.connect(rabbitmq)
+    try:
+        channel = await broker.channel()
+        for market in load_config(ROOT / "cluster.toml").markets:
+            await channel.queue_delete(f"{prefix}.market.{market}")
+        await channel.exchange_delete(f"{prefix}.events")
+    finally:
+        await broker.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database on each backend."""

@@ -21,12 +21,11 @@ from node.audit import audit
 from node.config import load_config
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
-from tests.conftest import create_pg_database, drop_pg_database, need_service
+from tests.conftest import create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.nodeproc import ROOT, NodeProcess, cli
 from tests.wsclient import WsClient
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
-NODES = ("a", "b")  # the nodes of cluster_config
 
 
 def cluster_config(tmp: Path, database: str, port_a: int, port_b: int) -> Path:
@@ -72,33 +71,6 @@ async def pg_url() -> Any:
         await delete_broker_objects(url)
     finally:
         await drop_pg_database(url)
-
-
-async def delete_broker_objects(database: str) -> None:
-    """The durable queues and the events exchange that the test's nodes declared (named after the
-    cluster id in its database): without this, every run leaves them on the broker."""
-    import aio_pika
-    import asyncpg
-
-    conn = await asyncpg.connect(database)
-    try:
-        cluster_id = await conn.fetchval("SELECT value FROM cluster_info WHERE name = 'cluster_id'")
-    except asyncpg.UndefinedTableError:
-        cluster_id = None  # no node ever started on it
-    finally:
-        await conn.close()
-    if cluster_id is None:
-        return
-    prefix = f"exchange.{cluster_id}"
-    markets = load_config(ROOT / "cluster.toml").markets
-    broker = await aio_pika.connect(RABBITMQ)
-    try:
-        channel = await broker.channel()
-        for name in [*(f"{prefix}.market.{m}" for m in markets), *(f"{prefix}.control.{n}" for n in NODES)]:
-            await channel.queue_delete(name)
-        await channel.exchange_delete(f"{prefix}.events")
-    finally:
-        await broker.close()
 
 
 async def start_two_nodes(tmp: Path, pg_url: str, members: int) -> tuple[Path, list[tuple[str, str]], NodeProcess, NodeProcess]:

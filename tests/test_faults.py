@@ -38,7 +38,7 @@ from node.exchange import Exchange
 from node.secrets_box import SecretBox, load_server_key
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
-from tests.conftest import create_pg_database, drop_pg_database, need_service
+from tests.conftest import create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.faultproxy import FaultProxy
 from tests.nodeproc import ROOT, NodeProcess, _env
 
@@ -357,7 +357,10 @@ async def pg_url() -> AsyncIterator[str]:
     need_service("RabbitMQ", *RABBITMQ)
     url = await create_pg_database()
     yield url
-    await drop_pg_database(url)
+    try:
+        await delete_broker_objects(url)
+    finally:
+        await drop_pg_database(url)
 
 
 @pytest.fixture
