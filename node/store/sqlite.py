@@ -214,7 +214,7 @@ class SqliteStore:
     _PRAGMAS = (
         "PRAGMA journal_mode=WAL",
         "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=10000",
+        "PRAGMA busy_timeout=5000",  # shorter than a market lease, like every store call
         "PRAGMA cache_size=-65536",  # 64 MiB of pages: batches update indexes all over the book
         "PRAGMA mmap_size=268435456",
     )
