@@ -46,6 +46,9 @@ class WalletConf:
     min_withdraw: int = 1
     max_withdraw: int = 0  # 0 = no maximum
     auto_approve: int = 0  # withdrawals up to this are sent without an admin; 0 = every one needs an admin
+    min_deposit: int = 1  # smaller deposits are recorded (`skipped`) but not credited
+    cold_addresses: tuple[str, ...] = ()  # cold wallet addresses, watched (watch-only) for reconciliation
+    cold_balance: int = 0  # declared cold holdings not watched on the chain (e.g. paper or hardware wallets)
     settings: tuple[tuple[str, Any], ...] = ()
 
     @property
@@ -287,8 +290,15 @@ def _units(table: dict[str, Any], key: str, path: str, decimals: int, default: s
         raise ConfigError(f"{path}.{key}: {e.message.split(' ', 1)[1] if ' ' in e.message else e.message}") from None
 
 
+def _strings(table: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
+    values = _get(table, key, path, list, [])
+    if not all(isinstance(v, str) and v.strip() and v.isprintable() for v in values):
+        raise ConfigError(f"{path}.{key}: expected a list of non-empty strings")
+    return tuple(values)
+
+
 _WALLET_KEYS = ("channel", "node", "confirmations", "reorg_watch_blocks", "poll_interval_ms", "withdraw_fee",
-                "min_withdraw", "max_withdraw", "auto_approve")
+                "min_withdraw", "max_withdraw", "auto_approve", "min_deposit", "cold_addresses", "cold_balance")
 
 
 def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletConf | None:
@@ -325,6 +335,9 @@ def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletCo
         min_withdraw=_units(w, "min_withdraw", path, precision, one, False),
         max_withdraw=_units(w, "max_withdraw", path, precision, "0", True),
         auto_approve=_units(w, "auto_approve", path, precision, "0", True),
+        min_deposit=_units(w, "min_deposit", path, precision, one, False),
+        cold_addresses=_strings(w, "cold_addresses", path),
+        cold_balance=_units(w, "cold_balance", path, precision, "0", True),
         settings=tuple(sorted(settings.items())),
     )
     if conf.max_withdraw and conf.max_withdraw < conf.min_withdraw:

@@ -45,6 +45,7 @@ from node.wallet.records import (
     WithdrawNotFound,
     credit_deposit,
     finish_withdraw,
+    freeze_of,
     unlock_withdraw,
     withdraw_sn,
 )
@@ -159,12 +160,13 @@ class Funds:
         return ch
 
     async def _ask(self, currency: str, call: Callable[[Channel], Awaitable[Any]]) -> Any:
+        """A call to the daemon for a member's request: its details (URLs, daemon errors) go to the
+        log for staff; the member is told only that the wallet is unavailable."""
         try:
             return await call(self.channel(currency))
-        except (ChannelUnavailable, SettingsError) as e:
-            raise WalletUnavailable(f"the {currency} wallet is unreachable right now, try again later ({e})") from None
-        except ChannelError as e:
-            raise WalletUnavailable(f"the {currency} wallet refused the request ({e.message})") from None
+        except (ChannelUnavailable, SettingsError, ChannelError) as e:
+            log.warning("%s wallet: a member request failed: %s", currency, e)
+            raise WalletUnavailable(f"the {currency.upper()} wallet is unavailable right now, try again later") from None
 
     def wake(self, currency: str) -> None:
         actor = self.actors.get(currency)
@@ -274,6 +276,9 @@ class Funds:
             raise WithdrawFailed("this member may not withdraw (account disabled)")
         if not member["activated"]:
             raise WithdrawFailed("this member may not withdraw until the account is activated")
+        hold = await freeze_of(self.ex.store, member_id)
+        if hold is not None:
+            raise WithdrawFailed(f"withdrawals are on hold: {hold}")
         if self.second_factor is not None:
             await self.second_factor(member_id, otp)
         if self.withdraw_limit is not None:
@@ -361,7 +366,7 @@ class Funds:
         w = await self.withdraw(withdraw_id)
         ts = now_ms()
         n = await self.ex.store.execute(
-            "UPDATE withdraws SET approved_at = ?, approved_by = ?, note = '', updated_at = ?, "
+            "UPDATE withdraws SET approved_at = ?, approved_by = ?, note = '', admin_note = '', updated_at = ?, "
             "state = CASE WHEN audited_at IS NOT NULL THEN 'accepted' ELSE state END "
             "WHERE id = ? AND state IN ('submitted', 'suspect')", ts, _line(admin, "admin", 100), ts, withdraw_id)
         if n != 1:
@@ -402,6 +407,24 @@ class Funds:
                                         "AND resolved_at IS NULL", now_ms(), _line(resolution, "resolution", 500), alert_id)
         if n != 1:
             raise InvalidParameter(f"alert {alert_id} does not exist or is already resolved", "id")
+
+    async def freezes(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+        """Members whose withdrawals are on hold (a re-org took back a deposit they had been credited)."""
+        where = "" if include_resolved else " WHERE resolved_at IS NULL"
+        return [dict(r) for r in await self.ex.store.fetch(f"SELECT * FROM withdraw_freezes{where} ORDER BY id DESC LIMIT 500")]
+
+    async def release_freeze(self, freeze_id: int, resolution: str, admin: str = "admin") -> dict[str, Any]:
+        """An admin has settled a shortfall (a balance correction, a repayment, a write-off) and lets
+        the member withdraw again. The books stay as they are: settling is a ledger entry of its own."""
+        n = await self.ex.store.execute(
+            "UPDATE withdraw_freezes SET resolved_at = ?, resolved_by = ?, resolution = ? WHERE id = ? AND resolved_at IS NULL",
+            now_ms(), _line(admin, "admin", 100), _line(resolution, "resolution", 500), freeze_id)
+        if n != 1:
+            raise InvalidParameter(f"hold {freeze_id} does not exist or is already released", "id")
+        row = await self.ex.store.fetchrow("SELECT * FROM withdraw_freezes WHERE id = ?", freeze_id)
+        assert row is not None
+        self.wake(str(row["currency"]))
+        return dict(row)
 
     async def hot_wallets(self) -> list[dict[str, Any]]:
         """Per wallet currency: the node running it, its health, height and hot wallet balance as of
