@@ -38,6 +38,7 @@ from node.wallet.channel import (
     SettingsError,
     WalletUnavailable,
 )
+from node.wallet.reconcile import Reconciliation, reconcile
 from node.wallet.records import (
     HOLDING,
     WITHDRAW_LOCK,
@@ -447,31 +448,20 @@ class Funds:
             })
         return out
 
-    async def reconcile(self, currency: str) -> dict[str, Any]:
-        """Does the hot wallet agree with the ledger? With only exchange traffic in the wallet:
-
-            wallet balance + network fees paid + admin credits (no coins behind them)
-              == Σ(balance + locked) + received but not yet credited
-
-        `difference` is the left side minus the right: 0 when they agree, positive when the wallet
-        holds more (e.g. the operator topped it up), negative when coins are missing.
-        """
+    async def reconciliation(self, currency: str) -> Reconciliation:
+        """The itemised reconciliation of one coin currency (node/wallet/reconcile.py): the daemon's
+        hot balance, the cold wallet (watched addresses through the daemon, and declared holdings)
+        against the books, every known difference on a line of its own."""
         cur, w = self.conf(currency)
-        wallet = await self._ask(cur.code, lambda c: c.balance())
-        if wallet is None:
+        hot = await self._ask(cur.code, lambda c: c.balance())
+        if hot is None:
             raise InvalidParameter(f"currency {cur.code} has no hot wallet", "currency")
-        store, code = self.ex.store, cur.code
-        liabilities = int(await store.fetchval("SELECT COALESCE(SUM(balance + locked), 0) FROM accounts WHERE currency = ?", code))
-        fees = int(await store.fetchval("SELECT COALESCE(SUM(network_fee), 0) FROM withdraws WHERE currency = ? AND state = 'done'", code))
-        unknown = int(await store.fetchval("SELECT COUNT(*) FROM withdraws WHERE currency = ? AND state = 'done' AND network_fee IS NULL", code))
-        admin = int(await store.fetchval("SELECT COALESCE(SUM(amount), 0) FROM deposits WHERE currency = ? AND state = 'accepted' "
-                                         "AND channel != ?", code, w.channel))
-        waiting = int(await store.fetchval("SELECT COALESCE(SUM(amount), 0) FROM deposits WHERE currency = ? AND state = 'submitted' "
-                                           "AND confirmations > 0", code))
-        difference = wallet + fees + admin - liabilities - waiting
-        return {"currency": code, "wallet": wallet, "network_fees": fees, "unknown_fee_count": unknown,
-                "admin_credits": admin, "liabilities": liabilities, "uncredited_received": waiting, "difference": difference,
-                "ok": difference == 0}
+        cold = await self._ask(cur.code, lambda c: c.watched_balance(list(w.cold_addresses))) if w.cold_addresses else 0
+        return await reconcile(self.ex.store, cur.code, cur.precision, w.channel, int(hot), int(cold), w.cold_balance)
+
+    async def reconcile(self, currency: str) -> dict[str, Any]:
+        """`reconciliation` as a dict: every line by its key, `difference` and `ok`."""
+        return (await self.reconciliation(currency)).as_dict()
 
     def status(self) -> dict[str, Any]:
         """In-memory health of the wallet actors of this node (for the ops status endpoint)."""
