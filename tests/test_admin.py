@@ -13,6 +13,7 @@ from node.admin import roles
 from node.admin.roles import MONEY, PERMISSIONS, ROLES, Actor
 from node.audit import audit
 from node.config import ConfigError
+from node.wallet.records import WithdrawFailed
 from node.web.app import KEYS
 from node.web.pages_admin import ADMIN, ROUTES
 from tests.apiclient import ApiClient, ApiError
@@ -396,6 +397,29 @@ async def test_withdrawal_queue_and_bank_deposits(asite: Site) -> None:
     acts = {r["action"] for r in await audit_rows(asite.ex) if r["actor"] == "fin@example.com" and r["ok"]}
     assert {"admin.deposit.bank_confirm", "admin.withdraw.approve", "admin.withdraw.process",
             "admin.withdraw.reject"} <= acts
+
+
+async def test_withdrawal_holds_are_released_by_finance_and_the_reconciliation_page_answers(asite: Site) -> None:
+    from node.wallet.records import freeze_withdrawals
+
+    fin = await staff(asite, "fin@example.com", "finance")
+    await asite.member("ann@example.com", usd="500", btc=None)
+    mid = await asite.mid("ann@example.com")
+    async with asite.ex.store.transaction() as tx:
+        await freeze_withdrawals(tx, mid, "usd", "deposit:1", 7_000_000, "deposit X was reversed", 1)
+    with pytest.raises(WithdrawFailed, match="on hold: deposit X was reversed"):
+        await asite.ex.funds.request_withdraw(mid, "usd", "100", "DE12 5001 0517 0648 4898 90")
+    await fin.get("/admin/funds")
+    assert "deposit X was reversed" in fin.text and "7.00" in fin.text
+    hold = (await asite.ex.funds.freezes())[0]
+    await fin.post(f"/admin/holds/{hold['id']}/release", {"resolution": ""})
+    assert await asite.ex.funds.freezes() != []
+    await fin.post(f"/admin/holds/{hold['id']}/release", {"resolution": "repaid by bank transfer"})
+    assert "may withdraw again" in flash(fin) and await asite.ex.funds.freezes() == []
+    acts = {r["action"] for r in await audit_rows(asite.ex) if r["actor"] == "fin@example.com" and r["ok"]}
+    assert "admin.withdraw_hold.release" in acts
+    await asite.ex.funds.request_withdraw(mid, "usd", "100", "DE12 5001 0517 0648 4898 90")
+    assert await fin.get("/admin/reconcile") == 200 and "No coin wallets are configured" in fin.text
 
 
 # -- dashboard --------------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import pytest
 
 from node.exchange import OrderInput
 from node.wallet.records import WithdrawFailed
-from tests.regtest import Bitcoind, DelayProxy, Regtest, coin_wallet, network, set_credentials
+from tests.nodeproc import cli, write_config
+from tests.regtest import Bitcoind, DelayProxy, Regtest, coin_wallet, network, set_credentials, toml_wallets
 from tests.test_wallet_regtest import BTC, balance, books_balance, customer, mine_on, sats, start
 
 pytestmark = pytest.mark.slow
@@ -263,11 +264,13 @@ async def test_reconciliation_names_every_difference_with_a_cold_wallet(regtest:
         await ex.stop()
 
 
-async def test_a_withdrawal_of_exactly_the_hot_balance_waits_with_a_reason(regtest: Regtest, tmp_path: Path) -> None:
+async def test_a_withdrawal_of_exactly_the_hot_balance_waits_with_a_reason(regtest: Regtest, tmp_path: Path,
+                                                                          free_port: int) -> None:
     """The network fee does not fit: the member sees it waiting (no wallet figures), the admin gets
     an alert with them; after a top-up it is paid."""
     w, c, caddr = customer(regtest)
-    ex = await start(tmp_path, {"btc": coin_wallet(w, confirmations=1, withdraw_fee="0", auto_approve="10")})
+    table = coin_wallet(w, confirmations=1, withdraw_fee="0", auto_approve="10")
+    ex = await start(tmp_path, {"btc": table})
     try:
         alice = await ex.create_member("alice@example.com")
         addr = (await ex.funds.deposit_address(alice, "btc"))["address"]
@@ -293,5 +296,9 @@ async def test_a_withdrawal_of_exactly_the_hot_balance_waits_with_a_reason(regte
         assert (await ex.funds.withdraw(int(wd["id"])))["state"] == "done"
         await books_balance(ex)
         assert (await ex.funds.reconcile("btc"))["ok"]
+        # the same, for a person at a shell
+        config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", free_port, toml_wallets({"btc": table}))
+        out = cli(config, "reconcile", "btc")
+        assert "receipts nobody owns" in out and "every coin accounted for" in out, out
     finally:
         await ex.stop()

@@ -330,6 +330,20 @@ class Admin:
         await self._do(actor, "funds", "alert.resolve", f"alert:{alert_id}", text,
                        lambda: self.ex.funds.resolve_alert(alert_id, text))
 
+    async def release_freeze(self, actor: Actor, freeze_id: int, resolution: str) -> dict[str, Any]:
+        """Let a member withdraw again once the shortfall of a reversed deposit is settled."""
+        text = reason_text(resolution, "resolution")
+        member = await self.store.fetchval("SELECT member_id FROM withdraw_freezes WHERE id = ?", freeze_id)
+        return await self._do(actor, "funds", "withdraw_hold.release", f"withdraw_hold:{freeze_id}", text,
+                              lambda: self.ex.funds.release_freeze(freeze_id, text, actor.label),
+                              int(member) if member is not None else None)
+
+    async def freezes(self) -> list[dict[str, Any]]:
+        rows = await self.ex.funds.freezes()
+        for h in rows:
+            h["email"] = await self.store.fetchval("SELECT email FROM members WHERE id = ?", h["member_id"])
+        return rows
+
     # -- KYC ------------------------------------------------------------------------------------------------------
     async def kyc_approve(self, actor: Actor, member_id: int, level: int = 1) -> None:
         await self._do(actor, "kyc", "kyc.approve", f"member:{member_id}", f"level={level}",
