@@ -1,7 +1,9 @@
 """cluster.toml: currencies, markets, nodes, database and bus, validated before anything starts.
 
 A bad file stops start-up with a message naming the field (`markets.btcusd.price_precision: ...`),
-because a half-understood configuration on a money system is worse than none.
+because a half-understood configuration on a money system is worse than none. That includes every
+key nobody reads: `taker_fe = "0.002"` would otherwise leave the taker fee at its default of 0, so
+an unknown key in any table stops start-up with its name and the table (`known_keys`).
 """
 
 from __future__ import annotations
@@ -255,6 +257,26 @@ def _sms_default() -> SmsConf:
     return SmsConf()
 
 
+def known_keys(table: dict[str, Any], path: str, keys: Any) -> None:
+    """A misspelt key would silently leave a setting at its default: refuse it by name and table."""
+    for key in table:
+        if key not in keys:
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(f"{where}: unknown key in [{path or 'top level'}] (known: {', '.join(sorted(keys))})")
+
+
+TOP_LEVEL = ("exchange", "currencies", "markets", "nodes", "actors", "api", "mail", "solvency", "admin", "security", "sms")
+EXCHANGE_KEYS = ("name", "database", "rabbitmq", "sqlite_synchronous")
+CURRENCY_KEYS = ("name", "kind", "precision", "wallet")
+MARKET_KEYS = ("base", "quote", "price_precision", "volume_precision", "maker_fee", "taker_fee", "min_volume",
+               "max_volume", "self_trade")
+NODE_KEYS = ("host", "port", "markets")
+ACTOR_KEYS = ("mailbox_size", "max_batch", "ask_timeout_ms")
+API_KEYS = ("signed_limit", "signed_window_s", "public_limit", "public_window_s")
+MAIL_KEYS = ("host", "port", "username", "password", "security", "sender", "base_url", "timeout_ms")
+SOLVENCY_KEYS = ("enabled", "interval_hours", "keep_days", "node", "min_height", "asset_confirmations")
+
+
 def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
     where = f"{path}.{key}" if path else key  # top-level tables have no prefix: "currencies", not ".currencies"
     if key not in table:
@@ -346,7 +368,9 @@ def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletCo
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    known_keys(data, "", TOP_LEVEL)
     ex = _get(data, "exchange", "", dict, {})
+    known_keys(ex, "exchange", EXCHANGE_KEYS)
     name = _get(ex, "name", "exchange", str, "PyExchange")
     database = os.environ.get("EXCHANGE_DATABASE_URL") or _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
     if not (database.startswith("sqlite://") or database.startswith(("postgresql://", "postgres://"))):
@@ -363,6 +387,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             raise ConfigError(f"{path}: currency code must be 2-10 lowercase letters/digits")
         if not isinstance(c, dict):
             raise ConfigError(f"{path}: expected a table")
+        known_keys(c, path, CURRENCY_KEYS)
         kind = _get(c, "kind", path, str, "coin")
         if kind not in ("coin", "fiat"):
             raise ConfigError(f"{path}.kind: must be 'coin' or 'fiat', got {kind!r}")
@@ -383,6 +408,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         path = f"markets.{mid}"
         if not isinstance(m, dict):
             raise ConfigError(f"{path}: expected a table")
+        known_keys(m, path, MARKET_KEYS)
         base_code = _get(m, "base", path, str)
         quote_code = _get(m, "quote", path, str)
         for key, code in (("base", base_code), ("quote", quote_code)):
@@ -432,6 +458,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         path = f"nodes.{nname}"
         if not isinstance(n, dict):
             raise ConfigError(f"{path}: expected a table")
+        known_keys(n, path, NODE_KEYS)
         mlist = _get(n, "markets", path, list)
         for mid in mlist:
             if mid not in markets:
@@ -467,6 +494,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         markets[mid] = replace(market, standbys=standbys)
 
     a = _get(data, "actors", "", dict, {})
+    known_keys(a, "actors", ACTOR_KEYS)
     actors = ActorConf(
         mailbox_size=_int_range(a, "mailbox_size", "actors", 1, 10_000_000, 10_000),
         max_batch=_int_range(a, "max_batch", "actors", 1, 100_000, 1_000),
@@ -479,6 +507,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         raise ConfigError("actors.store_timeout_ms: must be at most half of actors.lease_ms, so that a stalled "
                           "node's store calls fail before its lease can pass to another node")
     api_t = _get(data, "api", "", dict, {})
+    known_keys(api_t, "api", API_KEYS)
     api = ApiConf(
         signed_limit=_int_range(api_t, "signed_limit", "api", 0, 10**9, ApiConf.signed_limit),
         signed_window=_int_range(api_t, "signed_window_s", "api", 1, 86_400, ApiConf.signed_window),
@@ -487,6 +516,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     )
     http = _http(_get(data, "http", "", dict, {}))
     mail_t = _get(data, "mail", "", dict, {})
+    known_keys(mail_t, "mail", MAIL_KEYS)
     security = _get(mail_t, "security", "mail", str, "none")
     if security not in ("none", "starttls", "tls"):
         raise ConfigError("mail.security: must be 'none', 'starttls' or 'tls'")
@@ -504,6 +534,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         timeout=float(_int_range(mail_t, "timeout_ms", "mail", 100, 600_000, 10_000)) / 1000,
     )
     sol = _get(data, "solvency", "", dict, {})
+    known_keys(sol, "solvency", SOLVENCY_KEYS)
     solvency = SolvencyConf(
         enabled=_get(sol, "enabled", "solvency", bool, True),
         interval_hours=_int_range(sol, "interval_hours", "solvency", 1, 24 * 366, 24),
