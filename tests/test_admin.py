@@ -4,6 +4,7 @@ queues, member search and actions, the dashboard, editable pages, roles and the 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -300,7 +301,15 @@ async def test_cancel_all_orders_of_a_market_and_change_its_fees(asite: Site) ->
     await asite.ex.quiesce()
     t = await asite.ex.store.fetchrow("SELECT * FROM trades ORDER BY id DESC LIMIT 1")
     assert t is not None and int(t["bid_fee"]) == 50_000 and int(t["ask_fee"]) == 300_000  # 0.05% of 1 BTC, 0.3% of 100 USD
-    assert await asite.visitor() and (await (await asite.visitor()).get("/pages/fees")) == 200
+    visitor = await asite.visitor()
+    assert await visitor.get("/pages/fees") == 200 and "0.05%" in visitor.text and "0.3%" in visitor.text
+    # every other view shows the rates in force too, not the configured ones
+    assert await visitor.get("/api/v2/fees") == 200
+    assert {"market": "btcusd", "maker": "0.0005", "taker": "0.003"} in json.loads(visitor.text)
+    assert await visitor.get("/markets/btcusd") == 200
+    page_config = json.loads(visitor.text.split('id="market-config">', 1)[1].split("</script>", 1)[0])
+    assert (page_config["makerFee"], page_config["takerFee"]) == ("50000", "300000")  # the order form's fee preview
+    assert "0.05%" in visitor.text and "0.3%" in visitor.text
 
 
 # -- members ------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from node.apikeys import SCOPES, parse_ip_whitelist
 from node.config import Market
 from node.errors import ExchangeError, InvalidParameter, MarketHalted
 from node.exchange import Exchange, OrderInput
+from node.fees import rate_in_force
 from node.mail import mailer_from
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import order_lock
@@ -302,14 +303,6 @@ async def _private_state(ex: Exchange, m: Market, member_id: int, _: Translator)
     }
 
 
-async def fees_in_force(ex: Exchange, m: Market) -> tuple[int, int]:
-    """Maker and taker rates (units of 1e-8) as the market actor last stored them, else the configured ones."""
-    row = await ex.store.fetchrow("SELECT maker_fee, taker_fee FROM markets_state WHERE market = ?", m.id)
-    maker = int(row["maker_fee"]) if row is not None and row["maker_fee"] is not None else m.maker_fee
-    taker = int(row["taker_fee"]) if row is not None and row["taker_fee"] is not None else m.taker_fee
-    return maker, taker
-
-
 def book_groups(m: Market) -> list[dict[str, Any]]:
     """Price steps offered for grouping the book: the tick and four coarser powers of ten."""
     out = []
@@ -324,7 +317,7 @@ async def _market_context(request: web.Request, m: Market, form: Form | None = N
     ex = _exchange(request)
     _ = translator_of(request)
     s = session_of(request)
-    maker_rate, taker_rate = await fees_in_force(ex, m)
+    maker_rate, taker_rate = await rate_in_force(ex.store, m)
     every = statuses(request)
     rows = await ex.store.fetch("SELECT * FROM trades WHERE market = ? ORDER BY id DESC LIMIT ?", m.id, RECENT_TRADES)
     trades = [{"id": int(r["id"]), "price": price(m, int(r["price"])), "volume": volume(m, int(r["volume"])),
