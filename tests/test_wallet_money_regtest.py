@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from node.exchange import OrderInput
+from node.exchange import Exchange, OrderInput
 from node.wallet.records import WithdrawFailed
 from tests.nodeproc import cli, write_config
 from tests.regtest import Bitcoind, DelayProxy, Regtest, coin_wallet, network, set_credentials, toml_wallets
@@ -44,6 +44,16 @@ def conflicting_pair(c: Bitcoind, to: str, amount: str) -> tuple[str, str]:
     pay = c.rpc("createrawtransaction", inp, {to: Decimal(amount), c.rpc("getnewaddress"): u["amount"] - Decimal(amount) - fee})
     back = c.rpc("createrawtransaction", inp, {c.rpc("getnewaddress"): u["amount"] - fee})
     return c.rpc("signrawtransaction", pay)["hex"], c.rpc("signrawtransaction", back)["hex"]
+
+
+async def deposited(net: Regtest, ex: Exchange, w: Bitcoind, c: Bitcoind, caddr: str, amount: str) -> int:
+    """Alice, with `amount` BTC paid from C to her deposit address and credited (1 confirmation)."""
+    alice = await ex.create_member("alice@example.com")
+    addr = (await ex.funds.deposit_address(alice, "btc"))["address"]
+    net.wait_mempool(w, c.rpc("sendtoaddress", addr, amount))
+    mine_on(net, c, 1, caddr, w)
+    await ex.funds.poll("btc")
+    return alice
 
 
 def leave(m: Bitcoind) -> None:
@@ -122,11 +132,7 @@ async def test_a_payment_delayed_past_every_timeout_is_made_once(regtest: Regtes
     await proxy.start()
     ex = await start(tmp_path, {"btc": coin_wallet(w, confirmations=1, rpc_timeout_ms=1000) | {"rpc_url": proxy.url}})
     try:
-        alice = await ex.create_member("alice@example.com")
-        addr = (await ex.funds.deposit_address(alice, "btc"))["address"]
-        regtest.wait_mempool(w, c.rpc("sendtoaddress", addr, "2"))
-        mine_on(regtest, c, 1, caddr, w)
-        await ex.funds.poll("btc")
+        alice = await deposited(regtest, ex, w, c, caddr, "2")
         proxy.methods, proxy.delay = {"sendrawtransaction"}, 4.0
         dest = c.rpc("getnewaddress")
         wd = await ex.funds.request_withdraw(alice, "btc", "0.7", dest)
@@ -134,7 +140,8 @@ async def test_a_payment_delayed_past_every_timeout_is_made_once(regtest: Regtes
         await ex.funds.poll("btc")  # not in the wallet yet: the same bytes again, again too late
         row = await ex.funds.withdraw(int(wd["id"]))
         assert row["state"] == "processing" and row["attempts"] == 1 and "outcome unknown" in row["admin_note"]
-        assert proxy.seen.count("sendrawtransaction") == 2 and proxy.seen.count("fundrawtransaction") == 1
+        # the ticker may have tried once more meanwhile: every try carries the same bytes, one build only
+        assert proxy.seen.count("sendrawtransaction") >= 2 and proxy.seen.count("fundrawtransaction") == 1
         await proxy.settle()  # both late requests have now reached the daemon
         proxy.delay = 0
         await ex.funds.poll("btc")
@@ -158,11 +165,7 @@ async def test_a_dropped_payment_is_noticed_and_broadcast_again(regtest: Regtest
     w, c, caddr = customer(regtest)
     ex = await start(tmp_path, {"btc": coin_wallet(w, confirmations=1)})
     try:
-        alice = await ex.create_member("alice@example.com")
-        addr = (await ex.funds.deposit_address(alice, "btc"))["address"]
-        regtest.wait_mempool(w, c.rpc("sendtoaddress", addr, "2"))
-        mine_on(regtest, c, 1, caddr, w)
-        await ex.funds.poll("btc")
+        alice = await deposited(regtest, ex, w, c, caddr, "2")
         c.rpc("setnetworkactive", False)  # the payment stays with W alone
         dest = c.rpc("getnewaddress")
         wd = await ex.funds.request_withdraw(alice, "btc", "0.7", dest)
@@ -231,11 +234,7 @@ async def test_reconciliation_names_every_difference_with_a_cold_wallet(regtest:
     paper = c.rpc("getnewaddress")  # a cold holding the daemon does not watch: declared in the configuration
     ex = await start(tmp_path, {"btc": coin_wallet(w, confirmations=1, cold_addresses=[cold], cold_balance="1.5")})
     try:
-        alice = await ex.create_member("alice@example.com")
-        addr = (await ex.funds.deposit_address(alice, "btc"))["address"]
-        regtest.wait_mempool(w, c.rpc("sendtoaddress", addr, "5"))
-        mine_on(regtest, c, 1, caddr, w)
-        await ex.funds.poll("btc")
+        await deposited(regtest, ex, w, c, caddr, "5")
         # the operator moves 2 BTC to the watched cold address and 1.5 to the paper wallet
         moves = [w.rpc("sendtoaddress", cold, "2"), w.rpc("sendtoaddress", paper, "1.5")]
         for t in moves:
@@ -272,11 +271,7 @@ async def test_a_withdrawal_of_exactly_the_hot_balance_waits_with_a_reason(regte
     table = coin_wallet(w, confirmations=1, withdraw_fee="0", auto_approve="10")
     ex = await start(tmp_path, {"btc": table})
     try:
-        alice = await ex.create_member("alice@example.com")
-        addr = (await ex.funds.deposit_address(alice, "btc"))["address"]
-        regtest.wait_mempool(w, c.rpc("sendtoaddress", addr, "3"))
-        mine_on(regtest, c, 1, caddr, w)
-        await ex.funds.poll("btc")
+        alice = await deposited(regtest, ex, w, c, caddr, "3")
         hot = sats(w.rpc("getbalance"))
         assert hot == 3 * BTC
         wd = await ex.funds.request_withdraw(alice, "btc", "3", c.rpc("getnewaddress"))
