@@ -351,8 +351,9 @@ class WalletActor(Actor[str]):
             self.currency.code, *states))
 
     async def _withdrawals(self) -> None:
-        for w in await self._rows(*IN_FLIGHT):
-            await self._follow_payment(w)
+        if self.channel.automatic:  # a bank transfer is completed by an admin, not followed here
+            for w in await self._rows(*IN_FLIGHT):
+                await self._follow_payment(w)
         for w in await self._rows("submitted"):
             if w["audited_at"] is None:
                 await self._audit(w)
