@@ -3,7 +3,8 @@
 A bad file stops start-up with a message naming the field (`markets.btcusd.price_precision: ...`),
 because a half-understood configuration on a money system is worse than none. That includes every
 key nobody reads: `taker_fe = "0.002"` would otherwise leave the taker fee at its default of 0, so
-an unknown key in any table stops start-up with its name and the table (`known_keys`).
+an unknown key in any table stops start-up with its name and the table: every table remembers
+which keys the parser asked for (`_Read`), and a key nobody asked for is refused.
 """
 
 from __future__ import annotations
@@ -265,16 +266,60 @@ def known_keys(table: dict[str, Any], path: str, keys: Any) -> None:
             raise ConfigError(f"{where}: unknown key in [{path or 'top level'}] (known: {', '.join(sorted(keys))})")
 
 
-TOP_LEVEL = ("exchange", "currencies", "markets", "nodes", "actors", "api", "mail", "solvency", "admin", "security", "sms")
-EXCHANGE_KEYS = ("name", "database", "rabbitmq", "sqlite_synchronous")
-CURRENCY_KEYS = ("name", "kind", "precision", "wallet")
-MARKET_KEYS = ("base", "quote", "price_precision", "volume_precision", "maker_fee", "taker_fee", "min_volume",
-               "max_volume", "self_trade")
-NODE_KEYS = ("host", "port", "markets")
-ACTOR_KEYS = ("mailbox_size", "max_batch", "ask_timeout_ms")
-API_KEYS = ("signed_limit", "signed_window_s", "public_limit", "public_window_s")
-MAIL_KEYS = ("host", "port", "username", "password", "security", "sender", "base_url", "timeout_ms")
-SOLVENCY_KEYS = ("enabled", "interval_hours", "keep_days", "node", "min_height", "asset_confirmations")
+
+
+class _Read(dict[str, Any]):
+    """A table of the file that remembers which keys the parser asked for (present or not) and
+    whether it went through all of them (a table of named entries: currencies, markets, …). After
+    parsing, a key nobody asked for is a typo: the keys asked for are the table's known keys, so
+    this stays true whatever a parser adds, without a second list to keep in step."""
+
+    def __init__(self, data: dict[str, Any], path: str) -> None:
+        super().__init__({k: _read(v, f"{path}.{k}" if path else k) for k, v in data.items()})
+        self.path = path
+        self.asked: set[str] = set()
+        self.all_read = False
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def items(self) -> Any:
+        self.all_read = True
+        return super().items()
+
+    def __iter__(self) -> Any:
+        self.all_read = True
+        return super().__iter__()
+
+    def unread(self) -> list[tuple[str, str, list[str]]]:
+        """(path of the key, table, known keys) of every key nobody asked for, here and below."""
+        out = [] if self.all_read else [(f"{self.path}.{k}" if self.path else k, self.path or "top level", sorted(self.asked))
+                                         for k in super().keys() if k not in self.asked]
+        for v in super().values():
+            if isinstance(v, _Read):
+                out += v.unread()
+        return out
+
+
+def _read(value: Any, path: str) -> Any:
+    return _Read(value, path) if isinstance(value, dict) and not isinstance(value, _Read) else value
+
+
+def _refuse_unread(data: _Read) -> None:
+    unread = sorted(data.unread())
+    if unread:
+        where, table, known = unread[0]
+        raise ConfigError(f"{where}: unknown key in [{table}] (known: {', '.join(known) or 'none'})")
 
 
 def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -368,14 +413,16 @@ def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletCo
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
-    known_keys(data, "", TOP_LEVEL)
+    data = _read(data, "")
     ex = _get(data, "exchange", "", dict, {})
-    known_keys(ex, "exchange", EXCHANGE_KEYS)
     name = _get(ex, "name", "exchange", str, "PyExchange")
-    database = os.environ.get("EXCHANGE_DATABASE_URL") or _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
+    # the file's value is read (and checked) even when the environment overrides it
+    database = _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
+    database = os.environ.get("EXCHANGE_DATABASE_URL") or database
     if not (database.startswith("sqlite://") or database.startswith(("postgresql://", "postgres://"))):
         raise ConfigError("exchange.database: must start with sqlite:// or postgresql://")
-    rabbitmq = os.environ.get("EXCHANGE_RABBITMQ_URL") or _get(ex, "rabbitmq", "exchange", str, "") or None
+    rabbitmq = _get(ex, "rabbitmq", "exchange", str, "")
+    rabbitmq = os.environ.get("EXCHANGE_RABBITMQ_URL") or rabbitmq or None
     sync = _get(ex, "sqlite_synchronous", "exchange", str, "full").lower()
     if sync not in ("full", "normal"):
         raise ConfigError("exchange.sqlite_synchronous: must be 'full' or 'normal'")
@@ -387,7 +434,6 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             raise ConfigError(f"{path}: currency code must be 2-10 lowercase letters/digits")
         if not isinstance(c, dict):
             raise ConfigError(f"{path}: expected a table")
-        known_keys(c, path, CURRENCY_KEYS)
         kind = _get(c, "kind", path, str, "coin")
         if kind not in ("coin", "fiat"):
             raise ConfigError(f"{path}.kind: must be 'coin' or 'fiat', got {kind!r}")
@@ -408,7 +454,6 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         path = f"markets.{mid}"
         if not isinstance(m, dict):
             raise ConfigError(f"{path}: expected a table")
-        known_keys(m, path, MARKET_KEYS)
         base_code = _get(m, "base", path, str)
         quote_code = _get(m, "quote", path, str)
         for key, code in (("base", base_code), ("quote", quote_code)):
@@ -458,7 +503,6 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         path = f"nodes.{nname}"
         if not isinstance(n, dict):
             raise ConfigError(f"{path}: expected a table")
-        known_keys(n, path, NODE_KEYS)
         mlist = _get(n, "markets", path, list)
         for mid in mlist:
             if mid not in markets:
@@ -494,7 +538,6 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         markets[mid] = replace(market, standbys=standbys)
 
     a = _get(data, "actors", "", dict, {})
-    known_keys(a, "actors", ACTOR_KEYS)
     actors = ActorConf(
         mailbox_size=_int_range(a, "mailbox_size", "actors", 1, 10_000_000, 10_000),
         max_batch=_int_range(a, "max_batch", "actors", 1, 100_000, 1_000),
@@ -507,7 +550,6 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         raise ConfigError("actors.store_timeout_ms: must be at most half of actors.lease_ms, so that a stalled "
                           "node's store calls fail before its lease can pass to another node")
     api_t = _get(data, "api", "", dict, {})
-    known_keys(api_t, "api", API_KEYS)
     api = ApiConf(
         signed_limit=_int_range(api_t, "signed_limit", "api", 0, 10**9, ApiConf.signed_limit),
         signed_window=_int_range(api_t, "signed_window_s", "api", 1, 86_400, ApiConf.signed_window),
@@ -516,7 +558,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     )
     http = _http(_get(data, "http", "", dict, {}))
     mail_t = _get(data, "mail", "", dict, {})
-    known_keys(mail_t, "mail", MAIL_KEYS)
+    smtp_password = _get(mail_t, "password", "mail", str, "")
     security = _get(mail_t, "security", "mail", str, "none")
     if security not in ("none", "starttls", "tls"):
         raise ConfigError("mail.security: must be 'none', 'starttls' or 'tls'")
@@ -527,14 +569,13 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         host=_get(mail_t, "host", "mail", str, ""),
         port=_int_range(mail_t, "port", "mail", 1, 65535, 25),
         username=_get(mail_t, "username", "mail", str, ""),
-        password=os.environ.get("EXCHANGE_SMTP_PASSWORD") or _get(mail_t, "password", "mail", str, ""),
+        password=os.environ.get("EXCHANGE_SMTP_PASSWORD") or smtp_password,
         security=security,
         sender=_get(mail_t, "sender", "mail", str, f"{name} <no-reply@localhost>"),
         base_url=base_url,
         timeout=float(_int_range(mail_t, "timeout_ms", "mail", 100, 600_000, 10_000)) / 1000,
     )
     sol = _get(data, "solvency", "", dict, {})
-    known_keys(sol, "solvency", SOLVENCY_KEYS)
     solvency = SolvencyConf(
         enabled=_get(sol, "enabled", "solvency", bool, True),
         interval_hours=_int_range(sol, "interval_hours", "solvency", 1, 24 * 366, 24),
@@ -548,7 +589,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     from node.admin.conf import parse_admin  # here: node.admin.conf imports this module
     from node.security.config import parse_security, parse_sms  # [security] and [sms], same reason
 
-    return Config(
+    config = Config(
         name=name,
         database=database,
         rabbitmq=rabbitmq,
@@ -566,6 +607,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         security=parse_security(data),
         sms=parse_sms(data),
     )
+    _refuse_unread(data)
+    return config
 
 
 def _http(t: dict[str, Any]) -> HttpConf:
