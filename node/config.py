@@ -413,7 +413,7 @@ def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletCo
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
-    data = _read(data, "")
+    data = table = _Read(data, "")
     ex = _get(data, "exchange", "", dict, {})
     name = _get(ex, "name", "exchange", str, "PyExchange")
     # the file's value is read (and checked) even when the environment overrides it
@@ -607,7 +607,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         security=parse_security(data),
         sms=parse_sms(data),
     )
-    _refuse_unread(data)
+    _refuse_unread(table)
     return config
 
 
