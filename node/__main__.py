@@ -5,7 +5,8 @@
     python -m node deposit EMAIL CUR AMOUNT credit funds (an admin deposit with a ledger entry)
     python -m node apikey create EMAIL      create an API key (the secret is shown once)
     python -m node demo                     seed demo members and books, then exit
-    python -m node audit                    check balances against the ledger and deposits
+    python -m node audit                    cross-check the books (ledger, orders, trades, deposits, withdrawals)
+    python -m node reconcile [CUR ...]      coins held (hot and cold wallets) against the books, item by item
     python -m node solvency snapshot        take a proof-of-solvency snapshot now (also: assets, fiat, show)
     python -m node admin grant EMAIL ROLE   roles; also: withdraws, approve, reject, process, bank-deposit, log
 """
@@ -168,6 +169,26 @@ async def audit_cmd(args: argparse.Namespace) -> int:
     return result
 
 
+async def reconcile_cmd(args: argparse.Namespace) -> int:
+    """Print each coin currency's reconciliation; exit 1 if any has an unexplained difference."""
+    async def go(ex: Exchange) -> int:
+        codes = args.currency or [c for c, cur in ex.config.currencies.items()
+                                  if cur.wallet is not None and cur.wallet.channel != "bank"]
+        if not codes:
+            print("no coin wallets are configured")
+            return 0
+        rc = 0
+        for code in codes:
+            rec = await ex.funds.reconciliation(code)
+            for line in rec.lines():
+                print(line)
+            rc |= 0 if rec.ok else 1
+        return rc
+
+    result: int = await _with_exchange(args, go)
+    return result
+
+
 async def admin_cmd(args: argparse.Namespace) -> int:
     from node.admin.cli import run
 
@@ -216,6 +237,9 @@ def parser() -> argparse.ArgumentParser:
     kc.set_defaults(fn=apikey_create)
     sub.add_parser("demo", help="seed demo data and exit").set_defaults(fn=demo_seed)
     sub.add_parser("audit", help="check the books").set_defaults(fn=audit_cmd)
+    rc = sub.add_parser("reconcile", help="coins held against the books, per coin currency")
+    rc.add_argument("currency", nargs="*", help="currency codes (default: every coin wallet)")
+    rc.set_defaults(fn=reconcile_cmd)
     from node.solvency.snapshot import add_cli_arguments
 
     sol = sub.add_parser("solvency", help="proof of solvency: snapshot, assets, fiat reserves, show")

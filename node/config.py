@@ -1,7 +1,10 @@
 """cluster.toml: currencies, markets, nodes, database and bus, validated before anything starts.
 
 A bad file stops start-up with a message naming the field (`markets.btcusd.price_precision: ...`),
-because a half-understood configuration on a money system is worse than none.
+because a half-understood configuration on a money system is worse than none. That includes every
+key nobody reads: `taker_fe = "0.002"` would otherwise leave the taker fee at its default of 0, so
+an unknown key in any table stops start-up with its name and the table: every table remembers
+which keys the parser asked for (`_Read`), and a key nobody asked for is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class WalletConf:
     min_withdraw: int = 1
     max_withdraw: int = 0  # 0 = no maximum
     auto_approve: int = 0  # withdrawals up to this are sent without an admin; 0 = every one needs an admin
+    min_deposit: int = 1  # smaller deposits are recorded (`skipped`) but not credited
+    cold_addresses: tuple[str, ...] = ()  # cold wallet addresses, watched (watch-only) for reconciliation
+    cold_balance: int = 0  # declared cold holdings not watched on the chain (e.g. paper or hardware wallets)
     settings: tuple[tuple[str, Any], ...] = ()
 
     @property
@@ -252,6 +258,70 @@ def _sms_default() -> SmsConf:
     return SmsConf()
 
 
+def known_keys(table: dict[str, Any], path: str, keys: Any) -> None:
+    """A misspelt key would silently leave a setting at its default: refuse it by name and table."""
+    for key in table:
+        if key not in keys:
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(f"{where}: unknown key in [{path or 'top level'}] (known: {', '.join(sorted(keys))})")
+
+
+
+
+class _Read(dict[str, Any]):
+    """A table of the file that remembers which keys the parser asked for (present or not) and
+    whether it went through all of them (a table of named entries: currencies, markets, …). After
+    parsing, a key nobody asked for is a typo: the keys asked for are the table's known keys, so
+    this stays true whatever a parser adds, without a second list to keep in step."""
+
+    def __init__(self, data: dict[str, Any], path: str) -> None:
+        super().__init__({k: _read(v, f"{path}.{k}" if path else k) for k, v in data.items()})
+        self.path = path
+        self.asked: set[str] = set()
+        self.all_read = False
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def items(self) -> Any:
+        self.all_read = True
+        return super().items()
+
+    def __iter__(self) -> Any:
+        self.all_read = True
+        return super().__iter__()
+
+    def unread(self) -> list[tuple[str, str, list[str]]]:
+        """(path of the key, table, known keys) of every key nobody asked for, here and below."""
+        out = [] if self.all_read else [(f"{self.path}.{k}" if self.path else k, self.path or "top level", sorted(self.asked))
+                                         for k in super().keys() if k not in self.asked]
+        for v in super().values():
+            if isinstance(v, _Read):
+                out += v.unread()
+        return out
+
+
+def _read(value: Any, path: str) -> Any:
+    return _Read(value, path) if isinstance(value, dict) and not isinstance(value, _Read) else value
+
+
+def _refuse_unread(data: _Read) -> None:
+    unread = sorted(data.unread())
+    if unread:
+        where, table, known = unread[0]
+        raise ConfigError(f"{where}: unknown key in [{table}] (known: {', '.join(known) or 'none'})")
+
+
 def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
     where = f"{path}.{key}" if path else key  # top-level tables have no prefix: "currencies", not ".currencies"
     if key not in table:
@@ -287,8 +357,15 @@ def _units(table: dict[str, Any], key: str, path: str, decimals: int, default: s
         raise ConfigError(f"{path}.{key}: {e.message.split(' ', 1)[1] if ' ' in e.message else e.message}") from None
 
 
+def _strings(table: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
+    values = _get(table, key, path, list, [])
+    if not all(isinstance(v, str) and v.strip() and v.isprintable() for v in values):
+        raise ConfigError(f"{path}.{key}: expected a list of non-empty strings")
+    return tuple(values)
+
+
 _WALLET_KEYS = ("channel", "node", "confirmations", "reorg_watch_blocks", "poll_interval_ms", "withdraw_fee",
-                "min_withdraw", "max_withdraw", "auto_approve")
+                "min_withdraw", "max_withdraw", "auto_approve", "min_deposit", "cold_addresses", "cold_balance")
 
 
 def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletConf | None:
@@ -325,6 +402,9 @@ def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletCo
         min_withdraw=_units(w, "min_withdraw", path, precision, one, False),
         max_withdraw=_units(w, "max_withdraw", path, precision, "0", True),
         auto_approve=_units(w, "auto_approve", path, precision, "0", True),
+        min_deposit=_units(w, "min_deposit", path, precision, one, False),
+        cold_addresses=_strings(w, "cold_addresses", path),
+        cold_balance=_units(w, "cold_balance", path, precision, "0", True),
         settings=tuple(sorted(settings.items())),
     )
     if conf.max_withdraw and conf.max_withdraw < conf.min_withdraw:
@@ -333,12 +413,16 @@ def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletCo
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    data = table = _Read(data, "")
     ex = _get(data, "exchange", "", dict, {})
     name = _get(ex, "name", "exchange", str, "PyExchange")
-    database = os.environ.get("EXCHANGE_DATABASE_URL") or _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
+    # the file's value is read (and checked) even when the environment overrides it
+    database = _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
+    database = os.environ.get("EXCHANGE_DATABASE_URL") or database
     if not (database.startswith("sqlite://") or database.startswith(("postgresql://", "postgres://"))):
         raise ConfigError("exchange.database: must start with sqlite:// or postgresql://")
-    rabbitmq = os.environ.get("EXCHANGE_RABBITMQ_URL") or _get(ex, "rabbitmq", "exchange", str, "") or None
+    rabbitmq = _get(ex, "rabbitmq", "exchange", str, "")
+    rabbitmq = os.environ.get("EXCHANGE_RABBITMQ_URL") or rabbitmq or None
     sync = _get(ex, "sqlite_synchronous", "exchange", str, "full").lower()
     if sync not in ("full", "normal"):
         raise ConfigError("exchange.sqlite_synchronous: must be 'full' or 'normal'")
@@ -474,6 +558,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     )
     http = _http(_get(data, "http", "", dict, {}))
     mail_t = _get(data, "mail", "", dict, {})
+    smtp_password = _get(mail_t, "password", "mail", str, "")
     security = _get(mail_t, "security", "mail", str, "none")
     if security not in ("none", "starttls", "tls"):
         raise ConfigError("mail.security: must be 'none', 'starttls' or 'tls'")
@@ -484,7 +569,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         host=_get(mail_t, "host", "mail", str, ""),
         port=_int_range(mail_t, "port", "mail", 1, 65535, 25),
         username=_get(mail_t, "username", "mail", str, ""),
-        password=os.environ.get("EXCHANGE_SMTP_PASSWORD") or _get(mail_t, "password", "mail", str, ""),
+        password=os.environ.get("EXCHANGE_SMTP_PASSWORD") or smtp_password,
         security=security,
         sender=_get(mail_t, "sender", "mail", str, f"{name} <no-reply@localhost>"),
         base_url=base_url,
@@ -504,7 +589,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     from node.admin.conf import parse_admin  # here: node.admin.conf imports this module
     from node.security.config import parse_security, parse_sms  # [security] and [sms], same reason
 
-    return Config(
+    config = Config(
         name=name,
         database=database,
         rabbitmq=rabbitmq,
@@ -522,6 +607,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         security=parse_security(data),
         sms=parse_sms(data),
     )
+    _refuse_unread(table)
+    return config
 
 
 def _http(t: dict[str, Any]) -> HttpConf:

@@ -45,6 +45,7 @@ TEXTS: dict[tuple[str, str], tuple[str, str]] = {
     (WITHDRAW, "submitted"): (N_("Withdrawal {sn} of {amount} {cur} confirmed: waiting to be checked and sent"), ""),
     (WITHDRAW, "accepted"): (N_("Withdrawal {sn} of {amount} {cur} approved: it will be sent shortly"), ""),
     (WITHDRAW, "processing"): (N_("Withdrawal {sn} of {amount} {cur} is being sent"), ""),
+    (WITHDRAW, "almost_done"): (N_("Withdrawal {sn} of {amount} {cur} sent: waiting for confirmations"), ""),
     (WITHDRAW, "suspect"): (N_("Withdrawal {sn} of {amount} {cur} is held for a review by our staff"), ""),
     (WITHDRAW, "done"): (N_("Withdrawal {sn} of {amount} {cur} sent"), N_(
         "Hello,\n\nYour withdrawal {sn} of {amount} {cur} from your {site} account was sent to {address}.\n\n"

@@ -109,12 +109,12 @@ class Bitcoind:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.rpcport}/"
 
-    def start(self, connect: Bitcoind | None = None, timeout: float = 60) -> None:
+    def start(self, connect: Bitcoind | None = None, timeout: float = 60, extra: tuple[str, ...] = ()) -> None:
         self.datadir.mkdir(parents=True, exist_ok=True)
         cmd = [str(self.bindir / "bitcoind"), "-regtest", f"-datadir={self.datadir}", "-listen=1", "-bind=127.0.0.1",
                f"-port={self.port}", "-rpcbind=127.0.0.1", "-rpcallowip=127.0.0.1", f"-rpcport={self.rpcport}",
                f"-rpcuser={RPC_USER}", f"-rpcpassword={RPC_PASSWORD}", "-server=1", "-printtoconsole=0",
-               "-discover=0", "-dnsseed=0", "-upnp=0", "-txindex=0", *REQUIRED]
+               "-discover=0", "-dnsseed=0", "-upnp=0", "-txindex=0", *REQUIRED, *extra]
         if connect is not None:
             cmd.append(f"-addnode=127.0.0.1:{connect.port}")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -231,6 +231,63 @@ def network(root: Path) -> Iterator[Regtest]:
         yield net
     finally:
         net.close()
+
+
+class DelayProxy:
+    """An HTTP proxy in front of a daemon's RPC port that holds chosen methods back for `delay`
+    seconds and then delivers them anyway: a daemon answering later than every timeout of ours,
+    yet executing each request it got. Used as `rpc_url` of the wallet under test."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.delay = 0.0
+        self.methods: set[str] = set()
+        self.seen: list[str] = []
+        self.late: list[asyncio.Task[Any]] = []
+        self.port = free_port()
+        self._runner: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def start(self) -> None:
+        from aiohttp import ClientSession, web
+
+        async def forward(body: bytes, headers: dict[str, str], method: str) -> tuple[int, bytes]:
+            if method in self.methods and self.delay:
+                await asyncio.sleep(self.delay)
+            async with ClientSession() as s, s.post(self.target, data=body, headers=headers) as resp:
+                return resp.status, await resp.read()
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            method = str(json.loads(body).get("method"))
+            self.seen.append(method)
+            headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+            task = asyncio.create_task(forward(body, headers, method))  # delivered even if our caller gives up
+            self.late.append(task)
+            status, data = await asyncio.shield(task)
+            return web.Response(status=status, body=data, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def settle(self) -> None:
+        """Wait until every held-back request has reached the daemon."""
+        for t in self.late:
+            try:
+                await t
+            except Exception:
+                pass
+
+    async def close(self) -> None:
+        await self.settle()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 # -- exchange configuration and waiting helpers for wallet tests ---------------------------------------

@@ -4,6 +4,7 @@ queues, member search and actions, the dashboard, editable pages, roles and the 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ from node.admin import roles
 from node.admin.roles import MONEY, PERMISSIONS, ROLES, Actor
 from node.audit import audit
 from node.config import ConfigError
+from node.wallet.records import WithdrawFailed
 from node.web.app import KEYS
 from node.web.pages_admin import ADMIN, ROUTES
 from tests.apiclient import ApiClient, ApiError
@@ -299,7 +301,15 @@ async def test_cancel_all_orders_of_a_market_and_change_its_fees(asite: Site) ->
     await asite.ex.quiesce()
     t = await asite.ex.store.fetchrow("SELECT * FROM trades ORDER BY id DESC LIMIT 1")
     assert t is not None and int(t["bid_fee"]) == 50_000 and int(t["ask_fee"]) == 300_000  # 0.05% of 1 BTC, 0.3% of 100 USD
-    assert await asite.visitor() and (await (await asite.visitor()).get("/pages/fees")) == 200
+    visitor = await asite.visitor()
+    assert await visitor.get("/pages/fees") == 200 and "0.05%" in visitor.text and "0.3%" in visitor.text
+    # every other view shows the rates in force too, not the configured ones
+    assert await visitor.get("/api/v2/fees") == 200
+    assert {"market": "btcusd", "maker": "0.0005", "taker": "0.003"} in json.loads(visitor.text)
+    assert await visitor.get("/markets/btcusd") == 200
+    page_config = json.loads(visitor.text.split('id="market-config">', 1)[1].split("</script>", 1)[0])
+    assert (page_config["makerFee"], page_config["takerFee"]) == ("50000", "300000")  # the order form's fee preview
+    assert "0.05%" in visitor.text and "0.3%" in visitor.text
 
 
 # -- members ------------------------------------------------------------------------------------------------------
@@ -396,6 +406,29 @@ async def test_withdrawal_queue_and_bank_deposits(asite: Site) -> None:
     acts = {r["action"] for r in await audit_rows(asite.ex) if r["actor"] == "fin@example.com" and r["ok"]}
     assert {"admin.deposit.bank_confirm", "admin.withdraw.approve", "admin.withdraw.process",
             "admin.withdraw.reject"} <= acts
+
+
+async def test_withdrawal_holds_are_released_by_finance_and_the_reconciliation_page_answers(asite: Site) -> None:
+    from node.wallet.records import freeze_withdrawals
+
+    fin = await staff(asite, "fin@example.com", "finance")
+    await asite.member("ann@example.com", usd="500", btc=None)
+    mid = await asite.mid("ann@example.com")
+    async with asite.ex.store.transaction() as tx:
+        await freeze_withdrawals(tx, mid, "usd", "deposit:1", 7_000_000, "deposit X was reversed", 1)
+    with pytest.raises(WithdrawFailed, match="on hold: deposit X was reversed"):
+        await asite.ex.funds.request_withdraw(mid, "usd", "100", "DE12 5001 0517 0648 4898 90")
+    await fin.get("/admin/funds")
+    assert "deposit X was reversed" in fin.text and "7.00" in fin.text
+    hold = (await asite.ex.funds.freezes())[0]
+    await fin.post(f"/admin/holds/{hold['id']}/release", {"resolution": ""})
+    assert await asite.ex.funds.freezes() != []
+    await fin.post(f"/admin/holds/{hold['id']}/release", {"resolution": "repaid by bank transfer"})
+    assert "may withdraw again" in flash(fin) and await asite.ex.funds.freezes() == []
+    acts = {r["action"] for r in await audit_rows(asite.ex) if r["actor"] == "fin@example.com" and r["ok"]}
+    assert "admin.withdraw_hold.release" in acts
+    await asite.ex.funds.request_withdraw(mid, "usd", "100", "DE12 5001 0517 0648 4898 90")
+    assert await fin.get("/admin/reconcile") == 200 and "No coin wallets are configured" in fin.text
 
 
 # -- dashboard --------------------------------------------------------------------------------------------------

@@ -208,6 +208,43 @@ BAD_CONFIGS = [
 ]
 
 
+TYPOS = [
+    ("markets.btcusd.taker_fe", "markets.btcusd"),  # would have made trading free for takers
+    ("exchange.databse", "exchange"),
+    ("currencies.btc.precison", "currencies.btc"),
+    ("nodes.main.prot", "nodes.main"),
+    ("actors.mailbox", "actors"),
+    ("api.signed_limt", "api"),
+    ("mail.hots", "mail"),
+    ("solvency.enable", "solvency"),
+    ("security.withdraw_hold_hour", "security"),
+    ("sms.provder", "sms"),
+    ("admin.email", "admin"),
+    ("currencies.btc.wallet.confirmatons", "currencies.btc.wallet"),
+    ("exchang", "top level"),
+]
+
+
+@pytest.mark.parametrize(("path", "table"), TYPOS, ids=[t[0] for t in TYPOS])
+def test_an_unknown_key_in_any_table_stops_start_up_naming_it_and_its_table(path: str, table: str) -> None:
+    data = copy.deepcopy(valid())
+    data["currencies"]["btc"]["wallet"] = {"channel": "bank", "bank_name": "B", "account_holder": "H",
+                                           "account_number": "DE89 3704 0044 0532 0130 00"}
+    data["currencies"]["btc"]["kind"] = "fiat"
+    for t in ("actors", "api", "mail", "solvency", "security", "sms", "admin"):
+        data.setdefault(t, {})
+    *parents, last = path.split(".")
+    t = data
+    for key in parents:
+        t = t[key]
+    t[last] = "0.002" if last != "exchang" else {}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    message = str(info.value)
+    assert message.startswith(f"{path}:") and "unknown" in message, message
+    assert table == "top level" or table in message.split(":", 1)[1] or table.endswith("wallet"), message
+
+
 @pytest.mark.parametrize(("data", "field"), [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_config_names_the_field(data: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -78,11 +78,11 @@ async def test_a_withdrawal_to_a_new_address_waits_out_the_hold(tmp_path: Path) 
             v = await site.visitor()
             assert await v.get(f"/withdraws/confirm/{token}") == 200 and "Yes, send it" in v.text
             await site.ex.funds.poll("btc")
-            assert await state(site.ex, w["id"]) == "submitting" and WALLETS["btc"].sent == []
+            assert await state(site.ex, w["id"]) == "submitting" and WALLETS["btc"].paid == []
             status, _ = await v.post(f"/withdraws/confirm/{token}", {"action": "confirm"})
             assert status == 200 and "the withdrawal is confirmed" in v.text and "waits until" in v.text
             await site.ex.funds.poll("btc")
-            assert await state(site.ex, w["id"]) == "submitting" and WALLETS["btc"].sent == []
+            assert await state(site.ex, w["id"]) == "submitting" and WALLETS["btc"].paid == []
             clock.now += 24 * HOUR - 60
             assert await sec.addresses.sweep() == (0, 0)
             assert await state(site.ex, w["id"]) == "submitting"
@@ -91,7 +91,8 @@ async def test_a_withdrawal_to_a_new_address_waits_out_the_hold(tmp_path: Path) 
                 assert await sec.addresses.sweep() == (1, 0)
                 assert await state(site.ex, w["id"]) == "submitted"
             await site.ex.funds.poll("btc")
-            assert await state(site.ex, w["id"]) == "done" and WALLETS["btc"].sent[0][1:3] == ("ext-new", BTC // 2)
+            assert await state(site.ex, w["id"]) == "almost_done" and WALLETS["btc"].paid == ["tx0"]
+            assert WALLETS["btc"].built["tx0"][:2] == ("ext-new", BTC // 2)
             await balanced(site.ex)
             # the address is known now: the next withdrawal waits only for its confirmation
             w2 = await api.post("/withdraws", currency="btc", amount="0.1", address="ext-new")

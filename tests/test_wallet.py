@@ -24,17 +24,20 @@ from aiohttp.test_utils import TestServer
 from node.audit import audit
 from node.config import ConfigError, parse_config
 from node.errors import InvalidParameter
-from node.exchange import Exchange
+from node.exchange import Exchange, OrderInput
 from node.wallet import FAMILIES
 from node.wallet.channel import (
     AddressCheck,
+    Built,
     Channel,
     ChannelError,
     ChannelInfo,
     ChannelUnavailable,
+    InsufficientFunds,
     Scan,
     SentTx,
     Transfer,
+    TxState,
     WalletUnavailable,
     decimal_from_units,
     units_from_decimal,
@@ -54,14 +57,27 @@ BANK = {"channel": "bank", "bank_name": "First Test Bank", "account_holder": "Py
 # -- an in-memory channel family -------------------------------------------------------------------------
 @dataclass
 class FakeWallet:
+    """A wallet and its chain in memory. Deposits are `transfers` (their confirmations are what
+    `tx_state` reports, unless `states` says otherwise); payments are built into `built` and count as
+    paid once their bytes are broadcast (`broadcasts` lists every broadcast, repeats included)."""
+
     own: set[str] = field(default_factory=set)
     transfers: list[Transfer] = field(default_factory=list)
+    states: dict[str, TxState] = field(default_factory=dict)
     balance: int = 100 * BTC
-    sent: list[tuple[str, str, int, str]] = field(default_factory=list)  # key, address, amount, txid
-    send_error: Exception | None = None
-    lose_reply: bool = False  # pay, then fail as if the connection dropped before the answer
+    built: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # txid -> address, amount, raw
+    broadcasts: list[str] = field(default_factory=list)  # txids, every time their bytes were broadcast
+    confirmations: dict[str, int] = field(default_factory=dict)  # payments the network has: txid -> depth
+    build_error: Exception | None = None
+    broadcast_error: Exception | None = None
+    lose_reply: bool = False  # broadcast, then fail as if the connection dropped before the answer
     down: bool = False
     calls: int = 0
+
+    @property
+    def paid(self) -> list[str]:
+        """Distinct payments the network has accepted: a withdrawal paid twice would show twice."""
+        return list(self.confirmations)
 
 
 WALLETS: dict[str, FakeWallet] = {}
@@ -99,27 +115,44 @@ class FakeChannel(Channel):
     async def balance(self) -> int:
         return self.w.balance
 
-    async def send(self, address: str, amount: int, key: str) -> str:
+    async def build(self, address: str, amount: int, inputs: list[tuple[str, int]]) -> Built:
         w = self.w
-        if w.send_error is not None:
-            raise w.send_error
-        txid = f"tx{len(w.sent)}"
-        w.sent.append((key, address, amount, txid))
-        w.balance -= amount + 100
+        if w.build_error is not None:
+            raise w.build_error
+        if amount + 100 > w.balance:
+            raise InsufficientFunds("Insufficient funds")
+        txid = f"tx{len(w.built)}"
+        w.built[txid] = (address, amount, f"raw-{txid}")
+        return Built(raw=f"raw-{txid}", txid=txid, network_fee=100)
+
+    async def broadcast(self, raw: str) -> None:
+        w = self.w
+        if w.broadcast_error is not None:
+            raise w.broadcast_error
+        txid = raw.removeprefix("raw-")
+        w.broadcasts.append(txid)
+        if txid not in w.confirmations:
+            w.confirmations[txid] = 0
+            w.balance -= w.built[txid][1] + 100
         if w.lose_reply:
-            raise ChannelUnavailable("sendtoaddress timed out", maybe_done=True)
-        return txid
+            raise ChannelUnavailable("sendrawtransaction timed out", maybe_done=True)
+
+    async def tx_state(self, txid: str) -> TxState:
+        w = self.w
+        if txid in w.states:
+            return w.states[txid]
+        if txid in w.confirmations:
+            return TxState(known=True, confirmations=w.confirmations[txid], in_mempool=w.confirmations[txid] == 0)
+        for t in w.transfers:
+            if t.txid == txid:
+                return TxState(known=True, confirmations=t.confirmations, in_mempool=t.confirmations == 0,
+                               coinbase=t.coinbase, block_hash=t.block_hash)
+        return TxState(known=False)
+
+    async def unspent_inputs(self, raw: str) -> list[tuple[str, int]]:
+        return []
 
     async def find_sent(self, key: str, address: str, amount: int, since_ms: int) -> SentTx | None:
-        for k, _, a, txid in self.w.sent:
-            if k == key:
-                return SentTx(txid=txid, amount=a, network_fee=100, confirmations=0)
-        return None
-
-    async def sent(self, txid: str) -> SentTx | None:
-        for _, _, a, t in self.w.sent:
-            if t == txid:
-                return SentTx(txid=txid, amount=a, network_fee=100, confirmations=0)
         return None
 
 
@@ -136,7 +169,7 @@ def wallet_config(database: str, **wallets: dict[str, Any]) -> Any:
     return parse_config(config_data(database, wallets), "test")
 
 
-FAKE_BTC = {"channel": "fake", "confirmations": 2, "withdraw_fee": "0.001", "min_withdraw": "0.01", "auto_approve": "1",
+FAKE_BTC = {"channel": "fake", "confirmations": 2, "min_deposit": "0.0001", "withdraw_fee": "0.001", "min_withdraw": "0.01", "auto_approve": "1",
             "poll_interval_ms": 60_000}
 
 
@@ -381,77 +414,114 @@ async def test_deposits_follow_the_chain(ex: Exchange, fake: FakeWallet) -> None
     alice = await ex.create_member("alice@example.com")
     addr = (await ex.funds.deposit_address(alice, "btc"))["address"]
     fake.transfers += [Transfer("t1", 0, addr, BTC, 1, "b1"), Transfer("t1", 1, "not-ours", BTC, 1, "b1"),
-                       Transfer("t2", 0, addr, None, 5, "b1"), Transfer("t3", 0, addr, 2 * BTC, 0, None)]
+                       Transfer("t2", 0, addr, None, 5, "b1"), Transfer("t3", 0, addr, 2 * BTC, 0, None),
+                       Transfer("t4", 0, addr, 10, 5, "b1")]
     await ex.funds.poll("btc")
     rows = {(r["txid"], r["state"], r["confirmations"]) for r in await ex.funds.deposits_of(alice, limit=10)}
-    assert rows == {("t1", "submitted", 1), ("t3", "submitted", 0)}
+    assert rows == {("t1", "submitted", 1), ("t3", "submitted", 0), ("t4", "skipped", 5)}  # t4: below the minimum
     assert [a["kind"] for a in await ex.funds.alerts()] == ["bad_amount"]
-    fake.transfers = [Transfer("t1", 0, addr, BTC, 2, "b1"), Transfer("t3", 0, addr, 2 * BTC, -1, None)]
-    await ex.funds.poll("btc")
+    receipts = await ex.store.fetch("SELECT txid, amount FROM wallet_receipts")
+    assert [(r["txid"], r["amount"]) for r in receipts] == [("t1", BTC)]  # the output nobody owns, for reconciliation
+    # t3 is double-spent before it was credited; the scan no longer reports it, the re-check by txid does
+    fake.transfers = [Transfer("t1", 0, addr, BTC, 2, "b1")]
+    fake.states["t3"] = TxState(known=True, confirmations=-1)
     await ex.funds.poll("btc")
     states = {(r["txid"], r["state"]) for r in await ex.funds.deposits_of(alice, limit=10)}
-    assert states == {("t1", "accepted"), ("t3", "rejected")}  # t3 was double-spent before it was credited
+    assert states == {("t1", "accepted"), ("t3", "failed"), ("t4", "skipped")}
     assert await bal(ex, alice) == (BTC, 0)
-    fake.transfers = [Transfer("t1", 0, addr, BTC, -1, None)]  # double-spent after it was credited
+    await ex.submit_order(alice, OrderInput("btcusd", "sell", "0.25", "30000"))  # 0.25 locked in an order
+    await ex.quiesce()
+    fake.transfers = []
+    fake.states["t1"] = TxState(known=True, confirmations=-1)  # double-spent after it was credited
     await ex.funds.poll("btc")
     alerts = await ex.funds.alerts()
     assert [a["kind"] for a in alerts] == ["reorg", "bad_amount"] and "double-spent" in alerts[0]["message"]
+    assert "shortfall 0.25 BTC" in alerts[0]["message"]
+    assert await bal(ex, alice) == (0, BTC // 4)  # taken back as far as the balance goes; the order's lock stays
+    d = next(r for r in await ex.funds.deposits_of(alice, limit=10) if r["txid"] == "t1")
+    assert d["state"] == "reverted" and d["reversed"] == 3 * BTC // 4 and "still owed" in d["note"]
+    holds = await ex.funds.freezes()
+    assert [(h["member_id"], h["shortfall"]) for h in holds] == [(alice, BTC // 4)]
+    with pytest.raises(WithdrawFailed, match="withdrawals are on hold"):
+        await ex.funds.request_withdraw(alice, "btc", "0.01", "ext-1")
+    await ex.funds.release_freeze(int(holds[0]["id"]), "member repaid by bank transfer", "ops")
+    assert await ex.funds.freezes() == []
     await books(ex)
 
 
-async def test_a_lost_reply_is_reconciled_never_paid_twice(ex: Exchange, fake: FakeWallet) -> None:
+async def test_a_lost_reply_is_answered_with_the_same_bytes_never_a_new_payment(ex: Exchange, fake: FakeWallet) -> None:
     alice = await funded(ex, fake)
     fake.lose_reply = True
     w = await ex.funds.request_withdraw(alice, "btc", "0.5", "ext-1")
     await ex.funds.poll("btc")
     w = await ex.funds.withdraw(int(w["id"]))
-    assert w["state"] == "processing" and "outcome of the payment unknown" in w["note"] and len(fake.sent) == 1
+    assert w["state"] == "processing" and w["txid"] == "tx0" and w["raw_tx"] == "raw-tx0"
+    assert w["note"] == "being sent" and "outcome unknown" in w["admin_note"]
     assert ex.status()["wallets"]["btc"]["status"] == "unreachable"
     fake.lose_reply = False
     await ex.funds.poll("btc")
     w = await ex.funds.withdraw(int(w["id"]))
-    assert (w["state"], w["txid"], w["network_fee"]) == ("done", "tx0", 100)
-    assert len(fake.sent) == 1 and fake.sent[0][0] == w["send_key"]
+    assert (w["state"], w["txid"], w["network_fee"], w["note"]) == ("almost_done", "tx0", 100, "sent; 0 of 2 confirmations")
+    assert await bal(ex, alice) == (3 * BTC - 50_100_000, 50_100_000)  # locked until confirmed
+    fake.confirmations["tx0"] = 2
+    await ex.funds.poll("btc")
+    w = await ex.funds.withdraw(int(w["id"]))
+    assert w["state"] == "done" and w["confirmations"] == 2 and await bal(ex, alice) == (3 * BTC - 50_100_000, 0)
+    assert fake.paid == ["tx0"] and len(fake.built) == 1
     await books(ex)
 
 
-async def test_a_payment_the_wallet_never_made_is_retried_only_after_the_grace_period(ex: Exchange, fake: FakeWallet) -> None:
+async def test_a_broadcast_that_never_arrived_is_sent_again_with_the_same_bytes(ex: Exchange, fake: FakeWallet) -> None:
     alice = await funded(ex, fake)
-    fake.send_error = ChannelUnavailable("timed out before the daemon read it", maybe_done=True)
+    fake.broadcast_error = ChannelUnavailable("timed out before the daemon read it", maybe_done=True)
     w = await ex.funds.request_withdraw(alice, "btc", "0.5", "ext-1")
     await ex.funds.poll("btc")
-    fake.send_error = None
     await ex.funds.poll("btc")
     w = await ex.funds.withdraw(int(w["id"]))
-    assert w["state"] == "processing" and fake.sent == []  # not in the wallet, but too early to be sure
-    ex.funds.actors["btc"].send_grace_ms = 0
+    assert w["state"] == "processing" and fake.paid == [] and len(fake.built) == 1
+    fake.broadcast_error = None
     await ex.funds.poll("btc")
     w = await ex.funds.withdraw(int(w["id"]))
-    assert w["state"] == "done" and w["attempts"] == 2 and len(fake.sent) == 1 and fake.sent[0][0] == w["send_key"]
+    assert w["state"] == "almost_done" and w["attempts"] == 1 and fake.paid == ["tx0"] and len(fake.built) == 1
+    # the network drops it: noticed, alerted, the same bytes broadcast again
+    del fake.confirmations["tx0"]
+    await ex.funds.poll("btc")
+    assert [a["kind"] for a in await ex.funds.alerts()] == ["payment_dropped"]
+    assert fake.broadcasts == ["tx0", "tx0"] and fake.paid == ["tx0"] and len(fake.built) == 1
+    # then a double-spend takes its inputs: it can never confirm; held for an admin, funds still locked
+    fake.states["tx0"] = TxState(known=True, confirmations=-2)
+    await ex.funds.poll("btc")
+    w = await ex.funds.withdraw(int(w["id"]))
+    assert w["state"] == "suspect" and "did not go through" in w["note"] and "conflicted" in w["admin_note"]
+    assert await bal(ex, alice) == (3 * BTC - 50_100_000, 50_100_000)
+    assert {a["kind"] for a in await ex.funds.alerts()} == {"payment_dropped", "payment_conflicted"}
+    await ex.funds.approve_withdraw(int(w["id"]), "ops")  # the admin pays it again: a new transaction
+    await ex.funds.poll("btc")
+    w = await ex.funds.withdraw(int(w["id"]))
+    assert w["state"] == "almost_done" and w["txid"] == "tx1"
     await books(ex)
 
 
 async def test_refusals_by_the_daemon(ex: Exchange, fake: FakeWallet) -> None:
     alice = await funded(ex, fake)
-    fake.send_error = ChannelError(-6, "Insufficient funds")
+    fake.build_error = ChannelError(-5, "Invalid address")
     w = await ex.funds.request_withdraw(alice, "btc", "0.5", "ext-1")
-    await ex.funds.poll("btc")
-    w = await ex.funds.withdraw(int(w["id"]))
-    assert w["state"] == "accepted" and "Insufficient funds" in w["note"]
-    fake.send_error = ChannelError(-5, "Invalid address")
     await ex.funds.poll("btc")
     w = await ex.funds.withdraw(int(w["id"]))
     assert w["state"] == "failed" and await bal(ex, alice) == (3 * BTC, 0)
+    assert "Invalid address" not in w["note"]  # daemon words are for staff (the alert), not the member
     assert [a["kind"] for a in await ex.funds.alerts()] == ["withdraw_failed"]
-    fake.send_error = None
-    fake.balance = BTC // 10  # less than the next withdrawal: it waits instead of failing
+    fake.build_error = None
+    fake.balance = 50_000_000  # exactly the amount: the network fee does not fit; it waits instead of failing
     w = await ex.funds.request_withdraw(alice, "btc", "0.5", "ext-1")
     await ex.funds.poll("btc")
     w = await ex.funds.withdraw(int(w["id"]))
-    assert w["state"] == "accepted" and w["note"].startswith("waiting for hot wallet funds (has 0.1, needs 0.5)")
+    assert w["state"] == "accepted" and w["note"] == "waiting to be sent"
+    assert "hot wallet" in w["admin_note"] and "0.5" not in w["note"]
+    assert "hot_wallet_low" in [a["kind"] for a in await ex.funds.alerts()]
     fake.balance = 10 * BTC
     await ex.funds.poll("btc")
-    assert (await ex.funds.withdraw(int(w["id"])))["state"] == "done"
+    assert (await ex.funds.withdraw(int(w["id"])))["state"] == "almost_done"
     await books(ex)
 
 
@@ -462,13 +532,13 @@ async def test_a_ledger_that_does_not_add_up_holds_the_withdrawal(ex: Exchange, 
     w = await ex.funds.request_withdraw(alice, "btc", "0.5", "ext-1")
     await ex.funds.poll("btc")
     w = await ex.funds.withdraw(int(w["id"]))
-    assert w["state"] == "suspect" and "ledger says" in w["note"] and fake.sent == []
+    assert w["state"] == "suspect" and "ledger says" in w["admin_note"] and "ledger" not in w["note"] and fake.built == {}
     assert [a["kind"] for a in await ex.funds.alerts()] == ["suspect_withdraw"]
     with pytest.raises(WithdrawFailed, match="can no longer be canceled"):
         await ex.funds.cancel_withdraw(alice, int(w["id"]))  # held for the admin, not the member
     await ex.funds.approve_withdraw(int(w["id"]), "auditor")  # reviewed: pay it
     await ex.funds.poll("btc")
-    assert (await ex.funds.withdraw(int(w["id"])))["state"] == "done"
+    assert (await ex.funds.withdraw(int(w["id"])))["state"] == "almost_done"
 
 
 async def test_an_unreachable_daemon_is_a_status_with_back_off_not_a_crash(ex: Exchange, fake: FakeWallet) -> None:
@@ -527,6 +597,10 @@ async def test_funds_api(ex: Exchange, fake: FakeWallet, tmp_path: Path) -> None
         assert canceled["state"] == "canceled"
         await ex.funds.poll("btc")
         got = await reader.get("/withdraw", id=str(w["id"]))
+        assert got["state"] == "almost_done" and got["txid"] == "tx0" and got["done_at"] is None  # sent, confirming
+        fake.confirmations["tx0"] = 2
+        await ex.funds.poll("btc")
+        got = await reader.get("/withdraw", id=str(w["id"]))
         assert got["state"] == "done" and got["txid"] == "tx0" and got["done_at"]
         assert [x["state"] for x in await reader.get("/withdraws", limit="10")] == ["canceled", "done"]
         assert [x["id"] for x in await reader.get("/withdraws", state="done")] == [w["id"]]
@@ -548,7 +622,9 @@ async def test_funds_api(ex: Exchange, fake: FakeWallet, tmp_path: Path) -> None
         fake.down = True
         with pytest.raises(ApiError) as e:
             await c.post("/withdraws", currency="btc", amount="1", address="ext-1")
-        assert (e.value.status, e.value.code) == (503, 3102) and "unreachable" in e.value.body["error"]["message"]
+        message = e.value.body["error"]["message"]
+        assert (e.value.status, e.value.code) == (503, 3102) and "unavailable" in message
+        assert "fake daemon" not in message and "refused" not in message  # daemon details are for staff, not members
     finally:
         for client in (c, reader):
             await client.close()

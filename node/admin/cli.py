@@ -8,6 +8,8 @@
     python -m node admin reject WITHDRAW_ID --reason "…"
     python -m node admin process WITHDRAW_ID [--bank-ref REF]   a bank transfer made / run the wallet now
     python -m node admin bank-deposit CUR REFERENCE AMOUNT BANK_REF   credit a fiat deposit
+    python -m node admin holds                       members whose withdrawals are on hold (re-org shortfalls)
+    python -m node admin release-hold HOLD_ID --resolution "…"   let the member withdraw again
     python -m node admin log [--limit N]             the audit log, newest first
 
 They act as the `cli` admin (the shell has the database's credentials anyway) through the same
@@ -81,6 +83,14 @@ async def run(args: argparse.Namespace, with_exchange: Run) -> int:
         elif cmd == "bank-deposit":
             d = await svc.confirm_bank_deposit(who, args.currency, args.reference, args.amount, args.bank_ref)
             print(f"deposit #{d['id']} credited to member {d['member_id']}")
+        elif cmd == "holds":
+            for h in await svc.freezes():
+                cur = ex.config.currencies.get(str(h["currency"]))
+                short = format_units(int(h["shortfall"]), cur.precision) if cur else str(h["shortfall"])
+                print(f"#{h['id']} member {h['member_id']} {h['email']} {str(h['currency']).upper()} shortfall {short}: {h['reason']}")
+        elif cmd == "release-hold":
+            h = await svc.release_freeze(who, args.id, args.resolution)
+            print(f"hold #{h['id']} released: member {h['member_id']} may withdraw again")
         elif cmd == "log":
             for a in await audit.entries(ex.store, limit=args.limit):
                 print(f"{a['created_at']}\t{a['actor']}\t{a['action']}\t{a['target']}\t{'ok' if a['ok'] else 'REFUSED'}\t{a['detail']}")
@@ -111,6 +121,10 @@ def add_arguments(sub: Any, handler: Callable[[argparse.Namespace], Awaitable[in
     x = a.add_parser("bank-deposit", help="credit a fiat deposit that arrived at the bank")
     for name in ("currency", "reference", "amount", "bank_ref"):
         x.add_argument(name)
+    a.add_parser("holds", help="members whose withdrawals are on hold")
+    x = a.add_parser("release-hold", help="let a member withdraw again (the shortfall is settled)")
+    x.add_argument("id", type=int)
+    x.add_argument("--resolution", required=True)
     x = a.add_parser("log", help="the admin audit log, newest first")
     x.add_argument("--limit", type=int, default=50)
     p.set_defaults(fn=handler)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from node.config import AdminConf, ConfigError, Currency, _get, _units
+from node.config import AdminConf, ConfigError, Currency, _get, _units, known_keys
 
 _LEVEL = re.compile(r"level([0-9])")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
@@ -24,9 +24,7 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 
 def parse_admin(data: dict[str, Any], currencies: dict[str, Currency]) -> AdminConf:
     t = _get(data, "admin", "", dict, {})
-    for key in t:
-        if key not in ("emails", "withdraw_limits"):
-            raise ConfigError(f"admin.{key}: unknown key (known: emails, withdraw_limits)")
+    known_keys(t, "admin", ("emails", "withdraw_limits"))
     emails: list[str] = []
     for i, e in enumerate(_get(t, "emails", "admin", list, [])):
         if not isinstance(e, str) or not _EMAIL.fullmatch(e.strip().lower()):

@@ -13,6 +13,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from node.admin.roles import now_ms
+from node.fees import rates_from
 from node.money import format_units
 from node.wallet.records import HOLDING
 
@@ -78,12 +79,12 @@ async def markets(ex: Exchange) -> list[dict[str, Any]]:
             "SELECT COALESCE(SUM(volume), 0) AS vol, COALESCE(SUM(funds), 0) AS funds, COUNT(*) AS n FROM trades "
             "WHERE market = ? AND created_at >= ?", mid, now - DAY_MS)
         state = await ex.store.fetchrow("SELECT last_price, halted, maker_fee, taker_fee FROM markets_state WHERE market = ?", mid)
+        maker, taker = rates_from(state, m)
         info: dict[str, Any] = {
             "market": m, "volume": int(row["vol"]) if row else 0, "funds": int(row["funds"]) if row else 0,
             "trades": int(row["n"]) if row else 0,
             "last_price": int(state["last_price"]) if state is not None and state["last_price"] is not None else None,
-            "maker_fee": int(state["maker_fee"]) if state is not None and state["maker_fee"] is not None else m.maker_fee,
-            "taker_fee": int(state["taker_fee"]) if state is not None and state["taker_fee"] is not None else m.taker_fee,
+            "maker_fee": maker, "taker_fee": taker,
             "halted": bool(state["halted"]) if state is not None else False,
             "bid": None, "ask": None, "bid_volume": 0, "ask_volume": 0, "resting": None, "reachable": True,
         }

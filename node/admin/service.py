@@ -22,6 +22,7 @@ from node.actors.market import LEDGER_INSERT_SQL
 from node.admin import audit, roles
 from node.admin.roles import Actor, Forbidden, check, now_ms
 from node.errors import N_, ExchangeError, FormError, FormErrors, InvalidParameter, MemberNotFound
+from node.fees import rate_in_force
 from node.market.settlement import FIX
 from node.money import format_units, parse_units
 
@@ -280,10 +281,7 @@ class Admin:
 
     async def fees_of(self, market: str) -> tuple[str, str]:
         """The fee rates in force (stored by the market actor when changed, else the configured ones)."""
-        m = self.ex.market(market)
-        row = await self.store.fetchrow("SELECT maker_fee, taker_fee FROM markets_state WHERE market = ?", m.id)
-        maker = int(row["maker_fee"]) if row is not None and row["maker_fee"] is not None else m.maker_fee
-        taker = int(row["taker_fee"]) if row is not None and row["taker_fee"] is not None else m.taker_fee
+        maker, taker = await rate_in_force(self.store, self.ex.market(market))
         return format_units(maker, 8), format_units(taker, 8)
 
     # -- deposits and withdrawals ------------------------------------------------------------------------------
@@ -329,6 +327,20 @@ class Admin:
         text = reason_text(resolution, "resolution")
         await self._do(actor, "funds", "alert.resolve", f"alert:{alert_id}", text,
                        lambda: self.ex.funds.resolve_alert(alert_id, text))
+
+    async def release_freeze(self, actor: Actor, freeze_id: int, resolution: str) -> dict[str, Any]:
+        """Let a member withdraw again once the shortfall of a reversed deposit is settled."""
+        text = reason_text(resolution, "resolution")
+        member = await self.store.fetchval("SELECT member_id FROM withdraw_freezes WHERE id = ?", freeze_id)
+        return await self._do(actor, "funds", "withdraw_hold.release", f"withdraw_hold:{freeze_id}", text,
+                              lambda: self.ex.funds.release_freeze(freeze_id, text, actor.label),
+                              int(member) if member is not None else None)
+
+    async def freezes(self) -> list[dict[str, Any]]:
+        rows = await self.ex.funds.freezes()
+        for h in rows:
+            h["email"] = await self.store.fetchval("SELECT email FROM members WHERE id = ?", h["member_id"])
+        return rows
 
     # -- KYC ------------------------------------------------------------------------------------------------------
     async def kyc_approve(self, actor: Actor, member_id: int, level: int = 1) -> None:

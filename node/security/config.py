@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from node.config import ConfigError, _get, _int_range
+from node.config import ConfigError, _get, _int_range, known_keys
 
 SMS_PROVIDERS = ("log", "twilio")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -87,7 +87,7 @@ class SecurityConf:
 def parse_security(data: dict[str, Any]) -> SecurityConf:
     t = _get(data, "security", "", dict, {})
     d = SecurityConf()
-    _known(t, "security", SecurityConf.__dataclass_fields__)
+    known_keys(t, "security", SecurityConf.__dataclass_fields__)
 
     def num(key: str, lo: int, hi: int) -> int:
         return _int_range(t, key, "security", lo, hi, getattr(d, key))
@@ -115,7 +115,7 @@ def parse_security(data: dict[str, Any]) -> SecurityConf:
 def parse_sms(data: dict[str, Any]) -> SmsConf:
     t = _get(data, "sms", "", dict, {})
     d = SmsConf()
-    _known(t, "sms", ("provider", "account_sid", "auth_token_env", "from", "messaging_service_sid", "base_url",
+    known_keys(t, "sms", ("provider", "account_sid", "auth_token_env", "from", "messaging_service_sid", "base_url",
                       "timeout_ms", "code_ttl_s", "resend_interval_s", "max_per_hour"))
     provider = _get(t, "provider", "sms", str, d.provider)
     if provider not in SMS_PROVIDERS:
@@ -144,13 +144,6 @@ def parse_sms(data: dict[str, Any]) -> SmsConf:
         if conf.sender and not re.fullmatch(r"\+[1-9][0-9]{6,14}", conf.sender):
             raise ConfigError(f"sms.from: {conf.sender!r} is not a phone number in E.164 form (+ and 7 to 15 digits)")
     return conf
-
-
-def _known(table: dict[str, Any], path: str, keys: Any) -> None:
-    """A misspelt key would silently leave a protection at its default: refuse it by name."""
-    for key in table:
-        if key not in keys:
-            raise ConfigError(f"{path}.{key}: unknown key (known: {', '.join(sorted(keys))})")
 
 
 def default_security() -> SecurityConf:

@@ -3,9 +3,14 @@ Dogecoin, Bitcoin SV …). One class, one configuration block per coin.
 
 Deposits are found by polling `listsinceblock` from a stored cursor with `target_confirmations`
 set deep enough that every transfer is reported again until it is past the re-org watch window: no
-walletnotify plumbing to lose, nothing missed while the exchange was down. Withdrawals go out with
-`sendtoaddress`, labelled with a unique comment so that a payment whose reply was lost can be found
-again in the wallet (`listtransactions`) instead of being sent twice.
+walletnotify plumbing to lose, nothing missed while the exchange was down. Each deposit is then
+followed by txid (`gettransaction`) until it is past the re-org watch: `listsinceblock` leaves out
+receives that a double-spend conflicted, so only asking about each one shows that.
+
+A withdrawal is built and signed first (`createrawtransaction`, `fundrawtransaction`,
+`signrawtransactionwithwallet` or, on older daemons, `signrawtransaction`); the exchange stores the
+bytes and their txid, and only then are they broadcast (`sendrawtransaction`). Broadcasting the same
+bytes again is harmless, so a lost answer is answered by sending them again, never by paying anew.
 
 Credentials never live in cluster.toml: the settings name environment variables that hold them.
 """
@@ -22,13 +27,17 @@ from urllib.parse import urlsplit
 
 from node.wallet.channel import (
     AddressCheck,
+    Built,
     Channel,
     ChannelError,
     ChannelInfo,
+    InsufficientFunds,
+    PaymentRejected,
     Scan,
     SentTx,
     SettingsError,
     Transfer,
+    TxState,
     decimal_from_units,
     units_from_decimal,
 )
@@ -37,8 +46,15 @@ from node.wallet.jsonrpc import JsonRpc
 log = logging.getLogger(__name__)
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-RPC_INVALID_ADDRESS_OR_KEY = -5  # also "Block not found"
+RPC_INVALID_ADDRESS_OR_KEY = -5  # also "Block not found", "Invalid or non-wallet transaction id"
+RPC_METHOD_NOT_FOUND = -32601
+RPC_WALLET_ERROR = -4  # fundrawtransaction: "Insufficient funds"
+RPC_WALLET_INSUFFICIENT_FUNDS = -6
+RPC_VERIFY_ERROR = -25  # sendrawtransaction: "Missing inputs" (an input is spent: the payment is dead)
+RPC_VERIFY_REJECTED = -26  # refused by policy or a conflict in the mempool; also "txn-already-known"
+RPC_VERIFY_ALREADY_IN_CHAIN = -27  # "already in the mempool" / "already in block chain": it is out
 PAGE = 100
+COINBASE_CATEGORIES = ("generate", "immature", "orphan")
 
 
 class BitcoindChannel(Channel):
@@ -143,8 +159,9 @@ class BitcoindChannel(Channel):
         r = await self.call("listsinceblock", start or "", max(depth, 1), False)
         out: list[Transfer] = []
         for t in r.get("transactions", []):
-            if t.get("category") != "receive" or "txid" not in t or "vout" not in t or "address" not in t:
-                continue  # sends, change, coinbase (generate/immature/orphan) are not deposits
+            category = t.get("category")
+            if category not in ("receive", *COINBASE_CATEGORIES) or "txid" not in t or "vout" not in t or "address" not in t:
+                continue  # sends and change are not deposits
             try:
                 amount: int | None = self.units(t["amount"])
             except (TypeError, ValueError):
@@ -154,16 +171,97 @@ class BitcoindChannel(Channel):
                 vout=int(t["vout"]),
                 address=str(t["address"]),
                 amount=amount,
-                confirmations=int(t.get("confirmations", 0)),
+                confirmations=int(t.get("confirmations", 0)) if category != "orphan" else -1,
                 block_hash=t.get("blockhash") or None,
+                coinbase=category in COINBASE_CATEGORIES,
             ))
         return Scan(transfers=out, cursor=r.get("lastblock") or start)
 
     async def balance(self) -> int:
         return self.units(await self.call("getbalance"))
 
-    async def send(self, address: str, amount: int, key: str) -> str:
-        return str(await self.call("sendtoaddress", address, decimal_from_units(amount, self.precision), key, ""))
+    async def build(self, address: str, amount: int, inputs: list[tuple[str, int]]) -> Built:
+        ins = [{"txid": t, "vout": v} for t, v in inputs]
+        raw = await self.call("createrawtransaction", ins, {address: decimal_from_units(amount, self.precision)})
+        try:
+            # lockUnspents: the wallet keeps the coins this payment spends out of the next one it funds
+            funded = await self.call("fundrawtransaction", raw, {"lockUnspents": True})
+        except ChannelError as e:
+            if e.code in (RPC_WALLET_ERROR, RPC_WALLET_INSUFFICIENT_FUNDS) and "nsufficient" in e.message:
+                raise InsufficientFunds(e.message) from None
+            raise
+        try:
+            signed = await self.call("signrawtransactionwithwallet", funded["hex"])
+        except ChannelError as e:
+            if e.code != RPC_METHOD_NOT_FOUND:
+                raise
+            signed = await self.call("signrawtransaction", funded["hex"])  # daemons before Bitcoin Core 0.17
+        if not signed.get("complete"):
+            raise ChannelError(0, f"the wallet could not sign the payment: {signed.get('errors')}")
+        decoded = await self.call("decoderawtransaction", signed["hex"])
+        fee = funded.get("fee")
+        return Built(raw=str(signed["hex"]), txid=str(decoded["txid"]),
+                     network_fee=self.units(fee) if fee is not None else None)
+
+    async def release(self, built: Built) -> None:
+        decoded = await self.call("decoderawtransaction", built.raw)
+        outs = [{"txid": i["txid"], "vout": int(i["vout"])} for i in decoded.get("vin", []) if "txid" in i]
+        if outs:
+            await self.call("lockunspent", True, outs)
+
+    async def broadcast(self, raw: str) -> None:
+        try:
+            await self.call("sendrawtransaction", raw)
+        except ChannelError as e:
+            text = e.message.lower()
+            if e.code == RPC_VERIFY_ALREADY_IN_CHAIN or "already" in text:
+                return  # sent before (a lost answer, a rebroadcast): these very bytes are out
+            if e.code == RPC_VERIFY_ERROR or (e.code == RPC_VERIFY_REJECTED and ("conflict" in text or "missing" in text
+                                                                                or "spent" in text)):
+                raise PaymentRejected(e.message, conflict=True) from None
+            if e.code == RPC_VERIFY_REJECTED:
+                raise PaymentRejected(e.message, conflict=False) from None
+            raise
+
+    async def tx_state(self, txid: str) -> TxState:
+        try:
+            r = await self.call("gettransaction", txid, True)
+        except ChannelError as e:
+            if e.code == RPC_INVALID_ADDRESS_OR_KEY:
+                return TxState(known=False)
+            raise
+        conf = int(r.get("confirmations", 0))
+        categories = {d.get("category") for d in r.get("details", [])}
+        coinbase = bool(r.get("generated")) or bool(categories & set(COINBASE_CATEGORIES))
+        in_mempool = False
+        if conf == 0:
+            try:
+                await self.call("getmempoolentry", txid)
+                in_mempool = True
+            except ChannelError as e:
+                if e.code != RPC_INVALID_ADDRESS_OR_KEY:
+                    raise
+        if "orphan" in categories and conf >= 0:
+            conf = -1  # a coinbase whose block left the chain can never come back by itself
+        return TxState(known=True, confirmations=conf, in_mempool=in_mempool, coinbase=coinbase,
+                       mature=not coinbase or "immature" not in categories, block_hash=r.get("blockhash") or None)
+
+    async def unspent_inputs(self, raw: str) -> list[tuple[str, int]]:
+        decoded = await self.call("decoderawtransaction", raw)
+        out = []
+        for i in decoded.get("vin", []):
+            if "txid" in i and await self.call("gettxout", i["txid"], int(i["vout"]), True) is not None:
+                out.append((str(i["txid"]), int(i["vout"])))
+        return out
+
+    async def watched_balance(self, addresses: list[str]) -> int:
+        """Watch-only addresses are imported once (with a rescan, so their past counts too)."""
+        for a in addresses:
+            check = await self.call("validateaddress", a)
+            if not (check.get("ismine") or check.get("iswatchonly")):
+                await self.call("importaddress", a, "cold", True)
+        utxos = await self.call("listunspent", 1, 9_999_999, addresses, True)
+        return sum(self.units(u["amount"]) for u in utxos)
 
     async def find_sent(self, key: str, address: str, amount: int, since_ms: int) -> SentTx | None:
         """Page back through `listtransactions` (newest first) to just before `since_ms`.

@@ -71,6 +71,7 @@ class Transfer:
     amount: int | None  # smallest units; None: more decimals than the currency holds (alerted, not credited)
     confirmations: int  # < 0: conflicted (double-spent) that many blocks ago; 0: unconfirmed
     block_hash: str | None
+    coinbase: bool = False  # a block reward: credited only once mature
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,45 @@ class SentTx:
     amount: int
     network_fee: int | None  # what the wallet paid the network, smallest units (positive)
     confirmations: int
+
+
+@dataclass(frozen=True)
+class Built:
+    """A payment built and signed but not yet broadcast: its exact bytes and their txid.
+
+    Stored before it is broadcast, so that whatever happens next only ever sends these bytes again:
+    the same signed transaction can be accepted by the network at most once."""
+
+    raw: str
+    txid: str
+    network_fee: int | None  # what the wallet pays the network, smallest units (positive)
+
+
+@dataclass(frozen=True)
+class TxState:
+    """What the daemon's wallet says of one of its transactions now."""
+
+    known: bool  # False: the wallet does not have it at all (never arrived, or dropped and forgotten)
+    confirmations: int = 0  # < 0: conflicted (a double-spend is that deep in the chain); 0: unconfirmed
+    in_mempool: bool = False  # an unconfirmed transaction the daemon would still relay and mine
+    coinbase: bool = False
+    mature: bool = True  # a coinbase output is spendable only after maturity (bitcoind: 100 blocks)
+    block_hash: str | None = None
+
+
+class PaymentRejected(Exception):
+    """The daemon refused to broadcast a payment: it is certainly not in its mempool now.
+
+    `conflict` is True when the payment can never be valid again (an input is spent by another
+    transaction), False when the refusal may pass (fees, policy): then the same bytes are tried again."""
+
+    def __init__(self, message: str, *, conflict: bool) -> None:
+        super().__init__(message)
+        self.conflict = conflict
+
+
+class InsufficientFunds(Exception):
+    """The hot wallet cannot pay this amount plus the network fee; nothing was built."""
 
 
 @dataclass(frozen=True)
@@ -155,13 +195,36 @@ class Channel:
         """Spendable balance of the hot wallet, or None where the family has no such notion."""
         return None
 
-    async def send(self, address: str, amount: int, key: str) -> str:
-        """Pay `amount` to `address`, labelled with the unique idempotency `key`; returns the txid."""
+    async def build(self, address: str, amount: int, inputs: list[tuple[str, int]]) -> Built:
+        """Build and sign (never broadcast) a payment of `amount` to `address`. It spends every
+        output of `inputs` (those of an earlier attempt that are still unspent), so the two can
+        never both confirm; raises `InsufficientFunds` when the hot wallet cannot pay it."""
         raise NotImplementedError(f"channel {self.family} does not send by itself")
+
+    async def release(self, built: Built) -> None:
+        """A built payment that will never be broadcast: free the outputs it reserved."""
+
+    async def broadcast(self, raw: str) -> None:
+        """Hand signed bytes to the network. Returns when the daemon has them (also when it had
+        them already); raises `PaymentRejected` when it refuses them."""
+        raise NotImplementedError(f"channel {self.family} does not send by itself")
+
+    async def tx_state(self, txid: str) -> TxState:
+        """Where one of the wallet's transactions stands (payments and deposits alike)."""
+        raise NotImplementedError(f"channel {self.family} does not follow transactions")
+
+    async def unspent_inputs(self, raw: str) -> list[tuple[str, int]]:
+        """The outputs spent by the transaction `raw` that are still unspent on the chain."""
+        raise NotImplementedError(f"channel {self.family} does not send by itself")
+
+    async def watched_balance(self, addresses: list[str]) -> int:
+        """What `addresses` (watch-only: cold wallets) hold on the chain now."""
+        raise NotImplementedError(f"channel {self.family} does not watch addresses")
 
     async def find_sent(self, key: str, address: str, amount: int, since_ms: int) -> SentTx | None:
         """The payment made with `key` (or, failing labels, to `address` of `amount` since
-        `since_ms`), if the wallet has it: reconciliation after a crash between send and record."""
+        `since_ms`), if the wallet has it. Only for withdrawals left `processing` by a version that
+        paid with one `sendtoaddress` call, whose outcome was lost with its answer."""
         raise NotImplementedError(f"channel {self.family} does not send by itself")
 
     async def sent(self, txid: str) -> SentTx | None:

@@ -38,6 +38,7 @@ from node.wallet.channel import (
     SettingsError,
     WalletUnavailable,
 )
+from node.wallet.reconcile import Reconciliation, reconcile
 from node.wallet.records import (
     HOLDING,
     WITHDRAW_LOCK,
@@ -45,6 +46,7 @@ from node.wallet.records import (
     WithdrawNotFound,
     credit_deposit,
     finish_withdraw,
+    freeze_of,
     unlock_withdraw,
     withdraw_sn,
 )
@@ -159,12 +161,13 @@ class Funds:
         return ch
 
     async def _ask(self, currency: str, call: Callable[[Channel], Awaitable[Any]]) -> Any:
+        """A call to the daemon for a member's request: its details (URLs, daemon errors) go to the
+        log for staff; the member is told only that the wallet is unavailable."""
         try:
             return await call(self.channel(currency))
-        except (ChannelUnavailable, SettingsError) as e:
-            raise WalletUnavailable(f"the {currency} wallet is unreachable right now, try again later ({e})") from None
-        except ChannelError as e:
-            raise WalletUnavailable(f"the {currency} wallet refused the request ({e.message})") from None
+        except (ChannelUnavailable, SettingsError, ChannelError) as e:
+            log.warning("%s wallet: a member request failed: %s", currency, e)
+            raise WalletUnavailable(f"the {currency.upper()} wallet is unavailable right now, try again later") from None
 
     def wake(self, currency: str) -> None:
         actor = self.actors.get(currency)
@@ -274,6 +277,9 @@ class Funds:
             raise WithdrawFailed("this member may not withdraw (account disabled)")
         if not member["activated"]:
             raise WithdrawFailed("this member may not withdraw until the account is activated")
+        hold = await freeze_of(self.ex.store, member_id)
+        if hold is not None:
+            raise WithdrawFailed(f"withdrawals are on hold: {hold}")
         if self.second_factor is not None:
             await self.second_factor(member_id, otp)
         if self.withdraw_limit is not None:
@@ -361,7 +367,7 @@ class Funds:
         w = await self.withdraw(withdraw_id)
         ts = now_ms()
         n = await self.ex.store.execute(
-            "UPDATE withdraws SET approved_at = ?, approved_by = ?, note = '', updated_at = ?, "
+            "UPDATE withdraws SET approved_at = ?, approved_by = ?, note = '', admin_note = '', updated_at = ?, "
             "state = CASE WHEN audited_at IS NOT NULL THEN 'accepted' ELSE state END "
             "WHERE id = ? AND state IN ('submitted', 'suspect')", ts, _line(admin, "admin", 100), ts, withdraw_id)
         if n != 1:
@@ -403,6 +409,24 @@ class Funds:
         if n != 1:
             raise InvalidParameter(f"alert {alert_id} does not exist or is already resolved", "id")
 
+    async def freezes(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+        """Members whose withdrawals are on hold (a re-org took back a deposit they had been credited)."""
+        where = "" if include_resolved else " WHERE resolved_at IS NULL"
+        return [dict(r) for r in await self.ex.store.fetch(f"SELECT * FROM withdraw_freezes{where} ORDER BY id DESC LIMIT 500")]
+
+    async def release_freeze(self, freeze_id: int, resolution: str, admin: str = "admin") -> dict[str, Any]:
+        """An admin has settled a shortfall (a balance correction, a repayment, a write-off) and lets
+        the member withdraw again. The books stay as they are: settling is a ledger entry of its own."""
+        n = await self.ex.store.execute(
+            "UPDATE withdraw_freezes SET resolved_at = ?, resolved_by = ?, resolution = ? WHERE id = ? AND resolved_at IS NULL",
+            now_ms(), _line(admin, "admin", 100), _line(resolution, "resolution", 500), freeze_id)
+        if n != 1:
+            raise InvalidParameter(f"hold {freeze_id} does not exist or is already released", "id")
+        row = await self.ex.store.fetchrow("SELECT * FROM withdraw_freezes WHERE id = ?", freeze_id)
+        assert row is not None
+        self.wake(str(row["currency"]))
+        return dict(row)
+
     async def hot_wallets(self) -> list[dict[str, Any]]:
         """Per wallet currency: the node running it, its health, height and hot wallet balance as of
         its last cycle, what members hold and what pending withdrawals have locked."""
@@ -424,31 +448,20 @@ class Funds:
             })
         return out
 
-    async def reconcile(self, currency: str) -> dict[str, Any]:
-        """Does the hot wallet agree with the ledger? With only exchange traffic in the wallet:
-
-            wallet balance + network fees paid + admin credits (no coins behind them)
-              == Σ(balance + locked) + received but not yet credited
-
-        `difference` is the left side minus the right: 0 when they agree, positive when the wallet
-        holds more (e.g. the operator topped it up), negative when coins are missing.
-        """
+    async def reconciliation(self, currency: str) -> Reconciliation:
+        """The itemised reconciliation of one coin currency (node/wallet/reconcile.py): the daemon's
+        hot balance, the cold wallet (watched addresses through the daemon, and declared holdings)
+        against the books, every known difference on a line of its own."""
         cur, w = self.conf(currency)
-        wallet = await self._ask(cur.code, lambda c: c.balance())
-        if wallet is None:
+        hot = await self._ask(cur.code, lambda c: c.balance())
+        if hot is None:
             raise InvalidParameter(f"currency {cur.code} has no hot wallet", "currency")
-        store, code = self.ex.store, cur.code
-        liabilities = int(await store.fetchval("SELECT COALESCE(SUM(balance + locked), 0) FROM accounts WHERE currency = ?", code))
-        fees = int(await store.fetchval("SELECT COALESCE(SUM(network_fee), 0) FROM withdraws WHERE currency = ? AND state = 'done'", code))
-        unknown = int(await store.fetchval("SELECT COUNT(*) FROM withdraws WHERE currency = ? AND state = 'done' AND network_fee IS NULL", code))
-        admin = int(await store.fetchval("SELECT COALESCE(SUM(amount), 0) FROM deposits WHERE currency = ? AND state = 'accepted' "
-                                         "AND channel != ?", code, w.channel))
-        waiting = int(await store.fetchval("SELECT COALESCE(SUM(amount), 0) FROM deposits WHERE currency = ? AND state = 'submitted' "
-                                           "AND confirmations > 0", code))
-        difference = wallet + fees + admin - liabilities - waiting
-        return {"currency": code, "wallet": wallet, "network_fees": fees, "unknown_fee_count": unknown,
-                "admin_credits": admin, "liabilities": liabilities, "uncredited_received": waiting, "difference": difference,
-                "ok": difference == 0}
+        cold = await self._ask(cur.code, lambda c: c.watched_balance(list(w.cold_addresses))) if w.cold_addresses else 0
+        return await reconcile(self.ex.store, cur.code, cur.precision, w.channel, int(hot), int(cold), w.cold_balance)
+
+    async def reconcile(self, currency: str) -> dict[str, Any]:
+        """`reconciliation` as a dict: every line by its key, `difference` and `ok`."""
+        return (await self.reconciliation(currency)).as_dict()
 
     def status(self) -> dict[str, Any]:
         """In-memory health of the wallet actors of this node (for the ops status endpoint)."""

@@ -20,14 +20,21 @@ from node.store import Tx
 WITHDRAW_LOCK = "withdraw_lock"
 WITHDRAW_UNLOCK = "withdraw_unlock"
 WITHDRAW_FEE = "withdraw_fee"
+DEPOSIT_REVERT = "deposit_revert"  # a credited deposit that a re-org took away, taken back
 
 # Peatio's withdraw states. A request is checked and locked in one transaction; it is `submitted` from
 # the first moment anyone can see it, or `submitting` (funds locked too) while the security policy
 # holds it for the member's e-mail confirmation or a new address's hold (node/security/addresses.py).
-WITHDRAW_STATES = ("submitting", "submitted", "accepted", "processing", "done", "canceled", "rejected", "suspect",
-                   "failed")
-HOLDING = ("submitting", "submitted", "accepted", "processing", "suspect")  # states whose `total` is locked
-DEPOSIT_STATES = ("submitted", "accepted", "rejected")
+# A payment is `processing` from the moment its signed bytes are stored (broadcast or not), `almost_done`
+# once the network has it, and `done` at the currency's confirmations: only then is the lock spent.
+WITHDRAW_STATES = ("submitting", "submitted", "accepted", "processing", "almost_done", "done", "canceled", "rejected",
+                   "suspect", "failed")
+HOLDING = ("submitting", "submitted", "accepted", "processing", "almost_done", "suspect")  # `total` is locked
+IN_FLIGHT = ("processing", "almost_done")  # a payment exists: never built again while it may go out
+# A deposit is `submitted` until credited (`accepted`); `failed` if double-spent first, `skipped` if
+# below the currency's minimum (recorded, not credited), `reverted` if a re-org took it after credit.
+# `rejected` is the older name of `failed`, kept for rows written by earlier versions.
+DEPOSIT_STATES = ("submitted", "accepted", "failed", "skipped", "reverted", "rejected")
 
 
 class WithdrawFailed(ExchangeError):
@@ -68,6 +75,43 @@ async def credit_deposit(tx: Tx, d: Mapping[str, Any], ts: int) -> bool:
     return True
 
 
+async def revert_deposit(tx: Tx, d: Mapping[str, Any], why: str, ts: int) -> tuple[int, int] | None:
+    """accepted → reverted: take the credit back from the member's available balance as far as it
+    goes; answers (taken back, shortfall), or None if someone else already did. What is locked in
+    orders or withdrawals is not touched here: the shortfall freezes withdrawals for an admin."""
+    n = await tx.execute("UPDATE deposits SET state = 'reverted', note = ?, updated_at = ? WHERE id = ? AND state = 'accepted'",
+                         why[:500], ts, int(d["id"]))
+    if n != 1:
+        return None
+    member, currency, amount = int(d["member_id"]), str(d["currency"]), int(d["amount"])
+    while True:  # PostgreSQL: an order may lock funds between the read and the update; read again then
+        balance = int(await tx.fetchval("SELECT balance FROM accounts WHERE member_id = ? AND currency = ?", member, currency))
+        take = min(balance, amount)
+        if await tx.execute("UPDATE accounts SET balance = balance - ? WHERE member_id = ? AND currency = ? AND balance >= ?",
+                            take, member, currency, take) == 1:
+            break
+    await tx.execute("UPDATE deposits SET reversed = ? WHERE id = ?", take, int(d["id"]))
+    if take:
+        await tx.execute(LEDGER_INSERT_SQL, member, currency, -take, 0, 0, DEPOSIT_REVERT, "deposit", int(d["id"]), ts)
+    return take, amount - take
+
+
+async def freeze_withdrawals(tx: Tx, member_id: int, currency: str, ref: str, shortfall: int, reason: str,
+                             ts: int) -> bool:
+    """Hold every withdrawal of the member until an admin resolves `ref` (once per currency and ref)."""
+    n = await tx.execute(
+        "INSERT INTO withdraw_freezes (member_id, currency, ref, shortfall, reason, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (currency, ref) DO NOTHING", member_id, currency, ref, shortfall, reason[:500], ts)
+    return n > 0
+
+
+async def freeze_of(db: Tx | Any, member_id: int) -> str | None:
+    """Why the member's withdrawals are on hold, or None."""
+    row = await db.fetchrow("SELECT reason FROM withdraw_freezes WHERE member_id = ? AND resolved_at IS NULL "
+                            "ORDER BY id LIMIT 1", member_id)
+    return None if row is None else str(row["reason"])
+
+
 async def unlock_withdraw(tx: Tx, w: Mapping[str, Any], from_states: tuple[str, ...], state: str, note: str,
                           ts: int) -> bool:
     """A withdrawal that will not be paid (canceled, rejected, failed): its lock goes back."""
@@ -85,11 +129,12 @@ async def unlock_withdraw(tx: Tx, w: Mapping[str, Any], from_states: tuple[str, 
 
 async def finish_withdraw(tx: Tx, w: Mapping[str, Any], from_states: tuple[str, ...], txid: str,
                           network_fee: int | None, fee_member: int, ts: int) -> bool:
-    """Paid: the member's lock is spent (amount leaves the exchange, the fee goes to the house)."""
+    """Paid (a coin payment at its confirmations): the member's lock is spent (amount leaves the
+    exchange, the fee goes to the house)."""
     marks = ",".join("?" * len(from_states))
     n = await tx.execute(
-        f"UPDATE withdraws SET state = 'done', txid = ?, network_fee = ?, note = '', updated_at = ?, done_at = ? "
-        f"WHERE id = ? AND state IN ({marks})",
+        f"UPDATE withdraws SET state = 'done', txid = ?, network_fee = COALESCE(?, network_fee), note = '', admin_note = '', "
+        f"updated_at = ?, done_at = ? WHERE id = ? AND state IN ({marks})",
         txid, network_fee, ts, ts, int(w["id"]), *from_states)
     if n != 1:
         return False

@@ -36,6 +36,7 @@ from node.errors import (
     Unavailable,
 )
 from node.exchange import Exchange, OrderInput, inputs_from
+from node.fees import rates_in_force
 from node.money import format_units
 from node.tonces import Tonce
 from node.web.auth import Authenticator, require_scope
@@ -343,12 +344,12 @@ async def timestamp(request: web.Request) -> web.Response:
 
 
 async def fees(request: web.Request) -> web.Response:
-    """Maker and taker fee rates per market: a fraction of what the member receives."""
+    """Maker and taker fee rates in force per market (an admin may have changed the configured
+    ones): a fraction of what the member receives."""
     ex, _ = await _public(request)
-    return json_response([
-        {"market": m.id, "maker": format_units(m.maker_fee, 8), "taker": format_units(m.taker_fee, 8)}
-        for m in ex.config.markets.values()
-    ])
+    rates = await rates_in_force(ex.store, ex.config.markets)
+    return json_response([{"market": mid, "maker": format_units(maker, 8), "taker": format_units(taker, 8)}
+                          for mid, (maker, taker) in rates.items()])
 
 
 # -- private ------------------------------------------------------------------------------------------

@@ -99,6 +99,7 @@ def deposit_json(cur: Currency, d: dict[str, Any]) -> dict[str, Any]:
         "confirmations": int(d["confirmations"]),
         "done_at": iso(int(d["done_at"])) if d.get("done_at") is not None else None,
         "state": d["state"],
+        "note": d.get("note") or "",  # why a deposit was not credited or was taken back, for the member
     }
 
 

@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from node.config import Config
+from node.wallet.records import DEPOSIT_STATES, WITHDRAW_STATES
 
 __all__ = ["OPERATIONS", "add_routes", "app_operations", "build_spec", "err", "ok", "param", "ref"]
 
@@ -117,8 +118,6 @@ def _trade_filters() -> list[dict[str, Any]]:
 
 
 FORM_ORDER_KEYS = ("side", "volume", "price", "ord_type")
-WITHDRAW_STATES = ("submitting", "submitted", "accepted", "processing", "done", "canceled", "rejected", "suspect",
-                   "failed")
 
 
 def multi_items(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -200,7 +199,7 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
             "summary": "Your deposits, newest first", "tags": ["private"], "security": SIGNED,
             "parameters": [param("currency", {"$currency": True}),
                            param("limit", integer(1, 100, 3)),
-                           param("state", enum(("submitted", "accepted", "rejected"))),
+                           param("state", enum(DEPOSIT_STATES)),
                            param("page", integer(1, 10_000, 1))],
             "responses": ok({"type": "array", "items": ref("Deposit")}, paged=True, errors=PRIVATE_ERRORS)},
         ("GET", "/deposit"): {
@@ -360,7 +359,8 @@ def _schemas() -> dict[str, Any]:
                     "properties": {"id": {"type": "integer"}, "currency": {"type": "string"}, "amount": DECIMAL,
                                    "fee": DECIMAL, "txid": {"type": "string"}, "created_at": TIME,
                                    "confirmations": {"type": "integer"},
-                                   "done_at": {**TIME, "nullable": True}, "state": {"type": "string"}}},
+                                   "done_at": {**TIME, "nullable": True}, "state": {"type": "string"},
+                                   "note": {"type": "string"}}},
         "Withdraw": {"type": "object",
                      "required": ["id", "sn", "currency", "amount", "fee", "sum", "address", "state", "created_at"],
                      "properties": {"id": {"type": "integer"}, "sn": {"type": "string"}, "currency": {"type": "string"},

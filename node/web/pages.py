@@ -24,6 +24,7 @@ from node.apikeys import SCOPES, parse_ip_whitelist
 from node.config import Market
 from node.errors import ExchangeError, InvalidParameter, MarketHalted
 from node.exchange import Exchange, OrderInput
+from node.fees import rate_in_force
 from node.mail import mailer_from
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import order_lock
@@ -32,6 +33,7 @@ from node.money import format_units
 from node.notices import Notices
 from node.notices import text as notice_text
 from node.security import audit
+from node.wallet.records import freeze_of
 from node.web import session as sessions
 from node.web.api import EXCHANGE, json_response
 from node.web.forms import (
@@ -74,6 +76,7 @@ EXPIRY_CHOICES = {"never": 0, "30": 30, "90": 90, "365": 365}
 DATA_WORDS = (
     N_("buy"), N_("sell"), N_("limit"), N_("market"), N_("wait"), N_("done"), N_("cancel"),
     N_("submitted"), N_("accepted"), N_("rejected"), N_("processing"), N_("canceled"), N_("suspect"), N_("failed"),
+    N_("almost_done"), N_("skipped"), N_("reverted"),
     N_("checked"), N_("warning"), N_("cancelled"), N_("profile"), N_("history"), N_("trade"), N_("all"),
     N_("stop_limit"), N_("gtc"), N_("ioc"), N_("fok"), N_("post_only"),
 )
@@ -94,6 +97,7 @@ LEDGER_REASONS = {
     "withdraw_unlock": N_("Withdrawal cancelled (funds unlocked)"),
     "withdraw_fee": N_("Withdrawal fee"),
     "fix": N_("Correction"),
+    "deposit_revert": N_("Deposit reversed (its transaction was double-spent)"),
 }
 
 
@@ -302,14 +306,6 @@ async def _private_state(ex: Exchange, m: Market, member_id: int, _: Translator)
     }
 
 
-async def fees_in_force(ex: Exchange, m: Market) -> tuple[int, int]:
-    """Maker and taker rates (units of 1e-8) as the market actor last stored them, else the configured ones."""
-    row = await ex.store.fetchrow("SELECT maker_fee, taker_fee FROM markets_state WHERE market = ?", m.id)
-    maker = int(row["maker_fee"]) if row is not None and row["maker_fee"] is not None else m.maker_fee
-    taker = int(row["taker_fee"]) if row is not None and row["taker_fee"] is not None else m.taker_fee
-    return maker, taker
-
-
 def book_groups(m: Market) -> list[dict[str, Any]]:
     """Price steps offered for grouping the book: the tick and four coarser powers of ten."""
     out = []
@@ -324,7 +320,7 @@ async def _market_context(request: web.Request, m: Market, form: Form | None = N
     ex = _exchange(request)
     _ = translator_of(request)
     s = session_of(request)
-    maker_rate, taker_rate = await fees_in_force(ex, m)
+    maker_rate, taker_rate = await rate_in_force(ex.store, m)
     every = statuses(request)
     rows = await ex.store.fetch("SELECT * FROM trades WHERE market = ? ORDER BY id DESC LIMIT ?", m.id, RECENT_TRADES)
     trades = [{"id": int(r["id"]), "price": price(m, int(r["price"])), "volume": volume(m, int(r["volume"])),
@@ -799,6 +795,7 @@ async def _funds_context(request: web.Request, member_id: int, withdraw_form: Fo
                                                  else getattr(facade, "second_factor", None) is not None),
         "deposits": [_deposit_view(cur, d, _) for d in deposits],
         "withdraws": None if withdraws is None else [_withdraw_view(cur, w, _, holds) for w in withdraws],
+        "hold": await freeze_of(ex.store, member_id),
         "withdraw_form": withdraw_form or Form(),
         "withdraw_open": facade is not None and cur.wallet is not None,
         "ledger": [_ledger_view(cur, dict(r), _) for r in ledger[:LEDGER_PAGE]],
@@ -841,15 +838,19 @@ def _withdraw_view(cur: Any, w: dict[str, Any], _: Translator, holds: dict[int, 
                    else _("being checked"))
     elif state == "accepted":
         waiting = _("approved; our staff makes the bank transfer") if cur.kind == "fiat" else _("approved; it will be sent shortly")
+        if note.startswith("on hold: ") or note == "waiting to be sent":
+            waiting = note  # the wallet's own words for the member (never hot wallet figures)
     elif state == "processing":
         waiting = _("being sent")
+    elif state == "almost_done":
+        waiting = note
     elif state == "suspect":
         waiting = _("held for a review by our staff")
     reason = ""
     if state in ("rejected", "canceled", "failed"):
         reason = note.removeprefix("rejected by an admin: ")
     label = {"submitting": _("Waiting"), "submitted": _("Checking"), "accepted": _("Approved"), "processing": _("Sending"),
-             "done": _("Sent"), "rejected": _("Rejected"), "canceled": _("Cancelled"), "failed": _("Failed"),
+             "almost_done": _("Confirming"), "done": _("Sent"), "rejected": _("Rejected"), "canceled": _("Cancelled"), "failed": _("Failed"),
              "suspect": _("On review")}.get(state, _(state))
     return {"id": int(w["id"]), "sn": w.get("sn") or "", "time": utc(int(w["created_at"])), "at": iso(int(w["created_at"])),
             "amount": amount(int(w["amount"]), cur), "fee": amount(int(w["fee"]), cur), "address": w["address"],
@@ -865,10 +866,12 @@ def _deposit_view(cur: Any, d: dict[str, Any], _: Translator) -> dict[str, Any]:
         waiting = (_("waiting for the bank transfer to be matched") if cur.kind == "fiat" or d.get("channel") == "bank"
                    else _("confirmations {n}/{need}", n=int(d.get("confirmations") or 0), need=need))
         label = _("Pending")
+        if d.get("note"):  # a block reward waiting to mature
+            waiting = f"{waiting}; {d['note']}"
     elif state == "accepted":
         waiting, label = "", _("Credited")
-    else:
-        waiting, label = "", _(state)
+    else:  # failed, skipped, reverted: the reason is the wallet's note
+        waiting, label = str(d.get("note") or ""), _(state)
     return {"time": utc(int(d["created_at"])), "at": iso(int(d["created_at"])), "amount": amount(int(d["amount"]), cur),
             "txid": d["txid"], "explorer": explorer_link(cur, d["txid"]), "state": state, "state_label": label,
             "waiting": waiting, "confirmations": d.get("confirmations", 0)}

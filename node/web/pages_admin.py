@@ -494,7 +494,7 @@ async def _funds_page(request: web.Request, actor: Actor, bank_form: Form | None
     banks = [c for c in ex.config.currencies.values() if c.wallet is not None and c.wallet.channel == "bank"]
     return render(request, "admin/funds.html", await _context(
         request, actor, "funds", queue=await svc.withdraw_queue(), pending=await svc.pending_deposits(),
-        alerts=await ex.funds.alerts(), hot=await ex.funds.hot_wallets(), banks=banks,
+        alerts=await ex.funds.alerts(), hot=await ex.funds.hot_wallets(), banks=banks, holds=await svc.freezes(),
         recent_deposits=await svc.recent_deposits(20), recent_withdraws=await svc.recent_withdraws(20),
         bank_form=bank_form or Form({"currency": banks[0].code if banks else ""})), status=status)
 
@@ -579,6 +579,33 @@ async def alert_resolve(request: web.Request, actor: Actor) -> web.StreamRespons
         return _("The alert is resolved")
 
     return await _withdraw_action(request, work)
+
+
+@route("POST", "/admin/holds/{id}/release", "funds")
+async def hold_release(request: web.Request, actor: Actor) -> web.StreamResponse:
+    _ = translator_of(request)
+
+    async def work(svc: Admin, hid: int, form: Form) -> str:
+        await svc.release_freeze(actor, hid, form.value("resolution"))
+        return _("The member may withdraw again")
+
+    return await _withdraw_action(request, work)
+
+
+@route("GET", "/admin/reconcile", "funds")
+async def reconcile_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """Per coin currency: the daemon's balance and the cold wallets against the books, line by line."""
+    ex: Exchange = request.app[EXCHANGE]
+    reports, failures = [], []
+    for code, cur in ex.config.currencies.items():
+        if cur.wallet is None or cur.wallet.channel == "bank":
+            continue
+        try:
+            reports.append(await ex.funds.reconciliation(code))
+        except ExchangeError as e:
+            failures.append((cur.symbol, e.message))
+    return render(request, "admin/reconcile.html", await _context(request, actor, "funds", reports=reports,
+                                                                  failures=failures))
 
 
 # -- KYC ------------------------------------------------------------------------------------------------------------

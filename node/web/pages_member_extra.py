@@ -22,6 +22,7 @@ from node import cms
 from node.admin import uploads
 from node.errors import ExchangeError
 from node.exchange import Exchange
+from node.fees import rates_in_force
 from node.kyc import DOC_TYPES, FILES, REJECTED, UNVERIFIED
 from node.money import format_units
 from node.web.api import EXCHANGE
@@ -180,10 +181,9 @@ async def cms_page(request: web.Request) -> web.Response:
     fees: list[dict[str, str]] = []
     withdraw_fees: list[dict[str, str]] = []
     if slug == "fees":
+        rates = await rates_in_force(ex.store, ex.config.markets)
         for mid, m in ex.config.markets.items():
-            row = await ex.store.fetchrow("SELECT maker_fee, taker_fee FROM markets_state WHERE market = ?", mid)
-            maker = int(row["maker_fee"]) if row is not None and row["maker_fee"] is not None else m.maker_fee
-            taker = int(row["taker_fee"]) if row is not None and row["taker_fee"] is not None else m.taker_fee
+            maker, taker = rates[mid]
             fees.append({"market": m.name, "id": mid, "maker": fee_percent(maker), "taker": fee_percent(taker)})
         for cur in ex.config.currencies.values():
             if cur.wallet is not None:
