@@ -29,6 +29,7 @@ from node.actors.runtime import Actor
 from node.config import FEE_SCALE, Market
 from node.errors import CancelOrderFailed, ClaimLost, ExchangeError, Fenced, InvalidParameter, OrderNotFound
 from node.events import EventBus
+from node.fees import rates_from
 from node.market import BUY, LOAD_COLUMNS, MARKET, Engine, EngineError, Order, Trade
 from node.market.settlement import (
     ORDER_CANCEL,
@@ -128,8 +129,7 @@ class MarketActor(Actor[Any]):
         engine = Engine(m.id, stp=m.self_trade, next_seq=int(st["next_seq"]))
         engine.last_price = None if st["last_price"] is None else int(st["last_price"])
         self.halted = bool(st["halted"])
-        self.fees = (int(st["maker_fee"]) if st["maker_fee"] is not None else m.maker_fee,
-                     int(st["taker_fee"]) if st["taker_fee"] is not None else m.taker_fee)
+        self.fees = rates_from(st, m)
         self.live = {}
         cols = ", ".join(LOAD_COLUMNS)
         rows = await self.store.fetch(
