@@ -35,6 +35,7 @@ from node.tuning import freeze_startup_objects
 from node.web import edge
 from node.web.api_solvency import service as solvency_service
 from node.web.app import make_app
+from node.web.ops import make_ops_app
 from node.web.pages import serving_at
 
 log = logging.getLogger("node")
@@ -66,12 +67,22 @@ async def serve(args: argparse.Namespace) -> int:
     (its writer thread and the database lock), so the process exits instead of hanging."""
     fd_limit = edge.raise_fd_limit()  # before anything opens: clients are then capped below it
     config = load_config(args.config)
+    if config.ops.log_format == "json" and not args.log_json:
+        from node.logs import use_json
+
+        use_json()
     ex = await Exchange.start(config, args.node)
+    if args.log_json or config.ops.log_format == "json":
+        from node.logs import add_fields
+
+        add_fields(node=ex.node.name, boot=ex.leases.boot)
+    ops_port = args.ops_port if args.ops_port is not None else config.ops_port(ex.node)
     runner: web.AppRunner | None = None
+    ops_runner: web.AppRunner | None = None
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
-        app = make_app(ex, key_file=args.key_file)
+        app = make_app(ex, key_file=args.key_file, ops_routes=not ops_port)
         freeze_startup_objects()
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.keepalive_timeout)
         await runner.setup()
@@ -87,6 +98,16 @@ async def serve(args: argparse.Namespace) -> int:
             print(f"cannot serve on {host}:{port}: {why}", file=sys.stderr)
             return 1
         log.info("connections: at most %d (%d per address; file descriptors: %d)", gate.cap, gate.per_ip, fd_limit)
+        if ops_port:  # the operators' own listener: /healthz, /readyz, /metrics, /ops/status
+            ops_runner = web.AppRunner(make_ops_app(ex), access_log=None)
+            await ops_runner.setup()
+            try:
+                await web.TCPSite(ops_runner, config.ops.host, ops_port, reuse_address=True).start()
+            except OSError as e:
+                why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+                print(f"cannot serve the operator endpoints on {config.ops.host}:{ops_port}: {why}", file=sys.stderr)
+                return 1
+            log.info("operator endpoints on http://%s:%d/ (healthz, readyz, metrics)", config.ops.host, ops_port)
         serving_at(app, host, port)
         tasks.append(asyncio.create_task(solvency_service(app).run_schedule(), name="solvency"))  # [solvency] node only
         if args.demo:
@@ -101,6 +122,7 @@ async def serve(args: argparse.Namespace) -> int:
         log.info("shutting down: draining mailboxes")
         return 0
     finally:
+        ex.metrics.draining = True  # /readyz says 503 from now on: the load balancer stops sending
         for t in tasks:
             t.cancel()
         if listener is not None:
@@ -108,6 +130,8 @@ async def serve(args: argparse.Namespace) -> int:
         if runner is not None:
             await runner.cleanup()
         await ex.stop()
+        if ops_runner is not None:
+            await ops_runner.cleanup()
 
 
 async def member_create(args: argparse.Namespace) -> None:
@@ -210,11 +234,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", default=os.environ.get("EXCHANGE_KEY_FILE", "var/secret.key"),
                    help="server key file (or set EXCHANGE_SECRET_KEY)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object per line (also: [ops] log_format)")
     sub = p.add_subparsers(dest="cmd")
     s = sub.add_parser("serve", help="run this node")
     s.add_argument("--demo", action="store_true", help="seed demo members and orders, and keep a demo trader running")
     s.add_argument("--host", default=None)
     s.add_argument("--port", type=int, default=None)
+    s.add_argument("--ops-port", type=int, default=None,
+                   help="port of the operator endpoints on [ops] host (default: the node's ops_port, else [ops] port; "
+                        "0: served by the main listener to local requests only)")
     s.set_defaults(fn=serve)
     m = sub.add_parser("member", help="members").add_subparsers(dest="sub", required=True)
     mc = m.add_parser("create")
@@ -261,9 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     from node.web.edge import safe_logging
 
     safe_logging()  # a client's line breaks in a logged value are escaped, never a new line
+    if args.log_json:
+        from node.logs import use_json
+
+        use_json()
     fn = getattr(args, "fn", None)
     if fn is None:
-        args.demo, args.host, args.port, fn = False, None, None, serve
+        args.demo, args.host, args.port, args.ops_port, fn = False, None, None, None, serve
     try:
         args.config = str(find_config(args.config, demo=getattr(args, "demo", False)))
         with contextlib.suppress(KeyboardInterrupt):

@@ -29,7 +29,7 @@ async def status_cmd(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     ex = await Exchange.start(config, args.node, actors=False)
     probe = None if ex.store.backend == "sqlite" else Liveness(
-        config.database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
+        config.direct_database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
     try:
         view = await cluster_view(ex.store, config, probe.gone if probe else None)
     finally:
@@ -76,7 +76,7 @@ async def market_cmd(args: argparse.Namespace) -> int:
         print(f"unknown market {args.market!r}", file=sys.stderr)
         return 2
     ex = await Exchange.start(config, args.node, actors=False)
-    probe = Liveness(config.database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
+    probe = Liveness(config.direct_database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
     try:
         view = await cluster_view(ex.store, config, probe.gone)
         alive = {name: n for name, n in view["nodes"].items() if n["alive"]}

@@ -124,6 +124,41 @@ class NodeConf:
     host: str
     port: int
     markets: tuple[str, ...]
+    ops_port: int = -1  # this node's operator listener (-1: `[ops] port`)
+
+
+@dataclass(frozen=True)
+class PoolConf:
+    """PostgreSQL connections of one node (`[exchange]` pool_min, pool_max, pgbouncer, direct_database).
+
+    Every node keeps between `min_size` and `max_size` connections to `database`, plus one to
+    `direct` for its liveness lock (node/actors/lease.py). Behind PgBouncer in transaction mode
+    (`pgbouncer = true`) a server connection changes between transactions, so nothing may live in
+    a session: no prepared statement cache and no settings sent at connect; the liveness lock is
+    a session advisory lock and must reach PostgreSQL itself through `direct`."""
+
+    min_size: int = 2
+    max_size: int = 10
+    pgbouncer: bool = False
+    direct: str = ""  # the URL of a direct connection; "" = the database URL
+
+
+@dataclass(frozen=True)
+class OpsConf:
+    """The `[ops]` table: where /healthz, /readyz and /metrics are served, what readiness allows,
+    and the log format.
+
+    With a port (`[ops] port`, or a node's own `ops_port`) they get a listener of their own on
+    `host` (default loopback), for the operators' network and the load balancer's health checks;
+    without one (0) the node's main listener answers them to loopback clients only, never to a
+    request that came through a proxy."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    ready_timeout_ms: int = 2_000  # the store and the bus must each answer a probe within this
+    ready_max_mailbox: int = 0  # an actor's mailbox deeper than this is not ready; 0 = half the mailbox
+    ready_max_queued: int = 10_000  # messages waiting in the bus for a market this node runs
+    log_format: str = "text"  # "text" | "json" (one JSON object per line)
 
 
 @dataclass(frozen=True)
@@ -231,6 +266,17 @@ class Config:
     admin: AdminConf = field(default_factory=AdminConf)
     security: SecurityConf = field(default_factory=lambda: _security_default())  # node/security/config.py
     sms: SmsConf = field(default_factory=lambda: _sms_default())
+    pool: PoolConf = field(default_factory=PoolConf)
+    ops: OpsConf = field(default_factory=OpsConf)
+
+    @property
+    def direct_database(self) -> str:
+        """Where session state must reach PostgreSQL itself (the liveness lock): PgBouncer's
+        transaction mode would hand the session to another client after each transaction."""
+        return self.pool.direct or self.database
+
+    def ops_port(self, node: NodeConf) -> int:
+        return node.ops_port if node.ops_port >= 0 else self.ops.port
 
     def node(self, name: str | None) -> NodeConf:
         if name is None:
@@ -426,6 +472,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     sync = _get(ex, "sqlite_synchronous", "exchange", str, "full").lower()
     if sync not in ("full", "normal"):
         raise ConfigError("exchange.sqlite_synchronous: must be 'full' or 'normal'")
+    pool = _pool(ex)
 
     currencies: dict[str, Currency] = {}
     for code, c in _get(data, "currencies", "", dict).items():
@@ -515,6 +562,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
             host=_get(n, "host", path, str, "127.0.0.1"),
             port=_int_range(n, "port", path, 0, 65535, 8080),
             markets=tuple(mlist),
+            ops_port=_int_range(n, "ops_port", path, 0, 65535) if "ops_port" in n else -1,
         )
     if not nodes:
         raise ConfigError("nodes: at least one node is needed")
@@ -606,9 +654,48 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         admin=parse_admin(data, currencies),
         security=parse_security(data),
         sms=parse_sms(data),
+        pool=pool,
+        ops=_ops(_get(data, "ops", "", dict, {}), actors),
     )
     _refuse_unread(table)
     return config
+
+
+def _pool(ex: dict[str, Any]) -> PoolConf:
+    d = PoolConf()
+    direct = _get(ex, "direct_database", "exchange", str, "")  # read (and checked) even when overridden
+    direct = os.environ.get("EXCHANGE_DIRECT_DATABASE_URL") or direct
+    if direct and not direct.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("exchange.direct_database: must start with postgresql://")
+    pool = PoolConf(
+        min_size=_int_range(ex, "pool_min", "exchange", 0, 1_000, d.min_size),
+        max_size=_int_range(ex, "pool_max", "exchange", 1, 1_000, d.max_size),
+        pgbouncer=_get(ex, "pgbouncer", "exchange", bool, False),
+        direct=direct,
+    )
+    if pool.min_size > pool.max_size:
+        raise ConfigError(f"exchange.pool_min: must not exceed exchange.pool_max ({pool.max_size})")
+    return pool
+
+
+def _ops(t: dict[str, Any], actors: ActorConf) -> OpsConf:
+    d = OpsConf()
+    fmt = _get(t, "log_format", "ops", str, d.log_format)
+    if fmt not in ("text", "json"):
+        raise ConfigError("ops.log_format: must be 'text' or 'json'")
+    host = _get(t, "host", "ops", str, d.host).strip()
+    if not host:
+        raise ConfigError("ops.host: must not be empty (an address to listen on, e.g. 127.0.0.1)")
+    ops = OpsConf(
+        host=host,
+        port=_int_range(t, "port", "ops", 0, 65535, d.port),
+        ready_timeout_ms=_int_range(t, "ready_timeout_ms", "ops", 50, 60_000, d.ready_timeout_ms),
+        ready_max_mailbox=_int_range(t, "ready_max_mailbox", "ops", 0, 10_000_000, d.ready_max_mailbox)
+        or max(1, actors.mailbox_size // 2),
+        ready_max_queued=_int_range(t, "ready_max_queued", "ops", 0, 10**9, d.ready_max_queued),
+        log_format=fmt,
+    )
+    return ops
 
 
 def _http(t: dict[str, Any]) -> HttpConf:

@@ -26,6 +26,7 @@ from node.actors.messages import (
     SetHalted,
     SubmitOrders,
 )
+from node.actors.runtime import Actor
 from node.auth_changes import ChangeFeed
 from node.config import Config, Market, NodeConf
 from node.errors import (
@@ -40,6 +41,7 @@ from node.errors import (
 from node.events import EventBus
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import DEPOSIT, order_lock
+from node.metrics import NodeMetrics
 from node.money import parse_units
 from node.ownership import Ownership
 from node.store import Store, open_store, sqlite_path
@@ -99,6 +101,9 @@ class Exchange:
         self.ownership: Ownership | None = None
         self._process_lock: ProcessLock | None = None
         self.funds = Funds(self)  # deposits, withdrawals, wallet actors (node/wallet)
+        self.accepted: dict[str, int] = {}  # market → orders accepted through this node (/metrics)
+        self.extra_actors: list[Actor[Any]] = []  # actors the web layer runs (tonces): watched by /metrics
+        self.metrics = NodeMetrics(self)
 
     # -- life cycle -------------------------------------------------------------------------------
     @classmethod
@@ -109,7 +114,7 @@ class Exchange:
         boot = secrets.token_hex(6)  # this process: its leases, its sessions in the store, its queues
         store = await open_store(config.database, synchronous=config.sqlite_synchronous,
                                  timeout=config.actors.store_timeout_ms / 1000,
-                                 application_name=session_name(f"{node.name}:{boot}"))
+                                 application_name=session_name(f"{node.name}:{boot}"), pool=config.pool)
         ex = cls(config, node, store, boot)
         try:
             await ex._boot(actors)
@@ -132,7 +137,7 @@ class Exchange:
             self._process_lock.acquire()
             self.leases.sole_process = True
         else:
-            self.leases.liveness = Liveness(self.config.database, self.leases.owner,
+            self.leases.liveness = Liveness(self.config.direct_database, self.leases.owner,
                                             self.config.actors.store_timeout_ms / 1000)
             await self.leases.liveness.hold()
         a = self.config.actors
@@ -150,6 +155,8 @@ class Exchange:
         shards = 1 if self.store.backend == "sqlite" else 4
         self.accounts = [AccountActor(self.store, self.refs, self.config.currencies, i, self.tonces, **kw)
                          for i in range(shards)]
+        for account in self.accounts:
+            self.metrics.watch(account)
         self.ownership = Ownership(self.config, self.node, self.store, self.leases, self.markets,
                                    adopt=self._adopt, drop=self._drop, status=self.status,
                                    address=f"{self.node.host}:{self.node.port}", cluster=self.link is not None)
@@ -205,9 +212,11 @@ class Exchange:
 
     def _new_market_actor(self, mid: str, epoch: int) -> MarketActor:
         a = self.config.actors
-        return MarketActor(self.config.markets[mid], self.store, self.bus, self.market_fee_members[mid],
-                           epoch=epoch, verify_intake=self.link is not None, sweep_after_ms=a.sweep_after_ms,
-                           mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
+        actor = MarketActor(self.config.markets[mid], self.store, self.bus, self.market_fee_members[mid],
+                            epoch=epoch, verify_intake=self.link is not None, sweep_after_ms=a.sweep_after_ms,
+                            mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
+        self.metrics.watch(actor)
+        return actor
 
     # -- moving a market between nodes ------------------------------------------------------------
     async def _on_control(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -568,6 +577,8 @@ class Exchange:
         """Lock the funds and accept the orders (all or none), burning the signed request's tonce
         in the same transaction when one is given (TonceReused if it was used before)."""
         result: list[dict[str, Any]] = await self._account_actor(member_id).ask(SubmitOrders(reqs, tonce))
+        for r in reqs:
+            self.accepted[r.market] = self.accepted.get(r.market, 0) + 1
         return result
 
     async def order_row(self, order_id: int) -> dict[str, Any] | None:

@@ -15,6 +15,11 @@ if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi wqy; the
   (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null) \
     || echo "warning: could not install chromium; browser tests will skip (or fail where services are required)" >&2
 fi
+# PgBouncer in transaction mode, started by tests/test_ops.py in front of the test's database.
+if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+  (apt-get install -y -qq pgbouncer >/dev/null || (apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null)) \
+    || echo "warning: could not install pgbouncer; its test will skip" >&2
+fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/ruff check node tests bench setup.py

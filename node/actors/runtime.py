@@ -60,6 +60,9 @@ class Actor(Generic[M]):
         self.last_error: str | None = None
         self.crashes: list[float] = []  # times of the recent restarts (crash loops show in `status`)
         self.fenced = False
+        self.on_commit: Callable[[float], None] | None = None
+        """Told each committed batch's duration in seconds (its handling and write; a pipelined
+        actor's write alone): /metrics' batch commit latency."""
 
     # -- what subclasses provide ------------------------------------------------------------------
     async def recover(self) -> None:
@@ -232,12 +235,15 @@ class Actor(Generic[M]):
             return
         while True:
             batch = await self._take()
+            started = time.perf_counter()
             try:
                 results = await self.handle_batch([e.msg for e in batch])
                 self._check_results(batch, results)
             except Exception:
                 self._fail(batch)
                 raise
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started)
             self._answer(batch, results)
 
     async def _run_pipelined(self) -> None:
@@ -276,7 +282,10 @@ class Actor(Generic[M]):
             if prev is not None:
                 await prev
             if write is not None:
+                started = time.perf_counter()
                 await write()
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - started)
         except BaseException:
             self._fail(batch)
             raise

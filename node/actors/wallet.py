@@ -161,6 +161,7 @@ class WalletActor(Actor[str]):
         try:
             info = await self.channel.info()
             self.health["height"] = info.height
+            self.health["headers"] = info.extra.get("headers")  # the chain's tip as the daemon knows it
             if self.channel.scans:
                 await self._scan()
                 await self._recheck()
@@ -174,6 +175,7 @@ class WalletActor(Actor[str]):
             log.info("%s: daemon reachable again", self.name)
         self._failures = 0
         self._retry_at = 0.0
+        self.health["scanned_height"] = info.height  # deposits are seen up to here (/metrics: wallet lag)
         self.health.update(status="ok", since=self.health["since"] if self.health["status"] == "ok" else now_ms(),
                            last_error=None, last_cycle=now_ms(), retry_in=0.0)
         await self._save_status()

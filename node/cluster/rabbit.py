@@ -66,6 +66,7 @@ class RabbitLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._ctl: aio_pika.abc.AbstractChannel | None = None
+        self._ping: aio_pika.abc.AbstractChannel | None = None  # readiness probes (`ping`)
         self.on_control: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
         self.published = 0
         self.consumed = 0
@@ -121,15 +122,40 @@ class RabbitLink:
             except Exception:
                 log.warning("could not answer a control command")
 
-    async def queue_depth(self, market: str) -> int | None:
-        """Messages waiting for a market (its lag), None when the bus cannot say."""
-        if self._ctl is None or not self.connected:
+    async def queue_depth(self, market: str, timeout: float | None = None) -> int | None:
+        """Messages waiting for a market (its lag), None when the bus cannot say (within `timeout`)."""
+        if not self.connected:
             return None
         try:
-            q = await self._ctl.declare_queue(self.market_queue(market), durable=True, passive=True)
+            q = await self._probe(self.market_queue(market), durable=True, timeout=timeout or self.ask_timeout)
             return int(q.declaration_result.message_count or 0)
         except Exception:
             return None
+
+    async def ping(self, timeout: float) -> None:
+        """One round trip to the broker (a passive declare of this process's own control queue),
+        raising if the bus does not answer within `timeout`: `connected` alone trusts a socket that
+        may be cut."""
+        if self.conn is None or not self.connected:
+            raise ConnectionError("the message bus is not connected")
+        await self._probe(control_queue(self.namespace, self.node, self.boot), durable=False, timeout=timeout)
+
+    async def _probe(self, queue: str, durable: bool, timeout: float) -> aio_pika.abc.AbstractQueue:
+        """A passive declare, always sent (a robust channel would answer a known queue from memory),
+        on a channel of its own that is dropped after any failure: an answer that comes late can
+        never be taken for another call's, and a refused declare (which closes its channel) never
+        closes the control consumer's channel."""
+        assert self.conn is not None
+        try:
+            if self._ping is None:
+                self._ping = await asyncio.wait_for(self.conn.channel(), timeout)
+            return await asyncio.wait_for(self._ping.declare_queue(queue, durable=durable, passive=True, robust=False),
+                                          timeout)
+        except BaseException:
+            channel, self._ping = self._ping, None
+            if channel is not None:
+                asyncio.ensure_future(_close_quietly(channel))
+            raise
 
     def market_queue(self, market: str) -> str:
         return f"exchange.{self.namespace}.market.{market}"
@@ -305,8 +331,11 @@ class RabbitLink:
             if self._events_exchange is None:
                 continue
             try:
+                # Not mandatory: an event that no node follows is simply dropped by the broker. A
+                # mandatory one would come back as a Basic.Return, which the client library logs
+                # as an unhandled ERROR, once per event nobody receives.
                 await self._events_exchange.publish(
-                    aio_pika.Message(body, headers={"from": self.node}), routing_key=topic)
+                    aio_pika.Message(body, headers={"from": self.node}), routing_key=topic, mandatory=False)
             except Exception:
                 self.dropped_events += 1
                 await asyncio.sleep(0.1)
@@ -318,6 +347,13 @@ class RabbitLink:
         event = orjson.loads(message.body)
         event["_from"] = origin
         self.bus.publish(message.routing_key or "", event)
+
+
+async def _close_quietly(channel: aio_pika.abc.AbstractChannel) -> None:
+    try:
+        await asyncio.wait_for(channel.close(), 5)
+    except BaseException:  # a broken channel: the connection's recovery disposes of it
+        pass
 
 
 class RemoteMarket:

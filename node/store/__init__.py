@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from node.store.base import ID_BLOCK, Bulk, IdAllocator, Row, Store, Tx
+
+if TYPE_CHECKING:
+    from node.config import PoolConf
 
 __all__ = ["ID_BLOCK", "Bulk", "IdAllocator", "Row", "Store", "Tx", "open_store", "sqlite_path"]
 
@@ -18,8 +22,9 @@ def sqlite_path(url: str) -> str:
 
 
 async def open_store(url: str, *, synchronous: str = "full", migrate: bool = True, timeout: float = 5.0,
-                     application_name: str = "pyexchange") -> Store:
-    """`timeout` bounds every PostgreSQL call (SQLite runs in this process: nothing to wait for)."""
+                     application_name: str = "pyexchange", pool: PoolConf | None = None) -> Store:
+    """`timeout` bounds every PostgreSQL call (SQLite runs in this process: nothing to wait for);
+    `pool` sizes PostgreSQL's connection pool (and says whether PgBouncer is in between)."""
     scheme = urlparse(url).scheme
     store: Store
     if scheme == "sqlite":
@@ -27,9 +32,12 @@ async def open_store(url: str, *, synchronous: str = "full", migrate: bool = Tru
 
         store = await SqliteStore(sqlite_path(url), synchronous).open()
     elif scheme in ("postgresql", "postgres"):
+        from node.config import PoolConf
         from node.store.postgres import PostgresStore
 
-        store = await PostgresStore(url, timeout=timeout, application_name=application_name).open()
+        p = pool or PoolConf()
+        store = await PostgresStore(url, p.min_size, p.max_size, timeout=timeout, application_name=application_name,
+                                    pgbouncer=p.pgbouncer).open()
     else:
         raise ValueError(f"unsupported database URL scheme {scheme!r}")
     if migrate:

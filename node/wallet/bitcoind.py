@@ -125,7 +125,8 @@ class BitcoindChannel(Channel):
     # -- the interface ----------------------------------------------------------------------------
     async def info(self) -> ChannelInfo:
         bc = await self.call("getblockchaininfo")
-        return ChannelInfo(height=int(bc.get("blocks", 0)), extra={"chain": bc.get("chain"), "best": bc.get("bestblockhash")})
+        return ChannelInfo(height=int(bc.get("blocks", 0)), extra={
+            "chain": bc.get("chain"), "best": bc.get("bestblockhash"), "headers": int(bc.get("headers", 0))})
 
     async def new_address(self, member_id: int) -> str:
         return str(await self.call("getnewaddress"))

@@ -99,7 +99,9 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
     return resp
 
 
-def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web.Application:
+def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key", *, ops_routes: bool = True) -> web.Application:
+    """The node's application. `ops_routes=False` when the operator endpoints have a listener of
+    their own (node/web/ops.py): the public port then does not answer them at all."""
     # edge (body limits, text checks) runs inside errors, so its refusals get the API's envelope;
     # security_gate runs inside the sessions' middleware: after the CSRF check, with the session known
     conf = exchange.config.http
@@ -116,6 +118,7 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     app[api.EXCHANGE] = exchange
     app[KEYS] = keys
     app[TONCES] = tonces
+    exchange.extra_actors.append(tonces)
     app[api.AUTH] = Authenticator(keys, tonces)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
@@ -128,6 +131,7 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     api_funds.add_routes(app)  # first: it serves /deposits, /deposit, /deposit_address, /withdraws
     api.add_routes(app)
     hub = ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
+    exchange.metrics.ws_clients = lambda: len(hub.clients)
     status = MarketStatus(exchange)
     app[MARKET_STATUS] = status
     hub.follow_status(status)
@@ -140,7 +144,8 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key") -> web
     app.cleanup_ctx.append(status_life)
     pages.add_routes(app)
     pages_security.add_routes(app, master)  # after pages (mails through its members service): 2FA, audit, addresses
-    ops.add_routes(app)
+    if ops_routes:
+        ops.add_routes(app)
     api_solvency.add_routes(app)
     pages_solvency.add_routes(app)
     pages_admin.add_routes(app)  # after pages: uses its members (mail) service
