@@ -50,6 +50,7 @@ class NodeMetrics:
         self.queued: dict[str, int] = {}  # market → messages waiting on the bus
         self.refresh_errors = 0
         self.draining = False  # set at shutdown: /readyz answers 503 while the node drains
+        self.ready: tuple[bool, dict[str, bool]] | None = None  # the last scrape's readiness, per check
 
     def watch(self, actor: Actor[Any]) -> None:
         """Time the actor's committed batches."""
@@ -60,29 +61,30 @@ class NodeMetrics:
         ex = self.ex
         return [*ex.markets.values(), *ex.accounts, *ex.funds.actors.values(), *ex.extra_actors]
 
-    async def refresh(self, timeout: float) -> None:
-        """The numbers that need a round trip, each bounded by `timeout`; on failure the last ones stay."""
+    async def refresh(self) -> None:
+        """Before a scrape: readiness (which probes the store and the bus, and reads the owned
+        markets' queues), then the withdrawals if the store answered. Each round trip is bounded by
+        `[ops] ready_timeout_ms`, and one that failed is not tried again in the same scrape; on
+        failure the last numbers stay."""
         ex = self.ex
+        ok, body = await readiness(ex, draining=self.draining)
+        checks = body["checks"]
+        self.ready = (ok, {name: bool(c["ok"]) if "ok" in c else all(v["ok"] for v in c.values())
+                           for name, c in checks.items()})
+        if not checks["store"]["ok"]:
+            self.refresh_errors += 1
+            return
         try:
             rows = await asyncio.wait_for(ex.store.fetch(
                 f"SELECT currency, state, COUNT(*) AS n, MIN(updated_at) AS oldest FROM withdraws "
-                f"WHERE state IN ({','.join('?' * len(HOLDING))}) GROUP BY currency, state", *HOLDING), timeout)
+                f"WHERE state IN ({','.join('?' * len(HOLDING))}) GROUP BY currency, state", *HOLDING),
+                ex.config.ops.ready_timeout_ms / 1000)
             now = time.time()
             self.withdrawals = {(str(r["currency"]), str(r["state"])): (int(r["n"]), max(0.0, now - int(r["oldest"]) / 1000))
                                 for r in rows}
         except Exception as e:
             self.refresh_errors += 1
             log.debug("metrics: withdrawals not read (%r)", e)
-        if ex.link is not None:
-            queued: dict[str, int] = {}
-            for mid in list(ex.markets):
-                try:
-                    n = await ex.link.queue_depth(mid, timeout)
-                except Exception:
-                    n = None
-                if n is not None:
-                    queued[mid] = n
-            self.queued = queued
 
     def render(self) -> bytes:
         for actor in self.actors():  # actors started outside the exchange (wallets, tonces)
@@ -104,6 +106,13 @@ class _Live(Collector):
         yield info
         yield GaugeMetricFamily("exchange_uptime_seconds", "Seconds since this process started",
                                 value=time.time() - ex.started_at)
+        if m.ready is not None:
+            yield GaugeMetricFamily("exchange_ready", "1 when /readyz would answer 200 (at this scrape)", value=int(m.ready[0]))
+            check = GaugeMetricFamily("exchange_ready_check", "1 when a readiness check passes: store, bus, leases, "
+                                      "mailboxes, queues, draining", labels=["check"])
+            for name, good in sorted(m.ready[1].items()):
+                check.add_metric([name], int(good))
+            yield check
 
         accepted = CounterMetricFamily("exchange_orders_accepted", "Orders accepted (funds locked) through this node",
                                        labels=["market"])
@@ -280,15 +289,17 @@ async def readiness(ex: Exchange, *, draining: bool = False) -> tuple[bool, dict
     deep = {a.name: a.depth for a in [*ex.markets.values(), *ex.accounts, *ex.extra_actors] if a.depth > conf.ready_max_mailbox}
     checks["mailboxes"] = {"ok": not deep, "limit": conf.ready_max_mailbox, **({"over": deep} if deep else {})}
     ok = ok and not deep
-    if ex.link is not None and ex.markets:
+    if ex.link is not None and ex.markets and checks["bus"]["ok"]:  # a bus that did not answer: not asked again
         over: dict[str, int] = {}
+        queued: dict[str, int] = {}
         for mid in list(ex.markets):
-            try:
-                n = await ex.link.queue_depth(mid, timeout)
-            except Exception:
-                n = None
-            if n is not None and n > conf.ready_max_queued:
+            n = await ex.link.queue_depth(mid, timeout)
+            if n is None:
+                continue
+            queued[mid] = n
+            if n > conf.ready_max_queued:
                 over[mid] = n
+        ex.metrics.queued = queued
         checks["queues"] = {"ok": not over, "limit": conf.ready_max_queued, **({"over": over} if over else {})}
         ok = ok and not over
     return ok, {"ready": ok, "node": ex.node.name, "boot": ex.leases.boot, "checks": checks}

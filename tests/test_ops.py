@@ -281,6 +281,8 @@ async def test_readyz_and_metrics_through_store_and_bus_cuts(tmp_path: Path) -> 
                 assert _sample(text, "exchange_market_lease_held", market=mid) == 1
                 assert (_sample(text, "exchange_market_epoch", market=mid) or 0) >= 1
             assert _sample(text, "exchange_bus_connected") == 1
+            assert _sample(text, "exchange_ready") == 1
+            assert _sample(text, "exchange_bus_queued", market="btcusd") == 0
             assert _sample(text, "exchange_websocket_clients") == 0
             assert _sample(text, "exchange_mailbox_depth", actor="market:btcusd") == 0
             assert _sample(text, "exchange_store_pool_max") == 10
@@ -297,6 +299,7 @@ async def test_readyz_and_metrics_through_store_and_bus_cuts(tmp_path: Path) -> 
             assert (await _get(s, ops + "/healthz"))[0] == 200
             code, text, took = await _get(s, ops + "/metrics")
             assert code == 200 and took < 3, took
+            assert _sample(text, "exchange_ready") == 0 and _sample(text, "exchange_ready_check", check="store") == 0
             await asyncio.sleep(2.5)  # past the self-fence (0.6 of a 3 s lease): the markets stop matching
             code, text, _ = await _get(s, ops + "/metrics")
             assert _sample(text, "exchange_market_lease_held", market="btcusd") == 0
