@@ -50,7 +50,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus' text format."""
     _guard(request)
     ex = request.app[EXCHANGE]
-    await ex.metrics.refresh(ex.config.ops.ready_timeout_ms / 1000)
+    await ex.metrics.refresh()
     return web.Response(body=ex.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
