@@ -150,12 +150,12 @@ class _Live(Collector):
         own = ex.ownership
         now = time.monotonic()
         for mid in ex.config.markets:
-            actor = ex.markets.get(mid)
-            held.add_metric([mid], int(actor is not None and not actor.fenced))
+            running = ex.markets.get(mid)
+            held.add_metric([mid], int(running is not None and not running.fenced))
             primary.add_metric([mid], int(mid in ex.node.markets))
-            if actor is not None:
-                epoch.add_metric([mid], actor.epoch)
-                halted.add_metric([mid], int(actor.halted))
+            if running is not None:
+                epoch.add_metric([mid], running.epoch)
+                halted.add_metric([mid], int(running.halted))
                 if own is not None and mid in own.last_renewed:
                     renewed.add_metric([mid], now - own.last_renewed[mid])
         yield from (held, epoch, renewed, halted, primary)

@@ -66,7 +66,7 @@ class RabbitLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._ctl: aio_pika.abc.AbstractChannel | None = None
-        self._ping: aio_pika.abc.AbstractChannel | None = None  # readiness probes (`ping`)
+        self._ping: aio_pika.abc.AbstractRobustChannel | None = None  # probes (`ping`, `queue_depth`)
         self.on_control: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
         self.published = 0
         self.consumed = 0
@@ -349,7 +349,7 @@ class RabbitLink:
         self.bus.publish(message.routing_key or "", event)
 
 
-async def _close_quietly(channel: aio_pika.abc.AbstractChannel) -> None:
+async def _close_quietly(channel: aio_pika.abc.AbstractRobustChannel) -> None:
     try:
         await asyncio.wait_for(channel.close(), 5)
     except BaseException:  # a broken channel: the connection's recovery disposes of it
