@@ -29,7 +29,7 @@ from node.exchange import Exchange, OrderInput
 from node.logs import JsonFormatter
 from node.web.app import make_app
 from tests.apiclient import ApiClient
-from tests.conftest import ROOT, create_pg_database, drop_pg_database, need_service
+from tests.conftest import ROOT, create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.faultproxy import FaultProxy
 from tests.nodeproc import NodeProcess
 from tests.test_faults import FAST, POSTGRES, RABBITMQ, config_text, free_ports, make_members
@@ -321,6 +321,7 @@ async def test_readyz_and_metrics_through_store_and_bus_cuts(tmp_path: Path) -> 
             assert await asyncio.to_thread(node.terminate) == 0  # the proxies run on this loop: keep it turning
         await pg.close()
         await mq.close()
+        await delete_broker_objects(pg_url)
         await drop_pg_database(pg_url)
     log = (tmp_path / "a.log").read_text()
     assert "Basic.Return" not in log and "Unhandled message" not in log, log[-3000:]
