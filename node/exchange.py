@@ -434,9 +434,10 @@ class Exchange:
                 "VALUES (?, ?, ?, 0, ?, ?, 'accepted', 0, ?, ?) RETURNING id",
                 member_id, currency, units, txid, channel, ts, ts,
             )
-            await tx.execute(
+            if await tx.execute(
                 "UPDATE accounts SET balance = balance + ? WHERE member_id = ? AND currency = ?", units, member_id, currency
-            )
+            ) != 1:
+                raise MemberNotFound(f"member {member_id} has no {currency} account")
             await tx.execute(LEDGER_INSERT_SQL, member_id, currency, units, 0, 0, DEPOSIT, "deposit", did, ts)
         return int(did)
 

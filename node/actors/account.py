@@ -32,9 +32,11 @@ ORDERS_INSERT_BULK = Bulk.insert("orders", (
     "id", "member_id", "market", "side", "ord_type", "tif", "price", "stop_price", "volume", "remaining", "funds",
     "origin_locked", "locked", "funds_used", "trades_count", "state", "seq", "triggered", "client_id", "created_at",
     "updated_at"))
-# Summed per (member, currency) first, so no key repeats; `balance >= {4}` is the CHECK's guard.
+# Summed per (member, currency) first, so no key repeats. No `balance >= x` guard here: the
+# batch decided on balances it read under lock, and a guard would turn a wrong decision into a
+# silent no-op; the CHECK (balance >= 0) refuses it instead and the whole batch rolls back.
 ACCOUNTS_LOCK_BULK = Bulk.update("accounts", "balance = {t}.balance - {0}, locked = {t}.locked + {1}",
-                                 "{t}.member_id = {2} AND {t}.currency = {3} AND {t}.balance >= {4}")
+                                 "{t}.member_id = {2} AND {t}.currency = {3}")
 
 
 class MarketRef(Protocol):
@@ -157,7 +159,7 @@ class AccountActor(Actor[SubmitOrders]):
                                              req.stop_price, req.funds, req.lock_amount, ts))
                 results[i] = views
             if deltas:
-                await tx.executemany(ACCOUNTS_LOCK_BULK, [(amt, amt, k[0], k[1], amt) for k, amt in sorted(deltas.items())])
+                await tx.executemany(ACCOUNTS_LOCK_BULK, [(amt, amt, k[0], k[1]) for k, amt in sorted(deltas.items())])
                 await tx.executemany(ORDERS_INSERT_BULK, order_rows)
                 await tx.executemany(LEDGER_BULK, ledger_rows)
         by_id = {row[0]: row[2] for row in order_rows}
