@@ -16,6 +16,19 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """n ports that nothing listens on now (the OS picks them)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 def write_config(tmp: Path, database: str, port: int, extra: str = "") -> Path:
     """The default cluster.toml with this test's database and port."""
     text = (ROOT / "cluster.toml").read_text()

@@ -22,7 +22,7 @@ from node.config import load_config
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
 from tests.conftest import create_pg_database, delete_broker_objects, drop_pg_database, need_service
-from tests.nodeproc import ROOT, NodeProcess, cli
+from tests.nodeproc import ROOT, NodeProcess, cli, free_ports
 from tests.wsclient import WsClient
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
@@ -47,18 +47,6 @@ markets = ["dogebtc"]
     path = tmp / "cluster.toml"
     path.write_text(text)
     return path
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture

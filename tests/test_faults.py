@@ -40,7 +40,7 @@ from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
 from tests.conftest import create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.faultproxy import FaultProxy
-from tests.nodeproc import ROOT, NodeProcess, _env
+from tests.nodeproc import ROOT, NodeProcess, _env, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -56,18 +56,6 @@ ORDERS = {
     "dogebtc": (["0.00000099", "0.000001", "0.00000101"], "100"),
 }
 REPORT = ROOT / "test-output" / "faults-report.txt"
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def config_text(database: str, rabbitmq: str | None, ports: dict[str, int], actors: dict[str, int],

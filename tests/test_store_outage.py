@@ -12,11 +12,10 @@ import asyncpg
 import pytest
 
 from tests.conftest import PG_ADMIN_URL
-from tests.nodeproc import NodeProcess, write_config
+from tests.nodeproc import NodeProcess, free_ports, write_config
 from tests.test_cluster import (
     Flow,
     check_books,
-    free_ports,
     make_members,
     pg_url,
     still_matches,
