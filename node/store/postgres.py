@@ -15,8 +15,7 @@ from typing import Any
 import asyncpg
 
 from node.store.base import ID_BLOCK, Bulk, Row, Tx
-from node.store.schema import MIGRATIONS
-from node.store.sqlite import _statements
+from node.store.schema import MIGRATIONS, statements
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +219,7 @@ class PostgresStore:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                for stmt in _statements(sql.replace("{id}", ID_SQL).replace("{blob}", "BYTEA")):
+                for stmt in statements(sql, id_sql=ID_SQL, blob_sql="BYTEA"):
                     await tx.conn.execute(stmt, timeout=SNAPSHOT_TIMEOUT)
                 await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
             for name in ("orders", "trades"):

@@ -20,7 +20,7 @@ from typing import Any
 import aiosqlite
 
 from node.store.base import ID_BLOCK, Bulk, Row, Tx
-from node.store.schema import MIGRATIONS
+from node.store.schema import MIGRATIONS, statements
 
 ID_SQL = "INTEGER PRIMARY KEY"  # rows are never deleted, so ids are never reused; AUTOINCREMENT would cost a write per insert
 
@@ -317,10 +317,6 @@ class SqliteStore:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                for stmt in _statements(sql.replace("{id}", ID_SQL).replace("{blob}", "BLOB")):
+                for stmt in statements(sql, id_sql=ID_SQL, blob_sql="BLOB"):
                     await tx.execute(stmt)
                 await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
