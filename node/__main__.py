@@ -21,13 +21,13 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from node import demo
+from node.clock import now_ms
 from node.config import CONFIG_ENV, ConfigError, find_config, load_config
 from node.errors import ExchangeError
 from node.exchange import Exchange
@@ -158,9 +158,9 @@ async def apikey_create(args: argparse.Namespace) -> None:
     async def go(ex: Exchange) -> None:
         member = await ex.member_by_email(args.email)
         keys = ApiKeys(ex.store, SecretBox(load_server_key(args.key_file), "api-secret"))
-        expires = int(time.time() * 1000) + args.days * 86_400_000 if args.days else None
+        expires = now_ms() + args.days * 86_400_000 if args.days else None
         access, secret = await keys.create(int(member["id"]), args.label, args.scopes, args.ip or "", expires,
-                                           now=int(time.time() * 1000))
+                                           now=now_ms())
         from node.security import audit
 
         await audit.record(ex.store, audit.API_KEY_CREATE, int(member["id"]), {"label": args.label, "access_key": access,

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from node.clock import now_ms
 from node.store import Store, Tx
 
 log = logging.getLogger(__name__)
@@ -28,15 +29,11 @@ KEEP_MS = 3_600_000
 Listener = Callable[[int, str | None], None]  # (member id, access key or None for all of the member's)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def record(db: Store | Tx, member_id: int, access_key: str | None = None) -> None:
     """Announce a change of a member's rights (or of one of its keys); inside the change's own
     transaction where there is one."""
     await db.execute("INSERT INTO auth_changes (member_id, access_key, created_at) VALUES (?, ?, ?)",
-                     member_id, access_key, _now_ms())
+                     member_id, access_key, now_ms())
 
 
 class ChangeFeed:
@@ -71,7 +68,7 @@ class ChangeFeed:
 
     async def poll(self, announce: bool = True) -> int:
         """Read the recent changes and announce the new ones; returns how many were new."""
-        now = _now_ms()
+        now = now_ms()
         rows = await self.store.fetch(
             "SELECT id, member_id, access_key, created_at FROM auth_changes WHERE created_at >= ? ORDER BY id",
             now - WINDOW_MS)

@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from node.admin.roles import now_ms
+from node.clock import now_ms
 from node.errors import N_, FormError, FormErrors
 from node.i18n import LANGS
 from node.store import Store

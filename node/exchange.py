@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from node.actors.account import AccountActor, order_row_view
 from node.actors.lease import LeaseHeld, Leases, Liveness, ProcessLock, session_name
-from node.actors.market import LEDGER_INSERT_SQL, MarketActor, now_ms
+from node.actors.market import LEDGER_INSERT_SQL, MarketActor
 from node.actors.messages import (
     CancelAll,
     CancelOrder,
@@ -28,6 +28,7 @@ from node.actors.messages import (
 )
 from node.actors.runtime import Actor
 from node.auth_changes import ChangeFeed
+from node.clock import now_ms
 from node.config import Config, Market, NodeConf
 from node.errors import (
     CreateOrderFailed,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from node.admin import uploads
-from node.admin.roles import now_ms
+from node.clock import now_ms
 from node.config import Config
 from node.errors import N_, FormError, FormErrors, InvalidParameter
 from node.money import format_units

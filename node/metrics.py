@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from node.actors.lease import HANDED_OVER
 from node.actors.runtime import Actor
+from node.clock import now_ms
 from node.ownership import SELF_FENCE
 from node.wallet.records import HOLDING
 
@@ -272,7 +273,7 @@ async def readiness(ex: Exchange, *, draining: bool = False) -> tuple[bool, dict
         if actor is None:
             if mid in ex.node.markets:
                 lease = leases.get(mid)
-                wall = time.time_ns() // 1_000_000
+                wall = now_ms()
                 elsewhere = (ex.link is not None and lease is not None and lease["owner"] not in ("", HANDED_OVER)
                              and int(lease["expires_at"]) > wall and lease["owner"] != ex.leases.owner)
                 why = f"run by node {lease['node']}" if elsewhere and lease is not None else (

@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from node.clock import now_ms
 from node.errors import N_
 from node.i18n import Translator, translator
 from node.mail import Mail, Mailer, MailError
@@ -68,10 +68,6 @@ TEXTS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def text(n: dict[str, Any], _: Translator) -> str:
     """The notice's one line in the language of `_`."""
     line = TEXTS.get((n["kind"], n["state"].split(":")[0]))
@@ -84,7 +80,7 @@ class Notices:
         self.ex = ex
         self.mailer = mailer
         self.site = site
-        self.since = _now_ms() - CATCH_UP_MS
+        self.since = now_ms() - CATCH_UP_MS
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -106,7 +102,7 @@ class Notices:
 
     async def scan(self) -> int:
         """One look at what changed; returns how many new notices were written."""
-        start = _now_ms()
+        start = now_ms()
         since = self.since - OVERLAP_MS
         cur = self.ex.config.currencies
         found: list[tuple[int, str, int, str, dict[str, Any]]] = []
@@ -142,7 +138,7 @@ class Notices:
         n = await self.ex.store.execute(
             "INSERT INTO notices (member_id, kind, ref_id, state, detail, created_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (kind, ref_id, state) DO NOTHING",
-            member_id, kind, ref, state, json.dumps(detail, ensure_ascii=False), _now_ms())
+            member_id, kind, ref, state, json.dumps(detail, ensure_ascii=False), now_ms())
         if n != 1:
             return False  # another node (or an earlier look) has it
         if (kind, state.split(":")[0]) in MAILED:

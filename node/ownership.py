@@ -24,8 +24,9 @@ from typing import Any
 
 import orjson
 
-from node.actors.lease import HANDED_OVER, LeaseHeld, Leases, now_ms
+from node.actors.lease import HANDED_OVER, LeaseHeld, Leases
 from node.actors.market import MarketActor
+from node.clock import now_ms
 from node.config import Config, NodeConf
 from node.errors import Fenced
 from node.store import Store

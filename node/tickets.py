@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from node.admin import uploads
-from node.admin.roles import now_ms
+from node.clock import now_ms
 from node.errors import N_, FormError, FormErrors, InvalidParameter
 from node.mail import Mail, Mailer, MailError
 from node.store import Store

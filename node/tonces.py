@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from node.clock import now_ms
 from node.store.base import Row, Tx
 
 TONCE_WINDOW_MS = 30_000
@@ -40,7 +41,7 @@ class TonceBook:
     def insert(self, items: Sequence[Tonce]) -> tuple[str, list[Any]]:
         """One INSERT … ON CONFLICT DO NOTHING RETURNING for all of `items` (not empty): what it
         returns are the fresh ones. For callers that send it along with other queries."""
-        expires = time.time_ns() // 1_000_000 + 2 * TONCE_WINDOW_MS
+        expires = now_ms() + 2 * TONCE_WINDOW_MS
         unique = list(dict.fromkeys(items))
         args: list[Any] = []
         for ak, tonce in unique:
@@ -53,7 +54,7 @@ class TonceBook:
         """Which of `items` were fresh, given the rows the INSERT returned; the keys' last use is
         recorded in the same transaction, at most once a minute per key (it is informative only),
         and expired tonces are purged now and then."""
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         mono = time.monotonic()
         keys = sorted({ak for ak, _ in items if mono - self._touched.get(ak, -LAST_USED_EVERY) >= LAST_USED_EVERY})
         if keys:

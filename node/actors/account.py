@@ -16,9 +16,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from node.actors.market import LEDGER_BULK, now_ms
+from node.actors.market import LEDGER_BULK
 from node.actors.messages import NewOrder, OrderRequest, SubmitOrders
 from node.actors.runtime import Actor
+from node.clock import now_ms
 from node.config import Currency
 from node.errors import CreateOrderFailed, ExchangeError, TonceReused, Unavailable
 from node.market.settlement import ORDER_SUBMIT

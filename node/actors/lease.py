@@ -22,10 +22,10 @@ import hashlib
 import logging
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import IO, Any
 
+from node.clock import now_ms
 from node.errors import ExchangeError
 from node.store import Store
 
@@ -38,10 +38,6 @@ HANDED_OVER = "handed-over"  # owner of a lease waiting for the node it was hand
 class LeaseHeld(ExchangeError):
     code = 3007
     status = 503
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def liveness_key(owner: str) -> int:

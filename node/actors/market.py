@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
 from node.actors.runtime import Actor
+from node.clock import now_ms
 from node.config import FEE_SCALE, Market
 from node.errors import CancelOrderFailed, ClaimLost, ExchangeError, Fenced, InvalidParameter, OrderNotFound
 from node.events import EventBus
@@ -75,10 +75,6 @@ class Live:
     origin_locked: int
     created_at: int
     intake: int
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class MarketActor(Actor[Any]):

@@ -35,8 +35,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from node.actors.market import now_ms
 from node.actors.runtime import Actor
+from node.clock import now_ms
 from node.config import Currency, WalletConf
 from node.errors import ExchangeError
 from node.money import format_units

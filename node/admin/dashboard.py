@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from node.admin.roles import now_ms
+from node.clock import now_ms
 from node.fees import rates_from
 from node.money import format_units
 from node.wallet.records import HOLDING

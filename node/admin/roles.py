@@ -13,9 +13,9 @@ Each admin route names one permission (`PERMISSIONS`); a test walks every route 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from node.clock import now_ms
 from node.config import Config
 from node.errors import ExchangeError, InvalidParameter
 from node.store import Store
@@ -69,10 +69,6 @@ class Actor:
 
 
 CLI_ACTOR = Actor(None, "cli", frozenset({ADMIN}))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def check(actor: Actor, permission: str) -> None:

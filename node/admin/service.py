@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from node import auth_changes
 from node.actors.market import LEDGER_INSERT_SQL
 from node.admin import audit, roles
-from node.admin.roles import Actor, Forbidden, check, now_ms
+from node.admin.roles import Actor, Forbidden, check
+from node.clock import now_ms
 from node.errors import N_, ExchangeError, FormError, FormErrors, InvalidParameter, MemberNotFound
 from node.fees import rate_in_force
 from node.market.settlement import FIX

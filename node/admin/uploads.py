@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.admin.roles import now_ms
+from node.clock import now_ms
 from node.config import Config
 from node.errors import N_, FormError
 from node.store import Store, sqlite_path

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from node.actors.market import MarketActor
 from node.actors.messages import NewOrder
+from node.clock import now_ms
 from node.cluster.codec import decode_message, decode_result, encode_message, encode_result
 from node.errors import ExchangeError, Timeout, Unavailable
 from node.events import EventBus
@@ -104,7 +104,7 @@ class RabbitLink:
         """Run a command and answer whoever sent it."""
         try:
             command = orjson.loads(message.body)
-            if int(command.get("deadline", 0)) < time.time_ns() // 1_000_000:  # held up (a paused node)
+            if int(command.get("deadline", 0)) < now_ms():  # held up (a paused node)
                 answer: dict[str, Any] = {"ok": False, "message": "the command arrived too late and was not run"}
             elif self.on_control is None:
                 answer = {"ok": False, "message": "this node takes no commands"}
@@ -403,7 +403,7 @@ async def send_control_once(url: str, namespace: str, node: str, boot: str, comm
 
         await replies.consume(on_reply, no_ack=True)
         try:
-            command = dict(command, deadline=time.time_ns() // 1_000_000 + CONTROL_EXPIRY_MS)
+            command = dict(command, deadline=now_ms() + CONTROL_EXPIRY_MS)
             await channel.default_exchange.publish(
                 aio_pika.Message(orjson.dumps(command), correlation_id=corr, reply_to=replies.name,
                                  expiration=CONTROL_EXPIRY_MS / 1000, headers={"from": "cli"}),

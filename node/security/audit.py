@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from node.clock import now_ms
 from node.store import Store, Tx
 
 MAX_DETAIL = 2000
@@ -93,10 +93,6 @@ def with_actor(actor_id: int | None, actor: str = "") -> None:
     """Name the member acting in this request once it is known (an API key's owner, a new log in)."""
     o = origin()
     _ORIGIN.set(replace(o, actor_id=actor_id, actor=actor or o.actor))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _digest(prev: str, seq: int, fields: Mapping[str, Any]) -> str:

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from node.clock import now_ms
 from node.errors import ExchangeError, InvalidParameter
 from node.solvency import maxwell, v2
 
@@ -100,10 +101,6 @@ class ProofNotFound(ExchangeError):
 
     code = 3302
     status = 404
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def iso_ms(ms: int) -> str:
@@ -877,7 +874,6 @@ class SolvencyService:
             except (ProofNotFound, SnapshotNotFound):
                 continue
         return {"snapshot": self._snapshot_json(snap), "proofs": out}
-
 
 
 # --------------------------------------------------------------------------- command line

@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from node.actors.lease import LEASE_TTL_MS
-from node.actors.market import LEDGER_INSERT_SQL, now_ms
+from node.actors.market import LEDGER_INSERT_SQL
 from node.actors.wallet import POLL, WalletActor
+from node.clock import now_ms
 from node.config import ConfigError, Currency, WalletConf
 from node.errors import InvalidParameter
 from node.money import format_units, parse_units

@@ -12,12 +12,12 @@ own transaction instead (one commit per order, not two).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from node.actors.runtime import Actor
 from node.apikeys import ApiKeys, Token
+from node.clock import now_ms
 from node.errors import AuthorizationFailed, ExchangeError, TonceReused
 from node.store import Store
 from node.tonces import Tonce, TonceBook
@@ -111,7 +111,7 @@ class Authenticator:
         token = await self.keys.find(access_key)
         if token is None or token.deleted:
             raise AuthError(2008, f"The access key {access_key[:64]} does not exist.")
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         if token.disabled:
             raise AuthError(2009, f"The access key {access_key} is disabled.")
         if token.expired(now):

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from node.clock import now_ms
 from node.exchange import Exchange
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class MarketStatus:
             new = old
         else:
             new = Status(mid, True, reason if reason is not None else "",
-                         since if since is not None else (old.since if old.halted else _now_ms()))
+                         since if since is not None else (old.since if old.halted else now_ms()))
         if new != old:
             self.states[mid] = new
             for fn in list(self.listeners):
@@ -147,6 +147,3 @@ class MarketStatus:
 
 MARKET_STATUS = web.AppKey("market_status", MarketStatus)
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 import aiohttp_jinja2
@@ -21,6 +20,7 @@ from aiohttp import web
 from yarl import URL
 
 from node.apikeys import SCOPES, parse_ip_whitelist
+from node.clock import now_ms
 from node.config import Market
 from node.errors import ExchangeError, InvalidParameter, MarketHalted
 from node.exchange import Exchange, OrderInput
@@ -106,10 +106,6 @@ WS_PATH = "/ws"  # the websocket API (node/web/ws.py, docs/websocket.md), when t
 
 def _has_route(app: web.Application, path: str) -> bool:
     return any(getattr(r.resource, "canonical", None) == path for r in app.router.routes())
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def wants_json(request: web.Request) -> bool:

@@ -36,6 +36,7 @@ from yarl import URL
 from node.admin import audit, dashboard, roles, uploads
 from node.admin.roles import Actor
 from node.admin.service import Admin
+from node.clock import now_ms
 from node.errors import ExchangeError, InvalidParameter
 from node.exchange import Exchange
 from node.kyc import DOC_TYPES, FILES, STATES, VERIFYING, Kyc
@@ -59,12 +60,6 @@ ROUTES: list[tuple[str, str, str | None]] = []
 _HANDLERS: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = []
 STATE_WORDS = (N_("unverified"), N_("verifying"), N_("verified"), N_("open"), N_("closed"), N_("pending"),
                N_("approved"), N_("admin"), N_("support"), N_("finance"))
-
-
-def now_ms() -> int:
-    import time
-
-    return time.time_ns() // 1_000_000
 
 
 # -- services ---------------------------------------------------------------------------------------

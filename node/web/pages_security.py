@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from yarl import URL
 
+from node.clock import now_ms
 from node.errors import ExchangeError
 from node.money import format_units
 from node.secrets_box import load_server_key
@@ -97,10 +97,6 @@ ACTION_LABELS = {
 }
 DETAIL_KEYS = ("currency", "amount", "address", "label", "sn", "access_key", "scopes", "action", "phone", "reason",
                "left", "via")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def security_of(app: web.Application) -> Security:

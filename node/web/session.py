@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,6 +37,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup, escape
 
+from node.clock import now_ms
 from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.store import Store
@@ -75,10 +75,6 @@ class SecondFactor(Protocol):
 
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass

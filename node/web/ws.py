@@ -41,6 +41,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from node.apikeys import ApiKeys, Token
+from node.clock import now_ms
 from node.config import Market
 from node.errors import ExchangeError
 from node.events import Event
@@ -352,7 +353,7 @@ class Hub:
             self._spawn(self._recheck(hit))
 
     async def _recheck(self, clients: list[Client]) -> None:
-        now = time.time_ns() // 1_000_000
+        now = now_ms()
         for c in clients:
             if c.token is None or c.closing:
                 continue
@@ -436,7 +437,7 @@ class Hub:
             ak, answer = arg.get("access_key"), arg.get("answer")
             if isinstance(ak, str) and isinstance(answer, str) and 0 < len(ak) <= 64 and len(answer) <= 128:
                 found = await self.keys.find(ak)
-                now = time.time_ns() // 1_000_000
+                now = now_ms()
                 if (found is not None and not found.deleted and not found.disabled
                         and (found.expires_at is None or found.expires_at > now) and found.ip_allowed(c.remote)
                         and verify_ws_answer(found.secret_key, ak, c.challenge, answer)):
@@ -541,7 +542,7 @@ class Hub:
                 return
         c.depth_seq[mid] = seq
         c.send(frame({"depth": {"market": mid, "sequence": seq, "snapshot": True, "asks": levels_json(m, asks),
-                                "bids": levels_json(m, bids), "at": int(time.time() * 1000)}}))
+                                "bids": levels_json(m, bids), "at": now_ms()}}))
         for s, data in self.history.get(mid, ()):
             if s > seq:
                 c.send(data)
@@ -663,7 +664,7 @@ class Hub:
         asks, bids = actor.engine.depth(FULL_BOOK)
         seq = actor.book_seq
         data = frame({"depth": {"market": mid, "sequence": seq, "snapshot": True, "asks": levels_json(m, asks),
-                                "bids": levels_json(m, bids), "at": int(time.time() * 1000)}})
+                                "bids": levels_json(m, bids), "at": now_ms()}})
         for c in subs:
             c.depth_seq[mid] = seq
         entries.append((data, subs, None, 0))
