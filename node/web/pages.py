@@ -28,6 +28,7 @@ from node.fees import rate_in_force
 from node.mail import mailer_from
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import order_lock
+from node.marketdata.service import Ticker
 from node.members import NOT_ACTIVATED, WRONG_CODE, LoginAttempt, Members
 from node.money import format_units
 from node.notices import Notices
@@ -36,6 +37,7 @@ from node.security import audit
 from node.wallet.records import freeze_of
 from node.web import session as sessions
 from node.web.api import EXCHANGE, json_response
+from node.web.api_marketdata import MARKETDATA
 from node.web.forms import (
     GENERAL,
     Form,
@@ -165,18 +167,14 @@ def _attempt(request: web.Request) -> LoginAttempt:
 
 
 # -- market list --------------------------------------------------------------------------------------
-async def ticker(ex: Exchange, m: Market) -> dict[str, Any]:
-    """The 24 h ticker of a market, formatted for a page (the API's numbers, the page's decimals)."""
-    now = now_ms()
-    row = await ex.store.fetchrow(
-        "SELECT MIN(price) AS low, MAX(price) AS high, COALESCE(SUM(volume), 0) AS vol, "
-        "COALESCE(SUM(funds), 0) AS funds FROM trades WHERE market = ? AND created_at >= ?", m.id, now - 86_400_000)
-    last = await ex.store.fetchval("SELECT price FROM trades WHERE market = ? ORDER BY id DESC LIMIT 1", m.id)
-    first = await ex.store.fetchval(
-        "SELECT price FROM trades WHERE market = ? AND created_at >= ? ORDER BY id ASC LIMIT 1", m.id, now - 86_400_000)
-    actor = ex.markets.get(m.id)
-    bid = actor.engine.best_bid() if actor else None
-    ask = actor.engine.best_ask() if actor else None
+async def ticker(request: web.Request, m: Market) -> dict[str, Any]:
+    """The 24 h ticker of a market, formatted for a page: the API's ticker (node/marketdata), so that the
+    pages and `/tickers` agree, and the best bid and ask of a market run on another node are shown too."""
+    try:
+        t = await request.app[MARKETDATA].ticker(m.id)
+    except KeyError:  # a market the service has no feed for (yet): nothing to show
+        t = Ticker(now_ms() // 1000, None, None, None, None, None, None, 0, 0)
+    last, first, bid, ask = t.last, t.open, t.buy, t.sell
     change = ""
     direction = ""
     if last is not None and first:
@@ -191,9 +189,8 @@ async def ticker(ex: Exchange, m: Market) -> dict[str, Any]:
 
     return {
         "id": m.id, "name": m.name, "base": m.base.symbol, "quote": m.quote.symbol,
-        "last": p(last), "bid": p(bid), "ask": p(ask), "low": p(row["low"] if row else None),
-        "high": p(row["high"] if row else None), "vol": volume(m, int(row["vol"]) if row else 0),
-        "quote_vol": amount(int(row["funds"]) if row else 0, m.quote), "change": change, "direction": direction,
+        "last": p(last), "bid": p(bid), "ask": p(ask), "low": p(t.low), "high": p(t.high), "vol": volume(m, t.vol),
+        "quote_vol": amount(t.funds, m.quote), "change": change, "direction": direction,
         "pp": m.price_precision, "vp": m.volume_precision,
     }
 
@@ -207,7 +204,7 @@ def statuses(request: web.Request) -> dict[str, Status]:
 
 async def index(request: web.Request) -> web.Response:
     ex = _exchange(request)
-    rows = [await ticker(ex, m) for m in ex.config.markets.values()]
+    rows = [await ticker(request, m) for m in ex.config.markets.values()]
     return render(request, "index.html", {"tickers": rows, "statuses": statuses(request),
                                           "websocket": WS_PATH if _has_route(request.app, WS_PATH) else ""})
 
@@ -335,8 +332,8 @@ async def _market_context(request: web.Request, m: Market, form: Form | None = N
     }
     return {
         "market": m,
-        "tickers": [await ticker(ex, x) for x in ex.config.markets.values()],
-        "ticker": await ticker(ex, m),
+        "tickers": [await ticker(request, x) for x in ex.config.markets.values()],
+        "ticker": await ticker(request, m),
         "book": _book(ex, m),
         "trades": trades,
         "mine": mine,
