@@ -16,6 +16,44 @@ FEE_DECIMALS = 8  # fee rates are integers in units of 1e-8 ("0.001" -> 100000)
 FEE_SCALE: int = 10**FEE_DECIMALS
 
 
+class DecimalRefused(ValueError):
+    """Why `decimal_units` refused a string, for each edge to word in its own way (the API in English
+    with the field name, the pages translated): `kind` is one of the constants below."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+NOT_DECIMAL = "not_decimal"
+TOO_LONG = "too_long"
+TOO_PRECISE = "too_precise"
+ZERO = "zero"
+TOO_LARGE = "too_large"
+MAX_UNITS = 2**62  # below BIGINT's limit with room for a sum of two
+
+
+def decimal_units(text: str, decimals: int, *, allow_zero: bool = False) -> int:
+    """The one decimal parser: a plain positive decimal string into integer units of 10**-decimals.
+
+    Refuses rather than rounds: a bot must never trade an amount it did not ask for.
+    """
+    m = _DECIMAL.fullmatch(text)
+    if m is None:
+        raise DecimalRefused(NOT_DECIMAL)
+    if len(text) > MAX_DIGITS:
+        raise DecimalRefused(TOO_LONG)
+    stripped = (m.group("frac") or "").rstrip("0")
+    if len(stripped) > decimals:
+        raise DecimalRefused(TOO_PRECISE)
+    units: int = int(m.group("int")) * 10**decimals + (int(stripped.ljust(decimals, "0")) if decimals else 0)
+    if units == 0 and not allow_zero:
+        raise DecimalRefused(ZERO)
+    if units >= MAX_UNITS:
+        raise DecimalRefused(TOO_LARGE)
+    return units
+
+
 def parse_units(
     text: object,
     decimals: int,
@@ -23,44 +61,34 @@ def parse_units(
     *,
     allow_zero: bool = False,
 ) -> int:
-    """Parse a plain positive decimal string into integer units of 10**-decimals.
-
-    Refuses rather than rounds: a bot must never trade an amount it did not ask for.
-    """
+    """`decimal_units` for the API and the configuration: a string (or an int) exactly as sent, the
+    error naming the field."""
     if isinstance(text, bool) or not isinstance(text, (str, int)):
         raise InvalidParameter(f"{field} must be a decimal string", field)
     s = str(text)
-    m = _DECIMAL.fullmatch(s)
-    if m is None or len(s) > MAX_DIGITS:
-        raise InvalidParameter(f"{field} must be a positive decimal number, got {s[:40]!r}", field)
-    frac = m.group("frac") or ""
-    stripped = frac.rstrip("0")
-    if len(stripped) > decimals:
-        raise InvalidParameter(f"{field} has too many decimal places (at most {decimals})", field)
-    units: int = int(m.group("int")) * 10**decimals + (int(stripped.ljust(decimals, "0")) if decimals else 0)
-    if units == 0 and not allow_zero:
-        raise InvalidParameter(f"{field} must be greater than zero", field)
-    if units >= 2**62:
-        raise InvalidParameter(f"{field} is too large", field)
-    return units
+    try:
+        return decimal_units(s, decimals, allow_zero=allow_zero)
+    except DecimalRefused as e:
+        message = {
+            TOO_PRECISE: f"{field} has too many decimal places (at most {decimals})",
+            ZERO: f"{field} must be greater than zero",
+            TOO_LARGE: f"{field} is too large",
+        }.get(e.kind, f"{field} must be a positive decimal number, got {s[:40]!r}")
+        raise InvalidParameter(message, field) from None
 
 
-def format_units(units: int, decimals: int) -> str:
-    """Peatio's decimal style: at least one fractional digit, trailing zeros dropped ("3100.0")."""
+def format_units(units: int, decimals: int, *, min_places: int = 1) -> str:
+    """The one unit formatter: units of 10**-decimals as a decimal string (never an exponent), trailing
+    zeros dropped down to `min_places` fractional digits. The default 1 is Peatio's API style
+    ("3100.0"); `format_plain` keeps every digit so that page columns line up; 0 is the liability
+    proof's canonical form ("3100", node/solvency/maxwell.py), which is hashed and must not change."""
     sign = "-" if units < 0 else ""
-    units = abs(units)
-    if decimals == 0:
-        return f"{sign}{units}.0"
-    whole, frac = divmod(units, 10**decimals)
-    frac_s = str(frac).rjust(decimals, "0").rstrip("0") or "0"
-    return f"{sign}{whole}.{frac_s}"
+    whole, frac = divmod(abs(units), 10**decimals)
+    digits = str(frac).rjust(decimals, "0").rstrip("0") if decimals else ""
+    digits = digits.ljust(min_places, "0")
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
 def format_plain(units: int, decimals: int) -> str:
     """Fixed number of decimals, for pages where columns must line up."""
-    sign = "-" if units < 0 else ""
-    units = abs(units)
-    if decimals == 0:
-        return f"{sign}{units}"
-    whole, frac = divmod(units, 10**decimals)
-    return f"{sign}{whole}.{str(frac).rjust(decimals, '0')}"
+    return format_units(units, decimals, min_places=decimals)

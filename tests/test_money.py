@@ -10,8 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.errors import InvalidParameter
-from node.money import format_plain, format_units, parse_units
+from node.errors import FormError, InvalidParameter
+from node.money import (
+    NOT_DECIMAL,
+    TOO_LARGE,
+    TOO_LONG,
+    TOO_PRECISE,
+    ZERO,
+    DecimalRefused,
+    decimal_units,
+    format_plain,
+    format_units,
+    parse_units,
+)
+from node.web.forms import parse_amount
 
 # -- parse_units: what is accepted ----------------------------------------------------------------
 
@@ -183,6 +195,43 @@ def test_format_units(units: int, decimals: int, text: str) -> None:
 )
 def test_format_plain_keeps_columns_aligned(units: int, decimals: int, text: str) -> None:
     assert format_plain(units, decimals) == text
+
+
+@pytest.mark.parametrize(
+    ("units", "decimals", "text"),
+    [(0, 8, "0"), (1_000_000, 2, "10000"), (1213, 2, "12.13"), (120, 2, "1.2"), (7, 0, "7")],
+)
+def test_format_units_without_a_point_is_the_liability_proofs_form(units: int, decimals: int, text: str) -> None:
+    assert format_units(units, decimals, min_places=0) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("1e3", NOT_DECIMAL), (" 1", NOT_DECIMAL), ("0" * 31, TOO_LONG), ("1.001", TOO_PRECISE), ("0.00", ZERO),
+     ("46116860184.27387904", TOO_LARGE)],
+)
+def test_the_one_parser_says_why_it_refuses(text: str, kind: str) -> None:
+    with pytest.raises(DecimalRefused) as e:
+        decimal_units(text, 8 if kind == TOO_LARGE else 2)
+    assert e.value.kind == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "Please enter a number"), ("1" * 31, "Too long: at most {n} characters"),
+     ("1.5x", "Enter a positive number like 12.5 (digits and one dot)"), ("1.5", "Whole numbers only here"),
+     ("0", "Must be greater than zero"), ("9" * 19, "This number is too large")],
+)
+def test_the_pages_word_the_same_refusals_for_people(text: str, message: str) -> None:
+    with pytest.raises(FormError) as e:
+        parse_amount(text, 0, "volume")
+    assert e.value.msgid == message
+
+
+def test_the_pages_forgive_surrounding_spaces_the_api_does_not() -> None:
+    assert parse_amount(" 1.5 ", 2, "volume") == 150
+    with pytest.raises(InvalidParameter):
+        parse_units(" 1.5 ", 2, "volume")
 
 
 @settings(max_examples=300, deadline=None)

@@ -337,7 +337,7 @@ ORDER_CASES = [
      "Enter a positive number like 12.5 (digits and one dot)"),
     ({"side": "buy", "ord_type": "limit", "price": "-5", "volume": "1"}, "price",
      "Enter a positive number like 12.5 (digits and one dot)"),
-    ({"side": "buy", "ord_type": "limit", "price": "30000", "volume": "1" * 41}, "volume", "Too long: at most 40 characters"),
+    ({"side": "buy", "ord_type": "limit", "price": "30000", "volume": "1" * 41}, "volume", "Too long: at most 30 characters"),
     ({"side": "buy", "ord_type": "limit", "price": "30000", "volume": "0"}, "volume", "Must be greater than zero"),
     ({"side": "buy", "ord_type": "limit", "price": "30000", "volume": "100"}, "volume",
      "Insufficient balance: this order needs 3000000.00 USD, you have 100000.00 USD available"),

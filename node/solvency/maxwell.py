@@ -27,6 +27,8 @@ from decimal import Decimal, Inexact, InvalidOperation, Rounded, localcontext
 from email.utils import format_datetime
 from typing import Any
 
+from node import money
+
 __all__ = [
     "Amount",
     "JSONInput",
@@ -132,12 +134,7 @@ def format_units(units: int, precision: int) -> str:
     _check_precision(precision)
     if units < 0:
         raise ValueError("negative sum")
-    if precision == 0:
-        return str(units)
-    whole, frac = divmod(units, 10**precision)
-    if not frac:
-        return str(whole)
-    return f"{whole}.{str(frac).rjust(precision, '0').rstrip('0')}"
+    return money.format_units(units, precision, min_places=0)
 
 
 def format_decimal(value: Decimal) -> str:

@@ -8,7 +8,6 @@ for people ("at most 4 decimal places") before the core sees them; the core chec
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,11 +15,19 @@ import segno
 
 from node.config import Currency, Market
 from node.errors import ExchangeError, InvalidParameter
-from node.money import format_plain, format_units
+from node.money import (
+    MAX_DIGITS,
+    TOO_LARGE,
+    TOO_PRECISE,
+    ZERO,
+    DecimalRefused,
+    decimal_units,
+    format_plain,
+    format_units,
+)
 from node.web.i18n import N_, FormError, FormErrors, Translator
 
 MAX_FIELD = 1000  # no text field of ours needs more; longer values are refused, never truncated
-_DECIMAL = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
 GENERAL = ""  # the key of errors that belong to no single field
 
 
@@ -70,26 +77,25 @@ class Form:
 
 
 def parse_amount(text: str, decimals: int, field: str) -> int:
-    """A positive decimal with at most `decimals` places, as integer units; errors made for people."""
+    """A positive decimal with at most `decimals` places, as integer units (node/money.py's parser);
+    surrounding spaces forgiven, since people paste amounts, and errors made for people."""
     text = text.strip()
     if not text:
         raise FormError(field, N_("Please enter a number"))
-    if len(text) > 40:
-        raise FormError(field, N_("Too long: at most {n} characters"), n=40)
-    if not _DECIMAL.fullmatch(text):
-        raise FormError(field, N_("Enter a positive number like 12.5 (digits and one dot)"))
-    whole, _, frac = text.partition(".")
-    frac = frac.rstrip("0")
-    if len(frac) > decimals:
-        if decimals == 0:
-            raise FormError(field, N_("Whole numbers only here"))
-        raise FormError(field, N_("At most {n} decimal places"), n=decimals)
-    units = int(whole) * 10**decimals + (int(frac.ljust(decimals, "0")) if decimals else 0)
-    if units == 0:
-        raise FormError(field, N_("Must be greater than zero"))
-    if units >= 2**62:
-        raise FormError(field, N_("This number is too large"))
-    return units
+    if len(text) > MAX_DIGITS:
+        raise FormError(field, N_("Too long: at most {n} characters"), n=MAX_DIGITS)
+    try:
+        return decimal_units(text, decimals)
+    except DecimalRefused as e:
+        if e.kind == TOO_PRECISE:
+            if decimals == 0:
+                raise FormError(field, N_("Whole numbers only here")) from None
+            raise FormError(field, N_("At most {n} decimal places"), n=decimals) from None
+        if e.kind == ZERO:
+            raise FormError(field, N_("Must be greater than zero")) from None
+        if e.kind == TOO_LARGE:
+            raise FormError(field, N_("This number is too large")) from None
+        raise FormError(field, N_("Enter a positive number like 12.5 (digits and one dot)")) from None
 
 
 # -- display formats ----------------------------------------------------------------------------------
