@@ -233,6 +233,11 @@ async def test_deposits(srv: ApiServer) -> None:
     btc = await c.get("/deposits", currency="btc", limit="10")
     assert [x["txid"] for x in btc] == ["tx4", "tx3", "tx2", "tx1", "tx0"]
     assert [x["txid"] for x in await c.get("/deposits", currency="btc", limit="2", page="3")] == ["tx0"]
+    # the funds lists expose their page headers to browsers like every other list
+    params = c.signed_params("GET", "/api/v2/deposits", {"currency": "btc", "limit": "2", "page": "2"})
+    async with c.session.get(f"{srv.base}/api/v2/deposits?{to_query(params)}") as r:
+        assert (r.headers["X-Page"], r.headers["X-Per-Page"], r.headers["X-Next-Page"]) == ("2", "2", "3")
+        assert "X-Next-Page" in r.headers["Access-Control-Expose-Headers"]
     assert await c.get("/deposits", state="rejected") == []
     assert (await c.get("/deposit", txid="tx2"))["amount"] == "0.3"
     with pytest.raises(ApiError) as e:

@@ -243,13 +243,15 @@ def _choice(params: Params, name: str, choices: tuple[str, ...], default: str | 
     return raw
 
 
-def _page(params: Params, limit: int) -> tuple[int, int]:
+def page_of(params: Params, limit: int) -> tuple[int, int]:
+    """The `page` parameter and the offset of its first row."""
     page = params.get_int("page", default=1, min_value=1, max_value=MAX_PAGE)
     return page, (page - 1) * limit
 
 
-def _paged(data: list[Any], page: int, limit: int, total: int | None = None, status: int = 200) -> web.Response:
-    """A list with pagination headers; X-Next-Page only when a full page came back."""
+def paged(data: list[Any], page: int, limit: int, total: int | None = None, status: int = 200) -> web.Response:
+    """The one pager of the API: a list with pagination headers, which browsers may read
+    (json_response exposes them); X-Next-Page only when a full page came back."""
     headers = {"X-Page": str(page), "X-Per-Page": str(limit)}
     if len(data) == limit:
         headers["X-Next-Page"] = str(page + 1)
@@ -324,7 +326,7 @@ def _trade_filters(params: Params) -> tuple[str, list[Any], str, int, int, int]:
         args.append(to)
     order_by = _choice(params, "order_by", ("asc", "desc"), "desc")
     assert order_by is not None
-    page, offset = _page(params, limit)
+    page, offset = page_of(params, limit)
     return where, args, order_by.upper(), limit, page, offset
 
 
@@ -335,7 +337,7 @@ async def trades(request: web.Request) -> web.Response:
     where, args, order, limit, page, offset = _trade_filters(params)
     rows = await ex.store.fetch(
         f"SELECT * FROM trades WHERE market = ?{where} ORDER BY id {order} LIMIT ? OFFSET ?", m.id, *args, limit, offset)
-    return _paged([trade_json(m, dict(r)) for r in rows], page, limit)
+    return paged([trade_json(m, dict(r)) for r in rows], page, limit)
 
 
 async def timestamp(request: web.Request) -> web.Response:
@@ -374,12 +376,12 @@ async def orders_get(request: web.Request) -> web.Response:
     assert state is not None
     states = ORDER_STATES[state]
     limit = _limit(params, "limit", 100, 1000)
-    page, offset = _page(params, limit)
+    page, offset = page_of(params, limit)
     order_by = _choice(params, "order_by", ("asc", "desc"), "asc")
     mid = m.id if m else None
     rows = await ex.orders_of(token.member_id, mid, states, limit, offset, order_by == "asc")
     total = await ex.count_orders_of(token.member_id, mid, states)
-    return _paged([order_json(ex.market(o["market"]), o) for o in rows], page, limit, total)
+    return paged([order_json(ex.market(o["market"]), o) for o in rows], page, limit, total)
 
 
 def _order_id(params: Params) -> int:
@@ -466,7 +468,7 @@ async def trades_my(request: web.Request) -> web.Response:
     rows = await ex.store.fetch(
         f"SELECT * FROM trades WHERE market = ? AND (ask_member_id = ? OR bid_member_id = ?){where} "
         f"ORDER BY id {order} LIMIT ? OFFSET ?", m.id, token.member_id, token.member_id, *args, limit, offset)
-    return _paged([trade_json(m, dict(r), token.member_id) for r in rows], page, limit)
+    return paged([trade_json(m, dict(r), token.member_id) for r in rows], page, limit)
 
 
 ROUTES: list[tuple[str, str, Handler]] = [

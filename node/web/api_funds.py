@@ -29,12 +29,10 @@ from node.config import Currency
 from node.errors import DepositNotFound, InvalidParameter
 from node.money import format_units
 from node.wallet.records import DEPOSIT_STATES, WITHDRAW_STATES
-from node.web.api import _private, json_response
+from node.web.api import _private, json_response, page_of, paged
 from node.web.auth import require_scope
 from node.web.format import deposit_json, iso
 from node.web.params import Params
-
-MAX_PAGE = 10_000
 
 
 def withdraw_json(cur: Currency, w: dict[str, Any]) -> dict[str, Any]:
@@ -78,19 +76,10 @@ def _state(params: Params, states: tuple[str, ...]) -> str | None:
 
 
 def _paging(params: Params) -> tuple[int, int, int]:
+    """Peatio's funds lists: 3 rows by default."""
     limit = params.get_int("limit", default=3, min_value=1, max_value=100)
-    page = params.get_int("page", default=1, min_value=1, max_value=MAX_PAGE)
-    assert limit is not None and page is not None
-    return limit, page, (page - 1) * limit
-
-
-def _paged(data: list[Any], page: int, limit: int) -> web.Response:
-    resp = json_response(data)
-    resp.headers["X-Page"] = str(page)
-    resp.headers["X-Per-Page"] = str(limit)
-    if len(data) == limit:
-        resp.headers["X-Next-Page"] = str(page + 1)
-    return resp
+    assert limit is not None
+    return (limit, *page_of(params, limit))
 
 
 async def deposits(request: web.Request) -> web.Response:
@@ -100,7 +89,7 @@ async def deposits(request: web.Request) -> web.Response:
     limit, page, offset = _paging(params)
     rows = await ex.funds.deposits_of(token.member_id, cur.code if cur else None, state, limit, offset)
     cs = ex.config.currencies
-    return _paged([deposit_json(cs[d["currency"]], d) for d in rows if d["currency"] in cs], page, limit)
+    return paged([deposit_json(cs[d["currency"]], d) for d in rows if d["currency"] in cs], page, limit)
 
 
 async def deposit(request: web.Request) -> web.Response:
@@ -143,7 +132,7 @@ async def withdraws_get(request: web.Request) -> web.Response:
     limit, page, offset = _paging(params)
     rows = await ex.funds.withdraws_of(token.member_id, cur.code if cur else None, state, limit, offset)
     cs = ex.config.currencies
-    return _paged([withdraw_json(cs[w["currency"]], w) for w in rows if w["currency"] in cs], page, limit)
+    return paged([withdraw_json(cs[w["currency"]], w) for w in rows if w["currency"] in cs], page, limit)
 
 
 def _id(params: Params) -> int:
