@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ import pytest
 
 from node.store import Store, open_store, sqlite_path
 from node.store.postgres import ID_SQL as PG_ID
-from node.store.schema import MIGRATIONS, MIGRATIONS_DIR, load_migrations, statements
+from node.store.schema import MIGRATIONS, load_migrations, statements
 from node.store.sqlite import ID_SQL as SQLITE_ID
 from tests.conftest import create_pg_database, drop_pg_database, need_service
 
-RELEASE_13 = Path(__file__).resolve().parent / "fixtures" / "store_release_13.sql"
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE_13 = ROOT / "tests" / "fixtures" / "store_release_13.sql"
 T0 = 1_700_000_000_000
 
 
@@ -134,7 +136,8 @@ def test_the_files_are_numbered_one_to_n_and_ship_with_the_package() -> None:
     versions = [v for v, _ in MIGRATIONS]
     assert versions == list(range(1, len(versions) + 1))
     assert versions[:13] == sorted(v for v, _ in release_13())
-    assert MIGRATIONS_DIR.parent.name == "store" and MIGRATIONS == load_migrations(MIGRATIONS_DIR)
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "migrations/*.sql" in package_data["node.store"]  # else `pip install .` starts with no schema
 
 
 def test_a_badly_named_or_doubled_file_refuses_to_load(tmp_path: Path) -> None:
