@@ -4,7 +4,7 @@ Kept only so existing Peatio users and tools can check our snapshots. The scheme
 broken (a node commits to ``vL + vR`` only, see ``docs/solvency-v2.md``); new
 verifiers should use :mod:`node.solvency.v2`.
 
-Format (PEATIO.md, "Proof of Solvency"):
+Format (Peatio's proof of solvency, docs/api.md):
 
 * leaf hash = hex SHA-256 of ``"<user>|<sum>|<nonce>"``, nonce = 32 lowercase hex chars;
 * node: ``sum = left.sum + right.sum``, hash = hex SHA-256 of ``sum + left.hash + right.hash``;
