@@ -82,6 +82,8 @@ class Notices:
         self.site = site
         self.since = now_ms() - CATCH_UP_MS
         self._task: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[], None]] = []
+        """Called after every look (the websocket hub reads the new rows, of any node, for its subscribers)."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="notices")
@@ -98,6 +100,11 @@ class Notices:
                 await self.scan()
             except Exception as e:  # the store is away for a moment: next round
                 log.warning("notices: scan failed: %r", e)
+            for listener in self.listeners:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("notices: a listener failed")
             await asyncio.sleep(POLL_S)
 
     async def scan(self) -> int:

@@ -380,3 +380,22 @@ async def test_a_revoked_key_ends_its_private_streams(node: Node) -> None:
     assert any("revoked" in f.get("error", {}).get("message", "") for f in alice.frames)
     assert not bob.closed.is_set()
     await bob.close()
+
+
+def test_a_page_session_counts_only_from_this_sites_pages() -> None:
+    """Cross-site websocket hijacking: a browser sends the session cookie with a websocket opened by any
+    site's page, so only an Origin that is this site lets `{"auth": "session"}` through."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from node.web.ws import same_origin
+
+    def ok(origin: str | None, host: str = "ex.example:8080", base_url: str = "") -> bool:
+        headers = {"Host": host} | ({"Origin": origin} if origin is not None else {})
+        return same_origin(make_mocked_request("GET", "/ws", headers=headers), base_url)
+
+    assert ok("http://ex.example:8080") and ok("HTTP://EX.example:8080") and ok("https://ex.example:8080")
+    for origin in (None, "null", "http://evil.example", "http://ex.example:8081", "http://ex.example:8080.evil.example",
+                   "http://ex.example"):
+        assert not ok(origin), origin
+    assert not ok("http://ex.example:8080", host="")
+    assert ok("https://exchange.example", base_url="https://exchange.example")  # behind a proxy that rewrites Host

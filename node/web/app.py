@@ -143,6 +143,7 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key", *, ops
 
     app.cleanup_ctx.append(status_life)
     pages.add_routes(app)
+    hub.follow_notices(app[pages.NOTICES])  # credited deposits, withdrawal states: pushed to the member's pages
     pages_security.add_routes(app, master)  # after pages (mails through its members service): 2FA, audit, addresses
     if ops_routes:
         ops.add_routes(app)

@@ -4,7 +4,9 @@ Protocol (docs/websocket.md has the full description): every frame is a JSON obj
 On open the server sends `{"challenge": …}`; `{"auth": {"access_key", "answer"}}` authenticates as
 in Peatio and, as Peatio did, starts the `orderbook` stream of every market and the member's own
 `trade` frames. `subscribe` / `unsubscribe` add public channels per market (ticker, trades, depth
-with a snapshot and sequenced diffs, k-lines) and private ones after auth (order, trade, account).
+with a snapshot and sequenced diffs, k-lines) and private ones after auth (order, trade, account,
+notice). The site's own pages authenticate with `{"auth": "session"}`: their log-in cookie, honoured
+only when the handshake's Origin is this site (see `same_origin`).
 
 How it stays fast and fair:
 
@@ -46,13 +48,17 @@ from node.config import Market
 from node.errors import ExchangeError
 from node.events import Event
 from node.exchange import Exchange
+from node.i18n import Translator, translator
 from node.marketdata import PERIODS, Item, MarketData, Ticker
 from node.money import format_units
+from node.notices import Notices
+from node.notices import text as notice_text
 from node.web.edge import Quiet
 from node.web.edge import WebSocketResponse as MaskedWebSocketResponse
 from node.web.format import funds_str, iso, order_json, price_str, volume_str
 from node.web.inputs import shown
 from node.web.market_status import MarketStatus, Status
+from node.web.session import SESSION_KEY, TRANSLATOR_KEY
 from node.web.signature import generate_challenge, verify_ws_answer
 
 log = logging.getLogger(__name__)
@@ -67,15 +73,16 @@ FULL_BOOK = 1 << 30
 HISTORY = 1024  # depth diffs kept per market, to bring a snapshot fetched from another node up to date
 
 MARKET_CHANNELS = ("ticker", "trades", "depth", "status")
-PRIVATE_CHANNELS = ("order", "trade", "account", "orderbook")
+PRIVATE_CHANNELS = ("order", "trade", "account", "orderbook", "notice")
 MIRROR_LIMIT = 100_000  # resting orders asked of another node per side, for Peatio's orderbook stream
 KLINE_CHANNELS = tuple(f"kline_{p}" for p in PERIODS)
 CHANNEL_SCOPES = {"order": ("history", "trade"), "trade": ("history", "trade"), "account": ("profile", "history"),
-                  "orderbook": ()}
+                  "notice": ("profile", "history"), "orderbook": ()}
+NOTICE_MARGIN = 1000  # notice ids looked at again below the newest seen: ids of other nodes commit out of order
 
 Key = tuple[Any, ...]
 """A subscription: ("ticker"|"trades"|"depth", market), ("kline", market, period), ("orderbook",),
-or ("order"|"trade"|"account", member_id)."""
+or ("order"|"trade"|"account"|"notice", member_id)."""
 
 
 @dataclass
@@ -152,7 +159,8 @@ def legacy_order(m: Market, o: Event) -> dict[str, Any]:
 # -- clients --------------------------------------------------------------------------------------------
 class Client:
     __slots__ = ("hub", "ws", "transport", "remote", "challenge", "token", "member_id", "subs", "depth_seq", "out",
-                 "closing", "close_timer", "done", "last_seen", "unanswered", "errors", "auth_failures", "frames")
+                 "closing", "close_timer", "done", "last_seen", "unanswered", "errors", "auth_failures", "frames",
+                 "session_member", "translate", "notice_after")
 
     def __init__(self, hub: Hub, ws: web.WebSocketResponse, transport: asyncio.Transport, remote: str | None) -> None:
         self.hub = hub
@@ -173,6 +181,9 @@ class Client:
         self.errors = 0
         self.auth_failures = 0
         self.frames = 0
+        self.session_member: int | None = None  # the page session's member, if its Origin is this site
+        self.translate: Translator | None = None  # the page's language, for notice texts
+        self.notice_after = 0  # notices up to this id are old news to it
 
     def send(self, data: bytes) -> None:
         """Queue bytes on the socket, or drop the client if too much is already waiting."""
@@ -217,12 +228,47 @@ class Hub:
         self._watch_tasks: set[asyncio.Task[None]] = set()
         self._mirroring: dict[str, set[int]] = {}  # market -> ids that left the book while its mirror was asked for
         self.status: MarketStatus | None = None
+        self.notices: Notices | None = None
+        self._notice_seen: set[int] = set()  # ids already pushed, among the newest NOTICE_MARGIN
+        self._notice_task: asyncio.Task[None] | None = None
         md.listeners.append(self.on_events)
 
     def follow_status(self, status: MarketStatus) -> None:
         """Halts and resumptions (with the admin's reason) go to the market's `status` subscribers."""
         self.status = status
         status.listeners.append(self._on_status)
+
+    def follow_notices(self, notices: Notices) -> None:
+        """After each look of the notices service, the new notices (credited deposits, withdrawal
+        states, KYC decisions, written by whichever node saw them first) go to their members'
+        `notice` subscribers here."""
+        self.notices = notices
+        notices.listeners.append(self._on_notices)
+
+    def _on_notices(self) -> None:
+        if any(k[0] == "notice" for k in self.subs) and (self._notice_task is None or self._notice_task.done()):
+            self._notice_task = self._spawn(self._push_notices())
+
+    async def _push_notices(self) -> None:
+        """The newest notices of every member; each goes once to the member's subscribers that had not
+        seen it yet (`notice_after`: what the page knew when it subscribed)."""
+        rows = await self.ex.store.fetch(
+            "SELECT * FROM notices WHERE id > (SELECT COALESCE(MAX(id), 0) FROM notices) - ? ORDER BY id", NOTICE_MARGIN)
+        seen = self._notice_seen
+        for n in rows:
+            nid = int(n["id"])
+            if nid in seen:
+                continue
+            seen.add(nid)
+            subs = self.subs.get(("notice", int(n["member_id"])))
+            for c in list(subs or ()):
+                if nid > c.notice_after:
+                    _ = c.translate or translator("en")
+                    c.send(frame({"notice": {"id": nid, "kind": n["kind"], "state": str(n["state"]).split(":")[0],
+                                             "text": notice_text(dict(n), _)}}))
+        if rows:
+            floor = int(rows[0]["id"])
+            self._notice_seen = {i for i in seen if i >= floor}
 
     def _on_status(self, st: Status) -> None:
         subs = self.subs.get(("status", st.market))
@@ -432,6 +478,17 @@ class Hub:
     async def _auth(self, c: Client, arg: Any) -> None:
         if c.member_id is not None:
             raise CommandError("already authenticated")
+        if arg == "session":
+            # The page's own log in (its cookie came with the handshake, from a page of this site).
+            if c.session_member is None:
+                c.auth_failures += 1
+                c.send(frame({"error": {"message": "No page session here: log in, or authenticate with an API key."}}))
+                if c.auth_failures >= self.cfg.max_auth_failures:
+                    self.close(c, CLOSE_POLICY, "too many failed authentications")
+                return
+            c.member_id = c.session_member
+            c.send(frame({"success": {"message": "Authenticated."}}))
+            return
         token: Token | None = None
         if isinstance(arg, dict):
             ak, answer = arg.get("access_key"), arg.get("answer")
@@ -478,14 +535,14 @@ class Hub:
                     raise CommandError(f"channel {ch} needs a market")
                 keys.append(("kline", market, int(ch[6:])) if ch.startswith("kline_") else (ch, market))
             elif ch in PRIVATE_CHANNELS:
-                if c.token is None or c.member_id is None:
+                if c.member_id is None:
                     raise CommandError(f"channel {ch} needs authentication (send auth first)")
-                if not _allowed(c.token, ch):
+                if c.token is not None and not _allowed(c.token, ch):  # a page session may read all its own
                     raise CommandError(f"channel {ch} is out of the access key's scopes")
                 keys.append(("orderbook",) if ch == "orderbook" else (ch, c.member_id))
             else:
                 raise CommandError(f"unknown channel {ch[:40]!r} (ticker, trades, depth, status, kline_<minutes>, "
-                                   "order, trade, account, orderbook)")
+                                   "order, trade, account, notice, orderbook)")
         return market, channels, keys
 
     async def _subscribe(self, c: Client, arg: Any) -> None:
@@ -499,6 +556,12 @@ class Hub:
             if key[0] == "depth":
                 await self._depth_snapshot(c, key[1])
                 continue
+            if key[0] == "notice":
+                after = arg.get("after") if isinstance(arg, dict) else None
+                if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                    after = int(await self.ex.store.fetchval(
+                        "SELECT COALESCE(MAX(id), 0) FROM notices WHERE member_id = ?", key[1]) or 0)
+                c.notice_after = after  # older news is not replayed
             self._sub(c, key)
             m = self.ex.config.markets[key[1]] if key[0] in ("ticker", "trades", "kline") else None
             if key[0] == "ticker" and m is not None:
@@ -828,6 +891,25 @@ def _cut(transport: asyncio.Transport) -> None:
         transport.abort()
 
 
+def same_origin(request: web.Request, base_url: str = "") -> bool:
+    """The handshake came from a page of this site. Browsers send the page's session cookie with a
+    websocket to any site's page (there is no CORS for websockets), so a session is only honoured
+    when the `Origin` is the address the browser reached this node at (its Host, with the scheme of
+    this connection or, behind a TLS-terminating proxy, the configured public address)."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return False
+    host = request.headers.get("Host", "")
+    allowed = {f"{request.scheme}://{host}".lower()}
+    if request.scheme == "http":
+        allowed.add(f"https://{host}".lower())  # TLS ended at a proxy in front of the node
+    if base_url:
+        parts = base_url.split("/")
+        if len(parts) >= 3:
+            allowed.add(f"{parts[0]}//{parts[2]}".lower())
+    return bool(host) and origin.lower() in allowed
+
+
 def _allowed(token: Token, channel: str) -> bool:
     scopes = CHANNEL_SCOPES.get(channel, ())
     return not scopes or any(token.allows(s) for s in scopes)
@@ -857,6 +939,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.sndbuf)
     c = Client(hub, ws, transport, request.remote)
+    session = request.get(SESSION_KEY)
+    member = getattr(session, "member_id", None)
+    if member is not None and same_origin(request, hub.ex.config.mail.base_url):
+        c.session_member = int(member)
+    translate = request.get(TRANSLATOR_KEY)
+    c.translate = translate if isinstance(translate, Translator) else None
     hub.add(c)
     c.send(frame({"challenge": c.challenge}))
     try:

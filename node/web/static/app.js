@@ -237,25 +237,90 @@
     }
   }
 
-  // -- the member's news (credited deposits, withdrawal states, identity decisions) as toasts -------------
-  if (document.body.dataset.member) {
-    let last = null;
+  // -- the member's own stream: notices (credited deposits, withdrawal states, identity decisions) as
+  // toasts, and the order/trade/account frames the market page listens to. It rides on the page's log in
+  // (the session cookie; the server checks the Origin); while the socket is down, notices are polled.
+  const memberFeed = (() => {
+    const path = document.body.dataset.ws;
+    if (!document.body.dataset.member) return null;
+    const listeners = [];
+    const channels = new Set(["notice"]);
+    const shown = new Set();
+    let ws = null, tries = 0, last = null, timer = null;
+    const feed = { up: false, on: (fn) => listeners.push(fn), want };
+    const emit = (kind, body) => { for (const fn of listeners) fn(kind, body); };
+    function notice(n) {
+      if (shown.has(n.id)) return;
+      shown.add(n.id);
+      if (last === null || n.id > last) last = n.id;
+      toast(n.text, /rejected|failed|canceled/.test(n.state) ? "bad" : "ok");
+      document.dispatchEvent(new CustomEvent("notice", { detail: n }));
+    }
     const poll = async () => {
       let r;
       try { r = await getJSON(last === null ? "/notices.json" : `/notices.json?after=${last}`); } catch (e) { return; }
-      for (const n of r.notices) {
-        toast(n.text, /rejected|failed|canceled/.test(n.state) ? "bad" : "ok");
-        document.dispatchEvent(new CustomEvent("notice", { detail: n }));
-      }
-      last = r.last;
+      for (const n of r.notices) notice(n);
+      if (last === null || r.last > last) last = r.last;
     };
-    poll();
-    setInterval(poll, 5000);
+    function setUp(up) {
+      feed.up = up;
+      document.body.dataset.memberFeed = up ? "socket" : "poll";
+      if (up && timer !== null) { clearInterval(timer); timer = null; }
+      if (!up && timer === null) { poll(); timer = setInterval(poll, 5000); }
+      emit(up ? "up" : "down", null);
+    }
+    function want(list) {
+      for (const ch of list) channels.add(ch);
+      if (feed.up) ws.send(JSON.stringify({ subscribe: { channels: list } }));
+    }
+    function open() {
+      try { ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path); } catch (e) { return; }
+      ws.onmessage = (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        const kind = Object.keys(msg)[0];
+        if (kind === "challenge") ws.send(JSON.stringify({ auth: "session" }));
+        else if (kind === "success") {
+          const sub = { channels: Array.from(channels) };
+          if (last !== null) sub.after = last;  // notices since the page's last one, no older
+          ws.send(JSON.stringify({ subscribe: sub }));
+        }
+        else if (kind === "subscribed") { tries = 0; if (!feed.up) setUp(true); }
+        else if (kind === "notice") notice(msg.notice);
+        else if (kind === "error") console.warn("websocket:", msg.error.message);
+        else if (kind) emit(kind, msg[kind]);
+      };
+      ws.onclose = () => {
+        if (feed.up || timer === null) setUp(false);
+        if (++tries < 30) setTimeout(open, Math.min(30, tries * 2) * 1000);
+      };
+    }
+    poll();  // the newest notice id: after a socket failure, polling goes on from there
+    if (path && window.WebSocket) open(); else setUp(false);
+    return feed;
+  })();
+
+  /** Country lists carry ISO codes; the browser knows their names in the page's language. */
+  function nameRegions() {
+    if (!window.Intl || !Intl.DisplayNames) return;
+    let names;
+    try { names = new Intl.DisplayNames([document.documentElement.lang || "en"], { type: "region" }); } catch (e) { return; }
+    for (const sel of document.querySelectorAll("select[data-regions]")) {
+      const opts = Array.from(sel.options).filter((o) => o.value);
+      for (const o of opts) {
+        let name = o.value;
+        try { name = names.of(o.value) || o.value; } catch (e) { /* an unknown code keeps its code */ }
+        o.textContent = name === o.value ? name : `${name} (${o.value})`;
+      }
+      opts.sort((a, b) => a.textContent.localeCompare(b.textContent));
+      for (const o of opts) sel.appendChild(o);
+    }
   }
 
+  nameRegions();
   localizeTimes();
   paintFavourites();
   paintSettings();
   window.Exchange = { t, localTime, localizeTimes, postForm, getJSON, toast, follow, favourites, filterMarkets,
-                      paintStatus, paintTicker, changeOf, fixed, store };
+                      paintStatus, paintTicker, changeOf, fixed, store, memberFeed };
 })();

@@ -561,9 +561,20 @@
     mineBusy = false;
     if (mineAgain) { mineAgain = false; refreshMine(); }
   }
+  // The member's orders, fills and balances: pushed over the member's socket (app.js); polled only
+  // while that socket is down.
+  const member = E.memberFeed;
+  const live = () => !!(member && member.up);
   if (cfg.loggedIn) {
     refreshMine();
-    setInterval(refreshMine, 2000);
+    if (member) {
+      member.want(["order", "trade", "account"]);
+      member.on((kind, body) => {
+        // a fill's toast comes from the fresh list (announceFills: partial while its order is still open)
+        if (kind === "trade" || kind === "order" || kind === "account" || kind === "up") refreshMine();
+      });
+    }
+    setInterval(() => { if (!live()) refreshMine(); }, 2000);
   }
 
   // tabs of the member's panel
