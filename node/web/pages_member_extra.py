@@ -23,7 +23,7 @@ from node.admin import uploads
 from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.fees import rates_in_force
-from node.kyc import DOC_TYPES, FILES, REJECTED, UNVERIFIED
+from node.kyc import COUNTRIES, DOC_TYPES, FILES, REJECTED, UNVERIFIED
 from node.money import format_units
 from node.web.api import EXCHANGE
 from node.web.edge import takes_files
@@ -48,7 +48,7 @@ async def _kyc_context(request: web.Request, member_id: int, form: Form | None =
     if form is None:
         form = Form({k: str(p.get(k) or "") for k in ("full_name", "birth_date", "address", "country", "phone",
                                                        "doc_type", "doc_number")} if p["state"] == REJECTED else {})
-    return {"p": p, "level": await kyc.level(member_id), "limits": limits, "form": form, "doc_types": DOC_TYPES,
+    return {"p": p, "level": await kyc.level(member_id), "limits": limits, "form": form, "doc_types": DOC_TYPES, "countries": sorted(COUNTRIES),
             "file_kinds": FILES, "can_submit": p["state"] in (UNVERIFIED, REJECTED),
             "submitted": utc(p["submitted_at"]) if p["submitted_at"] else "",
             "max_mb": uploads.MAX_BYTES // (1024 * 1024)}
