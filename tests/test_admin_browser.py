@@ -158,7 +158,9 @@ async def test_kyc_submitted_approved_and_the_withdrawal_limit_rises(node: NodeP
         await ann.fill("#f-full_name", "Ann Lee")
         await ann.fill("#f-birth_date", "1990-04-25")
         await ann.fill("#f-address", "1 Main Road\n10115 Berlin")
-        await ann.fill("#f-country", "DE")
+        await ann.select_option("#f-country", label="Germany (DE)")  # the whole name, not "Ge"
+        box = await ann.locator("#f-country").bounding_box()
+        assert box is not None and box["width"] >= 150, box
         await ann.select_option("#f-doc_type", "passport")
         await ann.fill("#f-doc_number", "C01X00T47")
         await ann.set_input_files("#f-document", files=[{"name": "passport.html", "mimeType": "text/html",
@@ -168,6 +170,7 @@ async def test_kyc_submitted_approved_and_the_withdrawal_limit_rises(node: NodeP
         await ann.click("#kyc-form button[type=submit]")
         await expect(ann.locator("#f-document-error")).to_have_text("This type of file is not accepted: only JPEG, PNG, PDF")
         await expect(ann.locator("#f-full_name")).to_have_value("Ann Lee")
+        await expect(ann.locator("#f-country")).to_have_value("DE")  # kept after a refused form
         await ann.set_input_files("#f-document", files=[{"name": "passport.png", "mimeType": "image/png", "buffer": PNG}])
         await ann.set_input_files("#f-proof_of_address", files=[{"name": "bill.pdf", "mimeType": "application/pdf",
                                                                   "buffer": PDF}])
@@ -203,6 +206,18 @@ async def test_kyc_submitted_approved_and_the_withdrawal_limit_rises(node: NodeP
         await expect(ann.locator(".flashes")).to_contain_text("requested: ")
         await ann.goto(base + "/kyc")
         await expect(ann.locator("#withdraw-limits tr[data-currency=usd] [data-k=left]")).to_have_text("98500.00")
+
+        # -- the admin's queue at 1366 px: every control of the row on the screen, no sideways scrolling ------------
+        await boss.goto(base + "/admin/funds")
+        row = boss.locator("#withdraw-queue tbody tr").first
+        reject = row.locator("form[action$='/reject'] button")
+        await expect(reject).to_be_visible()
+        for control in (reject, row.locator("form[action$='/reject'] input[name=reason]")):
+            box = await control.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 1366, box
+        assert await boss.locator("#withdraw-queue").evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")
+        assert await boss.evaluate("document.documentElement.scrollWidth") <= 1366
+        await boss.screenshot(path=str(SHOTS / "admin-withdraw-queue-1366x768.png"))
 
         # -- the approval is in the audit log --------------------------------------------------------------------
         await boss.goto(base + "/admin/audit?action=admin.kyc.")
