@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.apiclient import ApiClient
@@ -91,6 +92,21 @@ async def make_maker(node: NodeProcess) -> ApiClient:
     return api
 
 
+async def session_socket(base: str, cookies: list[dict[str, Any]], origin: str) -> dict[str, Any]:
+    """What `{"auth": "session"}` answers on a websocket carrying the browser's session cookie, opened
+    by a page of `origin` (a browser sends the cookie along to any site's page that asks)."""
+    jar = {c["name"]: c["value"] for c in cookies}
+    async with aiohttp.ClientSession(cookies=jar) as s, s.ws_connect(base.replace("http", "ws", 1) + "/ws",
+                                                                      headers={"Origin": origin}) as ws:
+        assert "challenge" in await ws.receive_json(timeout=5)
+        await ws.send_json({"auth": "session"})
+        answer: dict[str, Any] = await ws.receive_json(timeout=5)
+        if "success" in answer:
+            await ws.send_json({"subscribe": {"channels": ["order", "notice"]}})
+            answer["then"] = await ws.receive_json(timeout=5)
+        return answer
+
+
 async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: tuple[Inbox, int],
                                                        wallets: dict[str, dict[str, Any]]) -> None:
     from playwright.async_api import expect
@@ -139,14 +155,25 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await page.click("#login-form button[type=submit]")
             await expect(page.locator(".flashes")).to_contain_text(f"Welcome back, {me}")
             assert page.url.endswith("/funds")
+            # the pages' websocket rides on the session, from this site's pages only (no cross-site hijacking)
+            cookies = await desk.cookies()
+            evil = await session_socket(base, cookies, "http://evil.example")
+            assert evil == {"error": {"message": "No page session here: log in, or authenticate with an API key."}}, evil
+            assert "error" in await session_socket(base, [], base)  # no cookie: no member
+            own = await session_socket(base, cookies, base)
+            assert own["success"] and own["then"] == {"subscribed": {"market": None, "channels": ["order", "notice"]}}, own
+            await expect(page.locator("body")).to_have_attribute("data-member-feed", "socket")
 
             # -- funds from the admin CLI (a deposit with a ledger entry) -------------------------------------------
             await asyncio.to_thread(cli, node.config, "deposit", me, "usd", "100000", key_file=node.key_file)
             await asyncio.to_thread(cli, node.config, "deposit", me, "btc", "1", key_file=node.key_file)
             # a second member, trading through the API, makes a market (so that the book looks like one)
             maker = await make_maker(node)
+            polled: list[str] = []  # while the member's socket is up, nothing of the member's is polled
+            page.on("request", lambda r: polled.append(r.url) if "/notices.json?" in r.url else None)
             await page.goto(base + "/markets/btcusd")
             await expect(page.locator("#market")).to_have_attribute("data-feed", "socket")  # live through /ws
+            await expect(page.locator("body")).to_have_attribute("data-member-feed", "socket")
             await expect(page.locator("#bal-usd-available")).to_have_text("100000.00")
             await expect(page.locator("#bal-btc-available")).to_have_text("1.00000000")
 
@@ -188,6 +215,13 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await page.click(".tabbar [data-tab=open]")
             await expect(page.locator("#open-orders tr").first).to_contain_text("0.2000")  # filled so far
             assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+            mine = await page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.includes('/me.json')).length")
+            assert mine <= 8, f"{mine} requests of /me.json: polled although the socket is up"
+            # a credited deposit: its notice is pushed over the member's socket, in the page's language
+            await asyncio.to_thread(cli, node.config, "deposit", me, "ltc", "3", key_file=node.key_file)
+            await expect(page.locator(".toast").filter(has_text=re.compile(r"Deposit of 3(\.0+)? LTC credited"))).to_have_count(
+                1, timeout=WAIT_MS)
+            assert not polled, polled
 
             # -- cancel the rest ------------------------------------------------------------------------------------------
             await page.click("#open-orders .cancel-form button")
@@ -291,6 +325,7 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await accessibility(page, "funds")
             await page.click("#withdraws form button")
             await expect(page.locator(".flashes")).to_contain_text("Withdrawal cancelled")
+            assert not polled, polled
             await expect(page.locator("#withdraws tbody tr").first).to_contain_text("Reason: canceled by the member")
             await expect(page.locator("#balances tr[data-currency=usd] [data-k=available]")).to_have_text("85010.00")
             body = await inbox.mail(me, "cancelled")
@@ -354,10 +389,19 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             assert width <= 390, f"the market page is {width}px wide on a 390px phone"
             await mobile.screenshot(path=str(SHOTS / "market-390x844.png"))
             await mobile.screenshot(path=str(SHOTS / "market-390-full.png"), full_page=True)
-            for path in ("/", "/account", "/orders"):
+            for path in ("/", "/account", "/orders", "/solvency"):
                 await mobile.goto(base + path)
                 width = await mobile.evaluate("document.documentElement.scrollWidth")
                 assert width <= 390, f"{path} is {width}px wide on a 390px phone"
+                widest = await mobile.evaluate("Math.max(...Array.from(document.querySelectorAll('main *'))"
+                                               ".filter(e => e.offsetParent !== null && !e.closest('.table-wrap'))"
+                                               ".map(e => e.getBoundingClientRect().right))")
+                assert widest <= 391, f"{path}: something reaches {widest}px on a 390px phone"
+                await mobile.screenshot(path=str(SHOTS / f"phone{path.replace('/', '-') or '-home'}-390x844.png"), full_page=True)
+            await mobile.goto(base + "/")
+            for b in await mobile.locator("#markets tbody tr:visible a.btn, #markets tbody tr:visible button.trade").all():
+                box = await b.bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # whole Trade buttons
             await mobile.goto(base + "/funds?currency=btc")
             assert await mobile.evaluate("document.documentElement.scrollWidth") <= 390
             await mobile.screenshot(path=str(SHOTS / "funds-390x844.png"))
@@ -379,6 +423,12 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await page.goto(base + "/funds")
             await expect(page.locator("h1")).to_have_text("资产")
             await page.screenshot(path=str(SHOTS / "funds-zh-1366x768.png"))
+            await page.goto(base + "/solvency")  # translated, and its button is one of ours
+            await expect(page.locator("h1")).to_have_text("偿付能力证明")
+            await expect(page.locator("#verify-paste button[type=submit]")).to_have_text("核验")
+            assert await page.locator("#verify-paste button[type=submit]").evaluate(
+                "b => b.classList.contains('btn') && getComputedStyle(b).borderRadius !== '0px'")
+            await page.screenshot(path=str(SHOTS / "solvency-zh-1366x768.png"))
             await page.click("a[data-lang='en']")
             await expect(page.locator("h1")).to_have_text("Funds")
             assert not errors, errors
