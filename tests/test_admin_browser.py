@@ -208,8 +208,12 @@ async def test_kyc_submitted_approved_and_the_withdrawal_limit_rises(node: NodeP
         await expect(ann.locator("#withdraw-limits tr[data-currency=usd] [data-k=left]")).to_have_text("98500.00")
 
         # -- the admin's queue at 1366 px: every control of the row on the screen, no sideways scrolling ------------
-        await boss.goto(base + "/admin/funds")
         row = boss.locator("#withdraw-queue tbody tr").first
+        for _ in range(40):  # the withdrawal reaches the queue once the node has moved it on from "submitting"
+            await boss.goto(base + "/admin/funds")
+            if await row.count():
+                break
+            await asyncio.sleep(0.5)
         reject = row.locator("form[action$='/reject'] button")
         await expect(reject).to_be_visible()
         for control in (reject, row.locator("form[action$='/reject'] input[name=reason]")):

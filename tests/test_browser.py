@@ -429,6 +429,7 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             assert await page.locator("#verify-paste button[type=submit]").evaluate(
                 "b => b.classList.contains('btn') && getComputedStyle(b).borderRadius !== '0px'")
             await page.screenshot(path=str(SHOTS / "solvency-zh-1366x768.png"))
+            await page.goto(base + "/funds")
             await page.click("a[data-lang='en']")
             await expect(page.locator("h1")).to_have_text("Funds")
             assert not errors, errors

@@ -399,3 +399,30 @@ def test_a_page_session_counts_only_from_this_sites_pages() -> None:
         assert not ok(origin), origin
     assert not ok("http://ex.example:8080", host="")
     assert ok("https://exchange.example", base_url="https://exchange.example")  # behind a proxy that rewrites Host
+
+
+async def test_notices_reach_their_member_only_and_old_news_is_not_replayed(node: Node) -> None:
+    a, ak, sk = await node.member("alice@example.com")
+    b, bk, bs = await node.member("bob@example.com")
+    for _ in range(100):  # the notices of their first deposits are written: old news from now on
+        if await node.ex.store.fetchval("SELECT COUNT(*) FROM notices") == 4:
+            break
+        await asyncio.sleep(0.1)
+    alice, bob = await node.connect(), await node.connect()
+    for c, k, s in ((alice, ak, sk), (bob, bk, bs)):
+        assert "success" in await c.auth(k, s, legacy=False)
+        await c.command({"subscribe": {"channels": ["notice"]}}, "subscribed")
+    await node.ex.deposit(a, "btc", "0.5")
+    n = (await alice.wait(lambda f: "notice" in f, timeout=15))["notice"]
+    assert (n["kind"], n["state"]) == ("deposit", "accepted") and "0.5" in n["text"] and "credited" in n["text"], n
+    assert [f["notice"]["id"] for f in alice.frames if "notice" in f] == [n["id"]]  # not the deposits before
+    assert not [f for f in bob.frames if "notice" in f]
+    other = await node.connect()  # a page that knew the notices up to an id gets what comes after it only
+    assert "success" in await other.auth(ak, sk, legacy=False)
+    await other.command({"subscribe": {"channels": ["notice"], "after": n["id"]}}, "subscribed")
+    await node.ex.deposit(a, "usd", "7")
+    m = (await other.wait(lambda f: "notice" in f, timeout=15))["notice"]
+    assert m["id"] > n["id"] and "7" in m["text"]
+    assert (await alice.wait(lambda f: "notice" in f and f["notice"]["id"] == m["id"], timeout=15))
+    for c in (alice, bob, other):
+        await c.close()

@@ -78,7 +78,7 @@ MIRROR_LIMIT = 100_000  # resting orders asked of another node per side, for Pea
 KLINE_CHANNELS = tuple(f"kline_{p}" for p in PERIODS)
 CHANNEL_SCOPES = {"order": ("history", "trade"), "trade": ("history", "trade"), "account": ("profile", "history"),
                   "notice": ("profile", "history"), "orderbook": ()}
-NOTICE_MARGIN = 1000  # notice ids looked at again below the newest seen: ids of other nodes commit out of order
+NOTICE_MARGIN = 200  # the newest notice ids read at each look: ids of other nodes may commit out of order
 
 Key = tuple[Any, ...]
 """A subscription: ("ticker"|"trades"|"depth", market), ("kline", market, period), ("orderbook",),
