@@ -328,6 +328,15 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             assert not polled, polled
             await expect(page.locator("#withdraws tbody tr").first).to_contain_text("Reason: canceled by the member")
             await expect(page.locator("#balances tr[data-currency=usd] [data-k=available]")).to_have_text("85010.00")
+            await expect(page.locator("body")).to_have_attribute("data-member-feed", "socket")
+            await asyncio.sleep(3)  # the reads when it came up, and the one for the cancel's notice, are over
+            balance_reads: list[str] = []
+            page.on("request", lambda r: balance_reads.append(r.url) if "/funds/balances.json" in r.url else None)
+            await asyncio.sleep(3.5)  # no polling while the socket is up
+            assert not balance_reads, balance_reads
+            await asyncio.to_thread(cli, node.config, "deposit", me, "usd", "5", key_file=node.key_file)
+            await expect(page.locator("#balances tr[data-currency=usd] [data-k=available]")).to_have_text(
+                "85015.00", timeout=WAIT_MS)  # the deposit's notice, pushed, refreshes the balances
             body = await inbox.mail(me, "cancelled")
             assert "canceled by the member" in body
             await page.goto(base + "/funds?currency=btc")
@@ -372,6 +381,10 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             # -- the phone -------------------------------------------------------------------------------------------------
             phone = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
                                               is_mobile=True, has_touch=True, storage_state=await desk.storage_state())
+            async def refuse(ws: Any) -> None:  # the websocket cannot be had on this phone: everything is polled
+                await ws.close()
+
+            await phone.route_web_socket(re.compile(r"/ws$"), refuse)
             mobile = await phone.new_page()
             await mobile.goto(base + "/markets/btcusd?feed=poll")  # the REST fallback keeps the page live too
             await expect(mobile.locator("#market")).to_have_attribute("data-feed", "poll")
@@ -385,6 +398,10 @@ async def test_a_trader_from_sign_up_to_a_filled_order(node: NodeProcess, smtp: 
             await mobile.screenshot(path=str(SHOTS / "market-390-orders.png"))
             await accessibility(mobile, "market page on a phone")
             await expect(mobile.locator("#bal-btc-available")).to_have_text("1.24970000")
+            await expect(mobile.locator("body")).to_have_attribute("data-member-feed", "poll")
+            await asyncio.to_thread(cli, node.config, "deposit", me, "ltc", "1", key_file=node.key_file)
+            await expect(mobile.locator(".toast").filter(has_text=re.compile(r"Deposit of 1(\.0+)? LTC credited"))).to_have_count(
+                1, timeout=WAIT_MS)  # the notices, polled while the socket is down
             width = await mobile.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the market page is {width}px wide on a 390px phone"
             await mobile.screenshot(path=str(SHOTS / "market-390x844.png"))

@@ -274,7 +274,9 @@
       if (feed.up) ws.send(JSON.stringify({ subscribe: { channels: list } }));
     }
     function open() {
-      try { ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path); } catch (e) { return; }
+      try { ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path); } catch (e) { setUp(false); return; }
+      // a socket that opens but never gets as far as its subscription (a proxy that eats frames) counts as down
+      setTimeout(() => { if (!feed.up && timer === null) setUp(false); }, 5000);
       ws.onmessage = (ev) => {
         let msg;
         try { msg = JSON.parse(ev.data); } catch (e) { return; }

@@ -1,4 +1,4 @@
-// Funds page: balances refresh themselves, so a deposit or a trade shows up without a reload.
+// Funds page: balances follow the member's socket, so a deposit or a trade shows up without a reload.
 (function () {
   "use strict";
   const table = document.getElementById("balances");
@@ -15,5 +15,15 @@
       }
     }
   }
-  setInterval(refresh, 3000);
+  // Pushed over the member's socket (app.js): balances after each change, and a notice (deposit
+  // credited, withdrawal moved on) refreshes them too; polled only while that socket is down.
+  const member = window.Exchange.memberFeed;
+  let soon = null;  // one read for a burst of frames (a subscription sends every currency's)
+  const later = () => { if (soon === null) soon = setTimeout(() => { soon = null; refresh(); }, 150); };
+  if (member) {
+    member.want(["account"]);
+    member.on((kind) => { if (kind === "account" || kind === "up") later(); });
+    document.addEventListener("notice", later);
+  }
+  setInterval(() => { if (!member || !member.up) refresh(); }, 3000);
 })();
