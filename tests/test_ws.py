@@ -426,3 +426,24 @@ async def test_notices_reach_their_member_only_and_old_news_is_not_replayed(node
     assert (await alice.wait(lambda f: "notice" in f and f["notice"]["id"] == m["id"], timeout=15))
     for c in (alice, bob, other):
         await c.close()
+
+
+async def test_a_page_session_socket_ends_with_its_session(node: Node) -> None:
+    """Log out everywhere (a password change) ends the private streams of the pages' sockets too."""
+    from node.web.session import SESSIONS
+
+    a, _, _ = await node.member("alice@example.com")
+    sessions = node.app[SESSIONS]
+    s = sessions.new("127.0.0.1")
+    sessions.rotate(s, a, "alice@example.com")
+    await sessions.save(s)
+    node.hub.cfg.ping_interval = 0.5
+    c = await node.connect(headers={"Origin": node.base, "Cookie": f"sid={s.key}"})
+    assert await c.command({"auth": "session"}, "success") == {"message": "Authenticated."}
+    await c.command({"subscribe": {"channels": ["order", "account", "notice"]}}, "subscribed")
+    await asyncio.sleep(1.5)  # heartbeats pass: the session is alive
+    assert not c.closed.is_set()
+    await sessions.end_member_sessions(a)
+    await c.wait(lambda f: f.get("error", {}).get("message") == "The page session has ended: log in again.", timeout=5)
+    await asyncio.wait_for(c.closed.wait(), 5)
+    assert c.close_code == CLOSE_POLICY

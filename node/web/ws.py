@@ -58,7 +58,7 @@ from node.web.edge import WebSocketResponse as MaskedWebSocketResponse
 from node.web.format import funds_str, iso, order_json, price_str, volume_str
 from node.web.inputs import shown
 from node.web.market_status import MarketStatus, Status
-from node.web.session import SESSION_KEY, TRANSLATOR_KEY
+from node.web.session import SESSION_KEY, TRANSLATOR_KEY, Session, key_hash
 from node.web.signature import generate_challenge, verify_ws_answer
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def legacy_order(m: Market, o: Event) -> dict[str, Any]:
 class Client:
     __slots__ = ("hub", "ws", "transport", "remote", "challenge", "token", "member_id", "subs", "depth_seq", "out",
                  "closing", "close_timer", "done", "last_seen", "unanswered", "errors", "auth_failures", "frames",
-                 "session_member", "translate", "notice_after")
+                 "session_member", "session_id", "translate", "notice_after")
 
     def __init__(self, hub: Hub, ws: web.WebSocketResponse, transport: asyncio.Transport, remote: str | None) -> None:
         self.hub = hub
@@ -182,6 +182,7 @@ class Client:
         self.auth_failures = 0
         self.frames = 0
         self.session_member: int | None = None  # the page session's member, if its Origin is this site
+        self.session_id: str | None = None  # that session's row, checked with every heartbeat
         self.translate: Translator | None = None  # the page's language, for notice texts
         self.notice_after = 0  # notices up to this id are old news to it
 
@@ -231,6 +232,7 @@ class Hub:
         self.notices: Notices | None = None
         self._notice_seen: set[int] = set()  # ids already pushed, among the newest NOTICE_MARGIN
         self._notice_task: asyncio.Task[None] | None = None
+        self._sessions_task: asyncio.Task[None] | None = None
         md.listeners.append(self.on_events)
 
     def follow_status(self, status: MarketStatus) -> None:
@@ -871,8 +873,31 @@ class Hub:
                 if now - last_ping >= self.cfg.ping_interval:
                     last_ping = now
                     self._heartbeat(now)
+                    if self._sessions_task is None or self._sessions_task.done():
+                        self._sessions_task = self._spawn(self._check_sessions())
             except Exception:
                 log.exception("websocket periodic work failed")
+
+    async def _check_sessions(self) -> None:
+        """A page session that ended (log out, a password change that logs out everywhere, expiry)
+        ends the private streams it opened: one query per `ping_interval` for all such clients."""
+        clients = [c for c in self.clients if c.session_id is not None and c.member_id is not None and not c.closing]
+        ids = sorted({c.session_id for c in clients if c.session_id is not None})
+        live: set[str] = set()
+        try:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                rows = await self.ex.store.fetch(
+                    f"SELECT id FROM web_sessions WHERE expires_at > ? AND id IN ({', '.join('?' * len(chunk))})",
+                    now_ms(), *chunk)
+                live.update(str(r["id"]) for r in rows)
+        except Exception as e:  # the store is away for a moment: next round
+            log.warning("could not check the page sessions of websocket clients: %r", e)
+            return
+        for c in clients:
+            if c.session_id not in live and not c.closing:
+                c.send(frame({"error": {"message": "The page session has ended: log in again."}}))
+                self.close(c, CLOSE_POLICY, "session ended")
 
     def _heartbeat(self, now: float) -> None:
         """Ping everyone; close those that were pinged and stayed silent for `idle_timeout`."""
@@ -940,9 +965,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.sndbuf)
     c = Client(hub, ws, transport, request.remote)
     session = request.get(SESSION_KEY)
-    member = getattr(session, "member_id", None)
-    if member is not None and same_origin(request, hub.ex.config.mail.base_url):
-        c.session_member = int(member)
+    if isinstance(session, Session) and session.member_id is not None and same_origin(request, hub.ex.config.mail.base_url):
+        c.session_member = session.member_id
+        c.session_id = key_hash(session.key)
     translate = request.get(TRANSLATOR_KEY)
     c.translate = translate if isinstance(translate, Translator) else None
     hub.add(c)
