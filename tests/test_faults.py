@@ -255,9 +255,11 @@ async def run_with_nemesis(cluster: Cluster, nemesis: Callable[[], Awaitable[Non
     return history
 
 
-async def check(store_url: str, config: Path, history: History, books: dict[str, int] | None,
-                wait_s: float = 40.0) -> list[str]:
-    """Every violation found, as a sentence naming the rows (empty: the run was correct)."""
+async def check(store_url: str, config: Path, history: History,
+                books: Callable[[], Awaitable[dict[str, int]]] | None, wait_s: float = 40.0) -> list[str]:
+    """Every violation found, as a sentence naming the rows (empty: the run was correct). `books`
+    reads the live books; it is called once every accepted order has been taken in and the last
+    batch had time to commit (a book read earlier can be a batch ahead of the store)."""
     cfg = load_config(config)
     store = await open_store(store_url, migrate=False)
     bad: list[str] = []
@@ -267,6 +269,8 @@ async def check(store_url: str, config: Path, history: History, books: dict[str,
             if not int(await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'")):
                 break
             await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
+        live = await books() if books is not None else None
         async with store.snapshot() as tx:
             orders = {int(r["id"]): dict(r) for r in await tx.fetch("SELECT * FROM orders")}
             trades = [dict(r) for r in await tx.fetch("SELECT * FROM trades")]
@@ -290,8 +294,8 @@ async def check(store_url: str, config: Path, history: History, books: dict[str,
                 bad.append(f"order {oid} was accepted but never reached its market")
             if o["state"] == "done" and int(o["remaining"]) != 0 and o["ord_type"] == "limit" and o["tif"] == "gtc":
                 bad.append(f"order {oid} is done with {o['remaining']} remaining")
-        if books is not None:
-            for market, resting in books.items():
+        if live is not None:
+            for market, resting in live.items():
                 stored = sum(1 for o in orders.values() if o["market"] == market and o["state"] == "wait")
                 if resting != stored:
                     bad.append(f"market {market}: the live book holds {resting} orders, the store {stored}")
@@ -363,7 +367,7 @@ async def cluster(tmp_path: Path, pg_url: str) -> AsyncIterator[Cluster]:
 
 async def finish(cluster: Cluster, name: str, rounds: int, history: History, extra: str = "") -> None:
     await cluster.wait_owned()
-    violations = await check(cluster.pg_url, cluster.config, history, await live_books(cluster))
+    violations = await check(cluster.pg_url, cluster.config, history, lambda: live_books(cluster))
     report(name, rounds, history, violations, extra)
     assert len(history.acks) > 20, "the load did not run"
     assert not violations, "\n".join(violations[:30])
@@ -535,9 +539,13 @@ async def test_one_node_with_a_market_slower_than_the_sweep(tmp_path: Path) -> N
     await node.start()
     try:
         history = await run_with_nemesis(c, lambda: asyncio.sleep(6), before=0.5, after=0.5)
-        async with aiohttp.ClientSession() as s, s.get(node.base + "/ops/status") as r:
-            st = await r.json()
-        books = {m: int(v["resting"]) for m, v in st["markets"].items()}
+        st: dict[str, Any] = {}
+
+        async def books() -> dict[str, int]:
+            async with aiohttp.ClientSession() as s, s.get(node.base + "/ops/status") as r:
+                st.update(await r.json())
+            return {m: int(v["resting"]) for m, v in st["markets"].items()}
+
         violations = await check(f"sqlite:///{tmp_path}/x.db", config, history, books)
         dropped = sum(int(v.get("duplicates_dropped", 0)) for v in st["markets"].values())
         report("one node, a market slower than the sweep", 1, history, violations,
