@@ -43,7 +43,7 @@ class Bulk:
     @classmethod
     def update(cls, table: str, sets: str, where: str) -> Bulk:
         """`sets` and `where` name the row's values {0}, {1}… (each once, in order) and the updated
-        table's columns {t}.column: `Bulk.update("accounts", "balance = {t}.balance + {0}", "{t}.id = {1}")`."""
+        table's columns {t}.column: `Bulk.update("orders", "remaining = {t}.remaining - {0}", "{t}.id = {1}")`."""
         slots = [int(n) for n in _SLOT.findall(sets + " " + where)]
         if slots != list(range(len(slots))):
             raise ValueError("a Bulk update must use {0}, {1}, … once each, in order")
@@ -99,6 +99,10 @@ class Tx(Protocol):
         transaction rolls back. This is how the store, not a process's memory, decides: a fencing
         epoch or a conditional claim checked in the same transaction as the writes it guards. On
         SQLite it travels with the held statements, so a guarded batch still costs one trip."""
+        ...
+    async def expect_many(self, sql: Bulk, rows: Sequence[Sequence[Any]], count: int, error: Exception) -> None:
+        """`executemany` whose rows must change `count` rows in all, else `error` (as `expect`).
+        Only the money writer (node/store/ledger.py) needs it: its every write is counted."""
         ...
 
 

@@ -37,6 +37,11 @@ def to_pg(sql: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=256)
+def _returning(sql: str) -> str:
+    return to_pg(sql) + " RETURNING 1"
+
+
 def _rowcount(status: str) -> int:
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
@@ -59,6 +64,15 @@ class PgTx:
 
     async def expect(self, sql: str, args: Sequence[Any], rows: int, error: Exception) -> None:
         if _rowcount(await self.conn.execute(to_pg(sql), *args, timeout=self.timeout)) != rows:
+            raise error
+
+    async def expect_many(self, sql: Bulk, rows: Sequence[Sequence[Any]], count: int, error: Exception) -> None:
+        """executemany returns no counts: the same pipelined statements with `RETURNING 1` do (one
+        row back per row changed), and they still run row by row in the caller's order, which is
+        the order row locks are taken in."""
+        batch = list(rows)
+        got = len(await self.conn.fetchmany(_returning(sql.sql), batch, timeout=self.timeout)) if batch else 0
+        if got != count:
             raise error
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
