@@ -33,12 +33,21 @@ class Bulk:
     _head: str  # SQLite: what comes before the VALUES rows
     _tail: str  # SQLite: what comes after them
     width: int  # values per row
+    arrays: str | None = None  # PostgreSQL: the insert as one statement over column arrays (`insert(types=…)`)
 
     @classmethod
-    def insert(cls, table: str, columns: Sequence[str]) -> Bulk:
+    def insert(cls, table: str, columns: Sequence[str], types: Sequence[str] | None = None) -> Bulk:
+        """With the columns' PostgreSQL `types`, PostgreSQL may run it as one statement over one
+        array per column (`INSERT … SELECT * FROM unnest($1::bigint[], …)`): one step whose status
+        counts the rows, where executemany counts nothing."""
         cols = ", ".join(columns)
+        arrays = None
+        if types is not None:
+            if len(types) != len(columns):
+                raise ValueError("a Bulk insert needs one type per column")
+            arrays = f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(types, 1))})"
         return cls(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})",
-                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns))
+                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns), arrays)
 
     @classmethod
     def update(cls, table: str, sets: str, where: str) -> Bulk:

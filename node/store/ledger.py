@@ -22,7 +22,8 @@ LedgerRow = tuple[int, str, int, int, int, str, str, int, int]
 """(member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at)."""
 
 LEDGER_BULK = Bulk.insert("ledger", ("member_id", "currency", "d_balance", "d_locked", "fee", "reason", "ref_type",
-                                     "ref_id", "created_at"))
+                                     "ref_id", "created_at"),
+                          ("bigint", "text", "bigint", "bigint", "bigint", "text", "text", "bigint", "bigint"))
 # The guard is part of the statement: a row that would go negative is not updated, so the count
 # comes up short and the posting raises the caller's error instead of the CHECK's IntegrityError.
 ACCOUNTS_BULK = Bulk.update(
@@ -42,15 +43,13 @@ class LedgerRefused(ExchangeError):
 def sum_deltas(rows: Iterable[LedgerRow]) -> list[tuple[int, int, int, str, int, int]]:
     """The accounts' update rows (d_balance, d_locked, member, currency, d_balance, d_locked),
     one per account in (member, currency) order, summed over the posting's ledger rows."""
-    deltas: dict[tuple[int, str], list[int]] = {}
-    for r in rows:
-        d = deltas.get((r[0], r[1]))
-        if d is None:
-            deltas[(r[0], r[1])] = [r[2], r[3]]
-        else:
-            d[0] += r[2]
-            d[1] += r[3]
-    return [(b, lk, k[0], k[1], b, lk) for k, (b, lk) in sorted(deltas.items())]
+    balance: dict[tuple[int, str], int] = {}
+    locked: dict[tuple[int, str], int] = {}
+    for member, currency, d_balance, d_locked, _fee, _reason, _ref_type, _ref_id, _at in rows:
+        key = (member, currency)
+        balance[key] = balance.get(key, 0) + d_balance
+        locked[key] = locked.get(key, 0) + d_locked
+    return [(balance[k], locked[k], k[0], k[1], balance[k], locked[k]) for k in sorted(balance)]
 
 
 async def post(tx: Tx, rows: Sequence[LedgerRow], refused: ExchangeError | None = None) -> None:

@@ -67,11 +67,17 @@ class PgTx:
             raise error
 
     async def expect_many(self, sql: Bulk, rows: Sequence[Sequence[Any]], count: int, error: Exception) -> None:
-        """executemany returns no counts: the same pipelined statements with `RETURNING 1` do (one
-        row back per row changed), and they still run row by row in the caller's order, which is
-        the order row locks are taken in."""
+        """executemany returns no counts. An insert with column arrays is one statement whose
+        status counts its rows; any other statement runs pipelined row by row with `RETURNING 1`
+        (one row back per row changed), in the caller's order, which is the order an update takes
+        its row locks in (an update over arrays would lock in whatever order its join runs)."""
         batch = list(rows)
-        got = len(await self.conn.fetchmany(_returning(sql.sql), batch, timeout=self.timeout)) if batch else 0
+        if not batch:
+            got = 0
+        elif sql.arrays is not None:
+            got = _rowcount(await self.conn.execute(sql.arrays, *zip(*batch, strict=True), timeout=self.timeout))
+        else:
+            got = len(await self.conn.fetchmany(_returning(sql.sql), batch, timeout=self.timeout))
         if got != count:
             raise error
 
