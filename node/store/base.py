@@ -33,7 +33,13 @@ class Bulk:
     _head: str  # SQLite: what comes before the VALUES rows
     _tail: str  # SQLite: what comes after them
     width: int  # values per row
-    arrays: str | None = None  # PostgreSQL: the insert as one statement over column arrays (`insert(types=…)`)
+    # PostgreSQL: the statement as one step over one array per column, `$n` being the row values'
+    # column `arrays_cols[n - 1]`; `lock` first locks the rows in key order (`lock_cols`), since an
+    # UPDATE … FROM unnest(…) takes its row locks in whatever order its join runs.
+    arrays: str | None = None
+    arrays_cols: tuple[int, ...] = ()
+    lock: str | None = None
+    lock_cols: tuple[int, ...] = ()
 
     @classmethod
     def insert(cls, table: str, columns: Sequence[str], types: Sequence[str] | None = None) -> Bulk:
@@ -47,7 +53,7 @@ class Bulk:
                 raise ValueError("a Bulk insert needs one type per column")
             arrays = f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(types, 1))})"
         return cls(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})",
-                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns), arrays)
+                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns), arrays, tuple(range(len(columns))))
 
     @classmethod
     def update(cls, table: str, sets: str, where: str) -> Bulk:

@@ -14,6 +14,7 @@ row locks are then taken in one global order and two transactions never deadlock
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from node.errors import ExchangeError
 from node.store.base import Bulk, Tx
@@ -26,9 +27,18 @@ LEDGER_BULK = Bulk.insert("ledger", ("member_id", "currency", "d_balance", "d_lo
                           ("bigint", "text", "bigint", "bigint", "bigint", "text", "text", "bigint", "bigint"))
 # The guard is part of the statement: a row that would go negative is not updated, so the count
 # comes up short and the posting raises the caller's error instead of the CHECK's IntegrityError.
-ACCOUNTS_BULK = Bulk.update(
-    "accounts", "balance = {t}.balance + {0}, locked = {t}.locked + {1}",
-    "{t}.member_id = {2} AND {t}.currency = {3} AND {t}.balance + {4} >= 0 AND {t}.locked + {5} >= 0")
+ACCOUNTS_BULK = replace(
+    Bulk.update("accounts", "balance = {t}.balance + {0}, locked = {t}.locked + {1}",
+                "{t}.member_id = {2} AND {t}.currency = {3} AND {t}.balance + {4} >= 0 AND {t}.locked + {5} >= 0"),
+    # PostgreSQL, for more than one account: lock them in (member, currency) order, then one update.
+    lock="SELECT 1 FROM accounts WHERE (member_id, currency) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) "
+         "ORDER BY member_id, currency FOR UPDATE",
+    lock_cols=(2, 3),
+    arrays="UPDATE accounts SET balance = accounts.balance + v.b, locked = accounts.locked + v.l "
+           "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS v(b, l, m, c) "
+           "WHERE accounts.member_id = v.m AND accounts.currency = v.c "
+           "AND accounts.balance + v.b >= 0 AND accounts.locked + v.l >= 0",
+    arrays_cols=(0, 1, 2, 3))
 OPEN_BULK = Bulk.insert("accounts", ("member_id", "currency"))
 BALANCE_SQL = "SELECT balance FROM accounts WHERE member_id = ? AND currency = ?"
 

@@ -67,15 +67,18 @@ class PgTx:
             raise error
 
     async def expect_many(self, sql: Bulk, rows: Sequence[Sequence[Any]], count: int, error: Exception) -> None:
-        """executemany returns no counts. An insert with column arrays is one statement whose
-        status counts its rows; any other statement runs pipelined row by row with `RETURNING 1`
-        (one row back per row changed), in the caller's order, which is the order an update takes
-        its row locks in (an update over arrays would lock in whatever order its join runs)."""
+        """executemany returns no counts. A statement with column arrays (`Bulk.arrays`) is one step
+        whose status counts its rows (an update's rows locked in key order first, one step more, so
+        a single row takes the per-row statement); any other runs pipelined row by row with
+        `RETURNING 1`, one row back per row changed."""
         batch = list(rows)
         if not batch:
             got = 0
-        elif sql.arrays is not None:
-            got = _rowcount(await self.conn.execute(sql.arrays, *zip(*batch, strict=True), timeout=self.timeout))
+        elif sql.arrays is not None and (len(batch) > 1 or sql.lock is None):
+            cols = list(zip(*batch, strict=True))
+            if sql.lock is not None:
+                await self.conn.execute(sql.lock, *[cols[i] for i in sql.lock_cols], timeout=self.timeout)
+            got = _rowcount(await self.conn.execute(sql.arrays, *[cols[i] for i in sql.arrays_cols], timeout=self.timeout))
         else:
             got = len(await self.conn.fetchmany(_returning(sql.sql), batch, timeout=self.timeout))
         if got != count:
