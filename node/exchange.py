@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from node.actors.account import AccountActor, order_row_view
 from node.actors.lease import LeaseHeld, Leases, Liveness, ProcessLock, session_name
-from node.actors.market import LEDGER_INSERT_SQL, MarketActor
+from node.actors.market import MarketActor
 from node.actors.messages import (
     CancelAll,
     CancelOrder,
@@ -45,7 +45,7 @@ from node.market.settlement import DEPOSIT, order_lock
 from node.metrics import NodeMetrics
 from node.money import parse_units
 from node.ownership import Ownership
-from node.store import Store, open_store, sqlite_path
+from node.store import Store, ledger, open_store, sqlite_path
 from node.store.schema import HOUSE_EMAIL
 from node.tonces import TonceBook
 from node.wallet.funds import Funds
@@ -346,12 +346,7 @@ class Exchange:
         """Every member has an account row per configured currency (a new currency gets rows at start)."""
         async with self.store.transaction() as tx:
             for code in self.config.currencies:
-                await tx.execute(
-                    "INSERT INTO accounts (member_id, currency, balance, locked) SELECT m.id, ?, 0, 0 FROM members m "
-                    "WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.member_id = m.id AND a.currency = ?)",
-                    code,
-                    code,
-                )
+                await ledger.open_missing_accounts(tx, code)
 
     # -- members and funds ------------------------------------------------------------------------
     async def create_member(self, email: str, name: str = "", password_hash: str | None = None, activated: bool = True) -> int:
@@ -371,10 +366,7 @@ class Exchange:
                 int(activated),
                 ts,
             )
-            await tx.executemany(
-                "INSERT INTO accounts (member_id, currency, balance, locked) VALUES (?, ?, 0, 0)",
-                [(mid, code) for code in self.config.currencies],
-            )
+            await ledger.open_accounts(tx, int(mid), self.config.currencies)
         return int(mid)
 
     async def member(self, member_id: int) -> dict[str, Any]:
@@ -435,11 +427,8 @@ class Exchange:
                 "VALUES (?, ?, ?, 0, ?, ?, 'accepted', 0, ?, ?) RETURNING id",
                 member_id, currency, units, txid, channel, ts, ts,
             )
-            if await tx.execute(
-                "UPDATE accounts SET balance = balance + ? WHERE member_id = ? AND currency = ?", units, member_id, currency
-            ) != 1:
-                raise MemberNotFound(f"member {member_id} has no {currency} account")
-            await tx.execute(LEDGER_INSERT_SQL, member_id, currency, units, 0, 0, DEPOSIT, "deposit", did, ts)
+            await ledger.entry(tx, member_id, currency, units, 0, DEPOSIT, "deposit", int(did), ts,
+                               MemberNotFound(f"member {member_id} has no {currency} account"))
         return int(did)
 
     async def accounts_of(self, member_id: int) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The account actor: where orders take money out of a member's available balance (withdrawal
 requests in node/wallet/funds.py and approved admin corrections in node/admin/service.py do it in
-transactions of their own, with the same kind of guarded delta).
+transactions of their own; all of them post through the money writer, node/store/ledger.py).
 
 For a batch of order submissions it reads the members' balances inside one write transaction
 (row-locked on PostgreSQL, exclusive on SQLite), decides each order in arrival order, moves
@@ -16,7 +16,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from node.actors.market import LEDGER_BULK
 from node.actors.messages import NewOrder, OrderRequest, SubmitOrders
 from node.actors.runtime import Actor
 from node.clock import now_ms
@@ -24,7 +23,7 @@ from node.config import Currency
 from node.errors import CreateOrderFailed, ExchangeError, TonceReused, Unavailable
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
-from node.store import Bulk, IdAllocator, Store
+from node.store import Bulk, IdAllocator, Store, ledger
 from node.tonces import TonceBook
 
 log = logging.getLogger(__name__)
@@ -33,11 +32,6 @@ ORDERS_INSERT_BULK = Bulk.insert("orders", (
     "id", "member_id", "market", "side", "ord_type", "tif", "price", "stop_price", "volume", "remaining", "funds",
     "origin_locked", "locked", "funds_used", "trades_count", "state", "seq", "triggered", "client_id", "created_at",
     "updated_at"))
-# Summed per (member, currency) first, so no key repeats. No `balance >= x` guard here: the
-# batch decided on balances it read under lock, and a guard would turn a wrong decision into a
-# silent no-op; the CHECK (balance >= 0) refuses it instead and the whole batch rolls back.
-ACCOUNTS_LOCK_BULK = Bulk.update("accounts", "balance = {t}.balance - {0}, locked = {t}.locked + {1}",
-                                 "{t}.member_id = {2} AND {t}.currency = {3}")
 
 
 class MarketRef(Protocol):
@@ -126,9 +120,8 @@ class AccountActor(Actor[SubmitOrders]):
                         results[i] = TonceReused(*tonce)
             available = {(int(r["member_id"]), r["currency"]): int(r["balance"]) for r in fetched[0]}
             existing = {(int(r["member_id"]), r["client_id"]): order_row_view(r) for r in fetched[1]} if client_ids else {}
-            deltas: dict[tuple[int, str], int] = {}
             order_rows: list[tuple[Any, ...]] = []
-            ledger_rows: list[tuple[Any, ...]] = []
+            ledger_rows: list[ledger.LedgerRow] = []
             for i, sub in enumerate(batch):
                 if results[i] is not None:  # a replayed tonce: refused, nothing taken
                     continue
@@ -142,8 +135,6 @@ class AccountActor(Actor[SubmitOrders]):
                         views.append(req)
                         continue
                     oid = await self.order_ids.take(tx)
-                    key = (req.member_id, req.lock_currency)
-                    deltas[key] = deltas.get(key, 0) + req.lock_amount
                     order_rows.append((oid, req.member_id, req.market, req.side, req.ord_type, req.tif, req.price,
                                        req.stop_price, req.volume, req.volume, req.funds, req.lock_amount,
                                        req.lock_amount, 0, 0, "pending", 0, 0, req.client_id, ts, ts))
@@ -159,10 +150,11 @@ class AccountActor(Actor[SubmitOrders]):
                     accepted.append(NewOrder(oid, req.member_id, req.side, req.ord_type, req.price, req.volume, req.tif,
                                              req.stop_price, req.funds, req.lock_amount, ts))
                 results[i] = views
-            if deltas:
-                await tx.executemany(ACCOUNTS_LOCK_BULK, [(amt, amt, k[0], k[1]) for k, amt in sorted(deltas.items())])
+            if order_rows:
+                # The batch decided on balances it read under lock: if a lock does not apply
+                # (a wrong decision), the writer raises and the whole batch rolls back.
+                await ledger.post(tx, ledger_rows)
                 await tx.executemany(ORDERS_INSERT_BULK, order_rows)
-                await tx.executemany(LEDGER_BULK, ledger_rows)
         by_id = {row[0]: row[2] for row in order_rows}
         if accepted:
             # Local mailboxes with room take theirs at once. The rest are handed over all together:

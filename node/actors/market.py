@@ -38,24 +38,18 @@ from node.market.settlement import (
     release,
     settle_trade,
 )
-from node.store import Bulk, IdAllocator, Store
+from node.store import Bulk, IdAllocator, Store, ledger
 from node.store.base import CHUNK_SIZES
 
 log = logging.getLogger(__name__)
 
-LEDGER_INSERT_SQL = (
-    "INSERT INTO ledger (member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 FINISHED_MEMORY = 100_000
 TAKEN_MEMORY = 200_000  # ids the store confirmed as taken in; older copies are checked in the store
 SWEEP_AFTER_MS = 5_000
 # The batch writes, as Bulk statements (one step per batch on SQLite). Keys never repeat in a batch:
-# one row per touched order, and account deltas are summed per (member, currency) first.
+# one row per touched order. Accounts and ledger rows go through the money writer (node/store/ledger.py).
 TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
                                      "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"))
-LEDGER_BULK = Bulk.insert("ledger", ("member_id", "currency", "d_balance", "d_locked", "fee", "reason", "ref_type",
-                                     "ref_id", "created_at"))
 ORDERS_UPDATE_BULK = Bulk.update(
     "orders",
     "remaining = {0}, state = {1}, funds_used = {2}, locked = {3}, trades_count = {4}, seq = {5}, triggered = {6}, "
@@ -64,8 +58,6 @@ ORDERS_UPDATE_BULK = Bulk.update(
 )
 STATE_UPDATE_SQL = ("UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
                     "next_intake = ?, updated_at = ? WHERE market = ? AND epoch = ?")
-ACCOUNTS_DELTA_BULK = Bulk.update("accounts", "balance = {t}.balance + {0}, locked = {t}.locked + {1}",
-                                  "{t}.member_id = {2} AND {t}.currency = {3}")
 
 
 @dataclass(slots=True)
@@ -460,7 +452,6 @@ class MarketActor(Actor[Any]):
             del self.finished[next(iter(self.finished))]
         state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), self.fees[0], self.fees[1],
                      self.next_intake, ts, m.id, self.epoch)
-        account_rows = [(d[0], d[1], k[0], k[1]) for k, d in sorted(eff.deltas.items())]
         ledger_rows = eff.ledger
         claim_steps = self._claim_steps(claims)
 
@@ -476,8 +467,7 @@ class MarketActor(Actor[Any]):
                     await tx.expect(sql, args, count, ClaimLost(f"{self.name}: an order of the batch was taken already"))
                 await tx.executemany(TRADES_BULK, trade_rows)
                 await tx.executemany(ORDERS_UPDATE_BULK, order_rows)
-                await tx.executemany(ACCOUNTS_DELTA_BULK, account_rows)
-                await tx.executemany(LEDGER_BULK, ledger_rows)
+                await ledger.post(tx, ledger_rows)
             for oid in claims:
                 self._remember(oid)
             self.trades_total += len(trade_rows)

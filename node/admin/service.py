@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from node import auth_changes
-from node.actors.market import LEDGER_INSERT_SQL
 from node.admin import audit, roles
 from node.admin.roles import Actor, Forbidden, check
 from node.clock import now_ms
@@ -26,6 +25,7 @@ from node.errors import N_, ExchangeError, FormError, FormErrors, InvalidParamet
 from node.fees import rate_in_force
 from node.market.settlement import FIX
 from node.money import format_units, parse_units
+from node.store import ledger
 
 if TYPE_CHECKING:
     from node.exchange import Exchange
@@ -223,13 +223,8 @@ class Admin:
                     raise InvalidParameter(f"adjustment {adjustment_id} was decided meanwhile", "id")
                 if approve:
                     amount, member, cur = int(adj["amount"]), int(adj["member_id"]), str(adj["currency"])
-                    n = await tx.execute(
-                        "UPDATE accounts SET balance = balance + ? WHERE member_id = ? AND currency = ? AND balance + ? >= 0",
-                        amount, member, cur, amount)
-                    if n != 1:
-                        raise InvalidParameter("the member's available balance is too low for this correction "
-                                               "(it stays pending)", "amount")
-                    await tx.execute(LEDGER_INSERT_SQL, member, cur, amount, 0, 0, FIX, "adjustment", adjustment_id, ts)
+                    await ledger.entry(tx, member, cur, amount, 0, FIX, "adjustment", adjustment_id, ts, InvalidParameter(
+                        "the member's available balance is too low for this correction (it stays pending)", "amount"))
             row = await self.store.fetchrow("SELECT * FROM balance_adjustments WHERE id = ?", adjustment_id)
             assert row is not None
             return dict(row)

@@ -33,17 +33,32 @@ class Bulk:
     _head: str  # SQLite: what comes before the VALUES rows
     _tail: str  # SQLite: what comes after them
     width: int  # values per row
+    # PostgreSQL: the statement as one step over one array per column, `$n` being the row values'
+    # column `arrays_cols[n - 1]`; `lock` first locks the rows in key order (`lock_cols`), since an
+    # UPDATE … FROM unnest(…) takes its row locks in whatever order its join runs.
+    arrays: str | None = None
+    arrays_cols: tuple[int, ...] = ()
+    lock: str | None = None
+    lock_cols: tuple[int, ...] = ()
 
     @classmethod
-    def insert(cls, table: str, columns: Sequence[str]) -> Bulk:
+    def insert(cls, table: str, columns: Sequence[str], types: Sequence[str] | None = None) -> Bulk:
+        """With the columns' PostgreSQL `types`, PostgreSQL may run it as one statement over one
+        array per column (`INSERT … SELECT * FROM unnest($1::bigint[], …)`): one step whose status
+        counts the rows, where executemany counts nothing."""
         cols = ", ".join(columns)
+        arrays = None
+        if types is not None:
+            if len(types) != len(columns):
+                raise ValueError("a Bulk insert needs one type per column")
+            arrays = f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(types, 1))})"
         return cls(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})",
-                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns))
+                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns), arrays, tuple(range(len(columns))))
 
     @classmethod
     def update(cls, table: str, sets: str, where: str) -> Bulk:
         """`sets` and `where` name the row's values {0}, {1}… (each once, in order) and the updated
-        table's columns {t}.column: `Bulk.update("accounts", "balance = {t}.balance + {0}", "{t}.id = {1}")`."""
+        table's columns {t}.column: `Bulk.update("orders", "remaining = {t}.remaining - {0}", "{t}.id = {1}")`."""
         slots = [int(n) for n in _SLOT.findall(sets + " " + where)]
         if slots != list(range(len(slots))):
             raise ValueError("a Bulk update must use {0}, {1}, … once each, in order")
@@ -99,6 +114,10 @@ class Tx(Protocol):
         transaction rolls back. This is how the store, not a process's memory, decides: a fencing
         epoch or a conditional claim checked in the same transaction as the writes it guards. On
         SQLite it travels with the held statements, so a guarded batch still costs one trip."""
+        ...
+    async def expect_many(self, sql: Bulk, rows: Sequence[Sequence[Any]], count: int, error: Exception) -> None:
+        """`executemany` whose rows must change `count` rows in all, else `error` (as `expect`).
+        Only the money writer (node/store/ledger.py) needs it: its every write is counted."""
         ...
 
 

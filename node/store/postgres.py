@@ -37,6 +37,11 @@ def to_pg(sql: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=256)
+def _returning(sql: str) -> str:
+    return to_pg(sql) + " RETURNING 1"
+
+
 def _rowcount(status: str) -> int:
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
@@ -59,6 +64,24 @@ class PgTx:
 
     async def expect(self, sql: str, args: Sequence[Any], rows: int, error: Exception) -> None:
         if _rowcount(await self.conn.execute(to_pg(sql), *args, timeout=self.timeout)) != rows:
+            raise error
+
+    async def expect_many(self, sql: Bulk, rows: Sequence[Sequence[Any]], count: int, error: Exception) -> None:
+        """executemany returns no counts. A statement with column arrays (`Bulk.arrays`) is one step
+        whose status counts its rows (an update's rows locked in key order first, one step more, so
+        a single row takes the per-row statement); any other runs pipelined row by row with
+        `RETURNING 1`, one row back per row changed."""
+        batch = list(rows)
+        if not batch:
+            got = 0
+        elif sql.arrays is not None and (len(batch) > 1 or sql.lock is None):
+            cols = list(zip(*batch, strict=True))
+            if sql.lock is not None:
+                await self.conn.execute(sql.lock, *[cols[i] for i in sql.lock_cols], timeout=self.timeout)
+            got = _rowcount(await self.conn.execute(sql.arrays, *[cols[i] for i in sql.arrays_cols], timeout=self.timeout))
+        else:
+            got = len(await self.conn.fetchmany(_returning(sql.sql), batch, timeout=self.timeout))
+        if got != count:
             raise error
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:

@@ -101,6 +101,22 @@ class Expect:
             raise self.error
 
 
+class ExpectMany:
+    """A held Bulk statement whose chunks' row counts must add up to `rows` (see `Tx.expect_many`)."""
+
+    __slots__ = ("bulk", "rows", "error")
+
+    def __init__(self, bulk: Bulk, rows: int, error: Exception) -> None:
+        self.bulk, self.rows, self.error = bulk, rows, error
+
+    def run(self, db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+        changed = 0
+        for sql, values in self.bulk.chunks(rows):
+            changed += db.execute(sql, values).rowcount
+        if changed != self.rows:
+            raise self.error
+
+
 class SqliteTx:
     """The statements of one transaction, sent to SQLite's thread in as few trips as possible.
 
@@ -113,7 +129,7 @@ class SqliteTx:
     def __init__(self, conn: ConnectionThread, begin: str | None = None) -> None:
         self.conn = conn
         self._begin = begin  # "BEGIN IMMEDIATE", sent with the first statement
-        self._held: list[tuple[str | Bulk | Expect, list[Sequence[Any]]]] = []
+        self._held: list[tuple[str | Bulk | Expect | ExpectMany, list[Sequence[Any]]]] = []
         self.begun = begin is None
 
     def _submit(self, fn: Work, commit: bool = False) -> asyncio.Future[Any]:
@@ -132,6 +148,8 @@ class SqliteTx:
                             db.execute(sql, values)
                     elif isinstance(stmt, Expect):
                         stmt.check(db.execute(stmt.sql, rows[0]).rowcount)
+                    elif isinstance(stmt, ExpectMany):
+                        stmt.run(db, rows)
                     else:
                         db.executemany(stmt, rows)
             except BaseException:
@@ -155,6 +173,11 @@ class SqliteTx:
 
     async def expect(self, sql: str, args: Sequence[Any], rows: int, error: Exception) -> None:
         self._held.append((Expect(sql, rows, error), [tuple(args)]))
+
+    async def expect_many(self, sql: Bulk, rows: Sequence[Sequence[Any]], count: int, error: Exception) -> None:
+        batch = list(rows)
+        if batch or count:
+            self._held.append((ExpectMany(sql, count, error), batch))
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self._run(lambda db: db.execute(sql, args).fetchall()))

@@ -22,13 +22,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from node.actors.lease import LEASE_TTL_MS
-from node.actors.market import LEDGER_INSERT_SQL
 from node.actors.wallet import POLL, WalletActor
 from node.clock import now_ms
 from node.config import ConfigError, Currency, WalletConf
 from node.errors import InvalidParameter
 from node.money import format_units, parse_units
-from node.store import Tx
+from node.store import Tx, ledger
 from node.wallet import FAMILIES
 from node.wallet.bank import BankChannel
 from node.wallet.channel import (
@@ -292,12 +291,14 @@ class Funds:
             raise InvalidParameter("address belongs to this exchange; withdraw to an address of your own", "address")
         total, ts = units + w.withdraw_fee, now_ms()
         async with self.ex.store.transaction() as tx:
-            n = await tx.execute(
-                "UPDATE accounts SET balance = balance - ?, locked = locked + ? WHERE member_id = ? AND currency = ? "
-                "AND balance >= ?", total, total, member_id, cur.code, total)
-            if n != 1:
-                raise WithdrawFailed(f"cannot lock funds (amount: {format_units(units, cur.precision)}, fee: "
-                                     f"{format_units(w.withdraw_fee, cur.precision)}): balance too low")
+            # The account row is ours from this read on (row-locked on PostgreSQL, the whole store
+            # on SQLite); the lock itself is posted once the withdrawal has the id it names.
+            low = WithdrawFailed(f"cannot lock funds (amount: {format_units(units, cur.precision)}, fee: "
+                                 f"{format_units(w.withdraw_fee, cur.precision)}): balance too low")
+            balance = await tx.fetchval("SELECT balance FROM accounts WHERE member_id = ? AND currency = ?"
+                                        + self.ex.store.for_update, member_id, cur.code)
+            if balance is None or int(balance) < total:
+                raise low
             if self.withdraw_limit is not None:  # again, now that the account row is ours: no race
                 await self.withdraw_limit(member_id, cur.code, units, tx)
             wid = int(await tx.fetchval(
@@ -305,7 +306,7 @@ class Funds:
                 "VALUES (?, ?, ?, ?, ?, ?, 'submitted', 'waiting for audit', ?, ?) RETURNING id",
                 member_id, cur.code, units, w.withdraw_fee, total, addr, ts, ts))
             await tx.execute("UPDATE withdraws SET sn = ? WHERE id = ?", withdraw_sn(wid, ts), wid)
-            await tx.execute(LEDGER_INSERT_SQL, member_id, cur.code, -total, total, 0, WITHDRAW_LOCK, "withdraw", wid, ts)
+            await ledger.entry(tx, member_id, cur.code, -total, total, WITHDRAW_LOCK, "withdraw", wid, ts, low)
             row = await tx.fetchrow("SELECT * FROM withdraws WHERE id = ?", wid)
             assert row is not None
             out = dict(row)

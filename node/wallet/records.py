@@ -11,10 +11,9 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from node.actors.market import LEDGER_INSERT_SQL
 from node.errors import ExchangeError
 from node.market.settlement import DEPOSIT, WITHDRAW
-from node.store import Tx
+from node.store import Tx, ledger
 
 # Ledger reasons beside settlement's DEPOSIT / WITHDRAW (Peatio's names, plus the house's fee).
 WITHDRAW_LOCK = "withdraw_lock"
@@ -55,14 +54,6 @@ def withdraw_sn(withdraw_id: int, created_ms: int) -> str:
     return t.strftime("%y%m%d%H%M") + str(withdraw_id).rjust(4, "0")
 
 
-async def _account(tx: Tx, member_id: int, currency: str, d_balance: int, d_locked: int) -> None:
-    n = await tx.execute(
-        "UPDATE accounts SET balance = balance + ?, locked = locked + ? WHERE member_id = ? AND currency = ?",
-        d_balance, d_locked, member_id, currency)
-    if n != 1:
-        raise RuntimeError(f"member {member_id} has no {currency} account")
-
-
 async def credit_deposit(tx: Tx, d: Mapping[str, Any], ts: int) -> bool:
     """submitted → accepted and the member's balance credited; False if someone else already did."""
     n = await tx.execute("UPDATE deposits SET state = 'accepted', done_at = ?, updated_at = ? WHERE id = ? AND state = 'submitted'",
@@ -70,8 +61,7 @@ async def credit_deposit(tx: Tx, d: Mapping[str, Any], ts: int) -> bool:
     if n != 1:
         return False
     member, currency, amount = int(d["member_id"]), str(d["currency"]), int(d["amount"])
-    await _account(tx, member, currency, amount, 0)
-    await tx.execute(LEDGER_INSERT_SQL, member, currency, amount, 0, 0, DEPOSIT, "deposit", int(d["id"]), ts)
+    await ledger.entry(tx, member, currency, amount, 0, DEPOSIT, "deposit", int(d["id"]), ts)
     return True
 
 
@@ -84,15 +74,8 @@ async def revert_deposit(tx: Tx, d: Mapping[str, Any], why: str, ts: int) -> tup
     if n != 1:
         return None
     member, currency, amount = int(d["member_id"]), str(d["currency"]), int(d["amount"])
-    while True:  # PostgreSQL: an order may lock funds between the read and the update; read again then
-        balance = int(await tx.fetchval("SELECT balance FROM accounts WHERE member_id = ? AND currency = ?", member, currency))
-        take = min(balance, amount)
-        if await tx.execute("UPDATE accounts SET balance = balance - ? WHERE member_id = ? AND currency = ? AND balance >= ?",
-                            take, member, currency, take) == 1:
-            break
+    take = await ledger.take_back(tx, member, currency, amount, DEPOSIT_REVERT, "deposit", int(d["id"]), ts)
     await tx.execute("UPDATE deposits SET reversed = ? WHERE id = ?", take, int(d["id"]))
-    if take:
-        await tx.execute(LEDGER_INSERT_SQL, member, currency, -take, 0, 0, DEPOSIT_REVERT, "deposit", int(d["id"]), ts)
     return take, amount - take
 
 
@@ -122,8 +105,7 @@ async def unlock_withdraw(tx: Tx, w: Mapping[str, Any], from_states: tuple[str, 
     if n != 1:
         return False
     member, currency, total = int(w["member_id"]), str(w["currency"]), int(w["total"])
-    await _account(tx, member, currency, total, -total)
-    await tx.execute(LEDGER_INSERT_SQL, member, currency, total, -total, 0, WITHDRAW_UNLOCK, "withdraw", int(w["id"]), ts)
+    await ledger.entry(tx, member, currency, total, -total, WITHDRAW_UNLOCK, "withdraw", int(w["id"]), ts)
     return True
 
 
@@ -140,11 +122,10 @@ async def finish_withdraw(tx: Tx, w: Mapping[str, Any], from_states: tuple[str, 
         return False
     wid, member, currency = int(w["id"]), int(w["member_id"]), str(w["currency"])
     total, fee = int(w["total"]), int(w["fee"])
-    # Accounts in ascending member order, like every other writer (no PostgreSQL deadlocks).
-    moves = sorted([(member, 0, -total, fee, WITHDRAW)] + ([(fee_member, fee, 0, 0, WITHDRAW_FEE)] if fee else []))
-    for m, d_bal, d_lock, f, reason in moves:
-        await _account(tx, m, currency, d_bal, d_lock)
-        await tx.execute(LEDGER_INSERT_SQL, m, currency, d_bal, d_lock, f, reason, "withdraw", wid, ts)
+    rows: list[ledger.LedgerRow] = [(member, currency, 0, -total, fee, WITHDRAW, "withdraw", wid, ts)]
+    if fee:
+        rows.append((fee_member, currency, fee, 0, 0, WITHDRAW_FEE, "withdraw", wid, ts))
+    await ledger.post(tx, rows)  # the writer updates the accounts in (member, currency) order
     return True
 
 
