@@ -4,7 +4,7 @@
   at the database's first start, so exchanges sharing a broker never mix). Any node hands an accepted order (or a
   cancel, or a query) to it with a persistent message and a publisher confirm; the owning node
   consumes it in order, puts it in the market actor's mailbox, and acknowledges only after the
-  batch that handled it committed. A redelivered order that is no longer `pending` is dropped.
+  batch that handled it committed. The market drops any copy (a redelivery) of an order the store says is no longer `pending`.
 - `ask` carries `reply_to` (the asking node's exclusive reply queue) and a correlation id; the
   answer, or its error, comes back there; a missing answer is a Timeout after the ask timeout.
 - Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic); every node subscribes
@@ -29,7 +29,6 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
 from node.actors.market import MarketActor
-from node.actors.messages import NewOrder
 from node.clock import now_ms
 from node.cluster.codec import decode_message, decode_result, encode_message, encode_result
 from node.errors import ExchangeError, Timeout, Unavailable
@@ -267,9 +266,6 @@ class RabbitLink:
                     log.exception("undecodable message on %s dropped", queue.name)
                     await message.reject(requeue=False)
                     continue
-                if isinstance(msg, NewOrder) and message.redelivered and await self._already_taken(actor, msg.id):
-                    await message.ack()
-                    continue
                 try:  # waits for room: a requeued message would lose its place in the queue
                     pending = await actor.ask_later(msg, timeout=3600)
                 except ExchangeError as e:  # stopping: leave it in the queue for the market's next owner
@@ -279,12 +275,6 @@ class RabbitLink:
                     continue
                 pending.add_done_callback(lambda f, m=message: asyncio.ensure_future(self._settle(m, f)))  # type: ignore[misc]
                 self.consumed += 1
-
-    async def _already_taken(self, actor: MarketActor, order_id: int) -> bool:
-        if order_id in actor.live or order_id in actor.finished:
-            return True
-        state = await actor.store.fetchval("SELECT state FROM orders WHERE id = ?", order_id)
-        return state != "pending"
 
     async def _settle(self, message: AbstractIncomingMessage, fut: asyncio.Future[Any]) -> None:
         """After the batch committed: answer the asker (if any), then acknowledge."""
