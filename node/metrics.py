@@ -29,7 +29,7 @@ from node.ownership import SELF_FENCE
 from node.wallet.records import HOLDING
 
 if TYPE_CHECKING:
-    from node.exchange import Exchange
+    from node.exchange.core import ExchangeCore
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 class NodeMetrics:
-    def __init__(self, ex: Exchange) -> None:
+    def __init__(self, ex: ExchangeCore) -> None:
         self.ex = ex
         self.registry = CollectorRegistry(auto_describe=False)
         self.commit = Histogram("exchange_batch_commit_seconds",
@@ -230,7 +230,7 @@ class _Live(Collector):
                                   "in time (their numbers are the previous ones)", value=m.refresh_errors)
 
 
-async def readiness(ex: Exchange, *, draining: bool = False) -> tuple[bool, dict[str, Any]]:
+async def readiness(ex: ExchangeCore, *, draining: bool = False) -> tuple[bool, dict[str, Any]]:
     """Whether a load balancer should send this node traffic, and why not.
 
     - the store and (in a cluster) the bus each answer a round trip within `[ops] ready_timeout_ms`;

@@ -27,7 +27,8 @@ from node.clock import now_ms
 from node.config import ConfigError, Currency, WalletConf
 from node.errors import InvalidParameter
 from node.money import format_units, parse_units
-from node.store import Tx, ledger
+from node.store import Store, Tx, ledger
+from node.store.members import House, member_row
 from node.wallet import FAMILIES
 from node.wallet.bank import BankChannel
 from node.wallet.channel import (
@@ -52,7 +53,8 @@ from node.wallet.records import (
 )
 
 if TYPE_CHECKING:
-    from node.exchange import Exchange
+    from node.actors.lease import Leases
+    from node.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -91,42 +93,46 @@ class Funds:
     that locks the funds, after the member's account row is locked, with that transaction: two
     withdrawals at once cannot then both pass the limit (one waits for the other's commit)."""
 
-    def __init__(self, ex: Exchange) -> None:
-        self.ex = ex
+    def __init__(self, config: Config, node_name: str, store: Store, leases: Leases, house: House) -> None:
+        self.config = config
+        self.node_name = node_name
+        self.store = store
+        self.leases = leases
+        self.house = house  # filled in when the node boots, before `start`
         self.actors: dict[str, WalletActor] = {}
         self._channels: dict[str, Channel] = {}
         self._renew_task: asyncio.Task[None] | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
     def wallets(self) -> dict[str, Currency]:
-        return {c: cur for c, cur in self.ex.config.currencies.items() if cur.wallet is not None}
+        return {c: cur for c, cur in self.config.currencies.items() if cur.wallet is not None}
 
     async def start(self) -> None:
         """Start the wallet actors this node runs (each under a lease: one live wallet per currency
         in the cluster). A node without wallet settings starts none and needs no daemon."""
-        mine = {c: cur for c, cur in self.wallets().items() if cur.wallet is not None and cur.wallet.node == self.ex.node.name}
-        a = self.ex.config.actors
+        mine = {c: cur for c, cur in self.wallets().items() if cur.wallet is not None and cur.wallet.node == self.node_name}
+        a = self.config.actors
         for code, cur in mine.items():
             channel = self.channel(code)
             try:
                 await channel.open()
             except SettingsError as e:
                 raise ConfigError(f"currencies.{code}.wallet.{e}") from None
-            await self.ex.leases.acquire(f"wallet:{code}")
-            actor = WalletActor(cur, channel, self.ex.store, self.ex.fee_member, self.ex.node.name,
+            await self.leases.acquire(f"wallet:{code}")
+            actor = WalletActor(cur, channel, self.store, self.house.fee_member, self.node_name,
                                 mailbox_size=min(a.mailbox_size, 1000), max_batch=a.max_batch, ask_timeout=a.ask_timeout)
             self.actors[code] = actor
             await actor.start()
         if self.actors:
             self._renew_task = asyncio.create_task(self._renew(), name="wallet-leases")
-            log.info("node %s: wallets %s", self.ex.node.name, ", ".join(self.actors))
+            log.info("node %s: wallets %s", self.node_name, ", ".join(self.actors))
 
     async def stop(self) -> None:
         if self._renew_task is not None:
             self._renew_task.cancel()
         for code, actor in self.actors.items():
             await actor.stop()
-            await self.ex.leases.release(f"wallet:{code}")
+            await self.leases.release(f"wallet:{code}")
         self.actors.clear()
         for ch in self._channels.values():
             await ch.close()
@@ -137,14 +143,14 @@ class Funds:
             await asyncio.sleep(LEASE_TTL_MS / 3000)
             for code, actor in list(self.actors.items()):
                 try:
-                    if not await self.ex.leases.renew(f"wallet:{code}"):
+                    if not await self.leases.renew(f"wallet:{code}"):
                         log.error("lost the lease of wallet %s: stopping its actor", code)
                         actor.fence()
                 except Exception:
                     log.exception("could not renew the lease of wallet %s; retrying", code)
 
     def conf(self, currency: object) -> tuple[Currency, WalletConf]:
-        cur = self.ex.config.currencies.get(currency) if isinstance(currency, str) else None
+        cur = self.config.currencies.get(currency) if isinstance(currency, str) else None
         if cur is None:
             raise InvalidParameter("currency does not have a valid value", "currency")
         if cur.wallet is None:
@@ -187,9 +193,9 @@ class Funds:
         """The member's current deposit address, and a new one once the current has received funds
         (coins); for fiat the member's permanent reference code with the exchange's bank account."""
         cur, w = self.conf(currency)
-        await self.ex.member(member_id)
+        await member_row(self.store, member_id)
         ch = self.channel(cur.code)
-        row = await self.ex.store.fetchrow(
+        row = await self.store.fetchrow(
             "SELECT address, used_at FROM deposit_addresses WHERE member_id = ? AND currency = ? ORDER BY id DESC LIMIT 1",
             member_id, cur.code)
         out: dict[str, Any] = {"currency": cur.code}
@@ -199,7 +205,7 @@ class Funds:
             out["address"] = row["address"]
             return out
         address = await self._ask(cur.code, lambda c: c.new_address(member_id))
-        await self.ex.store.execute(
+        await self.store.execute(
             "INSERT INTO deposit_addresses (member_id, currency, address, created_at) VALUES (?, ?, ?, ?)",
             member_id, cur.code, address, now_ms())
         out["address"] = address
@@ -217,7 +223,7 @@ class Funds:
         if state is not None:
             sql += " AND state = ?"
             args.append(state)
-        rows = await self.ex.store.fetch(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", *args, limit, offset)
+        rows = await self.store.fetch(sql + " ORDER BY id DESC LIMIT ? OFFSET ?", *args, limit, offset)
         return [dict(r) for r in rows]
 
     async def deposits_of(self, member_id: int, currency: str | None = None, state: str | None = None,
@@ -225,7 +231,7 @@ class Funds:
         return await self._rows_of("deposits", member_id, currency, state, limit, offset)
 
     async def deposit_by_txid(self, member_id: int, txid: str) -> dict[str, Any] | None:
-        row = await self.ex.store.fetchrow(
+        row = await self.store.fetchrow(
             "SELECT * FROM deposits WHERE member_id = ? AND txid = ? ORDER BY id DESC LIMIT 1", member_id, txid)
         return None if row is None else dict(row)
 
@@ -238,12 +244,12 @@ class Funds:
         units = parse_units(amount, cur.precision, "amount")
         bank_ref = _line(bank_ref, "bank_ref", MAX_REFERENCE)
         reference = _line(reference, "reference", MAX_REFERENCE).upper()
-        row = await self.ex.store.fetchrow("SELECT member_id FROM deposit_addresses WHERE currency = ? AND address = ?",
+        row = await self.store.fetchrow("SELECT member_id FROM deposit_addresses WHERE currency = ? AND address = ?",
                                            cur.code, reference)
         if row is None:
             raise InvalidParameter(f"reference {reference} does not belong to any member", "reference")
         member_id, ts = int(row["member_id"]), now_ms()
-        async with self.ex.store.transaction() as tx:
+        async with self.store.transaction() as tx:
             old = await tx.fetchrow("SELECT * FROM deposits WHERE currency = ? AND txid = ? AND txout = 0", cur.code, bank_ref)
             if old is not None:
                 if int(old["member_id"]) != member_id or int(old["amount"]) != units:
@@ -272,12 +278,12 @@ class Funds:
         if w.max_withdraw and units > w.max_withdraw:
             raise InvalidParameter(f"amount is above the maximum withdrawal of {fmt(w.max_withdraw)}", "amount")
         addr = _line(address, "address", MAX_ADDRESS)
-        member = await self.ex.member(member_id)
+        member = await member_row(self.store, member_id)
         if member["disabled"]:
             raise WithdrawFailed("this member may not withdraw (account disabled)")
         if not member["activated"]:
             raise WithdrawFailed("this member may not withdraw until the account is activated")
-        hold = await freeze_of(self.ex.store, member_id)
+        hold = await freeze_of(self.store, member_id)
         if hold is not None:
             raise WithdrawFailed(f"withdrawals are on hold: {hold}")
         if self.second_factor is not None:
@@ -290,13 +296,13 @@ class Funds:
         if check.mine:
             raise InvalidParameter("address belongs to this exchange; withdraw to an address of your own", "address")
         total, ts = units + w.withdraw_fee, now_ms()
-        async with self.ex.store.transaction() as tx:
+        async with self.store.transaction() as tx:
             # The account row is ours from this read on (row-locked on PostgreSQL, the whole store
             # on SQLite); the lock itself is posted once the withdrawal has the id it names.
             low = WithdrawFailed(f"cannot lock funds (amount: {format_units(units, cur.precision)}, fee: "
                                  f"{format_units(w.withdraw_fee, cur.precision)}): balance too low")
             balance = await tx.fetchval("SELECT balance FROM accounts WHERE member_id = ? AND currency = ?"
-                                        + self.ex.store.for_update, member_id, cur.code)
+                                        + self.store.for_update, member_id, cur.code)
             if balance is None or int(balance) < total:
                 raise low
             if self.withdraw_limit is not None:  # again, now that the account row is ours: no race
@@ -334,7 +340,7 @@ class Funds:
         return await self._rows_of("withdraws", member_id, currency, state, limit, offset)
 
     async def withdraw(self, withdraw_id: int, member_id: int | None = None) -> dict[str, Any]:
-        row = await self.ex.store.fetchrow("SELECT * FROM withdraws WHERE id = ?", withdraw_id)
+        row = await self.store.fetchrow("SELECT * FROM withdraws WHERE id = ?", withdraw_id)
         if row is None or (member_id is not None and int(row["member_id"]) != member_id):
             raise WithdrawNotFound(f"Withdraw#{withdraw_id} doesn't exist.")
         return dict(row)
@@ -342,7 +348,7 @@ class Funds:
     async def cancel_withdraw(self, member_id: int | None, withdraw_id: int) -> dict[str, Any]:
         """The member (or an admin) takes back a withdrawal not yet being paid: funds unlocked."""
         w = await self.withdraw(withdraw_id, member_id)
-        async with self.ex.store.transaction() as tx:
+        async with self.store.transaction() as tx:
             ok = await unlock_withdraw(tx, w, ("submitting", "submitted", "accepted"), "canceled",
                                        "canceled by the member", now_ms())
         if not ok:
@@ -361,14 +367,14 @@ class Funds:
         if currency is not None:
             sql += " AND currency = ?"
             args.append(currency)
-        return [dict(r) for r in await self.ex.store.fetch(sql + " ORDER BY id LIMIT 500", *args)]
+        return [dict(r) for r in await self.store.fetch(sql + " ORDER BY id LIMIT 500", *args)]
 
     async def approve_withdraw(self, withdraw_id: int, admin: str = "admin") -> dict[str, Any]:
         """Admin approval of a withdrawal above the auto-approve threshold, or of a suspect one after
         review. Paid by the wallet actor at its next cycle (woken now if it runs here)."""
         w = await self.withdraw(withdraw_id)
         ts = now_ms()
-        n = await self.ex.store.execute(
+        n = await self.store.execute(
             "UPDATE withdraws SET approved_at = ?, approved_by = ?, note = '', admin_note = '', updated_at = ?, "
             "state = CASE WHEN audited_at IS NOT NULL THEN 'accepted' ELSE state END "
             "WHERE id = ? AND state IN ('submitted', 'suspect')", ts, _line(admin, "admin", 100), ts, withdraw_id)
@@ -379,7 +385,7 @@ class Funds:
 
     async def reject_withdraw(self, withdraw_id: int, reason: str) -> dict[str, Any]:
         w = await self.withdraw(withdraw_id)
-        async with self.ex.store.transaction() as tx:
+        async with self.store.transaction() as tx:
             ok = await unlock_withdraw(tx, w, ("submitting", "submitted", "accepted", "suspect"), "rejected",
                                        f"rejected by an admin: {_line(reason, 'reason', 300)}", now_ms())
         if not ok:
@@ -391,9 +397,9 @@ class Funds:
         w = await self.withdraw(withdraw_id)
         if not isinstance(self.channel(w["currency"]), BankChannel):
             raise WithdrawFailed(f"withdraw {w['sn']} is paid by the {w['currency']} wallet, not by an admin")
-        async with self.ex.store.transaction() as tx:
+        async with self.store.transaction() as tx:
             ok = await finish_withdraw(tx, w, ("accepted", "processing"), _line(bank_ref, "bank_ref", MAX_REFERENCE),
-                                       None, self.ex.fee_member, now_ms())
+                                       None, self.house.fee_member, now_ms())
         if not ok:
             raise WithdrawFailed(f"withdraw {w['sn']} is {w['state']}: only an accepted withdrawal can be completed")
         return await self.withdraw(withdraw_id)
@@ -402,11 +408,11 @@ class Funds:
         """Wallet alerts for the admin (re-orgs that took out a credited deposit, suspect or failed
         withdrawals, odd amounts), newest first."""
         where = "" if include_resolved else " WHERE resolved_at IS NULL"
-        rows = await self.ex.store.fetch(f"SELECT * FROM wallet_alerts{where} ORDER BY id DESC LIMIT ?", limit)
+        rows = await self.store.fetch(f"SELECT * FROM wallet_alerts{where} ORDER BY id DESC LIMIT ?", limit)
         return [dict(r) for r in rows]
 
     async def resolve_alert(self, alert_id: int, resolution: str) -> None:
-        n = await self.ex.store.execute("UPDATE wallet_alerts SET resolved_at = ?, resolution = ? WHERE id = ? "
+        n = await self.store.execute("UPDATE wallet_alerts SET resolved_at = ?, resolution = ? WHERE id = ? "
                                         "AND resolved_at IS NULL", now_ms(), _line(resolution, "resolution", 500), alert_id)
         if n != 1:
             raise InvalidParameter(f"alert {alert_id} does not exist or is already resolved", "id")
@@ -414,17 +420,17 @@ class Funds:
     async def freezes(self, include_resolved: bool = False) -> list[dict[str, Any]]:
         """Members whose withdrawals are on hold (a re-org took back a deposit they had been credited)."""
         where = "" if include_resolved else " WHERE resolved_at IS NULL"
-        return [dict(r) for r in await self.ex.store.fetch(f"SELECT * FROM withdraw_freezes{where} ORDER BY id DESC LIMIT 500")]
+        return [dict(r) for r in await self.store.fetch(f"SELECT * FROM withdraw_freezes{where} ORDER BY id DESC LIMIT 500")]
 
     async def release_freeze(self, freeze_id: int, resolution: str, admin: str = "admin") -> dict[str, Any]:
         """An admin has settled a shortfall (a balance correction, a repayment, a write-off) and lets
         the member withdraw again. The books stay as they are: settling is a ledger entry of its own."""
-        n = await self.ex.store.execute(
+        n = await self.store.execute(
             "UPDATE withdraw_freezes SET resolved_at = ?, resolved_by = ?, resolution = ? WHERE id = ? AND resolved_at IS NULL",
             now_ms(), _line(admin, "admin", 100), _line(resolution, "resolution", 500), freeze_id)
         if n != 1:
             raise InvalidParameter(f"hold {freeze_id} does not exist or is already released", "id")
-        row = await self.ex.store.fetchrow("SELECT * FROM withdraw_freezes WHERE id = ?", freeze_id)
+        row = await self.store.fetchrow("SELECT * FROM withdraw_freezes WHERE id = ?", freeze_id)
         assert row is not None
         self.wake(str(row["currency"]))
         return dict(row)
@@ -434,10 +440,10 @@ class Funds:
         its last cycle, what members hold and what pending withdrawals have locked."""
         out = []
         for code, cur in self.wallets().items():
-            row = await self.ex.store.fetchrow("SELECT * FROM wallet_cursors WHERE currency = ?", code)
-            held = await self.ex.store.fetchval("SELECT COALESCE(SUM(balance + locked), 0) FROM accounts WHERE currency = ?", code)
+            row = await self.store.fetchrow("SELECT * FROM wallet_cursors WHERE currency = ?", code)
+            held = await self.store.fetchval("SELECT COALESCE(SUM(balance + locked), 0) FROM accounts WHERE currency = ?", code)
             marks = ",".join("?" * len(HOLDING))
-            pending = await self.ex.store.fetchval(
+            pending = await self.store.fetchval(
                 f"SELECT COALESCE(SUM(amount), 0) FROM withdraws WHERE currency = ? AND state IN ({marks})", code, *HOLDING)
             actor = self.actors.get(code)
             assert cur.wallet is not None
@@ -459,7 +465,7 @@ class Funds:
         if hot is None:
             raise InvalidParameter(f"currency {cur.code} has no hot wallet", "currency")
         cold = await self._ask(cur.code, lambda c: c.watched_balance(list(w.cold_addresses))) if w.cold_addresses else 0
-        return await reconcile(self.ex.store, cur.code, cur.precision, w.channel, int(hot), int(cold), w.cold_balance)
+        return await reconcile(self.store, cur.code, cur.precision, w.channel, int(hot), int(cold), w.cold_balance)
 
     async def reconcile(self, currency: str) -> dict[str, Any]:
         """`reconciliation` as a dict: every line by its key, `difference` and `ok`."""
