@@ -33,7 +33,7 @@ from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.tuning import freeze_startup_objects
 from node.web import edge
-from node.web.api_solvency import service as solvency_service
+from node.web.api.solvency import service as solvency_service
 from node.web.app import make_app
 from node.web.ops import make_ops_app
 from node.web.pages import serving_at

@@ -12,7 +12,7 @@ from node.exchange import Exchange
 from node.marketdata import PERIODS, MarketData, Series, align, fill
 from node.marketdata.kline import window
 from node.marketdata.ticker import Ticker24h
-from node.web.api_marketdata import MARKETDATA
+from node.web.api.marketdata import MARKETDATA
 from tests.conftest import config_with
 from tests.wsclient import serve
 

@@ -38,7 +38,7 @@ from node.solvency.snapshot import (
     next_due,
     ratio_str,
 )
-from node.web.api_solvency import service
+from node.web.api.solvency import service
 from node.web.app import make_app
 from tests.apiclient import ApiClient, ApiError
 from tests.conftest import config_with

@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from node.exchange import Exchange
-from node.web.api_solvency import service
+from node.web.api.solvency import service
 from node.web.app import make_app
 from tests.conftest import config_with
 from tests.test_solvency_snapshot import as_member

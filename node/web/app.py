@@ -17,9 +17,6 @@ from node.resources import templates_dir
 from node.secrets_box import SecretBox, load_server_key
 from node.web import (
     api,
-    api_funds,
-    api_marketdata,
-    api_solvency,
     edge,
     ops,
     pages,
@@ -30,6 +27,9 @@ from node.web import (
     pages_solvency,
     ws,
 )
+from node.web.api import funds as api_funds
+from node.web.api import marketdata as api_marketdata
+from node.web.api import solvency as api_solvency
 from node.web.auth import Authenticator, TonceActor
 from node.web.inputs import shown
 from node.web.market_status import MARKET_STATUS, MarketStatus

@@ -37,7 +37,7 @@ from node.security import audit
 from node.wallet.records import freeze_of
 from node.web import session as sessions
 from node.web.api import EXCHANGE, json_response
-from node.web.api_marketdata import MARKETDATA
+from node.web.api.marketdata import MARKETDATA
 from node.web.forms import (
     GENERAL,
     Form,

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from node.solvency.snapshot import SnapshotNotFound
 from node.web.api import EXCHANGE
-from node.web.api_solvency import service
+from node.web.api.solvency import service
 
 MEMBER_ID_KEY = "member_id"
 

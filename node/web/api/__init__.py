@@ -7,8 +7,8 @@ answers with a `.json` suffix, because Peatio clients sign and call `/api/v2/ord
 Beyond Peatio, in the same style: `client_id` and `time_in_force` on orders, `page` on every list
 (with X-Page / X-Per-Page / X-Next-Page headers, and X-Total where counting is cheap), `market` on
 `/orders/clear`, `GET /fees`, and an OpenAPI description at `/api/v2/doc`. Deposits and
-withdrawals are served by `api_funds` (wallets), market data (tickers, k-lines) by `api_marketdata`,
-proof of solvency by `api_solvency`; they reuse `_public`/`_private` from here, so signatures,
+withdrawals are served by `api.funds` (wallets), market data (tickers, k-lines) by `api.marketdata`,
+proof of solvency by `api.solvency`; they reuse `_public`/`_private` from here, so signatures,
 rate limits and errors behave the same everywhere.
 """
 
