@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from node.config import parse_config
 from node.wallet import FAMILIES
-from node.web.pages_security import SECURITY
+from node.web.pages.security import SECURITY
 from tests.conftest import Clock
 from tests.regtest import config_data
 from tests.test_pages import PASSWORD, Site, Visitor, serve_site

@@ -16,7 +16,7 @@ from node.audit import audit
 from node.config import ConfigError
 from node.wallet.records import WithdrawFailed
 from node.web.app import KEYS
-from node.web.pages_admin import ADMIN, ROUTES
+from node.web.pages.admin import ADMIN, ROUTES
 from tests.apiclient import ApiClient, ApiError
 from tests.test_admin_fixtures import (
     BOSS,
@@ -579,7 +579,7 @@ def _texts() -> dict[str, str]:
             first = msg[0] if isinstance(msg, tuple) else msg
             if isinstance(first, str):
                 found.setdefault(first, p.name)
-    for name in ("node/web/pages_admin.py", "node/web/pages_member_extra.py", "node/kyc.py", "node/tickets.py",
+    for name in ("node/web/pages/admin/__init__.py", "node/web/pages/member_extra.py", "node/kyc.py", "node/tickets.py",
                  "node/cms.py", "node/admin/uploads.py", "node/admin/service.py"):
         for node in ast.walk(ast.parse((root / name).read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")

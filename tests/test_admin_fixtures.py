@@ -19,7 +19,7 @@ import pytest
 from node.admin import roles
 from node.config import Config, parse_config
 from node.exchange import Exchange
-from node.web.pages_security import SECURITY
+from node.web.pages.security import SECURITY
 from tests.conftest import ROOT
 from tests.test_pages import Site, Visitor, serve_site
 

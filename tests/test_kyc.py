@@ -13,7 +13,7 @@ from node.admin import uploads
 from node.kyc import FILES, check_identity
 from node.web.app import STATIC
 from node.web.i18n import FormErrors
-from node.web.pages_admin import KYC, UPLOADS
+from node.web.pages.admin import KYC, UPLOADS
 from tests.test_admin_fixtures import BOSS, JPEG, PDF, PNG, audit_rows, flash, post_files, staff
 from tests.test_pages import Site, Visitor
 

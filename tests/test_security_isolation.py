@@ -14,7 +14,7 @@ import pytest
 
 from node.admin.uploads import Incoming
 from node.web.app import KEYS
-from node.web.pages_admin import TICKETS
+from node.web.pages.admin import TICKETS
 from tests.apiclient import ApiClient, ApiError
 from tests.security_site import Site, security_site
 from tests.test_pages import Visitor

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from node.security import audit
 from node.security.throttle import LOGIN_PAIR, Rule, Throttle, account_subject
-from node.web.pages_security import PUBLIC_FORMS, PUBLIC_PREFIXES
+from node.web.pages.security import PUBLIC_FORMS, PUBLIC_PREFIXES
 from tests.security_site import PASSWORD, code, enable_totp, security_site
 from tests.test_pages import Visitor
 

@@ -16,7 +16,7 @@ from node.audit import audit as books
 from node.exchange import Exchange
 from node.security import audit
 from node.web.app import KEYS
-from node.web.pages_security import SECURITY
+from node.web.pages.security import SECURITY
 from tests.apiclient import ApiClient, ApiError
 from tests.security_site import Site, code, enable_totp, security_site
 from tests.test_pages import count

@@ -537,7 +537,7 @@ def test_member_page_takes_the_member_from_either_request_key() -> None:
 
     from aiohttp.test_utils import make_mocked_request
 
-    from node.web.pages_solvency import signed_in_member
+    from node.web.pages.solvency import signed_in_member
 
     r = make_mocked_request("GET", "/solvency/me")
     assert signed_in_member(r) is None

@@ -20,11 +20,6 @@ from node.web import (
     edge,
     ops,
     pages,
-    pages_admin,
-    pages_member_extra,
-    pages_orders,
-    pages_security,
-    pages_solvency,
     ws,
 )
 from node.web.api import funds as api_funds
@@ -33,7 +28,12 @@ from node.web.api import solvency as api_solvency
 from node.web.auth import Authenticator, TonceActor
 from node.web.inputs import shown
 from node.web.market_status import MARKET_STATUS, MarketStatus
-from node.web.pages_security import gate as security_gate
+from node.web.pages import admin as pages_admin
+from node.web.pages import member_extra as pages_member_extra
+from node.web.pages import orders as pages_orders
+from node.web.pages import security as pages_security
+from node.web.pages import solvency as pages_solvency
+from node.web.pages.security import gate as security_gate
 from node.web.session import middleware as page_sessions
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from node.web.edge import takes_files
 from node.web.forms import GENERAL, Form, amount, fee_percent, iso, price, utc, volume
 from node.web.i18n import N_, FormError, FormErrors, Translator
 from node.web.pages import MEMBERS, path_id, redirect
-from node.web.pages_security import SECURITY, UNLOCK_KEY, require_admin_unlock, unlock_admin
+from node.web.pages.security import SECURITY, UNLOCK_KEY, require_admin_unlock, unlock_admin
 from node.web.session import SECOND_FACTOR, error_page, render, safe_next, session_of, translator_of
 
 ADMIN = web.AppKey("admin", Admin)

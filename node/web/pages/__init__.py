@@ -1136,7 +1136,7 @@ def serving_at(app: web.Application, host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
     app[MEMBERS].base_url = url
-    from node.web.pages_admin import TICKETS  # registered after this module's routes
+    from node.web.pages.admin import TICKETS  # registered after this module's routes
 
     if TICKETS in app:
         app[TICKETS].base_url = url
