@@ -29,7 +29,7 @@ from node.config import Currency
 from node.errors import DepositNotFound, InvalidParameter
 from node.money import format_units
 from node.wallet.records import DEPOSIT_STATES, WITHDRAW_STATES
-from node.web.api import _private, json_response, page_of, paged
+from node.web.api.common import _private, json_response, page_of, paged
 from node.web.auth import require_scope
 from node.web.format import deposit_json, iso
 from node.web.params import Params

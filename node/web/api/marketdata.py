@@ -16,8 +16,8 @@ from node.config import Market
 from node.errors import InvalidParameter
 from node.exchange import Exchange
 from node.marketdata import PERIODS, MarketData, Ticker
-from node.web.api import Handler, json_response
-from node.web.api import _public as api_public
+from node.web.api.common import Handler, json_response
+from node.web.api.common import _public as api_public
 from node.web.format import price_str, volume_str
 from node.web.params import Params
 

@@ -26,7 +26,7 @@ from aiohttp import web
 from node.errors import InvalidParameter
 from node.solvency.snapshot import SolvencyService
 from node.web import openapi
-from node.web.api import EXCHANGE, _private, _public, json_response
+from node.web.api.common import EXCHANGE, _private, _public, json_response
 from node.web.params import Params
 
 SOLVENCY = web.AppKey("solvency", SolvencyService)
