@@ -158,7 +158,7 @@ async def _stalls(stop: asyncio.Event, worst: list[float]) -> None:
 async def _store_bench(data: dict[str, Any], accounts: int, traders: int) -> bool:
     from node.config import parse_config
     from node.exchange import Exchange
-    from node.solvency.snapshot import SolvencyService
+    from node.solvency.service import SolvencyService
 
     ex = await Exchange.start(parse_config(data, "bench"))
     try:

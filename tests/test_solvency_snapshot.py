@@ -24,7 +24,7 @@ from node.errors import ExchangeError
 from node.exchange import Exchange, OrderInput
 from node.money import format_units
 from node.solvency import maxwell, v2, verify
-from node.solvency.snapshot import (
+from node.solvency.service import (
     CurrencyProofs,
     MaxwellIndex,
     ProofNotFound,
@@ -323,7 +323,7 @@ def test_compact_indexes_cut_the_reference_proofs() -> None:
 
 
 async def test_worker_process_builds_the_same_trees() -> None:
-    from node.solvency.snapshot import BuildJob
+    from node.solvency.service import BuildJob
 
     keys = [f"m{i}@x" for i in range(50)]
     job = BuildJob("BTC", 8, "S#9", 1_700_000_000_000, b"k" * 32, 0, list(range(50)), keys, list(range(1, 51)))
@@ -471,7 +471,7 @@ def test_solvency_config() -> None:
 
 
 async def test_scheduler_runs_on_its_node_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import node.solvency.snapshot as snapshot_mod
+    import node.solvency.service as service_mod
 
     due: list[int] = []
 
@@ -479,7 +479,7 @@ async def test_scheduler_runs_on_its_node_only(tmp_path: Path, monkeypatch: pyte
         due.append(interval)
         return now if len(due) == 1 else now + 3_600_000  # the first one at once, the next in an hour
 
-    monkeypatch.setattr(snapshot_mod, "next_due", soon)
+    monkeypatch.setattr(service_mod, "next_due", soon)
     nodes = {"main": {"markets": ["btcusd", "ltcbtc", "dogebtc"]}, "other": {"markets": []}}
     cases = (({"enabled": False}, False), ({"node": "other"}, False), ({"interval_hours": 6}, True))
     for i, (conf, runs) in enumerate(cases):
@@ -505,7 +505,7 @@ async def test_scheduler_runs_on_its_node_only(tmp_path: Path, monkeypatch: pyte
 
 
 async def test_concurrent_proof_requests_share_one_rebuild(exchange: Exchange, monkeypatch: pytest.MonkeyPatch) -> None:
-    import node.solvency.snapshot as snapshot_mod
+    import node.solvency.service as service_mod
 
     ex = exchange
     ids = []
@@ -514,14 +514,14 @@ async def test_concurrent_proof_requests_share_one_rebuild(exchange: Exchange, m
         await ex.deposit(ids[-1], "btc", f"{i + 1}")
     await SolvencyService(ex, reserves={}).take_snapshot()
     builds: list[int] = []
-    real = snapshot_mod.build_off_loop
+    real = service_mod.build_off_loop
 
     async def counting(jobs: Any, *args: Any, **kw: Any) -> Any:
         builds.append(len(jobs))
         await asyncio.sleep(0.05)  # long enough for every request to arrive while it runs
         return await real(jobs, *args, **kw)
 
-    monkeypatch.setattr(snapshot_mod, "build_off_loop", counting)
+    monkeypatch.setattr(service_mod, "build_off_loop", counting)
     fresh = SolvencyService(ex, reserves={})  # as after a restart: nothing in memory
     first = asyncio.create_task(fresh.proof(ids[0], "btc"))
     await asyncio.sleep(0.01)

@@ -16,7 +16,7 @@ import pytest
 from node.config import parse_config
 from node.exchange import Exchange
 from node.solvency import maxwell
-from node.solvency.snapshot import SolvencyService
+from node.solvency.service import SolvencyService
 from tests.regtest import Regtest, coin_wallet, config_data, network, set_credentials
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.errors import InvalidParameter
-from node.solvency.snapshot import SolvencyService
+from node.solvency.service import SolvencyService
 from node.web import openapi
 from node.web.api.common import EXCHANGE, _private, _public, json_response
 from node.web.params import Params

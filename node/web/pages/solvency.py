@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from node.solvency.snapshot import SnapshotNotFound
+from node.solvency.service import SnapshotNotFound
 from node.web.api import EXCHANGE
 from node.web.api.solvency import service
 

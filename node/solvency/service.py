@@ -337,7 +337,7 @@ class TreeWorker:
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT + (os.pathsep + path if path else "")}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from node.solvency.snapshot import worker_main; worker_main()",
+            sys.executable, "-c", "from node.solvency.service import worker_main; worker_main()",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
         return self
 
