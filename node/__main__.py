@@ -220,7 +220,7 @@ async def admin_cmd(args: argparse.Namespace) -> int:
 
 
 async def solvency_cmd(args: argparse.Namespace) -> int:
-    from node.solvency.service import run_cli
+    from node.solvency.commands import run_cli
 
     result: int = await _with_exchange(args, lambda ex: run_cli(ex, args))
     return result
@@ -268,7 +268,7 @@ def parser() -> argparse.ArgumentParser:
     rc = sub.add_parser("reconcile", help="coins held against the books, per coin currency")
     rc.add_argument("currency", nargs="*", help="currency codes (default: every coin wallet)")
     rc.set_defaults(fn=reconcile_cmd)
-    from node.solvency.service import add_cli_arguments
+    from node.solvency.commands import add_cli_arguments
 
     sol = sub.add_parser("solvency", help="proof of solvency: snapshot, assets, fiat reserves, show")
     add_cli_arguments(sol)

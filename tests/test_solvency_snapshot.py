@@ -24,19 +24,16 @@ from node.errors import ExchangeError
 from node.exchange import Exchange, OrderInput
 from node.money import format_units
 from node.solvency import maxwell, v2, verify
-from node.solvency.service import (
+from node.solvency.assets import ratio_str
+from node.solvency.service import ProofNotFound, SnapshotNotFound, SolvencyService, next_due
+from node.solvency.trees import (
     CurrencyProofs,
     MaxwellIndex,
-    ProofNotFound,
-    SnapshotNotFound,
-    SolvencyService,
     V2Index,
     build_off_loop,
     decode_leaves,
     encode_leaves,
     maxwell_nonce,
-    next_due,
-    ratio_str,
 )
 from node.web.api.solvency import service
 from node.web.app import make_app
@@ -323,7 +320,7 @@ def test_compact_indexes_cut_the_reference_proofs() -> None:
 
 
 async def test_worker_process_builds_the_same_trees() -> None:
-    from node.solvency.service import BuildJob
+    from node.solvency.trees import BuildJob
 
     keys = [f"m{i}@x" for i in range(50)]
     job = BuildJob("BTC", 8, "S#9", 1_700_000_000_000, b"k" * 32, 0, list(range(50)), keys, list(range(1, 51)))
