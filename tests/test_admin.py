@@ -579,7 +579,8 @@ def _texts() -> dict[str, str]:
             first = msg[0] if isinstance(msg, tuple) else msg
             if isinstance(first, str):
                 found.setdefault(first, p.name)
-    for name in ("node/web/pages/admin/__init__.py", "node/web/pages/member_extra.py", "node/kyc.py", "node/tickets.py",
+    admin_pages = [str(p.relative_to(root)) for p in sorted((root / "node/web/pages/admin").glob("*.py"))]
+    for name in (*admin_pages, "node/web/pages/member_extra.py", "node/kyc.py", "node/tickets.py",
                  "node/cms.py", "node/admin/uploads.py", "node/admin/service.py"):
         for node in ast.walk(ast.parse((root / name).read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")
