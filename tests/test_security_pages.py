@@ -307,7 +307,7 @@ async def test_security_pages_in_both_languages_without_inline_code(tmp_path: Pa
 
 
 def test_every_security_text_has_a_chinese_translation() -> None:
-    """Texts of node/security and node/web/pages/security.py (the templates are checked by
+    """Texts of node/security and node/web/pages/security/ (the templates are checked by
     tests/test_pages.py's catalog test), with the same placeholders."""
     import ast
     import string
@@ -317,7 +317,7 @@ def test_every_security_text_has_a_chinese_translation() -> None:
     root = Path(__file__).resolve().parents[1]
     zh = catalog("zh-CN")
     found: set[str] = set()
-    for p in [root / "node/web/pages/security.py", *sorted((root / "node/security").glob("*.py"))]:
+    for p in [*sorted((root / "node/web/pages/security").glob("*.py")), *sorted((root / "node/security").glob("*.py"))]:
         for node in ast.walk(ast.parse(p.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")
                     and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
