@@ -668,7 +668,9 @@ def _marked_texts() -> dict[str, str]:
             first = msg[0] if isinstance(msg, tuple) else msg
             if isinstance(first, str):
                 found.setdefault(first, p.name)
-    for name in ("node/web/pages/__init__.py", "node/web/session.py", "node/web/forms.py", "node/members.py"):
+    member_pages = [f"node/web/pages/{m}.py" for m in ("__init__", "common", "home", "market", "trading", "login",
+                                                        "account", "funds", "apikeys", "notices")]
+    for name in (*member_pages, "node/web/session.py", "node/web/forms.py", "node/members.py"):
         for node in ast.walk(ast.parse((ROOT / name).read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")
                     and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):

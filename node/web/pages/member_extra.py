@@ -28,8 +28,8 @@ from node.money import format_units
 from node.web.api import EXCHANGE
 from node.web.edge import takes_files
 from node.web.forms import Form, amount, fee_percent, iso, utc
-from node.web.pages import path_id, redirect, require_member
 from node.web.pages.admin import KYC, TICKETS, ensure_services, file_response
+from node.web.pages.common import path_id, redirect, require_member
 from node.web.session import render, session_of, translator_of
 
 

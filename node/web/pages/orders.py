@@ -21,7 +21,9 @@ from node.exchange import Exchange
 from node.money import format_plain
 from node.web.api import EXCHANGE
 from node.web.forms import iso
-from node.web.pages import LEDGER_REASONS, _order_view, require_member
+from node.web.pages.common import require_member
+from node.web.pages.funds import LEDGER_REASONS
+from node.web.pages.market import _order_view
 from node.web.session import render, translator_of
 
 PAGE = 100

@@ -25,7 +25,7 @@ from node.tickets import Tickets
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form, amount, iso, utc
 from node.web.i18n import N_, FormErrors, Translator
-from node.web.pages import MEMBERS, redirect
+from node.web.pages.common import MEMBERS, redirect
 from node.web.pages.security import SECURITY, UNLOCK_KEY, require_admin_unlock
 from node.web.session import error_page, safe_next, session_of, translator_of
 

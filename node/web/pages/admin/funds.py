@@ -16,7 +16,6 @@ from node.exchange import Exchange
 from node.web.api import EXCHANGE
 from node.web.forms import Form, amount
 from node.web.i18n import N_, FormError
-from node.web.pages import path_id, redirect
 from node.web.pages.admin.common import (
     _back,
     _context,
@@ -26,6 +25,7 @@ from node.web.pages.admin.common import (
     add_error,
     route,
 )
+from node.web.pages.common import path_id, redirect
 from node.web.session import render, translator_of
 
 

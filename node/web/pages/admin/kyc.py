@@ -11,7 +11,6 @@ from node.exchange import Exchange
 from node.kyc import DOC_TYPES, FILES, STATES, VERIFYING
 from node.web.api import EXCHANGE
 from node.web.forms import Form
-from node.web.pages import path_id, redirect
 from node.web.pages.admin.common import (
     KYC,
     UPLOADS,
@@ -23,6 +22,7 @@ from node.web.pages.admin.common import (
     file_response,
     route,
 )
+from node.web.pages.common import path_id, redirect
 from node.web.session import render, translator_of
 
 

@@ -14,7 +14,6 @@ from node.exchange import Exchange
 from node.money import format_units
 from node.web.api import EXCHANGE
 from node.web.forms import Form, fee_percent, price, volume
-from node.web.pages import redirect
 from node.web.pages.admin.common import (
     _context,
     _flash_result,
@@ -23,6 +22,7 @@ from node.web.pages.admin.common import (
     add_error,
     route,
 )
+from node.web.pages.common import redirect
 from node.web.session import render, translator_of
 
 

@@ -11,7 +11,6 @@ from node.exchange import Exchange
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form
 from node.web.i18n import N_, FormError
-from node.web.pages import redirect
 from node.web.pages.admin.common import (
     _context,
     _flash_result,
@@ -20,6 +19,7 @@ from node.web.pages.admin.common import (
     add_error,
     route,
 )
+from node.web.pages.common import redirect
 from node.web.session import render, translator_of
 
 

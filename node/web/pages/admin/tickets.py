@@ -16,7 +16,6 @@ from node.tickets import FILTERS
 from node.web.edge import takes_files
 from node.web.forms import Form
 from node.web.i18n import N_
-from node.web.pages import path_id, redirect
 from node.web.pages.admin.common import (
     TICKETS,
     _context,
@@ -27,6 +26,7 @@ from node.web.pages.admin.common import (
     file_response,
     route,
 )
+from node.web.pages.common import path_id, redirect
 from node.web.session import render, translator_of
 
 

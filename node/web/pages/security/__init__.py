@@ -38,7 +38,7 @@ from node.secrets_box import load_server_key
 from node.security.errors import SecondFactorFailed
 from node.security.service import Methods, Security
 from node.web.api import EXCHANGE
-from node.web.pages import MEMBERS
+from node.web.pages.common import MEMBERS
 from node.web.pages.security.addresses import address_add, address_delete, addresses_page, withdraw_confirm
 from node.web.pages.security.common import PUBLIC_FORMS, PUBLIC_PREFIXES, SECURITY, UNLOCK_KEY, security_of
 from node.web.pages.security.gate import gate

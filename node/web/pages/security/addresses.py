@@ -14,7 +14,7 @@ from node.money import format_units
 from node.security.service import ADDRESS_ADD
 from node.web.api import EXCHANGE
 from node.web.forms import Form, utc
-from node.web.pages import path_id, redirect, require_member
+from node.web.pages.common import path_id, redirect, require_member
 from node.web.pages.security.common import (
     _check_code,
     _form,

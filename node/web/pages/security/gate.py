@@ -28,7 +28,7 @@ from node.security.throttle import (
 )
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form
-from node.web.pages import MEMBERS
+from node.web.pages.common import MEMBERS
 from node.web.pages.security.common import (
     DEVICE_COOKIE,
     DEVICE_DAYS,

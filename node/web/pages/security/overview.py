@@ -14,7 +14,7 @@ from node.security.sms import mask
 from node.web.forms import Form, utc
 from node.web.forms import iso as iso_time
 from node.web.i18n import Translator
-from node.web.pages import require_member
+from node.web.pages.common import require_member
 from node.web.pages.security.common import (
     ACTION_LABELS,
     AUDIT_PAGE,

@@ -16,7 +16,7 @@ from node.security.sms import mask, normalise_phone
 from node.web.api import EXCHANGE
 from node.web.forms import Form
 from node.web.i18n import N_, FormError
-from node.web.pages import redirect, require_member
+from node.web.pages.common import redirect, require_member
 from node.web.pages.security.common import (
     _check_code,
     _form,

@@ -13,7 +13,7 @@ from node.security.service import CHANGE_2FA
 from node.security.totp import Check, provisioning_uri
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form, qr_data_uri
-from node.web.pages import redirect, require_member
+from node.web.pages.common import redirect, require_member
 from node.web.pages.security.common import (
     _check_code,
     _form,

@@ -11,7 +11,7 @@ from node.clock import now_ms
 from node.security import audit
 from node.security.service import ADMIN_UNLOCK
 from node.web.api import EXCHANGE
-from node.web.pages import require_member, wants_json
+from node.web.pages.common import require_member, wants_json
 from node.web.pages.security.common import (
     UNLOCK_KEY,
     UNLOCK_REFRESH_MS,
