@@ -11,6 +11,6 @@ test that proves it.
 | `service` | `Security`: the second-factor rules every protected action goes through, plugged into pages and funds |
 | `config` | the `[security]` and `[sms]` tables of cluster.toml |
 
-The pages are in node/web/pages_security.py. Nothing is imported here: node/wallet/funds.py imports
+The pages are in node/web/pages/security/. Nothing is imported here: node/wallet/funds.py imports
 `node.security.audit` while the exchange itself is being imported.
 """

@@ -8,7 +8,7 @@ takes its row lock for the rest of the transaction and on SQLite happens inside 
 transaction, so concurrent writers on any node form one chain, never a fork. Audit writes are rare
 (log ins, key changes, withdrawals, admin actions), so this one hot row costs nothing measurable.
 
-Who and from where come from the request: the pages' middleware (node/web/pages_security.py) puts
+Who and from where come from the request: the pages' middleware (node/web/pages/security/gate.py) puts
 the client's IP address, user agent and channel (`web`, `api`) into a context variable, so code
 deep in the exchange (the funds facade, say) records the right origin without threading a request
 through. Outside a request the origin is the `system` (or `cli`, set by the CLI).

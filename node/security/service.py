@@ -45,7 +45,7 @@ ADDRESS_ADD = "address.add"
 CHANGE_2FA = "2fa.change"
 ADMIN_UNLOCK = "admin.unlock"
 ACTIONS = (LOGIN, API_KEY_CREATE, WITHDRAW, ADDRESS_ADD, CHANGE_2FA, ADMIN_UNLOCK)
-ALIASES = {"admin": ADMIN_UNLOCK}  # the admin area (node/web/pages_admin.py) asks for "admin"
+ALIASES = {"admin": ADMIN_UNLOCK}  # the admin area (node/web/pages/admin) asks for "admin"
 SWEEP_EVERY_S = 5.0
 
 
