@@ -222,7 +222,7 @@ class MailConf:
 
 @dataclass(frozen=True)
 class SolvencyConf:
-    """The optional `[solvency]` table: proof-of-solvency snapshots (node/solvency/snapshot.py).
+    """The optional `[solvency]` table: proof-of-solvency snapshots (node/solvency/service.py).
 
     One node (`node`, default the first) takes a snapshot every `interval_hours`, on the UTC
     boundary (daily: at 00:00 UTC), and deletes those older than `keep_days` (0 keeps all).
