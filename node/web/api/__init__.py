@@ -19,14 +19,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.web.api.common import (
-    AUTH,
-    EXCHANGE,
-    LIMITER,
-    Handler,
-    json_response,
-    request_params,
-)
+from node.web.api.common import AUTH, EXCHANGE, LIMITER, Handler, json_response, request_params
 from node.web.api.market import DEPTH_CACHE, depth, fees, markets, order_book, timestamp, trades, trades_my
 from node.web.api.orders import (
     members_me,

@@ -15,12 +15,7 @@ from aiohttp import web
 
 from node.apikeys import Token
 from node.config import Market
-from node.errors import (
-    ExchangeError,
-    InvalidParameter,
-    RateLimited,
-    TonceReused,
-)
+from node.errors import ExchangeError, InvalidParameter, RateLimited, TonceReused
 from node.exchange import Exchange
 from node.tonces import Tonce
 from node.web.auth import Authenticator, require_scope

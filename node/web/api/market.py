@@ -22,12 +22,7 @@ from node.web.api.common import (
     page_of,
     paged,
 )
-from node.web.format import (
-    order_json,
-    price_str,
-    trade_json,
-    volume_str,
-)
+from node.web.format import order_json, price_str, trade_json, volume_str
 from node.web.params import Params
 
 

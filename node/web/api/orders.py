@@ -38,11 +38,7 @@ from node.web.api.common import (
     verified,
 )
 from node.web.auth import require_scope
-from node.web.format import (
-    account_json,
-    order_json,
-    trade_json,
-)
+from node.web.format import account_json, order_json, trade_json
 from node.web.params import Params
 
 

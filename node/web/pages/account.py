@@ -9,27 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import ExchangeError
-from node.web.forms import (
-    Form,
-    iso,
-    utc,
-)
+from node.web.forms import Form, iso, utc
 from node.web.i18n import LANGS
-from node.web.pages.common import (
-    MEMBERS,
-    _exchange,
-    _form,
-    redirect,
-    require_member,
-)
-from node.web.session import (
-    SESSIONS,
-    render,
-    safe_next,
-    session_of,
-    set_lang_cookie,
-    translator_of,
-)
+from node.web.pages.common import MEMBERS, _exchange, _form, redirect, require_member
+from node.web.session import SESSIONS, render, safe_next, session_of, set_lang_cookie, translator_of
 
 
 async def _account_context(request: web.Request, member_id: int, form: Form | None = None) -> dict[str, Any]:

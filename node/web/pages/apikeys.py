@@ -10,27 +10,12 @@ from node.apikeys import SCOPES, parse_ip_whitelist
 from node.clock import now_ms
 from node.errors import ExchangeError, InvalidParameter
 from node.security import audit
-from node.web.forms import (
-    GENERAL,
-    Form,
-    utc,
-)
+from node.web.forms import GENERAL, Form, utc
 from node.web.i18n import N_, FormError
-from node.web.pages.common import (
-    _exchange,
-    _form,
-    redirect,
-    require_member,
-)
-from node.web.session import (
-    SECOND_FACTOR,
-    render,
-    session_of,
-    translator_of,
-)
+from node.web.pages.common import _exchange, _form, redirect, require_member
+from node.web.session import SECOND_FACTOR, render, session_of, translator_of
 
 MAX_API_KEYS = 20
-
 
 EXPIRY_CHOICES = {"never": 0, "30": 30, "90": 90, "365": 365}
 

@@ -13,18 +13,12 @@ from node.exchange import Exchange
 from node.members import LoginAttempt, Members
 from node.notices import Notices
 from node.web.api import EXCHANGE
-from node.web.forms import (
-    Form,
-)
+from node.web.forms import Form
 from node.web.i18n import N_
-from node.web.session import (
-    safe_next,
-    session_of,
-)
+from node.web.session import safe_next, session_of
 
 MEMBERS = web.AppKey("members", Members)
 NOTICES = web.AppKey("notices", Notices)
-
 
 # Words the pages show from data (translated with `_(value)`), marked here for the catalog.
 DATA_WORDS = (
@@ -34,7 +28,6 @@ DATA_WORDS = (
     N_("checked"), N_("warning"), N_("cancelled"), N_("profile"), N_("history"), N_("trade"), N_("all"),
     N_("stop_limit"), N_("gtc"), N_("ioc"), N_("fok"), N_("post_only"),
 )
-
 
 WS_PATH = "/ws"  # the websocket API (node/web/ws.py, docs/websocket.md), when the app serves it
 

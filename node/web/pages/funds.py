@@ -16,32 +16,12 @@ from node.exchange import Exchange
 from node.money import format_units
 from node.wallet.records import freeze_of
 from node.web.api import json_response
-from node.web.forms import (
-    GENERAL,
-    Form,
-    amount,
-    iso,
-    parse_amount,
-    qr_data_uri,
-    utc,
-)
+from node.web.forms import GENERAL, Form, amount, iso, parse_amount, qr_data_uri, utc
 from node.web.i18n import N_, Translator
-from node.web.pages.common import (
-    _exchange,
-    _form,
-    path_id,
-    redirect,
-    require_member,
-)
-from node.web.session import (
-    SECOND_FACTOR,
-    render,
-    session_of,
-    translator_of,
-)
+from node.web.pages.common import _exchange, _form, path_id, redirect, require_member
+from node.web.session import SECOND_FACTOR, render, session_of, translator_of
 
 LEDGER_PAGE = 50
-
 
 BANK_FIELDS = {
     "bank_name": N_("Bank"), "account_holder": N_("Account holder"), "account_number": N_("Account number"),

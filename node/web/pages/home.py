@@ -10,20 +10,10 @@ from node.clock import now_ms
 from node.config import Market
 from node.marketdata.service import Ticker
 from node.web.api.marketdata import MARKETDATA
-from node.web.forms import (
-    amount,
-    price,
-    volume,
-)
+from node.web.forms import amount, price, volume
 from node.web.market_status import MARKET_STATUS, Status
-from node.web.pages.common import (
-    WS_PATH,
-    _exchange,
-    _has_route,
-)
-from node.web.session import (
-    render,
-)
+from node.web.pages.common import WS_PATH, _exchange, _has_route
+from node.web.session import render
 
 
 async def ticker(request: web.Request, m: Market) -> dict[str, Any]:

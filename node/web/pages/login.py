@@ -11,26 +11,11 @@ from aiohttp import web
 from node.clock import now_ms
 from node.errors import ExchangeError
 from node.members import NOT_ACTIVATED, WRONG_CODE
-from node.web.forms import (
-    GENERAL,
-    Form,
-)
+from node.web.forms import GENERAL, Form
 from node.web.i18n import FormError
 from node.web.pages.account import _remember_lang
-from node.web.pages.common import (
-    MEMBERS,
-    _attempt,
-    _form,
-    redirect,
-)
-from node.web.session import (
-    SECOND_FACTOR,
-    SESSIONS,
-    render,
-    safe_next,
-    session_of,
-    translator_of,
-)
+from node.web.pages.common import MEMBERS, _attempt, _form, redirect
+from node.web.session import SECOND_FACTOR, SESSIONS, render, safe_next, session_of, translator_of
 
 PENDING_LOGIN_MS = 300_000  # a log in waiting for its second factor lapses after five minutes
 

@@ -14,29 +14,11 @@ from node.fees import rate_in_force
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.money import format_units
 from node.web.api import json_response
-from node.web.forms import (
-    Form,
-    amount,
-    fee_percent,
-    iso,
-    price,
-    utc,
-    volume,
-)
+from node.web.forms import Form, amount, fee_percent, iso, price, utc, volume
 from node.web.i18n import N_, Translator
-from node.web.pages.common import (
-    WS_PATH,
-    _exchange,
-    _has_route,
-    _market,
-    require_member,
-)
+from node.web.pages.common import WS_PATH, _exchange, _has_route, _market, require_member
 from node.web.pages.home import statuses, ticker
-from node.web.session import (
-    render,
-    session_of,
-    translator_of,
-)
+from node.web.session import render, session_of, translator_of
 
 BOOK_LEVELS = 16
 RECENT_TRADES = 40

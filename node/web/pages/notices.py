@@ -6,13 +6,8 @@ from aiohttp import web
 
 from node.notices import text as notice_text
 from node.web.api import json_response
-from node.web.pages.common import (
-    NOTICES,
-    require_member,
-)
-from node.web.session import (
-    translator_of,
-)
+from node.web.pages.common import NOTICES, require_member
+from node.web.session import translator_of
 
 
 async def notices_json(request: web.Request) -> web.Response:

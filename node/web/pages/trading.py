@@ -14,30 +14,11 @@ from node.exchange import Exchange, OrderInput
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import order_lock
 from node.web.api import json_response
-from node.web.forms import (
-    GENERAL,
-    Form,
-    amount,
-    parse_amount,
-    volume,
-)
+from node.web.forms import GENERAL, Form, amount, parse_amount, volume
 from node.web.i18n import FormError, Translator
-from node.web.pages.common import (
-    _exchange,
-    _form,
-    _market,
-    path_id,
-    redirect,
-    require_member,
-    wants_json,
-)
+from node.web.pages.common import _exchange, _form, _market, path_id, redirect, require_member, wants_json
 from node.web.pages.market import _market_context, _order_view
-from node.web.session import (
-    render,
-    safe_next,
-    session_of,
-    translator_of,
-)
+from node.web.session import render, safe_next, session_of, translator_of
 
 
 async def _check_order(ex: Exchange, m: Market, member_id: int, form: Form, _: Translator) -> OrderInput | None:

@@ -7,10 +7,7 @@ from aiohttp import web
 from node.admin import audit
 from node.admin.roles import Actor
 from node.web.api import EXCHANGE
-from node.web.pages.admin.common import (
-    _context,
-    route,
-)
+from node.web.pages.admin.common import _context, route
 from node.web.session import render
 
 

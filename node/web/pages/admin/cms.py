@@ -8,14 +8,7 @@ from node.admin.roles import Actor
 from node.errors import ExchangeError
 from node.web.api import EXCHANGE
 from node.web.forms import Form
-from node.web.pages.admin.common import (
-    _context,
-    _flash_result,
-    _form,
-    _svc,
-    add_error,
-    route,
-)
+from node.web.pages.admin.common import _context, _flash_result, _form, _svc, add_error, route
 from node.web.pages.common import redirect
 from node.web.session import render, translator_of
 

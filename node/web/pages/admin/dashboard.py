@@ -10,10 +10,7 @@ from node.clock import now_ms
 from node.exchange import Exchange
 from node.web.api import EXCHANGE, json_response
 from node.web.forms import fee_percent, price, volume
-from node.web.pages.admin.common import (
-    _context,
-    route,
-)
+from node.web.pages.admin.common import _context, route
 from node.web.session import render
 
 

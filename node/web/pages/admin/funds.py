@@ -16,15 +16,7 @@ from node.exchange import Exchange
 from node.web.api import EXCHANGE
 from node.web.forms import Form, amount
 from node.web.i18n import N_, FormError
-from node.web.pages.admin.common import (
-    _back,
-    _context,
-    _flash_result,
-    _form,
-    _svc,
-    add_error,
-    route,
-)
+from node.web.pages.admin.common import _back, _context, _flash_result, _form, _svc, add_error, route
 from node.web.pages.common import path_id, redirect
 from node.web.session import render, translator_of
 

@@ -14,14 +14,7 @@ from node.exchange import Exchange
 from node.money import format_units
 from node.web.api import EXCHANGE
 from node.web.forms import Form, fee_percent, price, volume
-from node.web.pages.admin.common import (
-    _context,
-    _flash_result,
-    _form,
-    _svc,
-    add_error,
-    route,
-)
+from node.web.pages.admin.common import _context, _flash_result, _form, _svc, add_error, route
 from node.web.pages.common import redirect
 from node.web.session import render, translator_of
 

@@ -15,14 +15,7 @@ from node.kyc import DOC_TYPES
 from node.web.api import EXCHANGE
 from node.web.forms import Form
 from node.web.i18n import N_
-from node.web.pages.admin.common import (
-    _context,
-    _flash_result,
-    _form,
-    _svc,
-    add_error,
-    route,
-)
+from node.web.pages.admin.common import _context, _flash_result, _form, _svc, add_error, route
 from node.web.pages.common import path_id, redirect
 from node.web.session import render, translator_of
 

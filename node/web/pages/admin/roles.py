@@ -11,14 +11,7 @@ from node.exchange import Exchange
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form
 from node.web.i18n import N_, FormError
-from node.web.pages.admin.common import (
-    _context,
-    _flash_result,
-    _form,
-    _svc,
-    add_error,
-    route,
-)
+from node.web.pages.admin.common import _context, _flash_result, _form, _svc, add_error, route
 from node.web.pages.common import redirect
 from node.web.session import render, translator_of
 

@@ -16,11 +16,7 @@ from node.errors import ExchangeError
 from node.web.api import EXCHANGE
 from node.web.forms import Form
 from node.web.i18n import N_, FormError
-from node.web.pages.admin.common import (
-    add_error,
-    route,
-    unlocked_now,
-)
+from node.web.pages.admin.common import add_error, route, unlocked_now
 from node.web.pages.common import MEMBERS, redirect
 from node.web.pages.security import UNLOCK_KEY, unlock_admin
 from node.web.session import SECOND_FACTOR, render, safe_next, session_of, translator_of

@@ -15,16 +15,8 @@ from node.security.service import ADDRESS_ADD
 from node.web.api import EXCHANGE
 from node.web.forms import Form, utc
 from node.web.pages.common import path_id, redirect, require_member
-from node.web.pages.security.common import (
-    _check_code,
-    _form,
-    _sec,
-)
-from node.web.session import (
-    render,
-    session_of,
-    translator_of,
-)
+from node.web.pages.security.common import _check_code, _form, _sec
+from node.web.session import render, session_of, translator_of
 
 
 async def _addresses_context(request: web.Request, member_id: int, form: Form | None = None) -> dict[str, Any]:

@@ -12,9 +12,7 @@ from node.security.errors import CODE_FIELD
 from node.security.service import Security
 from node.web.forms import Form
 from node.web.i18n import N_
-from node.web.session import (
-    translator_of,
-)
+from node.web.session import translator_of
 
 SECURITY = web.AppKey("security", Security)
 DEVICE_COOKIE = "device"  # which accounts logged in from this browser before: see node/security/throttle.py

@@ -29,22 +29,8 @@ from node.security.throttle import (
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form
 from node.web.pages.common import MEMBERS
-from node.web.pages.security.common import (
-    DEVICE_COOKIE,
-    DEVICE_DAYS,
-    PUBLIC_FORMS,
-    PUBLIC_PREFIXES,
-    SECURITY,
-)
-from node.web.session import (
-    SESSION_KEY,
-    Handler,
-    Session,
-    error_page,
-    render,
-    set_cookie,
-    translator_of,
-)
+from node.web.pages.security.common import DEVICE_COOKIE, DEVICE_DAYS, PUBLIC_FORMS, PUBLIC_PREFIXES, SECURITY
+from node.web.session import SESSION_KEY, Handler, Session, error_page, render, set_cookie, translator_of
 
 
 def _hhmm(ms: int) -> str:

@@ -24,10 +24,7 @@ from node.web.pages.security.common import (
     _raw,
     _sec,
 )
-from node.web.session import (
-    render,
-    translator_of,
-)
+from node.web.session import render, translator_of
 
 
 def _event(e: dict[str, Any], _: Translator) -> dict[str, Any]:

@@ -17,19 +17,9 @@ from node.web.api import EXCHANGE
 from node.web.forms import Form
 from node.web.i18n import N_, FormError
 from node.web.pages.common import redirect, require_member
-from node.web.pages.security.common import (
-    _check_code,
-    _form,
-    _raw,
-    _sec,
-)
+from node.web.pages.security.common import _check_code, _form, _raw, _sec
 from node.web.pages.security.overview import _changing, _overview_error
-from node.web.session import (
-    render,
-    safe_next,
-    session_of,
-    translator_of,
-)
+from node.web.session import render, safe_next, session_of, translator_of
 
 
 async def _sms_context(request: web.Request, member_id: int, form: Form | None = None,

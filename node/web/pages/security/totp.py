@@ -14,18 +14,9 @@ from node.security.totp import Check, provisioning_uri
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form, qr_data_uri
 from node.web.pages.common import redirect, require_member
-from node.web.pages.security.common import (
-    _check_code,
-    _form,
-    _raw,
-    _sec,
-)
+from node.web.pages.security.common import _check_code, _form, _raw, _sec
 from node.web.pages.security.overview import _changing, _overview_error
-from node.web.session import (
-    render,
-    session_of,
-    translator_of,
-)
+from node.web.session import render, session_of, translator_of
 
 
 async def _totp_context(request: web.Request, member_id: int, form: Form | None = None) -> dict[str, Any]:

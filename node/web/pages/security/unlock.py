@@ -12,15 +12,8 @@ from node.security import audit
 from node.security.service import ADMIN_UNLOCK
 from node.web.api import EXCHANGE
 from node.web.pages.common import require_member, wants_json
-from node.web.pages.security.common import (
-    UNLOCK_KEY,
-    UNLOCK_REFRESH_MS,
-    _sec,
-)
-from node.web.session import (
-    safe_next,
-    session_of,
-)
+from node.web.pages.security.common import UNLOCK_KEY, UNLOCK_REFRESH_MS, _sec
+from node.web.session import safe_next, session_of
 
 
 def admin_unlock_ms(app: web.Application) -> int:
