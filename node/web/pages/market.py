@@ -1,5 +1,6 @@
-"""A market's page: the book, recent trades, the chart and the trading forms; the member's orders,
-trades and balances in it (also as JSON for the live page), and every market's status.
+"""A market's page: the book, recent trades, the tickers and the trading form, with the settings its
+script needs (it draws the chart and keeps the page live); the member's open orders, trades and
+balances in it (also as JSON for that script), and every market's halted status.
 """
 
 from __future__ import annotations
