@@ -580,7 +580,8 @@ def _texts() -> dict[str, str]:
             if isinstance(first, str):
                 found.setdefault(first, p.name)
     admin_pages = [str(p.relative_to(root)) for p in sorted((root / "node/web/pages/admin").glob("*.py"))]
-    for name in (*admin_pages, "node/web/pages/member_extra.py", "node/kyc.py", "node/tickets.py",
+    member_pages = [f"node/web/pages/{m}.py" for m in ("member_extra", "kyc", "support", "cms")]
+    for name in (*admin_pages, *member_pages, "node/kyc.py", "node/tickets.py",
                  "node/cms.py", "node/admin/uploads.py", "node/admin/service.py"):
         for node in ast.walk(ast.parse((root / name).read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")

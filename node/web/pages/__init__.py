@@ -12,8 +12,9 @@ One module per feature: `home` (the market list), `market` (a market's page), `t
 and cancelling orders), `login` (sign up, activation, log in and out, password reset), `account`
 (profile, password, language), `funds`, `apikeys`, `notices`, `orders` (order and trade history),
 and `common` (what they share). The security pages (`security/`), the admin area (`admin/`), the
-member's identity and tickets (`member_extra`) and proof of solvency (`solvency`) are registered
-by the app on their own. Here: the set-up and the routes of the member pages.
+member's identity, support tickets and editable pages (`kyc`, `support`, `cms`, with their routes
+in `member_extra`) and proof of solvency (`solvency`) are registered by the app on their own. Here:
+the set-up and the routes of the member pages.
 """
 
 from __future__ import annotations
