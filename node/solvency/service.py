@@ -30,8 +30,8 @@ snapshot (``signmessage``), through the currency's wallet channel (``node/wallet
 figure an admin declared with an evidence note. The ratio is assets / customer liabilities.
 
 Here: taking, keeping and publishing snapshots and cutting proofs; the trees are built by
-node/solvency/trees.py, the wallets sign through node/solvency/assets.py, and the admin's commands
-are node/solvency/commands.py.
+node/solvency/trees.py, the assets are proven and stored by node/solvency/assets.py (`AssetProofs`),
+and the admin's commands are node/solvency/commands.py.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import orjson
 from node.clock import now_ms
 from node.errors import ExchangeError, InvalidParameter
 from node.solvency import maxwell
-from node.solvency.assets import ReserveWallet, ratio_str, reserves_from_config, statement
+from node.solvency.assets import AssetProofs, ReserveWallet, ratio_str
 from node.solvency.trees import (
     INLINE_BELOW,
     BuildJob,
@@ -120,22 +120,15 @@ class SolvencyService:
     def __init__(self, ex: Exchange, reserves: Mapping[str, ReserveWallet] | None = None, *,
                  inline_below: int = INLINE_BELOW, cache_size: int = CACHE_SIZE) -> None:
         self.ex = ex
-        self._reserves = dict(reserves) if reserves is not None else None
+        self.asset_proofs = AssetProofs(ex, reserves)
         self.inline_below = inline_below
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[int, str], CurrencyProofs] = OrderedDict()
         self._loading: dict[tuple[int, str], asyncio.Task[CurrencyProofs]] = {}
         self._lock = asyncio.Lock()
 
-    @property
-    def reserves(self) -> dict[str, ReserveWallet]:
-        if self._reserves is None:
-            self._reserves = reserves_from_config(self.ex)
-        return self._reserves
-
     async def close(self) -> None:
-        for wallet in (self._reserves or {}).values():
-            await wallet.close()
+        await self.asset_proofs.close()
 
     # -- taking a snapshot ------------------------------------------------------------------------
     async def take_snapshot(self, *, assets: bool = True) -> SnapshotInfo:
@@ -194,7 +187,7 @@ class SolvencyService:
         info = SnapshotInfo(sid, name, taken_at, read_ms, build_ms, {c: p.total for c, p in zip(rows, built, strict=True)},
                             house, sum(len(j.keys) for j in jobs))
         log.info("solvency snapshot %s: %d leaves, read %d ms, built %d ms", name, info.accounts, read_ms, build_ms)
-        fiat = await self._carry_fiat(sid)
+        fiat = await self.asset_proofs.carry_fiat(sid)
         coins = await self.collect_assets(sid) if with_assets else {}
         return replace(info, assets={code: {**coins, **fiat}[code] for code in ex.config.currencies
                                      if code in coins or code in fiat})
@@ -276,90 +269,12 @@ class SolvencyService:
 
     # -- assets -----------------------------------------------------------------------------------
     async def collect_assets(self, snapshot_id: int) -> dict[str, str]:
-        """Prove every coin's reserves for a snapshot (again, replacing what was there): each funded
-        address signs the snapshot's statement. A wallet that fails leaves its coin 'failed' with the
-        reason; the others are still proven. Returns currency -> status."""
-        snap = await self._snapshot(snapshot_id)
-        out: dict[str, str] = {}
-        for code, cur in self.ex.config.currencies.items():
-            if cur.kind != "coin":
-                continue
-            wallet = self.reserves.get(code)
-            if wallet is None:
-                await self._set_assets(snapshot_id, code, "no_wallet", "no wallet that can sign messages is configured", [])
-                out[code] = "no_wallet"
-                continue
-            try:
-                rows = []
-                for address, units in await wallet.holdings(self.ex.config.solvency.asset_confirmations):
-                    msg = statement(self.ex.config.name, snap["name"], int(snap["taken_at"]), cur.symbol, address)
-                    rows.append(("address", address, units, msg, await wallet.sign_message(address, msg), ""))
-            except Exception as e:  # a wallet down must not lose the other coins' proofs
-                log.warning("proof of assets for %s failed: %s", code, e)
-                await self._set_assets(snapshot_id, code, "failed", str(e)[:500], [])
-                out[code] = "failed"
-                continue
-            await self._set_assets(snapshot_id, code, "proven", f"{len(rows)} address(es)", rows)
-            out[code] = "proven"
-        return out
-
-    async def _set_assets(self, sid: int, code: str, state: str, detail: str,
-                          rows: list[tuple[str, str, int, str, str, str]]) -> None:
-        ts = now_ms()
-        async with self.ex.store.transaction() as tx:
-            await tx.execute("DELETE FROM solvency_assets WHERE snapshot_id = ? AND currency = ?", sid, code)
-            await tx.execute("DELETE FROM solvency_asset_status WHERE snapshot_id = ? AND currency = ?", sid, code)
-            await tx.executemany(
-                "INSERT INTO solvency_assets (snapshot_id, currency, kind, address, amount, message, signature, evidence, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(sid, code, kind, addr, str(units), msg, sig, ev, ts) for kind, addr, units, msg, sig, ev in rows])
-            await tx.execute(
-                "INSERT INTO solvency_asset_status (snapshot_id, currency, state, detail, updated_at) VALUES (?, ?, ?, ?, ?)",
-                sid, code, state, detail, ts)
+        """Prove every coin's reserves for a published snapshot (`AssetProofs.collect`)."""
+        return await self.asset_proofs.collect(await self._snapshot(snapshot_id))
 
     async def declare_fiat(self, currency: str, amount: str, evidence: str, declared_by: str = "admin") -> int:
-        """An admin's figure for a fiat currency's reserves, with the evidence (bank, statement, date).
-
-        It applies to the latest published snapshot at once and is carried into every later one
-        until declared again. Returns the declaration's id."""
-        cur = self.ex.config.currencies.get(currency)
-        if cur is None:
-            raise InvalidParameter(f"currency {currency!r} does not exist", "currency")
-        if cur.kind != "fiat":
-            raise InvalidParameter(f"{currency} is a coin: its reserves are proven by signed addresses", "currency")
-        from node.money import parse_units
-
-        units = parse_units(amount, cur.precision, "amount", allow_zero=True)
-        evidence = evidence.strip()
-        if not evidence or len(evidence) > 2000:
-            raise InvalidParameter("evidence must be 1 to 2000 characters (what backs the figure)", "evidence")
-        async with self.ex.store.transaction() as tx:
-            did = int(await tx.fetchval(
-                "INSERT INTO solvency_fiat (currency, amount, evidence, declared_by, declared_at) VALUES (?, ?, ?, ?, ?) "
-                "RETURNING id", currency, str(units), evidence, declared_by[:100], now_ms()))
-        latest = await self.ex.store.fetchval("SELECT MAX(id) FROM solvency_snapshots WHERE state = 'ready'")
-        if latest is not None:
-            await self._carry_fiat(int(latest))
-        return did
-
-    async def _carry_fiat(self, sid: int) -> dict[str, str]:
-        """Copy the latest fiat declarations into a snapshot's assets ('missing' where there is none)."""
-        out: dict[str, str] = {}
-        for code, cur in self.ex.config.currencies.items():
-            if cur.kind != "fiat":
-                continue
-            row = await self.ex.store.fetchrow(
-                "SELECT amount, evidence, declared_by, declared_at FROM solvency_fiat WHERE currency = ? "
-                "ORDER BY id DESC LIMIT 1", code)
-            if row is None:
-                await self._set_assets(sid, code, "missing", "no reserves declared by an admin yet", [])
-                out[code] = "missing"
-                continue
-            detail = f"declared by {row['declared_by']} at {iso_ms(int(row['declared_at']))}"
-            await self._set_assets(sid, code, "declared", detail,
-                                   [("fiat", "", int(row["amount"]), "", "", row["evidence"])])
-            out[code] = "declared"
-        return out
+        """An admin's figure for a fiat currency's reserves (`AssetProofs.declare_fiat`)."""
+        return await self.asset_proofs.declare_fiat(currency, amount, evidence, declared_by)
 
     # -- publication ------------------------------------------------------------------------------
     async def _snapshot(self, snapshot_id: int | None = None) -> dict[str, Any]:
