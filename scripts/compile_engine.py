@@ -1,4 +1,4 @@
-"""Compile the matching engine (node/market/order.py and engine.py, unchanged) with mypyc: optional.
+"""Compile the matching engine (node/market/: MODULES below, unchanged) with mypyc: optional.
 
 The pure-Python modules stay the reference and the fallback: Python imports a compiled module in
 their place when its ``.so`` sits beside them, and the ``.py`` again once it is removed. Needs the
@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "node" / "market"
-MODULES = ("order.py", "engine.py")  # settlement.py is not on the matching path: left pure
+# settlement.py is not on the matching path, reference.py is the naive baseline: both left pure.
+MODULES = ("order.py", "errors.py", "book.py", "views.py", "recovery.py", "engine.py")
 
 SETUP = """
 from setuptools import setup

@@ -31,6 +31,7 @@ from .order import (
     Order,
     Trade,
 )
+from .protocol import Book
 
 __all__ = [
     "BUY",
@@ -50,6 +51,7 @@ __all__ = [
     "STP_CANCEL_TAKER",
     "STP_NONE",
     "WAIT",
+    "Book",
     "DuplicateOrder",
     "Engine",
     "EngineError",

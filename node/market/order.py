@@ -3,12 +3,15 @@
 Everything is an integer: prices in price ticks, volumes in volume lots, funds in tick*lot units.
 The classes are plain ``__slots__`` classes, not dataclasses: the engine mutates orders in its hot
 loop and creates a Trade per fill, so attribute access and construction must be as cheap as Python
-allows.
+allows (and mypyc compiles them to native structs unchanged).
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+#: Largest price/volume accepted: they are stored as signed 64-bit integers (BIGINT).
+MAX_VALUE: Final = (1 << 63) - 1
 
 BUY: Final = "buy"
 SELL: Final = "sell"
@@ -38,6 +41,11 @@ class Order:
     ``funds_used`` is the sum of price*volume of the order's fills, kept for both sides so the
     caller can settle and release locks without recomputing. ``seq`` is the book priority the
     engine assigns when the order rests; it is persisted so a restored book is identical.
+
+    ``prev`` and ``next`` link a resting order to its neighbours in its price level (an intrusive
+    doubly linked list, node/market/book.py): a cancel unlinks in O(1) and leaves nothing behind,
+    and no per-level queue object is needed. They are set only when the order enters the book,
+    so building an Order costs no more than before; outside the book they mean nothing.
     """
 
     __slots__ = (
@@ -56,6 +64,8 @@ class Order:
         "seq",
         "state",
         "triggered",
+        "prev",
+        "next",
     )
 
     id: int
@@ -73,6 +83,8 @@ class Order:
     seq: int
     state: str
     triggered: bool
+    prev: Order | None
+    next: Order | None
 
     def __init__(
         self,

@@ -1,0 +1,266 @@
+"""Recovery of an engine's book from the store: one order at a time (``restore``) or in bulk (``load``).
+
+Both never match: they rebuild exactly the book that was persisted, priority included (``seq``).
+"""
+
+from __future__ import annotations
+
+import gc
+from bisect import insort
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from .book import Level
+from .errors import DuplicateOrder, EngineError, InvalidOrder
+from .order import (
+    BUY,
+    FOK,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    MAX_VALUE,
+    POST_ONLY,
+    SELL,
+    SIDES,
+    STOP_LIMIT,
+    TIFS,
+    WAIT,
+    Order,
+)
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+#: The columns ``Engine.load`` reads from each row, in this order.
+LOAD_COLUMNS: Final = ("id", "member_id", "side", "ord_type", "price", "volume", "remaining", "tif",
+                       "stop_price", "funds", "funds_used", "trades_count", "seq", "triggered")  # fmt: skip
+
+#: Stored strings -> the module's constants (one object each).
+_CONSTANTS: Final = {c: c for c in (BUY, SELL, LIMIT, MARKET, STOP_LIMIT, GTC, IOC, FOK, POST_ONLY)}
+_new = object.__new__
+#: True when compiled by mypyc (native classes cannot be made with ``object.__new__``).
+_NATIVE: Final = not __file__.endswith(".py")
+
+
+def _is_int(x: object) -> bool:
+    return type(x) is int
+
+
+def restore(e: Engine, o: Order) -> None:
+    """Put one resting order (or an untriggered stop) back with its stored ``seq``; see Engine.restore."""
+    if not (_is_int(o.id) and _is_int(o.seq) and _is_int(o.price) and _is_int(o.remaining)):
+        raise InvalidOrder("restored order fields must be integers")
+    if o.side not in SIDES or o.state != WAIT or not 0 < o.remaining <= o.volume:
+        raise InvalidOrder(f"order {o.id} cannot rest (side/state/remaining)")
+    if o.id in e._orders:
+        raise DuplicateOrder(f"order {o.id} is already in the book")
+    if not 0 < o.price <= MAX_VALUE:
+        raise InvalidOrder(f"order {o.id} has no valid price")
+    if o.ord_type == STOP_LIMIT and not o.triggered:
+        if not _is_int(o.stop_price) or not 0 < o.stop_price <= MAX_VALUE:
+            raise InvalidOrder(f"stop order {o.id} has no valid stop price")
+        e._add_stop(o)
+        return
+    if o.ord_type not in (LIMIT, STOP_LIMIT):
+        raise InvalidOrder(f"order {o.id} of type {o.ord_type!r} cannot rest")
+    if o.seq <= 0:
+        raise InvalidOrder(f"order {o.id} has no priority sequence")
+    if o.side == BUY:
+        key = o.price
+        levels, keys, okeys = e._bid_levels, e._bid_keys, e._ask_keys
+        crossed = bool(okeys) and -okeys[-1] <= o.price
+    else:
+        key = -o.price
+        levels, keys, okeys = e._ask_levels, e._ask_keys, e._bid_keys
+        crossed = bool(okeys) and okeys[-1] >= o.price
+    if crossed:
+        raise InvalidOrder(f"order {o.id} would cross the restored book")
+    lv = levels.get(key)
+    after: Order | None = None
+    if lv is not None:
+        # Find the order to queue behind: from the tail back (restored in seq order: no step).
+        after = lv.tail
+        while after is not None and after.seq > o.seq:
+            after = after.prev
+        if after is not None and after.seq == o.seq:
+            raise InvalidOrder(f"order {o.id}: seq {o.seq} already used at this price")
+    o.state = WAIT
+    if lv is None:
+        levels[key] = Level(o, o.remaining)
+        insort(keys, key)
+    else:
+        if after is None:  # new head
+            head = lv.head
+            o.prev = None
+            o.next = head
+            head.prev = o
+            lv.head = o
+        else:
+            nxt = after.next
+            o.prev = after
+            o.next = nxt
+            after.next = o
+            if nxt is None:
+                lv.tail = o
+            else:
+                nxt.prev = o
+        lv.total += o.remaining
+    e._orders[o.id] = o
+    if o.seq >= e.next_seq:
+        e.next_seq = o.seq + 1
+
+
+def load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
+    """Build the whole book of an empty engine from stored rows at once; see Engine.load.
+
+    The book is built beside the engine and only installed when every row passed the checks of
+    ``restore``, so an error leaves the engine empty. Sides, types and times in force become the
+    module's constants and equal prices and members share one int object: rows read from a
+    database carry a fresh object for each, which would otherwise cost ~150 bytes per order.
+    """
+    if e._orders:
+        raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
+    # The cyclic collector would traverse the growing book again and again while a million
+    # orders are made; the pause is only for the load.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(e, rows)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
+    new = _new
+    tifs = _CONSTANTS
+    ints: dict[int, int] = {}
+    share = ints.setdefault
+    orders: dict[int, Order] = {}
+    bid_levels: dict[int, Level] = {}
+    ask_levels: dict[int, Level] = {}
+    stops: list[Order] = []
+    n = 0
+    last_seq = 0
+    in_order = True
+    for row in rows:
+        (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
+         triggered) = row  # fmt: skip
+        if (
+            type(oid) is not int
+            or type(member) is not int
+            or type(price) is not int
+            or type(volume) is not int
+            or type(remaining) is not int
+            or type(stop_price) is not int
+            or type(funds) is not int
+            or type(used) is not int
+            or type(ntrades) is not int
+            or type(seq) is not int
+            or not 0 < remaining <= volume
+            or not 0 < price <= MAX_VALUE
+        ):
+            raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
+        if side == BUY:
+            side = BUY
+            key = price
+            levels = bid_levels
+        elif side == SELL:
+            side = SELL
+            key = -price
+            levels = ask_levels
+        else:
+            raise InvalidOrder(f"order {oid} has a bad side {side!r}")
+        if ord_type == LIMIT:
+            ord_type = LIMIT
+        elif ord_type == STOP_LIMIT:
+            ord_type = STOP_LIMIT
+        else:
+            raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
+        tif = tifs.get(tif)
+        if tif not in TIFS:
+            raise InvalidOrder(f"order {oid} has a bad time in force")
+        if _NATIVE:
+            o = Order(oid, member, side, ord_type, price, volume, tif, stop_price, funds)
+        else:
+            o = new(Order)
+            o.id = oid
+            o.side = side
+            o.ord_type = ord_type
+            o.volume = volume
+            o.tif = tif
+            o.stop_price = stop_price
+            o.funds = funds
+            o.state = WAIT
+        o.member_id = share(member, member)
+        o.price = price = share(price, price)
+        o.remaining = remaining
+        o.funds_used = used
+        o.trades_count = ntrades
+        o.seq = seq
+        o.triggered = bool(triggered)
+        orders[oid] = o
+        n += 1
+        if ord_type is STOP_LIMIT and not triggered:
+            if not 0 < stop_price <= MAX_VALUE:
+                raise InvalidOrder(f"stop order {oid} has no valid stop price")
+            stops.append(o)
+            continue
+        if seq <= last_seq:
+            if seq <= 0:
+                raise InvalidOrder(f"order {oid} has no priority sequence")
+            in_order = False
+        last_seq = seq
+        lv = levels.get(key)
+        if lv is None:
+            levels[key] = Level(o, remaining)
+        else:
+            tail = lv.tail
+            tail.next = o
+            o.prev = tail
+            o.next = None
+            lv.tail = o
+            lv.total += remaining
+    if len(orders) != n:
+        raise DuplicateOrder("the rows hold the same order id twice")
+    if not in_order:  # rare: relink the levels from the orders sorted by seq
+        waiting = {id(o) for o in stops}
+        book = sorted((o for o in orders.values() if id(o) not in waiting), key=_by_seq)
+        for i in range(1, len(book)):
+            if book[i - 1].seq == book[i].seq:
+                raise InvalidOrder(f"orders {book[i - 1].id} and {book[i].id} have the same seq {book[i].seq}")
+        bid_levels = {}
+        ask_levels = {}
+        for o in book:
+            levels, key = (bid_levels, o.price) if o.side is BUY else (ask_levels, -o.price)
+            lv = levels.get(key)
+            if lv is None:
+                levels[key] = Level(o, o.remaining)
+            else:
+                tail = lv.tail
+                tail.next = o
+                o.prev = tail
+                o.next = None
+                lv.tail = o
+                lv.total += o.remaining
+        last_seq = book[-1].seq
+    bid_keys = sorted(bid_levels)
+    ask_keys = sorted(ask_levels)
+    if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
+        raise InvalidOrder(f"the loaded book is crossed (bid {bid_keys[-1]}, ask {-ask_keys[-1]})")
+    e._orders = orders
+    e._bid_levels, e._bid_keys = bid_levels, bid_keys
+    e._ask_levels, e._ask_keys = ask_levels, ask_keys
+    buy_stops = [(o.stop_price, o.id) for o in stops if o.side == BUY]
+    sell_stops = [(o.stop_price, o.id) for o in stops if o.side == SELL]
+    buy_stops.sort()
+    sell_stops.sort()
+    e._buy_stops, e._sell_stops = buy_stops, sell_stops
+    if last_seq >= e.next_seq:
+        e.next_seq = last_seq + 1
+    return list(orders.values())
+
+
+def _by_seq(o: Order) -> int:
+    return o.seq
