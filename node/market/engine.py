@@ -154,32 +154,30 @@ class Engine:
         Validation happens before anything changes, so an EngineError leaves the engine untouched.
         Plain limit orders take an inlined path (most traffic); the rest goes to _submit_other.
         """
+        kind = order.kind
         vol = order.volume
         price = order.price
-        tif = order.tif
         if (
-            type(vol) is not int
+            not kind.plain
+            or type(vol) is not int
             or type(price) is not int
             or not 0 < vol <= MAX_VALUE
             or not 0 < price <= MAX_VALUE
             or order.remaining != vol
-            or order.ord_type != LIMIT
             or order.stop_price
             or order.funds
             or order.state is not WAIT
-            or tif not in TIFS
             or type(order.id) is not int
         ):
             return self._submit_other(order)
-        side = order.side
-        if side == BUY:
+        tif = kind.tif
+        buy = kind.buy
+        if buy:
             okeys = self._ask_keys
             lim = -price
-        elif side == SELL:
+        else:
             okeys = self._bid_keys
             lim = price
-        else:
-            return self._submit_other(order)  # raises InvalidOrder
         oid = order.id
         orders = self._orders
         if oid in orders:
@@ -201,11 +199,11 @@ class Engine:
                 self._cascade(res, 0, [])
             return res
         # Nothing to match: rest (inlined _rest) or cancel.
-        if tif == GTC or tif == POST_ONLY:
+        if kind.rests:
             seq = self.next_seq
             self.next_seq = seq + 1
             order.seq = seq
-            if side == BUY:
+            if buy:
                 key = price
                 levels = self._bid_levels
             else:
@@ -214,7 +212,7 @@ class Engine:
             lv = levels.get(key)
             if lv is None:
                 levels[key] = Level(order, vol)
-                keys = self._bid_keys if side == BUY else self._ask_keys
+                keys = self._bid_keys if buy else self._ask_keys
                 if not keys or keys[-1] < key:
                     keys.append(key)
                 else:
@@ -239,18 +237,19 @@ class Engine:
         if order.id in self._orders:
             raise DuplicateOrder(f"order {order.id} is already in the book")
         res = MatchResult()
-        if order.ord_type == MARKET:
+        kind = order.kind
+        if kind.ord_type == MARKET:
             self._execute(order, _NO_LIMIT, IOC, res)
-        elif order.ord_type == LIMIT:
+        elif kind.ord_type == LIMIT:
             # Defensive: valid limit orders normally take the fast path in submit().
-            lim = -order.price if order.side == BUY else order.price
-            okeys = self._ask_keys if order.side == BUY else self._bid_keys
-            if order.tif == POST_ONLY and okeys and okeys[-1] >= lim:
+            lim = -order.price if kind.buy else order.price
+            okeys = self._ask_keys if kind.buy else self._bid_keys
+            if kind.tif == POST_ONLY and okeys and okeys[-1] >= lim:
                 raise WouldCross(f"post-only order {order.id} would cross the book")
-            self._execute(order, lim, order.tif, res)
+            self._execute(order, lim, kind.tif, res)
         else:  # STOP_LIMIT
             lp = self.last_price
-            if lp is not None and (lp >= order.stop_price if order.side == BUY else lp <= order.stop_price):
+            if lp is not None and (lp >= order.stop_price if kind.buy else lp <= order.stop_price):
                 order.triggered = True
                 res.triggered.append(order)
                 self._cascade(res, 0, [(order.id, order)])
@@ -272,7 +271,7 @@ class Engine:
         submitted limit orders; here it only concerns triggered stops, which cannot be rejected
         any more and are therefore cancelled.
         """
-        if taker.side == BUY:
+        if taker.kind.buy:
             keys = self._ask_keys
             levels = self._ask_levels
             sgn = -1
@@ -372,7 +371,7 @@ class Engine:
         if not taker.remaining:
             taker.state = DONE
             res.done.append(taker)
-        elif (tif == GTC or tif == POST_ONLY) and not stp_cut:
+        elif not stp_cut and (tif == GTC or tif == POST_ONLY):
             self._rest(taker)
             res.rested.append(taker)
         else:
@@ -381,7 +380,7 @@ class Engine:
 
     def _fok_fillable(self, o: Order, lim: int) -> bool:
         """Could ``o`` fill completely right now, honouring its limit and self-trade prevention?"""
-        if o.side == BUY:
+        if o.kind.buy:
             keys, levels = self._ask_keys, self._ask_levels
         else:
             keys, levels = self._bid_keys, self._bid_levels
@@ -437,7 +436,7 @@ class Engine:
             if not pending:
                 return
             _, o = heappop(pending)
-            self._execute(o, -o.price if o.side == BUY else o.price, o.tif, res)
+            self._execute(o, -o.price if o.kind.buy else o.price, o.kind.tif, res)
 
     def _pop_triggered(self, lo: int, hi: int) -> list[Order]:
         """Remove and return (by id) the stops reached by a trade price in [lo, hi].
@@ -461,11 +460,11 @@ class Engine:
 
     def _add_stop(self, o: Order) -> None:
         """Park an untriggered stop: not in the book, not in depth, never matched."""
-        insort(self._buy_stops if o.side == BUY else self._sell_stops, (o.stop_price, o.id))
+        insort(self._buy_stops if o.kind.buy else self._sell_stops, (o.stop_price, o.id))
         self._orders[o.id] = o
 
     def _remove_stop(self, o: Order) -> None:
-        stops = self._buy_stops if o.side == BUY else self._sell_stops
+        stops = self._buy_stops if o.kind.buy else self._sell_stops
         i = bisect_left(stops, (o.stop_price, o.id))
         del stops[i]
 
@@ -477,7 +476,7 @@ class Engine:
         self.next_seq = seq + 1
         o.seq = seq
         o.state = WAIT
-        if o.side == BUY:
+        if o.kind.buy:
             key = o.price
             levels, keys = self._bid_levels, self._bid_keys
         else:
@@ -501,7 +500,7 @@ class Engine:
 
     def _unlink(self, o: Order) -> None:
         """Take a resting order or untriggered stop out of every index and mark it cancelled."""
-        if o.ord_type == STOP_LIMIT and not o.triggered:
+        if o.kind.stop:
             del self._orders[o.id]
             self._remove_stop(o)
             o.state = CANCEL
@@ -516,12 +515,13 @@ class Engine:
             raise OrderNotFound(f"order {order_id} is not in the book")
         if member_id is not None and o.member_id != member_id:
             raise NotOwner(f"order {order_id} belongs to another member")
-        if o.ord_type == STOP_LIMIT and not o.triggered:
+        kind = o.kind
+        if kind.stop:
             self._unlink(o)
             return o
         del orders[order_id]
         o.state = CANCEL
-        if o.side == BUY:
+        if kind.buy:
             key = o.price
             levels = self._bid_levels
         else:
@@ -533,7 +533,7 @@ class Engine:
         if prev is None:
             if nxt is None:  # the level's only order: the level goes
                 del levels[key]
-                keys = self._bid_keys if o.side == BUY else self._ask_keys
+                keys = self._bid_keys if kind.buy else self._ask_keys
                 if keys[-1] == key:
                     keys.pop()
                 else:

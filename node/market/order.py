@@ -34,6 +34,58 @@ ORD_TYPES: Final = frozenset((LIMIT, MARKET, STOP_LIMIT))
 TIFS: Final = frozenset((GTC, IOC, FOK, POST_ONLY))
 
 
+class Kind:
+    """What an order is besides its numbers: side, type, time in force, and whether a stop fired.
+
+    Immutable and shared, one object per combination (``kind_of``), so an order spends one slot on
+    all four instead of four (24 bytes less per resting order), and the engine's hot paths read
+    precomputed answers (``buy``, ``plain``, ``rests``) instead of comparing strings.
+    """
+
+    __slots__ = ("side", "ord_type", "tif", "triggered", "buy", "plain", "rests", "stop")
+
+    side: str
+    ord_type: str
+    tif: str
+    triggered: bool
+    #: side == BUY
+    buy: bool
+    #: a valid side, LIMIT and a valid time in force: eligible for submit's fast path
+    plain: bool
+    #: a remainder rests in the book (GTC or POST_ONLY)
+    rests: bool
+    #: an untriggered STOP_LIMIT: waits in the stop list, not in the book
+    stop: bool
+
+    def __init__(self, side: str, ord_type: str, tif: str, triggered: bool) -> None:
+        self.side = side
+        self.ord_type = ord_type
+        self.tif = tif
+        self.triggered = triggered
+        self.buy = side == BUY
+        self.plain = side in SIDES and ord_type == LIMIT and tif in TIFS and not triggered
+        self.rests = tif == GTC or tif == POST_ONLY
+        self.stop = ord_type == STOP_LIMIT and not triggered
+
+    def __repr__(self) -> str:
+        return f"<Kind {self.side} {self.ord_type}/{self.tif}{' triggered' if self.triggered else ''}>"
+
+
+_KINDS: Final = {
+    (side, ord_type, tif, triggered): Kind(side, ord_type, tif, triggered)
+    for side in (BUY, SELL)
+    for ord_type in (LIMIT, MARKET, STOP_LIMIT)
+    for tif in (GTC, IOC, FOK, POST_ONLY)
+    for triggered in (False, True)
+}
+
+
+def kind_of(side: str, ord_type: str, tif: str, triggered: bool = False) -> Kind:
+    """The shared Kind of these values; a fresh one for an invalid combination (which validation refuses)."""
+    k = _KINDS.get((side, ord_type, tif, triggered))
+    return Kind(side, ord_type, tif, triggered) if k is None else k
+
+
 class Order:
     """One order as the engine sees it; the engine updates it in place as it trades.
 
@@ -41,6 +93,7 @@ class Order:
     ``funds_used`` is the sum of price*volume of the order's fills, kept for both sides so the
     caller can settle and release locks without recomputing. ``seq`` is the book priority the
     engine assigns when the order rests; it is persisted so a restored book is identical.
+    ``side``, ``ord_type``, ``tif`` and ``triggered`` are read through the shared ``kind``.
 
     ``prev`` and ``next`` link a resting order to its neighbours in its price level (an intrusive
     doubly linked list, node/market/book.py): a cancel unlinks in O(1) and leaves nothing behind,
@@ -51,38 +104,32 @@ class Order:
     __slots__ = (
         "id",
         "member_id",
-        "side",
-        "ord_type",
+        "kind",
         "price",
         "volume",
         "remaining",
-        "tif",
         "stop_price",
         "funds",
         "funds_used",
         "trades_count",
         "seq",
         "state",
-        "triggered",
         "prev",
         "next",
     )
 
     id: int
     member_id: int
-    side: str
-    ord_type: str
+    kind: Kind
     price: int
     volume: int
     remaining: int
-    tif: str
     stop_price: int
     funds: int
     funds_used: int
     trades_count: int
     seq: int
     state: str
-    triggered: bool
     prev: Order | None
     next: Order | None
 
@@ -100,19 +147,39 @@ class Order:
     ) -> None:
         self.id = id
         self.member_id = member_id
-        self.side = side
-        self.ord_type = ord_type
+        k = _KINDS.get((side, ord_type, tif, False))
+        self.kind = Kind(side, ord_type, tif, False) if k is None else k
         self.price = price
         self.volume = volume
         self.remaining = volume
-        self.tif = tif
         self.stop_price = stop_price
         self.funds = funds
         self.funds_used = 0
         self.trades_count = 0
         self.seq = 0
         self.state = WAIT
-        self.triggered = False
+
+    @property
+    def side(self) -> str:
+        return self.kind.side
+
+    @property
+    def ord_type(self) -> str:
+        return self.kind.ord_type
+
+    @property
+    def tif(self) -> str:
+        return self.kind.tif
+
+    @property
+    def triggered(self) -> bool:
+        """A stop order that has fired (it then matches and rests as a limit order)."""
+        return self.kind.triggered
+
+    @triggered.setter
+    def triggered(self, value: bool) -> None:
+        k = self.kind
+        self.kind = kind_of(k.side, k.ord_type, k.tif, bool(value))
 
     def __repr__(self) -> str:
         extra = ""

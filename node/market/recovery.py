@@ -12,22 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .book import Level
 from .errors import DuplicateOrder, EngineError, InvalidOrder
-from .order import (
-    BUY,
-    FOK,
-    GTC,
-    IOC,
-    LIMIT,
-    MARKET,
-    MAX_VALUE,
-    POST_ONLY,
-    SELL,
-    SIDES,
-    STOP_LIMIT,
-    TIFS,
-    WAIT,
-    Order,
-)
+from .order import _KINDS, LIMIT, MARKET, MAX_VALUE, SIDES, STOP_LIMIT, TIFS, WAIT, Order
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -36,8 +21,6 @@ if TYPE_CHECKING:
 LOAD_COLUMNS: Final = ("id", "member_id", "side", "ord_type", "price", "volume", "remaining", "tif",
                        "stop_price", "funds", "funds_used", "trades_count", "seq", "triggered")  # fmt: skip
 
-#: Stored strings -> the module's constants (one object each).
-_CONSTANTS: Final = {c: c for c in (BUY, SELL, LIMIT, MARKET, STOP_LIMIT, GTC, IOC, FOK, POST_ONLY)}
 _new = object.__new__
 #: True when compiled by mypyc (native classes cannot be made with ``object.__new__``).
 _NATIVE: Final = not __file__.endswith(".py")
@@ -57,7 +40,7 @@ def restore(e: Engine, o: Order) -> None:
         raise DuplicateOrder(f"order {o.id} is already in the book")
     if not 0 < o.price <= MAX_VALUE:
         raise InvalidOrder(f"order {o.id} has no valid price")
-    if o.ord_type == STOP_LIMIT and not o.triggered:
+    if o.kind.stop:
         if not _is_int(o.stop_price) or not 0 < o.stop_price <= MAX_VALUE:
             raise InvalidOrder(f"stop order {o.id} has no valid stop price")
         e._add_stop(o)
@@ -66,7 +49,7 @@ def restore(e: Engine, o: Order) -> None:
         raise InvalidOrder(f"order {o.id} of type {o.ord_type!r} cannot rest")
     if o.seq <= 0:
         raise InvalidOrder(f"order {o.id} has no priority sequence")
-    if o.side == BUY:
+    if o.kind.buy:
         key = o.price
         levels, keys, okeys = e._bid_levels, e._bid_keys, e._ask_keys
         crossed = bool(okeys) and -okeys[-1] <= o.price
@@ -116,7 +99,7 @@ def load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
 
     The book is built beside the engine and only installed when every row passed the checks of
     ``restore``, so an error leaves the engine empty. Sides, types and times in force become the
-    module's constants and equal prices and members share one int object: rows read from a
+    shared ``Kind`` of each combination (node/market/order.py) and equal prices and members share one int object: rows read from a
     database carry a fresh object for each, which would otherwise cost ~150 bytes per order.
     """
     if e._orders:
@@ -134,7 +117,7 @@ def load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
 
 def _load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
     new = _new
-    tifs = _CONSTANTS
+    kinds = _KINDS
     ints: dict[int, int] = {}
     share = ints.setdefault
     orders: dict[int, Order] = {}
@@ -162,47 +145,38 @@ def _load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
             or not 0 < price <= MAX_VALUE
         ):
             raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
-        if side == BUY:
-            side = BUY
+        kind = kinds.get((side, ord_type, tif, bool(triggered)))
+        if kind is None or kind.ord_type == MARKET:
+            if side not in SIDES:
+                raise InvalidOrder(f"order {oid} has a bad side {side!r}")
+            if tif not in TIFS:
+                raise InvalidOrder(f"order {oid} has a bad time in force")
+            raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
+        if kind.buy:
             key = price
             levels = bid_levels
-        elif side == SELL:
-            side = SELL
+        else:
             key = -price
             levels = ask_levels
-        else:
-            raise InvalidOrder(f"order {oid} has a bad side {side!r}")
-        if ord_type == LIMIT:
-            ord_type = LIMIT
-        elif ord_type == STOP_LIMIT:
-            ord_type = STOP_LIMIT
-        else:
-            raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
-        tif = tifs.get(tif)
-        if tif not in TIFS:
-            raise InvalidOrder(f"order {oid} has a bad time in force")
         if _NATIVE:
-            o = Order(oid, member, side, ord_type, price, volume, tif, stop_price, funds)
+            o = Order(oid, member, kind.side, kind.ord_type, price, volume, kind.tif, stop_price, funds)
         else:
             o = new(Order)
             o.id = oid
-            o.side = side
-            o.ord_type = ord_type
             o.volume = volume
-            o.tif = tif
             o.stop_price = stop_price
             o.funds = funds
             o.state = WAIT
+        o.kind = kind
         o.member_id = share(member, member)
         o.price = price = share(price, price)
         o.remaining = remaining
         o.funds_used = used
         o.trades_count = ntrades
         o.seq = seq
-        o.triggered = bool(triggered)
         orders[oid] = o
         n += 1
-        if ord_type is STOP_LIMIT and not triggered:
+        if kind.stop:
             if not 0 < stop_price <= MAX_VALUE:
                 raise InvalidOrder(f"stop order {oid} has no valid stop price")
             stops.append(o)
@@ -233,7 +207,7 @@ def _load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
         bid_levels = {}
         ask_levels = {}
         for o in book:
-            levels, key = (bid_levels, o.price) if o.side is BUY else (ask_levels, -o.price)
+            levels, key = (bid_levels, o.price) if o.kind.buy else (ask_levels, -o.price)
             lv = levels.get(key)
             if lv is None:
                 levels[key] = Level(o, o.remaining)
@@ -252,8 +226,8 @@ def _load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
     e._orders = orders
     e._bid_levels, e._bid_keys = bid_levels, bid_keys
     e._ask_levels, e._ask_keys = ask_levels, ask_keys
-    buy_stops = [(o.stop_price, o.id) for o in stops if o.side == BUY]
-    sell_stops = [(o.stop_price, o.id) for o in stops if o.side == SELL]
+    buy_stops = [(o.stop_price, o.id) for o in stops if o.kind.buy]
+    sell_stops = [(o.stop_price, o.id) for o in stops if not o.kind.buy]
     buy_stops.sort()
     sell_stops.sort()
     e._buy_stops, e._sell_stops = buy_stops, sell_stops
