@@ -80,6 +80,10 @@ _KINDS: Final = {
 }
 
 
+_BUY_LIMIT_GTC: Final = _KINDS[(BUY, LIMIT, GTC, False)]
+_SELL_LIMIT_GTC: Final = _KINDS[(SELL, LIMIT, GTC, False)]
+
+
 def kind_of(side: str, ord_type: str, tif: str, triggered: bool = False) -> Kind:
     """The shared Kind of these values; a fresh one for an invalid combination (which validation refuses)."""
     k = _KINDS.get((side, ord_type, tif, triggered))
@@ -147,8 +151,10 @@ class Order:
     ) -> None:
         self.id = id
         self.member_id = member_id
-        k = _KINDS.get((side, ord_type, tif, False))
-        self.kind = Kind(side, ord_type, tif, False) if k is None else k
+        if ord_type == LIMIT and tif == GTC and (side == BUY or side == SELL):  # most orders: no lookup
+            self.kind = _BUY_LIMIT_GTC if side == BUY else _SELL_LIMIT_GTC
+        else:
+            self.kind = kind_of(side, ord_type, tif)
         self.price = price
         self.volume = volume
         self.remaining = volume
