@@ -6,15 +6,18 @@ market orders (half of them buys with a funds budget). The book is first filled 
 passive orders (not timed) and kept near that size by making takers a little smaller or larger
 depending on it, so each run measures a steady book of that depth.
 
-The ceiling is ``RefBook`` below: the book a competent programmer writes first, a ``SortedDict`` of
-price -> ``deque`` per side, an id -> order dict, cancels that mark the order dead (skipped when
-matching reaches it), the same price-time priority, market-buy budget and self-trade prevention
-(cancel the taker) as the engine. Both are fed the same operations from plain input tuples, each as
-its caller drives it: ours gets one ``Order`` built per submit, as the market actor does, and the
-building is inside the timed loop. Both must end with the same trades and lots traded (checked).
-Each timed pass alternates between the two books (best of ``--repeat``), so a noisy neighbour on the
-shared machine hits both alike; the process is pinned to one core, with the node's GC settings, and
-the time is the process's CPU time, which leaves out the time other processes hold the core.
+The ceiling is ``RefBook`` (node/market/reference.py): the book a competent programmer writes
+first, a ``SortedDict`` of price -> ``deque`` per side, an id -> order dict, cancels that mark the
+order dead (skipped when matching reaches it), the same price-time priority, market-buy budget and
+self-trade prevention (cancel the taker) as the engine. Both are fed the same operations from plain
+input tuples, each as its caller drives it: ours gets one ``Order`` built per submit, as the market
+actor does, and the building is inside the timed loop. Both must end with the same trades and lots
+traded (checked). Ours runs in both builds in the same process: pure Python (a copy of the package's
+sources, imported under another name) and, when scripts/compile_engine.py has built it, the mypyc
+build that ``node.market`` then is. Each timed pass alternates between the books (best of
+``--repeat``), so a noisy neighbour on the shared machine hits all alike; the process is pinned to
+one core, with the node's GC settings, and the time is the process's CPU time, which leaves out the
+time other processes hold the core.
 
 Memory: bytes per resting order that each book allocates to hold the ``--book`` seed orders (the
 input tuples and their ints are the caller's and are not counted; for ours the Order objects, the
@@ -29,20 +32,24 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 import tracemalloc
-from collections import deque
 from collections.abc import Callable, Iterable
-
-from sortedcontainers import SortedDict
+from pathlib import Path
+from types import ModuleType
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import node.market  # noqa: E402
 import node.market.engine  # noqa: E402
-from node.market import BUY, GTC, LIMIT, MARKET, SELL, Engine, Order  # noqa: E402
+from node.market import BUY, GTC, LIMIT, MARKET, SELL, Book, Engine, Order  # noqa: E402
+from node.market.reference import OrderArgs, RefBook  # noqa: E402
 from node.tuning import tune_runtime  # noqa: E402
 
 MID = 100_000  # ticks: where the book starts
@@ -52,88 +59,8 @@ MAKER_LOTS = 20  # passive order volume: 1..MAKER_LOTS
 TAKER_LOTS = (4, 8)  # aggressive/market volume 1..n: the smaller while the book is below target
 MEMBERS = 5_000  # few enough that self-trade prevention happens now and then
 
-# (id, member_id, side, ord_type, price, volume, tif, stop_price, funds): Order's own arguments.
-OrderArgs = tuple[int, int, str, str, int, int, str, int, int]
 # A submit is its OrderArgs; a cancel is the bare order id.
 Op = "OrderArgs | int"
-
-
-# ----------------------------------------------------------------------------- the reference book
-
-
-class RefOrder:
-    __slots__ = ("id", "member", "side", "price", "remaining", "live")
-
-    def __init__(self, id: int, member: int, side: str, price: int, remaining: int) -> None:
-        self.id = id
-        self.member = member
-        self.side = side
-        self.price = price
-        self.remaining = remaining
-        self.live = True
-
-
-class RefBook:
-    """Naive price-time book: SortedDict price -> deque of orders per side, lazy cancels."""
-
-    def __init__(self) -> None:
-        self.bids: SortedDict = SortedDict()  # best = last key
-        self.asks: SortedDict = SortedDict()  # best = first key
-        self.orders: dict[int, RefOrder] = {}
-        self.trades = 0
-        self.lots = 0
-
-    def submit(self, args: OrderArgs) -> list[tuple[int, int, int]]:
-        """Match and rest one order; returns its fills as (maker id, price, volume)."""
-        oid, member, side, ord_type, price, volume, _tif, _stop, funds = args
-        o = RefOrder(oid, member, side, price, volume)
-        book = self.asks if side == BUY else self.bids
-        market = ord_type == MARKET
-        used = 0
-        fills = []
-        while o.remaining and book:
-            best_price, level = book.peekitem(0 if side == BUY else -1)
-            if not market and (best_price > price if side == BUY else best_price < price):
-                break
-            while level and o.remaining:
-                m = level[0]
-                if not m.live:
-                    level.popleft()
-                    continue
-                if m.member == member:  # self-trade prevention: cancel the taker
-                    o.remaining = 0
-                    break
-                v = min(o.remaining, m.remaining)
-                if funds:
-                    afford = (funds - used) // best_price
-                    if afford == 0:
-                        o.remaining = 0
-                        break
-                    v = min(v, afford)
-                    used += v * best_price
-                m.remaining -= v
-                o.remaining -= v
-                fills.append((m.id, best_price, v))
-                self.trades += 1
-                self.lots += v
-                if not m.remaining:
-                    level.popleft()
-                    del self.orders[m.id]
-            if not level:
-                del book[best_price]
-            else:
-                break
-        if o.remaining and not market:
-            own = self.bids if side == BUY else self.asks
-            level = own.get(price)
-            if level is None:
-                own[price] = level = deque()
-            level.append(o)
-            self.orders[oid] = o
-        return fills
-
-    def cancel(self, oid: int) -> None:
-        self.orders.pop(oid).live = False
 
 
 # ----------------------------------------------------------------------------- the workload
@@ -267,13 +194,25 @@ def generate(n_ops: int, seed: int, target_book: int) -> tuple[list[OrderArgs], 
 # ----------------------------------------------------------------------------- the two drivers
 
 
-def run_ours(seeded: list[OrderArgs], ops: list[Op]) -> tuple[int, int, int]:
+def pure_build() -> ModuleType:
+    """The engine package as pure Python, whatever ``node.market`` is: its sources, copied and imported
+    under another name (Python would load a compiled module beside a ``.py`` in its place)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    shutil.copytree(Path(node.market.__file__).parent, tmp / "pure_market", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    sys.path.insert(0, str(tmp))
+    mod = importlib.import_module("pure_market")
+    assert importlib.import_module("pure_market.engine").__file__.endswith(".py")
+    return mod
+
+
+def run_ours(build: ModuleType, seeded: list[OrderArgs], ops: list[Op]) -> tuple[int, int, int]:
     """Timed: every submit builds its Order from the inputs, as the market actor does."""
-    engine = Engine("bench")
+    engine = build.Engine("bench")
+    order = build.Order
     submit = engine.submit
     cancel = engine.cancel
     for args in seeded:
-        submit(Order(*args))
+        submit(order(*args))
     trade_id0 = engine.next_trade_id
     gc.collect()
     t0 = time.process_time_ns()
@@ -281,7 +220,7 @@ def run_ours(seeded: list[OrderArgs], ops: list[Op]) -> tuple[int, int, int]:
         if type(op) is int:
             cancel(op)
         else:
-            submit(Order(*op))
+            submit(order(*op))
     elapsed = time.process_time_ns() - t0
     return elapsed, engine.next_trade_id - trade_id0, -1
 
@@ -317,14 +256,16 @@ def bytes_per_order(build: Callable[[], object], n: int) -> float:
     return held / n
 
 
-def memory(seeded: list[OrderArgs]) -> tuple[float, float]:
-    def ours() -> Engine:
-        e = Engine("bench")
-        for args in seeded:
-            e.submit(Order(*args))
-        return e
+def memory(build: ModuleType, seeded: list[OrderArgs]) -> tuple[float, float]:
+    """Bytes per resting order: ours (this build), and the reference."""
 
-    def ref() -> RefBook:
+    def ours() -> Book:
+        e = build.Engine("bench")
+        for args in seeded:
+            e.submit(build.Order(*args))
+        return e  # type: ignore[no-any-return]
+
+    def ref() -> Book:
         b = RefBook()
         for args in seeded:
             b.submit(args)
@@ -334,7 +275,7 @@ def memory(seeded: list[OrderArgs]) -> tuple[float, float]:
     return bytes_per_order(ours, n), bytes_per_order(ref, n)
 
 
-def recovery(seeded: list[OrderArgs]) -> tuple[float, float]:
+def recovery(build: ModuleType, seeded: list[OrderArgs]) -> tuple[float, float]:
     """Seconds to rebuild the seed book from stored rows: bulk ``load``, and ``restore`` per order."""
     rows = [
         (a[0], int(str(a[1])), "".join(a[2]), "".join(LIMIT), int(str(a[4])), a[5], a[5], "".join(GTC), 0, 0, 0, 0,
@@ -343,13 +284,13 @@ def recovery(seeded: list[OrderArgs]) -> tuple[float, float]:
     ]  # fmt: skip
     gc.collect()
     t0 = time.process_time()
-    Engine("bench").load(rows)
+    build.Engine("bench").load(rows)
     bulk = time.process_time() - t0
     gc.collect()
     t0 = time.process_time()
-    e = Engine("bench")
+    e = build.Engine("bench")
     for r in rows:
-        o = Order(r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8], r[9])
+        o = build.Order(r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[8], r[9])
         o.remaining, o.funds_used, o.trades_count, o.seq, o.triggered = r[6], r[10], r[11], r[12], bool(r[13])
         e.restore(o)
     one_by_one = time.process_time() - t0
@@ -364,39 +305,45 @@ def pin_one_core() -> None:
         pass
 
 
-def bench_size(book: int, n_ops: int, seed: int, repeat: int, mem: bool) -> float:
+def bench_size(builds: dict[str, ModuleType], book: int, n_ops: int, seed: int, repeat: int,
+               mem: bool) -> dict[str, float]:  # fmt: skip
+    """Time every build of ours and the reference on one workload; returns each build's ratio."""
     t0 = time.perf_counter()
     seeded, ops, st = generate(n_ops, seed, book)
     gen_s = time.perf_counter() - t0
-    ours: list[int] = []
+    ours: dict[str, list[int]] = {name: [] for name in builds}
     ref: list[int] = []
     for _ in range(max(1, repeat)):
-        el, trades, _ = run_ours(seeded, ops)
-        if trades != st["trades"]:
-            raise SystemExit(f"engine diverged: {trades} trades vs {st['trades']}")
-        ours.append(el)
+        for name, build in builds.items():
+            el, trades, _ = run_ours(build, seeded, ops)
+            if trades != st["trades"]:
+                raise SystemExit(f"engine ({name}) diverged: {trades} trades vs {st['trades']}")
+            ours[name].append(el)
         el, trades, lots = run_ref(seeded, ops)
         if (trades, lots) != (st["trades"], st["lots"]):
             raise SystemExit(f"reference diverged: {trades} trades / {lots} lots vs {st['trades']} / {st['lots']}")
         ref.append(el)
     n = len(ops)
-    ours_ops = n / min(ours) * 1e9
     ref_ops = n / min(ref) * 1e9
     limits = st["limits"]
     print(f"\n{book:,} resting orders (average {st['avg_book']:,} during the run), {n:,} operations, "
           f"generated in {gen_s:.1f}s")  # fmt: skip
-    print(f"  mix       {limits / n:.1%} limit ({st['crossed'] / max(1, limits):.1%} of them crossing), "
+    print(f"  mix        {limits / n:.1%} limit ({st['crossed'] / max(1, limits):.1%} of them crossing), "
           f"{st['cancels'] / n:.1%} cancel, {(n - limits - st['cancels']) / n:.1%} market; "
-          f"{st['trades']:,} trades, {st['lots']:,} lots, identical in both books")  # fmt: skip
-    print(f"  ours      {ours_ops:>11,.0f} ops/s (best of {len(ours)})")
-    print(f"  reference {ref_ops:>11,.0f} ops/s (SortedDict + deque)")
-    print(f"  ratio     {ours_ops / ref_ops:.2f}x the reference")
+          f"{st['trades']:,} trades, {st['lots']:,} lots, identical in every book")  # fmt: skip
+    print(f"  reference  {ref_ops:>11,.0f} ops/s (SortedDict + deque, best of {len(ref)})")
+    ratios = {}
+    for name in builds:
+        ours_ops = n / min(ours[name]) * 1e9
+        ratios[name] = ours_ops / ref_ops
+        print(f"  {name:<10} {ours_ops:>11,.0f} ops/s   {ratios[name]:.2f}x the reference")
     if mem:
-        m_ours, m_ref = memory(seeded)
-        print(f"  memory    {m_ours:.0f} bytes per resting order (reference {m_ref:.0f})")
-        bulk, one = recovery(seeded)
-        print(f"  recovery  {bulk:.2f}s to load {book:,} stored orders in bulk ({one:.2f}s with restore() per order)")
-    return ours_ops / ref_ops
+        for name, build in builds.items():
+            m_ours, m_ref = memory(build, seeded)
+            bulk, one = recovery(build, seeded)
+            print(f"  {name:<10} {m_ours:.0f} bytes per resting order (reference {m_ref:.0f}); "
+                  f"recovery of {book:,} orders {bulk:.2f}s with load() ({one:.2f}s with restore() per order)")  # fmt: skip
+    return ratios
 
 
 def main(argv: Iterable[str] | None = None) -> None:
@@ -406,17 +353,21 @@ def main(argv: Iterable[str] | None = None) -> None:
     ap.add_argument("--book", type=int, action="append", help="resting orders to start from and keep near "
                     "(repeatable; default 1,000, 100,000 and 1,000,000)")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3, help="timed passes per book; the best is shown")
-    ap.add_argument("--no-memory", action="store_true", help="skip the bytes-per-order measurement")
+    ap.add_argument("--no-memory", action="store_true", help="skip the bytes-per-order and recovery measurements")
     ap.add_argument("--all-cores", action="store_true", help="do not pin the process to one core")
+    ap.add_argument("--pure-only", action="store_true", help="leave the compiled build out even when it is built")
     ns = ap.parse_args(argv)
     if not ns.all_cores:
         pin_one_core()
-    tune_runtime()  # the node's GC and switch-interval settings, for both books
-    compiled = not node.market.engine.__file__.endswith(".py")
-    print(f"python {sys.version.split()[0]}, engine {'compiled (mypyc)' if compiled else 'pure Python'}, "
-          f"seed {ns.seed}")  # fmt: skip
-    ratios = {b: bench_size(b, ns.ops, ns.seed, ns.repeat, not ns.no_memory) for b in ns.book or (1_000, 100_000, 1_000_000)}
-    print("\nratio to the reference: " + ", ".join(f"{b:,} resting {r:.2f}x" for b, r in ratios.items()))
+    tune_runtime()  # the node's GC and switch-interval settings, for every book
+    builds = {"pure": pure_build()}
+    if not node.market.engine.__file__.endswith(".py") and not ns.pure_only:
+        builds["compiled"] = node.market
+    print(f"python {sys.version.split()[0]}, engine builds: {', '.join(builds)}, seed {ns.seed}")
+    sizes = ns.book or (1_000, 100_000, 1_000_000)
+    ratios = {b: bench_size(builds, b, ns.ops, ns.seed, ns.repeat, not ns.no_memory) for b in sizes}
+    for name in builds:
+        print(f"\nratio to the reference, {name}: " + ", ".join(f"{b:,} resting {r[name]:.2f}x" for b, r in ratios.items()))
 
 
 if __name__ == "__main__":

@@ -38,12 +38,14 @@ from node.market import (
     SELL,
     STOP_LIMIT,
     WAIT,
+    Book,
     Engine,
     MatchResult,
     Order,
     OrderNotFound,
     WouldCross,
 )
+from node.market.reference import RefBook
 
 # ----------------------------------------------------------------------------- reference model
 
@@ -376,6 +378,58 @@ def test_engine_matches_reference_model(stp: str, last_price: int | None, ops: l
     assert loaded.next_seq == max((o.seq for o in book), default=0) + 1
 
 
+# ----------------------------------------------------------------------------- the bench's reference book
+
+book_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("limit"), st.sampled_from([BUY, SELL]), st.integers(95, 105), st.integers(1, 6),
+                  st.integers(1, 3)),
+        st.tuples(st.just("market"), st.sampled_from([BUY, SELL]), st.integers(1, 6), st.integers(1, 3),
+                  st.integers(1, 700)),
+        st.tuples(st.just("cancel"), st.integers(0, 10_000)),
+    ),
+    max_size=60,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=book_ops)
+def test_engine_and_the_naive_reference_book_agree(ops: list[tuple]) -> None:
+    """bench/bench_engine.py times the engine against RefBook: on what both do (GTC limit and market
+    orders, cancels, self-trade prevention cancelling the taker) they must give the same fills and,
+    through the Book protocol, the same book."""
+    engine = Engine("prop")
+    ref = RefBook()
+    books: list[Book] = [engine, ref]
+    assert all(isinstance(b, Book) for b in books)
+    live: list[int] = []
+    for i, op in enumerate(ops, start=1):
+        if op[0] == "cancel":
+            if not live:
+                continue
+            oid = live.pop(op[1] % len(live))
+            for b in books:
+                b.cancel(oid)
+        else:
+            if op[0] == "limit":
+                _, side, price, volume, member = op
+                args = (i, member, side, LIMIT, price, volume, GTC, 0, 0)
+            else:
+                _, side, volume, member, funds = op
+                args = (i, member, side, MARKET, 0, volume, GTC, 0, funds if side == BUY else 0)
+            res = engine.submit(Order(*args))
+            assert [(t.maker.id, t.price, t.volume) for t in res.trades] == ref.submit(args)
+            gone = {o.id for o in [*res.done, *res.cancelled]}
+            live = [x for x in live if x not in gone] + [o.id for o in res.rested]
+        assert engine.best_bid() == ref.best_bid() and engine.best_ask() == ref.best_ask()
+        assert engine.depth(50) == ref.depth(50)
+        assert len(engine) == len(ref) == len(live)
+        for price in (95, 100, 105):
+            assert engine.level_volume(BUY, price) == ref.level_volume(BUY, price)
+            assert engine.level_volume(SELL, price) == ref.level_volume(SELL, price)
+    engine.check_consistency()
+
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPILED = not node.market.engine.__file__.endswith(".py")
 
@@ -401,4 +455,4 @@ def test_the_other_build_passes_this_file_too(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "2 passed" in run.stdout, run.stdout[-1000:]
+    assert "3 passed" in run.stdout, run.stdout[-1000:]
