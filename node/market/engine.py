@@ -33,6 +33,7 @@ from typing import Any, Final
 from . import recovery, views
 from .book import Level
 from .errors import DuplicateOrder, EngineError, InvalidOrder, NotOwner, OrderNotFound, WouldCross
+from .frozen import NONE
 from .order import (
     BUY,
     CANCEL,
@@ -182,18 +183,10 @@ class Engine:
         orders = self._orders
         if oid in orders:
             raise DuplicateOrder(f"order {oid} is already in the book")
-        if _NATIVE:
-            res = MatchResult()
-        else:  # MatchResult() inlined: saves the __init__ frame on every order
-            res = _new(MatchResult)
-            res.trades = []
-            res.cancelled = []
-            res.triggered = []
-            res.done = []
-            res.rested = []
         if okeys and okeys[-1] >= lim:
             if tif == POST_ONLY:
                 raise WouldCross(f"post-only order {oid} would cross the book")
+            res = MatchResult()
             self._execute(order, lim, tif, res)
             if res.trades and (self._buy_stops or self._sell_stops):
                 self._cascade(res, 0, [])
@@ -225,10 +218,16 @@ class Engine:
                 lv.tail = order
                 lv.total += vol
             orders[oid] = order
-            res.rested.append(order)
-        else:
-            order.state = CANCEL
-            res.cancelled.append(order)
+            if _NATIVE:
+                return MatchResult([order])
+            # MatchResult([order]) inlined: saves the __init__ frame on most orders
+            res = _new(MatchResult)
+            res.trades = res.cancelled = res.triggered = res.done = NONE
+            res.rested = [order]
+            return res
+        order.state = CANCEL
+        res = MatchResult()
+        res.cancelled.append(order)
         return res
 
     def _submit_other(self, order: Order) -> MatchResult:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from .frozen import NONE
+
 #: Largest price/volume accepted: they are stored as signed 64-bit integers (BIGINT).
 MAX_VALUE: Final = (1 << 63) - 1
 
@@ -244,6 +246,9 @@ class MatchResult:
     triggered stops that could not rest); ``done`` the orders filled completely; ``rested`` the
     orders added to the book or to the stop list. An order can appear in ``triggered`` and then
     in one of the others.
+
+    The lists are the caller's to read, not to change: ``MatchResult(rested)``, the result of an
+    order that only rested, shares one frozen empty list (node/market/frozen.py) for the others.
     """
 
     __slots__ = ("trades", "cancelled", "triggered", "done", "rested")
@@ -254,12 +259,19 @@ class MatchResult:
     done: list[Order]
     rested: list[Order]
 
-    def __init__(self) -> None:
-        self.trades = []
-        self.cancelled = []
-        self.triggered = []
-        self.done = []
-        self.rested = []
+    def __init__(self, rested: list[Order] | None = None) -> None:
+        if rested is None:
+            self.trades = []
+            self.cancelled = []
+            self.triggered = []
+            self.done = []
+            self.rested = []
+        else:
+            self.trades = NONE
+            self.cancelled = NONE
+            self.triggered = NONE
+            self.done = NONE
+            self.rested = rested
 
     def __repr__(self) -> str:
         return (
