@@ -1,19 +1,7 @@
 """Pure, synchronous, deterministic matching engine (no asyncio, no I/O, no float)."""
 
-from .engine import (
-    LOAD_COLUMNS,
-    MAX_VALUE,
-    STP_CANCEL_MAKER,
-    STP_CANCEL_TAKER,
-    STP_NONE,
-    DuplicateOrder,
-    Engine,
-    EngineError,
-    InvalidOrder,
-    NotOwner,
-    OrderNotFound,
-    WouldCross,
-)
+from .engine import STP_CANCEL_MAKER, STP_CANCEL_TAKER, STP_NONE, Engine
+from .errors import DuplicateOrder, EngineError, InvalidOrder, NotOwner, OrderNotFound, WouldCross
 from .order import (
     BUY,
     CANCEL,
@@ -23,6 +11,7 @@ from .order import (
     IOC,
     LIMIT,
     MARKET,
+    MAX_VALUE,
     POST_ONLY,
     SELL,
     STOP_LIMIT,
@@ -32,6 +21,7 @@ from .order import (
     Trade,
 )
 from .protocol import Book
+from .recovery import LOAD_COLUMNS
 
 __all__ = [
     "BUY",

@@ -13,13 +13,13 @@ Book layout (chosen for speed and memory in pure Python and under mypyc, see ben
   Activity concentrates near the top of the book, so inserting or removing a level there is a short
   memmove at the end of the list, and taking the best level is ``keys.pop()``.
 * ``_orders``: id -> Order for every resting order and untriggered stop.
-* stops: two lists of (stop_price, id) sorted ascending; the triggered ones are a prefix (buy stops)
-  or a suffix (sell stops), found with one bisect.
+* stops: two sorted lists of (stop_price, id), node/market/stops.py.
 
 A cancel unlinks the order from its level in O(1) (its neighbours are linked to each other), and
 a level left empty is dropped with its key: nothing dead stays in the book, so matching never skips
-anything and memory is exactly that of the live orders. Queries, recovery and the consistency
-check live in node/market/views.py and node/market/recovery.py, to keep this file to the hot paths.
+anything and memory is exactly that of the live orders. Queries and the consistency check live in
+node/market/views.py, recovery in recovery.py and validation in validate.py: this file keeps the
+hot paths.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from heapq import heappop, heappush
 from itertools import islice
 from typing import Any, Final
 
-from . import recovery, views
+from . import recovery, stops, views
 from .book import Level
-from .errors import DuplicateOrder, EngineError, InvalidOrder, NotOwner, OrderNotFound, WouldCross
+from .errors import DuplicateOrder, InvalidOrder, NotOwner, OrderNotFound, WouldCross
 from .frozen import NONE
 from .order import (
-    BUY,
     CANCEL,
     DONE,
     FOK,
@@ -44,17 +43,14 @@ from .order import (
     LIMIT,
     MARKET,
     MAX_VALUE,
-    ORD_TYPES,
     POST_ONLY,
-    SELL,
     SIDES,
-    STOP_LIMIT,
-    TIFS,
     WAIT,
     MatchResult,
     Order,
     Trade,
 )
+from .validate import validate
 
 #: A key below every possible level key: market orders cross any price.
 _NO_LIMIT: Final = -(1 << 64)
@@ -63,34 +59,10 @@ _new = object.__new__
 #: ``object.__new__`` (the pure-Python build uses it to skip ``__init__`` frames in hot paths).
 _NATIVE: Final = not __file__.endswith(".py")
 
-#: The columns ``Engine.load`` reads from each row, in this order.
-LOAD_COLUMNS: Final = recovery.LOAD_COLUMNS
-
 STP_CANCEL_TAKER: Final = "cancel_taker"
 STP_CANCEL_MAKER: Final = "cancel_maker"
 STP_NONE: Final = "none"
 _STP_CODES: Final = {STP_NONE: 0, STP_CANCEL_TAKER: 1, STP_CANCEL_MAKER: 2}
-
-__all__ = [
-    "LOAD_COLUMNS",
-    "MAX_VALUE",
-    "STP_CANCEL_MAKER",
-    "STP_CANCEL_TAKER",
-    "STP_NONE",
-    "DuplicateOrder",
-    "Engine",
-    "EngineError",
-    "InvalidOrder",
-    "NotOwner",
-    "OrderNotFound",
-    "WouldCross",
-]
-
-
-def _is_int(x: object) -> bool:
-    """True for a real int (bool and float are refused: no float may reach the book)."""
-    return type(x) is int
-
 
 class Engine:
     """Order book and matcher of one market; see the module docstring for the layout.
@@ -232,7 +204,7 @@ class Engine:
 
     def _submit_other(self, order: Order) -> MatchResult:
         """Validate thoroughly and handle market and stop orders (and report bad limit orders)."""
-        _validate(order)
+        validate(order)
         if order.id in self._orders:
             raise DuplicateOrder(f"order {order.id} is already in the book")
         res = MatchResult()
@@ -253,7 +225,7 @@ class Engine:
                 res.triggered.append(order)
                 self._cascade(res, 0, [(order.id, order)])
             else:
-                self._add_stop(order)
+                stops.add_stop(self, order)
                 res.rested.append(order)
             return res
         if res.trades and (self._buy_stops or self._sell_stops):
@@ -280,7 +252,7 @@ class Engine:
             sgn = 1
         stp_cut = False
         if keys and keys[-1] >= lim:
-            if tif == POST_ONLY or (tif == FOK and not self._fok_fillable(taker, lim)):
+            if tif == POST_ONLY or (tif == FOK and not views.fok_fillable(self, taker, lim)):
                 taker.state = CANCEL
                 res.cancelled.append(taker)
                 return
@@ -377,38 +349,6 @@ class Engine:
             taker.state = CANCEL
             res.cancelled.append(taker)
 
-    def _fok_fillable(self, o: Order, lim: int) -> bool:
-        """Could ``o`` fill completely right now, honouring its limit and self-trade prevention?"""
-        if o.kind.buy:
-            keys, levels = self._ask_keys, self._ask_levels
-        else:
-            keys, levels = self._bid_keys, self._bid_levels
-        need = o.remaining
-        stp = self._stp
-        member = o.member_id
-        for i in range(len(keys) - 1, -1, -1):
-            k = keys[i]
-            if k < lim:
-                return False
-            lv = levels[k]
-            if not stp:
-                need -= lv.total
-                if need <= 0:
-                    return True
-                continue
-            maker: Order | None = lv.head
-            while maker is not None:
-                if maker.member_id == member:
-                    if stp == 1:
-                        return False
-                    # cancel_maker: it would be removed, not traded
-                else:
-                    need -= maker.remaining
-                    if need <= 0:
-                        return True
-                maker = maker.next
-        return False
-
     # ------------------------------------------------------------------ stops
 
     def _cascade(self, res: MatchResult, start: int, pending: list[tuple[int, Order]]) -> None:
@@ -427,7 +367,7 @@ class Engine:
                         lo = p
                     elif p > hi:
                         hi = p
-                for o in self._pop_triggered(lo, hi):
+                for o in stops.pop_triggered(self, lo, hi):
                     o.triggered = True
                     res.triggered.append(o)
                     heappush(pending, (o.id, o))
@@ -436,36 +376,6 @@ class Engine:
                 return
             _, o = heappop(pending)
             self._execute(o, -o.price if o.kind.buy else o.price, o.kind.tif, res)
-
-    def _pop_triggered(self, lo: int, hi: int) -> list[Order]:
-        """Remove and return (by id) the stops reached by a trade price in [lo, hi].
-
-        A buy stop fires when a trade price >= its stop price, a sell stop when one is <= it.
-        """
-        fired: list[Order] = []
-        orders = self._orders
-        bs = self._buy_stops
-        if bs and bs[0][0] <= hi:
-            n = bisect_left(bs, (hi + 1,))
-            fired.extend(orders.pop(oid) for _, oid in bs[:n])
-            del bs[:n]
-        ss = self._sell_stops
-        if ss and ss[-1][0] >= lo:
-            n = bisect_left(ss, (lo,))
-            fired.extend(orders.pop(oid) for _, oid in ss[n:])
-            del ss[n:]
-        fired.sort(key=_by_id)
-        return fired
-
-    def _add_stop(self, o: Order) -> None:
-        """Park an untriggered stop: not in the book, not in depth, never matched."""
-        insort(self._buy_stops if o.kind.buy else self._sell_stops, (o.stop_price, o.id))
-        self._orders[o.id] = o
-
-    def _remove_stop(self, o: Order) -> None:
-        stops = self._buy_stops if o.kind.buy else self._sell_stops
-        i = bisect_left(stops, (o.stop_price, o.id))
-        del stops[i]
 
     # ------------------------------------------------------------------ book edits
 
@@ -501,7 +411,7 @@ class Engine:
         """Take a resting order or untriggered stop out of every index and mark it cancelled."""
         if o.kind.stop:
             del self._orders[o.id]
-            self._remove_stop(o)
+            stops.remove_stop(self, o)
             o.state = CANCEL
         else:
             self.cancel(o.id)
@@ -600,13 +510,7 @@ class Engine:
 
     def level_volume(self, side: str, price: int) -> int:
         """Aggregated remaining volume at one price (0 when the level is empty)."""
-        if side == BUY:
-            lv = self._bid_levels.get(price)
-        elif side == SELL:
-            lv = self._ask_levels.get(-price)
-        else:
-            raise InvalidOrder(f"bad side {side!r}")
-        return 0 if lv is None else lv.total
+        return views.level_volume(self, side, price)
 
     def depth(self, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(asks, bids), each best-first, as aggregated (price, volume), at most ``limit`` levels."""
@@ -629,63 +533,12 @@ class Engine:
         return views.estimate_market_buy(self, volume)
 
     def state_hash(self) -> str:
-        """Hex sha256 of the resting orders (bids then asks, priority order) and untriggered stops.
-
-        Two engines with the same book give the same hash: used to check a rebuilt book after a
-        crash against the live one.
-        """
+        """Hex sha256 of the book and stops: equal for equal books (a rebuilt book is checked with it)."""
         return views.state_hash(self)
 
     def check_consistency(self) -> None:
         """Raise AssertionError if the indexes disagree (not ``assert``: must survive ``-O``)."""
         views.check_consistency(self)
-
-
-def _validate(o: Order) -> None:
-    """Raise InvalidOrder unless ``o`` is a self-consistent new order."""
-    if not (_is_int(o.id) and _is_int(o.member_id)):
-        raise InvalidOrder("id and member_id must be integers")
-    if o.side not in SIDES:
-        raise InvalidOrder(f"bad side {o.side!r}")
-    if o.ord_type not in ORD_TYPES:
-        raise InvalidOrder(f"bad order type {o.ord_type!r}")
-    if o.tif not in TIFS:
-        raise InvalidOrder(f"bad time in force {o.tif!r}")
-    if not (
-        type(o.price) is int
-        and type(o.volume) is int
-        and type(o.stop_price) is int
-        and type(o.funds) is int
-        and type(o.remaining) is int
-    ):
-        raise InvalidOrder("price, volume, stop_price, funds and remaining must be integers")
-    if not 0 < o.volume <= MAX_VALUE:
-        raise InvalidOrder("volume must be positive")
-    if o.remaining != o.volume:
-        raise InvalidOrder("remaining must equal volume for a new order")
-    if o.state != WAIT:
-        raise InvalidOrder(f"a new order's state must be {WAIT!r}")
-    o.state = WAIT  # the constant itself: submit's fast path tests it by identity
-    if o.ord_type == MARKET:
-        if o.price:
-            raise InvalidOrder("market order must not have a price")
-        if o.stop_price:
-            raise InvalidOrder("market order must not have a stop price")
-        if o.side == BUY:
-            if o.funds <= 0:
-                raise InvalidOrder("market buy needs funds > 0")
-        elif o.funds:
-            raise InvalidOrder("only a market buy has funds")
-        return
-    if not 0 < o.price <= MAX_VALUE:
-        raise InvalidOrder("limit price must be positive")
-    if o.funds:
-        raise InvalidOrder("only a market buy has funds")
-    if o.ord_type == STOP_LIMIT:
-        if not 0 < o.stop_price <= MAX_VALUE:
-            raise InvalidOrder("stop order needs a positive stop price")
-    elif o.stop_price:
-        raise InvalidOrder("only a stop order has a stop price")
 
 
 def _by_id(o: Order) -> int:

@@ -10,6 +10,7 @@ from bisect import insort
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from . import stops
 from .book import Level
 from .errors import DuplicateOrder, EngineError, InvalidOrder
 from .order import _KINDS, LIMIT, MARKET, MAX_VALUE, SIDES, STOP_LIMIT, TIFS, WAIT, Order
@@ -43,7 +44,7 @@ def restore(e: Engine, o: Order) -> None:
     if o.kind.stop:
         if not _is_int(o.stop_price) or not 0 < o.stop_price <= MAX_VALUE:
             raise InvalidOrder(f"stop order {o.id} has no valid stop price")
-        e._add_stop(o)
+        stops.add_stop(e, o)
         return
     if o.ord_type not in (LIMIT, STOP_LIMIT):
         raise InvalidOrder(f"order {o.id} of type {o.ord_type!r} cannot rest")

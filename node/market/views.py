@@ -28,6 +28,17 @@ def depth(e: Engine, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int,
     return asks, bids
 
 
+def level_volume(e: Engine, side: str, price: int) -> int:
+    """Aggregated remaining volume at one price (0 when the level is empty)."""
+    if side == BUY:
+        lv = e._bid_levels.get(price)
+    elif side == SELL:
+        lv = e._ask_levels.get(-price)
+    else:
+        raise InvalidOrder(f"bad side {side!r}")
+    return 0 if lv is None else lv.total
+
+
 def orders(e: Engine, side: str) -> Iterator[Order]:
     """Resting orders of one side in priority order (best price, then time)."""
     if side == BUY:
@@ -142,6 +153,39 @@ def check_consistency(e: Engine) -> None:
             seen.add(oid)
     if seen != set(e._orders):
         fail("id map holds orders that are neither resting nor stops")
+
+
+def fok_fillable(e: Engine, o: Order, lim: int) -> bool:
+    """Could ``o`` fill completely right now, honouring its limit and self-trade prevention?"""
+    if o.kind.buy:
+        keys, levels = e._ask_keys, e._ask_levels
+    else:
+        keys, levels = e._bid_keys, e._bid_levels
+    need = o.remaining
+    stp = e._stp
+    member = o.member_id
+    for i in range(len(keys) - 1, -1, -1):
+        k = keys[i]
+        if k < lim:
+            return False
+        lv = levels[k]
+        if not stp:
+            need -= lv.total
+            if need <= 0:
+                return True
+            continue
+        maker: Order | None = lv.head
+        while maker is not None:
+            if maker.member_id == member:
+                if stp == 1:
+                    return False
+                # cancel_maker: it would be removed, not traded
+            else:
+                need -= maker.remaining
+                if need <= 0:
+                    return True
+            maker = maker.next
+    return False
 
 
 def _by_id(o: Order) -> int:
