@@ -849,6 +849,53 @@ def _resting(oid: int, side: str, price: int, seq: int) -> Order:
     return o
 
 
+# --------------------------------------------------------------------------- memory-saving shapes
+
+
+def test_orders_of_the_same_kind_share_one_kind_and_firing_a_stop_changes_it() -> None:
+    a = Order(1, 1, BUY, LIMIT, 100, 1)
+    b = Order(2, 2, BUY, LIMIT, 101, 2, tif=GTC)
+    assert a.kind is b.kind and (a.side, a.ord_type, a.tif, a.triggered) == (BUY, LIMIT, GTC, False)
+    s1 = Order(3, 1, SELL, STOP_LIMIT, 100, 1, tif=IOC, stop_price=99)
+    s2 = Order(4, 1, SELL, STOP_LIMIT, 100, 1, tif=IOC, stop_price=98)
+    s1.triggered = True
+    assert s1.triggered and not s2.triggered and s1.kind is not s2.kind
+    assert (s1.side, s1.ord_type, s1.tif) == (SELL, STOP_LIMIT, IOC)
+    s2.triggered = True
+    assert s1.kind is s2.kind
+    odd = Order(5, 1, "bid", LIMIT, 100, 1)  # invalid: a kind of its own, refused on submit
+    assert odd.side == "bid" and not odd.kind.plain
+
+
+def test_a_result_that_only_rested_shares_read_only_empty_lists() -> None:
+    b = Book()
+    res = b.sell(100, 1)
+    assert ids(res.rested) == [1]
+    assert res.trades == [] and res.cancelled == [] and res.done == [] and res.triggered == []
+    with pytest.raises(TypeError):
+        res.trades.append(res.trades)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        res.done += res.rested
+    assert b.buy(101, 2, member=2).trades[0].maker.id == 1  # results of operations that trade are their own
+    assert b.sell(102, 1).trades == []
+
+
+def test_a_cancel_unlinks_from_the_head_the_middle_and_the_tail_of_a_level() -> None:
+    b = Book()
+    for _ in range(5):
+        b.sell(100, 1)  # ids 1..5
+    for oid in (1, 3, 5):
+        b.e.cancel(oid)
+        b.e.check_consistency()
+    assert [o.id for o in b.e.orders(SELL)] == [2, 4] and b.e.level_volume(SELL, 100) == 2
+    b.sell(100, 1)  # id 6: behind 4
+    assert [o.id for o in b.e.orders(SELL)] == [2, 4, 6]
+    for oid in (2, 4, 6):
+        b.e.cancel(oid)
+    assert b.e.best_ask() is None and b.e.depth(5) == ([], [])
+    b.e.check_consistency()
+
+
 # --------------------------------------------------------------------------- consistency
 
 
