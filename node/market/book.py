@@ -3,7 +3,7 @@
 A level is a ``Level``: the head and tail of an intrusive doubly linked list threaded through the
 resting orders themselves (``Order.prev`` / ``Order.next``, oldest first), and the level's total
 remaining volume, so depth costs nothing per order. Compared with a ``deque`` per level this saves
-the queue object (a 624-byte block for the first order of a level), makes a cancel an O(1) unlink
+the queue object (760 bytes, however few orders the level holds), makes a cancel an O(1) unlink
 that leaves no dead entry to skip or compact, and lets mypyc compile every step of matching to
 plain struct field accesses.
 """
