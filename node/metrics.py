@@ -171,6 +171,12 @@ class _Live(Collector):
         for kind, n in getattr(ex.store, "errors", {}).items():
             errors.add_metric([kind], n)
         yield errors
+        calls = getattr(ex.store, "calls", None)
+        if calls is not None:
+            yield CounterMetricFamily("exchange_store_transactions", "Store transactions (a statement outside one "
+                                      "counts as one)", value=calls.transactions)
+            yield CounterMetricFamily("exchange_store_round_trips", "Store round trips: statements, BEGIN and COMMIT "
+                                      "(a pipelined batch counts as one)", value=calls.round_trips)
         pool_use = getattr(ex.store, "pool_use", None)
         if pool_use is not None:
             p = pool_use()
@@ -193,6 +199,12 @@ class _Live(Collector):
             yield CounterMetricFamily("exchange_bus_published", "Messages sent to market queues", value=link.published)
             yield CounterMetricFamily("exchange_bus_consumed", "Messages taken from this node's market queues",
                                       value=link.consumed)
+            yield CounterMetricFamily("exchange_bus_replies", "Answers sent back to nodes that asked a market here",
+                                      value=link.replies)
+            yield CounterMetricFamily("exchange_bus_events_published", "Events sent to the other nodes",
+                                      value=link.events_published)
+            yield CounterMetricFamily("exchange_bus_events_consumed", "Events the bus delivered to this node "
+                                      "(its own included, which it drops)", value=link.events_consumed)
             queued = GaugeMetricFamily("exchange_bus_queued", "Messages waiting on the bus for a market this node runs",
                                        labels=["market"])
             for mid, n in m.queued.items():
