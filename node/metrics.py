@@ -153,7 +153,7 @@ class _Live(Collector):
         for mid in ex.config.markets:
             running = ex.markets.get(mid)
             held.add_metric([mid], int(running is not None and not running.fenced))
-            primary.add_metric([mid], int(mid in ex.node.markets))
+            primary.add_metric([mid], int(own is not None and own.placement.primary_of(mid) == ex.node.name))
             if running is not None:
                 epoch.add_metric([mid], running.epoch)
                 halted.add_metric([mid], int(running.halted))
@@ -283,7 +283,7 @@ async def readiness(ex: ExchangeCore, *, draining: bool = False) -> tuple[bool, 
     for mid in ex.config.markets:
         actor = ex.markets.get(mid)
         if actor is None:
-            if mid in ex.node.markets:
+            if own is not None and own.placement.primary_of(mid) == ex.node.name:
                 lease = leases.get(mid)
                 wall = now_ms()
                 elsewhere = (ex.link is not None and lease is not None and lease["owner"] not in ("", HANDED_OVER)
