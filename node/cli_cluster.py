@@ -150,6 +150,9 @@ async def place_cmd(args: argparse.Namespace) -> int:
     """`market place MARKET --primary A [--standbys B,C]`: written now; the market's owner hands it
     over at its next tick if the primary runs (this waits for that unless --no-wait)."""
     config = load_config(args.config)
+    if not config.rabbitmq:  # one process runs every market: there is nowhere else to place one
+        print("this needs a cluster (exchange.rabbitmq in the configuration)", file=sys.stderr)
+        return 2
     standbys = placement.parse_standbys(args.standbys)
     ex = await Exchange.start(config, args.node, actors=False)
     token = audit.set_origin(audit.CLI)
@@ -163,7 +166,7 @@ async def place_cmd(args: argparse.Namespace) -> int:
         print(f"market {p.market} placed: primary {p.primary}, standbys "
               f"{', '.join(cluster.standbys_of(p.market)) or 'none'}"
               + (" (every other node)" if p.standbys is None else "") + f" (version {p.version})")
-        if args.no_wait or not config.rabbitmq:
+        if args.no_wait:
             return 0
         view = await cluster_view(ex.store, config)
         owner = view["markets"][p.market]["owner"]

@@ -147,3 +147,15 @@ async def test_a_node_runs_the_markets_placed_on_it_and_no_member_does_not_start
         await store.close()
     with pytest.raises(ConfigError, match="node main was removed from the cluster"):
         await Exchange.start(cfg)
+
+
+def test_placing_a_market_needs_a_cluster(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.nodeproc import write_config
+
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/x.db", 8080)
+    out = subprocess.run([sys.executable, "-m", "node", "--config", str(config), "market", "place", "btcusd",
+                          "--primary", "main"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs a cluster" in out.stderr, out.stderr
