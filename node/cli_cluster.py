@@ -69,7 +69,7 @@ async def status_cmd(args: argparse.Namespace) -> int:
         print(f"market {mid}: owner {owner}, epoch {m['epoch']}, lease age {_ms(m['lease_age_ms'])}, renewed "
               f"{_ms(m['renewed_ago_ms'])} ago, expires in {_ms(m['expires_in_ms'])}; placed: primary {m['primary']}, "
               f"standbys {', '.join(m['standbys']) or 'none'}"
-              + (" (every other node)" if m.get("placed_standbys") == placement.EVERY_OTHER else "")
+              + (" (every other node)" if m["standbys"] and m.get("placed_standbys") == placement.EVERY_OTHER else "")
               + (f", version {m['placement_version']}" if m.get("placement_version") else ""))
     for p in view["problems"]:
         print(f"PROBLEM: {p}")
