@@ -1,10 +1,27 @@
-"""Cluster benchmark: orders/s and latency through 1 node × 2 markets vs 3 nodes × 2 markets.
+"""Cluster benchmark: what an order costs on 1 node and on 3 nodes running the same markets.
 
-Nodes are separate processes on PostgreSQL + RabbitMQ; load generators are separate processes
-sending signed `POST /api/v2/orders` to random nodes for random markets (so 2 of 3 orders cross
-nodes through RabbitMQ in the 3-node run). Prints total orders/s, p50/p99 latency and the cores.
+Nodes are separate processes on PostgreSQL (+ RabbitMQ for 3 nodes); load generators are separate
+processes sending signed `POST /api/v2/orders` to random nodes for random markets (so 2 of 3
+orders cross nodes through RabbitMQ in the 3-node run). Both runs have the same 6 markets, members
+and load generators. Each run has two phases:
 
-    python bench/bench_cluster.py [--seconds 10] [--clients 4] [--concurrency 32]
+- saturation: every connection sends its next order when the last is answered; orders/s,
+  p50/p99 latency, and the CPU-seconds per order of the node processes together, of PostgreSQL
+  (its backends for the benchmark's database, from /proc/<pid>/stat) and of RabbitMQ (beam.smp),
+  apart; bus messages and store round trips per order from the nodes' /metrics counters;
+- fixed rate (`--rate`, default 1,000 orders/s): orders are sent on a schedule whatever the answers
+  do, and latency counts from the scheduled time (no coordinated omission): p50/p99. An order due
+  while 500 of a generator's are unanswered is not sent and counted as `over capacity`.
+
+Before the load, the nodes' idle CPU (ownership ticks, sweeps, purges) is measured for 3 s; at low
+throughput it is a large part of their CPU per order, so that is also printed less the idle part.
+
+Then the ratios 3-node / 1-node, and a capacity model for 10 nodes and 100 markets from the
+measured costs: bus messages and store round trips per order, connections per node vs
+PostgreSQL's max_connections. CPU is that of the whole box: on a shared machine other processes'
+PostgreSQL and RabbitMQ work is not counted, but they still slow the run down.
+
+    python bench/bench_cluster.py [--seconds 10] [--rate 1000] [--clients 2] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +53,20 @@ MARKETS = {  # id: (base, quote, price precision, volume precision, mid price, v
     "dogeusd": ("doge", "usd", 5, 0, "0.07", "100"),
     "dogeltc": ("doge", "ltc", 8, 0, "0.0009", "100"),
 }
+ONE_NODE = {"n1": list(MARKETS)}
+THREE_NODES = {"n1": ["btcusd", "ltcbtc"], "n2": ["dogebtc", "ltcusd"], "n3": ["dogeusd", "dogeltc"]}
+COUNTERS = {  # /metrics counter → what it counts
+    "exchange_orders_accepted_total": "accepted",
+    "exchange_bus_published_total": "bus_orders_out",
+    "exchange_bus_consumed_total": "bus_orders_in",
+    "exchange_bus_replies_total": "bus_replies",
+    "exchange_bus_events_published_total": "bus_events_out",
+    "exchange_bus_events_consumed_total": "bus_events_in",
+    "exchange_store_transactions_total": "store_tx",
+    "exchange_store_round_trips_total": "store_rt",
+}
+TICK = os.sysconf("SC_CLK_TCK")
+MAX_INFLIGHT = 500  # per load generator, in the fixed-rate phase
 
 
 def free_port() -> int:
@@ -42,7 +74,7 @@ def free_port() -> int:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    return port
+    return int(port)
 
 
 def config_text(database: str, nodes: dict[str, list[str]], ports: dict[str, int], rabbit: bool) -> str:
@@ -60,6 +92,8 @@ def config_text(database: str, nodes: dict[str, list[str]], ports: dict[str, int
     for name, ms in nodes.items():
         out.append(f'[nodes.{name}]\nhost = "127.0.0.1"\nport = {ports[name]}\nmarkets = {ms!r}\n'.replace("'", '"'))
     out.append("[actors]\nmailbox_size = 100000\nmax_batch = 2000\nask_timeout_ms = 30000\n")
+    out.append("[api]\nsigned_limit = 0\npublic_limit = 0\n")  # the load is a few hundred keys, on purpose
+    out.append("[http]\nmax_connections_per_ip = 5000\n")  # every load generator is 127.0.0.1
     return "\n".join(out)
 
 
@@ -99,61 +133,237 @@ async def seed(config_path: Path, key_file: Path, members: int) -> list[tuple[st
     return out
 
 
-def load_worker(bases: list[str], markets: list[str], keys: list[tuple[str, str]], seconds: float, conc: int,
-                seed_: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
+# -- load ------------------------------------------------------------------------------------------
+def load_worker(bases: list[str], markets: list[str], keys: list[tuple[str, str]], begin: float, start: float,
+                end: float, conc: int, rate: float, seed_: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Send orders from `begin` to `end` (wall clock): `conc` closed loops, or `rate` orders/s on a
+    schedule when rate > 0, with at most MAX_INFLIGHT unanswered (an order due beyond that is not
+    sent and counted as `over capacity`: the nodes are not keeping up). Reports the latencies of
+    orders sent and answered within `start`..`end` (before `start`: the warm-up), and the errors."""
+    import resource
+
     import aiohttp
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one socket per order in flight
 
     from node.web.signature import payload, sign, to_query
 
     async def main() -> None:
         lat: list[float] = []
-        errors = 0
-        deadline = time.monotonic() + seconds
+        errors: dict[str, int] = {}
         last_tonce: dict[str, int] = {}
+        rng = random.Random(seed_)
 
-        async def client(k: int, session: aiohttp.ClientSession) -> None:
-            nonlocal errors
-            rng = random.Random(seed_ * 1000 + k)
-            ak, sk = keys[k % len(keys)]
-            while time.monotonic() < deadline:
-                mid = rng.choice(markets)
-                _, _, pp, vp, px, vol = MARKETS[mid]
-                side = rng.choice(("buy", "sell"))
-                step = 1 + rng.randint(-3, 3) / 1000
-                price = f"{float(px) * step:.{pp}f}"  # load-generator side only: the server parses strings strictly
-                tonce = max(last_tonce.get(ak, 0) + 1, int(time.time() * 1000))  # unique per key, near now
-                last_tonce[ak] = tonce
-                params = {"market": mid, "side": side, "volume": vol, "price": price, "access_key": ak,
-                          "tonce": str(tonce)}
-                params["signature"] = sign(sk, payload("POST", "/api/v2/orders", params))
-                base = rng.choice(bases)
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(base + "/api/v2/orders", data=to_query(params).encode(),
-                                            headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
-                        await r.read()
-                        if r.status != 201:
-                            errors += 1
-                            continue
-                except aiohttp.ClientError:
-                    errors += 1
-                    continue
-                lat.append(time.perf_counter() - t0)
+        def order() -> tuple[str, bytes]:
+            ak, sk = keys[rng.randrange(len(keys))]
+            mid = rng.choice(markets)
+            _, _, pp, vp, px, vol = MARKETS[mid]
+            side = rng.choice(("buy", "sell"))
+            step = 1 + rng.randint(-3, 3) / 1000
+            price = f"{float(px) * step:.{pp}f}"  # load-generator side only: the server parses strings strictly
+            tonce = max(last_tonce.get(ak, 0) + 1, int(time.time() * 1000))  # unique per key, near now
+            last_tonce[ak] = tonce
+            params = {"market": mid, "side": side, "volume": vol, "price": price, "access_key": ak, "tonce": str(tonce)}
+            params["signature"] = sign(sk, payload("POST", "/api/v2/orders", params))
+            return rng.choice(bases), to_query(params).encode()
 
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as session:
-            await asyncio.gather(*(client(k, session) for k in range(conc)))
+        async def send(session: aiohttp.ClientSession, t0: float) -> None:
+            """One order; its latency counts from `t0` (wall clock: when it was due)."""
+            base, body = order()
+            try:
+                async with session.post(base + "/api/v2/orders", data=body,
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
+                    await r.read()
+                    if r.status != 201:
+                        errors[str(r.status)] = errors.get(str(r.status), 0) + 1
+                        return
+            except aiohttp.ClientError as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                return
+            if t0 >= start and time.time() <= end:
+                lat.append(time.time() - t0)
+
+        async def loop(session: aiohttp.ClientSession) -> None:
+            while time.time() < end:
+                await send(session, time.time())
+
+        limit = conc if rate <= 0 else 0  # open loop: as many connections as the schedule needs
+        await asyncio.sleep(max(0.0, begin - time.time()))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session:
+            if rate <= 0:
+                await asyncio.gather(*(loop(session) for _ in range(conc)))
+            else:
+                tasks: set[asyncio.Task[None]] = set()
+                t, i = time.time(), 0
+                while True:
+                    due = t + i / rate
+                    if due >= end:
+                        break
+                    delay = due - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    i += 1
+                    if len(tasks) >= MAX_INFLIGHT:
+                        errors["over capacity"] = errors.get("over capacity", 0) + 1
+                        continue
+                    task = asyncio.create_task(send(session, due))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.gather(*tasks)
         q.put((lat, errors))
 
     asyncio.run(main())
 
 
+# -- CPU and counters --------------------------------------------------------------------------------
+def cpu_of(pid: int) -> float:
+    """CPU-seconds (user + system, all threads) a process has used; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def pids_named(comm: str) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == comm:
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+async def pg_backends(dbname: str) -> list[int]:
+    """PostgreSQL's server processes serving the benchmark's database (the nodes' pools and locks)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        return [int(r[0]) for r in await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", dbname)]
+    finally:
+        await conn.close()
+
+
+async def pg_max_connections() -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        return int(await conn.fetchval("SHOW max_connections"))
+    finally:
+        await conn.close()
+
+
+async def scrape(bases: list[str]) -> dict[str, float]:
+    """The nodes' counters, summed over the nodes."""
+    import aiohttp
+
+    total = dict.fromkeys(COUNTERS.values(), 0.0)
+    async with aiohttp.ClientSession() as s:
+        for base in bases:
+            async with s.get(base + "/metrics") as r:
+                text = await r.text()
+            for line in text.splitlines():
+                if line.startswith("#"):
+                    continue
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                if name in COUNTERS:
+                    total[COUNTERS[name]] += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@dataclass
+class Sample:
+    nodes: float
+    pg: dict[int, float]
+    rabbit: float
+    counters: dict[str, float]
+
+
+async def sample(node_pids: list[int], dbname: str, bases: list[str]) -> Sample:
+    backends = await pg_backends(dbname)
+    return Sample(sum(cpu_of(p) for p in node_pids), {p: cpu_of(p) for p in backends},
+                  sum(cpu_of(p) for p in pids_named("beam.smp")), await scrape(bases))
+
+
+@dataclass
+class Phase:
+    orders_s: float
+    p50: float
+    p99: float
+    errors: dict[str, int]
+    accepted: float
+    cpu_nodes: float = 0.0  # CPU-seconds per accepted order
+    cpu_pg: float = 0.0
+    cpu_rabbit: float = 0.0
+    per_order: dict[str, float] = field(default_factory=dict)  # counter deltas per accepted order
+    idle_nodes: float = 0.0  # CPU-seconds per second of the nodes before any load (ticks, sweeps)
+    seconds: float = 1.0
+
+    @property
+    def cpu_nodes_net(self) -> float:
+        """The nodes' CPU per order less what they spend idle: the part that grows with orders."""
+        return max(0.0, self.cpu_nodes - self.idle_nodes * self.seconds / max(self.accepted, 1.0))
+
+    @property
+    def cpu_total(self) -> float:
+        return self.cpu_nodes + self.cpu_pg + self.cpu_rabbit
+
+
+def percentile(lat: list[float], p: float) -> float:
+    return lat[min(len(lat) - 1, int(len(lat) * p))] * 1000 if lat else 0.0
+
+
+async def phase(bases: list[str], markets: list[str], keys: list[tuple[str, str]], args: argparse.Namespace,
+                rate: float, node_pids: list[int], dbname: str) -> Phase:
+    begin = time.time() + 1.0  # the workers' start-up
+    start = begin + 2.0  # a warm-up before the window opens
+    end = start + args.seconds
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    workers = [mp.Process(target=load_worker, args=(bases, markets, keys[i::args.clients], begin, start, end,
+                                                   args.concurrency, rate / args.clients, i, q))
+               for i in range(args.clients)]
+    for w in workers:
+        w.start()
+    await asyncio.sleep(max(0.0, start - time.time()))
+    before = await sample(node_pids, dbname, bases)
+    await asyncio.sleep(max(0.0, end - time.time()))
+    after = await sample(node_pids, dbname, bases)
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    for _ in workers:
+        lt, er = await asyncio.to_thread(q.get)
+        lat += lt
+        for k, v in er.items():
+            errors[k] = errors.get(k, 0) + v
+    for w in workers:
+        w.join()
+    lat.sort()
+    accepted = after.counters["accepted"] - before.counters["accepted"]
+    n = max(accepted, 1.0)
+    pg = sum(cpu - before.pg.get(pid, 0.0) for pid, cpu in after.pg.items())  # a new backend: all its CPU
+    return Phase(orders_s=len(lat) / args.seconds, p50=percentile(lat, 0.5), p99=percentile(lat, 0.99), errors=errors,
+                 accepted=accepted, seconds=args.seconds, cpu_nodes=(after.nodes - before.nodes) / n, cpu_pg=pg / n,
+                 cpu_rabbit=(after.rabbit - before.rabbit) / n,
+                 per_order={k: (after.counters[k] - before.counters[k]) / n for k in after.counters})
+
+
+# -- one cluster -------------------------------------------------------------------------------------
 def spawn_node(cfg: Path, key_file: Path, name: str, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-m", "node", "--config", str(cfg), "--key-file", str(key_file),
                                  "--node", name, "serve"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
-async def run(nodes: dict[str, list[str]], args: argparse.Namespace) -> tuple[float, float, float, int]:
+async def run(nodes: dict[str, list[str]], args: argparse.Namespace) -> tuple[Phase, Phase]:
+    """Start the nodes on a fresh database; a saturation phase, then a fixed-rate one."""
     url = await create_db()
     tmp = Path(tempfile.mkdtemp())
     ports = {n: free_port() for n in nodes}
@@ -179,25 +389,16 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace) -> tuple[fl
                     await asyncio.sleep(0.1)
         bases = [f"http://127.0.0.1:{p}" for p in ports.values()]
         markets = [m for ms in nodes.values() for m in ms]
-        q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-        t0 = time.perf_counter()
-        workers = [mp.Process(target=load_worker, args=(bases, markets, keys[i::args.clients], args.seconds,
-                                                       args.concurrency, i, q)) for i in range(args.clients)]
-        for w in workers:
-            w.start()
-        lat: list[float] = []
-        errors = 0
-        for _ in workers:
-            lt, er = await asyncio.to_thread(q.get)
-            lat += lt
-            errors += er
-        elapsed = time.perf_counter() - t0
-        for w in workers:
-            w.join()
-        lat.sort()
-        p50 = lat[len(lat) // 2] * 1000 if lat else 0.0
-        p99 = lat[int(len(lat) * 0.99)] * 1000 if lat else 0.0
-        return len(lat) / elapsed, p50, p99, errors
+        pids = [p.pid for p in procs]
+        dbname = url.rsplit("/", 1)[1]
+        t0, idle0 = time.monotonic(), sum(cpu_of(p) for p in pids)
+        await asyncio.sleep(3)
+        idle = (sum(cpu_of(p) for p in pids) - idle0) / (time.monotonic() - t0)
+        saturated = await phase(bases, markets, keys, args, 0.0, pids, dbname)
+        saturated.idle_nodes = idle
+        await asyncio.sleep(3)  # what the bus still holds is taken in before the next phase
+        fixed = await phase(bases, markets, keys, args, args.rate, pids, dbname)
+        return saturated, fixed
     finally:
         for p in procs:
             p.terminate()
@@ -206,19 +407,82 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace) -> tuple[fl
         await drop_db(url)
 
 
+# -- report ------------------------------------------------------------------------------------------
+def ms(cpu_s: float) -> str:
+    return f"{cpu_s * 1000:.3f} ms"
+
+
+def errs(e: dict[str, int]) -> str:
+    return f"errors {sum(e.values())}" + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(e.items()))})" if e else "")
+
+
+def report(label: str, sat: Phase, fixed: Phase, rate: float) -> None:
+    print(f"{label}: {sat.orders_s:,.0f} orders/s, p50 {sat.p50:.1f} ms, p99 {sat.p99:.1f} ms, {errs(sat.errors)}")
+    print(f"  CPU per order: nodes {ms(sat.cpu_nodes)}, PostgreSQL {ms(sat.cpu_pg)}, RabbitMQ {ms(sat.cpu_rabbit)}, "
+          f"together {ms(sat.cpu_total)}")
+    print(f"  the nodes idle: {sat.idle_nodes:.3f} CPU-s/s; their CPU per order less that: {ms(sat.cpu_nodes_net)}")
+    po = sat.per_order
+    bus = po["bus_orders_out"] + po["bus_orders_in"] + po["bus_replies"] + po["bus_events_out"] + po["bus_events_in"]
+    print(f"  per order: store transactions {po['store_tx']:.2f}, round trips {po['store_rt']:.2f}; bus messages "
+          f"{bus:.2f} (orders out {po['bus_orders_out']:.2f}, in {po['bus_orders_in']:.2f}, replies "
+          f"{po['bus_replies']:.2f}, events out {po['bus_events_out']:.2f}, delivered {po['bus_events_in']:.2f})")
+    print(f"  at a fixed {rate:,.0f} orders/s: {fixed.orders_s:,.0f} answered/s, p50 {fixed.p50:.1f} ms, "
+          f"p99 {fixed.p99:.1f} ms, {errs(fixed.errors)}")
+
+
+def capacity(one: Phase, three: Phase, args: argparse.Namespace, max_conn: int) -> None:
+    """10 nodes and 100 markets, from the per-order costs measured at 3 nodes."""
+    from node.config import ActorConf, PoolConf
+
+    nodes, markets = 10, 100
+    po = three.per_order
+    cross3 = po["bus_orders_out"]  # orders sent to another node's market, per order (2/3 expected)
+    cross10 = (nodes - 1) / nodes
+    per_cross = (po["bus_orders_out"] + po["bus_orders_in"] + po["bus_replies"]) / cross3 if cross3 else 0.0
+    fanout = po["bus_events_in"] / po["bus_events_out"] if po["bus_events_out"] else 0.0
+    fanout10 = fanout * nodes / 3 if fanout > 2.5 else fanout  # every node takes every event, or only subscribers
+    bus10 = cross10 * per_cross + po["bus_events_out"] * (1 + fanout10)
+    pool = PoolConf()
+    conns = nodes * (pool.max_size + 1)
+    lease_s = ActorConf().lease_ms / 1000
+    tick = min(1.0, lease_s / 5)
+    print(f"capacity model, {nodes} nodes x {markets} markets (from the 3-node costs; clients spread over the nodes):")
+    print(f"  bus messages per order: {bus10:.2f} = {cross10:.2f} cross-node orders x {per_cross:.2f} messages "
+          f"(measured at 3 nodes: {cross3:.2f} x {per_cross:.2f}) + {po['bus_events_out']:.2f} events x "
+          f"(1 + {fanout10:.1f} deliveries; {fanout:.1f} at 3 nodes)")
+    print(f"  store round trips per order: {po['store_rt']:.2f} ({po['store_tx']:.2f} transactions), as at 3 nodes "
+          f"({one.per_order['store_rt']:.2f} at 1 node); besides orders, {markets / tick:.0f} lease renewals/s and "
+          f"{nodes / tick:.0f} heartbeats/s")
+    print(f"  PostgreSQL connections: {nodes} x (pool_max {pool.max_size} + 1 liveness lock) = {conns} of "
+          f"max_connections {max_conn}" + ("" if conns + 10 <= max_conn else
+                                           " -> too many: lower pool_max, raise max_connections or use PgBouncer"))
+    if three.cpu_pg > 0:
+        print(f"  one PostgreSQL core: ~{1 / three.cpu_pg:,.0f} orders/s; one RabbitMQ core: "
+              f"~{1 / max(three.cpu_rabbit, 1e-9):,.0f} orders/s; one node core: ~{1 / max(three.cpu_nodes, 1e-9):,.0f} "
+              "orders/s")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=10, help="length of each measured phase")
+    ap.add_argument("--rate", type=float, default=1000, help="orders/s of the fixed-rate phase")
     ap.add_argument("--clients", type=int, default=2, help="load generator processes")
-    ap.add_argument("--concurrency", type=int, default=32, help="connections per load generator")
+    ap.add_argument("--concurrency", type=int, default=32, help="connections per load generator (saturation)")
     ap.add_argument("--members", type=int, default=300)
     args = ap.parse_args()
-    print(f"cores: {os.cpu_count()} (nodes and load generators share them)")
-    one = await run({"n1": ["btcusd", "ltcbtc"]}, args)
-    print(f"1 node  x 2 markets: {one[0]:,.0f} orders/s, p50 {one[1]:.1f} ms, p99 {one[2]:.1f} ms, errors {one[3]}")
-    three = await run({"n1": ["btcusd", "ltcbtc"], "n2": ["dogebtc", "ltcusd"], "n3": ["dogeusd", "dogeltc"]}, args)
-    print(f"3 nodes x 2 markets: {three[0]:,.0f} orders/s, p50 {three[1]:.1f} ms, p99 {three[2]:.1f} ms, errors {three[3]}")
-    print(f"scaling 1 -> 3 nodes: {three[0] / one[0]:.2f}x")
+    print(f"cores: {os.cpu_count()} (nodes, PostgreSQL, RabbitMQ and load generators share them); "
+          f"{len(MARKETS)} markets, {args.clients} x {args.concurrency} connections, {args.seconds:.0f} s per phase")
+    one = await run(ONE_NODE, args)
+    report("1 node  x 6 markets", *one, args.rate)
+    three = await run(THREE_NODES, args)
+    report("3 nodes x 2 markets", *three, args.rate)
+    a, b = one[0], three[0]
+    print(f"ratio 3 nodes / 1 node: orders/s {b.orders_s / max(a.orders_s, 1e-9):.2f}x; CPU per order: nodes "
+          f"{b.cpu_nodes / max(a.cpu_nodes, 1e-9):.2f}x (less idle: {b.cpu_nodes_net / max(a.cpu_nodes_net, 1e-9):.2f}x), "
+          f"PostgreSQL {b.cpu_pg / max(a.cpu_pg, 1e-9):.2f}x, "
+          f"together {b.cpu_total / max(a.cpu_total, 1e-9):.2f}x (target: at most 1.25x); p99 at "
+          f"{args.rate:,.0f}/s {one[1].p99:.1f} -> {three[1].p99:.1f} ms (target: under 100 ms)")
+    capacity(a, b, args, await pg_max_connections())
 
 
 if __name__ == "__main__":

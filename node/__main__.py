@@ -9,6 +9,8 @@
     python -m node reconcile [CUR ...]      coins held (hot and cold wallets) against the books, item by item
     python -m node solvency snapshot        take a proof-of-solvency snapshot now (also: assets, fiat, show)
     python -m node admin grant EMAIL ROLE   roles; also: withdraws, approve, reject, process, bank-deposit, log
+    python -m node status                   a cluster's members, placement and owners (node/cli_cluster.py); also:
+                                            cluster node add|remove, market place|move|adopt|release
 """
 
 from __future__ import annotations

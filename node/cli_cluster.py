@@ -1,8 +1,11 @@
-"""The operator's cluster commands: `status`, `market move|adopt|release`.
+"""The operator's cluster commands: `status`, `cluster node add|remove`, `market place|move|adopt|release`.
 
-`status` reads the store, so it tells the same truth about every node from any machine. The market
-commands reach one running process through the bus and return its answer: each is done now or
-refused now with the reason, never kept to run at a later boot.
+`status` reads the store, so it tells the same truth about every node from any machine.
+`cluster node add|remove` and `market place` change the membership and placement in the store
+(node/placement.py), with an audit entry; running nodes apply them at their next ownership tick.
+`market move|adopt|release` reach one running process through the bus and return its answer: each
+is done now or refused now with the reason, never kept to run at a later boot (`move` also records
+the target as the market's primary).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from typing import Any
 
 import orjson
 
+from node import placement
 from node.actors.lease import Liveness
 from node.config import load_config
+from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.ownership import cluster_view
+from node.security import audit
 
 
 def _ms(v: Any) -> str:
@@ -39,10 +45,14 @@ async def status_cmd(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(orjson.dumps(view, option=orjson.OPT_INDENT_2, default=str).decode())
         return 1 if view["problems"] else 0
-    for name in config.nodes:
+    for name, member in view["members"].items():
         n = view["nodes"].get(name)
+        if not member["member"]:
+            if n is not None and n["alive"]:
+                print(f"node {name}: removed from the cluster, but running")
+            continue
         if n is None:
-            print(f"node {name}: never seen")
+            print(f"node {name} ({member['address'] or 'no address'}): never seen")
             continue
         st = n["status"]
         state = "up" if n["alive"] else "DOWN"
@@ -57,8 +67,10 @@ async def status_cmd(args: argparse.Namespace) -> int:
     for mid, m in view["markets"].items():
         owner = m["owner"] or (f"none (handed to {m['handed_to']})" if m.get("handed_to") else "NONE")
         print(f"market {mid}: owner {owner}, epoch {m['epoch']}, lease age {_ms(m['lease_age_ms'])}, renewed "
-              f"{_ms(m['renewed_ago_ms'])} ago, expires in {_ms(m['expires_in_ms'])}; primary {m['primary']}, "
-              f"standbys {', '.join(m['standbys']) or 'none'}")
+              f"{_ms(m['renewed_ago_ms'])} ago, expires in {_ms(m['expires_in_ms'])}; placed: primary {m['primary']}, "
+              f"standbys {', '.join(m['standbys']) or 'none'}"
+              + (" (every other node)" if m["standbys"] and m.get("placed_standbys") == placement.EVERY_OTHER else "")
+              + (f", version {m['placement_version']}" if m.get("placement_version") else ""))
     for p in view["problems"]:
         print(f"PROBLEM: {p}")
     return 1 if view["problems"] else 0
@@ -92,8 +104,8 @@ async def market_cmd(args: argparse.Namespace) -> int:
                 return 1
             command = {"cmd": "release", "market": args.market, "to": getattr(args, "to", None)}
             if args.sub == "move":
-                if args.to not in config.nodes:
-                    print(f"unknown node {args.to!r}", file=sys.stderr)
+                if not view["members"].get(args.to, {}).get("member"):
+                    print(f"node {args.to!r} is not a member of the cluster", file=sys.stderr)
                     return 2
                 if args.to not in alive:
                     print(f"node {args.to} is not running: market {args.market} stays on {target}", file=sys.stderr)
@@ -107,6 +119,12 @@ async def market_cmd(args: argparse.Namespace) -> int:
             return 1
         print(answer.get("message"))
         if args.sub == "move":
+            token = audit.set_origin(audit.CLI)
+            try:  # after the hand-over: the new owner took it under the old placement and keeps it
+                p = await placement.record_move(ex.store, config, args.market, args.to)
+            finally:
+                audit.reset_origin(token)
+            print(f"market {args.market} placed on {args.to} (version {p.version})")
             return await _wait_owner(ex, config, args.market, args.to)
         return 0
     finally:
@@ -128,11 +146,84 @@ async def _wait_owner(ex: Exchange, config: Any, market: str, node: str, seconds
     return 1
 
 
+async def place_cmd(args: argparse.Namespace) -> int:
+    """`market place MARKET --primary A [--standbys B,C]`: written now; the market's owner hands it
+    over at its next tick if the primary runs (this waits for that unless --no-wait)."""
+    config = load_config(args.config)
+    if not config.rabbitmq:  # one process runs every market: there is nowhere else to place one
+        print("this needs a cluster (exchange.rabbitmq in the configuration)", file=sys.stderr)
+        return 2
+    standbys = placement.parse_standbys(args.standbys)
+    ex = await Exchange.start(config, args.node, actors=False)
+    token = audit.set_origin(audit.CLI)
+    try:
+        try:
+            p = await placement.place(ex.store, config, args.market, args.primary, standbys)
+        except ExchangeError as e:
+            print(f"refused: {e.message}", file=sys.stderr)
+            return 1
+        cluster = await placement.read(ex.store)
+        print(f"market {p.market} placed: primary {p.primary}, standbys "
+              f"{', '.join(cluster.standbys_of(p.market)) or 'none'}"
+              + (" (every other node)" if p.standbys is None else "") + f" (version {p.version})")
+        if args.no_wait:
+            return 0
+        view = await cluster_view(ex.store, config)
+        owner = view["markets"][p.market]["owner"]
+        if owner == p.primary:
+            return 0
+        if not view["nodes"].get(p.primary, {}).get("alive"):
+            print(f"node {p.primary} is not running: the market stays where it is until it does (or a "
+                  f"`market move`)")
+            return 0
+        return await _wait_owner(ex, config, p.market, p.primary, seconds=max(30.0, 4 * config.actors.lease_ms / 1000))
+    finally:
+        audit.reset_origin(token)
+        await ex.stop()
+
+
+async def node_cmd(args: argparse.Namespace) -> int:
+    """`cluster node add NAME [--address HOST:PORT]` and `cluster node remove NAME`."""
+    config = load_config(args.config)
+    ex = await Exchange.start(config, args.node, actors=False)
+    token = audit.set_origin(audit.CLI)
+    try:
+        await placement.load(ex.store, config)  # a store never started yet is seeded first
+        if args.op == "add":
+            print(await placement.add_node(ex.store, args.name, args.address))
+        else:
+            print(await placement.remove_node(ex.store, args.name))
+        return 0
+    except ExchangeError as e:
+        print(f"refused: {e.message}", file=sys.stderr)
+        return 1
+    finally:
+        audit.reset_origin(token)
+        await ex.stop()
+
+
 def add_arguments(sub: Any) -> None:
     st = sub.add_parser("status", help="every node and market as the store tells it (exit 1 if something is wrong)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(fn=status_cmd)
+    cl = sub.add_parser("cluster", help="the cluster's members").add_subparsers(dest="sub", required=True)
+    nd = cl.add_parser("node", help="add a node to the cluster or remove one").add_subparsers(dest="op", required=True)
+    na = nd.add_parser("add", help="make a node a member (its markets: market place)")
+    na.add_argument("name")
+    na.add_argument("--address", default="", help="HOST:PORT where it serves (shown by status)")
+    na.set_defaults(fn=node_cmd)
+    nr = nd.add_parser("remove", help="take a node out (refused while a market is placed on it or it runs one)")
+    nr.add_argument("name")
+    nr.set_defaults(fn=node_cmd)
     mk = sub.add_parser("market", help="markets of a cluster").add_subparsers(dest="sub", required=True)
+    pl = mk.add_parser("place", help="set a market's primary and standbys (applied by the nodes within a tick)")
+    pl.add_argument("market")
+    pl.add_argument("--primary", required=True, help="the node that runs the market")
+    pl.add_argument("--standbys", default=placement.EVERY_OTHER,
+                    help="comma-separated nodes that take it over when its owner fails; '*' (default): every "
+                         "other node; '': none")
+    pl.add_argument("--no-wait", action="store_true", help="do not wait for the hand-over to the primary")
+    pl.set_defaults(fn=place_cmd)
     mv = mk.add_parser("move", help="hand a market over to another running node, now")
     mv.add_argument("market")
     mv.add_argument("--to", required=True, help="the node that takes the market")

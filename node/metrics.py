@@ -153,7 +153,7 @@ class _Live(Collector):
         for mid in ex.config.markets:
             running = ex.markets.get(mid)
             held.add_metric([mid], int(running is not None and not running.fenced))
-            primary.add_metric([mid], int(mid in ex.node.markets))
+            primary.add_metric([mid], int(own is not None and own.placement.primary_of(mid) == ex.node.name))
             if running is not None:
                 epoch.add_metric([mid], running.epoch)
                 halted.add_metric([mid], int(running.halted))
@@ -171,6 +171,12 @@ class _Live(Collector):
         for kind, n in getattr(ex.store, "errors", {}).items():
             errors.add_metric([kind], n)
         yield errors
+        calls = getattr(ex.store, "calls", None)
+        if calls is not None:
+            yield CounterMetricFamily("exchange_store_transactions", "Store transactions (a statement outside one "
+                                      "counts as one)", value=calls.transactions)
+            yield CounterMetricFamily("exchange_store_round_trips", "Store round trips: statements, BEGIN and COMMIT "
+                                      "(a pipelined batch counts as one)", value=calls.round_trips)
         pool_use = getattr(ex.store, "pool_use", None)
         if pool_use is not None:
             p = pool_use()
@@ -193,6 +199,12 @@ class _Live(Collector):
             yield CounterMetricFamily("exchange_bus_published", "Messages sent to market queues", value=link.published)
             yield CounterMetricFamily("exchange_bus_consumed", "Messages taken from this node's market queues",
                                       value=link.consumed)
+            yield CounterMetricFamily("exchange_bus_replies", "Answers sent back to nodes that asked a market here",
+                                      value=link.replies)
+            yield CounterMetricFamily("exchange_bus_events_published", "Events sent to the other nodes",
+                                      value=link.events_published)
+            yield CounterMetricFamily("exchange_bus_events_consumed", "Events the bus delivered to this node "
+                                      "(its own included, which it drops)", value=link.events_consumed)
             queued = GaugeMetricFamily("exchange_bus_queued", "Messages waiting on the bus for a market this node runs",
                                        labels=["market"])
             for mid, n in m.queued.items():
@@ -271,7 +283,7 @@ async def readiness(ex: ExchangeCore, *, draining: bool = False) -> tuple[bool, 
     for mid in ex.config.markets:
         actor = ex.markets.get(mid)
         if actor is None:
-            if mid in ex.node.markets:
+            if own is not None and own.placement.primary_of(mid) == ex.node.name:
                 lease = leases.get(mid)
                 wall = now_ms()
                 elsewhere = (ex.link is not None and lease is not None and lease["owner"] not in ("", HANDED_OVER)

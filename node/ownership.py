@@ -4,10 +4,15 @@ Each tick the node
 - renews the leases of the markets it runs; one it can no longer renew is dropped at once if the
   lease was taken, and on its own if the store has been unreachable for most of the lease (it
   stops matching before anyone else may start);
+- reads the cluster's membership and placement (node/placement.py): who is a member, each market's
+  primary and standbys;
 - adopts the markets it may run (it is their primary, a standby, or one was handed to it) whose
   lease is free: released, expired, or held by a process that is gone. A standby waits half a
   lease longer than the primary, so a primary that restarts quickly finds its markets;
-- writes its heartbeat (`nodes_seen`), which `status` reads for every node of the cluster.
+- writes its heartbeat (`nodes_seen`), which `status` reads for every node of the cluster;
+- after the tick, hands over (the ordinary `move`) each market it runs whose placement was changed
+  since it took it and names another node as primary: to the primary if it runs, else to the
+  first running standby.
 
 Nothing here is remembered for later: a command that cannot act now is refused by whoever got it,
 and a node that comes up simply looks at the store.
@@ -19,16 +24,17 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import orjson
 
+from node import placement
 from node.actors.lease import HANDED_OVER, LeaseHeld, Leases
 from node.actors.market import MarketActor
 from node.clock import now_ms
-from node.config import Config, NodeConf
-from node.errors import Fenced
+from node.config import Config, ConfigError, NodeConf
+from node.errors import ExchangeError, Fenced
 from node.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,7 +45,9 @@ SELF_FENCE = 0.6  # of the lease: unrenewed this long, a market stops matching o
 class Ownership:
     def __init__(self, config: Config, node: NodeConf, store: Store, leases: Leases, markets: dict[str, MarketActor],
                  *, adopt: Callable[[str, int], Awaitable[MarketActor]], drop: Callable[[str, str], Awaitable[None]],
-                 status: Callable[[], Mapping[str, Any]], address: str, cluster: bool) -> None:
+                 status: Callable[[], Mapping[str, Any]], address: str, cluster: bool,
+                 handover: Callable[[str, str], Awaitable[str]] | None = None,
+                 alive: Callable[[], Awaitable[Collection[str]]] | None = None) -> None:
         self.config = config
         self.node = node
         self.store = store
@@ -58,18 +66,36 @@ class Ownership:
         self._task: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()  # one tick or operator command at a time
         self._hold_off: dict[str, float] = {}  # released here on purpose: not adopted again soon
+        self._handover = handover  # release a market to a node (Exchange.release_market)
+        self._alive = alive  # the nodes running now
+        self.placement = placement.Cluster({}, {})  # the store's, as of the last tick
+        self.claimed_version: dict[str, int] = {}  # market → its placement's version when this node took it
+        self._placement_note: dict[str, str] = {}  # market → why a placement change is not applied (logged once)
+
+    async def join(self) -> list[str]:
+        """Read membership and placement (seeded from cluster.toml on a first start); the markets
+        placed on this node. A node the cluster does not count as a member does not start."""
+        self.placement = await placement.load(self.store, self.config)
+        if not self.placement.is_member(self.node.name):
+            removed = self.node.name in self.placement.nodes
+            raise ConfigError(f"node {self.node.name} {'was removed from' if removed else 'is not a member of'} the "
+                              f"cluster (members: {', '.join(self.placement.members)}); `python -m node cluster node "
+                              f"add {self.node.name}` makes it one")
+        if self.node.name not in self.config.nodes:
+            self.node = placement.with_address(self.node, self.placement)
+            self.address = f"{self.node.host}:{self.node.port}"
+        return self.placement.markets_of(self.node.name)
 
     # -- who may run what ---------------------------------------------------------------------------
     def eligible(self, mid: str, lease: Mapping[str, Any] | None) -> str | None:
         """'primary', 'standby' or 'handed' if this node may run the market, else None."""
-        m = self.config.markets.get(mid)
-        if m is None:
+        if mid not in self.config.markets or not self.placement.is_member(self.node.name):
             return None
         if lease is not None and lease["owner"] == HANDED_OVER:
             return "handed" if lease["node"] == self.node.name else None
-        if mid in self.node.markets:
+        if self.placement.primary_of(mid) == self.node.name:
             return "primary"
-        if self.cluster and self.node.name in m.standbys:
+        if self.cluster and self.node.name in self.placement.standbys_of(mid):
             return "standby"
         return None
 
@@ -83,6 +109,9 @@ class Ownership:
             raise
         self.last_renewed[mid] = time.monotonic()
         self.refusals.pop(mid, None)
+        p = self.placement.placement.get(mid)
+        self.claimed_version[mid] = p.version if p is not None else 0
+        self._placement_note.pop(mid, None)
         return actor
 
     def hold_off(self, mid: str) -> None:
@@ -109,6 +138,7 @@ class Ownership:
             try:
                 async with self.lock:
                     await self.tick()
+                await self.apply_placement()  # outside the lock: a hand-over takes it
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -117,8 +147,39 @@ class Ownership:
 
     async def tick(self) -> None:
         await self._renew()
+        self.placement = await placement.load(self.store, self.config)
         await self._adopt_free()
         await self._heartbeat()
+
+    async def apply_placement(self) -> None:
+        """Hand over each market run here whose placement changed since this node took it and names
+        another primary. A market this node took by failover stays: only a new placement moves it."""
+        if not self.cluster or self._handover is None:
+            return
+        due = []
+        for mid in list(self.markets):
+            p = self.placement.placement.get(mid)
+            if p is None or p.primary == self.node.name or p.version <= self.claimed_version.get(mid, p.version):
+                continue
+            due.append((mid, [p.primary, *self.placement.standbys_of(mid)]))
+        if not due:
+            return
+        alive = set(await self._alive()) if self._alive is not None else set()
+        for mid, targets in due:
+            to = next((n for n in targets if n in alive and n != self.node.name), None)
+            if to is None:
+                note = f"placed on {targets[0]}, which is not running: it stays on {self.node.name} for now"
+            else:
+                try:
+                    log.warning("market %s: %s", mid, await self._handover(mid, to))
+                    self.claimed_version.pop(mid, None)
+                    self._placement_note.pop(mid, None)
+                    continue
+                except ExchangeError as e:
+                    note = f"could not hand it over to {to}: {e.message}"
+            if self._placement_note.get(mid) != note:
+                log.warning("market %s %s", mid, note)
+                self._placement_note[mid] = note
 
     async def _renew(self) -> None:
         for mid in list(self.markets):
@@ -184,9 +245,11 @@ CRASH_LOOP = 3  # restarts of one actor within ten minutes
 
 async def cluster_view(store: Store, config: Config, gone: Callable[[str], Awaitable[bool]] | None = None) -> dict[str, Any]:
     """Who runs what, from the store alone, so any node (or the command line) tells the same truth
-    about every node: each market's owner, epoch, lease age and standbys, and what is wrong.
+    about every node: the members, each market's placement (primary, standbys), owner, epoch and
+    lease age, and what is wrong.
     `gone(owner)` (PostgreSQL's liveness locks) tells at once that a process with a recent
     heartbeat has died."""
+    cluster = await placement.load(store, config)
     now = now_ms()
     lease_ms = config.actors.lease_ms
     leases = {str(r["market"]): dict(r) for r in await store.fetch("SELECT * FROM market_leases")}
@@ -208,10 +271,12 @@ async def cluster_view(store: Store, config: Config, gone: Callable[[str], Await
     problems: list[str] = [f"two processes run as node {name} (boots {', '.join(b)})"
                            for name, b in boots.items() if len(b) > 1]
     markets: dict[str, dict[str, Any]] = {}
-    for mid, m in config.markets.items():
+    for mid in config.markets:
         lease = leases.get(mid)
-        primary = config.owner_of(mid)
-        info: dict[str, Any] = {"primary": primary.name if primary else None, "standbys": list(m.standbys),
+        p = cluster.placement.get(mid)
+        info: dict[str, Any] = {"primary": cluster.primary_of(mid), "standbys": list(cluster.standbys_of(mid)),
+                                "placed_standbys": p.spelled() if p is not None else None,
+                                "placement_version": p.version if p is not None else None,
                                 "owner": None, "boot": None, "epoch": None, "lease_age_ms": None,
                                 "renewed_ago_ms": None, "expires_in_ms": None}
         owner_ok = False
@@ -243,7 +308,11 @@ async def cluster_view(store: Store, config: Config, gone: Callable[[str], Await
                                 f"(last error: {a.get('last_error')})")
             if a.get("fenced"):
                 problems.append(f"node {name}: {a['name']} is fenced")
-    for name in config.nodes:
+    for name in cluster.members:
         if name not in nodes or not nodes[name]["alive"]:
             problems.append(f"node {name} is not running")
-    return {"markets": markets, "nodes": nodes, "problems": problems}
+    for name, node in nodes.items():
+        if node["alive"] and not cluster.is_member(name):
+            problems.append(f"node {name} runs but is not a member of the cluster")
+    members = {name: {**row, "member": row["removed_at"] is None} for name, row in cluster.nodes.items()}
+    return {"markets": markets, "nodes": nodes, "members": members, "problems": problems}

@@ -368,3 +368,64 @@ async def test_peatio_orderbook_stream_on_another_node_knows_older_orders(tmp_pa
         await session.close()
         a.terminate()
         b.terminate()
+
+
+def run_cli(config: Path, *args: str) -> tuple[int, str]:
+    """`python -m node …`: its exit code and what it printed (both streams)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "node", "--config", str(config), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=90)
+    return out.returncode, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+async def test_membership_and_placement_are_commands_applied_within_a_tick(tmp_path: Path, pg_url: str) -> None:
+    """A node that cluster.toml does not list joins by `cluster node add`; `market place` moves a
+    market to it within a tick (through the ordinary hand-over: resting orders go along); a primary
+    cannot be removed; `status` shows the placement."""
+    config, [seller, buyer], a, b = await start_two_nodes(tmp_path, pg_url, 2)
+    key_file = tmp_path / "secret.key"
+    (pc,) = free_ports(1)
+    c = NodeProcess(config, pc, key_file, tmp_path / "c.log", node="c")
+    api = ApiClient(a.base, *seller)
+    api_b = ApiClient(a.base, *buyer)
+    try:
+        code, out = run_cli(config, "status")
+        assert "placed: primary b, standbys a (every other node), version 1" in out, out
+        resting = await api.post("/orders", market="dogebtc", side="sell", volume="1", price="0.00010000")
+
+        with pytest.raises(RuntimeError, match="not a member of the cluster"):
+            await c.start(timeout=20)
+        assert "added to the cluster" in cli(config, "cluster", "node", "add", "c", "--address", f"127.0.0.1:{pc}")
+        await c.start()
+
+        code, out = run_cli(config, "market", "place", "dogebtc", "--primary", "c", "--standbys", "b")
+        assert code == 0, out
+        assert "placed: primary c, standbys b (version 2)" in out and "now runs on node c" in out, out
+        st_c = await (await api.session.get(c.base + "/ops/status")).json()
+        assert list(st_c["markets"]) == ["dogebtc"]
+        order = await api.get("/order", id=str(resting["id"]))
+        assert order["state"] == "wait"
+        buy = await api_b.post("/orders", market="dogebtc", side="buy", volume="1", price="0.00010000")
+        for _ in range(100):  # matched on c, against the order that rested on b
+            if (await api_b.get("/order", id=str(buy["id"])))["state"] == "done":
+                break
+            await asyncio.sleep(0.1)
+        assert (await api.get("/order", id=str(resting["id"])))["state"] == "done"
+
+        code, out = run_cli(config, "cluster", "node", "remove", "c")
+        assert code == 1 and "primary of dogebtc: place it elsewhere first" in out, out
+        assert "removed from the cluster" in cli(config, "cluster", "node", "remove", "b")
+        code, out = run_cli(config, "status")
+        assert code == 1, out
+        assert "market dogebtc: owner c" in out and "placed: primary c, standbys none" in out, out
+        assert f"node c (127.0.0.1:{pc}" in out
+        assert "PROBLEM: node b runs but is not a member of the cluster" in out
+    finally:
+        await api.close()
+        await api_b.close()
+        c.terminate()
+        a.terminate()
+        b.terminate()
+    await check_books(config, [resting["id"], buy["id"]])

@@ -189,12 +189,15 @@ async def test_a_store_of_the_previous_release_upgrades_in_place(database_url: s
         w = await store.fetchrow("SELECT total, state, raw_tx, confirmations, admin_note, broadcast_at "
                                  "FROM withdraws WHERE id = 5")
         assert tuple(w) == (1010, "done", None, 0, "", None)
-        for table in ("notices", "nodes_seen", "withdraw_freezes", "wallet_receipts"):
+        for table in ("notices", "nodes_seen", "withdraw_freezes", "wallet_receipts", "cluster_nodes", "market_placement"):
             assert await store.fetchval(f"SELECT COUNT(*) FROM {table}") == 0
         # the new tables take rows (their ids and defaults work on the upgraded store)
         await store.execute("INSERT INTO withdraw_freezes (member_id, currency, ref, reason, created_at) "
                             "VALUES (7, 'btc', 'ab01:1', 'reorg', ?)", T0)
         assert await store.fetchval("SELECT shortfall FROM withdraw_freezes WHERE ref = 'ab01:1'") == 0
+        await store.execute("INSERT INTO market_placement (market, primary_node, placed_at) VALUES ('btccny', 'main', ?)",
+                            T0)
+        assert tuple(await store.fetchrow("SELECT standbys, version FROM market_placement")) == ("*", 1)
         upgraded_columns, upgraded_indexes = await columns(store, database_url), await indexes(store, database_url)
     finally:
         await store.close()

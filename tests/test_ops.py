@@ -287,6 +287,11 @@ async def test_readyz_and_metrics_through_store_and_bus_cuts(tmp_path: Path) -> 
             assert _sample(text, "exchange_mailbox_depth", actor="market:btcusd") == 0
             assert _sample(text, "exchange_store_pool_max") == 10
             assert (_sample(text, "exchange_store_pool_connections", state="open") or 0) >= 1
+            assert (_sample(text, "exchange_store_transactions_total") or 0) >= 10  # the orders' batches at least
+            assert (_sample(text, "exchange_store_round_trips_total") or 0) > _sample(text, "exchange_store_transactions_total")
+            for name in ("exchange_bus_replies_total", "exchange_bus_events_published_total",
+                         "exchange_bus_events_consumed_total"):
+                assert _sample(text, name) is not None, name
             for name in ("exchange_store_errors_total", "exchange_bus_errors_total", "exchange_withdrawals_waiting",
                          "exchange_wallet_lag_blocks", "exchange_market_lease_renewed_age_seconds"):
                 assert f"# TYPE {name.removesuffix('_total')}" in text, name

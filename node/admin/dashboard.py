@@ -115,7 +115,7 @@ async def nodes(ex: Exchange) -> dict[str, Any]:
     view = await cluster_view(ex.store, ex.config, ex.leases.liveness.gone if ex.leases.liveness else None)
     here = ex.status()
     rows = []
-    for name in ex.config.nodes:
+    for name in [n for n, m in view["members"].items() if m["member"]]:  # the store's members
         n = view["nodes"].get(name)
         status = here if name == ex.node.name else (n or {}).get("status") if n and n["alive"] else None
         rows.append({"name": name, "here": name == ex.node.name, "alive": bool(n and n["alive"]) or name == ex.node.name,

@@ -69,6 +69,9 @@ class RabbitLink:
         self.on_control: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
         self.published = 0
         self.consumed = 0
+        self.replies = 0  # answers sent back to asking nodes
+        self.events_published = 0
+        self.events_consumed = 0
         self.dropped_events = 0
 
     async def start(self) -> None:
@@ -291,6 +294,7 @@ class RabbitLink:
                     aio_pika.Message(encode_result(result), correlation_id=message.correlation_id),
                     routing_key=message.reply_to,
                 )
+                self.replies += 1
             await message.ack()
         except Exception:
             log.exception("could not settle a market message; it will be redelivered")
@@ -326,12 +330,14 @@ class RabbitLink:
                 # as an unhandled ERROR, once per event nobody receives.
                 await self._events_exchange.publish(
                     aio_pika.Message(body, headers={"from": self.node}), routing_key=topic, mandatory=False)
+                self.events_published += 1
             except Exception:
                 self.dropped_events += 1
                 await asyncio.sleep(0.1)
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         origin = (message.headers or {}).get("from")
+        self.events_consumed += 1  # delivered, even if it is this node's own and dropped here
         if origin == self.node:
             return
         event = orjson.loads(message.body)

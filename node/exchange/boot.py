@@ -12,6 +12,7 @@ import logging
 import secrets
 from typing import Any, Self
 
+from node import placement
 from node.actors.account import AccountActor
 from node.actors.lease import LeaseHeld, Liveness, ProcessLock, session_name
 from node.actors.market import MarketActor
@@ -30,7 +31,7 @@ class Boot(Queries):
     async def start(cls, config: Config, node_name: str | None = None, *, actors: bool = True) -> Self:
         """Open the store and, unless `actors=False` (admin commands beside a running node), start
         this node's market and account actors."""
-        node = config.node(node_name)
+        node = placement.node_conf(config, node_name)
         boot = secrets.token_hex(6)  # this process: its leases, its sessions in the store, its queues
         store = await open_store(config.database, synchronous=config.sqlite_synchronous,
                                  timeout=config.actors.store_timeout_ms / 1000,
@@ -74,8 +75,11 @@ class Boot(Queries):
             self.metrics.watch(account)
         self.ownership = Ownership(self.config, self.node, self.store, self.leases, self.markets,
                                    adopt=self._adopt, drop=self._drop, status=self.status,
-                                   address=f"{self.node.host}:{self.node.port}", cluster=self.link is not None)
-        for mid in self.node.markets:
+                                   address=f"{self.node.host}:{self.node.port}", cluster=self.link is not None,
+                                   handover=self.release_market, alive=self.alive_nodes)
+        placed = await self.ownership.join()  # the markets placed here (node/placement.py)
+        self.node = self.ownership.node  # a node outside cluster.toml: with the store's address
+        for mid in placed:
             try:
                 await self.ownership.claim(mid)
             except LeaseHeld as e:
@@ -161,8 +165,8 @@ class Boot(Queries):
         if actor is None or self.link is None or self.ownership is None:
             raise Unavailable(f"market {mid} is not run by node {self.node.name}")
         if to_node is not None:
-            if to_node not in self.config.nodes:
-                raise InvalidParameter(f"no such node {to_node!r}", "to")
+            if not self.ownership.placement.is_member(to_node):
+                raise InvalidParameter(f"node {to_node!r} is not a member of the cluster", "to")
             if to_node == self.node.name:
                 return f"market {mid} already runs on {to_node}"
             if to_node not in await self.alive_nodes():

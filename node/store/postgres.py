@@ -47,22 +47,37 @@ def _rowcount(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+class Calls:
+    """Transactions and round trips to the server since the store opened (/metrics, and the
+    cluster benchmark's store cost per order). A pipelined batch (executemany) counts as one."""
+
+    __slots__ = ("transactions", "round_trips")
+
+    def __init__(self) -> None:
+        self.transactions = 0
+        self.round_trips = 0
+
+
 class PgTx:
     """One transaction's connection; `timeout` bounds every statement (None: the pool's default)."""
 
-    def __init__(self, conn: asyncpg.Connection, timeout: float | None = None) -> None:
+    def __init__(self, conn: asyncpg.Connection, timeout: float | None = None, calls: Calls | None = None) -> None:
         self.conn = conn
         self.timeout = timeout
+        self.calls = calls if calls is not None else Calls()
 
     async def execute(self, sql: str, *args: Any) -> int:
+        self.calls.round_trips += 1
         return _rowcount(await self.conn.execute(to_pg(sql), *args, timeout=self.timeout))
 
     async def executemany(self, sql: str | Bulk, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
+            self.calls.round_trips += 1
             await self.conn.executemany(to_pg(sql.sql if isinstance(sql, Bulk) else sql), rows, timeout=self.timeout)
 
     async def expect(self, sql: str, args: Sequence[Any], rows: int, error: Exception) -> None:
+        self.calls.round_trips += 1
         if _rowcount(await self.conn.execute(to_pg(sql), *args, timeout=self.timeout)) != rows:
             raise error
 
@@ -72,11 +87,13 @@ class PgTx:
         a single row takes the per-row statement); any other runs pipelined row by row with
         `RETURNING 1`, one row back per row changed."""
         batch = list(rows)
+        self.calls.round_trips += 1 if batch else 0
         if not batch:
             got = 0
         elif sql.arrays is not None and (len(batch) > 1 or sql.lock is None):
             cols = list(zip(*batch, strict=True))
             if sql.lock is not None:
+                self.calls.round_trips += 1
                 await self.conn.execute(sql.lock, *[cols[i] for i in sql.lock_cols], timeout=self.timeout)
             got = _rowcount(await self.conn.execute(sql.arrays, *[cols[i] for i in sql.arrays_cols], timeout=self.timeout))
         else:
@@ -85,15 +102,19 @@ class PgTx:
             raise error
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        self.calls.round_trips += 1
         return list(await self.conn.fetch(to_pg(sql), *args, timeout=self.timeout))
 
     async def fetch_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        self.calls.round_trips += len(queries)
         return [list(await self.conn.fetch(to_pg(sql), *args, timeout=self.timeout)) for sql, args in queries]
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        self.calls.round_trips += 1
         return await self.conn.fetchrow(to_pg(sql), *args, timeout=self.timeout)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.calls.round_trips += 1
         return await self.conn.fetchval(to_pg(sql), *args, timeout=self.timeout)
 
 
@@ -130,6 +151,7 @@ class PostgresStore:
         self.timeout = timeout
         self.pgbouncer = pgbouncer
         self.errors: dict[str, int] = {"timeout": 0, "unreachable": 0, "server": 0}
+        self.calls = Calls()
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> PostgresStore:
@@ -181,9 +203,11 @@ class PostgresStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTx]:
+        self.calls.transactions += 1
+        self.calls.round_trips += 2  # BEGIN and COMMIT (or ROLLBACK)
         try:
             async with self.pool.acquire(timeout=self.timeout) as conn, conn.transaction():
-                yield PgTx(conn)
+                yield PgTx(conn, calls=self.calls)
         except Exception as e:
             self.count_error(e)
             raise
@@ -196,9 +220,13 @@ class PostgresStore:
         async with self.pool.acquire(timeout=self.timeout) as conn, \
                 conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            yield PgTx(conn, timeout=SNAPSHOT_TIMEOUT)
+            self.calls.transactions += 1
+            self.calls.round_trips += 3
+            yield PgTx(conn, timeout=SNAPSHOT_TIMEOUT, calls=self.calls)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        self.calls.transactions += 1
+        self.calls.round_trips += 1
         try:
             return list(await self.pool.fetch(to_pg(sql), *args))
         except Exception as e:
@@ -206,6 +234,8 @@ class PostgresStore:
             raise
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        self.calls.transactions += 1
+        self.calls.round_trips += 1
         try:
             return await self.pool.fetchrow(to_pg(sql), *args)
         except Exception as e:
@@ -213,6 +243,8 @@ class PostgresStore:
             raise
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.calls.transactions += 1
+        self.calls.round_trips += 1
         try:
             return await self.pool.fetchval(to_pg(sql), *args)
         except Exception as e:
@@ -220,6 +252,8 @@ class PostgresStore:
             raise
 
     async def execute(self, sql: str, *args: Any) -> int:
+        self.calls.transactions += 1
+        self.calls.round_trips += 1
         try:
             return _rowcount(await self.pool.execute(to_pg(sql), *args))
         except Exception as e:
