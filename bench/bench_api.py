@@ -11,13 +11,18 @@ acknowledged order is durable), the load generator in other processes:
    client in a separate process sends at a steady rate and measures each answer from the moment
    the request was *due*, so a stall is not hidden (no coordinated omission).
 3. public depth: `wrk` on `GET /api/v2/depth?market=btcusd`.
+4. the ceiling: an aiohttp + uvloop hello-world, in a process of its own, under the same wrk
+   settings in the same run: plain text, and a JSON body as large as /depth's answer. Our rates are
+   printed as fractions of its rates (orders ÷ plain text, /depth ÷ JSON), which, unlike raw
+   rates, hardly depend on what else the machine is running.
+5. with `--postgres`, phase 1 again on PostgreSQL (a fresh database on `--pg-url`'s server),
+   printed as a fraction of SQLite's rate and CPU per order.
 
-Without wrk (`apt-get install wrk`) the throughput phases use that client too (it is the
-bottleneck then, so the numbers are lower bounds). Prints requests/s and p50/p99 for each phase,
-and the node's CPU time per request (which, unlike throughput, does not depend on what else the
-machine is running).
+wrk is required (`apt-get install wrk`): the ceilings are its numbers. Prints requests/s and
+p50/p99 for each phase, the node's CPU time per request (which, unlike throughput, does not depend
+on what else the machine is running), and at the end the ratios to the ceilings.
 
-    python bench/bench_api.py [--duration 10] [--connections 64] [--keys 8] [--rate 2500]
+    python bench/bench_api.py [--duration 10] [--connections 64] [--keys 8] [--rate 2500] [--postgres]
 """
 
 from __future__ import annotations
@@ -104,14 +109,77 @@ def pct(samples: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] * 1000 if s else float("nan")
 
 
+# ------------------------------------------------------------------------------------- the ceiling
+def hello_main(port: int) -> None:
+    """An aiohttp + uvloop hello-world: the most this machine's aiohttp serves, to divide by.
+
+    `GET /plain` answers 13 bytes of text; `GET /json` a JSON body whose size `PUT /size?n=` sets
+    (built once, served as bytes: the ceiling of serving a cached /depth answer). No middleware,
+    no access log, like the node."""
+    import orjson
+    import uvloop
+    from aiohttp import web
+
+    body = {"json": orjson.dumps({"pad": ""})}
+
+    async def plain(request: web.Request) -> web.Response:
+        return web.Response(text="Hello, World!")
+
+    async def json_body(request: web.Request) -> web.Response:
+        return web.Response(body=body["json"], content_type="application/json")
+
+    async def size(request: web.Request) -> web.Response:
+        n = int(request.query["n"])
+        body["json"] = orjson.dumps({"pad": "x" * max(0, n - len(b'{"pad":""}'))})
+        return web.Response(text=str(len(body["json"])))
+
+    app = web.Application()
+    app.router.add_get("/plain", plain)
+    app.router.add_get("/json", json_body)
+    app.router.add_put("/size", size)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def start_hello(port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-hello", str(port)]
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hello-world exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/plain", timeout=1):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("hello-world did not come up")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 # -------------------------------------------------------------------------------------------- set-up
-def write_config(tmp: Path, port: int) -> Path:
+def write_config(tmp: Path, port: int, database: str | None = None) -> Path:
     text = (ROOT / "cluster.toml").read_text()
-    text = text.replace('database = "sqlite:///var/exchange.db"', f'database = "sqlite:///{tmp}/exchange.db"')
+    text = text.replace('database = "sqlite:///var/exchange.db"', f'database = "{database or f"sqlite:///{tmp}/exchange.db"}"')
     text = text.replace("port = 8080", f"port = {port}")
     text = re.sub(r"mailbox_size = \d+", "mailbox_size = 100000", text)
     text += "\n[api]\nsigned_limit = 100000000\npublic_limit = 100000000\n"
-    path = tmp / "cluster.toml"
+    path = tmp / ("cluster-pg.toml" if database else "cluster.toml")
     path.write_text(text)
     return path
 
@@ -401,61 +469,120 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--switch-interval", type=float, default=None,
-                    help="set the node's sys.setswitchinterval (seconds), e.g. 0.0001; default: Python's 0.005")
+                    help="set the node's sys.setswitchinterval (seconds), e.g. 0.0001; default: the node's own")
+    ap.add_argument("--postgres", action="store_true", help="also measure signed orders on PostgreSQL")
+    ap.add_argument("--pg-url", default=os.environ.get("EXCHANGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+                    help="a PostgreSQL database whose server lets us create (and drop) a scratch database")
+    ap.add_argument("--orders-only", action="store_true", help="only the throughput phase and its ceiling")
+    ap.add_argument("--serve-hello", type=int, default=None, help=argparse.SUPPRESS)  # the ceiling's own process
     args = ap.parse_args()
+    if args.serve_hello is not None:
+        hello_main(args.serve_hello)
+        return 0
 
-    have_wrk = shutil.which("wrk") is not None
+    if shutil.which("wrk") is None:
+        print("bench_api needs wrk (apt-get install wrk): the ceilings and rates are wrk's")
+        return 1
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
-    port = args.port
-    if not port:
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    port = args.port or free_port()
     config = write_config(tmp, port)
     key_file = tmp / "secret.key"
     keys = asyncio.run(make_members(config, key_file, args.keys))
+    hello_port = free_port()
+    hello = start_hello(hello_port, tmp / "hello.log")
+    hello_base = f"http://127.0.0.1:{hello_port}"
     node = start_node(config, key_file, port, tmp / "node.log", args.switch_interval)
     base = f"http://127.0.0.1:{port}"
-    swi = args.switch_interval if args.switch_interval is not None else sys.getswitchinterval()
+    swi = f"{args.switch_interval * 1000:g} ms" if args.switch_interval is not None else "the node's own"
     print(f"node pid {node.pid} on {base}, SQLite synchronous=FULL at {tmp}/exchange.db; switch interval "
-          f"{swi * 1000:g} ms; {args.keys} keys, {args.connections} connections, {args.duration} s per phase; "
-          f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+          f"{swi}; {args.keys} keys, {args.connections} connections, {args.threads} wrk threads, {args.duration} s "
+          f"per phase; load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    summary: list[str] = []
     try:
+        c0 = cpu_seconds(hello.pid)
+        ceiling = run_wrk(hello_base + "/plain", args.duration, args.connections, args.threads)
+        report("ceiling: aiohttp+uvloop hello-world", ceiling, "wrk", cpu_seconds(hello.pid) - c0)
         c0 = cpu_seconds(node.pid)
-        if have_wrk:
-            res = wrk_orders(base, keys, args.duration, args.connections, args.threads, tmp, args.budget)
-            report("signed POST /orders, max throughput", res, "wrk, pre-signed", cpu_seconds(node.pid) - c0)
-        else:
-            res = client_orders(base, keys, 0, args.duration, args.procs)
-            report("signed POST /orders, max throughput", res, "asyncio client, closed loop", cpu_seconds(node.pid) - c0)
+        res = wrk_orders(base, keys, args.duration, args.connections, args.threads, tmp, args.budget)
+        orders_cpu = cpu_seconds(node.pid) - c0
+        report("signed POST /orders, max throughput", res, "wrk, pre-signed", orders_cpu)
         best = res.get("ok_rps", 0.0)
-        rates = ([round(best / 2)] if best and best / 2 < args.rate * 0.9 else []) + [args.rate]
-        for rate in rates:
+        sqlite_cpu_us = orders_cpu / max(1, int(res.get("ok", 0))) * 1e6
+        summary.append(f"orders ÷ hello-world (plain text): {best / max(ceiling['rps'], 1):.3f}  "
+                       f"({best:.0f} / {ceiling['rps']:.0f} req/s); node CPU {sqlite_cpu_us:.0f} us per order")
+        if not args.orders_only:
+            rates = ([round(best / 2)] if best and best / 2 < args.rate * 0.9 else []) + [args.rate]
+            for rate in rates:
+                wait_idle(node.pid)
+                c0 = cpu_seconds(node.pid)
+                res = client_orders(base, keys, rate, args.duration, args.procs, args.client)
+                label = "half the measured max" if rate != args.rate else "fixed rate"
+                report(f"signed POST /orders at {rate:.0f}/s", res, f"{args.client} client, open loop, {label}",
+                       cpu_seconds(node.pid) - c0)
+                summary.append(f"open loop at {rate:.0f}/s ({label}): p50 {res['p50']:.2f} ms, p99 {res['p99']:.2f} ms")
             wait_idle(node.pid)
-            c0 = cpu_seconds(node.pid)
-            res = client_orders(base, keys, rate, args.duration, args.procs, args.client)
-            label = "half the measured max" if rate != args.rate else "fixed rate"
-            report(f"signed POST /orders at {rate:.0f}/s", res, f"{args.client} client, open loop, {label}",
-                   cpu_seconds(node.pid) - c0)
-        wait_idle(node.pid)
-        if have_wrk:
+            answer = urllib.request.urlopen(base + DEPTH_URL, timeout=5).read()
+            levels = json.loads(answer)
             c0 = cpu_seconds(node.pid)
             res = run_wrk(base + DEPTH_URL, args.duration, args.connections, args.threads)
-            levels = json.loads(urllib.request.urlopen(base + DEPTH_URL, timeout=5).read())
-            report(f"public GET /depth ({len(levels['asks'])}+{len(levels['bids'])} levels)", res, "wrk",
-                   cpu_seconds(node.pid) - c0)
-        else:
-            print("public GET /depth: skipped (needs wrk)")
+            report(f"public GET /depth ({len(levels['asks'])}+{len(levels['bids'])} levels, {len(answer)} B)", res,
+                   "wrk", cpu_seconds(node.pid) - c0)
+            req = urllib.request.Request(f"{hello_base}/size?n={len(answer)}", method="PUT")
+            urllib.request.urlopen(req, timeout=5).read()
+            c0 = cpu_seconds(hello.pid)
+            json_ceiling = run_wrk(hello_base + "/json", args.duration, args.connections, args.threads)
+            report(f"ceiling: hello-world JSON ({len(answer)} B)", json_ceiling, "wrk", cpu_seconds(hello.pid) - c0)
+            summary.append(f"/depth ÷ hello-world (JSON of the same size): {res['rps'] / max(json_ceiling['rps'], 1):.3f}  "
+                           f"({res['rps']:.0f} / {json_ceiling['rps']:.0f} req/s)")
     finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(60)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop(node)
+        stop(hello)
+    try:
+        if args.postgres:
+            pg_rps, pg_cpu_us = postgres_orders(args, tmp)
+            summary.append(f"PostgreSQL ÷ SQLite, signed orders: {pg_rps / max(best, 1):.3f}  ({pg_rps:.0f} / {best:.0f} "
+                           f"orders/s); node CPU {pg_cpu_us:.0f} vs {sqlite_cpu_us:.0f} us per order")
+    finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    print("-- ratios, same run, same wrk settings" + (" (the machine may be shared: ratios, not rates)"))
+    for line in summary:
+        print("  " + line)
     return 0
+
+
+def postgres_orders(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
+    """Phase 1 on a fresh PostgreSQL database: (accepted orders/s, node CPU us per order)."""
+    import asyncpg
+
+    name = f"bench_api_{os.getpid()}"
+    admin = args.pg_url
+
+    async def ddl(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(ddl(f"CREATE DATABASE {name}"))
+    try:
+        port = free_port()
+        config = write_config(tmp, port, admin.rsplit("/", 1)[0] + "/" + name)
+        key_file = tmp / "secret-pg.key"
+        keys = asyncio.run(make_members(config, key_file, args.keys))
+        node = start_node(config, key_file, port, tmp / "node-pg.log", args.switch_interval)
+        try:
+            c0 = cpu_seconds(node.pid)
+            res = wrk_orders(f"http://127.0.0.1:{port}", keys, args.duration, args.connections, args.threads, tmp,
+                             args.budget)
+            cpu = cpu_seconds(node.pid) - c0
+            report("signed POST /orders on PostgreSQL", res, "wrk, pre-signed", cpu)
+        finally:
+            stop(node)
+        return res.get("ok_rps", 0.0), cpu / max(1, int(res.get("ok", 0))) * 1e6
+    finally:
+        asyncio.run(ddl(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 if __name__ == "__main__":
