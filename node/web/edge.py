@@ -299,7 +299,10 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         if request.path.startswith("/api/"):  # pages check theirs inside the sessions' middleware, to answer a page
             check_request(request)
-        return await handler(request.clone(client_max_size=limit))
+        # What `request.clone(client_max_size=limit)` gives the handler, without copying the request
+        # (a clone rebuilds the message and its headers: ~10 us, a sixth of a small API request's cost)
+        request._client_max_size = limit
+        return await handler(request)
     except Exception:
         if late:  # the client was too slow; nobody is left to answer
             raise web.HTTPRequestTimeout() from None
