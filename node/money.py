@@ -6,11 +6,8 @@ Money never touches a float: a decimal string is split into digits and checked b
 
 from __future__ import annotations
 
-import re
-
 from node.errors import InvalidParameter
 
-_DECIMAL = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?")
 MAX_DIGITS = 30
 FEE_DECIMALS = 8  # fee rates are integers in units of 1e-8 ("0.001" -> 100000)
 FEE_SCALE: int = 10**FEE_DECIMALS
@@ -38,15 +35,17 @@ def decimal_units(text: str, decimals: int, *, allow_zero: bool = False) -> int:
 
     Refuses rather than rounds: a bot must never trade an amount it did not ask for.
     """
-    m = _DECIMAL.fullmatch(text)
-    if m is None:
+    whole, dot, frac = text.partition(".")
+    # `[0-9]+(\.[0-9]+)?`, checked without a regex (this runs for every price and volume): ASCII
+    # digits only (str.isdigit alone would take "١٢٣" or "²"), and a fraction only after a point
+    if not (text.isascii() and whole.isdigit() and (frac.isdigit() if dot else True)):
         raise DecimalRefused(NOT_DECIMAL)
     if len(text) > MAX_DIGITS:
         raise DecimalRefused(TOO_LONG)
-    stripped = (m.group("frac") or "").rstrip("0")
+    stripped = frac.rstrip("0")
     if len(stripped) > decimals:
         raise DecimalRefused(TOO_PRECISE)
-    units: int = int(m.group("int")) * 10**decimals + (int(stripped.ljust(decimals, "0")) if decimals else 0)
+    units: int = int(whole) * 10**decimals + (int(stripped.ljust(decimals, "0")) if decimals else 0)
     if units == 0 and not allow_zero:
         raise DecimalRefused(ZERO)
     if units >= MAX_UNITS:
