@@ -88,6 +88,26 @@ async def test_public_endpoints(srv: ApiServer) -> None:
     await c.close()
 
 
+async def test_depth_follows_the_book(srv: ApiServer) -> None:
+    """/depth is answered from a cache kept per book sequence number: every change of the book
+    shows in the next answer, and the sequence number moves with it."""
+    alice = await srv.client("alice@example.com", {"usd": "10000", "btc": "2"})
+    empty = await alice.public("/depth", market="btcusd")
+    assert empty["asks"] == [] and empty["bids"] == []
+    ask = await alice.post("/orders", market="btcusd", side="sell", volume="0.5", price="3100")
+    await wait_state(alice, ask["id"], "wait")
+    for _ in range(100):  # the order is matched (and rests) just after it is acknowledged
+        d = await alice.public("/depth", market="btcusd")
+        if d["asks"]:
+            break
+        await asyncio.sleep(0.02)
+    assert d["asks"] == [["3100.0", "0.5"]] and d["sequence"] > empty["sequence"]
+    await alice.post("/order/delete", id=str(ask["id"]))
+    after = await alice.public("/depth", market="btcusd")
+    assert after["asks"] == [] and after["sequence"] > d["sequence"]
+    await alice.close()
+
+
 async def test_trading_flow(srv_any: ApiServer) -> None:
     """Orders on both sides, a trade, every list and entity in Peatio's shape (both backends)."""
     srv = srv_any

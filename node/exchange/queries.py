@@ -19,6 +19,12 @@ class Queries(ExchangeCore):
         result: dict[str, Any] = await self.query(self.market(market_id).id, QueryBook("depth", limit=limit))
         return result
 
+    def book_seq(self, market_id: str) -> int | None:
+        """The diff sequence number of a book kept on this node (it moves whenever the book does), or
+        None for a market run elsewhere: a reader caching `depth` asks this before redoing it."""
+        actor = self.markets.get(market_id)
+        return None if actor is None else actor.book_seq
+
     async def book_orders(self, market_id: str, side: str, limit: int) -> list[dict[str, Any]]:
         """Resting orders of one side in priority order."""
         result: list[dict[str, Any]] = await self.query(self.market(market_id).id, QueryBook("orders", limit=limit, side=side))

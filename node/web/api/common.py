@@ -34,11 +34,16 @@ PAGE_HEADERS = "X-Page, X-Per-Page, X-Next-Page, X-Total, Retry-After"
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """JSON with Peatio's `Access-Control-Allow-Origin: *` (browsers may read the API directly)."""
+    return json_body(orjson.dumps(data), status, headers)
+
+
+def json_body(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """`json_response` for a body already encoded (an answer kept in a cache)."""
     h = {"Access-Control-Allow-Origin": "*"}
     if headers:
         h["Access-Control-Expose-Headers"] = PAGE_HEADERS
         h.update(headers)
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=h)
+    return web.Response(body=body, status=status, content_type="application/json", headers=h)
 
 
 _PLAIN_FORM = re.compile(rb"[A-Za-z0-9_.\-=&]*")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from node.fees import rates_in_force
@@ -18,6 +19,7 @@ from node.web.api.common import (
     _market,
     _private,
     _public,
+    json_body,
     json_response,
     page_of,
     paged,
@@ -48,28 +50,46 @@ DEPTH_CACHE = web.AppKey("depth_cache", dict)
 DEPTH_CACHE_MAX = 4096
 
 
+class _Depth:
+    """One (market, limit)'s answer as of book sequence `seq`: its levels encoded once, and the
+    whole body for the second `at` (the answer carries a timestamp in seconds)."""
+
+    __slots__ = ("seq", "asks", "bids", "at", "body")
+
+    def __init__(self, seq: int, asks: orjson.Fragment, bids: orjson.Fragment) -> None:
+        self.seq, self.asks, self.bids = seq, asks, bids
+        self.at = -1
+        self.body = b""
+
+
 async def depth(request: web.Request) -> web.Response:
     """Aggregated price levels; both sides high → low (Peatio's quirk, kept for its clients).
 
-    The formatted levels are kept per (market, limit) until the book's sequence number moves:
-    a busy public endpoint then formats a book once per change instead of once per request.
+    The answer is kept per (market, limit) until the book's sequence number moves: a busy public
+    endpoint then aggregates, formats and encodes a book once per change instead of once per request
+    (for a book kept on this node the number is read first, and the book only when it moved), and
+    encodes the body once a second.
     """
     ex, params = await _public(request)
     m = _market(ex, params)
     assert m is not None
     limit = _limit(params, "limit", 300, 1000)
-    book = await ex.depth(m.id, limit)
-    cache: dict[tuple[str, int], tuple[int, list[Any], list[Any]]] = request.app[DEPTH_CACHE]
+    cache: dict[tuple[str, int], _Depth] = request.app[DEPTH_CACHE]
     hit = cache.get((m.id, limit))
-    if hit is not None and hit[0] == book["seq"]:
-        asks, bids = hit[1], hit[2]
-    else:
-        asks = [[price_str(m, p), volume_str(m, v)] for p, v in reversed(book["asks"])]
-        bids = [[price_str(m, p), volume_str(m, v)] for p, v in book["bids"]]
-        if len(cache) >= DEPTH_CACHE_MAX:
-            cache.clear()
-        cache[(m.id, limit)] = (book["seq"], asks, bids)
-    return json_response({"timestamp": int(time.time()), "asks": asks, "bids": bids, "sequence": book["seq"]})
+    if hit is None or hit.seq != ex.book_seq(m.id):
+        book = await ex.depth(m.id, limit)
+        if hit is None or hit.seq != book["seq"]:
+            asks = [[price_str(m, p), volume_str(m, v)] for p, v in reversed(book["asks"])]
+            bids = [[price_str(m, p), volume_str(m, v)] for p, v in book["bids"]]
+            if len(cache) >= DEPTH_CACHE_MAX:
+                cache.clear()
+            hit = cache[(m.id, limit)] = _Depth(book["seq"], orjson.Fragment(orjson.dumps(asks)),
+                                                 orjson.Fragment(orjson.dumps(bids)))
+    now = int(time.time())
+    if hit.at != now:
+        hit.body = orjson.dumps({"timestamp": now, "asks": hit.asks, "bids": hit.bids, "sequence": hit.seq})
+        hit.at = now
+    return json_body(hit.body)
 
 
 def _trade_filters(params: Params) -> tuple[str, list[Any], str, int, int, int]:
