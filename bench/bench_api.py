@@ -358,11 +358,13 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
                     await r.read()
                     status = r.status
             else:
+                while idle and idle[-1].writer.is_closing():  # closed by the server while idle
+                    idle.pop()
                 c = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, int(port)))
                 try:
                     status = await c.exchange(request)
-                except (OSError, asyncio.IncompleteReadError):
-                    status = 0  # the connection broke: counted, and not reused
+                except (OSError, RuntimeError, asyncio.IncompleteReadError):
+                    status = 0  # the connection broke (uvloop: RuntimeError): counted, and not reused
                 else:
                     idle.append(c)
             statuses[status] = statuses.get(status, 0) + 1
