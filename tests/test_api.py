@@ -166,6 +166,47 @@ async def test_trading_flow(srv_any: ApiServer) -> None:
         await c.close()
 
 
+async def test_cancel_of_an_order_still_pending(srv_any: ApiServer) -> None:
+    """An order accepted (funds locked) whose hand-over to its market is late or lost is still
+    `pending` in the store: a cancel reaches the market, which takes it in as cancelled, once. Its
+    funds come back through a ledger row, and a late copy of the order or the sweep changes nothing."""
+    from node.actors.market import new_order_from_row
+
+    ex = srv_any.ex
+    c = await srv_any.client("late@example.com", {"usd": "1000"})
+    routes = [a.markets for a in ex.accounts]
+    for a in ex.accounts:
+        a.markets = {}  # no route to the market: the order waits in the store, as after a lost hand-over
+    try:
+        o = await c.post("/orders", market="btcusd", side="buy", volume="1", price="100")
+    finally:
+        for a, r in zip(ex.accounts, routes, strict=True):
+            a.markets = r
+    row = await ex.store.fetchrow("SELECT * FROM orders WHERE id = ?", o["id"])
+    assert row["state"] == "pending" and int(row["locked"]) > 0
+    cancelled = await c.post("/order/delete", id=str(o["id"]))
+    assert cancelled["id"] == o["id"] and cancelled["state"] == "wait"  # as it stood (pending shows as wait)
+    assert (await c.get("/order", id=str(o["id"])))["state"] == "cancel"  # final at once
+    usd = {a["currency"]: a for a in (await c.get("/members/me"))["accounts"]}["usd"]
+    assert (usd["balance"], usd["locked"]) == ("1000.0", "0.0")
+    unlocks = await ex.store.fetch("SELECT d_balance, d_locked FROM ledger WHERE ref_id = ? AND reason = 'order_cancel'",
+                                   o["id"])
+    assert [(int(r["d_balance"]), -int(r["d_locked"])) for r in unlocks] == [(int(row["locked"]), int(row["locked"]))]
+    # the lost hand-over turns up late, and the sweep looks for pending orders: neither takes it in
+    market = ex.markets["btcusd"]
+    await market.put(new_order_from_row(row))
+    assert await market.sweep_pending(older_than_ms=0) == 0
+    await ex.quiesce()
+    assert (await c.get("/order", id=str(o["id"])))["state"] == "cancel"
+    assert (await ex.store.fetchval("SELECT COUNT(*) FROM ledger WHERE ref_id = ? AND reason = 'order_cancel'",
+                                    o["id"])) == 1
+    assert await c.get("/orders", market="btcusd") == []
+    with pytest.raises(ApiError) as e:
+        await c.post("/order/delete", id=str(o["id"]))
+    assert (e.value.status, e.value.code) == (400, 2003)
+    await c.close()
+
+
 async def test_order_options_and_idempotency(srv: ApiServer) -> None:
     c = await srv.client("c@example.com", {"usd": "10000", "btc": "5"})
     first = await c.post("/orders", market="btcusd", side="buy", volume="1", price="100", client_id="bot-1")

@@ -166,7 +166,7 @@ class MarketActor(Actor[Any]):
                     claims.append(msg.id)
                     results.append(self._submit(msg, touched, trades))
                 elif isinstance(msg, CancelOrder):
-                    results.append(await self._cancel(msg, touched))
+                    results.append(await self._cancel(msg, touched, claims))
                 elif isinstance(msg, CancelAll):
                     cancelled = engine.cancel_all(msg.member_id, msg.side) if msg.member_id is not None else self._cancel_every(msg.side)
                     for o in cancelled:
@@ -243,12 +243,16 @@ class MarketActor(Actor[Any]):
         if len(self.taken) > TAKEN_MEMORY:
             del self.taken[next(iter(self.taken))]
 
-    def _submit(self, msg: NewOrder, touched: dict[int, Order], trades: list[Trade]) -> int | None:
+    def _take_in(self, msg: NewOrder, touched: dict[int, Order]) -> Order:
         o = Order(msg.id, msg.member_id, msg.side, msg.ord_type, msg.price, msg.volume,
                   tif=msg.tif, stop_price=msg.stop_price, funds=msg.funds)
         self.live[o.id] = Live(msg.origin_locked, msg.created_at, self.next_intake)
         self.next_intake += 1
         touched[o.id] = o
+        return o
+
+    def _submit(self, msg: NewOrder, touched: dict[int, Order], trades: list[Trade]) -> int | None:
+        o = self._take_in(msg, touched)
         if self.halted:
             o.state = "cancel"
             return o.id
@@ -267,7 +271,11 @@ class MarketActor(Actor[Any]):
                 touched[x.id] = x
         return o.id
 
-    async def _cancel(self, msg: CancelOrder, touched: dict[int, Order]) -> dict[str, Any]:
+    async def _cancel(self, msg: CancelOrder, touched: dict[int, Order], claims: list[int]) -> dict[str, Any]:
+        """Cancel a resting order, or one still `pending` in the store (accepted, not taken in yet:
+        its hand-over is late or lost). The latter is taken in as cancelled by this batch, claimed in
+        its transaction like any new order: if another copy took it in first, the batch rolls back
+        (`ClaimLost`) and nothing is cancelled twice; later copies find it no longer pending."""
         o = self.engine.get(msg.order_id)
         if o is not None and (msg.member_id is None or o.member_id == msg.member_id):
             before = self.order_view(o)
@@ -276,15 +284,22 @@ class MarketActor(Actor[Any]):
             return before
         member: int | None
         state: str | None
+        row = None
         gone = self.finished.get(msg.order_id)
         if gone is not None:
             member, state = gone
         else:
-            row = await self.store.fetchrow("SELECT member_id, state FROM orders WHERE id = ? AND market = ?",
+            row = await self.store.fetchrow("SELECT * FROM orders WHERE id = ? AND market = ?",
                                             msg.order_id, self.market.id)
             member, state = (None, None) if row is None else (int(row["member_id"]), row["state"])
         if member is None or (msg.member_id is not None and member != msg.member_id):
             raise OrderNotFound(f"order {msg.order_id} doesn't exist")
+        if row is not None and state == "pending" and not self._known(msg.order_id):
+            claims.append(msg.order_id)
+            o = self._take_in(new_order_from_row(row), touched)
+            before = {**self.order_view(o), "state": "pending"}
+            o.state = "cancel"
+            return before
         raise CancelOrderFailed(f"order {msg.order_id} is already {state}, cannot cancel")
 
     def query(self, q: QueryBook) -> Any:
