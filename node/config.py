@@ -9,6 +9,7 @@ which keys the parser asked for (`_Read`), and a key nobody asked for is refused
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -201,6 +202,8 @@ class HttpConf:
     form_body_max: int = 256 * 1024  # page forms (a 20,000-character page of the CMS, percent-encoded)
     upload_body_max: int = 2 * 5 * 1024 * 1024 + 256 * 1024  # forms with files: two documents of 5 MB
     ws_max_per_ip: int = 64  # open websocket connections per client address
+    # networks of the proxies whose X-Forwarded-For/-Proto are believed (node/web/forwarded.py); none by default
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -705,15 +708,29 @@ def _http(t: dict[str, Any]) -> HttpConf:
             "max_connections": "max_connections", "max_connections_per_ip": "max_connections_per_ip",
             "api_body_max": "api_body_max", "form_body_max": "form_body_max",
             "upload_body_max": "upload_body_max", "ws_max_per_ip": "ws_max_per_ip"}
+    known = sorted([*keys, "trusted_proxies"])
     for key in t:
-        if key not in keys:  # a misspelt limit would silently stay at its default
-            raise ConfigError(f"http.{key}: unknown key (known: {', '.join(sorted(keys))})")
+        if key not in known:  # a misspelt limit would silently stay at its default
+            raise ConfigError(f"http.{key}: unknown key (known: {', '.join(known)})")
     ranges = {"header_timeout_s": (1, 3600), "body_timeout_s": (1, 3600), "upload_timeout_s": (1, 7200),
               "keepalive_timeout_s": (1, 3600), "max_connections": (16, 1_000_000),
               "max_connections_per_ip": (1, 1_000_000), "api_body_max": (1024, 16 << 20),
               "form_body_max": (1024, 16 << 20), "upload_body_max": (1024, 1 << 30), "ws_max_per_ip": (1, 1_000_000)}
     values = {attr: _int_range(t, key, "http", *ranges[key], getattr(d, attr)) for key, attr in keys.items()}
-    return HttpConf(**values)
+    return HttpConf(**values, trusted_proxies=_networks(_get(t, "trusted_proxies", "http", list, [])))
+
+
+def _networks(items: list[Any]) -> tuple[str, ...]:
+    """`[http] trusted_proxies`: addresses or networks ("10.0.0.0/8", "192.0.2.7"), without host bits."""
+    out: list[str] = []
+    for item in items:
+        try:
+            if not isinstance(item, str):
+                raise ValueError("not a string")
+            out.append(str(ipaddress.ip_network(item.strip())))
+        except ValueError as e:
+            raise ConfigError(f"http.trusted_proxies: {item!r} is not an IP address or network ({e})") from None
+    return tuple(out)
 
 
 def _explorer(c: dict[str, Any], path: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from node.apikeys import ApiKeys
 from node.errors import ExchangeError, RateLimited, Unavailable
@@ -26,6 +27,7 @@ from node.web.api import funds as api_funds
 from node.web.api import marketdata as api_marketdata
 from node.web.api import solvency as api_solvency
 from node.web.auth import Authenticator, TonceActor
+from node.web.forwarded import TrustedProxies
 from node.web.inputs import shown
 from node.web.market_status import MARKET_STATUS, MarketStatus
 from node.web.pages import admin as pages_admin
@@ -105,8 +107,11 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key", *, ops
     # edge (body limits, text checks) runs inside errors, so its refusals get the API's envelope;
     # security_gate runs inside the sessions' middleware: after the CSRF check, with the session known
     conf = exchange.config.http
-    app = web.Application(middlewares=[security_headers, errors, edge.middleware, page_sessions, security_gate],
-                          client_max_size=conf.upload_body_max)
+    middlewares: list[Middleware] = [security_headers, errors, edge.middleware, page_sessions, security_gate]
+    proxies = TrustedProxies(conf.trusted_proxies)
+    if proxies:  # first: every later middleware and handler sees the client's address and scheme
+        middlewares.insert(0, proxies.middleware())
+    app = web.Application(middlewares=middlewares, client_max_size=conf.upload_body_max)
     app[edge.CONF] = conf
     edge.quiet_malformed()
     master = load_server_key(key_file)

@@ -1,0 +1,90 @@
+"""A trusted proxy's X-Forwarded-For and X-Forwarded-Proto (node/web/forwarded.py): believed only from
+the networks of `[http] trusted_proxies`, validated strictly, and then seen everywhere the client's
+address or scheme counts: per-address rate limits, the audit log, `Secure` cookies and HSTS. Over real
+sockets: 127.0.0.1 is the trusted balancer, 127.0.0.2 a client connecting directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.config import ConfigError, HttpConf
+from node.security import audit
+from node.web.forwarded import MAX_HOPS, TrustedProxies
+from tests.conftest import config_with
+from tests.security_site import security_site
+from tests.test_security_throttle import login
+
+PROXY = {"trusted_proxies": ["127.0.0.1"]}
+
+
+def test_the_client_is_the_right_most_address_no_trusted_proxy_added() -> None:
+    p = TrustedProxies(["10.0.0.0/8", "2001:db8::/32"])
+    assert p.client("10.0.0.5", ["203.0.113.9"]) == "203.0.113.9"
+    # what the client wrote itself (left) proves nothing; the proxies' own hops (right) are skipped
+    assert p.client("10.0.0.5", ["6.6.6.6, 203.0.113.9, 10.1.2.3"]) == "203.0.113.9"
+    assert p.client("10.0.0.5", ["6.6.6.6", "203.0.113.9"]) == "203.0.113.9"  # two header lines are one list
+    assert p.client("10.0.0.5", ["10.0.0.7, 10.0.0.6"]) == "10.0.0.7"  # all proxies: the left-most
+    assert p.client("2001:db8::1", [" 2001:db8:1::5 , 2a00::1 "]) == "2a00::1"
+    assert p.client("::ffff:10.0.0.5", ["203.0.113.9"]) == "203.0.113.9"  # a dual-stack socket's peer
+    assert p.client("10.0.0.5", []) == "10.0.0.5"
+    # from anyone else the header means nothing
+    assert p.client("192.0.2.1", ["203.0.113.9"]) == "192.0.2.1"
+    assert p.client(None, ["203.0.113.9"]) is None
+    # a chain that is not a list of addresses, where it is read, is dropped as a whole
+    for bad in ("nonsense", "203.0.113.9:443", "203.0.113.9, ", "[2a00::1]", "203.0.113.9;evil",
+                "1.1.1.1, " * 200 + "203.0.113.9", ", ".join(["10.0.0.1"] * (MAX_HOPS + 1))):
+        assert p.client("10.0.0.5", [bad]) == "10.0.0.5", bad
+    assert p.client("10.0.0.5", ["junk, 203.0.113.9"]) == "203.0.113.9"  # left of the client: never read
+    assert not TrustedProxies([])
+    assert p.scheme("10.0.0.5", "https", "http") == "https"
+    assert p.scheme("10.0.0.5", "http, HTTPS", "http") == "https"  # the trusted proxy's own, right-most word
+    assert p.scheme("10.0.0.5", "gopher", "http") == "http"
+    assert p.scheme("192.0.2.1", "https", "http") == "http"
+
+
+def test_trusted_proxies_are_validated() -> None:
+    assert config_with("sqlite:///x.db").http.trusted_proxies == ()
+    cfg = config_with("sqlite:///x.db", http={"trusted_proxies": ["10.0.0.0/8", " 192.0.2.7", "2001:db8::/32"]})
+    assert cfg.http == HttpConf(trusted_proxies=("10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"))
+    for bad in (["10.0.0.1/8"], ["example.com"], [10], "10.0.0.0/8"):
+        with pytest.raises(ConfigError, match="trusted_proxies"):
+            config_with("sqlite:///x.db", http={"trusted_proxies": bad})
+
+
+async def test_a_trusted_proxy_names_the_client_and_nobody_else_can(tmp_path: Path) -> None:
+    async with security_site(tmp_path, http=PROXY, api={"public_limit": 2, "signed_limit": 1000}) as (site, _):
+        balancer = await site.visitor()
+        direct = await site.visitor(source="127.0.0.2")
+
+        async def markets(v: Any, client: str) -> int:
+            r = await v.c.get("/api/v2/markets", headers={"X-Forwarded-For": client})
+            return int(r.status)
+
+        # per-address limits count each client behind the balancer on its own
+        assert [await markets(balancer, "198.51.100.1") for _ in range(3)] == [200, 200, 429]
+        assert await markets(balancer, "198.51.100.2") == 200
+        # a forged left entry counts nothing against the address it names: this call was .3's
+        assert await markets(balancer, "198.51.100.1, 198.51.100.3") == 200
+        assert [await markets(balancer, "198.51.100.3") for _ in range(2)] == [200, 429]
+        # a direct client cannot pick an address: every request counts against its own
+        assert [await markets(direct, f"198.51.100.{i}") for i in (10, 11, 12)] == [200, 200, 429]
+
+        # the audit log names the client
+        await site.member("ann@example.com")
+        ann = await site.mid("ann@example.com")
+        for v, forwarded in ((balancer, "203.0.113.7"), (direct, "203.0.113.8")):
+            v.c.session.headers["X-Forwarded-For"] = forwarded
+            assert await login(v, "ann@example.com", "wrong") == 400
+        failed = [e["ip"] for e in await audit.of_member(site.ex.store, ann) if e["action"] == audit.LOGIN_FAILED]
+        assert failed == ["127.0.0.2", "203.0.113.7"]  # newest first
+
+        # TLS ended at the balancer: Secure cookies and HSTS; a direct client's claim changes nothing
+        for v, secure in ((await site.visitor(), True), (await site.visitor(source="127.0.0.2"), False)):
+            r = await v.c.get("/login", headers={"X-Forwarded-Proto": "https"})
+            assert r.status == 200
+            assert ("Strict-Transport-Security" in r.headers) is secure
+            cookies = r.headers.getall("Set-Cookie", [])
+            assert cookies and all(("; Secure" in c) is secure for c in cookies), cookies
