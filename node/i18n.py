@@ -37,6 +37,8 @@ JS_MESSAGES = (
     "Trading on {market} has resumed", "{side} order partly filled: {volume} {base} at {price}",
     "{side} order filled: {volume} {base} at {price}", "Cancel all {n} open orders in {market}?", "maker", "taker",
     "Dark theme", "Light theme", "Sound on", "Sound off",
+    "checking…", "Peatio tree", "v2 tree", "{tree}: {user} holds {balance} {currency} within the published total {total}",
+    "checked against the roots in this page: the public ones could not be fetched",
 )
 """Texts that market.js and the other scripts show: handed to them in a JSON data block."""
 

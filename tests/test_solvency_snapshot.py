@@ -9,7 +9,9 @@ proofs, fetched through the signed API, verify against the roots published by th
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -416,6 +418,13 @@ async def test_pages_render(tmp_path: Path) -> None:
             text = await r.text()
             assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
             assert 'id="solvency-proofs"' in text and "verify-member" in text and "alice@example.com" in text
+        zh = {"X-Test-Member": str(mid), "Accept-Language": "zh-CN"}
+        async with client.session.get(client.base + "/solvency/me", headers=zh) as r:
+            text = await r.text()  # translated like every member page, the verifier's texts too
+            assert "我的余额是否计入？" in text and "在我的浏览器中核验" in text and info.name in text
+            assert "Is my balance counted?" not in text
+            block = re.search(r'<script type="application/json" id="i18n">(.*?)</script>', text, re.S)
+            assert block and json.loads(block.group(1))["checking…"] == "核验中…"
         other = await ex.create_member("bob@example.com")
         async with client.session.get(client.base + "/solvency/me", headers={"X-Test-Member": str(other)}) as r:
             assert r.status == 200 and 'id="no-proofs"' in await r.text()

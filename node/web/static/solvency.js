@@ -321,9 +321,20 @@
     return { ok: false, scheme, user: null, balance: null, currency: null, total: null, reason: `unknown scheme ${scheme}` };
   }
 
+  /** The page's language where app.js handed the texts over (node/i18n.py JS_MESSAGES); else English. */
+  function t(text, params) {
+    if (root.Exchange && root.Exchange.t) return root.Exchange.t(text, params);
+    let out = text;
+    for (const k of Object.keys(params || {})) out = out.split("{" + k + "}").join(String(params[k]));
+    return out;
+  }
+
   function describe(r) {
-    const name = r.scheme === "maxwell" ? "Peatio tree" : "v2 tree";
-    if (r.ok) return `✓ ${name}: ${r.user} holds ${r.balance} ${r.currency || ""} within the published total ${r.total}`;
+    const name = t(r.scheme === "maxwell" ? "Peatio tree" : "v2 tree");
+    if (r.ok) {
+      return "✓ " + t("{tree}: {user} holds {balance} {currency} within the published total {total}",
+        { tree: name, user: r.user, balance: r.balance, currency: r.currency || "", total: r.total });
+    }
     return `✗ ${name}: ${r.reason}`;
   }
 
@@ -352,7 +363,7 @@
       form.addEventListener("submit", async (ev) => {
         ev.preventDefault();
         const out = form.querySelector("output");
-        out.textContent = "checking…";
+        out.textContent = t("checking…");
         const f = form.elements;
         const result = await verify(f.proof.value, f.root.value, { user: f.user.value.trim(), balance: f.balance.value.trim() });
         show(out, [result]);
@@ -366,7 +377,7 @@
       const button = section.querySelector(".verify-member");
       const out = section.querySelector(".verify-result");
       button.addEventListener("click", async () => {
-        out.textContent = "checking…";
+        out.textContent = t("checking…");
         const opts = { user: p.user, balance: p.balance };
         const results = [];
         let published = true;
@@ -379,7 +390,7 @@
         published = published && vr.published;
         results.push(await verify(p.v2, vr.doc, { ...opts, scheme: SCHEME_V2 }));
         show(out, results);
-        if (!published) out.textContent += "  (checked against the roots in this page: the public ones could not be fetched)";
+        if (!published) out.textContent += "  (" + t("checked against the roots in this page: the public ones could not be fetched") + ")";
       });
     }
   }
