@@ -127,6 +127,23 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await drop_pg_database(url)
 
 
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for the tests that run nodes over a message bus (PostgreSQL and
+    RabbitMQ must be up: skipped, or failed under EXCHANGE_REQUIRE_SERVICES=1); afterwards the broker
+    objects its nodes declared are deleted and the database dropped."""
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    need_service("RabbitMQ", "127.0.0.1", 5672)
+    url = await create_pg_database()
+    try:
+        yield url
+    finally:
+        try:
+            await delete_broker_objects(url)
+        finally:
+            await drop_pg_database(url)
+
+
 class Clock:
     """A clock the tests move by hand (`clock.now += 60`)."""
 

@@ -21,7 +21,6 @@ from node.audit import audit
 from node.config import load_config
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
-from tests.conftest import create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.nodeproc import ROOT, NodeProcess, cli, free_ports
 from tests.wsclient import WsClient
 
@@ -47,18 +46,6 @@ markets = ["dogebtc"]
     path = tmp / "cluster.toml"
     path.write_text(text)
     return path
-
-
-@pytest.fixture
-async def pg_url() -> Any:
-    need_service("PostgreSQL", "127.0.0.1", 5432)
-    need_service("RabbitMQ", "127.0.0.1", 5672)
-    url = await create_pg_database()
-    yield url
-    try:
-        await delete_broker_objects(url)
-    finally:
-        await drop_pg_database(url)
 
 
 async def start_two_nodes(tmp: Path, pg_url: str, members: int) -> tuple[Path, list[tuple[str, str]], NodeProcess, NodeProcess]:

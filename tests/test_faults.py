@@ -38,7 +38,6 @@ from node.exchange import Exchange
 from node.secrets_box import SecretBox, load_server_key
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
-from tests.conftest import create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.faultproxy import FaultProxy
 from tests.nodeproc import ROOT, NodeProcess, _env, free_ports
 
@@ -341,18 +340,6 @@ def report(name: str, rounds: int, history: History, violations: list[str], extr
         for v in violations[:20]:
             f.write(f"  {v}\n")
     print(line)
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    need_service("PostgreSQL", *POSTGRES)
-    need_service("RabbitMQ", *RABBITMQ)
-    url = await create_pg_database()
-    yield url
-    try:
-        await delete_broker_objects(url)
-    finally:
-        await drop_pg_database(url)
 
 
 @pytest.fixture

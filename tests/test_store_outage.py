@@ -17,12 +17,9 @@ from tests.test_cluster import (
     Flow,
     check_books,
     make_members,
-    pg_url,
     still_matches,
     wait_no_pending,
 )
-
-__all__ = ["pg_url"]  # the fixture, shared with the cluster tests
 
 
 async def drop_connections(database_url: str) -> int:
