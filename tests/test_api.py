@@ -174,14 +174,7 @@ async def test_cancel_of_an_order_still_pending(srv_any: ApiServer) -> None:
 
     ex = srv_any.ex
     c = await srv_any.client("late@example.com", {"usd": "1000"})
-    routes = [a.markets for a in ex.accounts]
-    for a in ex.accounts:
-        a.markets = {}  # no route to the market: the order waits in the store, as after a lost hand-over
-    try:
-        o = await c.post("/orders", market="btcusd", side="buy", volume="1", price="100")
-    finally:
-        for a, r in zip(ex.accounts, routes, strict=True):
-            a.markets = r
+    o = await accepted_but_not_handed_over(srv_any, c, side="buy", volume="1", price="100")
     row = await ex.store.fetchrow("SELECT * FROM orders WHERE id = ?", o["id"])
     assert row["state"] == "pending" and int(row["locked"]) > 0
     cancelled = await c.post("/order/delete", id=str(o["id"]))
@@ -204,7 +197,29 @@ async def test_cancel_of_an_order_still_pending(srv_any: ApiServer) -> None:
     with pytest.raises(ApiError) as e:
         await c.post("/order/delete", id=str(o["id"]))
     assert (e.value.status, e.value.code) == (400, 2003)
+    # cancel all takes the pending orders too, with the resting ones
+    resting = await c.post("/orders", market="btcusd", side="buy", volume="1", price="90")
+    late = await accepted_but_not_handed_over(srv_any, c, side="buy", volume="2", price="80")
+    cleared = await c.post("/orders/clear", market="btcusd")
+    assert sorted(x["id"] for x in cleared) == sorted([resting["id"], late["id"]])
+    assert {(await c.get("/order", id=str(i)))["state"] for i in (resting["id"], late["id"])} == {"cancel"}
+    usd = {a["currency"]: a for a in (await c.get("/members/me"))["accounts"]}["usd"]
+    assert (usd["balance"], usd["locked"]) == ("1000.0", "0.0")
     await c.close()
+
+
+async def accepted_but_not_handed_over(srv: ApiServer, c: ApiClient, **order: str) -> dict[str, Any]:
+    """Place an order while the account actors have no route to its market: it is accepted (funds
+    locked) and waits in the store as `pending`, as after a lost hand-over."""
+    routes = [a.markets for a in srv.ex.accounts]
+    for a in srv.ex.accounts:
+        a.markets = {}
+    try:
+        result: dict[str, Any] = await c.post("/orders", market="btcusd", **order)
+        return result
+    finally:
+        for a, r in zip(srv.ex.accounts, routes, strict=True):
+            a.markets = r
 
 
 async def test_order_options_and_idempotency(srv: ApiServer) -> None:

@@ -171,7 +171,8 @@ class MarketActor(Actor[Any]):
                     cancelled = engine.cancel_all(msg.member_id, msg.side) if msg.member_id is not None else self._cancel_every(msg.side)
                     for o in cancelled:
                         touched[o.id] = o
-                    results.append([o.id for o in cancelled])
+                    pending = await self._pending_of(msg.member_id, msg.side)
+                    results.append([o.id for o in cancelled] + [self._take_in_cancelled(r, touched, claims) for r in pending])
                 elif isinstance(msg, SetHalted):
                     self.halted = msg.halted
                     state_changed = True
@@ -295,12 +296,29 @@ class MarketActor(Actor[Any]):
         if member is None or (msg.member_id is not None and member != msg.member_id):
             raise OrderNotFound(f"order {msg.order_id} doesn't exist")
         if row is not None and state == "pending" and not self._known(msg.order_id):
-            claims.append(msg.order_id)
-            o = self._take_in(new_order_from_row(row), touched)
-            before = {**self.order_view(o), "state": "pending"}
-            o.state = "cancel"
-            return before
+            self._take_in_cancelled(row, touched, claims)
+            return {**self.order_view(touched[msg.order_id]), "state": "pending"}
         raise CancelOrderFailed(f"order {msg.order_id} is already {state}, cannot cancel")
+
+    def _take_in_cancelled(self, row: Any, touched: dict[int, Order], claims: list[int]) -> int:
+        """An order still `pending` in the store, taken in by this batch as cancelled (see `_cancel`)."""
+        oid = int(row["id"])
+        claims.append(oid)
+        self._take_in(new_order_from_row(row), touched).state = "cancel"
+        return oid
+
+    async def _pending_of(self, member_id: int | None, side: str | None) -> list[Any]:
+        """A cancel-all's orders still `pending` in the store (a member's, or everyone's), not yet taken in."""
+        sql = "SELECT * FROM orders WHERE market = ? AND state = 'pending'"
+        args: list[Any] = [self.market.id]
+        if member_id is not None:
+            sql += " AND member_id = ?"
+            args.append(member_id)
+        if side is not None:
+            sql += " AND side = ?"
+            args.append(side)
+        rows = await self.store.fetch(sql + " ORDER BY created_at, id", *args)
+        return [r for r in rows if not self._known(int(r["id"]))]
 
     def query(self, q: QueryBook) -> Any:
         """Reads of the book, answered from memory (for other nodes, and for this one's web layer)."""
