@@ -13,6 +13,7 @@ import pytest
 from node.config import ConfigError, HttpConf
 from node.security import audit
 from node.web.forwarded import MAX_HOPS, TrustedProxies
+from node.web.ws import HUB
 from tests.conftest import config_with
 from tests.security_site import security_site
 from tests.test_security_throttle import login
@@ -80,6 +81,11 @@ async def test_a_trusted_proxy_names_the_client_and_nobody_else_can(tmp_path: Pa
             assert await login(v, "ann@example.com", "wrong") == 400
         failed = [e["ip"] for e in await audit.of_member(site.ex.store, ann) if e["action"] == audit.LOGIN_FAILED]
         assert failed == ["127.0.0.2", "203.0.113.7"]  # newest first
+
+        # a websocket through the balancer counts against the client's address
+        hub = site.server.app[HUB]
+        async with balancer.c.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.20"}) as ws:
+            assert not ws.closed and hub.per_ip.get("203.0.113.20") == 1 and "127.0.0.1" not in hub.per_ip
 
         # TLS ended at the balancer: Secure cookies and HSTS; a direct client's claim changes nothing
         for v, secure in ((await site.visitor(), True), (await site.visitor(source="127.0.0.2"), False)):
