@@ -180,9 +180,9 @@ def pct(xs: list[float], q: float) -> float:
 async def server_main(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from node.bootstrap import web_app
     from node.errors import ExchangeError
     from node.exchange import Exchange, OrderInput
-    from node.web.app import make_app
     from node.web.ws import HUB
     from tests.conftest import config_with
 
@@ -190,7 +190,7 @@ async def server_main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_ws_"))
     config = dataclasses.replace(config_with(f"sqlite:///{tmp}/exchange.db"), sqlite_synchronous=args.synchronous)
     ex = await Exchange.start(config)
-    app = make_app(ex, key_file=tmp / "secret.key")
+    app = web_app(ex, key_file=tmp / "secret.key")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

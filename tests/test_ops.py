@@ -24,10 +24,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
+from node.bootstrap import web_app
 from node.config import ConfigError, parse_config
 from node.exchange import Exchange, OrderInput
 from node.logs import JsonFormatter
-from node.web.app import make_app
 from tests.apiclient import ApiClient
 from tests.conftest import ROOT, create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.faultproxy import FaultProxy
@@ -167,7 +167,7 @@ async def test_behind_pgbouncer_transaction_mode(pgbouncer: tuple[str, str], cap
 async def test_operator_endpoints_on_the_main_listener_are_local_only(tmp_path: Path) -> None:
     cfg = parse_config(_data(database=f"sqlite:///{tmp_path}/x.db"))
     ex = await Exchange.start(cfg)
-    server = TestServer(make_app(ex, key_file=tmp_path / "secret.key"), host="127.0.0.1")
+    server = TestServer(web_app(ex, key_file=tmp_path / "secret.key"), host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as s:
@@ -183,7 +183,7 @@ async def test_operator_endpoints_on_the_main_listener_are_local_only(tmp_path: 
             for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):  # through a local proxy: the public
                 async with s.get(base + "/metrics", headers={header: "203.0.113.9"}) as r:
                     assert r.status == 403
-        no_ops = TestServer(make_app(ex, key_file=tmp_path / "secret.key", ops_routes=False), host="127.0.0.1")
+        no_ops = TestServer(web_app(ex, key_file=tmp_path / "secret.key", ops_routes=False), host="127.0.0.1")
         await no_ops.start_server()
         try:
             async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{no_ops.port}/metrics") as r:

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node.audit import audit
+from node.bootstrap import web_app
 from node.errors import ExchangeError
 from node.exchange import Exchange, OrderInput
 from node.money import format_units
@@ -38,7 +39,6 @@ from node.solvency.trees import (
     maxwell_nonce,
 )
 from node.web.api.solvency import service
-from node.web.app import make_app
 from tests.apiclient import ApiClient, ApiError
 from tests.conftest import config_with
 from tests.test_api_support import ApiServer, api_server
@@ -393,7 +393,7 @@ async def as_member(request: web.Request, handler: Any) -> web.StreamResponse:
 
 async def test_pages_render(tmp_path: Path) -> None:
     ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/x.db"))
-    app = make_app(ex, key_file=tmp_path / "secret.key")
+    app = web_app(ex, key_file=tmp_path / "secret.key")
     app.middlewares.append(as_member)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

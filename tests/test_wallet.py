@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -565,10 +565,12 @@ async def test_an_unreachable_daemon_is_a_status_with_back_off_not_a_crash(ex: E
 
 # -- the funds API -----------------------------------------------------------------------------------------------
 async def test_funds_api(ex: Exchange, fake: FakeWallet, tmp_path: Path) -> None:
-    from node.web.app import KEYS, make_app
+    from node.bootstrap import web_app
+    from node.web.app import KEYS
 
-    app = make_app(ex, key_file=tmp_path / "secret.key")
-    ex.funds.policy = None  # the wallet API alone: address holds and mailed confirmations are tests/test_security_withdraw.py's
+    app = web_app(ex, key_file=tmp_path / "secret.key")
+    # the wallet API alone: address holds and mailed confirmations are tests/test_security_withdraw.py's
+    ex.funds.protect(replace(ex.funds.policies, address_book=None))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     base = f"http://127.0.0.1:{server.port}"
