@@ -25,7 +25,7 @@ from node.audit import audit
 from node.config import ConfigError, parse_config
 from node.errors import InvalidParameter
 from node.exchange import Exchange, OrderInput
-from node.wallet import FAMILIES
+from node.wallet import FAMILIES, check_wallets
 from node.wallet.channel import (
     AddressCheck,
     Built,
@@ -244,8 +244,9 @@ RPC = {"channel": "bitcoind", "rpc_url": "http://127.0.0.1:8332/"}
     ("usd", {"channel": "bank", "bank_name": "B", "account_holder": "H"}, "currencies.usd.wallet.account_number: missing"),
 ])
 def test_wallet_config_errors_name_the_field(code: str, table: dict[str, Any], message: str) -> None:
+    """The parser's own checks, then the channel family's (as a node checks them before it starts)."""
     with pytest.raises(ConfigError) as e:
-        parse_config(config_data("sqlite:///x.db", {code: table}), "t")
+        check_wallets(parse_config(config_data("sqlite:///x.db", {code: table}), "t"))
     assert str(e.value).startswith(message), str(e.value)
 
 
@@ -253,7 +254,7 @@ def test_a_family_refuses_a_precision_it_cannot_move_exactly() -> None:
     data = config_data("sqlite:///x.db", {"btc": RPC})
     data["currencies"]["btc"]["precision"] = 10
     with pytest.raises(ConfigError, match=r"currencies.btc.wallet.channel: channel 'bitcoind' moves at most 8 decimal"):
-        parse_config(data, "t")
+        check_wallets(parse_config(data, "t"))
 
 
 async def test_missing_credential_variable_stops_the_node_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

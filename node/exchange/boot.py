@@ -22,6 +22,7 @@ from node.errors import ExchangeError, InvalidParameter, Unavailable
 from node.exchange.queries import Queries
 from node.ownership import Ownership, cluster_view
 from node.store import ledger, open_store, sqlite_path
+from node.wallet import check_wallets
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Boot(Queries):
         """Open the store and, unless `actors=False` (admin commands beside a running node), start
         this node's market and account actors."""
         node = placement.node_conf(config, node_name)
+        check_wallets(config)  # the channel families' own settings, before anything is opened
         boot = secrets.token_hex(6)  # this process: its leases, its sessions in the store, its queues
         store = await open_store(config.database, synchronous=config.sqlite_synchronous,
                                  timeout=config.actors.store_timeout_ms / 1000,
