@@ -1,7 +1,8 @@
 """The composition root: where one node is put together, in this order.
 
-1. `start_exchange`: the store, the event bus, the account and market actors, the wallets
-   (node/exchange/boot.py does the starting).
+1. `start_exchange`: the store, the event bus, the leases, the house accounts, the funds facade,
+   given to the `Exchange`, which then starts its account, market and wallet actors
+   (node/exchange/boot.py).
 2. `build_services`: the services beside trading (members and mail, notices, security, KYC,
    tickets, admin, API keys, solvency, market data), each given what it uses, and the withdrawal
    policies (second factor, address book and hold, KYC limits) given to the funds facade. They hold
@@ -14,15 +15,20 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from aiohttp import web
 
+from node import placement
+from node.actors.lease import Leases, session_name
 from node.admin.roles import Actor
 from node.admin.service import Admin
 from node.admin.uploads import uploads_root
 from node.apikeys import ApiKeys
+from node.auth_changes import ChangeFeed
 from node.config import Config
+from node.events import EventBus
 from node.exchange import Exchange
 from node.kyc import Kyc
 from node.mail import mailer_from
@@ -33,8 +39,12 @@ from node.secrets_box import SecretBox, load_server_key
 from node.security.service import Security
 from node.services import Services
 from node.solvency.service import SolvencyService
+from node.store import open_store
+from node.store.members import House
 from node.tickets import Tickets
-from node.wallet.funds import WithdrawPolicies
+from node.tonces import TonceBook
+from node.wallet import check_wallets
+from node.wallet.funds import Funds, WithdrawPolicies
 from node.web.app import WebParts, make_app
 from node.web.auth import Authenticator, TonceActor
 from node.web.market_status import MarketStatus
@@ -46,9 +56,26 @@ DEFAULT_KEY_FILE = "var/secret.key"
 
 
 async def start_exchange(config: Config, node_name: str | None = None, *, actors: bool = True) -> Exchange:
-    """The node's store and, unless `actors=False` (admin commands beside a running node), its
-    market, account and wallet actors, started."""
-    return await Exchange.start(config, node_name, actors=actors)
+    """The node's store, event bus, leases, house accounts and funds facade, and, unless
+    `actors=False` (admin commands beside a running node), its market, account and wallet actors,
+    started. Whatever fails on the way stops what was started (the store lock included)."""
+    node = placement.node_conf(config, node_name)  # cluster.toml's, or one the store knows (node/placement.py)
+    check_wallets(config)  # the channel families' own settings, before anything is opened
+    boot = secrets.token_hex(6)  # this process: its leases, its sessions in the store, its queues
+    store = await open_store(config.database, synchronous=config.sqlite_synchronous,
+                             timeout=config.actors.store_timeout_ms / 1000,
+                             application_name=session_name(f"{node.name}:{boot}"), pool=config.pool)
+    leases = Leases(store, node.name, config.actors.lease_ms, boot=boot)
+    house = House()
+    ex = Exchange(config, node, store, bus=EventBus(), leases=leases, house=house,
+                  funds=Funds(config, node.name, store, leases, house), tonces=TonceBook(),
+                  auth_changes=ChangeFeed(store))
+    try:
+        await ex.boot(actors)
+    except BaseException:
+        await ex.stop()
+        raise
+    return ex
 
 
 def build_services(ex: Exchange, master_key: bytes) -> Services:

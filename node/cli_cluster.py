@@ -155,7 +155,7 @@ async def place_cmd(args: argparse.Namespace) -> int:
         print("this needs a cluster (exchange.rabbitmq in the configuration)", file=sys.stderr)
         return 2
     standbys = placement.parse_standbys(args.standbys)
-    ex = await Exchange.start(config, args.node, actors=False)
+    ex = await start_exchange(config, args.node, actors=False)
     token = audit.set_origin(audit.CLI)
     try:
         try:
@@ -186,7 +186,7 @@ async def place_cmd(args: argparse.Namespace) -> int:
 async def node_cmd(args: argparse.Namespace) -> int:
     """`cluster node add NAME [--address HOST:PORT]` and `cluster node remove NAME`."""
     config = load_config(args.config)
-    ex = await Exchange.start(config, args.node, actors=False)
+    ex = await start_exchange(config, args.node, actors=False)
     token = audit.set_origin(audit.CLI)
     try:
         await placement.load(ex.store, config)  # a store never started yet is seeded first

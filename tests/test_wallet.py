@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.config import ConfigError, parse_config
 from node.errors import InvalidParameter
 from node.exchange import Exchange, OrderInput
@@ -175,7 +176,7 @@ FAKE_BTC = {"channel": "fake", "confirmations": 2, "min_deposit": "0.0001", "wit
 
 @pytest.fixture
 async def ex(database_url: str, fake: FakeWallet) -> AsyncIterator[Exchange]:
-    e = await Exchange.start(wallet_config(database_url, btc=FAKE_BTC, usd=BANK))
+    e = await start_exchange(wallet_config(database_url, btc=FAKE_BTC, usd=BANK))
     try:
         yield e
     finally:
@@ -262,13 +263,13 @@ async def test_missing_credential_variable_stops_the_node_naming_it(tmp_path: Pa
     cfg = wallet_config(f"sqlite:///{tmp_path}/x.db", btc={**RPC, "rpc_password_env": "NO_SUCH_RPC_PASSWORD"})
     with pytest.raises(ConfigError, match="currencies.btc.wallet.rpc_password_env: environment variable "
                                           "NO_SUCH_RPC_PASSWORD is not set"):
-        await Exchange.start(cfg)
-    ex = await Exchange.start(cfg, actors=False)  # admin commands need no daemon and no credentials
+        await start_exchange(cfg)
+    ex = await start_exchange(cfg, actors=False)  # admin commands need no daemon and no credentials
     await ex.stop()
 
 
 async def test_a_node_without_wallet_settings_runs_no_wallet(tmp_path: Path) -> None:
-    ex = await Exchange.start(wallet_config(f"sqlite:///{tmp_path}/x.db"))
+    ex = await start_exchange(wallet_config(f"sqlite:///{tmp_path}/x.db"))
     try:
         assert ex.funds.actors == {} and ex.status()["wallets"] == {}
         m = await ex.create_member("a@example.com")
@@ -284,7 +285,7 @@ async def test_a_node_without_wallet_settings_runs_no_wallet(tmp_path: Path) -> 
 async def test_a_wallet_runs_only_on_its_node(tmp_path: Path, fake: FakeWallet) -> None:
     data = config_data(f"sqlite:///{tmp_path}/x.db", {"btc": {**FAKE_BTC, "node": "b"}})
     data["nodes"] = {"a": {"markets": ["btcusd", "ltcbtc", "dogebtc"]}, "b": {"markets": []}}
-    ex = await Exchange.start(parse_config(data, "t"), "a")
+    ex = await start_exchange(parse_config(data, "t"), "a")
     try:
         assert ex.funds.actors == {}
         m = await ex.create_member("a@example.com")

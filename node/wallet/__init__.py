@@ -21,7 +21,7 @@ FAMILIES: dict[str, type[Channel]] = {
 def check_wallets(config: Config) -> None:
     """Each wallet table's channel family: known, made for the currency's kind and precision, and
     given the settings it needs (its own keys, which the configuration parser keeps for it without
-    knowing them). A node checks this before it opens anything (node/exchange/boot.py), so a wrong
+    knowing them). A node checks this before it opens anything (node/bootstrap.py), so a wrong
     table stops start-up with the field's name, as every other table does."""
     for code, cur in config.currencies.items():
         w = cur.wallet
