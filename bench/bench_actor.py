@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import node.actors.market  # noqa: E402
 from node.actors.messages import NewOrder  # noqa: E402
+from node.bootstrap import start_exchange  # noqa: E402
 from node.config import load_config, parse_config  # noqa: E402
 from node.exchange import Exchange, OrderInput  # noqa: E402
 from node.store import Bulk  # noqa: E402
@@ -48,7 +49,7 @@ async def make_exchange(url: str, sync: str) -> Exchange:
     data["exchange"]["database"] = url
     data["exchange"]["sqlite_synchronous"] = sync
     data["actors"] = {"mailbox_size": 100_000, "max_batch": MAX_BATCH, "ask_timeout_ms": 60_000}
-    return await Exchange.start(parse_config(data, "bench"))
+    return await start_exchange(parse_config(data, "bench"))
 
 
 async def seed_orders(ex: Exchange, n: int) -> list[NewOrder]:

@@ -187,11 +187,11 @@ def write_config(tmp: Path, port: int, database: str | None = None) -> Path:
 async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, str]]:
     """Members with ample funds and an API key each, created before the node starts."""
     from node.apikeys import ApiKeys
+    from node.bootstrap import start_exchange
     from node.config import load_config
-    from node.exchange import Exchange
     from node.secrets_box import SecretBox, load_server_key
 
-    ex = await Exchange.start(load_config(config), actors=False)
+    ex = await start_exchange(load_config(config), actors=False)
     try:
         keys = ApiKeys(ex.store, SecretBox(load_server_key(key_file), "api-secret"))
         out = []

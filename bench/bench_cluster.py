@@ -117,11 +117,11 @@ async def drop_db(url: str) -> None:
 
 async def seed(config_path: Path, key_file: Path, members: int) -> list[tuple[str, str]]:
     from node.apikeys import ApiKeys
+    from node.bootstrap import start_exchange
     from node.config import load_config
-    from node.exchange import Exchange
     from node.secrets_box import SecretBox, load_server_key
 
-    ex = await Exchange.start(load_config(config_path), actors=False)
+    ex = await start_exchange(load_config(config_path), actors=False)
     keys = ApiKeys(ex.store, SecretBox(load_server_key(key_file), "api-secret"))
     out = []
     for i in range(members):

@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from node.bootstrap import start_exchange
 from node.solvency import maxwell, v2  # noqa: E402
 
 
@@ -157,10 +158,9 @@ async def _stalls(stop: asyncio.Event, worst: list[float]) -> None:
 
 async def _store_bench(data: dict[str, Any], accounts: int, traders: int) -> bool:
     from node.config import parse_config
-    from node.exchange import Exchange
     from node.solvency.service import SolvencyService
 
-    ex = await Exchange.start(parse_config(data, "bench"))
+    ex = await start_exchange(parse_config(data, "bench"))
     try:
         start = time.perf_counter()
         await _seed(ex, accounts)

@@ -180,17 +180,17 @@ def pct(xs: list[float], q: float) -> float:
 async def server_main(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from node.bootstrap import start_exchange, web_app
     from node.errors import ExchangeError
-    from node.exchange import Exchange, OrderInput
-    from node.web.app import make_app
+    from node.exchange import OrderInput
     from node.web.ws import HUB
     from tests.conftest import config_with
 
     _raise_fd_limit()
     tmp = Path(tempfile.mkdtemp(prefix="bench_ws_"))
     config = dataclasses.replace(config_with(f"sqlite:///{tmp}/exchange.db"), sqlite_synchronous=args.synchronous)
-    ex = await Exchange.start(config)
-    app = make_app(ex, key_file=tmp / "secret.key")
+    ex = await start_exchange(config)
+    app = web_app(ex, key_file=tmp / "secret.key")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

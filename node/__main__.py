@@ -29,16 +29,15 @@ from typing import Any
 from aiohttp import web
 
 from node import demo
+from node.bootstrap import build_admin, build_services, build_web, start_exchange
 from node.clock import now_ms
 from node.config import CONFIG_ENV, ConfigError, find_config, load_config
 from node.errors import ExchangeError
 from node.exchange import Exchange
+from node.secrets_box import load_server_key
 from node.tuning import freeze_startup_objects
 from node.web import edge
-from node.web.api.solvency import service as solvency_service
-from node.web.app import make_app
 from node.web.ops import make_ops_app
-from node.web.pages import serving_at
 
 log = logging.getLogger("node")
 
@@ -57,7 +56,7 @@ def _run(coro: Awaitable[Any]) -> Any:
 
 async def _with_exchange(args: argparse.Namespace, fn: Callable[[Exchange], Awaitable[Any]], actors: bool = False) -> Any:
     """Admin commands run beside a live node: they use the store only and start no actor."""
-    ex = await Exchange.start(load_config(args.config), args.node, actors=actors)
+    ex = await start_exchange(load_config(args.config), args.node, actors=actors)
     try:
         return await fn(ex)
     finally:
@@ -73,7 +72,7 @@ async def serve(args: argparse.Namespace) -> int:
         from node.logs import use_json
 
         use_json()
-    ex = await Exchange.start(config, args.node)
+    ex = await start_exchange(config, args.node)
     if args.log_json or config.ops.log_format == "json":
         from node.logs import add_fields
 
@@ -84,7 +83,8 @@ async def serve(args: argparse.Namespace) -> int:
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
-        app = make_app(ex, key_file=args.key_file, ops_routes=not ops_port)
+        services = build_services(ex, load_server_key(args.key_file))
+        app = build_web(services, ops_routes=not ops_port)
         freeze_startup_objects()
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.keepalive_timeout)
         await runner.setup()
@@ -110,8 +110,8 @@ async def serve(args: argparse.Namespace) -> int:
                 print(f"cannot serve the operator endpoints on {config.ops.host}:{ops_port}: {why}", file=sys.stderr)
                 return 1
             log.info("operator endpoints on http://%s:%d/ (healthz, readyz, metrics)", config.ops.host, ops_port)
-        serving_at(app, host, port)
-        tasks.append(asyncio.create_task(solvency_service(app).run_schedule(), name="solvency"))  # [solvency] node only
+        services.mail_links_at(host, port)
+        tasks.append(asyncio.create_task(services.solvency.run_schedule(), name="solvency"))  # [solvency] node only
         if args.demo:
             members = await demo.seed(ex)
             tasks.append(asyncio.create_task(demo.trade_forever(ex, members)))
@@ -154,12 +154,9 @@ async def deposit(args: argparse.Namespace) -> None:
 
 
 async def apikey_create(args: argparse.Namespace) -> None:
-    from node.apikeys import ApiKeys
-    from node.secrets_box import SecretBox, load_server_key
-
     async def go(ex: Exchange) -> None:
         member = await ex.member_by_email(args.email)
-        keys = ApiKeys(ex.store, SecretBox(load_server_key(args.key_file), "api-secret"))
+        keys = build_services(ex, load_server_key(args.key_file)).keys
         expires = now_ms() + args.days * 86_400_000 if args.days else None
         access, secret = await keys.create(int(member["id"]), args.label, args.scopes, args.ip or "", expires,
                                            now=now_ms())
@@ -218,7 +215,7 @@ async def reconcile_cmd(args: argparse.Namespace) -> int:
 async def admin_cmd(args: argparse.Namespace) -> int:
     from node.admin.cli import run
 
-    return await run(args, _with_exchange)
+    return await run(args, _with_exchange, build_admin)
 
 
 async def solvency_cmd(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ import orjson
 
 from node import placement
 from node.actors.lease import Liveness
+from node.bootstrap import start_exchange
 from node.config import load_config
 from node.errors import ExchangeError
 from node.exchange import Exchange
@@ -33,7 +34,7 @@ def _ms(v: Any) -> str:
 async def status_cmd(args: argparse.Namespace) -> int:
     """Every node and market as the store tells it; exit code 1 when something is wrong."""
     config = load_config(args.config)
-    ex = await Exchange.start(config, args.node, actors=False)
+    ex = await start_exchange(config, args.node, actors=False)
     probe = None if ex.store.backend == "sqlite" else Liveness(
         config.direct_database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
     try:
@@ -87,7 +88,7 @@ async def market_cmd(args: argparse.Namespace) -> int:
     if args.market not in config.markets:
         print(f"unknown market {args.market!r}", file=sys.stderr)
         return 2
-    ex = await Exchange.start(config, args.node, actors=False)
+    ex = await start_exchange(config, args.node, actors=False)
     probe = Liveness(config.direct_database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
     try:
         view = await cluster_view(ex.store, config, probe.gone)
@@ -154,7 +155,7 @@ async def place_cmd(args: argparse.Namespace) -> int:
         print("this needs a cluster (exchange.rabbitmq in the configuration)", file=sys.stderr)
         return 2
     standbys = placement.parse_standbys(args.standbys)
-    ex = await Exchange.start(config, args.node, actors=False)
+    ex = await start_exchange(config, args.node, actors=False)
     token = audit.set_origin(audit.CLI)
     try:
         try:
@@ -185,7 +186,7 @@ async def place_cmd(args: argparse.Namespace) -> int:
 async def node_cmd(args: argparse.Namespace) -> int:
     """`cluster node add NAME [--address HOST:PORT]` and `cluster node remove NAME`."""
     config = load_config(args.config)
-    ex = await Exchange.start(config, args.node, actors=False)
+    ex = await start_exchange(config, args.node, actors=False)
     token = audit.set_origin(audit.CLI)
     try:
         await placement.load(ex.store, config)  # a store never started yet is seeded first

@@ -8,7 +8,7 @@ once cannot both win.
 The verification level sets the daily withdrawal limits (cluster.toml `[admin.withdraw_limits]`,
 per currency, over any 24 hours): unverified members are level 0, a verified member gets the level
 the admin gives (1 by default). `check_withdraw` is installed as the wallets' limit hook
-(`Funds.withdraw_limit`) so the API and the pages refuse a withdrawal over the limit with the
+(`WithdrawPolicies.limit`, given to the funds facade by node/bootstrap.py) so the API and the pages refuse a withdrawal over the limit with the
 limit, what is left, and how to raise it. The security module's address book (node/security) keeps its own
 checks; this is the one place that knows levels and limits.
 
@@ -244,7 +244,7 @@ class Kyc:
 
     async def check_withdraw(self, member_id: int, currency: str, units: int, tx: Tx | None = None) -> None:
         """The wallets' limit hook: refuse a withdrawal that would pass the member's 24-hour limit
-        (with `tx`, counting what that transaction sees: see `Funds.withdraw_limit`)."""
+        (with `tx`, counting what that transaction sees: see `WithdrawPolicies.limit`)."""
         level = await self.level(member_id)
         limit = self.limit(level, currency)
         if limit is None:

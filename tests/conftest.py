@@ -158,9 +158,9 @@ class Clock:
 async def ex(database_url: str) -> AsyncIterator[Any]:
     """An exchange on each backend without its actors: for the services beside trading (members,
     two-factor, …), as the admin commands run them."""
-    from node.exchange import Exchange
+    from node.bootstrap import start_exchange
 
-    e = await Exchange.start(config_with(database_url), actors=False)
+    e = await start_exchange(config_with(database_url), actors=False)
     try:
         yield e
     finally:
@@ -169,9 +169,9 @@ async def ex(database_url: str) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def exchange(database_url: str) -> AsyncIterator[Any]:
-    from node.exchange import Exchange
+    from node.bootstrap import start_exchange
 
-    ex = await Exchange.start(config_with(database_url))
+    ex = await start_exchange(config_with(database_url))
     try:
         yield ex
     finally:

@@ -13,6 +13,7 @@ import pytest
 from node.admin import roles
 from node.admin.roles import MONEY, PERMISSIONS, ROLES, Actor
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.config import ConfigError
 from node.wallet.records import WithdrawFailed
 from node.web.app import KEYS
@@ -527,9 +528,8 @@ async def test_admin_commands_of_the_cli(tmp_path: Any) -> None:
     assert "sam@example.com\tfinance" in cli(config, "admin", "staff", key_file=key)
     cli(config, "deposit", "sam@example.com", "usd", "100", key_file=key)
     from node.config import load_config
-    from node.exchange import Exchange
 
-    ex = await Exchange.start(load_config(config), actors=False)
+    ex = await start_exchange(load_config(config), actors=False)
     try:
         mid = int((await ex.member_by_email("sam@example.com"))["id"])
         ref = (await ex.funds.deposit_address(mid, "usd"))["address"]

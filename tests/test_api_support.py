@@ -18,8 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node.apikeys import ApiKeys
+from node.bootstrap import start_exchange, web_app
 from node.exchange import Exchange
-from node.web.app import KEYS, make_app
+from node.web.app import KEYS
 from tests.apiclient import ApiClient
 from tests.conftest import config_with
 
@@ -60,9 +61,9 @@ class ApiServer:
 async def api_server(database_url: str, tmp: Path, api: dict[str, Any] | None = None) -> AsyncIterator[ApiServer]:
     """An exchange node (actors and store) with its web app served on 127.0.0.1."""
     config = config_with(database_url, api=api if api is not None else GENEROUS_LIMITS)
-    ex = await Exchange.start(config)
+    ex = await start_exchange(config)
     try:
-        app = make_app(ex, key_file=tmp / "secret.key")
+        app = web_app(ex, key_file=tmp / "secret.key")
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         try:

@@ -12,6 +12,7 @@ import asyncio
 import random
 
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.errors import ExchangeError
 from node.exchange import Exchange, OrderInput
 from node.money import format_units
@@ -75,7 +76,7 @@ async def trade_randomly(ex: Exchange, members: list[int], seed: int) -> dict[st
 
 async def test_money_is_conserved_under_random_trading(database_url: str) -> None:
     cfg = config_with(database_url)
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     try:
         members = []
         for i in range(MEMBERS):
@@ -103,7 +104,7 @@ async def test_money_is_conserved_under_random_trading(database_url: str) -> Non
             a.engine.check_consistency()
     finally:
         await ex.stop()
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     try:
         assert {mid: a.engine.state_hash() for mid, a in ex.markets.items()} == hashes
         assert (await audit(ex.store, ex.config.markets)).ok

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.errors import (
     CancelOrderFailed,
     CreateOrderFailed,
@@ -208,7 +209,7 @@ async def test_halted_market_refuses_orders(exchange: Exchange) -> None:
 
 async def test_restart_rebuilds_the_same_book(database_url: str) -> None:
     cfg = config_with(database_url)
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     buyer, seller = await funded(ex)
     for i in range(20):
         await ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.1", str(100 + i % 5)))
@@ -218,7 +219,7 @@ async def test_restart_rebuilds_the_same_book(database_url: str) -> None:
     live = ex.markets["btcusd"].engine.state_hash()
     trades = await ex.store.fetchval("SELECT COUNT(*) FROM trades")
     await ex.stop()
-    ex2 = await Exchange.start(cfg)
+    ex2 = await start_exchange(cfg)
     try:
         assert ex2.markets["btcusd"].engine.state_hash() == live
         ex2.markets["btcusd"].engine.check_consistency()
@@ -233,7 +234,7 @@ async def test_pending_orders_are_matched_after_a_crash(database_url: str) -> No
     from node.actors.messages import SubmitOrders
 
     cfg = config_with(database_url)
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     buyer, seller = await funded(ex)
     await ex.submit_order(seller, OrderInput("btcusd", "sell", "1", "100"))
     await ex.quiesce()
@@ -252,7 +253,7 @@ async def test_pending_orders_are_matched_after_a_crash(database_url: str) -> No
     await ex.store.close()
     if ex._process_lock is not None:
         ex._process_lock.release()
-    ex2 = await Exchange.start(cfg)
+    ex2 = await start_exchange(cfg)
     try:
         assert (await ex2.order_row(view["id"]))["state"] == "done"
         assert await ex2.store.fetchval("SELECT COUNT(*) FROM trades") == 1
@@ -285,18 +286,18 @@ async def test_a_second_node_cannot_run_the_same_markets(database_url: str) -> N
     cfg = config_with(database_url)
     # A misconfigured second node that also claims every market.
     other = config_with(database_url, nodes={"other": {"host": "127.0.0.1", "port": 8081, "markets": list(cfg.markets)}})
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     try:
-        admin = await Exchange.start(cfg, actors=False)  # admin commands beside a live node are fine
+        admin = await start_exchange(cfg, actors=False)  # admin commands beside a live node are fine
         await admin.stop()
         if not database_url.startswith("postgres"):  # SQLite: one process per database file, whatever it claims
             with pytest.raises(LeaseHeld, match="already running"):
-                await Exchange.start(other)
+                await start_exchange(other)
             return
         with pytest.raises(ConfigError, match="not a member"):
-            await Exchange.start(other)
+            await start_exchange(other)
         await placement.add_node(ex.store, "other", "127.0.0.1:8081")
-        second = await Exchange.start(other)
+        second = await start_exchange(other)
         try:
             assert second.markets == {} and set(ex.markets) == set(cfg.markets)
         finally:
@@ -307,7 +308,7 @@ async def test_a_second_node_cannot_run_the_same_markets(database_url: str) -> N
 
 async def test_fee_change_applies_to_new_trades_and_survives_restart(database_url: str) -> None:
     cfg = config_with(database_url)
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     buyer, seller = await funded(ex)
     await ex.set_fees("btcusd", "0", "0.005")
     await ex.submit_order(seller, OrderInput("btcusd", "sell", "1", "100"))
@@ -318,7 +319,7 @@ async def test_fee_change_applies_to_new_trades_and_survives_restart(database_ur
     with pytest.raises(InvalidParameter):
         await ex.set_fees("btcusd", "0.2", "0")
     await ex.stop()
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     try:
         assert ex.markets["btcusd"].fees == (0, 500_000)
         assert (await audit(ex.store, ex.config.markets)).ok

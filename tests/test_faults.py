@@ -33,8 +33,8 @@ import pytest
 
 from node.apikeys import ApiKeys
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.config import load_config
-from node.exchange import Exchange
 from node.secrets_box import SecretBox, load_server_key
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
@@ -181,7 +181,7 @@ class Cluster:
 
 async def make_members(config: Path, key_file: Path, n: int) -> list[tuple[str, str]]:
     """Funded members with API keys, made in one process (the CLI would start one per call)."""
-    ex = await Exchange.start(load_config(config), actors=False)
+    ex = await start_exchange(load_config(config), actors=False)
     try:
         keys = ApiKeys(ex.store, SecretBox(load_server_key(str(key_file)), "api-secret"))
         out = []

@@ -8,6 +8,7 @@ import calendar
 import random
 from pathlib import Path
 
+from node.bootstrap import start_exchange
 from node.exchange import Exchange
 from node.marketdata import PERIODS, MarketData, Series, align, fill
 from node.marketdata.kline import window
@@ -120,7 +121,7 @@ async def stored(ex: Exchange, market: str, period: int) -> list[tuple[int, ...]
 
 
 async def test_klines_carry_and_align_from_stored_trades_and_rest_shapes(tmp_path: Path) -> None:
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/exchange.db"))
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/exchange.db"))
     try:
         t0 = utc(2024, 1, 3, 10, 0)  # a Wednesday
         trades = [(100_000, 100, (t0 + 30) * 1000), (101_000, 50, (t0 + 45) * 1000),
@@ -179,7 +180,7 @@ async def trade_randomly(ex: Exchange, members: list[int], rng: random.Random, n
 async def test_klines_survive_restart_and_catch_up_after_a_crash(database_url: str) -> None:
     config = config_with(database_url)
     rng = random.Random(7)
-    ex = await Exchange.start(config)
+    ex = await start_exchange(config)
     md = MarketData(ex)
     try:
         await md.start()
@@ -206,7 +207,7 @@ async def test_klines_survive_restart_and_catch_up_after_a_crash(database_url: s
         await trade_randomly(ex, members, rng, 30)  # and some it never even saw
     finally:
         await ex.stop()
-    ex = await Exchange.start(config)
+    ex = await start_exchange(config)
     try:
         md = MarketData(ex)
         await md.start()
@@ -229,7 +230,7 @@ async def test_klines_survive_restart_and_catch_up_after_a_crash(database_url: s
 
 
 async def test_reads_older_than_memory_come_from_the_store(tmp_path: Path) -> None:
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/exchange.db"))
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/exchange.db"))
     try:
         t0 = utc(2024, 2, 1)
         trades: list[tuple[int, int, int]] = [(1000 + i, 1, (t0 + 60 * i) * 1000) for i in range(50)]

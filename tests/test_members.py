@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
+from node.bootstrap import start_exchange
 from node.exchange import Exchange
 from node.mail import Mail
 from node.members import LoginAttempt, Members, token_hash
@@ -118,7 +119,7 @@ BAD_SIGN_UPS: list[tuple[str, str, str, dict[str, str]]] = [
 @pytest.fixture
 async def sqlite_members(tmp_path: Any, outbox: Outbox, clock: Clock) -> AsyncIterator[Members]:
     """Checks that touch no SQL of their own run on one backend only (they are many)."""
-    e = await Exchange.start(config_with(f"sqlite:///{tmp_path}/m.db"), actors=False)
+    e = await start_exchange(config_with(f"sqlite:///{tmp_path}/m.db"), actors=False)
     try:
         yield Members(e, outbox, "https://exchange.example", clock=clock, hasher=CHEAP)
     finally:

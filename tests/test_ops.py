@@ -24,10 +24,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
+from node.bootstrap import start_exchange, web_app
 from node.config import ConfigError, parse_config
-from node.exchange import Exchange, OrderInput
+from node.exchange import OrderInput
 from node.logs import JsonFormatter
-from node.web.app import make_app
 from tests.apiclient import ApiClient
 from tests.conftest import ROOT, create_pg_database, delete_broker_objects, drop_pg_database, need_service
 from tests.faultproxy import FaultProxy
@@ -134,9 +134,9 @@ async def test_behind_pgbouncer_transaction_mode(pgbouncer: tuple[str, str], cap
 
     through, direct = pgbouncer
     with pytest.raises(asyncpg.exceptions.ProtocolViolationError):  # the idle-transaction limit at connect
-        await Exchange.start(parse_config(_data(database=through)), actors=False)
+        await start_exchange(parse_config(_data(database=through)), actors=False)
     cfg = parse_config(_data(database=through, pgbouncer=True, direct_database=direct, pool_min=1, pool_max=3))
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     try:
         assert "idle_in_transaction_session_timeout is off" in caplog.text
         assert ex.leases.liveness is not None and ex.leases.liveness.url == direct
@@ -166,8 +166,8 @@ async def test_behind_pgbouncer_transaction_mode(pgbouncer: tuple[str, str], cap
 # -- the main listener answers operator endpoints to local requests only ----------------------------
 async def test_operator_endpoints_on_the_main_listener_are_local_only(tmp_path: Path) -> None:
     cfg = parse_config(_data(database=f"sqlite:///{tmp_path}/x.db"))
-    ex = await Exchange.start(cfg)
-    server = TestServer(make_app(ex, key_file=tmp_path / "secret.key"), host="127.0.0.1")
+    ex = await start_exchange(cfg)
+    server = TestServer(web_app(ex, key_file=tmp_path / "secret.key"), host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as s:
@@ -183,7 +183,7 @@ async def test_operator_endpoints_on_the_main_listener_are_local_only(tmp_path: 
             for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):  # through a local proxy: the public
                 async with s.get(base + "/metrics", headers={header: "203.0.113.9"}) as r:
                     assert r.status == 403
-        no_ops = TestServer(make_app(ex, key_file=tmp_path / "secret.key", ops_routes=False), host="127.0.0.1")
+        no_ops = TestServer(web_app(ex, key_file=tmp_path / "secret.key", ops_routes=False), host="127.0.0.1")
         await no_ops.start_server()
         try:
             async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{no_ops.port}/metrics") as r:

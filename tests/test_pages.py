@@ -20,9 +20,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from jinja2.ext import extract_from_ast
 
+from node.bootstrap import start_exchange, web_app
 from node.config import Config
 from node.exchange import Exchange
-from node.web.app import make_app
 from node.web.forms import qr_data_uri
 from node.web.i18n import JS_MESSAGES, FormError, catalog
 from node.web.pages import MEMBERS
@@ -115,8 +115,8 @@ async def serve_site(config: Config, tmp_path: Path,
                      prepare: Callable[[web.Application], None] | None = None) -> AsyncIterator[Site]:
     """The one way the in-process page tests run an exchange: its app with mail kept in memory and the
     cheap password hasher, served until the block ends; `prepare` adjusts the app before it starts."""
-    ex = await Exchange.start(config)
-    app = make_app(ex, key_file=tmp_path / "secret.key")
+    ex = await start_exchange(config)
+    app = web_app(ex, key_file=tmp_path / "secret.key")
     outbox = Outbox()
     app[MEMBERS].mailer = outbox
     app[MEMBERS].hasher = CHEAP

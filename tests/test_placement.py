@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from node import placement
+from node.bootstrap import start_exchange
 from node.config import Config, ConfigError, parse_config
 from node.errors import InvalidParameter, Unavailable
-from node.exchange import Exchange
 from node.store import open_store
 from tests.conftest import ROOT, config_with
 
@@ -131,7 +131,7 @@ async def test_a_node_runs_the_markets_placed_on_it_and_no_member_does_not_start
         await placement.place(store, cfg, "dogebtc", "spare", None)
     finally:
         await store.close()
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     try:
         assert sorted(ex.markets) == ["btcusd", "ltcbtc"]  # dogebtc is placed on another node
         assert ex.ownership is not None and ex.ownership.eligible("dogebtc", None) is None
@@ -146,7 +146,7 @@ async def test_a_node_runs_the_markets_placed_on_it_and_no_member_does_not_start
     finally:
         await store.close()
     with pytest.raises(ConfigError, match="node main was removed from the cluster"):
-        await Exchange.start(cfg)
+        await start_exchange(cfg)
 
 
 def test_placing_a_market_needs_a_cluster(tmp_path: Any) -> None:

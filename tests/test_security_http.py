@@ -17,8 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from node.exchange import Exchange
-from node.web.app import make_app
+from node.bootstrap import start_exchange, web_app
 from node.web.pages import MEMBERS
 from tests.conftest import config_with
 from tests.security_site import PASSWORD, code, enable_totp, recovery_codes_on_page, security_site
@@ -53,8 +52,8 @@ def set_cookies(resp: aiohttp.ClientResponse) -> dict[str, str]:
 async def test_session_cookie_and_hsts_over_tls_and_plain_http(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestServer
 
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/tls.db"))
-    app = make_app(ex, key_file=tmp_path / "secret.key")
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/tls.db"))
+    app = web_app(ex, key_file=tmp_path / "secret.key")
     app[MEMBERS].mailer, app[MEMBERS].hasher = Outbox(), CHEAP
     tls = TestServer(app, host="127.0.0.1")
     await tls.start_server(ssl=tls_context(tmp_path))

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from node.config import ConfigError
+from node.config.security import SmsConf
 from node.exchange import Exchange
-from node.security.config import SmsConf
 from node.security.sms import (
     AUTH,
     MAX_TRIES,

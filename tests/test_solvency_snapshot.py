@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node.audit import audit
+from node.bootstrap import start_exchange, web_app
 from node.errors import ExchangeError
 from node.exchange import Exchange, OrderInput
 from node.money import format_units
@@ -38,7 +39,6 @@ from node.solvency.trees import (
     maxwell_nonce,
 )
 from node.web.api.solvency import service
-from node.web.app import make_app
 from tests.apiclient import ApiClient, ApiError
 from tests.conftest import config_with
 from tests.test_api_support import ApiServer, api_server
@@ -284,7 +284,7 @@ async def test_prune_keeps_the_latest(exchange: Exchange) -> None:
 
 async def test_tampered_leaves_are_refused(tmp_path: Path) -> None:
     """Proofs re-derived from stored leaves are checked against the published roots."""
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/x.db"), actors=False)
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/x.db"), actors=False)
     try:
         mid = await ex.create_member("a@example.com")
         other = await ex.create_member("b@example.com")
@@ -392,8 +392,8 @@ async def as_member(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def test_pages_render(tmp_path: Path) -> None:
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/x.db"))
-    app = make_app(ex, key_file=tmp_path / "secret.key")
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/x.db"))
+    app = web_app(ex, key_file=tmp_path / "secret.key")
     app.middlewares.append(as_member)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -489,7 +489,7 @@ async def test_scheduler_runs_on_its_node_only(tmp_path: Path, monkeypatch: pyte
     nodes = {"main": {"markets": ["btcusd", "ltcbtc", "dogebtc"]}, "other": {"markets": []}}
     cases = (({"enabled": False}, False), ({"node": "other"}, False), ({"interval_hours": 6}, True))
     for i, (conf, runs) in enumerate(cases):
-        ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/{i}.db", solvency=conf, nodes=nodes),
+        ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/{i}.db", solvency=conf, nodes=nodes),
                                   actors=False)
         try:
             await ex.deposit(await ex.create_member("a@example.com"), "btc", "1")

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from node.exchange import Exchange
+from node.bootstrap import start_exchange, web_app
 from node.web.api.solvency import service
-from node.web.app import make_app
 from tests.conftest import config_with
 from tests.test_solvency_snapshot import as_member
 
@@ -49,8 +48,8 @@ async def browser() -> AsyncIterator[Any]:
 
 
 async def test_verify_buttons_in_the_browser(browser: Any, tmp_path: Path) -> None:
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/x.db"))
-    app = make_app(ex, key_file=tmp_path / "secret.key")
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/x.db"))
+    app = web_app(ex, key_file=tmp_path / "secret.key")
     app.middlewares.append(as_member)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from node.bootstrap import start_exchange
 from node.config import parse_config
-from node.exchange import Exchange
 from node.solvency import maxwell
 from node.solvency.service import SolvencyService
 from tests.regtest import Regtest, coin_wallet, config_data, network, set_credentials
@@ -45,7 +45,7 @@ async def test_coin_assets_are_signed_by_the_wallet_and_sum_to_its_balance(regte
     regtest.wait_mempool(w, late)
 
     config = parse_config(config_data(f"sqlite:///{tmp_path}/x.db", {"btc": coin_wallet(w)}), "test")
-    ex = await Exchange.start(config, actors=False)
+    ex = await start_exchange(config, actors=False)
     svc = SolvencyService(ex)
     try:
         for i, amount in enumerate(("3", "0.5")):

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,10 +22,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.config import ConfigError, parse_config
 from node.errors import InvalidParameter
 from node.exchange import Exchange, OrderInput
-from node.wallet import FAMILIES
+from node.wallet import FAMILIES, check_wallets
 from node.wallet.channel import (
     AddressCheck,
     Built,
@@ -175,7 +176,7 @@ FAKE_BTC = {"channel": "fake", "confirmations": 2, "min_deposit": "0.0001", "wit
 
 @pytest.fixture
 async def ex(database_url: str, fake: FakeWallet) -> AsyncIterator[Exchange]:
-    e = await Exchange.start(wallet_config(database_url, btc=FAKE_BTC, usd=BANK))
+    e = await start_exchange(wallet_config(database_url, btc=FAKE_BTC, usd=BANK))
     try:
         yield e
     finally:
@@ -244,8 +245,9 @@ RPC = {"channel": "bitcoind", "rpc_url": "http://127.0.0.1:8332/"}
     ("usd", {"channel": "bank", "bank_name": "B", "account_holder": "H"}, "currencies.usd.wallet.account_number: missing"),
 ])
 def test_wallet_config_errors_name_the_field(code: str, table: dict[str, Any], message: str) -> None:
+    """The parser's own checks, then the channel family's (as a node checks them before it starts)."""
     with pytest.raises(ConfigError) as e:
-        parse_config(config_data("sqlite:///x.db", {code: table}), "t")
+        check_wallets(parse_config(config_data("sqlite:///x.db", {code: table}), "t"))
     assert str(e.value).startswith(message), str(e.value)
 
 
@@ -253,7 +255,7 @@ def test_a_family_refuses_a_precision_it_cannot_move_exactly() -> None:
     data = config_data("sqlite:///x.db", {"btc": RPC})
     data["currencies"]["btc"]["precision"] = 10
     with pytest.raises(ConfigError, match=r"currencies.btc.wallet.channel: channel 'bitcoind' moves at most 8 decimal"):
-        parse_config(data, "t")
+        check_wallets(parse_config(data, "t"))
 
 
 async def test_missing_credential_variable_stops_the_node_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,13 +263,13 @@ async def test_missing_credential_variable_stops_the_node_naming_it(tmp_path: Pa
     cfg = wallet_config(f"sqlite:///{tmp_path}/x.db", btc={**RPC, "rpc_password_env": "NO_SUCH_RPC_PASSWORD"})
     with pytest.raises(ConfigError, match="currencies.btc.wallet.rpc_password_env: environment variable "
                                           "NO_SUCH_RPC_PASSWORD is not set"):
-        await Exchange.start(cfg)
-    ex = await Exchange.start(cfg, actors=False)  # admin commands need no daemon and no credentials
+        await start_exchange(cfg)
+    ex = await start_exchange(cfg, actors=False)  # admin commands need no daemon and no credentials
     await ex.stop()
 
 
 async def test_a_node_without_wallet_settings_runs_no_wallet(tmp_path: Path) -> None:
-    ex = await Exchange.start(wallet_config(f"sqlite:///{tmp_path}/x.db"))
+    ex = await start_exchange(wallet_config(f"sqlite:///{tmp_path}/x.db"))
     try:
         assert ex.funds.actors == {} and ex.status()["wallets"] == {}
         m = await ex.create_member("a@example.com")
@@ -283,7 +285,7 @@ async def test_a_node_without_wallet_settings_runs_no_wallet(tmp_path: Path) -> 
 async def test_a_wallet_runs_only_on_its_node(tmp_path: Path, fake: FakeWallet) -> None:
     data = config_data(f"sqlite:///{tmp_path}/x.db", {"btc": {**FAKE_BTC, "node": "b"}})
     data["nodes"] = {"a": {"markets": ["btcusd", "ltcbtc", "dogebtc"]}, "b": {"markets": []}}
-    ex = await Exchange.start(parse_config(data, "t"), "a")
+    ex = await start_exchange(parse_config(data, "t"), "a")
     try:
         assert ex.funds.actors == {}
         m = await ex.create_member("a@example.com")
@@ -565,10 +567,12 @@ async def test_an_unreachable_daemon_is_a_status_with_back_off_not_a_crash(ex: E
 
 # -- the funds API -----------------------------------------------------------------------------------------------
 async def test_funds_api(ex: Exchange, fake: FakeWallet, tmp_path: Path) -> None:
-    from node.web.app import KEYS, make_app
+    from node.bootstrap import web_app
+    from node.web.app import KEYS
 
-    app = make_app(ex, key_file=tmp_path / "secret.key")
-    ex.funds.policy = None  # the wallet API alone: address holds and mailed confirmations are tests/test_security_withdraw.py's
+    app = web_app(ex, key_file=tmp_path / "secret.key")
+    # the wallet API alone: address holds and mailed confirmations are tests/test_security_withdraw.py's
+    ex.funds.protect(replace(ex.funds.policies, address_book=None))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     base = f"http://127.0.0.1:{server.port}"

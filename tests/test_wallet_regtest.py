@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.config import parse_config
 from node.errors import ExchangeError, InvalidParameter
 from node.exchange import Exchange, OrderInput
@@ -48,7 +49,7 @@ def sats(value: Decimal | str) -> int:
 
 
 async def start(tmp_path: Path, wallets: dict[str, dict[str, Any]]) -> Exchange:
-    return await Exchange.start(parse_config(config_data(f"sqlite:///{tmp_path}/exchange.db", wallets), "test"))
+    return await start_exchange(parse_config(config_data(f"sqlite:///{tmp_path}/exchange.db", wallets), "test"))
 
 
 async def balance(ex: Exchange, member: int, currency: str = "btc") -> tuple[int, int]:
@@ -431,8 +432,8 @@ async def test_two_coins_at_once_from_two_nodes(regtest: Regtest, tmp_path: Path
     try:
         data["exchange"]["database"] = url
         cfg = parse_config(data, "test")
-        ex1 = await Exchange.start(cfg, "n1")
-        ex2 = await Exchange.start(cfg, "n2")
+        ex1 = await start_exchange(cfg, "n1")
+        ex2 = await start_exchange(cfg, "n2")
         assert list(ex1.funds.actors) == ["btc"] and list(ex2.funds.actors) == ["ltc"]
         alice = await ex1.create_member("alice@example.com")
         btc_addr = (await ex2.funds.deposit_address(alice, "btc"))["address"]  # asked on n2, made by the btc daemon

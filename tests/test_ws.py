@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 import pytest
 
+from node.bootstrap import start_exchange
 from node.errors import ExchangeError
 from node.exchange import Exchange
 from node.web.ws import CLOSE_IDLE, CLOSE_POLICY, CLOSE_SLOW, CLOSE_TOO_BIG
@@ -27,7 +28,7 @@ from tests.wsclient import Book, Node, WsClient, serve
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/exchange.db"))
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/exchange.db"))
     try:
         async with serve(ex, tmp_path) as n:
             yield n
@@ -341,7 +342,7 @@ async def test_slow_client_is_dropped_without_slowing_anyone(node: Node) -> None
 
 
 async def test_shutdown_closes_clients_with_going_away(tmp_path: Path) -> None:
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/exchange.db"))
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/exchange.db"))
     try:
         async with serve(ex, tmp_path) as node:
             c = await node.connect()

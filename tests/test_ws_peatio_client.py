@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from node.exchange import Exchange
+from node.bootstrap import start_exchange
 from tests.conftest import config_with
 from tests.wsclient import serve
 
@@ -24,7 +24,7 @@ peatio_client = pytest.importorskip("peatio_client")
 
 
 async def test_streaming_client_authenticates_and_receives_its_trade(tmp_path: Path) -> None:
-    ex = await Exchange.start(config_with(f"sqlite:///{tmp_path}/exchange.db"))
+    ex = await start_exchange(config_with(f"sqlite:///{tmp_path}/exchange.db"))
     try:
         async with serve(ex, tmp_path) as node:
             me, ak, sk = await node.member("peatio@example.com")

@@ -16,8 +16,9 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from node.bootstrap import web_app
 from node.exchange import Exchange, OrderInput
-from node.web.app import KEYS, make_app
+from node.web.app import KEYS
 from node.web.signature import ws_answer
 from node.web.ws import HUB, Hub
 
@@ -64,7 +65,7 @@ class Node:
 
 @asynccontextmanager
 async def serve(ex: Exchange, tmp: Path) -> AsyncIterator[Node]:
-    app = make_app(ex, key_file=tmp / "secret.key")
+    app = web_app(ex, key_file=tmp / "secret.key")
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     session = aiohttp.ClientSession()

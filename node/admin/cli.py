@@ -27,22 +27,11 @@ from typing import Any
 from node.admin import audit, roles
 from node.admin.roles import Actor
 from node.admin.service import Admin
-from node.admin.uploads import uploads_root
 from node.exchange import Exchange
-from node.mail import mailer_from
 from node.money import format_units
 
 Run = Callable[[argparse.Namespace, Callable[[Exchange], Awaitable[Any]]], Awaitable[Any]]
-
-
-def service(ex: Exchange) -> Admin:
-    from node.kyc import Kyc
-    from node.tickets import Tickets
-
-    root = uploads_root(ex.config)
-    mailer = mailer_from(ex.config.mail)
-    base = ex.config.mail.base_url or f"http://{ex.node.host}:{ex.node.port}"
-    return Admin(ex, Kyc(ex.store, ex.config, root), Tickets(ex.store, root, lambda: mailer, base, ex.config.name))
+MakeAdmin = Callable[[Exchange], Admin]
 
 
 def actor() -> Actor:
@@ -60,9 +49,10 @@ def _w(ex: Exchange, w: dict[str, Any]) -> str:
         + (f" ({w['note']})" if w.get("note") else "")
 
 
-async def run(args: argparse.Namespace, with_exchange: Run) -> int:
+async def run(args: argparse.Namespace, with_exchange: Run, make_admin: MakeAdmin) -> int:
+    """One admin command, on the admin service the composition root makes (node/bootstrap.py)."""
     async def go(ex: Exchange) -> int:
-        svc, who = service(ex), actor()
+        svc, who = make_admin(ex), actor()
         cmd = args.admin_cmd
         if cmd == "grant":
             print("granted" if await svc.grant(who, args.email, args.role) else "already had it")

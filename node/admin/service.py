@@ -51,16 +51,16 @@ def reason_text(value: str, field: str = "reason", required: bool = True) -> str
 
 
 class Admin:
-    second_factor_reset: SecondFactorReset | None = None
-    """The security module's reset of a member's two-factor settings (TOTP secret, SMS phone, recovery codes):
-    a coroutine `(member_id, admin, reason) -> bool` (False: the member had none), plugged in by the
-    admin pages from node/security (`Security.reset_2fa`); without it `reset_2fa` says there is none."""
-
-    def __init__(self, ex: Exchange, kyc: Kyc, tickets: Tickets) -> None:
+    def __init__(self, ex: Exchange, kyc: Kyc, tickets: Tickets, second_factor_reset: SecondFactorReset | None = None) -> None:
         self.ex = ex
         self.store = ex.store
         self.kyc = kyc
         self.tickets = tickets
+        self.second_factor_reset = second_factor_reset
+        """The security module's reset of a member's two-factor settings (TOTP secret, SMS phone,
+        recovery codes): a coroutine `(member_id, admin, reason) -> bool` (False: the member had
+        none), given by the composition root from node/security (`Security.reset_2fa`); without it
+        (admin commands) `reset_2fa` says there is none."""
 
     # -- the audit wrapper ---------------------------------------------------------------------------
     async def _do(self, actor: Actor, permission: str, action: str, target: str, detail: str,

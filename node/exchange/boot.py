@@ -1,8 +1,8 @@
 """Starting and stopping one node, and handing markets between nodes.
 
-`start` opens the store, makes the house accounts, and starts the account actors, the markets this
-node's leases give it (`_adopt`; `_drop` when a lease is lost), its wallets and, in a cluster, the
-RabbitMQ link. `release_market` / `adopt_market` move a market without losing or reordering an
+`boot` (called by the composition root, node/bootstrap.py, once the store is open) makes the house
+accounts, and starts the account actors, the markets this node's leases give it (`_adopt`; `_drop`
+when a lease is lost), its wallets and, in a cluster, the RabbitMQ link. `release_market` / `adopt_market` move a market without losing or reordering an
 order (an operator's command arrives through `_on_control`); `stop` drains in order.
 """
 
@@ -10,41 +10,25 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Self
+from typing import Any
 
-from node import placement
 from node.actors.account import AccountActor
-from node.actors.lease import LeaseHeld, Liveness, ProcessLock, session_name
+from node.actors.lease import LeaseHeld, Liveness, ProcessLock
 from node.actors.market import MarketActor
 from node.cluster.rabbit import RabbitLink, RemoteMarket
-from node.config import Config
 from node.errors import ExchangeError, InvalidParameter, Unavailable
 from node.exchange.queries import Queries
 from node.ownership import Ownership, cluster_view
-from node.store import ledger, open_store, sqlite_path
+from node.store import ledger, sqlite_path
 
 log = logging.getLogger(__name__)
 
 
 class Boot(Queries):
-    @classmethod
-    async def start(cls, config: Config, node_name: str | None = None, *, actors: bool = True) -> Self:
-        """Open the store and, unless `actors=False` (admin commands beside a running node), start
-        this node's market and account actors."""
-        node = placement.node_conf(config, node_name)
-        boot = secrets.token_hex(6)  # this process: its leases, its sessions in the store, its queues
-        store = await open_store(config.database, synchronous=config.sqlite_synchronous,
-                                 timeout=config.actors.store_timeout_ms / 1000,
-                                 application_name=session_name(f"{node.name}:{boot}"), pool=config.pool)
-        ex = cls(config, node, store, boot)
-        try:
-            await ex._boot(actors)
-        except BaseException:
-            await ex.stop()
-            raise
-        return ex
-
-    async def _boot(self, actors: bool) -> None:
+    async def boot(self, actors: bool = True) -> None:
+        """Make the house accounts and, unless `actors=False` (admin commands beside a running node),
+        start this node's account actors, the markets its leases give it, its wallets and, in a
+        cluster, the link to the other nodes. On failure the caller stops the exchange."""
         await self.house.ensure(self.store, self.config.currencies, self.config.markets)
         await self._ensure_accounts()
         await self.auth_changes.start()

@@ -45,27 +45,28 @@ class OrderInput:
 
 
 class ExchangeCore:
-    def __init__(self, config: Config, node: NodeConf, store: Store, boot: str | None = None) -> None:
+    def __init__(self, config: Config, node: NodeConf, store: Store, *, bus: EventBus, leases: Leases, house: House,
+                 funds: Funds, tonces: TonceBook, auth_changes: ChangeFeed) -> None:
+        """The parts are made by the composition root (node/bootstrap.py `start_exchange`)."""
         self.config = config
         self.node = node
         self.store = store
-        self.bus = EventBus()
+        self.bus = bus
         self.markets: dict[str, MarketActor] = {}  # the markets this node runs
         self.refs: dict[str, MarketActor | RemoteMarket] = {}  # every market reachable from here
         self.link: RabbitLink | None = None
         self.accounts: list[AccountActor] = []
-        self.tonces = TonceBook()  # the replay memory's writer state, shared by the API and account actors
-        self.auth_changes = ChangeFeed(store)  # revoked rights, announced by whichever node made the change
+        self.tonces = tonces  # the replay memory's writer state, shared by the API and account actors
+        self.auth_changes = auth_changes  # revoked rights, announced by whichever node made the change
         self.auth_changes.listeners.append(self._rights_changed)
-        self.house = House()  # the house fee accounts (node/store/members.py), known once booted
+        self.house = house  # the house fee accounts (node/store/members.py), known once booted
         self.started_at = time.time()
         self._members: dict[int, tuple[float, bool]] = {}
         self._rights_gen = 0  # counts announced rights changes (see _check_member)
-        self.leases = Leases(store, node.name, config.actors.lease_ms, boot=boot)
+        self.leases = leases  # this process's leases: its markets' and wallets'
         self.ownership: Ownership | None = None
         self._process_lock: ProcessLock | None = None
-        # deposits, withdrawals, wallet actors (node/wallet)
-        self.funds = Funds(config, node.name, store, self.leases, self.house)
+        self.funds = funds  # deposits, withdrawals, wallet actors (node/wallet)
         self.accepted: dict[str, int] = {}  # market → orders accepted through this node (/metrics)
         self.extra_actors: list[Actor[Any]] = []  # actors the web layer runs (tonces): watched by /metrics
         self.metrics = NodeMetrics(self)

@@ -8,9 +8,8 @@ test that proves it.
 | `throttle` | failed log ins per account and per IP, wrong codes, public forms: counted in the store, lockouts |
 | `audit` | the append-only, hash-chained audit log (who, what, when, from which IP) |
 | `addresses` | withdrawal address book with a hold, e-mail confirmation of each withdrawal, daily limits |
-| `service` | `Security`: the second-factor rules every protected action goes through, plugged into pages and funds |
-| `config` | the `[security]` and `[sms]` tables of cluster.toml |
+| `service` | `Security`: the second-factor rules every protected action goes through, given to pages and funds by node/bootstrap.py |
 
-The pages are in node/web/pages/security/. Nothing is imported here: node/wallet/funds.py imports
-`node.security.audit` while the exchange itself is being imported.
+The `[security]` and `[sms]` tables of cluster.toml are parsed in node/config/security.py. The
+pages are in node/web/pages/security/.
 """

@@ -1,7 +1,7 @@
 """Withdrawal protection: the address book with its hold, and a mailed confirmation of each withdrawal.
 
 A thief with a member's password and even their second factor wants the money out before the owner
-notices. These brakes are enforced in `Funds.request_withdraw` (through `Funds.policy`), so the pages
+notices. These brakes are enforced in `Funds.request_withdraw` (through `WithdrawPolicies.address_book`), so the pages
 and API v2 (`POST /withdraws`) get exactly the same rules:
 
 - **Address book with a hold.** Every destination is an entry of the member's address book. A new
@@ -12,7 +12,7 @@ and API v2 (`POST /withdraws`) get exactly the same rules:
 - **E-mail confirmation.** Each withdrawal waits until the member opens the link mailed to them and
   confirms (a POST from that page: mail scanners that open links confirm nothing); the same page can
   cancel it. Unconfirmed after `withdraw_confirm_hours`, it is cancelled and the funds unlocked.
-- **Daily limits per KYC level** are the KYC module's (node/kyc.py, `Funds.withdraw_limit`, with the
+- **Daily limits per KYC level** are the KYC module's (node/kyc.py, `WithdrawPolicies.limit`, with the
   table in `[admin.withdraw_limits]`): one place knows levels and limits.
 
 A held withdrawal is released (`submitting` → `submitted`, where the wallet actor takes over) as
@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from node.config.security import SecurityConf
 from node.errors import N_, ExchangeError, FormError
 from node.i18n import translator
 from node.mail import Mail, MailError
 from node.money import format_units
 from node.security import audit
-from node.security.config import SecurityConf
 from node.store import Tx
 from node.wallet.records import unlock_withdraw
 
@@ -154,7 +154,7 @@ class Addresses:
             "remove the address, change your password and contact support:\n\n{link}\n"),
             cur=row["currency"].upper(), address=row["address"], hours=hours, link=self._link("/security/addresses"))
 
-    # -- Funds.policy -------------------------------------------------------------------------------------
+    # -- WithdrawPolicies.address_book -------------------------------------------------------------------------------------
     async def admit(self, tx: Tx, w: dict[str, Any]) -> dict[str, Any]:
         """Called by `Funds.request_withdraw` inside the transaction that locked the funds and stored
         the withdrawal `w` (raising rolls all of it back): the address book entry (added now if new:

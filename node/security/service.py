@@ -1,7 +1,8 @@
 """The security facade of a node: which second factors a member has, when one is asked, checking it.
 
 `Security` is what the pages' `SECOND_FACTOR` hook (node/web/session.py) and the funds facade's
-`second_factor` / `policy` hooks (node/wallet/funds.py) are plugged with. One `verify` serves every
+withdrawal policies (node/wallet/funds.py `WithdrawPolicies`: `second_factor`, `address_book`) are
+made of, by the composition root (node/bootstrap.py). One `verify` serves every
 protected action, so the rules are the same everywhere: a code of the authenticator app (TOTP), a
 code sent by SMS, or a recovery code; wrong codes counted per member and locked out after
 `otp_max_failures`; every failure and every use of a recovery code in the audit log.
@@ -100,12 +101,7 @@ class Security:
         c = self.conf
         return Rule(c.login_ip_max_failures, c.login_window_s * 1000, c.lockout_s * 1000, c.login_delay_s * 1000)
 
-    # -- the funds facade's hooks -------------------------------------------------------------------
-    def attach(self) -> None:
-        """Protect withdrawals: the second factor and the address book, hold, confirmation, limits."""
-        self.ex.funds.second_factor = self.withdraw_code
-        self.ex.funds.policy = self.addresses
-
+    # -- the funds facade's policies (node/wallet/funds.py `WithdrawPolicies`, given by node/bootstrap.py)
     async def withdraw_code(self, member_id: int, otp: str | None) -> None:
         if await self.required(member_id, WITHDRAW):
             await self.verify(member_id, WITHDRAW, otp or "")

@@ -36,9 +36,9 @@ import aiohttp
 import phonenumbers
 
 from node.config import ConfigError
+from node.config.security import SmsConf
 from node.errors import N_, FormError
 from node.i18n import translator
-from node.security.config import SmsConf
 from node.security.errors import SmsFailed
 from node.store import Store
 

@@ -162,7 +162,8 @@ class Channel:
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
-        """Refuse unknown or missing settings at config load, naming the setting (`SettingsError`)."""
+        """Refuse unknown or missing settings before the node starts (`node.wallet.check_wallets`), naming
+        the setting (`SettingsError`)."""
         for key in settings:
             if key not in cls.settings:
                 known = ", ".join(sorted(cls.settings)) or "none"

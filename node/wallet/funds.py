@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from node.actors.lease import LEASE_TTL_MS
@@ -76,25 +77,32 @@ class WithdrawPolicy(Protocol):
 WithdrawLimit = Callable[[int, str, int, Tx | None], Awaitable[None]]
 
 
-class Funds:
+@dataclass(frozen=True)
+class WithdrawPolicies:
+    """What protects a withdrawal beyond the funds and the address checks, given to `Funds` by the
+    composition root (node/bootstrap.py) whatever serves the request: pages, API, or no web app at all.
+    Without them (admin commands, tests of the wallets alone) none of these is asked."""
+
     second_factor: SecondFactor | None = None
-    """Withdrawal 2FA hook: a coroutine `(member_id, otp) -> None` that raises (an ExchangeError) when
-    the code is missing or wrong. The web app sets it to `node.security.service.Security.withdraw_code`
-    (a member with 2FA on must give a code with every withdrawal, page or API `otp`); unset (the CLI,
-    tests of the wallets alone) no code is asked."""
+    """Withdrawal 2FA (`node.security.service.Security.withdraw_code`): a coroutine `(member_id, otp)
+    -> None` that raises (an ExchangeError) when the code is missing or wrong (a member with 2FA on
+    must give a code with every withdrawal, page or API `otp`)."""
 
-    policy: WithdrawPolicy | None = None
-    """Address book, hold and e-mail confirmation (node/security), see `WithdrawPolicy`; set by the web app."""
+    address_book: WithdrawPolicy | None = None
+    """Address book, hold and e-mail confirmation (node/security/addresses.py), see `WithdrawPolicy`."""
 
-    withdraw_limit: WithdrawLimit | None = None
-    """Limit hook (node/kyc.py `Kyc.check_withdraw`): a coroutine `(member_id, currency,
-    units, tx) -> None` that raises when the withdrawal would pass the member's limit for their KYC
-    level. Called twice: before anything else (a quick answer), and again inside the transaction
-    that locks the funds, after the member's account row is locked, with that transaction: two
-    withdrawals at once cannot then both pass the limit (one waits for the other's commit)."""
+    limit: WithdrawLimit | None = None
+    """KYC limits (node/kyc.py `Kyc.check_withdraw`): a coroutine `(member_id, currency, units, tx)
+    -> None` that raises when the withdrawal would pass the member's limit for their KYC level.
+    Called twice: before anything else (a quick answer), and again inside the transaction that locks
+    the funds, after the member's account row is locked, with that transaction: two withdrawals at
+    once cannot then both pass the limit (one waits for the other's commit)."""
 
+
+class Funds:
     def __init__(self, config: Config, node_name: str, store: Store, leases: Leases, house: House) -> None:
         self.config = config
+        self.policies = WithdrawPolicies()  # none until the composition root calls `protect`
         self.node_name = node_name
         self.store = store
         self.leases = leases
@@ -102,6 +110,12 @@ class Funds:
         self.actors: dict[str, WalletActor] = {}
         self._channels: dict[str, Channel] = {}
         self._renew_task: asyncio.Task[None] | None = None
+
+    def protect(self, policies: WithdrawPolicies) -> None:
+        """The composition root (node/bootstrap.py) gives the policies here once it has made the
+        services they belong to: those hold the exchange whose funds these are, so they cannot exist
+        before it. Whatever then serves a withdrawal (pages, API, a script) meets the same checks."""
+        self.policies = policies
 
     # -- life cycle -------------------------------------------------------------------------------
     def wallets(self) -> dict[str, Currency]:
@@ -269,7 +283,7 @@ class Funds:
     async def request_withdraw(self, member_id: int, currency: str, amount: object, address: object,
                                *, otp: str | None = None) -> dict[str, Any]:
         """Check, lock `amount + fee` and store the withdrawal `submitted`; the wallet actor takes it
-        from there. `otp`: the member's second-factor code, see `second_factor`."""
+        from there. `otp`: the member's second-factor code, see `WithdrawPolicies.second_factor`."""
         cur, w = self.conf(currency)
         units = parse_units(amount, cur.precision, "amount")
         fmt = lambda v: f"{format_units(v, cur.precision)} {cur.symbol}"  # noqa: E731
@@ -286,10 +300,10 @@ class Funds:
         hold = await freeze_of(self.store, member_id)
         if hold is not None:
             raise WithdrawFailed(f"withdrawals are on hold: {hold}")
-        if self.second_factor is not None:
-            await self.second_factor(member_id, otp)
-        if self.withdraw_limit is not None:
-            await self.withdraw_limit(member_id, cur.code, units, None)
+        if self.policies.second_factor is not None:
+            await self.policies.second_factor(member_id, otp)
+        if self.policies.limit is not None:
+            await self.policies.limit(member_id, cur.code, units, None)
         check: AddressCheck = await self._ask(cur.code, lambda c: c.validate_address(addr))
         if not check.valid:
             raise InvalidParameter(f"address is not a valid {cur.symbol} address", "address")
@@ -305,8 +319,8 @@ class Funds:
                                         + self.store.for_update, member_id, cur.code)
             if balance is None or int(balance) < total:
                 raise low
-            if self.withdraw_limit is not None:  # again, now that the account row is ours: no race
-                await self.withdraw_limit(member_id, cur.code, units, tx)
+            if self.policies.limit is not None:  # again, now that the account row is ours: no race
+                await self.policies.limit(member_id, cur.code, units, tx)
             wid = int(await tx.fetchval(
                 "INSERT INTO withdraws (member_id, currency, amount, fee, total, address, state, note, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'submitted', 'waiting for audit', ?, ?) RETURNING id",
@@ -316,10 +330,10 @@ class Funds:
             row = await tx.fetchrow("SELECT * FROM withdraws WHERE id = ?", wid)
             assert row is not None
             out = dict(row)
-            if self.policy is not None:
-                out = await self.policy.admit(tx, out)
-        if self.policy is not None:
-            await self.policy.admitted(out)
+            if self.policies.address_book is not None:
+                out = await self.policies.address_book.admit(tx, out)
+        if self.policies.address_book is not None:
+            await self.policies.address_book.admitted(out)
         self.wake(cur.code)
         return out
 
@@ -354,8 +368,8 @@ class Funds:
         if not ok:
             raise WithdrawFailed(f"withdraw {w['sn']} can no longer be canceled (state {w['state']})")
         done = await self.withdraw(withdraw_id)
-        if self.policy is not None:
-            await self.policy.canceled(done)
+        if self.policies.address_book is not None:
+            await self.policies.address_book.canceled(done)
         return done
 
     # -- admin ------------------------------------------------------------------------------------

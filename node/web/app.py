@@ -1,9 +1,11 @@
-"""The aiohttp application of a node: API v2, pages, static files, and one error envelope."""
+"""The aiohttp application of a node: API v2, pages, static files, and one error envelope. It routes to
+the services the composition root (node/bootstrap.py) made and gives it."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -11,18 +13,18 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from node.apikeys import ApiKeys
 from node.errors import ExchangeError, RateLimited, Unavailable
-from node.exchange import Exchange
 from node.resources import templates_dir
-from node.secrets_box import SecretBox, load_server_key
+from node.services import Services
 from node.web import (
     api,
     edge,
+    openapi,
     ops,
     pages,
     ws,
 )
+from node.web.api import KEYS, TONCES
 from node.web.api import funds as api_funds
 from node.web.api import marketdata as api_marketdata
 from node.web.api import solvency as api_solvency
@@ -36,14 +38,15 @@ from node.web.pages import orders as pages_orders
 from node.web.pages import security as pages_security
 from node.web.pages import solvency as pages_solvency
 from node.web.pages.security import gate as security_gate
+from node.web.ratelimit import RateLimiter
+from node.web.session import SessionStore
 from node.web.session import middleware as page_sessions
+from node.web.ws import Hub
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = templates_dir()  # in the repository, or bundled into an installed package
 STATIC = Path(__file__).resolve().parent / "static"
-KEYS = web.AppKey("keys", ApiKeys)
-TONCES = web.AppKey("tonces", TonceActor)
 
 
 @web.middleware
@@ -101,11 +104,25 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
     return resp
 
 
-def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key", *, ops_routes: bool = True) -> web.Application:
-    """The node's application. `ops_routes=False` when the operator endpoints have a listener of
-    their own (node/web/ops.py): the public port then does not answer them at all."""
+@dataclass(frozen=True)
+class WebParts:
+    """What only the web app uses, made by the composition root (node/bootstrap.py) beside the services."""
+
+    tonces: TonceActor  # burns signed requests' tonces (the replay memory)
+    auth: Authenticator  # API v2 signatures
+    sessions: SessionStore  # the pages' sessions
+    limiter: RateLimiter  # API v2 request rates, from [api]
+    status: MarketStatus  # each market's open/halted/unreachable state, for the pages and the websocket
+    hub: Hub  # the websocket's clients and what they follow
+
+
+def make_app(services: Services, parts: WebParts, *, ops_routes: bool = True) -> web.Application:
+    """The node's application, routing to the services it is given (it makes none).
+    `ops_routes=False` when the operator endpoints have a listener of their own (node/web/ops.py):
+    the public port then does not answer them at all."""
     # edge (body limits, text checks) runs inside errors, so its refusals get the API's envelope;
     # security_gate runs inside the sessions' middleware: after the CSRF check, with the session known
+    exchange = services.exchange
     conf = exchange.config.http
     middlewares: list[Middleware] = [security_headers, errors, edge.middleware, page_sessions, security_gate]
     proxies = TrustedProxies(conf.trusted_proxies)
@@ -114,48 +131,36 @@ def make_app(exchange: Exchange, key_file: str | Path = "var/secret.key", *, ops
     app = web.Application(middlewares=middlewares, client_max_size=conf.upload_body_max)
     app[edge.CONF] = conf
     edge.quiet_malformed()
-    master = load_server_key(key_file)
-    box = SecretBox(master, "api-secret")
-    keys = ApiKeys(exchange.store, box)
-    exchange.auth_changes.listeners.append(keys.on_change)  # revocations made on any node
-    a = exchange.config.actors
-    tonces = TonceActor(exchange.store, exchange.tonces, mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
     app[api.EXCHANGE] = exchange
-    app[KEYS] = keys
-    app[TONCES] = tonces
-    exchange.extra_actors.append(tonces)
-    app[api.AUTH] = Authenticator(keys, tonces)
+    app[KEYS] = services.keys
+    app[TONCES] = parts.tonces
+    app[api.AUTH] = parts.auth
+    app[MARKET_STATUS] = parts.status
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        await tonces.start()
+        await services.start()
+        await parts.tonces.start()
+        await parts.status.start()
         yield
-        await tonces.stop()
+        await parts.status.stop()
+        await parts.tonces.stop()
+        await services.stop()
 
     app.cleanup_ctx.append(lifecycle)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     api_funds.add_routes(app)  # first: it serves /deposits, /deposit, /deposit_address, /withdraws
-    api.add_routes(app)
-    hub = ws.setup(app, exchange, api_marketdata.setup(app, exchange), keys)
-    exchange.metrics.ws_clients = lambda: len(hub.clients)
-    status = MarketStatus(exchange)
-    app[MARKET_STATUS] = status
-    hub.follow_status(status)
-
-    async def status_life(app: web.Application):  # type: ignore[no-untyped-def]
-        await status.start()
-        yield
-        await status.stop()
-
-    app.cleanup_ctx.append(status_life)
-    pages.add_routes(app)
-    hub.follow_notices(app[pages.NOTICES])  # credited deposits, withdrawal states: pushed to the member's pages
-    pages_security.add_routes(app, master)  # after pages (mails through its members service): 2FA, audit, addresses
+    api.add_routes(app, parts.limiter)
+    openapi.add_routes(app)
+    api_marketdata.add_routes(app, services.marketdata)
+    ws.setup(app, parts.hub)  # started after the services: it reads the market data
+    pages.add_routes(app, services.members, services.notices, parts.sessions)
+    pages_security.add_routes(app, services.security)
     if ops_routes:
         ops.add_routes(app)
-    api_solvency.add_routes(app)
+    api_solvency.add_routes(app, services.solvency)
     pages_solvency.add_routes(app)
-    pages_admin.add_routes(app)  # after pages: uses its members (mail) service
-    pages_member_extra.add_routes(app)
+    pages_admin.add_routes(app, services.admin, services.kyc, services.tickets, services.uploads)
+    pages_member_extra.add_routes(app, services.kyc, services.tickets)
     pages_orders.add_routes(app)
     app.router.add_static("/static/", STATIC)
     return app

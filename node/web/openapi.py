@@ -21,6 +21,7 @@ from aiohttp import web
 
 from node.config import Config
 from node.wallet.records import DEPOSIT_STATES, WITHDRAW_STATES
+from node.web.api.common import EXCHANGE
 
 __all__ = ["OPERATIONS", "add_routes", "app_operations", "build_spec", "err", "ok", "param", "ref"]
 
@@ -451,8 +452,6 @@ async def doc(request: web.Request) -> web.Response:
     cache: dict[str, bytes] = request.app[SPEC]
     body = cache.get("body")
     if body is None:
-        from node.web.api import EXCHANGE
-
         app = request.app
         body = cache["body"] = orjson.dumps(build_spec(app[EXCHANGE].config, PREFIX, app_operations(app, PREFIX)))
     return web.Response(body=body, content_type="application/json", headers={"Access-Control-Allow-Origin": "*"})

@@ -347,7 +347,3 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     await _finish(request, s, resp)
     return resp
 
-
-def init(app: web.Application) -> None:
-    """Register the session store (the middleware itself is listed in app.py's middlewares)."""
-    app[SESSIONS] = SessionStore(app[EXCHANGE].store)

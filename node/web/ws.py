@@ -1004,9 +1004,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def setup(app: web.Application, exchange: Exchange, md: MarketData, keys: ApiKeys, cfg: WsConfig | None = None) -> Hub:
-    """The hub (started and stopped with the app, after the market data service) and its route."""
-    hub = Hub(exchange, md, keys, cfg or WsConfig(max_per_ip=exchange.config.http.ws_max_per_ip))
+def setup(app: web.Application, hub: Hub) -> None:
+    """The hub's route; it is started and stopped with the app, after the market data service."""
+    exchange = hub.ex
     app[HUB] = hub
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
@@ -1020,4 +1020,3 @@ def setup(app: web.Application, exchange: Exchange, md: MarketData, keys: ApiKey
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(hub.shutdown)
     app.router.add_get(PATH, handle)
-    return hub

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.web.api.common import AUTH, EXCHANGE, LIMITER, Handler, json_response, request_params
+from node.web.api.common import AUTH, EXCHANGE, KEYS, LIMITER, TONCES, Handler, json_response, request_params
 from node.web.api.market import DEPTH_CACHE, depth, fees, markets, order_book, timestamp, trades, trades_my
 from node.web.api.orders import (
     members_me,
@@ -51,21 +51,16 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-def add_routes(app: web.Application, prefix: str = "/api/v2") -> None:
-    """Every route with and without `.json`, the rate limiter from `[api]`, and the OpenAPI routes."""
-    from node.web import openapi
-
-    if EXCHANGE in app and LIMITER not in app:
-        a = app[EXCHANGE].config.api
-        app[LIMITER] = RateLimiter(a.signed_limit, a.signed_window, a.public_limit, a.public_window)
+def add_routes(app: web.Application, limiter: RateLimiter, prefix: str = "/api/v2") -> None:
+    """Every route with and without `.json`, limited by the node's rate limiter (from `[api]`)."""
+    app[LIMITER] = limiter
     app[DEPTH_CACHE] = {}
     for method, path, handler in ROUTES:
         if "{market}" in path:
             path = path.replace("{market}", "{market:[a-z0-9]+}")
         app.router.add_route(method, prefix + path + ".json", handler)
         app.router.add_route(method, prefix + path, handler)
-    openapi.add_routes(app, prefix)
 
 
-__all__ = ["AUTH", "EXCHANGE", "LIMITER", "ROUTES", "Handler", "add_routes", "funds_str", "iso", "json_response",
+__all__ = ["AUTH", "EXCHANGE", "KEYS", "LIMITER", "ROUTES", "TONCES", "Handler", "add_routes", "funds_str", "iso", "json_response",
            "request_params"]

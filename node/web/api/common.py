@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node.apikeys import Token
+from node.apikeys import ApiKeys, Token
 from node.config import Market
 from node.errors import ExchangeError, InvalidParameter, RateLimited, TonceReused
 from node.exchange import Exchange
 from node.tonces import Tonce
-from node.web.auth import Authenticator, require_scope
+from node.web.auth import Authenticator, TonceActor, require_scope
 from node.web.params import MAX_BODY_BYTES, MAX_PARAMS, Params, ParamValue, parse_params
 from node.web.ratelimit import RateLimiter
 
@@ -26,6 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXCHANGE = web.AppKey("exchange", Exchange)
 AUTH = web.AppKey("auth", Authenticator)
 LIMITER = web.AppKey("limiter", RateLimiter)
+KEYS = web.AppKey("keys", ApiKeys)
+TONCES = web.AppKey("tonces", TonceActor)
 
 MAX_ID = 2**62  # ids, timestamps and cursors above this cannot exist (and would overflow BIGINT)
 MAX_PAGE = 10_000
@@ -78,12 +80,7 @@ async def request_params(request: web.Request) -> Params:
 
 
 def _limiter(request: web.Request) -> RateLimiter:
-    limiter = request.app.get(LIMITER)
-    if limiter is None:  # an app assembled without add_routes' set-up: build it from the config once
-        a = request.app[EXCHANGE].config.api
-        limiter = RateLimiter(a.signed_limit, a.signed_window, a.public_limit, a.public_window)
-        request.app[LIMITER] = limiter
-    return limiter
+    return request.app[LIMITER]
 
 
 async def signed(request: web.Request, params: Params) -> Token:

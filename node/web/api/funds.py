@@ -15,7 +15,7 @@ locked until the withdrawal is done or ends otherwise. Making a withdrawal needs
 `all` scope (there is no narrower withdraw scope), reads need none, like Peatio's deposits.
 
 `otp` is the hook for the withdrawal second factor: it is passed to `Funds.request_withdraw`, which
-checks it once the 2FA work plugs its verifier in (`Funds.second_factor`); until then it is not
+checks it through `WithdrawPolicies.second_factor` (node/bootstrap.py gives it); without it it is not
 checked, and this says so rather than pretending.
 """
 

@@ -109,18 +109,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-def setup(app: web.Application, exchange: Exchange) -> MarketData:
-    """Create the node's market data service (started and stopped with the app) and its routes."""
-    md = MarketData(exchange)
+def add_routes(app: web.Application, md: MarketData) -> None:
+    """The routes of the node's market data service (which node/services.py starts and stops)."""
     app[MARKETDATA] = md
-
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        await md.start()
-        yield
-        await md.stop()
-
-    app.cleanup_ctx.append(lifecycle)
     for method, path, handler in ROUTES:
         app.router.add_route(method, "/api/v2" + path + ".json", handler)
         app.router.add_route(method, "/api/v2" + path, handler)
-    return md

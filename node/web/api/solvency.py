@@ -26,7 +26,7 @@ from aiohttp import web
 from node.errors import InvalidParameter
 from node.solvency.service import SolvencyService
 from node.web import openapi
-from node.web.api.common import EXCHANGE, _private, _public, json_response
+from node.web.api.common import _private, _public, json_response
 from node.web.params import Params
 
 SOLVENCY = web.AppKey("solvency", SolvencyService)
@@ -36,11 +36,7 @@ SCHEMES = ("maxwell", "v2")
 
 def service(app: web.Application) -> SolvencyService:
     """The node's one solvency service (its proof cache is shared by the API and the pages)."""
-    svc = app.get(SOLVENCY)
-    if svc is None:
-        svc = SolvencyService(app[EXCHANGE])
-        app[SOLVENCY] = svc
-    return svc
+    return app[SOLVENCY]
 
 
 def _snapshot_id(params: Params) -> int | None:
@@ -204,18 +200,9 @@ ROUTES = [
 ]
 
 
-def add_routes(app: web.Application, prefix: str = "/api/v2") -> None:
-    """The routes (with and without `.json`, like every API v2 path) and the service's clean-up."""
-    if EXCHANGE in app and SOLVENCY not in app:
-        app[SOLVENCY] = SolvencyService(app[EXCHANGE])
+def add_routes(app: web.Application, svc: SolvencyService, prefix: str = "/api/v2") -> None:
+    """The routes (with and without `.json`, like every API v2 path) of the node's solvency service."""
+    app[SOLVENCY] = svc
     for path, handler in ROUTES:
         app.router.add_get(prefix + path + ".json", handler)
         app.router.add_get(prefix + path, handler)
-
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        yield
-        svc = app.get(SOLVENCY)
-        if svc is not None:
-            await svc.close()
-
-    app.cleanup_ctx.append(lifecycle)

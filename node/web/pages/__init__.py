@@ -19,16 +19,12 @@ the set-up and the routes of the member pages.
 
 from __future__ import annotations
 
-import logging
-
 import aiohttp_jinja2
 from aiohttp import web
 
-from node.mail import mailer_from
 from node.members import Members
 from node.notices import Notices
 from node.web import session as sessions
-from node.web.api import EXCHANGE
 from node.web.i18n import LANGS, translator
 from node.web.pages.account import account, change_password, switch_lang
 from node.web.pages.apikeys import api_key_create, api_key_delete, api_keys
@@ -50,52 +46,17 @@ from node.web.pages.notices import notices_json
 from node.web.pages.trading import cancel_all, cancel_order, place_order
 from node.web.session import Session, error_page
 
-log = logging.getLogger(__name__)
 
-
-def _setup(app: web.Application) -> None:
-    """Sessions, members and mail; template defaults for pages rendered outside the middleware."""
-    sessions.init(app)
-    ex = app[EXCHANGE]
-    conf = ex.config.mail
-    base_url = conf.base_url or f"http://{ex.node.host}:{ex.node.port}"
-    app[MEMBERS] = members = Members(ex, mailer_from(conf), base_url)
-    app[NOTICES] = notices = Notices(ex, lambda: members.mailer, ex.config.name)
-
-    async def notices_life(app: web.Application):  # type: ignore[no-untyped-def]
-        await notices.start()
-        yield
-        await notices.stop()
-
-    app.cleanup_ctx.append(notices_life)
+def add_routes(app: web.Application, members: Members, notices: Notices, session_store: sessions.SessionStore) -> None:
+    """The member pages, with the services they use (made by node/bootstrap.py); template defaults
+    for pages rendered outside the middleware."""
+    app[sessions.SESSIONS] = session_store
+    app[MEMBERS] = members
+    app[NOTICES] = notices
     env = aiohttp_jinja2.get_env(app)
     env.globals.update({"_": translator("en"), "langs": LANGS, "lang": "en", "html_lang": "en",
                         "current_member": None, "csrf_field": lambda: "", "csrf_token": lambda: "",
                         "flashes": list, "js_i18n": translator("en").js, "here": "/", "markets_nav": []})
-
-
-def serving_at(app: web.Application, host: str, port: int) -> str:
-    """Mailed links (activation, password reset, withdrawal confirmation, tickets) need the address
-    members reach the exchange at. `[mail] base_url` says it; without it, the address this node
-    really serves on (after `serve --host/--port`) is used instead of cluster.toml's, and a warning
-    says so at start-up: it is rarely what members outside this machine can open."""
-    ex = app[EXCHANGE]
-    if ex.config.mail.base_url:
-        return ex.config.mail.base_url
-    shown = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}"
-    app[MEMBERS].base_url = url
-    from node.web.pages.admin import TICKETS  # registered after this module's routes
-
-    if TICKETS in app:
-        app[TICKETS].base_url = url
-    log.warning("[mail] base_url is not set: mailed links point to %s, the address this node serves on. "
-                "Set [mail] base_url in cluster.toml to the exchange's public address.", url)
-    return url
-
-
-def add_routes(app: web.Application) -> None:
-    _setup(app)
     r = app.router
     r.add_get("/", index)
     r.add_get("/markets/status.json", markets_status)
@@ -125,4 +86,4 @@ def add_routes(app: web.Application) -> None:
 
 
 __all__ = ["MEMBERS", "NOTICES", "Session", "add_routes", "error_page", "path_id", "redirect", "require_member",
-           "serving_at", "wants_json"]
+           "wants_json"]

@@ -6,10 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from node.apikeys import SCOPES, parse_ip_whitelist
+from node.apikeys import SCOPES, ApiKeys, parse_ip_whitelist
 from node.clock import now_ms
 from node.errors import ExchangeError, InvalidParameter
 from node.security import audit
+from node.web.api import KEYS
 from node.web.forms import GENERAL, Form, utc
 from node.web.i18n import N_, FormError
 from node.web.pages.common import _exchange, _form, redirect, require_member
@@ -20,9 +21,7 @@ MAX_API_KEYS = 20
 EXPIRY_CHOICES = {"never": 0, "30": 30, "90": 90, "365": 365}
 
 
-def _keys(request: web.Request) -> Any:
-    from node.web.app import KEYS  # app.py imports this module: look the key up when serving
-
+def _keys(request: web.Request) -> ApiKeys:
     return request.app[KEYS]
 
 

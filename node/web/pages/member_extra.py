@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.web.pages.admin import ensure_services
+from node.kyc import Kyc
+from node.tickets import Tickets
+from node.web.pages.admin import KYC, TICKETS
 from node.web.pages.cms import cms_page
 from node.web.pages.kyc import kyc_page, kyc_submit
 from node.web.pages.support import (
@@ -32,8 +34,10 @@ from node.web.pages.support import (
 )
 
 
-def add_routes(app: web.Application) -> None:
-    ensure_services(app)
+def add_routes(app: web.Application, kyc: Kyc, tickets: Tickets) -> None:
+    """The member's KYC and support pages, on the node's KYC and ticket services."""
+    app[KYC] = kyc
+    app[TICKETS] = tickets
     r = app.router
     r.add_get("/kyc", kyc_page)
     r.add_post("/kyc", kyc_submit)

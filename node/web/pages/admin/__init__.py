@@ -27,7 +27,13 @@ in this order, registers the routes in the order `add_routes` adds them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
+
+from node.admin.service import Admin
+from node.kyc import Kyc
+from node.tickets import Tickets
 
 # the sections, imported for their routes in the order they are added (so not sorted)
 # isort: off
@@ -41,16 +47,19 @@ from node.web.pages.admin.common import (
     ROUTES,
     TICKETS,
     UPLOADS,
-    ensure_services,
     file_response,
 )
 
 
-def add_routes(app: web.Application) -> None:
-    ensure_services(app)
+def add_routes(app: web.Application, admin: Admin, kyc_service: Kyc, tickets_service: Tickets, uploads_root: Path) -> None:
+    """The admin area, on the node's admin service (with the KYC and ticket services it works on)."""
+    app[ADMIN] = admin
+    app[KYC] = kyc_service
+    app[TICKETS] = tickets_service
+    app[UPLOADS] = uploads_root
     for method, path, handler in _HANDLERS:
         app.router.add_route(method, path, handler)
 
 
-__all__ = ["ADMIN", "KYC", "ROUTES", "TICKETS", "UPLOADS", "add_routes", "ensure_services",
+__all__ = ["ADMIN", "KYC", "ROUTES", "TICKETS", "UPLOADS", "add_routes",
            "file_response"]

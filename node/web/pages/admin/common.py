@@ -1,4 +1,4 @@
-"""What every admin page shares: the services (`ensure_services`), the guard that runs before each
+"""What every admin page shares: the services' keys (node/bootstrap.py makes them), the guard that runs before each
 handler and the `route` decorator that declares a route with its permission (`ROUTES`), form
 errors and flash messages, the context of every admin page (menu badges), and how uploaded files
 are served.
@@ -25,8 +25,8 @@ from node.tickets import Tickets
 from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form, amount, iso, utc
 from node.web.i18n import N_, FormErrors, Translator
-from node.web.pages.common import MEMBERS, redirect
-from node.web.pages.security import SECURITY, UNLOCK_KEY, require_admin_unlock
+from node.web.pages.common import redirect
+from node.web.pages.security import UNLOCK_KEY, require_admin_unlock
 from node.web.session import error_page, safe_next, session_of, translator_of
 
 ADMIN = web.AppKey("admin", Admin)
@@ -39,28 +39,6 @@ ROUTES: list[tuple[str, str, str | None]] = []
 _HANDLERS: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = []
 STATE_WORDS = (N_("unverified"), N_("verifying"), N_("verified"), N_("open"), N_("closed"), N_("pending"),
                N_("approved"), N_("admin"), N_("support"), N_("finance"))
-
-
-def ensure_services(app: web.Application) -> None:
-    """KYC, tickets and the admin service, made once per app (both page modules call this)."""
-    if ADMIN in app:
-        return
-    ex: Exchange = app[EXCHANGE]
-    root = uploads.uploads_root(ex.config)
-    members = app[MEMBERS]
-    app[UPLOADS] = root
-    app[KYC] = kyc = Kyc(ex.store, ex.config, root)
-    app[TICKETS] = tickets = Tickets(ex.store, root, lambda: members.mailer, members.base_url, ex.config.name)
-    app[ADMIN] = admin = Admin(ex, kyc, tickets)
-    if SECURITY in app:  # the security module's two-factor reset, audited there with the admin and the reason
-        sec = app[SECURITY]
-
-        async def reset(member_id: int, actor: Actor, reason: str) -> bool:
-            return await sec.reset_2fa(member_id, actor.member_id, actor.label, reason)
-
-        admin.second_factor_reset = reset
-    if ex.config.admin.withdraw_limits and ex.funds.withdraw_limit is None:
-        ex.funds.withdraw_limit = kyc.check_withdraw
 
 
 def _svc(request: web.Request) -> Admin:

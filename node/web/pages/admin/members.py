@@ -12,7 +12,7 @@ from node.admin.roles import Actor
 from node.admin.service import Admin
 from node.errors import ExchangeError
 from node.kyc import DOC_TYPES
-from node.web.api import EXCHANGE
+from node.web.api import EXCHANGE, KEYS
 from node.web.forms import Form
 from node.web.i18n import N_
 from node.web.pages.admin.common import _context, _flash_result, _form, _svc, add_error, route
@@ -67,8 +67,6 @@ def _member_action(path: str, permission: str, name: str) -> Callable[[Callable[
             try:
                 message = await work(_svc(request), actor, member_id, form)
                 if name in ("login", "api"):
-                    from node.web.app import KEYS  # app.py imports this module: looked up when serving
-
                     request.app[KEYS].forget()  # this node's cached API key lookups; other nodes' expire in 1 s
             except ExchangeError as e:
                 add_error(form, e, _, ("reason", "currency", "amount"))

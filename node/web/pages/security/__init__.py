@@ -30,15 +30,10 @@ Modules: `gate`, `unlock` (the admin area's), `overview` (with the member's audi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
 
-from node.secrets_box import load_server_key
 from node.security.errors import SecondFactorFailed
 from node.security.service import Methods, Security
-from node.web.api import EXCHANGE
-from node.web.pages.common import MEMBERS
 from node.web.pages.security.addresses import address_add, address_delete, addresses_page, withdraw_confirm
 from node.web.pages.security.common import PUBLIC_FORMS, PUBLIC_PREFIXES, SECURITY, UNLOCK_KEY, security_of
 from node.web.pages.security.gate import gate
@@ -58,21 +53,10 @@ from node.web.session import SECOND_FACTOR
 
 
 # -- set-up --------------------------------------------------------------------------------------------------
-def add_routes(app: web.Application, master_key: bytes | None = None, key_file: str | Path = "var/secret.key") -> None:
-    """Make the node's `Security` (after `pages.add_routes`: it mails through the members service),
-    plug it into the pages' second-factor hook and the funds facade, and serve the pages."""
-    ex = app[EXCHANGE]
-    sec = Security(ex, app[MEMBERS], master_key if master_key is not None else load_server_key(key_file))
+def add_routes(app: web.Application, sec: Security) -> None:
+    """The security pages of the node's `Security`, which is also the pages' second-factor hook."""
     app[SECURITY] = sec
     app[SECOND_FACTOR] = sec
-    sec.attach()
-
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        await sec.start()
-        yield
-        await sec.stop()
-
-    app.cleanup_ctx.append(lifecycle)
     r = app.router
     r.add_get("/security", overview)
     r.add_get("/security/totp", totp_page)

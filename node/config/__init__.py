@@ -4,7 +4,13 @@ A bad file stops start-up with a message naming the field (`markets.btcusd.price
 because a half-understood configuration on a money system is worse than none. That includes every
 key nobody reads: `taker_fe = "0.002"` would otherwise leave the taker fee at its default of 0, so
 an unknown key in any table stops start-up with its name and the table: every table remembers
-which keys the parser asked for (`_Read`), and a key nobody asked for is refused.
+which keys the parser asked for (`_Read`, node/config/read.py), and a key nobody asked for is refused.
+
+Each table has its own small parser: here the exchange, currencies, markets, nodes, actors, API,
+HTTP, mail, solvency, pool and ops tables; `[admin]` in node/config/admin.py, `[security]` and
+`[sms]` in node/config/security.py. A wallet table's channel-family keys are kept as its `settings`
+and checked by the family (node/wallet `check_wallets`) before a node starts, since only the wallet
+package knows the families.
 """
 
 from __future__ import annotations
@@ -15,21 +21,25 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from node.errors import InvalidParameter
-from node.money import FEE_DECIMALS, FEE_SCALE, parse_units
+from node.config.admin import AdminConf, parse_admin
+from node.config.read import (
+    ConfigError,
+    _get,
+    _int_range,
+    _Read,
+    _refuse_unread,
+    _strings,
+    _units,
+    known_keys,
+)
+from node.config.security import SecurityConf, SmsConf, parse_security, parse_sms
+from node.money import FEE_DECIMALS, FEE_SCALE
 from node.resources import resource
-
-if TYPE_CHECKING:
-    from node.security.config import SecurityConf, SmsConf
 
 STP_MODES = ("cancel_taker", "cancel_maker", "none")
 _CODE = re.compile(r"[a-z][a-z0-9]{1,9}")
-
-
-class ConfigError(Exception):
-    """The configuration is wrong; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -241,17 +251,6 @@ class SolvencyConf:
 
 
 @dataclass(frozen=True)
-class AdminConf:
-    """The optional `[admin]` table (parsed by node/admin/conf.py): the members who are admins
-    by configuration (by e-mail; they grant finer roles to others in the admin area), and the daily
-    withdrawal limits per KYC verification level, as (level, ((currency, smallest units), ...)) pairs;
-    a currency a level does not list has no limit at that level."""
-
-    emails: tuple[str, ...] = ()
-    withdraw_limits: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = ()
-
-
-@dataclass(frozen=True)
 class Config:
     name: str
     database: str
@@ -267,8 +266,8 @@ class Config:
     solvency: SolvencyConf = field(default_factory=SolvencyConf)
     mail: MailConf = field(default_factory=MailConf)
     admin: AdminConf = field(default_factory=AdminConf)
-    security: SecurityConf = field(default_factory=lambda: _security_default())  # node/security/config.py
-    sms: SmsConf = field(default_factory=lambda: _sms_default())
+    security: SecurityConf = field(default_factory=SecurityConf)  # node/config/security.py
+    sms: SmsConf = field(default_factory=SmsConf)
     pool: PoolConf = field(default_factory=PoolConf)
     ops: OpsConf = field(default_factory=OpsConf)
 
@@ -295,151 +294,99 @@ class Config:
         return None
 
 
-def _security_default() -> SecurityConf:
-    from node.security.config import SecurityConf
-
-    return SecurityConf()
-
-
-def _sms_default() -> SmsConf:
-    from node.security.config import SmsConf
-
-    return SmsConf()
-
-
-def known_keys(table: dict[str, Any], path: str, keys: Any) -> None:
-    """A misspelt key would silently leave a setting at its default: refuse it by name and table."""
-    for key in table:
-        if key not in keys:
-            where = f"{path}.{key}" if path else key
-            raise ConfigError(f"{where}: unknown key in [{path or 'top level'}] (known: {', '.join(sorted(keys))})")
-
-
-
-
-class _Read(dict[str, Any]):
-    """A table of the file that remembers which keys the parser asked for (present or not) and
-    whether it went through all of them (a table of named entries: currencies, markets, …). After
-    parsing, a key nobody asked for is a typo: the keys asked for are the table's known keys, so
-    this stays true whatever a parser adds, without a second list to keep in step."""
-
-    def __init__(self, data: dict[str, Any], path: str) -> None:
-        super().__init__({k: _read(v, f"{path}.{k}" if path else k) for k, v in data.items()})
-        self.path = path
-        self.asked: set[str] = set()
-        self.all_read = False
-
-    def __contains__(self, key: object) -> bool:
-        if isinstance(key, str):
-            self.asked.add(key)
-        return super().__contains__(key)
-
-    def __getitem__(self, key: str) -> Any:
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def items(self) -> Any:
-        self.all_read = True
-        return super().items()
-
-    def __iter__(self) -> Any:
-        self.all_read = True
-        return super().__iter__()
-
-    def unread(self) -> list[tuple[str, str, list[str]]]:
-        """(path of the key, table, known keys) of every key nobody asked for, here and below."""
-        out = [] if self.all_read else [(f"{self.path}.{k}" if self.path else k, self.path or "top level", sorted(self.asked))
-                                         for k in super().keys() if k not in self.asked]
-        for v in super().values():
-            if isinstance(v, _Read):
-                out += v.unread()
-        return out
-
-
-def _read(value: Any, path: str) -> Any:
-    return _Read(value, path) if isinstance(value, dict) and not isinstance(value, _Read) else value
-
-
-def _refuse_unread(data: _Read) -> None:
-    unread = sorted(data.unread())
-    if unread:
-        where, table, known = unread[0]
-        raise ConfigError(f"{where}: unknown key in [{table}] (known: {', '.join(known) or 'none'})")
-
-
-def _get(table: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-    where = f"{path}.{key}" if path else key  # top-level tables have no prefix: "currencies", not ".currencies"
-    if key not in table:
-        if default is ...:
-            raise ConfigError(f"{where}: missing")
-        return default
-    value = table[key]
-    if isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{where}: expected {_kind_name(kind)}, got a boolean")
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}: expected {_kind_name(kind)}, got {type(value).__name__}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    if isinstance(kind, tuple):
-        return " or ".join(k.__name__ for k in kind)
-    return {"str": "a string", "int": "an integer", "list": "a list", "dict": "a table"}.get(kind.__name__, kind.__name__)
-
-
-def _int_range(table: dict[str, Any], key: str, path: str, lo: int, hi: int, default: Any = ...) -> int:
-    v = _get(table, key, path, int, default)
-    if not lo <= v <= hi:
-        raise ConfigError(f"{path}.{key}: must be between {lo} and {hi}, got {v}")
-    return int(v)
-
-
-def _units(table: dict[str, Any], key: str, path: str, decimals: int, default: str, allow_zero: bool) -> int:
-    raw = _get(table, key, path, str, default)
-    try:
-        return parse_units(raw, decimals, f"{path}.{key}", allow_zero=allow_zero)
-    except InvalidParameter as e:
-        raise ConfigError(f"{path}.{key}: {e.message.split(' ', 1)[1] if ' ' in e.message else e.message}") from None
-
-
-def _strings(table: dict[str, Any], key: str, path: str) -> tuple[str, ...]:
-    values = _get(table, key, path, list, [])
-    if not all(isinstance(v, str) and v.strip() and v.isprintable() for v in values):
-        raise ConfigError(f"{path}.{key}: expected a list of non-empty strings")
-    return tuple(values)
-
-
 _WALLET_KEYS = ("channel", "node", "confirmations", "reorg_watch_blocks", "poll_interval_ms", "withdraw_fee",
                 "min_withdraw", "max_withdraw", "auto_approve", "min_deposit", "cold_addresses", "cold_balance")
 
 
-def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletConf | None:
-    """The optional wallet table; the channel family's own keys are checked by its adapter class."""
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Every table by its own parser, then the keys nobody asked for refused. The channel family's
+    own wallet settings are checked by the wallet package when the node starts (node/wallet:
+    `check_wallets`), which knows the families."""
+    table = _Read(data, "")
+    ex = _get(table, "exchange", "", dict, {})
+    name = _get(ex, "name", "exchange", str, "PyExchange")
+    database, rabbitmq, sync = _exchange(ex)
+    pool = _pool(ex)
+    currencies = _currencies(_get(table, "currencies", "", dict))
+    markets = _markets(_get(table, "markets", "", dict), currencies)
+    nodes, owners = _nodes(_get(table, "nodes", "", dict), markets)
+    currencies = _wallet_nodes(currencies, nodes)
+    markets = _standbys(markets, nodes, owners, clustered=rabbitmq is not None)
+    actors = _actors(_get(table, "actors", "", dict, {}))
+    config = Config(
+        name=name,
+        database=database,
+        rabbitmq=rabbitmq,
+        sqlite_synchronous=sync,
+        currencies=currencies,
+        markets=markets,
+        nodes=nodes,
+        actors=actors,
+        source=source,
+        api=_api(_get(table, "api", "", dict, {})),
+        http=_http(_get(table, "http", "", dict, {})),
+        mail=_mail(_get(table, "mail", "", dict, {}), name),
+        solvency=_solvency(_get(table, "solvency", "", dict, {}), nodes),
+        admin=parse_admin(table, currencies),  # node/config/admin.py
+        security=parse_security(table),  # node/config/security.py
+        sms=parse_sms(table),
+        pool=pool,
+        ops=_ops(_get(table, "ops", "", dict, {}), actors),
+    )
+    _refuse_unread(table)
+    return config
+
+
+def _exchange(ex: dict[str, Any]) -> tuple[str, str | None, str]:
+    """`[exchange]`: the database, the bus and SQLite's durability (the pool: `_pool`)."""
+    # the file's value is read (and checked) even when the environment overrides it
+    database = _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
+    database = os.environ.get("EXCHANGE_DATABASE_URL") or database
+    if not (database.startswith("sqlite://") or database.startswith(("postgresql://", "postgres://"))):
+        raise ConfigError("exchange.database: must start with sqlite:// or postgresql://")
+    rabbitmq = _get(ex, "rabbitmq", "exchange", str, "")
+    rabbitmq = os.environ.get("EXCHANGE_RABBITMQ_URL") or rabbitmq or None
+    sync = _get(ex, "sqlite_synchronous", "exchange", str, "full").lower()
+    if sync not in ("full", "normal"):
+        raise ConfigError("exchange.sqlite_synchronous: must be 'full' or 'normal'")
+    return database, rabbitmq, sync
+
+
+def _currencies(t: dict[str, Any]) -> dict[str, Currency]:
+    currencies: dict[str, Currency] = {}
+    for code, c in t.items():
+        path = f"currencies.{code}"
+        if not _CODE.fullmatch(code):
+            raise ConfigError(f"{path}: currency code must be 2-10 lowercase letters/digits")
+        if not isinstance(c, dict):
+            raise ConfigError(f"{path}: expected a table")
+        kind = _get(c, "kind", path, str, "coin")
+        if kind not in ("coin", "fiat"):
+            raise ConfigError(f"{path}.kind: must be 'coin' or 'fiat', got {kind!r}")
+        precision = _int_range(c, "precision", path, 0, 18)
+        currencies[code] = Currency(
+            code=code,
+            name=_get(c, "name", path, str, code.upper()),
+            precision=precision,
+            kind=kind,
+            wallet=_wallet(c, path, precision),
+            display_precision=_int_range(c, "display_precision", path, 0, 18) if "display_precision" in c else -1,
+            explorer_tx=_explorer(c, path),
+        )
+    if not currencies:
+        raise ConfigError("currencies: at least one currency is needed")
+    return currencies
+
+
+def _wallet(c: dict[str, Any], path: str, precision: int) -> WalletConf | None:
+    """The optional wallet table. Every key that is not one of ours is the channel family's, kept
+    in `settings` (and checked by the family, node/wallet `check_wallets`)."""
     w = _get(c, "wallet", path, dict, None)
     if w is None:
         return None
     path = f"{path}.wallet"
-    from node.wallet import FAMILIES  # here, not at the top: node.wallet imports this module
-    from node.wallet.channel import SettingsError
-
     family = _get(w, "channel", path, str)
-    cls = FAMILIES.get(family)
-    if cls is None:
-        raise ConfigError(f"{path}.channel: unknown channel {family!r} (known: {', '.join(sorted(FAMILIES))})")
-    if kind not in cls.kinds:
-        raise ConfigError(f"{path}.channel: channel {family!r} is for {' or '.join(cls.kinds)} currencies, not {kind}")
-    if cls.max_precision is not None and precision > cls.max_precision:
-        raise ConfigError(f"{path}.channel: channel {family!r} moves at most {cls.max_precision} decimal places, "
-                          f"but the currency's precision is {precision}")
     settings = {k: v for k, v in w.items() if k not in _WALLET_KEYS}
-    try:
-        cls.check_settings(settings)
-    except SettingsError as e:
-        raise ConfigError(f"{path}.{e}") from None
     one = "0." + "0" * (precision - 1) + "1" if precision else "1"
     conf = WalletConf(
         channel=family,
@@ -461,95 +408,64 @@ def _wallet(c: dict[str, Any], path: str, kind: str, precision: int) -> WalletCo
     return conf
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
-    data = table = _Read(data, "")
-    ex = _get(data, "exchange", "", dict, {})
-    name = _get(ex, "name", "exchange", str, "PyExchange")
-    # the file's value is read (and checked) even when the environment overrides it
-    database = _get(ex, "database", "exchange", str, "sqlite:///var/exchange.db")
-    database = os.environ.get("EXCHANGE_DATABASE_URL") or database
-    if not (database.startswith("sqlite://") or database.startswith(("postgresql://", "postgres://"))):
-        raise ConfigError("exchange.database: must start with sqlite:// or postgresql://")
-    rabbitmq = _get(ex, "rabbitmq", "exchange", str, "")
-    rabbitmq = os.environ.get("EXCHANGE_RABBITMQ_URL") or rabbitmq or None
-    sync = _get(ex, "sqlite_synchronous", "exchange", str, "full").lower()
-    if sync not in ("full", "normal"):
-        raise ConfigError("exchange.sqlite_synchronous: must be 'full' or 'normal'")
-    pool = _pool(ex)
-
-    currencies: dict[str, Currency] = {}
-    for code, c in _get(data, "currencies", "", dict).items():
-        path = f"currencies.{code}"
-        if not _CODE.fullmatch(code):
-            raise ConfigError(f"{path}: currency code must be 2-10 lowercase letters/digits")
-        if not isinstance(c, dict):
-            raise ConfigError(f"{path}: expected a table")
-        kind = _get(c, "kind", path, str, "coin")
-        if kind not in ("coin", "fiat"):
-            raise ConfigError(f"{path}.kind: must be 'coin' or 'fiat', got {kind!r}")
-        currencies[code] = Currency(
-            code=code,
-            name=_get(c, "name", path, str, code.upper()),
-            precision=_int_range(c, "precision", path, 0, 18),
-            kind=kind,
-            wallet=_wallet(c, path, kind, _int_range(c, "precision", path, 0, 18)),
-            display_precision=_int_range(c, "display_precision", path, 0, 18) if "display_precision" in c else -1,
-            explorer_tx=_explorer(c, path),
-        )
-    if not currencies:
-        raise ConfigError("currencies: at least one currency is needed")
-
-    markets: dict[str, Market] = {}
-    for mid, m in _get(data, "markets", "", dict).items():
-        path = f"markets.{mid}"
-        if not isinstance(m, dict):
-            raise ConfigError(f"{path}: expected a table")
-        base_code = _get(m, "base", path, str)
-        quote_code = _get(m, "quote", path, str)
-        for key, code in (("base", base_code), ("quote", quote_code)):
-            if code not in currencies:
-                raise ConfigError(f"{path}.{key}: unknown currency {code!r}")
-        if base_code == quote_code:
-            raise ConfigError(f"{path}.quote: must differ from base")
-        if mid != base_code + quote_code:
-            raise ConfigError(f"{path}: market id must be base+quote ({base_code + quote_code!r})")
-        base, quote = currencies[base_code], currencies[quote_code]
-        pp = _int_range(m, "price_precision", path, 0, 18)
-        vp = _int_range(m, "volume_precision", path, 0, 18)
-        if vp > base.precision:
-            raise ConfigError(f"{path}.volume_precision: {vp} exceeds {base_code} precision {base.precision}")
-        if pp + vp > quote.precision:
-            raise ConfigError(
-                f"{path}.price_precision: price_precision + volume_precision ({pp + vp}) must not exceed "
-                f"{quote_code} precision {quote.precision}, so that price × volume is exact"
-            )
-        maker = _units(m, "maker_fee", path, FEE_DECIMALS, "0", True)
-        taker = _units(m, "taker_fee", path, FEE_DECIMALS, "0", True)
-        for key, fee in (("maker_fee", maker), ("taker_fee", taker)):
-            if fee >= FEE_SCALE // 10:
-                raise ConfigError(f"{path}.{key}: must be below 0.1 (10%)")
-        stp = _get(m, "self_trade", path, str, "cancel_taker")
-        if stp not in STP_MODES:
-            raise ConfigError(f"{path}.self_trade: must be one of {', '.join(STP_MODES)}")
-        markets[mid] = Market(
-            id=mid,
-            base=base,
-            quote=quote,
-            price_precision=pp,
-            volume_precision=vp,
-            maker_fee=maker,
-            taker_fee=taker,
-            min_volume=_units(m, "min_volume", path, vp, "0." + "0" * (vp - 1) + "1" if vp else "1", False),
-            max_volume=_units(m, "max_volume", path, vp, "0", True),
-            self_trade=stp,
-            standbys=tuple(_get(m, "standbys", path, list, [])) if "standbys" in m else ("*",),
-        )
+def _markets(t: dict[str, Any], currencies: dict[str, Currency]) -> dict[str, Market]:
+    markets = {mid: _market(mid, m, currencies) for mid, m in t.items()}
     if not markets:
         raise ConfigError("markets: at least one market is needed")
+    return markets
 
+
+def _market(mid: str, m: Any, currencies: dict[str, Currency]) -> Market:
+    path = f"markets.{mid}"
+    if not isinstance(m, dict):
+        raise ConfigError(f"{path}: expected a table")
+    base_code = _get(m, "base", path, str)
+    quote_code = _get(m, "quote", path, str)
+    for key, code in (("base", base_code), ("quote", quote_code)):
+        if code not in currencies:
+            raise ConfigError(f"{path}.{key}: unknown currency {code!r}")
+    if base_code == quote_code:
+        raise ConfigError(f"{path}.quote: must differ from base")
+    if mid != base_code + quote_code:
+        raise ConfigError(f"{path}: market id must be base+quote ({base_code + quote_code!r})")
+    base, quote = currencies[base_code], currencies[quote_code]
+    pp = _int_range(m, "price_precision", path, 0, 18)
+    vp = _int_range(m, "volume_precision", path, 0, 18)
+    if vp > base.precision:
+        raise ConfigError(f"{path}.volume_precision: {vp} exceeds {base_code} precision {base.precision}")
+    if pp + vp > quote.precision:
+        raise ConfigError(
+            f"{path}.price_precision: price_precision + volume_precision ({pp + vp}) must not exceed "
+            f"{quote_code} precision {quote.precision}, so that price × volume is exact"
+        )
+    maker = _units(m, "maker_fee", path, FEE_DECIMALS, "0", True)
+    taker = _units(m, "taker_fee", path, FEE_DECIMALS, "0", True)
+    for key, fee in (("maker_fee", maker), ("taker_fee", taker)):
+        if fee >= FEE_SCALE // 10:
+            raise ConfigError(f"{path}.{key}: must be below 0.1 (10%)")
+    stp = _get(m, "self_trade", path, str, "cancel_taker")
+    if stp not in STP_MODES:
+        raise ConfigError(f"{path}.self_trade: must be one of {', '.join(STP_MODES)}")
+    return Market(
+        id=mid,
+        base=base,
+        quote=quote,
+        price_precision=pp,
+        volume_precision=vp,
+        maker_fee=maker,
+        taker_fee=taker,
+        min_volume=_units(m, "min_volume", path, vp, "0." + "0" * (vp - 1) + "1" if vp else "1", False),
+        max_volume=_units(m, "max_volume", path, vp, "0", True),
+        self_trade=stp,
+        standbys=tuple(_get(m, "standbys", path, list, [])) if "standbys" in m else ("*",),
+    )
+
+
+def _nodes(t: dict[str, Any], markets: dict[str, Market]) -> tuple[dict[str, NodeConf], dict[str, str]]:
+    """The nodes, and which node runs each market (every market exactly one)."""
     nodes: dict[str, NodeConf] = {}
     owners: dict[str, str] = {}
-    for nname, n in _get(data, "nodes", "", dict).items():
+    for nname, n in t.items():
         path = f"nodes.{nname}"
         if not isinstance(n, dict):
             raise ConfigError(f"{path}: expected a table")
@@ -569,26 +485,41 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         )
     if not nodes:
         raise ConfigError("nodes: at least one node is needed")
-    for code, cur in list(currencies.items()):  # a wallet runs on the node it names, else the first
+    return nodes, owners
+
+
+def _wallet_nodes(currencies: dict[str, Currency], nodes: dict[str, NodeConf]) -> dict[str, Currency]:
+    """A wallet runs on the node it names, else the first."""
+    out = dict(currencies)
+    for code, cur in currencies.items():
         if cur.wallet is not None:
             wnode = cur.wallet.node or next(iter(nodes))
             if wnode not in nodes:
                 raise ConfigError(f"currencies.{code}.wallet.node: no such node {wnode!r} (have: {', '.join(nodes)})")
-            currencies[code] = replace(cur, wallet=replace(cur.wallet, node=wnode))
+            out[code] = replace(cur, wallet=replace(cur.wallet, node=wnode))
+    return out
+
+
+def _standbys(markets: dict[str, Market], nodes: dict[str, NodeConf], owners: dict[str, str],
+              clustered: bool) -> dict[str, Market]:
+    """Every market run by a node; who stands by for it (not named: in a cluster every other node)."""
     unowned = [m for m in markets if m not in owners]
     if unowned:
         raise ConfigError(f"markets.{unowned[0]}: no node runs this market (add it to a nodes.*.markets list)")
-    for mid, market in list(markets.items()):
-        if market.standbys == ("*",):  # not named: in a cluster every other node stands by
-            standbys = tuple(n for n in nodes if n != owners[mid]) if rabbitmq else ()
+    out: dict[str, Market] = {}
+    for mid, market in markets.items():
+        if market.standbys == ("*",):
+            standbys = tuple(n for n in nodes if n != owners[mid]) if clustered else ()
         else:
             for n in market.standbys:
                 if not isinstance(n, str) or n not in nodes:
                     raise ConfigError(f"markets.{mid}.standbys: no such node {n!r} (have: {', '.join(nodes)})")
             standbys = tuple(n for n in market.standbys if n != owners[mid])
-        markets[mid] = replace(market, standbys=standbys)
+        out[mid] = replace(market, standbys=standbys)
+    return out
 
-    a = _get(data, "actors", "", dict, {})
+
+def _actors(a: dict[str, Any]) -> ActorConf:
     actors = ActorConf(
         mailbox_size=_int_range(a, "mailbox_size", "actors", 1, 10_000_000, 10_000),
         max_batch=_int_range(a, "max_batch", "actors", 1, 100_000, 1_000),
@@ -600,68 +531,50 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
     if actors.store_timeout_ms * 2 > actors.lease_ms:
         raise ConfigError("actors.store_timeout_ms: must be at most half of actors.lease_ms, so that a stalled "
                           "node's store calls fail before its lease can pass to another node")
-    api_t = _get(data, "api", "", dict, {})
-    api = ApiConf(
-        signed_limit=_int_range(api_t, "signed_limit", "api", 0, 10**9, ApiConf.signed_limit),
-        signed_window=_int_range(api_t, "signed_window_s", "api", 1, 86_400, ApiConf.signed_window),
-        public_limit=_int_range(api_t, "public_limit", "api", 0, 10**9, ApiConf.public_limit),
-        public_window=_int_range(api_t, "public_window_s", "api", 1, 86_400, ApiConf.public_window),
+    return actors
+
+
+def _api(t: dict[str, Any]) -> ApiConf:
+    return ApiConf(
+        signed_limit=_int_range(t, "signed_limit", "api", 0, 10**9, ApiConf.signed_limit),
+        signed_window=_int_range(t, "signed_window_s", "api", 1, 86_400, ApiConf.signed_window),
+        public_limit=_int_range(t, "public_limit", "api", 0, 10**9, ApiConf.public_limit),
+        public_window=_int_range(t, "public_window_s", "api", 1, 86_400, ApiConf.public_window),
     )
-    http = _http(_get(data, "http", "", dict, {}))
-    mail_t = _get(data, "mail", "", dict, {})
-    smtp_password = _get(mail_t, "password", "mail", str, "")
-    security = _get(mail_t, "security", "mail", str, "none")
+
+
+def _mail(t: dict[str, Any], name: str) -> MailConf:
+    smtp_password = _get(t, "password", "mail", str, "")
+    security = _get(t, "security", "mail", str, "none")
     if security not in ("none", "starttls", "tls"):
         raise ConfigError("mail.security: must be 'none', 'starttls' or 'tls'")
-    base_url = _get(mail_t, "base_url", "mail", str, "").rstrip("/")
+    base_url = _get(t, "base_url", "mail", str, "").rstrip("/")
     if base_url and not base_url.startswith(("http://", "https://")):
         raise ConfigError("mail.base_url: must start with http:// or https://")
-    mail = MailConf(
-        host=_get(mail_t, "host", "mail", str, ""),
-        port=_int_range(mail_t, "port", "mail", 1, 65535, 25),
-        username=_get(mail_t, "username", "mail", str, ""),
+    return MailConf(
+        host=_get(t, "host", "mail", str, ""),
+        port=_int_range(t, "port", "mail", 1, 65535, 25),
+        username=_get(t, "username", "mail", str, ""),
         password=os.environ.get("EXCHANGE_SMTP_PASSWORD") or smtp_password,
         security=security,
-        sender=_get(mail_t, "sender", "mail", str, f"{name} <no-reply@localhost>"),
+        sender=_get(t, "sender", "mail", str, f"{name} <no-reply@localhost>"),
         base_url=base_url,
-        timeout=float(_int_range(mail_t, "timeout_ms", "mail", 100, 600_000, 10_000)) / 1000,
+        timeout=float(_int_range(t, "timeout_ms", "mail", 100, 600_000, 10_000)) / 1000,
     )
-    sol = _get(data, "solvency", "", dict, {})
+
+
+def _solvency(t: dict[str, Any], nodes: dict[str, NodeConf]) -> SolvencyConf:
     solvency = SolvencyConf(
-        enabled=_get(sol, "enabled", "solvency", bool, True),
-        interval_hours=_int_range(sol, "interval_hours", "solvency", 1, 24 * 366, 24),
-        keep_days=_int_range(sol, "keep_days", "solvency", 0, 100 * 366, 365),
-        node=_get(sol, "node", "solvency", str, "") or next(iter(nodes)),
-        min_height=_int_range(sol, "min_height", "solvency", 0, 32, 0),
-        asset_confirmations=_int_range(sol, "asset_confirmations", "solvency", 0, 10_000, 1),
+        enabled=_get(t, "enabled", "solvency", bool, True),
+        interval_hours=_int_range(t, "interval_hours", "solvency", 1, 24 * 366, 24),
+        keep_days=_int_range(t, "keep_days", "solvency", 0, 100 * 366, 365),
+        node=_get(t, "node", "solvency", str, "") or next(iter(nodes)),
+        min_height=_int_range(t, "min_height", "solvency", 0, 32, 0),
+        asset_confirmations=_int_range(t, "asset_confirmations", "solvency", 0, 10_000, 1),
     )
     if solvency.node not in nodes:
         raise ConfigError(f"solvency.node: no such node {solvency.node!r} (have: {', '.join(nodes)})")
-    from node.admin.conf import parse_admin  # here: node.admin.conf imports this module
-    from node.security.config import parse_security, parse_sms  # [security] and [sms], same reason
-
-    config = Config(
-        name=name,
-        database=database,
-        rabbitmq=rabbitmq,
-        sqlite_synchronous=sync,
-        currencies=currencies,
-        markets=markets,
-        nodes=nodes,
-        actors=actors,
-        source=source,
-        api=api,
-        http=http,
-        solvency=solvency,
-        mail=mail,
-        admin=parse_admin(data, currencies),
-        security=parse_security(data),
-        sms=parse_sms(data),
-        pool=pool,
-        ops=_ops(_get(data, "ops", "", dict, {}), actors),
-    )
-    _refuse_unread(table)
-    return config
+    return solvency
 
 
 def _pool(ex: dict[str, Any]) -> PoolConf:
@@ -776,3 +689,8 @@ def find_config(explicit: str | None, demo: bool = False) -> Path:
         f"no {DEFAULT_CONFIG} in {Path.cwd()}: name the configuration with --config FILE or "
         f"{CONFIG_ENV}=FILE (or try the demo: serve --demo)"
     )
+
+
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "FEE_DECIMALS", "FEE_SCALE", "ActorConf", "AdminConf", "ApiConf", "Config",
+           "ConfigError", "Currency", "HttpConf", "MailConf", "Market", "NodeConf", "OpsConf", "PoolConf", "SecurityConf",
+           "SmsConf", "SolvencyConf", "WalletConf", "find_config", "known_keys", "load_config", "parse_config"]

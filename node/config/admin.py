@@ -14,12 +14,26 @@ that an exchange without KYC keeps working as before. A wrong key stops start-up
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from node.config import AdminConf, ConfigError, Currency, _get, _units, known_keys
+from node.config.read import ConfigError, _get, _units, known_keys
+
+if TYPE_CHECKING:
+    from node.config import Currency
 
 _LEVEL = re.compile(r"level([0-9])")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+
+
+@dataclass(frozen=True)
+class AdminConf:
+    """The members who are admins by configuration (by e-mail; they grant finer roles to others in
+    the admin area), and the daily withdrawal limits per KYC verification level, as (level,
+    ((currency, smallest units), ...)) pairs; a currency a level does not list has no limit at that level."""
+
+    emails: tuple[str, ...] = ()
+    withdraw_limits: tuple[tuple[int, tuple[tuple[str, int], ...]], ...] = ()
 
 
 def parse_admin(data: dict[str, Any], currencies: dict[str, Currency]) -> AdminConf:

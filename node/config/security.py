@@ -3,7 +3,7 @@
 Both are optional: without them the defaults below apply, and they are the safe ones (a 24-hour
 hold on new withdrawal addresses, an e-mail confirmation for every withdrawal, lockout after five
 failed log ins). A wrong value stops start-up with a message naming the field. The daily withdrawal
-limits per KYC level live in `[admin.withdraw_limits]` (node/admin/conf.py: the KYC levels are the
+limits per KYC level live in `[admin.withdraw_limits]` (node/config/admin.py: the KYC levels are the
 admin area's); node/security/addresses.py enforces them.
 
 ```toml
@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from node.config import ConfigError, _get, _int_range, known_keys
+from node.config.read import ConfigError, _get, _int_range, known_keys
 
 SMS_PROVIDERS = ("log", "twilio")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
