@@ -29,7 +29,7 @@ DATA_WORDS = (
     N_("stop_limit"), N_("gtc"), N_("ioc"), N_("fok"), N_("post_only"),
 )
 
-WS_PATH = "/ws"  # the websocket API (node/web/ws.py, docs/websocket.md), when the app serves it
+WS_PATH = "/ws"  # the websocket API (node/web/ws/, docs/websocket.md), when the app serves it
 
 
 def _has_route(app: web.Application, path: str) -> bool:

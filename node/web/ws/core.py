@@ -1,0 +1,185 @@
+"""The hub's state: clients, subscriptions, closing, and the background work they start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
+
+from node.apikeys import ApiKeys
+from node.exchange import Exchange
+from node.marketdata import MarketData
+from node.money import format_units
+from node.notices import Notices
+from node.web.edge import Quiet
+from node.web.market_status import MarketStatus
+from node.web.ws.client import Client, Key, WsConfig
+from node.web.ws.frames import CLOSE_POLICY, frame, ws_frame
+
+log = logging.getLogger(__name__)
+
+class HubCore:
+    def __init__(self, ex: Exchange, md: MarketData, keys: ApiKeys, cfg: WsConfig | None = None) -> None:
+        self.ex = ex
+        self.md = md
+        self.keys = keys
+        self.cfg = cfg or WsConfig()
+        self.clients: dict[Client, None] = {}
+        self.per_ip: dict[str | None, int] = {}
+        self.quiet = Quiet()
+        self.subs: dict[Key, dict[Client, None]] = {}
+        self.book_seq: dict[str, int] = {}
+        self.history: dict[str, deque[tuple[int, bytes]]] = {}
+        self.resting: dict[str, dict[int, int]] = {}  # market -> order id -> remaining, for Peatio's orderbook frames
+        self.last_ticker: dict[str, tuple[Any, ...]] = {}
+        self.last_kline: dict[tuple[str, int], tuple[int, ...]] = {}
+        self.stats: dict[str, int] = {"connections": 0, "frames": 0, "writes": 0, "dropped_slow": 0, "idle": 0,
+                                      "errors": 0, "drains": 0, "fanout_ns": 0}
+        self._task: asyncio.Task[None] | None = None
+        self._accounts_dirty: set[tuple[int, str]] = set()
+        self._accounts_task: asyncio.Task[None] | None = None
+        self._watch_tasks: set[asyncio.Task[None]] = set()
+        self._mirroring: dict[str, set[int]] = {}  # market -> ids that left the book while its mirror was asked for
+        self.status: MarketStatus | None = None
+        self.notices: Notices | None = None
+        self._notice_seen: set[int] = set()  # ids already pushed, among the newest NOTICE_MARGIN
+        self._notice_task: asyncio.Task[None] | None = None
+        self._sessions_task: asyncio.Task[None] | None = None
+
+    def add(self, c: Client) -> None:
+        self.clients[c] = None
+        self.per_ip[c.remote] = self.per_ip.get(c.remote, 0) + 1
+        self.stats["connections"] += 1
+
+    def forget(self, c: Client) -> None:
+        """Take a client out of every stream (it is closing or gone)."""
+        c.closing = True
+        if self.clients.pop(c, 0) is None:
+            left = self.per_ip.get(c.remote, 1) - 1
+            if left > 0:
+                self.per_ip[c.remote] = left
+            else:
+                self.per_ip.pop(c.remote, None)
+        for key in c.subs:
+            subs = self.subs.get(key)
+            if subs is not None:
+                subs.pop(c, None)
+                if not subs:
+                    del self.subs[key]
+                    self._watch(key, False)
+        c.subs.clear()
+
+    def close(self, c: Client, code: int, reason: str) -> None:
+        """Close a client without waiting for it: the close frame goes after what is already queued
+        (so a slow client learns why once it gets there) and the connection is cut if the client has
+        not answered within `close_grace`. The handler keeps reading meanwhile: its answer completes
+        the handshake, and a socket closed with unread input would be reset by the kernel, losing
+        what the client has yet to read."""
+        self.forget(c)
+        if c.close_timer is not None or c.ws.closed or c.transport.is_closing():
+            return
+        c.transport.write(ws_frame(struct.pack("!H", code) + reason.encode()[:123], 0x8))
+        c.close_timer = asyncio.get_running_loop().call_later(self.cfg.close_grace, _cut, c.transport)
+
+    def _sub(self, c: Client, key: Key) -> None:
+        if key not in c.subs:
+            c.subs.add(key)
+            first = key not in self.subs
+            self.subs.setdefault(key, {})[c] = None
+            if first:
+                self._watch(key, True)
+
+    def _unsub(self, c: Client, key: Key) -> None:
+        c.subs.discard(key)
+        subs = self.subs.get(key)
+        if subs is not None:
+            subs.pop(c, None)
+            if not subs:
+                del self.subs[key]
+                self._watch(key, False)
+        if key[0] == "depth":
+            c.depth_seq.pop(key[1], None)
+
+    def _watch(self, key: Key, on: bool) -> None:
+        """In a cluster, a member's account events come from other nodes only while this node has an
+        `account` stream of that member (they are the bulk of the events): the cluster link is told
+        when the first subscriber comes and the last goes. Once events flow, the member's balances are
+        sent afresh, so a change made while the node started listening is not missed."""
+        if key[0] != "account":
+            return
+        member = int(key[1])
+        if self.ex.link is None:
+            return  # one node: every event is here already
+        task = self._spawn(self.ex.watch_accounts(member, on))
+        task.add_done_callback(lambda t: self._watched(member, on, t))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Background work of the hub (mirrors, bindings, re-checks), cancelled when it stops."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._watch_tasks.add(task)
+        task.add_done_callback(self._watch_tasks.discard)
+        return task
+
+    def _watched(self, member: int, on: bool, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.warning("could not %s the account events of member %d: %r", "follow" if on else "drop", member,
+                        task.exception())
+        if on and ("account", member) in self.subs:
+            self._accounts_dirty.update((member, code) for code in self.ex.config.currencies)
+            self._schedule_accounts()
+
+    def _schedule_accounts(self) -> None:
+        if self._accounts_dirty and (self._accounts_task is None or self._accounts_task.done()):
+            self._accounts_task = asyncio.get_running_loop().create_task(self._refresh_accounts())
+
+    def error(self, c: Client, message: str) -> None:
+        """Peatio's error frame; a client that keeps sending garbage is eventually closed."""
+        c.errors += 1
+        self.stats["errors"] += 1
+        c.send(frame({"error": {"message": message}}))
+        if c.errors >= self.cfg.max_errors:
+            self.close(c, CLOSE_POLICY, "too many bad frames")
+
+    async def _send_accounts(self, c: Client) -> None:
+        if c.member_id is None:
+            return
+        for a in await self.ex.accounts_of(c.member_id):
+            c.send(self._account_frame(a))
+
+    def _account_frame(self, a: Any) -> bytes:
+        cur = self.ex.config.currencies[a["currency"]]
+        return frame({"account": {"currency": a["currency"], "balance": format_units(int(a["balance"]), cur.precision),
+                                  "locked": format_units(int(a["locked"]), cur.precision)}})
+
+    async def _refresh_accounts(self) -> None:
+        """Absolute balances (Peatio's `account` frames) of the members whose accounts changed."""
+        while self._accounts_dirty:
+            dirty, self._accounts_dirty = self._accounts_dirty, set()
+            members: dict[int, set[str]] = {}
+            for member, cur in dirty:
+                members.setdefault(member, set()).add(cur)
+            for member, curs in members.items():
+                s = self.subs.get(("account", member))
+                if not s:
+                    continue
+                try:
+                    rows = await self.ex.accounts_of(member)
+                except Exception:
+                    log.exception("could not read the accounts of member %d", member)
+                    continue
+                for a in rows:
+                    if a["currency"] in curs:
+                        data = self._account_frame(a)
+                        for c in list(s):
+                            c.send(data)
+
+
+def _cut(transport: asyncio.Transport) -> None:
+    """End of a close's grace: a connection still open, or still holding unsent data, is cut."""
+    if not transport.is_closing() or transport.get_write_buffer_size():
+        transport.abort()
