@@ -201,9 +201,10 @@ async def server_main(args: argparse.Namespace) -> None:
     created: dict[int, int] = {}
 
     def on_event(topic: str, event: dict[str, Any]) -> None:
-        if topic.endswith(".trade"):
-            published[event["id"]] = time.time()
-            created[event["id"]] = event["created_at"]
+        if topic == "market.btcusd":  # one envelope per matching batch
+            for t in event["trades"]:
+                published[t["id"]] = time.time()
+                created[t["id"]] = t["created_at"]
 
     ex.bus.subscribe(on_event)
     maker = await ex.create_member("maker@bench")

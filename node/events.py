@@ -3,23 +3,38 @@
 Publishing never waits: subscribers are plain callbacks that must only enqueue, so a slow
 websocket client can never slow matching. A cluster bridge (RabbitMQ topic exchange) subscribes
 here like any other consumer.
+
+Topics are envelopes, one per matching batch (docs/architecture.md, events): `market.<id>` (the
+batch's trades, book diff and order changes), `member.<id>` (one member's orders, trades and balance
+deltas of that batch) and `market.<id>.status` (a halt or a resumption).
+
+What other nodes send is only what this node follows: `follow(key)` counts local followers of a
+routing key (`market.<id>`, `market.*`, `member.<id>`) and the cluster bridge (the `binder`) binds
+the node's event queue to it while the count is above zero. Without a bridge (one node) every event
+is here already and following costs nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 Subscriber = Callable[[str, Event], None]
+Binder = Callable[[str, bool], Awaitable[None]]
 
 
 class EventBus:
     def __init__(self) -> None:
         self._subs: list[Subscriber] = []
+        self.followers: dict[str, int] = {}
+        self.binder: Binder | None = None
+        self._bound: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         self._subs.append(fn)
@@ -31,9 +46,44 @@ class EventBus:
         return unsubscribe
 
     def publish(self, topic: str, event: Event) -> None:
-        """topic is like `market.btcusd.trade`, `member.42.order`, `member.42.account`."""
+        """topic is like `market.btcusd`, `member.42`, `market.btcusd.status`."""
         for fn in list(self._subs):
             try:
                 fn(topic, event)
             except Exception:  # a broken subscriber must not break the publisher
                 log.exception("event subscriber failed on %s", topic)
+
+    def followed(self, key: str) -> bool:
+        return self.followers.get(key, 0) > 0
+
+    async def follow(self, key: str) -> None:
+        """One more local follower of `key`; returns once other nodes' events for it come here."""
+        self.followers[key] = self.followers.get(key, 0) + 1
+        await self._settle(key)
+
+    async def unfollow(self, key: str) -> None:
+        n = self.followers.get(key, 0) - 1
+        if n > 0:
+            self.followers[key] = n
+        else:
+            self.followers.pop(key, None)
+        await self._settle(key)
+
+    async def _settle(self, key: str) -> None:
+        """Bind or unbind so that the binding matches the count now: calls for one key run one
+        at a time, so a quick follow/unfollow/follow always ends with what the count says."""
+        if self.binder is None:
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            want = self.followed(key)
+            if want != (key in self._bound):
+                await self.binder(key, want)
+                if want:
+                    self._bound.add(key)
+                else:
+                    self._bound.discard(key)
+
+    def bound(self) -> set[str]:
+        """Keys bound on the bridge now (for status pages and tests)."""
+        return set(self._bound)

@@ -22,7 +22,7 @@ from node.config import load_config
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
 from tests.nodeproc import ROOT, NodeProcess, cli, free_ports
-from tests.wsclient import WsClient
+from tests.wsclient import Book, WsClient
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -416,3 +416,72 @@ async def test_membership_and_placement_are_commands_applied_within_a_tick(tmp_p
         a.terminate()
         b.terminate()
     await check_books(config, [resting["id"], buy["id"]])
+
+
+async def events_in(node: NodeProcess) -> float:
+    """Event messages the bus delivered to the node (its /metrics, served to loopback)."""
+    async with aiohttp.ClientSession() as s, s.get(node.base + "/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith("exchange_bus_events_consumed_total "):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no event counter in /metrics")
+
+
+@pytest.mark.slow
+async def test_a_node_receives_only_the_events_its_clients_follow(tmp_path: Path, pg_url: str) -> None:
+    """B's market trades while nobody on A follows it: nothing reaches A. A depth client on A: A
+    receives B's batches, and after B restarts (a new actor: its sequence starts again) the client
+    gets a fresh snapshot marked `resync`, its book equal to B's. Unsubscribed: nothing again."""
+    config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 2)
+    seller, buyer = ApiClient(b.base, *keys[0]), ApiClient(b.base, *keys[1])
+    session = aiohttp.ClientSession()
+
+    async def trade(price: str) -> None:
+        await seller.post("/orders", market="dogebtc", side="sell", volume="100", price=price)
+        bid = await buyer.post("/orders", market="dogebtc", side="buy", volume="100", price=price)
+        for _ in range(100):
+            if (await buyer.get("/order", id=str(bid["id"])))["state"] == "done":
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the trade did not happen")
+
+    try:
+        quiet = await events_in(a)
+        await trade("0.0000025")
+        await asyncio.sleep(1.0)
+        assert await events_in(a) == quiet, "A received events nothing on it follows"
+
+        c = WsClient(ws=await session.ws_connect(a.base.replace("http", "ws") + "/ws"))
+        c.start()
+        await c.wait(lambda f: "challenge" in f)
+        await c.command({"subscribe": {"market": "dogebtc", "channels": ["depth"]}}, "subscribed")
+        await c.wait(lambda f: f.get("depth", {}).get("snapshot"))
+        await seller.post("/orders", market="dogebtc", side="sell", volume="300", price="0.0000030")
+        await c.wait(lambda f: "depth" in f and not f["depth"].get("snapshot"))
+        assert await events_in(a) > quiet
+
+        assert b.terminate() == 0
+        await b.start()
+        await seller.post("/orders", market="dogebtc", side="sell", volume="200", price="0.0000031")
+        resync = await c.wait(lambda f: f.get("depth", {}).get("resync"), timeout=20)
+        book = Book()
+        for f in c.frames:
+            if "depth" in f:
+                book.apply(f["depth"])
+        await c.wait(lambda f: "depth" in f and f["depth"]["sequence"] >= resync["depth"]["sequence"])
+        depth = await ApiClient(a.base).public("/depth", market="dogebtc")  # asked of B
+        assert book.levels("asks") == sorted((Decimal(p), Decimal(v)) for p, v in depth["asks"])
+
+        await c.command({"unsubscribe": {"market": "dogebtc", "channels": ["depth"]}}, "unsubscribed")
+        await asyncio.sleep(1.0)
+        followed = await events_in(a)
+        await trade("0.0000024")
+        await asyncio.sleep(1.0)
+        assert await events_in(a) == followed, "A still receives a market nobody on it follows"
+        await c.close()
+    finally:
+        await session.close()
+        await seller.close()
+        await buyer.close()
+        a.terminate()
+        b.terminate()

@@ -244,3 +244,43 @@ async def test_reads_older_than_memory_come_from_the_store(tmp_path: Path) -> No
     finally:
         await ex.stop()
 
+
+
+async def test_a_market_run_elsewhere_and_not_followed_is_read_from_the_store(tmp_path: Path) -> None:
+    """Another process (`actors=False`: every market runs elsewhere) follows nothing, so no trade
+    reaches its feeds; its tickers and k-lines reload from the store when older than `cold_ttl`,
+    and then hold the owner's trades, those after its last candle flush included."""
+    config = config_with(f"sqlite:///{tmp_path}/exchange.db")
+    owner = await Exchange.start(config)
+    viewer = await Exchange.start(config, actors=False)
+    try:
+        members = []
+        for i in range(2):
+            m = await owner.create_member(f"cold{i}@example.com")
+            await owner.deposit(m, "usd", "10000000")
+            await owner.deposit(m, "btc", "100")
+            members.append(m)
+        md_owner = MarketData(owner)
+        await md_owner.start()
+        md = MarketData(viewer, cold_ttl=0.0)
+        await md.start()
+        assert not md.live("btcusd")
+        reloads = md.reloads
+        await trade_randomly(owner, members, random.Random(3), 60)
+        await md_owner.flush()
+        await trade_randomly(owner, members, random.Random(4), 20)  # not in any stored candle yet
+        await asyncio.sleep(0)
+        for p in (1, 60):
+            assert await md.klines("btcusd", p, 50) == await md_owner.klines("btcusd", p, 50)
+        mine, theirs = await md.ticker("btcusd"), md_owner.ticker_now("btcusd")
+        assert theirs is not None and (mine.last, mine.vol, mine.high, mine.low) == (theirs.last, theirs.vol, theirs.high, theirs.low)
+        assert md.reloads > reloads
+        md.cold_ttl = 60.0
+        before = md.reloads
+        await md.ticker("btcusd")
+        assert md.reloads == before  # fresh enough: no store read
+        await md.stop()
+        await md_owner.stop()
+    finally:
+        await viewer.stop()
+        await owner.stop()

@@ -127,6 +127,32 @@ async def test_gap_after_actor_restart_sends_a_new_snapshot(node: Node) -> None:
     assert book.levels("bids") == [(Decimal("101"), Decimal("2")), (Decimal("100"), Decimal("1"))]
 
 
+async def test_a_new_actor_instance_resets_books_even_with_a_lower_sequence(node: Node) -> None:
+    """A restarted or moved market starts its sequence again: the diff of the new actor (another
+    `book_id`) is a break whatever its number, and subscribers get a fresh snapshot marked `resync`;
+    the same for Peatio's orderbook mirror, which announces what it did not know."""
+    a, ak, sk = await node.member("reset@example.com")
+    c = await node.connect()
+    await c.command({"subscribe": {"market": "btcusd", "channels": ["depth"]}}, "subscribed")
+    legacy = await node.connect()
+    assert "success" in await legacy.auth(ak, sk)
+    await node.order(a, "buy", "1", "100")
+    actor = node.ex.markets["btcusd"]
+    await c.wait(lambda f: "depth" in f and f["depth"]["sequence"] == actor.book_seq)
+    assert actor.book_seq > 1
+    actor.book_id, actor.book_seq = "another", 0  # what a new actor instance starts from
+    await node.order(a, "buy", "2", "101")
+    snap = await c.wait(lambda f: "depth" in f and f["depth"].get("resync"))
+    assert snap["depth"]["snapshot"] and snap["depth"]["sequence"] == actor.book_seq == 1
+    book = Book()
+    for d in depth_frames(c):
+        book.apply(d)
+    assert book.levels("bids") == [(Decimal("101"), Decimal("2")), (Decimal("100"), Decimal("1"))]
+    added = [f["orderbook"]["order"]["price"] for f in legacy.frames if f.get("orderbook", {}).get("action") == "add"]
+    assert sorted(added) == ["100.0", "101.0"]
+    await c.close()
+    await legacy.close()
+
 async def test_public_streams_ticker_trades_kline(node: Node) -> None:
     a = (await node.member("pa@example.com"))[0]
     b = (await node.member("pb@example.com"))[0]

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
@@ -30,7 +32,7 @@ from node.config import FEE_SCALE, Market
 from node.errors import CancelOrderFailed, ClaimLost, ExchangeError, Fenced, InvalidParameter, OrderNotFound
 from node.events import EventBus
 from node.fees import rates_from
-from node.market import BUY, LOAD_COLUMNS, MARKET, Engine, EngineError, Order, Trade
+from node.market import BUY, LIMIT, LOAD_COLUMNS, MARKET, STOP_LIMIT, Engine, EngineError, Order, Trade
 from node.market.settlement import (
     ORDER_CANCEL,
     ORDER_FULFILLED,
@@ -97,6 +99,7 @@ class MarketActor(Actor[Any]):
         self.fees = (market.maker_fee, market.taker_fee)  # (maker, taker) in force, units of 1e-8
         self._sweep_task: asyncio.Task[None] | None = None
         self.book_seq = 0  # sequence of depth diffs, for websocket clients keeping a local book
+        self.book_id = secrets.token_hex(4)  # this actor's sequence: a new one (a restart, a move) is a reset
         self.trades_total = 0
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -325,7 +328,7 @@ class MarketActor(Actor[Any]):
         e = self.engine
         if q.what == "depth":
             asks, bids = e.depth(max(1, q.limit))
-            return {"asks": asks, "bids": bids, "seq": self.book_seq}
+            return {"asks": asks, "bids": bids, "seq": self.book_seq, "book_id": self.book_id}
         if q.what == "orders":
             out: list[dict[str, Any]] = []
             for o in e.orders(q.side or "buy"):
@@ -333,6 +336,9 @@ class MarketActor(Actor[Any]):
                     break
                 out.append(self.order_view(o))
             return out
+        if q.what == "resting":  # both sides and the sequence they are at, in one read
+            views = [self.order_view(o) for side in ("buy", "sell") for o in islice(e.orders(side), q.limit)]
+            return {"orders": views, "seq": self.book_seq, "book_id": self.book_id}
         if q.what == "estimate":
             return e.estimate_market_buy(q.volume)
         return {"halted": self.halted, "fees": list(self.fees), "last_price": e.last_price, "best_bid": e.best_bid(), "best_ask": e.best_ask(),
@@ -526,28 +532,55 @@ class MarketActor(Actor[Any]):
 
     def _events(self, touched: dict[int, Order], trades: list[Trade], trade_rows: list[tuple[Any, ...]],
                 eff: Effects, levels: set[tuple[str, int]], ts: int) -> list[tuple[str, dict[str, Any]]]:
-        """The batch's events, built now (while the book is as the batch left it), sent after the commit."""
+        """The batch's events, built now (while the book is as the batch left it), sent after the
+        commit as envelopes (docs/architecture.md, events): one for the market (`market.<id>`: its
+        trades, book diff and order changes), one per member it touched (`member.<id>`: that member's
+        orders, trades and balance deltas), and a rare `market.<id>.status` when the halt flag moved.
+        One message per batch and per member, however many events the batch made."""
         mid = self.market.id
         out: list[tuple[str, dict[str, Any]]] = []
+        members: dict[int, dict[str, Any]] = {}
+
+        def member(mem: int) -> dict[str, Any]:
+            env = members.get(mem)
+            if env is None:
+                env = members[mem] = {"member_id": mem, "at": ts, "orders": [], "trades": [], "accounts": []}
+            return env
+
+        trade_events: list[dict[str, Any]] = []
         for t, row in zip(trades, trade_rows, strict=True):
-            out.append((f"market.{mid}.trade", {
-                "id": t.id, "market": mid, "price": t.price, "volume": t.volume, "funds": row[4],
-                "ask_id": row[5], "bid_id": row[6], "ask_member_id": row[7], "bid_member_id": row[8],
-                "taker_side": row[9], "created_at": ts,
-            }))
+            ev = {"id": t.id, "market": mid, "price": t.price, "volume": t.volume, "funds": row[4],
+                  "ask_id": row[5], "bid_id": row[6], "ask_member_id": row[7], "bid_member_id": row[8],
+                  "taker_side": row[9], "created_at": ts}
+            trade_events.append(ev)
+            member(row[7])["trades"].append(ev)
+            if row[8] != row[7]:
+                member(row[8])["trades"].append(ev)
+        book: dict[str, Any] | None = None
         if levels:
             self.book_seq += 1
             changes = [(side, price, self.engine.level_volume(side, price)) for side, price in sorted(levels)]
-            out.append((f"market.{mid}.book", {"market": mid, "seq": self.book_seq, "changes": changes, "at": ts}))
+            book = {"id": self.book_id, "seq": self.book_seq, "changes": changes}
+        orders: list[dict[str, Any]] = []
         for o in touched.values():
-            out.append((f"member.{o.member_id}.order", self.order_view(o)))
+            view = self.order_view(o)
+            orders.append(view)
+            member(o.member_id)["orders"].append(view)
+        if trade_events or book is not None or orders:
+            out.append((f"market.{mid}", {"market": mid, "at": ts, "trades": trade_events, "book": book,
+                                          "orders": orders, "resting": [o.id for o in touched.values() if _rests(o)]}))
         if self._halted_published != self.halted:
             self._halted_published = self.halted
             out.append((f"market.{mid}.status", {"market": mid, "halted": self.halted, "at": ts}))
-        for (member, currency), d in eff.deltas.items():
-            out.append((f"member.{member}.account", {"member_id": member, "currency": currency,
-                                                      "d_balance": d[0], "d_locked": d[1], "at": ts}))
+        for (mem, currency), d in eff.deltas.items():
+            member(mem)["accounts"].append({"currency": currency, "d_balance": d[0], "d_locked": d[1]})
+        out.extend((f"member.{mem}", env) for mem, env in members.items())
         return out
+
+
+def _rests(o: Order) -> bool:
+    """The order rests in the book once its batch is done (an untriggered stop does not)."""
+    return o.state == "wait" and (o.ord_type == LIMIT or (o.ord_type == STOP_LIMIT and o.triggered))
 
 
 CLAIM_PG = "UPDATE orders SET state = 'wait' WHERE id = ANY(?::bigint[]) AND state = 'pending'"

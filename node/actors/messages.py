@@ -71,7 +71,7 @@ class SetHalted:
 class QueryBook:
     """A read of the book where it lives: depth levels, resting orders, a market-buy estimate."""
 
-    what: str  # "depth" | "orders" | "estimate" | "status"
+    what: str  # "depth" | "orders" | "resting" | "estimate" | "status"
     limit: int = 0
     side: str | None = None
     volume: int = 0

@@ -7,10 +7,12 @@
   batch that handled it committed. The market drops any copy (a redelivery) of an order the store says is no longer `pending`.
 - `ask` carries `reply_to` (the asking node's exclusive reply queue) and a correlation id; the
   answer, or its error, comes back there; a missing answer is a Timeout after the ask timeout.
-- Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic); every node subscribes
-  with a queue of its own and feeds other nodes' events into its local bus, so a websocket client
-  connected anywhere sees every market. A member's account events are bound only while a websocket
-  client on that node follows them.
+- Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic), one message
+  per matching batch for its market and one per member it touched (node/events.py). Every node has
+  a queue of its own, bound to the keys that something on the node follows (`EventBus.follow`: a
+  websocket client's market or member streams) and always to the markets' rare status events; what
+  arrives goes into the local bus. A batch nobody follows is dropped by the broker (not mandatory:
+  no return, no log line).
 
 The connection is robust (reconnects with back-off); while it is down, sends fail fast with
 Unavailable (503) and the store-backed pending sweep of each market catches up what was accepted.
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 
 PREFETCH = 2_000
 HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
-EVENT_KEYS = ("market.#", "member.*.order")  # what every node takes from the event exchange
+EVENT_KEYS = ("market.*.status",)  # what every node always takes from the event exchange (halts: rare)
 HANDOVER_INFLIGHT = 2_000  # published, not yet confirmed by the broker
 
 
@@ -84,13 +86,13 @@ class RabbitLink:
         self._reply_queue = await self._cmd.declare_queue(exclusive=True, auto_delete=True)
         await self._reply_queue.consume(self._on_reply, no_ack=True)
         events_in = await self._ev.declare_queue(exclusive=True, auto_delete=True)
-        # Every node needs the markets' events (market data, books, trades) and the orders' (Peatio's
-        # public orderbook stream); members' account events only where a websocket client follows
-        # them (`watch_accounts`): they are the bulk of the traffic.
+        # Only the halts always (every node refuses orders for a halted market); the rest is bound
+        # while followed here (`bind_events`, called by the bus).
         for key in EVENT_KEYS:
             await events_in.bind(self._events_exchange, routing_key=key)
         await events_in.consume(self._on_event, no_ack=True)
         self._events_in = events_in
+        self.bus.binder = self.bind_events
         self.bus.subscribe(self._on_local_event)
         self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
         self._tasks.append(asyncio.create_task(self._publish_handovers(), name="handovers-out"))
@@ -300,12 +302,11 @@ class RabbitLink:
             log.exception("could not settle a market message; it will be redelivered")
 
     # -- events -----------------------------------------------------------------------------------
-    async def watch_accounts(self, member_id: int, on: bool) -> None:
-        """Receive (or stop receiving) a member's account events from the other nodes. The binding
-        is kept by the robust connection, so it comes back after a reconnection."""
+    async def bind_events(self, key: str, on: bool) -> None:
+        """Receive (or stop receiving) other nodes' events under a routing key. The binding is kept
+        by the robust connection, so it comes back after a reconnection."""
         if self._events_in is None or self._events_exchange is None:
             return
-        key = f"member.{int(member_id)}.account"
         if on:
             await self._events_in.bind(self._events_exchange, routing_key=key)
         else:

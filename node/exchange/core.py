@@ -131,11 +131,6 @@ class ExchangeCore:
             if ref is not None and ref is not self.markets.get(event.get("market", "")):
                 ref.halted = bool(event.get("halted"))
 
-    async def watch_accounts(self, member_id: int, on: bool) -> None:
-        """Follow (or stop following) a member's account events from the other nodes of a cluster."""
-        if self.link is not None:
-            await self.link.watch_accounts(member_id, on)
-
     async def order_row(self, order_id: int) -> dict[str, Any] | None:
         row = await self.store.fetchrow("SELECT * FROM orders WHERE id = ?", order_id)
         return None if row is None else order_row_view(row)

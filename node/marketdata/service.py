@@ -9,10 +9,13 @@ data that already includes the trades it is about to announce.
 K-lines are persisted in batches (every `flush_interval` seconds) together with the id of the last
 trade folded in, in one transaction. At start the service loads the newest candles and folds every
 trade stored after that id, so nothing is lost or counted twice after a crash: the trades table is
-the truth, the candles a cache of it. Only the node that runs a market stores its candles; in a
-cluster the other nodes load them at start and then fold the trades the event bridge brings them,
-so their tickers and charts are live too (a bridged event lost in an outage is only caught up at
-their next start: the owner's stored candles stay exact).
+the truth, the candles a cache of it. Only the node that runs a market stores its candles.
+
+A market run by another node is live here only while something on this node follows it (`follow`:
+a websocket client's ticker, trades or k-lines): the node then receives that market's batches
+(node/events.py), reloads the candles from the store and folds the trades that come. Otherwise its
+feed is cold, and the reads that await (`ticker`, `klines`: the API and the pages) reload it from
+the store when it is older than `cold_ttl` seconds, which is what the owner's flush lags behind.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from typing import Any
 from node.config import Market
 from node.errors import ExchangeError
 from node.events import Event
-from node.market import STOP_LIMIT
 from node.marketdata.kline import PERIODS, Candle, Series, align, fill, window
 from node.marketdata.ticker import WINDOW_MINUTES, Ticker24h
 
@@ -47,9 +49,9 @@ STATE_UPSERT_SQL = (
 KLINE_COLUMNS = "ts, price_open, price_high, price_low, price_close, volume, funds, trades"
 CATCH_UP_CHUNK = 5000
 
-Item = tuple[str, Event, bool]
-"""(kind, event, in_book): kind is `trade`, `book`, `order` or `account`; `in_book` tells, for an order
-event, whether the order rests in the book once its batch is done (an untriggered stop does not)."""
+Item = tuple[str, Event]
+"""(kind, envelope): kind is `market` (a batch's trades, book diff and orders) or `member` (one
+member's orders, trades and balance deltas of a batch); see node/events.py."""
 Listener = Callable[[list[Item]], None]
 
 
@@ -72,7 +74,7 @@ class Feed:
     """Everything the service keeps about one market run by this node."""
 
     __slots__ = ("market", "persist", "series", "series_list", "ticker", "recent", "last_trade_id", "last_ts",
-                 "last_price", "state_dirty")
+                 "last_price", "state_dirty", "loaded_at", "periods")
 
     def __init__(self, market: Market, keep: int, recent: int, persist: bool) -> None:
         self.market = market
@@ -85,11 +87,13 @@ class Feed:
         self.last_ts = 0  # ms; trade times are clamped to never go back (a clock step must not reopen a candle)
         self.last_price: int | None = None
         self.state_dirty = False
+        self.loaded_at = 0.0  # monotonic time of the load from the store
+        self.periods: frozenset[int] = frozenset(PERIODS)  # the series that load read (the others are partial)
 
 
 class MarketData:
     def __init__(self, ex: Any, *, flush_interval: float = 1.0, keep: int = WINDOW_MINUTES + 560,
-                 recent: int = 50, coalesce: float = 0.002) -> None:
+                 recent: int = 50, coalesce: float = 0.002, cold_ttl: float = 2.0) -> None:
         self.ex = ex
         self.coalesce = coalesce
         """Seconds events wait to be drained together: under load, the websocket hub then writes
@@ -108,6 +112,11 @@ class MarketData:
         self._unsubscribe: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.flushes = 0
+        self.cold_ttl = cold_ttl
+        self.follows: dict[str, int] = {}  # remote market -> local followers (its feed is live while > 0)
+        self._warming: dict[str, list[Event]] = {}  # market -> trades that came while its feed was loading
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.reloads = 0
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,12 +148,16 @@ class MarketData:
             self._drain()
             await self.flush()
 
-    async def _load(self, feed: Feed) -> None:
+    async def _load(self, feed: Feed, periods: frozenset[int] = frozenset(PERIODS)) -> None:
         mid = feed.market.id
+        feed.periods = periods
+        feed.loaded_at = time.monotonic()
         st = await self.store.fetchrow("SELECT last_trade_id, last_ts FROM kline_state WHERE market = ?", mid)
         if st is not None:
             feed.last_trade_id, feed.last_ts = int(st["last_trade_id"]), int(st["last_ts"])
         for p, series in feed.series.items():
+            if p not in periods:
+                continue
             rows = await self.store.fetch(
                 f"SELECT {KLINE_COLUMNS} FROM klines WHERE market = ? AND period = ? ORDER BY ts DESC LIMIT ?",
                 mid, p, self.keep + 1)
@@ -166,25 +179,20 @@ class MarketData:
         recent = await self.store.fetch("SELECT * FROM trades WHERE market = ? ORDER BY id DESC LIMIT ?", mid,
                                         self.recent_size)
         feed.recent.extend(_trade_event(r) for r in reversed(recent))
-        if caught_up:
+        if caught_up and feed.persist:
             log.info("market data %s: folded %d trades stored since the last flush", mid, caught_up)
 
     # -- events -------------------------------------------------------------------------------------
     def _on_event(self, topic: str, event: Event) -> None:
         """Bus callback, run inside the publisher's call: append, schedule, return."""
-        kind = topic[topic.rfind(".") + 1:]
-        in_book = False
-        if kind == "order" and event.get("state") == "wait":
-            # A waiting limit order rests. A stop-limit rests once triggered, which its event does not
-            # say: ask the engine (the same Order object; `triggered` only ever turns true, and an
-            # order already gone from the engine was moved on by a later batch).
-            if event.get("ord_type") == "limit":
-                in_book = True
-            elif event.get("ord_type") == STOP_LIMIT:
-                actor = self.ex.markets.get(event.get("market"))
-                o = actor.engine.get(event["id"]) if actor is not None else None
-                in_book = actor is not None and (o is None or o.triggered)
-        self._inbox.append((kind, event, in_book))
+        if topic.startswith("market."):
+            if topic.endswith(".status"):
+                return
+            self._inbox.append(("market", event))
+        elif topic.startswith("member."):
+            self._inbox.append(("member", event))
+        else:
+            return
         if not self._scheduled and self._loop is not None:
             self._scheduled = True
             if self.coalesce > 0:
@@ -199,10 +207,19 @@ class MarketData:
         items = list(self._inbox)
         self._inbox.clear()
         feeds = self.feeds
-        for kind, ev, _ in items:
-            if kind == "trade":
-                feed = feeds.get(ev["market"])
-                if feed is not None and ev["id"] > feed.last_trade_id:
+        for kind, env in items:
+            if kind != "market" or not env["trades"]:
+                continue
+            mid = env["market"]
+            waiting = self._warming.get(mid)
+            if waiting is not None:
+                waiting.extend(env["trades"])
+                continue
+            feed = feeds.get(mid)
+            if feed is None or not self.live(mid):
+                continue
+            for ev in env["trades"]:
+                if ev["id"] > feed.last_trade_id:
                     self._fold(feed, ev["id"], ev["price"], ev["volume"], ev["funds"], ev["created_at"])
                     feed.recent.append(ev)
         for fn in list(self.listeners):
@@ -210,6 +227,58 @@ class MarketData:
                 fn(items)
             except Exception:  # one broken listener must not starve the others
                 log.exception("market data listener failed")
+
+    def live(self, mid: str) -> bool:
+        """Every trade of the market comes here: it runs here, or something here follows it."""
+        return mid in self.ex.markets or self.follows.get(mid, 0) > 0
+
+    async def follow(self, mid: str) -> None:
+        """A local follower of a market (a websocket stream): for a market run elsewhere, receive its
+        batches, then reload the feed from the store. Trades that come during the load wait and are
+        folded after it (those the load already folded are skipped by trade id)."""
+        n = self.follows.get(mid, 0)
+        self.follows[mid] = n + 1
+        await self.ex.bus.follow(f"market.{mid}")
+        if n == 0 and mid not in self.ex.markets and mid in self.feeds:
+            await self._reload(mid, frozenset(PERIODS), warm=True)
+
+    async def unfollow(self, mid: str) -> None:
+        n = self.follows.get(mid, 0) - 1
+        if n > 0:
+            self.follows[mid] = n
+        else:
+            self.follows.pop(mid, None)
+        await self.ex.bus.unfollow(f"market.{mid}")
+
+    async def _reload(self, mid: str, periods: frozenset[int], warm: bool = False) -> None:
+        lock = self._locks.setdefault(mid, asyncio.Lock())
+        async with lock:
+            feed = Feed(self.ex.config.markets[mid], self.keep, self.recent_size, persist=False)
+            if warm:
+                self._warming[mid] = []
+            try:
+                await self._load(feed, periods)
+            finally:
+                waiting = self._warming.pop(mid, None) if warm else None
+            for ev in waiting or ():
+                if ev["id"] > feed.last_trade_id:
+                    self._fold(feed, ev["id"], ev["price"], ev["volume"], ev["funds"], ev["created_at"])
+                    feed.recent.append(ev)
+            self.feeds[mid] = feed
+            self.reloads += 1
+
+    async def _fresh(self, mid: str, period: int = 1) -> None:
+        """Before a read of a cold feed (a market run elsewhere that nothing here follows): reload it
+        from the store once it is older than `cold_ttl`, or when it lacks the series asked for."""
+        feed = self.feeds.get(mid)
+        if feed is None or self.live(mid):
+            return
+        if time.monotonic() - feed.loaded_at < self.cold_ttl and period in feed.periods:
+            return
+        try:
+            await self._reload(mid, frozenset((1, period)))
+        except Exception as e:  # the store is away: the older numbers still stand
+            log.warning("market data %s: could not reload from the store: %r", mid, e)
 
     def _fold(self, feed: Feed, tid: int, price: int, volume: int, funds: int, created_at: int) -> None:
         ts = created_at if created_at > feed.last_ts else feed.last_ts
@@ -279,6 +348,7 @@ class MarketData:
 
     async def ticker(self, market_id: str, now: float | None = None) -> Ticker:
         """The 24 h ticker; the best bid and ask of a market run elsewhere are asked of its node."""
+        await self._fresh(market_id)
         t = self.ticker_now(market_id, now)
         if t is None:
             raise KeyError(market_id)
@@ -313,6 +383,7 @@ class MarketData:
                      now: float | None = None) -> list[tuple[int, int, int, int, int, int]]:
         """`/k`: candles [ts, open, high, low, close, volume], empty periods carried (see kline.fill)."""
         now_s = int(time.time() if now is None else now)
+        await self._fresh(market_id, period)
         feed = self.feeds.get(market_id)
         if feed is None:
             return []

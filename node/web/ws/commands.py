@@ -9,16 +9,13 @@ import orjson
 
 from node.apikeys import Token
 from node.clock import now_ms
-from node.errors import ExchangeError
 from node.marketdata import PERIODS
 from node.web.signature import verify_ws_answer
 from node.web.ws.client import Client, CommandError, Key
 from node.web.ws.frames import (
     CLOSE_POLICY,
-    FULL_BOOK,
     frame,
     kline_row,
-    levels_json,
     public_trade,
     ticker_body,
 )
@@ -91,12 +88,15 @@ class Commands(Streams):
         if c.closing:
             return
         c.token, c.member_id = token, token.member_id
-        c.send(frame({"success": {"message": "Authenticated."}}))
         if not (isinstance(arg, dict) and arg.get("legacy") is False):
-            # Peatio's streams for old clients: every market's book, and the member's own trades.
+            # Peatio's streams for old clients: every market's book, and the member's own trades,
+            # in place (their events coming here, the books mirrored) before the answer.
             self._sub(c, ("orderbook",))
             if _allowed(token, "trade"):
                 self._sub(c, ("trade", token.member_id))
+            for key in list(c.subs):
+                await self._ready(key)
+        c.send(frame({"success": {"message": "Authenticated."}}))
 
     def _keys(self, c: Client, arg: Any) -> tuple[str | None, list[str], list[Key]]:
         """Parse a (un)subscribe argument into subscription keys; all or nothing."""
@@ -146,6 +146,11 @@ class Commands(Streams):
                         "SELECT COALESCE(MAX(id), 0) FROM notices WHERE member_id = ?", key[1]) or 0)
                 c.notice_after = after  # older news is not replayed
             self._sub(c, key)
+            await self._ready(key)  # its events come here from now on: what is sent next is not missed
+            if c.closing:
+                return
+            if key not in c.subs:  # unsubscribed meanwhile
+                continue
             m = self.ex.config.markets[key[1]] if key[0] in ("ticker", "trades", "kline") else None
             if key[0] == "ticker" and m is not None:
                 t = self.md.ticker_now(m.id)
@@ -162,37 +167,6 @@ class Commands(Streams):
                 c.send(frame({"status": self.status.get(key[1]).json()}))
             elif key[0] == "account":
                 await self._send_accounts(c)
-
-    async def _depth_snapshot(self, c: Client, mid: str) -> None:
-        """A full snapshot with its sequence number; later diffs continue from it exactly.
-
-        Here the book is read in one synchronous step, so it matches `book_seq` (a batch caught half
-        way is completed by its diff, which carries the final volume of every level it touched).
-        A market run by another node is asked for a snapshot; the diffs that passed meanwhile are
-        replayed from the history."""
-        m = self.ex.config.markets[mid]
-        c.depth_seq[mid] = FULL_BOOK * 8  # while the snapshot is on its way, skip every diff
-        self._sub(c, ("depth", mid))
-        actor = self.ex.markets.get(mid)
-        if actor is not None:
-            asks, bids = actor.engine.depth(FULL_BOOK)
-            seq = actor.book_seq
-        else:
-            try:
-                snap = await self.ex.depth(mid, FULL_BOOK)
-            except ExchangeError as e:
-                self._unsub(c, ("depth", mid))
-                raise CommandError(f"depth of {mid} is not available: {e.message}") from None
-            asks, bids, seq = snap["asks"], snap["bids"], int(snap["seq"])
-            if c.closing or ("depth", mid) not in c.subs:
-                return
-        c.depth_seq[mid] = seq
-        c.send(frame({"depth": {"market": mid, "sequence": seq, "snapshot": True, "asks": levels_json(m, asks),
-                                "bids": levels_json(m, bids), "at": now_ms()}}))
-        for s, data in self.history.get(mid, ()):
-            if s > seq:
-                c.send(data)
-                c.depth_seq[mid] = s
 
     def _unsubscribe(self, c: Client, arg: Any) -> None:
         market, channels, keys = self._keys(c, arg)

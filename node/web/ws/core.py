@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from node.apikeys import ApiKeys
+from node.events import Event
 from node.exchange import Exchange
 from node.marketdata import MarketData
 from node.money import format_units
@@ -32,8 +33,9 @@ class HubCore:
         self.quiet = Quiet()
         self.subs: dict[Key, dict[Client, None]] = {}
         self.book_seq: dict[str, int] = {}
+        self.book_ids: dict[str, str] = {}  # market -> the actor instance its sequence comes from
         self.history: dict[str, deque[tuple[int, bytes]]] = {}
-        self.resting: dict[str, dict[int, int]] = {}  # market -> order id -> remaining, for Peatio's orderbook frames
+        self.resting: dict[str, dict[int, Event]] = {}  # market -> order id -> order, while Peatio's orderbook is followed
         self.last_ticker: dict[str, tuple[Any, ...]] = {}
         self.last_kline: dict[tuple[str, int], tuple[int, ...]] = {}
         self.stats: dict[str, int] = {"connections": 0, "frames": 0, "writes": 0, "dropped_slow": 0, "idle": 0,
@@ -42,7 +44,9 @@ class HubCore:
         self._accounts_dirty: set[tuple[int, str]] = set()
         self._accounts_task: asyncio.Task[None] | None = None
         self._watch_tasks: set[asyncio.Task[None]] = set()
-        self._mirroring: dict[str, set[int]] = {}  # market -> ids that left the book while its mirror was asked for
+        self._mirroring: dict[str, set[int]] = {}  # market -> ids whose events came while its mirror was asked for
+        self._following: dict[Key, asyncio.Task[None]] = {}  # the last (un)follow of each stream
+        self._resyncing: set[str] = set()  # markets whose depth subscribers wait for a new snapshot
         self.status: MarketStatus | None = None
         self.notices: Notices | None = None
         self._notice_seen: set[int] = set()  # ids already pushed, among the newest NOTICE_MARGIN
@@ -104,17 +108,40 @@ class HubCore:
             c.depth_seq.pop(key[1], None)
 
     def _watch(self, key: Key, on: bool) -> None:
-        """In a cluster, a member's account events come from other nodes only while this node has an
-        `account` stream of that member (they are the bulk of the events): the cluster link is told
-        when the first subscriber comes and the last goes. Once events flow, the member's balances are
-        sent afresh, so a change made while the node started listening is not missed."""
-        if key[0] != "account":
-            return
-        member = int(key[1])
-        if self.ex.link is None:
-            return  # one node: every event is here already
-        task = self._spawn(self.ex.watch_accounts(member, on))
-        task.add_done_callback(lambda t: self._watched(member, on, t))
+        """The first subscriber of a stream has come (or the last has gone): follow what it needs
+        (node/events.py), so that in a cluster this node receives those events only meanwhile."""
+        before = self._following.get(key)
+        task = self._spawn(self._follow(key, on, before))
+        self._following[key] = task
+        task.add_done_callback(lambda t: self._following.pop(key, None) if self._following.get(key) is t else None)
+
+    async def _follow(self, key: Key, on: bool, before: asyncio.Task[None] | None) -> None:
+        if before is not None:  # one stream's follows and unfollows run in order
+            await asyncio.gather(before, return_exceptions=True)
+        kind = key[0]
+        try:
+            if kind in ("ticker", "trades", "kline"):
+                await (self.md.follow(key[1]) if on else self.md.unfollow(key[1]))
+            elif kind == "depth":
+                await (self.ex.bus.follow if on else self.ex.bus.unfollow)(f"market.{key[1]}")
+            elif kind == "orderbook":
+                await (self.ex.bus.follow if on else self.ex.bus.unfollow)("market.*")
+            elif kind in ("order", "trade", "account"):
+                await (self.ex.bus.follow if on else self.ex.bus.unfollow)(f"member.{int(key[1])}")
+            else:
+                return  # status and notices: every node has them (halts always bound, notices in the store)
+        except Exception as e:
+            log.warning("could not %s the events of %s: %r", "follow" if on else "drop", key, e)
+        await self._followed(key, on)
+
+    async def _followed(self, key: Key, on: bool) -> None:
+        """After a stream's events started (or stopped) coming: what depends on it (books.py)."""
+
+    async def _ready(self, key: Key, timeout: float = 10.0) -> None:
+        """Wait until the stream's events come here (its follow is done), within `timeout`."""
+        task = self._following.get(key)
+        if task is not None:
+            await asyncio.wait([task], timeout=timeout)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Background work of the hub (mirrors, bindings, re-checks), cancelled when it stops."""
@@ -122,16 +149,6 @@ class HubCore:
         self._watch_tasks.add(task)
         task.add_done_callback(self._watch_tasks.discard)
         return task
-
-    def _watched(self, member: int, on: bool, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        if task.exception() is not None:
-            log.warning("could not %s the account events of member %d: %r", "follow" if on else "drop", member,
-                        task.exception())
-        if on and ("account", member) in self.subs:
-            self._accounts_dirty.update((member, code) for code in self.ex.config.currencies)
-            self._schedule_accounts()
 
     def _schedule_accounts(self) -> None:
         if self._accounts_dirty and (self._accounts_task is None or self._accounts_task.done()):

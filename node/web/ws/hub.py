@@ -105,11 +105,7 @@ class Hub(Commands):
     async def start(self) -> None:
         for mid, actor in self.ex.markets.items():
             self.book_seq[mid] = actor.book_seq
-            self.resting[mid] = {o.id: o.remaining for side in ("buy", "sell") for o in actor.engine.orders(side)}
-        for mid in self.ex.refs:
-            if mid not in self.ex.markets:  # run by another node: asked for its resting orders
-                self._mirroring[mid] = set()
-                self._spawn(self._mirror(mid))
+            self.book_ids[mid] = actor.book_id
         self._task = asyncio.create_task(self._ticker_loop(), name="ws-tick")
 
     async def shutdown(self, app: web.Application | None = None) -> None:

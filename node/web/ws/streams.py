@@ -16,53 +16,41 @@ from node.web.ws.frames import frame, kline_row, legacy_order, public_trade, tic
 
 class Streams(Books):
     def on_events(self, items: list[Item]) -> None:
-        """Called by the market data service after each drain (synchronously: nothing here awaits)."""
+        """Called by the market data service after each drain (synchronously: nothing here awaits).
+        Each item is a batch's envelope: a market's (trades, book diff, orders) or a member's (its
+        orders, trades and balance deltas); see node/events.py."""
         self.stats["drains"] += 1
         subs = self.subs
         markets = self.ex.config.markets
         entries: Entries = []
-        trades: dict[str, list[Event]] = {}
         touched: set[str] = set()
-        run: list[Event] = []  # consecutive trades of one market (one actor batch): one `trades` frame
-        orders = {ev["id"]: ev for kind, ev, _ in items if kind == "order"}
+        traded: set[str] = set()
         legacy = subs.get(("orderbook",))
-        for kind, ev, in_book in items:
-            if run and (kind != "trade" or ev["market"] != run[0]["market"]):
-                self._trades(run, entries)
-                run = []
-            if kind == "trade":
-                mid = ev["market"]
-                run.append(ev)
-                trades.setdefault(mid, []).append(ev)
-                touched.add(mid)
-                for member in {ev["ask_member_id"], ev["bid_member_id"]}:
-                    s = subs.get(("trade", member))
-                    if s:
-                        entries.append((frame({"trade": self._legacy_trade(markets[mid], ev, member, orders)}), s, None, 0))
-            elif kind == "book":
-                mid = ev["market"]
-                touched.add(mid)
-                self._book(mid, ev, entries)
-            elif kind == "order":
-                m = markets.get(ev["market"])
+        for kind, env in items:
+            if kind == "market":
+                mid = env["market"]
+                m = markets.get(mid)
                 if m is None:
                     continue
-                action = self._resting(m.id, ev, in_book)
-                if action is not None and legacy:
-                    entries.append((frame({"orderbook": {"action": action, "order": legacy_order(m, ev)}}), legacy, None, 0))
-                s = subs.get(("order", ev["member_id"]))
-                if s:
-                    entries.append((frame({"order": order_json(m, ev)}), s, None, 0))
-                if ("account", ev["member_id"]) in subs:
-                    self._accounts_dirty.add((ev["member_id"], m.quote.code if ev["side"] == "buy" else m.base.code))
-            elif kind == "account":
-                if ("account", ev["member_id"]) in subs:
-                    self._accounts_dirty.add((ev["member_id"], ev["currency"]))
-        if run:
-            self._trades(run, entries)
+                if env["trades"]:
+                    traded.add(mid)
+                    touched.add(mid)
+                    self._trades(env["trades"], entries)
+                if env["book"] is not None:
+                    touched.add(mid)
+                    self._book(mid, env["book"], env["at"], entries)
+                if mid in self.resting:
+                    resting = set(env["resting"])
+                    for o in env["orders"]:
+                        action = self._resting(mid, o, o["id"] in resting)
+                        if action is not None and legacy:
+                            entries.append((frame({"orderbook": {"action": action, "order": legacy_order(m, o)}}),
+                                            legacy, None, 0))
+            elif kind == "member":
+                self._member(env, entries)
         for mid in touched:
             self._ticker(mid, entries)
-            if mid in trades:
+            if mid in traded:
                 for p in PERIODS:
                     if ("kline", mid, p) in subs:
                         self._kline(mid, p, entries)
@@ -71,6 +59,33 @@ class Streams(Books):
             self._fanout(entries)
             self.stats["fanout_ns"] += time.perf_counter_ns() - t0
         self._schedule_accounts()
+
+    def _member(self, env: Event, entries: Entries) -> None:
+        """A member's part of a batch: `order` frames, Peatio's `trade` frames, balances to send."""
+        member = env["member_id"]
+        subs = self.subs
+        markets = self.ex.config.markets
+        s = subs.get(("order", member))
+        if s:
+            for o in env["orders"]:
+                m = markets.get(o["market"])
+                if m is not None:
+                    entries.append((frame({"order": order_json(m, o)}), s, None, 0))
+        s = subs.get(("trade", member))
+        if s and env["trades"]:
+            orders = {o["id"]: o for o in env["orders"]}
+            for t in env["trades"]:
+                m = markets.get(t["market"])
+                if m is not None:
+                    entries.append((frame({"trade": self._legacy_trade(m, t, member, orders)}), s, None, 0))
+        if ("account", member) in subs:
+            dirty = self._accounts_dirty
+            for a in env["accounts"]:
+                dirty.add((member, a["currency"]))
+            for o in env["orders"]:  # its lock was taken where the order was accepted
+                m = markets.get(o["market"])
+                if m is not None:
+                    dirty.add((member, m.quote.code if o["side"] == "buy" else m.base.code))
 
     def _trades(self, run: list[Event], entries: Entries) -> None:
         mid = run[0]["market"]
