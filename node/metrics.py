@@ -205,6 +205,8 @@ class _Live(Collector):
                                       value=link.events_published)
             yield CounterMetricFamily("exchange_bus_events_consumed", "Events the bus delivered to this node "
                                       "(its own included, which it drops)", value=link.events_consumed)
+            yield GaugeMetricFamily("exchange_bus_event_bindings", "Routing keys this node receives other nodes' "
+                                    "events for, because something on it follows them", value=len(ex.bus.bound()))
             queued = GaugeMetricFamily("exchange_bus_queued", "Messages waiting on the bus for a market this node runs",
                                        labels=["market"])
             for mid, n in m.queued.items():
