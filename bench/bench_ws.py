@@ -188,7 +188,9 @@ async def server_main(args: argparse.Namespace) -> None:
 
     _raise_fd_limit()
     tmp = Path(tempfile.mkdtemp(prefix="bench_ws_"))
-    config = dataclasses.replace(config_with(f"sqlite:///{tmp}/exchange.db"), sqlite_synchronous=args.synchronous)
+    config = config_with(f"sqlite:///{tmp}/exchange.db")
+    config = dataclasses.replace(config, sqlite_synchronous=args.synchronous,  # every client is on loopback
+                                 http=dataclasses.replace(config.http, ws_max_per_ip=args.clients + 10))
     ex = await start_exchange(config)
     app = web_app(ex, key_file=tmp / "secret.key")
     runner = web.AppRunner(app, access_log=None)
