@@ -251,8 +251,8 @@ async def test_a_market_run_elsewhere_and_not_followed_is_read_from_the_store(tm
     reaches its feeds; its tickers and k-lines reload from the store when older than `cold_ttl`,
     and then hold the owner's trades, those after its last candle flush included."""
     config = config_with(f"sqlite:///{tmp_path}/exchange.db")
-    owner = await Exchange.start(config)
-    viewer = await Exchange.start(config, actors=False)
+    owner = await start_exchange(config)
+    viewer = await start_exchange(config, actors=False)
     try:
         members = []
         for i in range(2):
