@@ -19,11 +19,12 @@ class Queries(ExchangeCore):
         result: dict[str, Any] = await self.query(self.market(market_id).id, QueryBook("depth", limit=limit))
         return result
 
-    def book_seq(self, market_id: str) -> int | None:
-        """The diff sequence number of a book kept on this node (it moves whenever the book does), or
-        None for a market run elsewhere: a reader caching `depth` asks this before redoing it."""
+    def book_version(self, market_id: str) -> tuple[str, int] | None:
+        """The (actor instance, diff sequence number) of a book kept on this node: it changes whenever
+        the book does, also when a new actor (a restart, a move back) starts its sequence again. None
+        for a market run elsewhere. A reader caching `depth` asks this before redoing it."""
         actor = self.markets.get(market_id)
-        return None if actor is None else actor.book_seq
+        return None if actor is None else (actor.book_id, actor.book_seq)
 
     async def book_orders(self, market_id: str, side: str, limit: int) -> list[dict[str, Any]]:
         """Resting orders of one side in priority order."""

@@ -51,13 +51,14 @@ DEPTH_CACHE_MAX = 4096
 
 
 class _Depth:
-    """One (market, limit)'s answer as of book sequence `seq`: its levels encoded once, and the
+    """One (market, limit)'s answer as of a book version (the market actor instance and its diff
+    sequence number: a new instance starts its sequence again): its levels encoded once, and the
     whole body for the second `at` (the answer carries a timestamp in seconds)."""
 
-    __slots__ = ("seq", "asks", "bids", "at", "body")
+    __slots__ = ("version", "asks", "bids", "at", "body")
 
-    def __init__(self, seq: int, asks: orjson.Fragment, bids: orjson.Fragment) -> None:
-        self.seq, self.asks, self.bids = seq, asks, bids
+    def __init__(self, version: tuple[str, int], asks: orjson.Fragment, bids: orjson.Fragment) -> None:
+        self.version, self.asks, self.bids = version, asks, bids
         self.at = -1
         self.body = b""
 
@@ -65,7 +66,7 @@ class _Depth:
 async def depth(request: web.Request) -> web.Response:
     """Aggregated price levels; both sides high → low (Peatio's quirk, kept for its clients).
 
-    The answer is kept per (market, limit) until the book's sequence number moves: a busy public
+    The answer is kept per (market, limit) until the book's version (actor instance, sequence) moves: a busy public
     endpoint then aggregates, formats and encodes a book once per change instead of once per request
     (for a book kept on this node the number is read first, and the book only when it moved), and
     encodes the body once a second.
@@ -76,18 +77,19 @@ async def depth(request: web.Request) -> web.Response:
     limit = _limit(params, "limit", 300, 1000)
     cache: dict[tuple[str, int], _Depth] = request.app[DEPTH_CACHE]
     hit = cache.get((m.id, limit))
-    if hit is None or hit.seq != ex.book_seq(m.id):
+    if hit is None or hit.version != ex.book_version(m.id):
         book = await ex.depth(m.id, limit)
-        if hit is None or hit.seq != book["seq"]:
+        version = (str(book["book_id"]), int(book["seq"]))
+        if hit is None or hit.version != version:
             asks = [[price_str(m, p), volume_str(m, v)] for p, v in reversed(book["asks"])]
             bids = [[price_str(m, p), volume_str(m, v)] for p, v in book["bids"]]
             if len(cache) >= DEPTH_CACHE_MAX:
                 cache.clear()
-            hit = cache[(m.id, limit)] = _Depth(book["seq"], orjson.Fragment(orjson.dumps(asks)),
+            hit = cache[(m.id, limit)] = _Depth(version, orjson.Fragment(orjson.dumps(asks)),
                                                  orjson.Fragment(orjson.dumps(bids)))
     now = int(time.time())
     if hit.at != now:
-        hit.body = orjson.dumps({"timestamp": now, "asks": hit.asks, "bids": hit.bids, "sequence": hit.seq})
+        hit.body = orjson.dumps({"timestamp": now, "asks": hit.asks, "bids": hit.bids, "sequence": hit.version[1]})
         hit.at = now
     return json_body(hit.body)
 
