@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from node.clock import now_ms
 from node.fees import rates_from
 from node.money import format_units
+from node.ownership import cluster_view
 from node.wallet.records import HOLDING
 
 if TYPE_CHECKING:
@@ -110,8 +111,6 @@ async def markets(ex: Exchange) -> list[dict[str, Any]]:
 async def nodes(ex: Exchange) -> dict[str, Any]:
     """Every node and market as the store tells it (heartbeats and leases), so this page shows the
     same truth on any node: owners, epochs, lease ages, standbys and the problems `status` names."""
-    from node.ownership import cluster_view
-
     view = await cluster_view(ex.store, ex.config, ex.leases.liveness.gone if ex.leases.liveness else None)
     here = ex.status()
     rows = []

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from node import auth_changes
+from node import auth_changes, cms
 from node.admin import audit, roles
 from node.admin.roles import Actor, Forbidden, check
 from node.clock import now_ms
@@ -367,8 +367,6 @@ class Admin:
 
     # -- pages ------------------------------------------------------------------------------------------------------
     async def cms_save(self, actor: Actor, slug: str, lang: str, title: str, body: str) -> None:
-        from node import cms
-
         await self._do(actor, "cms", "cms.save", f"page:{slug}:{lang}", title[:100],
                        lambda: cms.save(self.store, slug, lang, title, body, actor.label))
 

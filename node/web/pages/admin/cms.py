@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from node import cms
 from node.admin.roles import Actor
 from node.errors import ExchangeError
 from node.web.api import EXCHANGE
 from node.web.forms import Form
+from node.web.i18n import LANGS
 from node.web.pages.admin.common import _context, _flash_result, _form, _svc, add_error, route
 from node.web.pages.common import redirect
 from node.web.session import render, translator_of
@@ -15,9 +17,6 @@ from node.web.session import render, translator_of
 
 @route("GET", "/admin/pages", "cms")
 async def cms_list(request: web.Request, actor: Actor) -> web.StreamResponse:
-    from node import cms
-    from node.web.i18n import LANGS
-
     store = request.app[EXCHANGE].store
     pages = [{"slug": slug, "name": name, "langs": [await cms.get(store, slug, lang) for lang in LANGS]}
              for slug, name in cms.SLUGS.items()]
@@ -25,9 +24,6 @@ async def cms_list(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 
 def _cms_key(request: web.Request) -> tuple[str, str]:
-    from node import cms
-    from node.web.i18n import LANGS
-
     slug, lang = request.match_info["slug"], request.match_info["lang"]
     if slug not in cms.SLUGS or lang not in LANGS:
         raise web.HTTPNotFound()
@@ -36,8 +32,6 @@ def _cms_key(request: web.Request) -> tuple[str, str]:
 
 @route("GET", "/admin/pages/{slug}/{lang}", "cms")
 async def cms_edit(request: web.Request, actor: Actor) -> web.StreamResponse:
-    from node import cms
-
     slug, lang = _cms_key(request)
     page = await cms.get(request.app[EXCHANGE].store, slug, lang)
     return render(request, "admin/page_edit.html", await _context(
@@ -47,8 +41,6 @@ async def cms_edit(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 @route("POST", "/admin/pages/{slug}/{lang}", "cms")
 async def cms_save(request: web.Request, actor: Actor) -> web.StreamResponse:
-    from node import cms
-
     _ = translator_of(request)
     slug, lang = _cms_key(request)
     form = await _form(request)
