@@ -5,12 +5,18 @@ READ ONLY on PostgreSQL), so a live node's writes between two queries never look
 
 What is cross-checked, and the name of each violation:
 
-- `totals`: per currency, Σ(balance + locked) over every account (house included) equals what came
-  in minus what went out: credited deposits (less what a re-org took back), minus done withdrawals'
-  amounts (their fee stays inside, with the house), plus approved balance corrections.
+- `totals`: per currency, Σ(balance + locked) over every account (house included), plus the
+  settlements still in flight (written by a market, not yet applied by the member's account shard:
+  node/actors/shards.py), equals what came in minus what went out: credited deposits (less what a
+  re-org took back), minus done withdrawals' amounts (their fee stays inside, with the house), plus
+  approved balance corrections.
 - `ledger`, `negative`, `ledger_orphan`: every account equals the replay of its ledger rows; nothing
   is negative; no ledger rows for an account that does not exist.
-- `locks`: every account's locked equals what its open orders and pending withdrawals hold.
+- `locks`: every account's locked (with its settlements in flight) equals what its open orders and
+  pending withdrawals hold.
+
+Everywhere below, a settlement in flight counts as the ledger row it will become: the checks hold
+at every instant, and after quiescence (nothing in flight) on the ledger alone.
 - `order_fill`, `order_funds`, `order_trades`, `order_locked`, `order_release`, `order_submit`: an
   order's filled volume, funds used and trade count equal its trades'; an open order still locks
   what it has not spent, a finished one nothing; exactly a finished order has released the rest of
@@ -79,7 +85,10 @@ async def audit(store: Store, markets: Mapping[str, Market]) -> AuditReport:
     r = AuditReport()
     async with store.snapshot() as tx:
         accounts = await _accounts(tx, r)
-        await _totals(tx, r)
+        flight = await _in_flight(tx)
+        for (member, currency), (_b, lk) in flight.items():
+            accounts[(member, currency)] = accounts.get((member, currency), 0) + lk
+        await _totals(tx, r, flight)
         ledger = await _ledger_by_ref(tx)
         holds = await _orders_and_trades(tx, r, markets, ledger)
         await _funds(tx, r, ledger, holds)
@@ -115,9 +124,19 @@ async def _accounts(tx: Tx, r: AuditReport) -> dict[tuple[int, str], int]:
     return locked
 
 
-async def _totals(tx: Tx, r: AuditReport) -> None:
-    held = {row["currency"]: int(row["s"]) for row in await tx.fetch(
-        "SELECT currency, SUM(balance + locked) AS s FROM accounts GROUP BY currency")}
+async def _in_flight(tx: Tx) -> dict[tuple[int, str], tuple[int, int]]:
+    """Settlements not yet applied, summed per account: (d_balance, d_locked)."""
+    return {(int(row["member_id"]), row["currency"]): (int(row["b"]), int(row["lk"])) for row in await tx.fetch(
+        "SELECT member_id, currency, SUM(d_balance) AS b, SUM(d_locked) AS lk FROM settlements "
+        "WHERE applied_at IS NULL GROUP BY member_id, currency")}
+
+
+async def _totals(tx: Tx, r: AuditReport, flight: Mapping[tuple[int, str], tuple[int, int]]) -> None:
+    held: dict[str, int] = defaultdict(int)
+    for row in await tx.fetch("SELECT currency, SUM(balance + locked) AS s FROM accounts GROUP BY currency"):
+        held[row["currency"]] += int(row["s"])
+    for (_member, currency), (b, lk) in flight.items():
+        held[currency] += b + lk
     funded: dict[str, int] = defaultdict(int)
     for sql in ("SELECT currency, SUM(amount) AS s FROM deposits WHERE state = 'accepted' GROUP BY currency",
                 "SELECT currency, SUM(amount - reversed) AS s FROM deposits WHERE state = 'reverted' GROUP BY currency",
@@ -136,11 +155,14 @@ Sums = dict[tuple[str, int], dict[str, Any]]
 
 
 async def _ledger_by_ref(tx: Tx) -> Sums:
-    """Ledger rows summed per (ref_type, ref_id): per reason, and per (member, currency, reason)."""
+    """Ledger rows, and settlements in flight, summed per (ref_type, ref_id): per reason, and per
+    (member, currency, reason)."""
     out: Sums = {}
+    cols = "ref_type, ref_id, member_id, currency, reason, d_balance, d_locked, fee"
     for row in await tx.fetch(
             "SELECT ref_type, ref_id, member_id, currency, reason, SUM(d_balance) AS b, SUM(d_locked) AS lk, SUM(fee) AS f, "
-            "COUNT(*) AS n FROM ledger GROUP BY ref_type, ref_id, member_id, currency, reason"):
+            f"COUNT(*) AS n FROM (SELECT {cols} FROM ledger UNION ALL SELECT {cols} FROM settlements "
+            "WHERE applied_at IS NULL) l GROUP BY ref_type, ref_id, member_id, currency, reason"):
         s = out.setdefault((row["ref_type"], int(row["ref_id"])), {"rows": {}, "n": 0})
         s["rows"][(int(row["member_id"]), row["currency"], row["reason"])] = (int(row["b"]), int(row["lk"]), int(row["f"]),
                                                                             int(row["n"]))

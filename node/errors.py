@@ -135,6 +135,11 @@ class Fenced(StoreConflict):
     """This market actor's lease epoch is no longer the current one: another node owns the market."""
 
 
+class ShardMoved(StoreConflict):
+    """A market batch that settles some members' accounts inline found one of their shards no longer
+    held here at the epoch it read: the batch rolled back, and the market rebuilds from the store."""
+
+
 class ClaimLost(StoreConflict):
     """An order the batch took in was no longer `pending` in the store: another copy was matched first."""
 

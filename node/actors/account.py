@@ -7,6 +7,10 @@ For a batch of order submissions it reads the members' balances inside one write
 `balance → locked`, stores the orders as `pending` with an `order_submit` ledger row, commits, and
 only then answers and hands the orders to their market actors. Because the market actor only ever
 *adds* to available balances, these decisions can never be invalidated by a concurrent trade.
+
+Each account actor owns one account shard (node/actors/shards.py). In a cluster the shard is leased,
+the actor runs where the lease is, and it also applies the settlements that markets on other nodes
+wrote for its members, in the same batches as new orders.
 """
 
 from __future__ import annotations
@@ -16,17 +20,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from node.actors.messages import NewOrder, OrderRequest, SubmitOrders
+from node.actors import shards
+from node.actors.messages import ApplySettlements, NewOrder, OrderRequest, SubmitOrders
 from node.actors.runtime import Actor
 from node.clock import now_ms
 from node.config import Currency
-from node.errors import CreateOrderFailed, ExchangeError, TonceReused, Unavailable
+from node.errors import CreateOrderFailed, ExchangeError, Fenced, TonceReused, Unavailable
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
 from node.store import Bulk, IdAllocator, Store, ledger
 from node.tonces import TonceBook
 
 log = logging.getLogger(__name__)
+
+SWEEP_AFTER_MS = 5_000  # a settlement still unapplied this long is taken from the store
+CLAIM_CHUNK = 500  # settlement ids per claim statement (SQLite's variables per statement)
 
 ORDERS_INSERT_BULK = Bulk.insert("orders", (
     "id", "member_id", "market", "side", "ord_type", "tif", "price", "stop_price", "volume", "remaining", "funds",
@@ -67,7 +75,11 @@ def order_row_view(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class AccountActor(Actor[SubmitOrders]):
+class AccountActor(Actor[SubmitOrders | ApplySettlements]):
+    """The writer of one account shard's rows on the order path (node/actors/shards.py): it locks
+    funds for new orders and applies the settlements markets wrote for its members, each batch in
+    one transaction that starts with the shard's epoch fence when the shard is leased (`epoch`)."""
+
     def __init__(
         self,
         store: Store,
@@ -75,54 +87,122 @@ class AccountActor(Actor[SubmitOrders]):
         currencies: Mapping[str, Currency],
         shard: int = 0,
         tonces: TonceBook | None = None,
+        *,
+        epoch: int | None = None,
+        sweep_after_ms: int = SWEEP_AFTER_MS,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.tonces = tonces or TonceBook()
+        self.shard = shard
+        self.epoch = epoch  # the shard's lease epoch in a cluster; None: not leased, not fenced
         self.name = f"accounts:{shard}"
         self.store = store
         self.markets = markets
         self.currencies = currencies
         self.order_ids = IdAllocator(store, "orders")
+        self.sweep_after_ms = sweep_after_ms
+        self.settled = 0  # settlement rows this actor applied
+        self._sweep_task: asyncio.Task[None] | None = None
 
     async def recover(self) -> None:
         self.order_ids.reset()
 
-    async def handle_batch(self, batch: Sequence[SubmitOrders]) -> list[Any]:
+    # -- the settlement sweep: rows whose message was lost (or never sent: the market's node died) --
+    async def start(self) -> None:
+        await super().start()
+        self._sweep_task = asyncio.create_task(self._sweeper(), name=f"{self.name}:sweeper")
+
+    async def stop(self) -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+        await super().stop()
+
+    def fence(self, why: str = "another owner has taken over") -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+        super().fence(why)
+
+    async def sweep_settlements(self, older_than_ms: int | None = None) -> int:
+        """Ask for every unapplied settlement of the shard older than `older_than_ms` (all of them
+        with 0); answers how many were found (the batch applies those still unapplied)."""
+        age = self.sweep_after_ms if older_than_ms is None else older_than_ms
+        sql, args = shards.unapplied_sql(self.shard, now_ms() - age + 1)
+        ids = tuple(int(r["id"]) for r in await self.store.fetch(sql, *args))
+        if ids:
+            await self.put(ApplySettlements(self.shard, ids))
+        return len(ids)
+
+    async def _sweeper(self) -> None:
+        first = True
+        while True:
+            if not first:
+                await asyncio.sleep(max(self.sweep_after_ms / 1000, 0.05))
+            if self._stopping:
+                return
+            try:
+                found = await self.sweep_settlements(0 if first else None)
+                if found and not first:
+                    log.warning("%s: %d settlements had not been applied; applying them now", self.name, found)
+            except Exception:
+                log.exception("%s: settlement sweep failed; will retry", self.name)
+            first = False
+
+    # -- the batch ---------------------------------------------------------------------------------
+    async def handle_batch(self, batch: Sequence[SubmitOrders | ApplySettlements]) -> list[Any]:
         results: list[Any] = [None] * len(batch)
         ts = now_ms()
         accepted: list[NewOrder] = []
-        members = sorted({r.member_id for b in batch for r in b.orders})
-        wanted = sorted({(r.member_id, r.lock_currency) for b in batch for r in b.orders})
-        client_ids = sorted({r.client_id for b in batch for r in b.orders if r.client_id})
-        signed = [(i, sub.tonce) for i, sub in enumerate(batch) if sub.tonce is not None]
+        subs = [(i, b) for i, b in enumerate(batch) if isinstance(b, SubmitOrders)]
+        settle = sorted({sid for b in batch if isinstance(b, ApplySettlements) and b.shard == self.shard
+                         for sid in b.ids})
+        members = sorted({r.member_id for _, b in subs for r in b.orders})
+        wanted = sorted({(r.member_id, r.lock_currency) for _, b in subs for r in b.orders})
+        client_ids = sorted({r.client_id for _, b in subs for r in b.orders if r.client_id})
+        signed = [(i, sub.tonce) for i, sub in subs if sub.tonce is not None]
         tonces = [tonce for _, tonce in signed]
+        order_rows: list[tuple[Any, ...]] = []
         async with self.store.transaction() as tx:
-            # One trip for every read: the tonces burnt first (a replay is refused, not decided),
-            # then the balances (only the rows this batch spends from are locked, in one global
-            # order: no deadlocks), then the orders that client ids may name.
+            # One trip for every read: the shard's fence first (a deposed owner's batch rolls back
+            # here), the tonces burnt (a replay is refused, not decided), the balances (only the
+            # rows this batch spends from are locked, in one global order: no deadlocks), the
+            # orders that client ids may name, and the settlements claimed.
             queries: list[tuple[str, list[Any]]] = []
+            if self.epoch is not None:
+                queries.append(shards.fence_sql(self.store, [self.shard]))
             if signed:
                 queries.append(self.tonces.insert(tonces))
-            pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in wanted)
-            queries.append((f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
-                            f"ORDER BY member_id, currency{self.store.for_update}", [x for pair in wanted for x in pair]))
+            if wanted:
+                pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in wanted)
+                queries.append((f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
+                                f"ORDER BY member_id, currency{self.store.for_update}",
+                                [x for pair in wanted for x in pair]))
             if client_ids:
                 marks = ",".join("?" * len(members))
                 cmarks = ",".join("?" * len(client_ids))
                 queries.append((f"SELECT * FROM orders WHERE member_id IN ({marks}) AND client_id IN ({cmarks})",
                                 [*members, *client_ids]))
+            claims = [shards.claim_sql(self.store, self.shard, settle[i:i + CLAIM_CHUNK], ts)
+                      for i in range(0, len(settle), CLAIM_CHUNK)]
+            queries.extend(claims)
             fetched = await tx.fetch_many(queries)
+            if self.epoch is not None:
+                shards.check_fence(fetched.pop(0), {self.shard: self.epoch},
+                                   Fenced(f"{self.name}: epoch {self.epoch} no longer holds the shard"))
             if signed:
                 fresh = await self.tonces.settle(tx, tonces, fetched.pop(0))
                 for (i, tonce), ok in zip(signed, fresh, strict=True):
                     if not ok:
                         results[i] = TonceReused(*tonce)
-            available = {(int(r["member_id"]), r["currency"]): int(r["balance"]) for r in fetched[0]}
-            existing = {(int(r["member_id"]), r["client_id"]): order_row_view(r) for r in fetched[1]} if client_ids else {}
-            order_rows: list[tuple[Any, ...]] = []
-            ledger_rows: list[ledger.LedgerRow] = []
-            for i, sub in enumerate(batch):
+            available = {(int(r["member_id"]), r["currency"]): int(r["balance"])
+                         for r in (fetched.pop(0) if wanted else [])}
+            existing = ({(int(r["member_id"]), r["client_id"]): order_row_view(r) for r in fetched.pop(0)}
+                        if client_ids else {})
+            # The settlements this batch claimed (copies applied before claim nothing): their rows
+            # go to the ledger with the orders', in this transaction.
+            ledger_rows: list[ledger.LedgerRow] = [row for rows in fetched for row in shards.claimed_rows(rows)]
+            settled = len(ledger_rows)
+            for i, sub in subs:
                 if results[i] is not None:  # a replayed tonce: refused, nothing taken
                     continue
                 outcome = self._decide(sub, available, existing)
@@ -150,11 +230,16 @@ class AccountActor(Actor[SubmitOrders]):
                     accepted.append(NewOrder(oid, req.member_id, req.side, req.ord_type, req.price, req.volume, req.tif,
                                              req.stop_price, req.funds, req.lock_amount, ts))
                 results[i] = views
-            if order_rows:
+            if ledger_rows:
                 # The batch decided on balances it read under lock: if a lock does not apply
                 # (a wrong decision), the writer raises and the whole batch rolls back.
                 await ledger.post(tx, ledger_rows)
+            if order_rows:
                 await tx.executemany(ORDERS_INSERT_BULK, order_rows)
+        self.settled += settled
+        for i, msg in enumerate(batch):
+            if isinstance(msg, ApplySettlements):
+                results[i] = settled
         by_id = {row[0]: row[2] for row in order_rows}
         if accepted:
             # Local mailboxes with room take theirs at once. The rest are handed over all together:

@@ -32,7 +32,8 @@ from node.store import Store
 log = logging.getLogger(__name__)
 
 LEASE_TTL_MS = 10_000  # the default; a node's markets use `[actors] lease_ms`
-HANDED_OVER = "handed-over"  # owner of a lease waiting for the node it was handed to
+HANDED_OVER = "handed-over"
+SHARD_PREFIX = "accounts/"  # an account shard's lease (node/actors/shards.py)  # owner of a lease waiting for the node it was handed to
 
 
 class LeaseHeld(ExchangeError):
@@ -51,7 +52,12 @@ def session_name(owner: str) -> str:
 
 
 def is_market(name: str) -> bool:
-    return ":" not in name  # wallets' leases are named "wallet:<currency>"
+    # wallets' leases are named "wallet:<currency>", account shards' "accounts/<shard>"
+    return ":" not in name and not name.startswith(SHARD_PREFIX)
+
+
+def is_shard(name: str) -> bool:
+    return name.startswith(SHARD_PREFIX)
 
 
 class Liveness:
@@ -108,9 +114,10 @@ class Leases:
         self.epochs: dict[str, int] = {}
 
     async def acquire(self, name: str) -> int:
-        """Take the lease of a market (or wallet) and return its new epoch; LeaseHeld if a living
-        holder has it. For a market, the epoch is written into its state row in the same
-        transaction, which waits for (or fences) any batch the previous owner still has in flight."""
+        """Take the lease of a market (or wallet, or account shard) and return its new epoch;
+        LeaseHeld if a living holder has it. For a market the epoch is written into its state row,
+        for an account shard into its `account_shards` row, in the same transaction, which waits
+        for (or fences) any batch the previous owner still has in flight."""
         now = now_ms()
         async with self.store.transaction() as tx:
             row = await tx.fetchrow(
@@ -131,6 +138,13 @@ class Leases:
                 old = int(await tx.fetchval("SELECT epoch FROM markets_state WHERE market = ?", name) or 0)
                 epoch = max(epoch, old + 1)
                 await tx.execute("UPDATE markets_state SET epoch = ? WHERE market = ?", epoch, name)
+            elif is_shard(name):
+                shard = int(name[len(SHARD_PREFIX):])
+                await tx.execute("INSERT INTO account_shards (shard, epoch, updated_at) VALUES (?, 0, ?) "
+                                 "ON CONFLICT (shard) DO NOTHING", shard, now)
+                old = int(await tx.fetchval("SELECT epoch FROM account_shards WHERE shard = ?", shard) or 0)
+                epoch = max(epoch, old + 1)
+                await tx.execute("UPDATE account_shards SET epoch = ?, updated_at = ? WHERE shard = ?", epoch, now, shard)
             if row is None:
                 await tx.execute(
                     "INSERT INTO market_leases (market, node, owner, expires_at, epoch, acquired_at, renewed_at) "

@@ -2,7 +2,8 @@
 
 It feeds accepted orders and cancels through the pure engine (`node.market`), then writes a batch's
 trades, order updates, settlement deltas and ledger rows in one transaction, and only then answers
-and publishes events. On start (and after a crash) it rebuilds the book from the store: resting
+and publishes events. Settlement deltas of members whose account shard this process does not own
+are written as settlement rows instead, which the shard's owner applies (node/actors/shards.py). On start (and after a crash) it rebuilds the book from the store: resting
 orders by sequence, then the `pending` ones (accepted, locked, never matched) in acceptance order.
 
 Exactly once is decided by the store, in the batch's own transaction (docs/exactly-once.md):
@@ -25,11 +26,20 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from node.actors import shards
 from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
 from node.actors.runtime import Actor
 from node.clock import now_ms
 from node.config import FEE_SCALE, Market
-from node.errors import CancelOrderFailed, ClaimLost, ExchangeError, Fenced, InvalidParameter, OrderNotFound
+from node.errors import (
+    CancelOrderFailed,
+    ClaimLost,
+    ExchangeError,
+    Fenced,
+    InvalidParameter,
+    OrderNotFound,
+    ShardMoved,
+)
 from node.events import EventBus
 from node.fees import rates_from
 from node.market import BUY, LIMIT, LOAD_COLUMNS, MARKET, STOP_LIMIT, Engine, EngineError, Order, Trade
@@ -73,8 +83,15 @@ class Live:
 
 class MarketActor(Actor[Any]):
     def __init__(self, market: Market, store: Store, bus: EventBus, fee_member: int, *, epoch: int = 0,
-                 verify_intake: bool = False, sweep_after_ms: int = SWEEP_AFTER_MS, **kw: Any) -> None:
+                 verify_intake: bool = False, sweep_after_ms: int = SWEEP_AFTER_MS,
+                 shard_map: shards.ShardMap | None = None,
+                 settle_out: Callable[[dict[int, list[int]]], None] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
+        # Members' accounts of shards this process does not own are settled through the outbox
+        # (node/actors/shards.py): `settle_out` tells their owners after the commit.
+        self.shard_map = shard_map
+        self.settle_out = settle_out
+        self.settlement_ids = IdAllocator(store, "settlements")
         self.epoch = epoch  # the lease epoch this actor writes under (see the module docstring)
         # Check unknown orders in the store before matching them: where copies can come from a
         # durable queue (a cluster), or after a claim was lost once.
@@ -106,6 +123,7 @@ class MarketActor(Actor[Any]):
     async def recover(self) -> None:
         m = self.market
         self.trade_ids.reset()
+        self.settlement_ids.reset()
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO markets_state (market, next_seq, updated_at) VALUES (?, 1, ?) ON CONFLICT (market) DO NOTHING",
@@ -492,6 +510,14 @@ class MarketActor(Actor[Any]):
         state_row = (self.engine.next_seq, self.engine.last_price, int(self.halted), self.fees[0], self.fees[1],
                      self.next_intake, ts, m.id, self.epoch)
         ledger_rows = eff.ledger
+        inline: dict[int, int] = {}  # shards settled in this transaction, with their epochs (the fence)
+        outbox: list[tuple[Any, ...]] = []
+        told: dict[int, list[int]] = {}
+        if self.shard_map is not None:
+            ledger_rows, away, inline = self.shard_map.split(eff.ledger)
+            if away:
+                ids = [await self.settlement_ids.take_own() for _ in range(sum(map(len, away.values())))]
+                outbox, told = shards.outbox_rows(ids, away)
         claim_steps = self._claim_steps(claims)
 
         async def write() -> None:
@@ -504,9 +530,17 @@ class MarketActor(Actor[Any]):
                                 Fenced(f"{self.name}: epoch {self.epoch} no longer holds the market"))
                 for sql, args, count in claim_steps:
                     await tx.expect(sql, args, count, ClaimLost(f"{self.name}: an order of the batch was taken already"))
+                # The members' shards settled here are still ours at the epochs read: else nothing
+                # of the batch counts (a shard moved: the market rebuilds, its next batch sends them
+                # to the new owner).
+                await shards.fence(tx, self.store, inline, ShardMoved(f"{self.name}: an account shard moved"))
                 await tx.executemany(TRADES_BULK, trade_rows)
                 await tx.executemany(ORDERS_UPDATE_BULK, order_rows)
                 await ledger.post(tx, ledger_rows)
+                if outbox:
+                    await tx.executemany(shards.SETTLEMENTS_BULK, outbox)
+            if told and self.settle_out is not None:
+                self.settle_out(told)
             for oid in claims:
                 self._remember(oid)
             self.trades_total += len(trade_rows)

@@ -83,3 +83,12 @@ class SetFees:
 
     maker: int
     taker: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplySettlements:
+    """To an account shard's owner: settlement rows a market wrote for the shard's members (their
+    ids), to apply now. Any copy may arrive any number of times: the store applies each row once."""
+
+    shard: int
+    ids: tuple[int, ...]

@@ -12,9 +12,20 @@ from typing import Any
 import orjson
 
 from node import errors
-from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
+from node.actors.messages import (
+    ApplySettlements,
+    CancelAll,
+    CancelOrder,
+    NewOrder,
+    OrderRequest,
+    QueryBook,
+    SetFees,
+    SetHalted,
+    SubmitOrders,
+)
 
-MESSAGES: dict[str, type] = {c.__name__: c for c in (NewOrder, CancelOrder, CancelAll, SetHalted, SetFees, QueryBook)}
+MESSAGES: dict[str, type] = {c.__name__: c for c in (NewOrder, CancelOrder, CancelAll, SetHalted, SetFees, QueryBook,
+                                                     SubmitOrders, ApplySettlements)}
 ERRORS: dict[str, type[errors.ExchangeError]] = {
     name: obj for name, obj in vars(errors).items()
     if isinstance(obj, type) and issubclass(obj, errors.ExchangeError)
@@ -31,6 +42,8 @@ def encode_message(msg: Any) -> bytes:
 def decode_message(body: bytes) -> Any:
     data = orjson.loads(body)
     cls = MESSAGES[data.pop("t")]
+    if cls is SubmitOrders:  # the one message that nests others
+        data["orders"] = [OrderRequest(**o) for o in data["orders"]]
     for f in dataclasses.fields(cls):
         if isinstance(data.get(f.name), list):
             data[f.name] = tuple(data[f.name])

@@ -7,6 +7,10 @@
   batch that handled it committed. The market drops any copy (a redelivery) of an order the store says is no longer `pending`.
 - `ask` carries `reply_to` (the asking node's exclusive reply queue) and a correlation id; the
   answer, or its error, comes back there; a missing answer is a Timeout after the ask timeout.
+- Every account shard has a durable queue `exchange.<cluster id>.accounts.<shard>`, consumed by
+  the shard's owner (node/actors/shards.py): order submissions from the node that received them
+  (asked, and dropped unread once their asker stopped waiting) and settlements to apply (told).
+  Both are taken at most once: a lost request times out, a lost settlement is swept up.
 - Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic), one message
   per matching batch for its market and one per member it touched (node/events.py). Every node has
   a queue of its own, bound to the keys that something on the node follows (`EventBus.follow`: a
@@ -31,6 +35,7 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
 from node.actors.market import MarketActor
+from node.actors.runtime import Actor
 from node.clock import now_ms
 from node.cluster.codec import decode_message, decode_result, encode_message, encode_result
 from node.errors import ExchangeError, Timeout, Unavailable
@@ -66,6 +71,7 @@ class RabbitLink:
         self.handover_failures = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._declared: set[str] = set()  # shard queues declared by this process
         self._ctl: aio_pika.abc.AbstractChannel | None = None
         self._ping: aio_pika.abc.AbstractRobustChannel | None = None  # probes (`ping`, `queue_depth`)
         self.on_control: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
@@ -175,23 +181,35 @@ class RabbitLink:
         return self.conn is not None and not self.conn.is_closed and self.conn.connected.is_set()
 
     # -- sending ----------------------------------------------------------------------------------
-    async def send(self, market: str, msg: Any, reply: bool = False, timeout: float | None = None) -> Any:
+    async def send(self, market: str, msg: Any, reply: bool = False, timeout: float | None = None, *,
+                   queue: str | None = None, expires: bool = False) -> Any:
+        """A message to a market's queue (or to `queue`), with its answer if `reply`. With `expires`
+        the message is dropped unread once the asker stopped waiting (broker expiry, and a deadline
+        the consumer checks): a request that timed out is never done later."""
         if self._cmd is None or not self.connected:
             raise Unavailable("the message bus is unreachable; nothing was sent, retry")
+        wait = timeout or self.ask_timeout
         corr = secrets.token_hex(12) if reply else None
         fut: asyncio.Future[Any] | None = None
         if corr is not None:
             fut = asyncio.get_running_loop().create_future()
             self._waiting[corr] = fut
+        headers: dict[str, Any] = {"from": self.node}
+        if expires:
+            headers["deadline"] = now_ms() + int(wait * 1000)
         message = aio_pika.Message(
             encode_message(msg),
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             correlation_id=corr,
             reply_to=self._reply_queue.name if (corr and self._reply_queue) else None,
-            headers={"from": self.node},
+            headers=headers,
+            expiration=wait if expires else None,
         )
         try:
-            await self._cmd.default_exchange.publish(message, routing_key=self.market_queue(market), timeout=self.ask_timeout)
+            if queue is not None:
+                await self._declare_once(queue)
+            await self._cmd.default_exchange.publish(message, routing_key=queue or self.market_queue(market),
+                                                     timeout=self.ask_timeout)
             self.published += 1
         except Exception as e:
             if corr is not None:
@@ -201,9 +219,9 @@ class RabbitLink:
             return None
         assert corr is not None
         try:
-            result = await asyncio.wait_for(fut, timeout or self.ask_timeout)
+            result = await asyncio.wait_for(fut, wait)
         except TimeoutError:
-            raise Timeout(f"market {market} did not answer in time") from None
+            raise Timeout(f"{'market ' + market if queue is None else queue} did not answer in time") from None
         finally:
             self._waiting.pop(corr, None)
         if isinstance(result, ExchangeError):
@@ -218,7 +236,7 @@ class RabbitLink:
         go out in this order and many confirms are awaited at once; one that fails is logged and
         left to the market's pending sweep.
         """
-        await self._handovers.put((market, encode_message(msg)))
+        await self._handovers.put((self.market_queue(market), encode_message(msg)))
 
     async def _publish_handovers(self) -> None:
         while True:
@@ -227,18 +245,18 @@ class RabbitLink:
             task = asyncio.create_task(self._publish_one(market, body))  # created in order: sent in order
             task.add_done_callback(lambda _t: self._inflight.release())
 
-    async def _publish_one(self, market: str, body: bytes) -> None:
+    async def _publish_one(self, queue: str, body: bytes) -> None:
         try:
             if self._cmd is None or not self.connected:
                 raise ConnectionError("bus down")
             await self._cmd.default_exchange.publish(
                 aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={"from": self.node}),
-                routing_key=self.market_queue(market), timeout=self.ask_timeout)
+                routing_key=queue, timeout=self.ask_timeout)
             self.published += 1
         except Exception as e:
             self.handover_failures += 1
             if self.handover_failures % 100 == 1:
-                log.warning("hand-over to %s failed (%r); the market's pending sweep will take it", market, e)
+                log.warning("hand-over to %s failed (%r); the owner's sweep will take it", queue, e)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         fut = self._waiting.get(message.correlation_id or "")
@@ -300,6 +318,89 @@ class RabbitLink:
             await message.ack()
         except Exception:
             log.exception("could not settle a market message; it will be redelivered")
+
+    # -- account shards (node/actors/shards.py) ---------------------------------------------------
+    def shard_queue(self, shard: int) -> str:
+        return f"exchange.{self.namespace}.accounts.{shard}"
+
+    async def _declare_once(self, queue: str) -> None:
+        """A queue that requests may reach before its consumer ever started (else the broker would
+        drop them unrouted and the asker would only time out)."""
+        if queue not in self._declared and self._cmd is not None:
+            await self._cmd.declare_queue(queue, durable=True)
+            self._declared.add(queue)
+
+    async def ask_shard(self, shard: int, msg: Any, timeout: float | None = None) -> Any:
+        """A request to the owner of an account shard (an order submission), and its answer."""
+        return await self.send("", msg, reply=True, timeout=timeout, queue=self.shard_queue(shard), expires=True)
+
+    async def tell_shard(self, shard: int, msg: Any) -> None:
+        """A message to a shard's owner that needs no answer and may be lost (settlements: the
+        owner's sweep finds what never arrived); sent in order, without waiting for the confirm."""
+        queue = self.shard_queue(shard)
+        if queue not in self._declared:
+            try:
+                await self._declare_once(queue)
+            except Exception:
+                return  # the bus is down: the owner's sweep applies them
+        await self._handovers.put((queue, encode_message(msg)))
+
+    async def serve_shard(self, shard: int, actor: Actor[Any]) -> None:
+        assert self.conn is not None
+        channel = await self.conn.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        queue = await channel.declare_queue(self.shard_queue(shard), durable=True)
+        self._consumers[self.shard_queue(shard)] = asyncio.create_task(self._consume_shard(actor, queue),
+                                                                       name=f"consume:accounts/{shard}")
+
+    async def stop_serving_shard(self, shard: int) -> None:
+        await self.stop_serving(self.shard_queue(shard))
+
+    async def _consume_shard(self, actor: Actor[Any], queue: aio_pika.abc.AbstractQueue) -> None:
+        """At most once: a message is acknowledged as it is taken, so a request is done by the owner
+        that took it or not at all (its asker then times out); one whose asker has given up already
+        is dropped unread."""
+        async with queue.iterator() as it:
+            async for message in it:
+                await message.ack()
+                deadline = (message.headers or {}).get("deadline")
+                if isinstance(deadline, int) and now_ms() > deadline:
+                    continue
+                try:
+                    msg = decode_message(message.body)
+                except Exception:
+                    log.exception("undecodable message on %s dropped", queue.name)
+                    continue
+                self.consumed += 1
+                if not message.reply_to:
+                    try:
+                        await actor.put(msg)
+                    except ExchangeError as e:
+                        log.warning("%s: %s; message dropped (the sweep will find it)", actor.name, e.message)
+                    continue
+                try:
+                    pending = await actor.ask_later(msg, timeout=self.ask_timeout)
+                except ExchangeError as e:
+                    await self._reply(message, e)
+                    continue
+                pending.add_done_callback(lambda f, m=message: asyncio.ensure_future(self._answer_from(m, f)))  # type: ignore[misc]
+
+    async def _answer_from(self, message: AbstractIncomingMessage, fut: asyncio.Future[Any]) -> None:
+        exc = fut.exception()
+        result = fut.result() if exc is None else exc
+        if isinstance(exc, Exception) and not isinstance(exc, ExchangeError):
+            result = Unavailable("the account shard failed; retry")
+        await self._reply(message, result)
+
+    async def _reply(self, message: AbstractIncomingMessage, result: Any) -> None:
+        if not message.reply_to or self._cmd is None:
+            return
+        try:
+            await self._cmd.default_exchange.publish(
+                aio_pika.Message(encode_result(result), correlation_id=message.correlation_id),
+                routing_key=message.reply_to)
+        except Exception:
+            log.warning("could not answer a request on %s; its asker times out", message.routing_key)
 
     # -- events -----------------------------------------------------------------------------------
     async def bind_events(self, key: str, on: bool) -> None:

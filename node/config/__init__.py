@@ -180,6 +180,13 @@ class ActorConf:
     lease_ms: int = 10_000  # a market's lease: an owner silent this long is replaced by a standby
     sweep_after_ms: int = 5_000  # an accepted order still pending this long is taken from the store
     store_timeout_ms: int = 5_000  # every store call of a node (PostgreSQL), well inside the lease
+    # Members' accounts in this many shards (member id modulo), each written by one account actor,
+    # in a cluster on one node at a time (node/actors/shards.py); 0: 1 on SQLite, 4 on PostgreSQL.
+    # The same in every node's configuration, and changed only with the cluster stopped.
+    account_shards: int = 0
+
+    def shard_count(self, backend: str) -> int:
+        return self.account_shards or (1 if backend == "sqlite" else 4)
 
 
 @dataclass(frozen=True)
@@ -527,6 +534,7 @@ def _actors(a: dict[str, Any]) -> ActorConf:
         lease_ms=_int_range(a, "lease_ms", "actors", 1_000, 600_000, ActorConf.lease_ms),
         sweep_after_ms=_int_range(a, "sweep_after_ms", "actors", 10, 3_600_000, ActorConf.sweep_after_ms),
         store_timeout_ms=_int_range(a, "store_timeout_ms", "actors", 100, 600_000, ActorConf.store_timeout_ms),
+        account_shards=_int_range(a, "account_shards", "actors", 0, 1_024, ActorConf.account_shards),
     )
     if actors.store_timeout_ms * 2 > actors.lease_ms:
         raise ConfigError("actors.store_timeout_ms: must be at most half of actors.lease_ms, so that a stalled "

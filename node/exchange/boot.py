@@ -1,9 +1,11 @@
 """Starting and stopping one node, and handing markets between nodes.
 
 `boot` (called by the composition root, node/bootstrap.py, once the store is open) makes the house
-accounts, and starts the account actors, the markets this node's leases give it (`_adopt`; `_drop`
-when a lease is lost), its wallets and, in a cluster, the RabbitMQ link. `release_market` / `adopt_market` move a market without losing or reordering an
-order (an operator's command arrives through `_on_control`); `stop` drains in order.
+accounts, and starts the account shards it runs (node/account_shards.py: all of them, or in a
+cluster those its leases give it), the markets this node's leases give it (`_adopt`; `_drop` when a
+lease is lost), its wallets and, in a cluster, the RabbitMQ link. `release_market` / `adopt_market`
+move a market without losing or reordering an order (an operator's command arrives through
+`_on_control`); `stop` drains in order.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import secrets
 from typing import Any
 
-from node.actors.account import AccountActor
+from node.account_shards import AccountShards
 from node.actors.lease import LeaseHeld, Liveness, ProcessLock
 from node.actors.market import MarketActor
 from node.cluster.rabbit import RabbitLink, RemoteMarket
@@ -43,7 +45,6 @@ class Boot(Queries):
                                             self.config.actors.store_timeout_ms / 1000)
             await self.leases.liveness.hold()
         a = self.config.actors
-        kw = {"mailbox_size": a.mailbox_size, "max_batch": a.max_batch, "ask_timeout": a.ask_timeout}
         if self.config.rabbitmq:
             self.link = RabbitLink(self.config.rabbitmq, self.node.name, self.bus, a.ask_timeout,
                                    namespace=await self._cluster_id(), boot=self.leases.boot)
@@ -52,17 +53,14 @@ class Boot(Queries):
                 self.refs[mid] = RemoteMarket(mid, self.link)
             self.bus.subscribe(self._on_status)
             self.link.on_control = self._on_control
-        shards = 1 if self.store.backend == "sqlite" else 4
-        self.accounts = [AccountActor(self.store, self.refs, self.config.currencies, i, self.tonces, **kw)
-                         for i in range(shards)]
-        for account in self.accounts:
-            self.metrics.watch(account)
         self.ownership = Ownership(self.config, self.node, self.store, self.leases, self.markets,
                                    adopt=self._adopt, drop=self._drop, status=self.status,
                                    address=f"{self.node.host}:{self.node.port}", cluster=self.link is not None,
                                    handover=self.release_market, alive=self.alive_nodes)
         placed = await self.ownership.join()  # the markets placed here (node/placement.py)
         self.node = self.ownership.node  # a node outside cluster.toml: with the store's address
+        self.shards = AccountShards(self.config, self.node, self.store, self.leases, self.refs, self.tonces, self.link,
+                                    self.metrics.watch)
         for mid in placed:
             try:
                 await self.ownership.claim(mid)
@@ -71,8 +69,7 @@ class Boot(Queries):
                     raise
                 self.ownership.refusals[mid] = e.message
                 log.error("%s; this node stands by for it", e.message)
-        for actor in self.accounts:
-            await actor.start()
+        await self.shards.start()
         await self.ownership.tick()  # the heartbeat at once (and any market free for a standby)
         self.ownership.start()
         await self.funds.start()  # wallet actors of this node's currencies, if any have wallet settings
@@ -113,8 +110,10 @@ class Boot(Queries):
 
     def _new_market_actor(self, mid: str, epoch: int) -> MarketActor:
         a = self.config.actors
+        assert self.shards is not None
         actor = MarketActor(self.config.markets[mid], self.store, self.bus, self.market_fee_members[mid],
                             epoch=epoch, verify_intake=self.link is not None, sweep_after_ms=a.sweep_after_ms,
+                            shard_map=self.shards.map, settle_out=self.shards.settle_out,
                             mailbox_size=a.mailbox_size, max_batch=a.max_batch, ask_timeout=a.ask_timeout)
         self.metrics.watch(actor)
         return actor
@@ -186,8 +185,8 @@ class Boot(Queries):
         if self.link is not None:
             for mid in self.markets:
                 await self.link.stop_serving(mid)
-        for actor in self.accounts:
-            await actor.stop()
+        if self.shards is not None:
+            await self.shards.stop()
         for mid, m in list(self.markets.items()):
             await m.stop()
             try:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from node.account_shards import AccountShards
 from node.actors.account import AccountActor, order_row_view
 from node.actors.lease import Leases, ProcessLock
 from node.actors.market import MarketActor
@@ -55,7 +56,7 @@ class ExchangeCore:
         self.markets: dict[str, MarketActor] = {}  # the markets this node runs
         self.refs: dict[str, MarketActor | RemoteMarket] = {}  # every market reachable from here
         self.link: RabbitLink | None = None
-        self.accounts: list[AccountActor] = []
+        self.shards: AccountShards | None = None  # the account shards run here (node/account_shards.py)
         self.tonces = tonces  # the replay memory's writer state, shared by the API and account actors
         self.auth_changes = auth_changes  # revoked rights, announced by whichever node made the change
         self.auth_changes.listeners.append(self._rights_changed)
@@ -114,8 +115,10 @@ class ExchangeCore:
             raise InvalidParameter(f"{field} does not have a valid value", field)
         return code
 
-    def _account_actor(self, member_id: int) -> AccountActor:
-        return self.accounts[member_id % len(self.accounts)]
+    @property
+    def accounts(self) -> list[AccountActor]:
+        """The account actors running here (one per account shard this node runs)."""
+        return [] if self.shards is None else list(self.shards.actors.values())
 
     async def query(self, market_id: str, q: QueryBook) -> Any:
         """A read of a market's book: from memory when it runs here, else asked of its node."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from node.account_shards import shard_view
 from node.actors.account import order_row_view
 from node.actors.messages import QueryBook
 from node.exchange.core import ExchangeCore
@@ -67,6 +68,7 @@ class Queries(ExchangeCore):
         out = self.status()
         out["leases"] = await self.leases.all()
         out["cluster"] = await cluster_view(self.store, self.config)
+        out["cluster"]["account_shards"] = await shard_view(self.store, self.config)
         if self.link is not None:
             out["bus"] = {"connected": self.link.connected, "published": self.link.published,
                           "consumed": self.link.consumed, "dropped_events": self.link.dropped_events}
@@ -95,6 +97,7 @@ class Queries(ExchangeCore):
                 for mid, a in self.markets.items()
             },
             "wallets": self.funds.status(),
+            "account_shards": None if self.shards is None else self.shards.status(),
         }
 
     async def deposit_address(self, member_id: int, currency: str) -> str:

@@ -20,7 +20,14 @@ from node.actors.messages import (
 )
 from node.clock import now_ms
 from node.config import FEE_DECIMALS, Market
-from node.errors import CreateOrderFailed, InvalidParameter, MarketHalted, MemberNotFound, OrderNotFound
+from node.errors import (
+    CreateOrderFailed,
+    InvalidParameter,
+    MarketHalted,
+    MemberNotFound,
+    OrderNotFound,
+    Unavailable,
+)
 from node.exchange.core import ExchangeCore, OrderInput
 from node.market import FOK, GTC, IOC, LIMIT, MARKET, POST_ONLY, STOP_LIMIT
 from node.market.settlement import DEPOSIT, order_lock
@@ -124,7 +131,9 @@ class Trading(ExchangeCore):
                            tonce: tuple[str, int] | None = None) -> list[dict[str, Any]]:
         """Lock the funds and accept the orders (all or none), burning the signed request's tonce
         in the same transaction when one is given (TonceReused if it was used before)."""
-        result: list[dict[str, Any]] = await self._account_actor(member_id).ask(SubmitOrders(reqs, tonce))
+        if self.shards is None:
+            raise Unavailable("this node runs no account actors")
+        result: list[dict[str, Any]] = await self.shards.submit(member_id, SubmitOrders(reqs, tonce))
         for r in reqs:
             self.accepted[r.market] = self.accepted.get(r.market, 0) + 1
         return result

@@ -1,0 +1,150 @@
+"""Account shards: one writer per account row, also in a cluster.
+
+A member's accounts belong to shard `member_id % count` (`[actors] account_shards`). The shard's
+account actor is the only code on the order path that writes those rows: it locks funds for new
+orders and applies the settlements of trades and finished orders. On a single node without a
+cluster the node owns every shard, and a market's batch settles inline as before (one transaction).
+
+In a cluster each shard is leased like a market (lease `accounts/<shard>` in `market_leases`, with
+an epoch that the grant copies into `account_shards`), and every transaction that writes a shard's
+accounts first reads that row `FOR SHARE` and requires its own epoch (`fence`): a deposed owner's
+late batch rolls back, and a grant (an `UPDATE` of the row) waits for a batch in flight. Readers
+`FOR SHARE` never wait for each other, so a market batch settling inline and the shard's own batch
+do not queue behind one lock.
+
+A market's batch settles inline only the members whose shard this process owns (fenced in the same
+transaction). For the others it writes **settlement rows** (an outbox, `SETTLEMENTS_BULK`) with the
+trades, and after the commit tells the shard's owner their ids. The owner applies a batch of them
+in one transaction (`claim`): `UPDATE settlements SET applied_at … WHERE id IN (…) AND applied_at IS
+NULL RETURNING …` and the ledger rows of exactly the rows it claimed, so a duplicate message or a
+sweep that races one applies nothing twice. A lost message is picked up by the owner's sweep. In
+between, funds stay safe: settlements only take from `locked` or add to `balance`, so the account
+actor's decisions, made on `balance`, never become wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from node.actors.lease import SHARD_PREFIX as LEASE_PREFIX
+from node.store import Bulk, Store, Tx, ledger
+
+LedgerRow = ledger.LedgerRow
+
+SETTLEMENT_COLUMNS = ("id", "shard", "member_id", "currency", "d_balance", "d_locked", "fee", "reason", "ref_type",
+                      "ref_id", "created_at")
+SETTLEMENTS_BULK = Bulk.insert("settlements", SETTLEMENT_COLUMNS,
+                               ("bigint", "bigint", "bigint", "text", "bigint", "bigint", "bigint", "text", "text",
+                                "bigint", "bigint"))
+_RETURNED = "member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at"
+SWEEP_LIMIT = 1_000
+
+
+def lease_name(shard: int) -> str:
+    return f"{LEASE_PREFIX}{shard}"
+
+
+def shard_of_lease(name: str) -> int | None:
+    """The shard a lease name is for, None for a market's or a wallet's."""
+    if not name.startswith(LEASE_PREFIX):
+        return None
+    return int(name[len(LEASE_PREFIX):])
+
+
+def shard_of(member_id: int, count: int) -> int:
+    return member_id % count
+
+
+class ShardMap:
+    """Which account shards this process owns now, each with the epoch its writes are fenced with.
+
+    Without leases (a single node) every shard is owned, and nothing is fenced: the process lock
+    (SQLite) or the markets' leases already make this the only serving process."""
+
+    def __init__(self, count: int, *, leased: bool) -> None:
+        if count < 1:
+            raise ValueError("account shards: at least one")
+        self.count = count
+        self.leased = leased
+        self.epochs: dict[int, int] = {} if leased else dict.fromkeys(range(count), 0)
+
+    def of(self, member_id: int) -> int:
+        return member_id % self.count
+
+    def owns(self, shard: int) -> bool:
+        return shard in self.epochs
+
+    def split(self, rows: Iterable[LedgerRow]) -> tuple[list[LedgerRow], dict[int, list[LedgerRow]], dict[int, int]]:
+        """A batch's ledger rows as (rows of owned shards, rows of other shards by shard, the owned
+        shards touched with their epochs now: the fence of the inline part)."""
+        local: list[LedgerRow] = []
+        away: dict[int, list[LedgerRow]] = {}
+        touched: dict[int, int] = {}
+        for row in rows:
+            shard = row[0] % self.count
+            epoch = self.epochs.get(shard)
+            if epoch is None:
+                away.setdefault(shard, []).append(row)
+            else:
+                local.append(row)
+                touched[shard] = epoch
+        return local, away, touched if self.leased else {}
+
+
+def fence_sql(store: Store, shards: Sequence[int]) -> tuple[str, list[Any]]:
+    """The shards' rows, read `FOR SHARE` on PostgreSQL (a grant waits for us, we never wait for
+    each other's reads); SQLite's write transaction is exclusive anyway."""
+    share = " FOR SHARE" if store.backend == "postgresql" else ""
+    marks = ",".join("?" * len(shards))
+    return (f"SELECT shard, epoch FROM account_shards WHERE shard IN ({marks}) ORDER BY shard{share}",
+            [*sorted(shards)])
+
+
+def check_fence(rows: Sequence[Any], wanted: Mapping[int, int], error: Exception) -> None:
+    """Raise `error` unless every shard in `wanted` is still at its epoch."""
+    found = {int(r["shard"]): int(r["epoch"]) for r in rows}
+    if any(found.get(shard) != epoch for shard, epoch in wanted.items()):
+        raise error
+
+
+async def fence(tx: Tx, store: Store, wanted: Mapping[int, int], error: Exception) -> None:
+    if wanted:
+        sql, args = fence_sql(store, list(wanted))
+        check_fence(await tx.fetch(sql, *args), wanted, error)
+
+
+def outbox_rows(ids: Sequence[int], away: Mapping[int, Sequence[LedgerRow]]) -> tuple[list[tuple[Any, ...]], dict[int, list[int]]]:
+    """Settlement rows for the ledger rows of other shards, with the ids given (one each), and the
+    ids by shard (what each owner is told after the commit)."""
+    out: list[tuple[Any, ...]] = []
+    by_shard: dict[int, list[int]] = {}
+    it = iter(ids)
+    for shard in sorted(away):
+        for row in away[shard]:
+            sid = next(it)
+            out.append((sid, shard, *row))
+            by_shard.setdefault(shard, []).append(sid)
+    return out, by_shard
+
+
+def claim_sql(store: Store, shard: int, ids: Sequence[int], now: int) -> tuple[str, list[Any]]:
+    """Mark the settlements applied where they are not yet, answering the rows it marked: the ledger
+    rows to post in the same transaction. A copy already applied (a duplicate message, the sweep)
+    answers nothing, so it can never be applied twice."""
+    if store.backend == "postgresql":
+        return (f"UPDATE settlements SET applied_at = ? WHERE id = ANY(?::bigint[]) AND shard = ? "
+                f"AND applied_at IS NULL RETURNING {_RETURNED}", [now, list(ids), shard])
+    return (f"UPDATE settlements SET applied_at = ? WHERE id IN ({','.join('?' * len(ids))}) AND shard = ? "
+            f"AND applied_at IS NULL RETURNING {_RETURNED}", [now, *ids, shard])
+
+
+def claimed_rows(rows: Sequence[Any]) -> list[LedgerRow]:
+    return [(int(r["member_id"]), str(r["currency"]), int(r["d_balance"]), int(r["d_locked"]), int(r["fee"]),
+             str(r["reason"]), str(r["ref_type"]), int(r["ref_id"]), int(r["created_at"])) for r in rows]
+
+
+def unapplied_sql(shard: int, before: int) -> tuple[str, list[Any]]:
+    """The shard's settlements still unapplied, made before `before` (the sweep), oldest first."""
+    return ("SELECT id FROM settlements WHERE shard = ? AND applied_at IS NULL AND created_at < ? ORDER BY id "
+            f"LIMIT {SWEEP_LIMIT}", [shard, before])
