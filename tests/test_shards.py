@@ -1,0 +1,177 @@
+"""Account shards on SQLite and PostgreSQL: one writer per account row (node/actors/shards.py).
+
+A node runs one shard leased (as in a cluster) and its market; "another node" (a second owner in
+this process, with leases of its own) runs the other shard. A trade between members of the two
+shards settles one side inline and writes the other's to the outbox; the outbox is applied once
+however many copies of the notice arrive; a deposed owner's batches, and a market batch that would
+settle a shard no longer held at its epoch, change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from node.actors.account import AccountActor
+from node.actors.lease import Leases
+from node.actors.messages import ApplySettlements, SubmitOrders
+from node.actors.shards import lease_name
+from node.audit import audit
+from node.errors import ExchangeError
+from node.exchange import Exchange, OrderInput
+from tests.conftest import config_with
+
+SHARDS = 2
+
+
+async def balances(ex: Exchange, member: int) -> dict[str, tuple[int, int]]:
+    return {a["currency"]: (a["balance"], a["locked"]) for a in await ex.accounts_of(member)}
+
+
+async def unapplied(ex: Exchange) -> list[Any]:
+    return await ex.store.fetch("SELECT * FROM settlements WHERE applied_at IS NULL ORDER BY id")
+
+
+async def books_balance(ex: Exchange) -> None:
+    report = await audit(ex.store, ex.config.markets)
+    assert report.ok, report.problems
+
+
+async def two_shards(database_url: str) -> tuple[Exchange, AccountActor, int, int, int, int]:
+    """The exchange owning shard `mine` (leased, fenced), another owner running shard `theirs`, a
+    buyer in ours and a seller in theirs."""
+    config = config_with(database_url, actors={"account_shards": SHARDS, "sweep_after_ms": 3_600_000})
+    ex = await Exchange.start(config)
+    assert ex.shards is not None
+    buyer = await ex.create_member("buyer@example.com")
+    seller = await ex.create_member("seller@example.com")
+    while seller % SHARDS == buyer % SHARDS:
+        seller = await ex.create_member(f"seller{seller}@example.com")
+    await ex.deposit(buyer, "usd", "100000")
+    await ex.deposit(seller, "btc", "10")
+    mine, theirs = buyer % SHARDS, seller % SHARDS
+    # From now on this node holds `mine` under a lease, and `theirs` runs elsewhere.
+    await ex.shards.actors.pop(theirs).stop()
+    epoch = await ex.leases.acquire(lease_name(mine))
+    ex.shards.map.leased = True
+    ex.shards.map.epochs = {mine: epoch}
+    ex.shards.actors[mine].epoch = epoch
+    other = Leases(ex.store, "other", config.actors.lease_ms, sole_process=True)
+    a = config.actors
+    actor = AccountActor(ex.store, ex.refs, config.currencies, theirs, ex.tonces,
+                         epoch=await other.acquire(lease_name(theirs)), sweep_after_ms=a.sweep_after_ms)
+    await actor.start()
+    return ex, actor, buyer, seller, mine, theirs
+
+
+async def depose(ex: Exchange, shard: int) -> None:
+    """The shard's owner paused past its lease, and another node took the shard."""
+    await ex.store.execute("UPDATE market_leases SET expires_at = 0 WHERE market = ?", lease_name(shard))
+    await Leases(ex.store, "third", ex.config.actors.lease_ms, sole_process=True).acquire(lease_name(shard))
+
+
+async def sell(ex: Exchange, actor: AccountActor, seller: int, volume: str, price: str) -> Any:
+    """The seller's order, accepted by its own shard's owner (as the node it was forwarded to)."""
+    reqs = await ex.prepare_orders(seller, [OrderInput("btcusd", "sell", volume, price)])
+    return await actor.ask(SubmitOrders(reqs))
+
+
+async def test_a_trade_across_shards_is_settled_once_by_each_side(database_url: str) -> None:
+    ex, actor, buyer, seller, _mine, theirs = await two_shards(database_url)
+    try:
+        await sell(ex, actor, seller, "1", "50000")
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "50000"))
+        await ex.quiesce()
+        # The buyer (our shard) is settled in the market's own transaction; the seller's side waits.
+        assert (await balances(ex, buyer))["btc"] == (998_000_00, 0)  # 1 BTC less the 0.2 % taker fee
+        assert (await balances(ex, seller))["btc"] == (9_0000_0000, 1_0000_0000)
+        rows = await unapplied(ex)
+        assert rows and {int(r["shard"]) for r in rows} == {theirs}
+        await books_balance(ex)  # in flight, and counted as such
+
+        ids = tuple(int(r["id"]) for r in rows)
+        assert await actor.ask(ApplySettlements(theirs, ids)) == len(ids)
+        assert await actor.ask(ApplySettlements(theirs, ids)) == 0  # a duplicated notice applies nothing
+        assert await actor.sweep_settlements(0) == 0
+        assert await unapplied(ex) == []
+        assert (await balances(ex, seller))["btc"] == (9_0000_0000, 0)
+        assert (await balances(ex, seller))["usd"] == (49_950_000000, 0)  # less the 0.1 % maker fee
+        await books_balance(ex)
+        ledger = await ex.store.fetchval("SELECT COUNT(*) FROM ledger WHERE member_id = ? AND ref_type = 'trade'", seller)
+        assert int(ledger) == 2
+    finally:
+        await actor.stop()
+        await ex.stop()
+
+
+async def test_the_sweep_applies_settlements_whose_notice_was_lost(database_url: str) -> None:
+    ex, actor, buyer, seller, _mine, _theirs = await two_shards(database_url)
+    try:
+        await sell(ex, actor, seller, "1", "50000")
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.5", "50000"))
+        await ex.quiesce()
+        assert await unapplied(ex)
+        assert await actor.sweep_settlements(0) > 0
+        await actor.mailbox.join()
+        assert await unapplied(ex) == []
+        assert (await balances(ex, seller))["btc"] == (9_0000_0000, 5000_0000)
+        await books_balance(ex)
+    finally:
+        await actor.stop()
+        await ex.stop()
+
+
+async def test_a_deposed_shard_owner_changes_nothing(database_url: str) -> None:
+    ex, actor, buyer, seller, _mine, theirs = await two_shards(database_url)
+    try:
+        await sell(ex, actor, seller, "1", "50000")
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "50000"))
+        await ex.quiesce()
+        rows = await unapplied(ex)
+        before = await balances(ex, seller)
+        await depose(ex, theirs)
+        try:
+            await actor.ask(ApplySettlements(theirs, tuple(int(r["id"]) for r in rows)))
+            raise AssertionError("a fenced owner applied settlements")
+        except ExchangeError:
+            pass
+        assert actor.fenced
+        assert await balances(ex, seller) == before
+        assert len(await unapplied(ex)) == len(rows)
+        await books_balance(ex)
+    finally:
+        await actor.stop()
+        await ex.stop()
+
+
+async def test_a_market_batch_never_settles_a_shard_it_lost(database_url: str) -> None:
+    ex, actor, buyer, seller, mine, _theirs = await two_shards(database_url)
+    try:
+        order = await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "40000"))
+        await ex.quiesce()
+        locked = await balances(ex, buyer)
+        # Another owner takes our shard; until our tick notices, the market still believes it ours.
+        await depose(ex, mine)
+        try:
+            await ex.cancel_order(buyer, order["id"])
+            raise AssertionError("a batch settled a shard held by another owner")
+        except ExchangeError:
+            pass
+        assert await balances(ex, buyer) == locked
+        assert (await ex.order_row(order["id"]) or {})["state"] == "wait"
+        # Once the shard is known gone, the cancel's unlock goes to the outbox for its new owner.
+        assert ex.shards is not None
+        ex.shards.map.epochs.pop(mine)
+        for _ in range(50):  # the market is rebuilding after the rolled-back batch
+            try:
+                await ex.cancel_order(buyer, order["id"])
+                break
+            except ExchangeError:
+                await asyncio.sleep(0.1)
+        assert (await ex.order_row(order["id"]) or {})["state"] == "cancel"
+        assert await balances(ex, buyer) == locked  # not applied here: its owner does
+        assert {int(r["shard"]) for r in await unapplied(ex)} == {mine}
+        await books_balance(ex)
+    finally:
+        await actor.stop()
+        await ex.stop()
