@@ -26,6 +26,7 @@ from node.actors.shards import ShardMap, lease_name, shard_of_lease
 from node.clock import now_ms
 from node.config import Config, NodeConf
 from node.errors import Fenced, Unavailable
+from node.events import EventBus
 from node.store import Store
 from node.tonces import TonceBook
 
@@ -46,7 +47,7 @@ def primary_of(config: Config, shard: int) -> str:
 class AccountShards:
     def __init__(self, config: Config, node: NodeConf, store: Store, leases: Leases,
                  markets: Mapping[str, MarketRef], tonces: TonceBook, link: RabbitLink | None,
-                 watch: Callable[[AccountActor], None]) -> None:
+                 watch: Callable[[AccountActor], None], bus: EventBus | None = None) -> None:
         self.config = config
         self.node = node
         self.store = store
@@ -55,6 +56,7 @@ class AccountShards:
         self.tonces = tonces
         self.link = link
         self.watch = watch
+        self.bus = bus
         self.map = ShardMap(config.actors.shard_count(store.backend), leased=link is not None)
         self.actors: dict[int, AccountActor] = {}
         self.refusals: dict[int, str] = {}
@@ -96,7 +98,7 @@ class AccountShards:
     async def _run(self, shard: int, epoch: int | None) -> AccountActor:
         a = self.config.actors
         actor = AccountActor(self.store, self.markets, self.config.currencies, shard, self.tonces, epoch=epoch,
-                             sweep_after_ms=a.sweep_after_ms, mailbox_size=a.mailbox_size, max_batch=a.max_batch,
+                             sweep_after_ms=a.sweep_after_ms, bus=self.bus, mailbox_size=a.mailbox_size, max_batch=a.max_batch,
                              ask_timeout=a.ask_timeout)
         self.map.epochs[shard] = epoch or 0
         self.watch(actor)

@@ -26,6 +26,7 @@ from node.actors.runtime import Actor
 from node.clock import now_ms
 from node.config import Currency
 from node.errors import CreateOrderFailed, ExchangeError, Fenced, TonceReused, Unavailable
+from node.events import EventBus
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
 from node.store import Bulk, IdAllocator, Store, ledger
@@ -90,9 +91,11 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
         *,
         epoch: int | None = None,
         sweep_after_ms: int = SWEEP_AFTER_MS,
+        bus: EventBus | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.bus = bus  # account events of the settlements applied here
         self.tonces = tonces or TonceBook()
         self.shard = shard
         self.epoch = epoch  # the shard's lease epoch in a cluster; None: not leased, not fenced
@@ -237,6 +240,15 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
             if order_rows:
                 await tx.executemany(ORDERS_INSERT_BULK, order_rows)
         self.settled += settled
+        if settled and self.bus is not None:
+            moved: dict[tuple[int, str], list[int]] = {}
+            for member, currency, d_balance, d_locked, *_ in ledger_rows[:settled]:
+                d = moved.setdefault((member, currency), [0, 0])
+                d[0] += d_balance
+                d[1] += d_locked
+            for (member, currency), (d_balance, d_locked) in moved.items():
+                self.bus.publish(f"member.{member}.account", {"member_id": member, "currency": currency,
+                                                               "d_balance": d_balance, "d_locked": d_locked, "at": ts})
         for i, msg in enumerate(batch):
             if isinstance(msg, ApplySettlements):
                 results[i] = settled

@@ -518,6 +518,10 @@ class MarketActor(Actor[Any]):
             if away:
                 ids = [await self.settlement_ids.take_own() for _ in range(sum(map(len, away.values())))]
                 outbox, told = shards.outbox_rows(ids, away)
+                # Their account events come from the shard's owner, once it has applied them.
+                gone = {row[0] for rows in away.values() for row in rows}
+                events = [(topic, e) for topic, e in events
+                          if not (topic.endswith(".account") and e.get("member_id") in gone)]
         claim_steps = self._claim_steps(claims)
 
         async def write() -> None:

@@ -60,7 +60,7 @@ class Boot(Queries):
         placed = await self.ownership.join()  # the markets placed here (node/placement.py)
         self.node = self.ownership.node  # a node outside cluster.toml: with the store's address
         self.shards = AccountShards(self.config, self.node, self.store, self.leases, self.refs, self.tonces, self.link,
-                                    self.metrics.watch)
+                                    self.metrics.watch, self.bus)
         for mid in placed:
             try:
                 await self.ownership.claim(mid)
