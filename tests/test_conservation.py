@@ -4,6 +4,9 @@
 markets, many at once so that actors really batch. Afterwards, per currency, everything held equals
 everything deposited; every account equals its ledger; locks equal open orders; nothing is negative;
 and a book rebuilt from the store equals the live one.
+
+Then the same with the members' account shards split between two owners (as in a cluster): the
+books balance at every moment, with settlements in flight, and the outbox is empty once quiet.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import random
 
+from node.actors.account import AccountActor
+from node.actors.lease import Leases
+from node.actors.shards import lease_name
 from node.audit import audit
 from node.bootstrap import start_exchange
 from node.errors import ExchangeError
@@ -44,10 +50,10 @@ def random_order(ex: Exchange, rng: random.Random) -> OrderInput:
     return OrderInput(market, side, v, p, tif=tif, client_id=f"c{rng.getrandbits(40)}" if rng.random() < 0.1 else None)
 
 
-async def trade_randomly(ex: Exchange, members: list[int], seed: int) -> dict[str, int]:
+async def trade_randomly(ex: Exchange, members: list[int], seed: int, operations: int = OPERATIONS) -> dict[str, int]:
     stats = {"orders": 0, "refused": 0, "cancels": 0}
     live: dict[int, list[int]] = {m: [] for m in members}
-    ops = iter(range(OPERATIONS))
+    ops = iter(range(operations))
 
     async def worker(wid: int) -> None:
         rng = random.Random(seed * 1000 + wid)
@@ -108,5 +114,70 @@ async def test_money_is_conserved_under_random_trading(database_url: str) -> Non
     try:
         assert {mid: a.engine.state_hash() for mid, a in ex.markets.items()} == hashes
         assert (await audit(ex.store, ex.config.markets)).ok
+    finally:
+        await ex.stop()
+
+
+SHARDS = 4
+
+
+async def test_money_is_conserved_with_account_shards_on_two_owners(database_url: str) -> None:
+    """This node keeps shards 0 and 2 (leased) and settles their members inline; "another node"
+    (a second lease owner here, its actors reached through the same mailboxes a bus would feed)
+    runs 1 and 3, whose members' settlements go through the outbox."""
+    cfg = config_with(database_url, actors={"account_shards": SHARDS, "sweep_after_ms": 200})
+    ex = await Exchange.start(cfg)
+    others: list[AccountActor] = []
+    try:
+        assert ex.shards is not None
+        members = []
+        for i in range(MEMBERS):
+            mid = await ex.create_member(f"m{i}@example.com")
+            for cur, amount in FUNDS.items():
+                await ex.deposit(mid, cur, amount)
+            members.append(mid)
+        other = Leases(ex.store, "other", cfg.actors.lease_ms, sole_process=True)
+        ex.shards.map.leased = True
+        ex.shards.map.epochs = {}
+        for shard in range(SHARDS):
+            old = ex.shards.actors.pop(shard)
+            await old.stop()
+            if shard % 2 == 0:
+                epoch = await ex.leases.acquire(lease_name(shard))
+                ex.shards.map.epochs[shard] = epoch
+            else:
+                epoch = await other.acquire(lease_name(shard))
+            actor = AccountActor(ex.store, ex.refs, cfg.currencies, shard, ex.tonces, epoch=epoch, sweep_after_ms=200,
+                                 bus=ex.bus)
+            await actor.start()
+            ex.shards.actors[shard] = actor
+            if shard % 2:
+                others.append(actor)
+        trading = asyncio.create_task(trade_randomly(ex, members, seed=7, operations=3_000))
+        checks = 0
+        while not trading.done():  # the books balance at any moment, settlements in flight included
+            report = await audit(ex.store, ex.config.markets)
+            assert report.ok, report.lines()
+            checks += 1
+            await asyncio.sleep(0.3)
+        stats = await trading
+        in_flight = await ex.store.fetchval("SELECT COUNT(*) FROM settlements")
+        assert stats["orders"] > 1_000 and in_flight > 0, (stats, in_flight)
+        for _ in range(100):
+            await ex.quiesce()
+            if await ex.store.fetchval("SELECT COUNT(*) FROM settlements WHERE applied_at IS NULL") == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await ex.store.fetchval("SELECT COUNT(*) FROM settlements WHERE applied_at IS NULL") == 0
+        # Every settlement of the other owner's members was applied by it, once: its shard, its rows.
+        assert await ex.store.fetchval(
+            f"SELECT COUNT(*) FROM settlements WHERE shard <> member_id % {SHARDS} OR shard % 2 = 0") == 0
+        report = await audit(ex.store, ex.config.markets)
+        assert report.ok, report.lines()
+        for cur, amount in FUNDS.items():
+            units = int(amount) * 10 ** ex.config.currencies[cur].precision
+            assert report.totals[cur] == (MEMBERS * units, MEMBERS * units)
+        assert checks > 0
+        assert all(a.restarts == 0 for a in [*ex.markets.values(), *ex.accounts]), ex.status()
     finally:
         await ex.stop()

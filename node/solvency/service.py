@@ -193,15 +193,21 @@ class SolvencyService:
                                      if code in coins or code in fiat})
 
     async def _read_ledger(self) -> tuple[int, dict[str, tuple[list[int], list[str], list[int], int]]]:
-        """Every currency's non-zero accounts, all read inside one snapshot transaction."""
+        """Every currency's non-zero accounts, with their settlements in flight, all read inside one
+        snapshot transaction."""
         houses = self.ex.house_members or {self.ex.fee_member}
         out: dict[str, tuple[list[int], list[str], list[int], int]] = {}
         async with self.ex.store.snapshot() as tx:
             taken_at = now_ms()
             for code in self.ex.config.currencies:
+                # Settlements not yet applied by the member's account shard (node/actors/shards.py)
+                # are owed as much as the balance they will reach.
                 rows = await tx.fetch(
-                    "SELECT a.member_id, m.email, a.balance + a.locked FROM accounts a JOIN members m ON m.id = a.member_id "
-                    "WHERE a.currency = ? AND a.balance + a.locked > 0 ORDER BY a.member_id", code)
+                    "SELECT a.member_id, m.email, a.balance + a.locked + COALESCE(s.d, 0) FROM accounts a "
+                    "JOIN members m ON m.id = a.member_id LEFT JOIN (SELECT member_id, SUM(d_balance + d_locked) AS d "
+                    "FROM settlements WHERE applied_at IS NULL AND currency = ? GROUP BY member_id) s "
+                    "ON s.member_id = a.member_id WHERE a.currency = ? AND a.balance + a.locked + COALESCE(s.d, 0) > 0 "
+                    "ORDER BY a.member_id", code, code)
                 ids: list[int] = []
                 keys: list[str] = []
                 values: list[int] = []
