@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from node import placement
+from node.account_shards import shard_view
 from node.actors.lease import Liveness
 from node.bootstrap import start_exchange
 from node.config import load_config
@@ -39,6 +40,10 @@ async def status_cmd(args: argparse.Namespace) -> int:
         config.direct_database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
     try:
         view = await cluster_view(ex.store, config, probe.gone if probe else None)
+        if config.rabbitmq:  # a cluster: account shards are leased too (node/account_shards.py)
+            view["account_shards"] = await shard_view(ex.store, config)
+            view["problems"] += [f"account shard {k} has no running owner"
+                                 for k, sh in view["account_shards"].items() if sh["owner"] is None]
     finally:
         if probe is not None:
             await probe.close()
@@ -72,6 +77,9 @@ async def status_cmd(args: argparse.Namespace) -> int:
               f"standbys {', '.join(m['standbys']) or 'none'}"
               + (" (every other node)" if m["standbys"] and m.get("placed_standbys") == placement.EVERY_OTHER else "")
               + (f", version {m['placement_version']}" if m.get("placement_version") else ""))
+    for k, sh in view.get("account_shards", {}).items():
+        print(f"account shard {k}: owner {sh['owner'] or 'NONE'}, epoch {sh['epoch']}, expires in "
+              f"{_ms(sh['expires_in_ms'])}, settlements unapplied {sh['unapplied']}; primary {sh['primary']}")
     for p in view["problems"]:
         print(f"PROBLEM: {p}")
     return 1 if view["problems"] else 0
