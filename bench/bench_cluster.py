@@ -91,7 +91,8 @@ def config_text(database: str, nodes: dict[str, list[str]], ports: dict[str, int
                    f'volume_precision = {vp}\nmaker_fee = "0.001"\ntaker_fee = "0.002"\n')
     for name, ms in nodes.items():
         out.append(f'[nodes.{name}]\nhost = "127.0.0.1"\nport = {ports[name]}\nmarkets = {ms!r}\n'.replace("'", '"'))
-    out.append("[actors]\nmailbox_size = 100000\nmax_batch = 2000\nask_timeout_ms = 30000\n")
+    # account shards: a multiple of the 3 nodes, so that each runs as many (node/account_shards.py)
+    out.append("[actors]\nmailbox_size = 100000\nmax_batch = 2000\nask_timeout_ms = 30000\naccount_shards = 6\n")
     out.append("[api]\nsigned_limit = 0\npublic_limit = 0\n")  # the load is a few hundred keys, on purpose
     out.append("[http]\nmax_connections_per_ip = 5000\n")  # every load generator is 127.0.0.1
     return "\n".join(out)
@@ -306,6 +307,7 @@ class Phase:
     per_order: dict[str, float] = field(default_factory=dict)  # counter deltas per accepted order
     idle_nodes: float = 0.0  # CPU-seconds per second of the nodes before any load (ticks, sweeps)
     seconds: float = 1.0
+    lock_waits: list[int] = field(default_factory=list)  # backends waiting on a lock, sampled every 100 ms
 
     @property
     def cpu_nodes_net(self) -> float:
@@ -321,6 +323,21 @@ def percentile(lat: list[float], p: float) -> float:
     return lat[min(len(lat) - 1, int(len(lat) * p))] * 1000 if lat else 0.0
 
 
+async def lock_waits(dbname: str, until: float, out: list[int]) -> None:
+    """Every 100 ms until `until`, how many backends of the database wait on a lock (row locks
+    included): the contention that account shards remove."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        while time.time() < until:
+            out.append(int(await conn.fetchval(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'", dbname)))
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
 async def phase(bases: list[str], markets: list[str], keys: list[tuple[str, str]], args: argparse.Namespace,
                 rate: float, node_pids: list[int], dbname: str) -> Phase:
     begin = time.time() + 1.0  # the workers' start-up
@@ -334,7 +351,8 @@ async def phase(bases: list[str], markets: list[str], keys: list[tuple[str, str]
         w.start()
     await asyncio.sleep(max(0.0, start - time.time()))
     before = await sample(node_pids, dbname, bases)
-    await asyncio.sleep(max(0.0, end - time.time()))
+    waits: list[int] = []
+    await lock_waits(dbname, end, waits)
     after = await sample(node_pids, dbname, bases)
     lat: list[float] = []
     errors: dict[str, int] = {}
@@ -352,7 +370,8 @@ async def phase(bases: list[str], markets: list[str], keys: list[tuple[str, str]
     return Phase(orders_s=len(lat) / args.seconds, p50=percentile(lat, 0.5), p99=percentile(lat, 0.99), errors=errors,
                  accepted=accepted, seconds=args.seconds, cpu_nodes=(after.nodes - before.nodes) / n, cpu_pg=pg / n,
                  cpu_rabbit=(after.rabbit - before.rabbit) / n,
-                 per_order={k: (after.counters[k] - before.counters[k]) / n for k in after.counters})
+                 per_order={k: (after.counters[k] - before.counters[k]) / n for k in after.counters},
+                 lock_waits=waits)
 
 
 # -- one cluster -------------------------------------------------------------------------------------
@@ -420,6 +439,9 @@ def report(label: str, sat: Phase, fixed: Phase, rate: float) -> None:
     print(f"{label}: {sat.orders_s:,.0f} orders/s, p50 {sat.p50:.1f} ms, p99 {sat.p99:.1f} ms, {errs(sat.errors)}")
     print(f"  CPU per order: nodes {ms(sat.cpu_nodes)}, PostgreSQL {ms(sat.cpu_pg)}, RabbitMQ {ms(sat.cpu_rabbit)}, "
           f"together {ms(sat.cpu_total)}")
+    if sat.lock_waits:
+        print(f"  backends waiting on locks: mean {sum(sat.lock_waits) / len(sat.lock_waits):.2f}, "
+              f"max {max(sat.lock_waits)} ({len(sat.lock_waits)} samples)")
     print(f"  the nodes idle: {sat.idle_nodes:.3f} CPU-s/s; their CPU per order less that: {ms(sat.cpu_nodes_net)}")
     po = sat.per_order
     bus = po["bus_orders_out"] + po["bus_orders_in"] + po["bus_replies"] + po["bus_events_out"] + po["bus_events_in"]

@@ -87,15 +87,17 @@ async def drop_pg_database(url: str) -> None:
 
 
 async def delete_broker_objects(database: str, rabbitmq: str = "amqp://guest:guest@127.0.0.1:5672/") -> None:
-    """The durable market queues and the events exchange that a cluster test's nodes declared on the
+    """The durable market and account shard queues and the events exchange that a cluster test's nodes declared on the
     broker, named after the cluster id in its database (their other queues are exclusive and go with
     their connections): without this, every run leaves them behind."""
     import aio_pika
     import asyncpg
 
     conn = await asyncpg.connect(database)
+    shards: list[int] = []
     try:
         cluster_id = await conn.fetchval("SELECT value FROM cluster_info WHERE name = 'cluster_id'")
+        shards = [int(r[0]) for r in await conn.fetch("SELECT shard FROM account_shards")]
     except asyncpg.UndefinedTableError:
         cluster_id = None  # no node ever started on it
     finally:
@@ -108,6 +110,8 @@ async def delete_broker_objects(database: str, rabbitmq: str = "amqp://guest:gue
         channel = await broker.channel()
         for market in load_config(ROOT / "cluster.toml").markets:
             await channel.queue_delete(f"{prefix}.market.{market}")
+        for shard in shards:  # the account shards' queues (leased shards have a row)
+            await channel.queue_delete(f"{prefix}.accounts.{shard}")
         await channel.exchange_delete(f"{prefix}.events")
     finally:
         await broker.close()

@@ -12,7 +12,10 @@ must reach its book, and the checker asks:
 - finished orders are not back in a book (each market's live book holds exactly the store's
   resting orders);
 - locks equal what open orders need, every currency is conserved, and the books audit passes;
-- one member's orders on one market reached the book in the order they were acknowledged.
+- one member's orders on one market reached the book in the order they were acknowledged;
+- every settlement (a trade's or an unlock's balance change for a member whose account shard runs
+  on another node) was applied, by its member's shard, and exactly once (the audit counts each
+  trade's and order's ledger rows).
 
 Each nemesis writes a line (rounds, orders, violations) to test-output/faults-report.txt.
 """
@@ -134,6 +137,7 @@ class Cluster:
 
     async def view(self) -> dict[str, Any]:
         """The cluster as `status` shows it (a killed process counts as down at once)."""
+        from node.account_shards import shard_view
         from node.actors.lease import Liveness
         from node.ownership import cluster_view
 
@@ -141,7 +145,9 @@ class Cluster:
         store = await open_store(self.pg_url, migrate=False)
         probe = Liveness(self.pg_url, f"test:{id(self)}", 5.0)
         try:
-            return await cluster_view(store, cfg, probe.gone)
+            view = await cluster_view(store, cfg, probe.gone)
+            view["account_shards"] = await shard_view(store, cfg)
+            return view
         finally:
             await probe.close()
             await store.close()
@@ -160,15 +166,29 @@ class Cluster:
         return owner
 
     async def wait_owned(self, timeout: float = 30) -> dict[str, Any]:
-        """Until every market has a live owner."""
+        """Until every market and every account shard has a live owner."""
         deadline = time.monotonic() + timeout
         while True:
             view = await self.view()
-            if not [p for p in view["problems"] if "has no running owner" in p]:
+            alive = {name for name, n in view["nodes"].items() if n["alive"]}
+            orphans = [k for k, sh in view["account_shards"].items() if sh["owner"] not in alive]
+            if not [p for p in view["problems"] if "has no running owner" in p] and not orphans:
                 return view
             if time.monotonic() > deadline:
-                raise AssertionError(f"markets without an owner: {view['problems']}")
+                raise AssertionError(f"markets or account shards {orphans} without an owner: {view['problems']}")
             await asyncio.sleep(0.2)
+
+    async def shard_owner(self, shard: int) -> str | None:
+        owner: str | None = (await self.view())["account_shards"][str(shard)]["owner"]
+        return owner
+
+    async def wait_shard_moved(self, shard: int, away_from: str, timeout: float = 20) -> str:
+        for _ in range(int(timeout / 0.2)):
+            owner = await self.shard_owner(shard)
+            if owner not in (None, away_from):
+                return owner
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"account shard {shard} did not pass from {away_from} to another node in {timeout} s")
 
     async def cli(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
         """Run a command line (without blocking this loop, which runs the proxies): code, out, err."""
@@ -265,7 +285,8 @@ async def check(store_url: str, config: Path, history: History,
     try:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if not int(await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'")):
+            if not int(await store.fetchval("SELECT COUNT(*) FROM orders WHERE state = 'pending'")) and not int(
+                    await store.fetchval("SELECT COUNT(*) FROM settlements WHERE applied_at IS NULL")):
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(0.5)
@@ -298,6 +319,13 @@ async def check(store_url: str, config: Path, history: History,
                 stored = sum(1 for o in orders.values() if o["market"] == market and o["state"] == "wait")
                 if resting != stored:
                     bad.append(f"market {market}: the live book holds {resting} orders, the store {stored}")
+        # Settlements: all applied once quiet (a double application shows in the audit's trade and
+        # release checks, which count ledger rows), each by the shard its member belongs to.
+        shards = cfg.actors.shard_count(store.backend)
+        for r in await store.fetch("SELECT id, shard, member_id, applied_at FROM settlements "
+                                   "WHERE applied_at IS NULL OR shard <> member_id % ?", shards):
+            bad.append(f"settlement {r['id']} (shard {r['shard']}, member {r['member_id']}) "
+                       + ("was never applied" if r["applied_at"] is None else "is in another member's shard"))
         report = await audit(store, cfg.markets)
         bad += [f"audit: {p}" for p in report.problems]
         bad += [f"audit: {line}" for line in report.lines() if "MISMATCH" in line]
@@ -402,6 +430,69 @@ async def test_an_owner_cut_from_rabbitmq_loses_and_doubles_nothing(cluster: Clu
 
     history = await run_with_nemesis(cluster, nemesis)
     await finish(cluster, "cut the owner from RabbitMQ past its lease", 1, history)
+
+
+async def test_a_shard_owner_killed_or_paused_mid_load(cluster: Cluster) -> None:
+    """kill -9 the owner of an account shard under load, then SIGSTOP another shard's owner past
+    its lease: each shard passes to a standby (which applies what the outbox holds for it), the
+    paused owner's late batches are refused by the shard's epoch, and no settlement is lost or
+    applied twice."""
+    async def nemesis() -> None:
+        owner = await cluster.shard_owner(1)
+        assert owner is not None
+        node = cluster.nodes[owner]
+        node.kill()
+        await cluster.wait_shard_moved(1, owner)
+        await node.start()
+        await asyncio.sleep(1)
+        owner = await cluster.shard_owner(2)
+        assert owner is not None
+        node = cluster.nodes[owner]
+        node.pause()
+        await asyncio.sleep(2 * LEASE_MS / 1000)
+        try:
+            await cluster.wait_shard_moved(2, owner)
+        finally:
+            node.resume()
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "kill -9 a shard owner, SIGSTOP another past its lease", 2, history)
+
+
+async def test_duplicated_settlement_messages_apply_nothing_twice(cluster: Cluster) -> None:
+    """Every settlement notice sent again, several times, to its shard's queue while trading goes
+    on: each settlement row is applied once."""
+    import aio_pika
+
+    from node.actors.messages import ApplySettlements
+    from node.cluster.codec import encode_message
+
+    async def nemesis() -> None:
+        store = await open_store(cluster.pg_url, migrate=False)
+        broker = await aio_pika.connect(f"amqp://guest:guest@{RABBITMQ[0]}:{RABBITMQ[1]}/")
+        sent = 0
+        try:
+            ns = await store.fetchval("SELECT value FROM cluster_info WHERE name = 'cluster_id'")
+            channel = await broker.channel()
+            for _ in range(6):
+                rows = await store.fetch("SELECT id, shard FROM settlements ORDER BY id DESC LIMIT 400")
+                by_shard: dict[int, list[int]] = {}
+                for r in rows:
+                    by_shard.setdefault(int(r["shard"]), []).append(int(r["id"]))
+                for shard, ids in by_shard.items():
+                    for _copy in range(3):
+                        await channel.default_exchange.publish(
+                            aio_pika.Message(encode_message(ApplySettlements(shard, tuple(ids)))),
+                            routing_key=f"exchange.{ns}.accounts.{shard}")
+                        sent += 1
+                await asyncio.sleep(0.5)
+        finally:
+            await broker.close()
+            await store.close()
+        assert sent > 0, "no settlement to send again: the load made no trade across nodes"
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "duplicated settlement notices", 1, history)
 
 
 @pytest.fixture
