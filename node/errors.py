@@ -132,7 +132,8 @@ class StoreConflict(Exception):
 
 
 class Fenced(StoreConflict):
-    """This market actor's lease epoch is no longer the current one: another node owns the market."""
+    """This actor's lease epoch (its market's or account shard's) is no longer the current one:
+    another node owns the market or the shard."""
 
 
 class ShardMoved(StoreConflict):
