@@ -9,7 +9,8 @@
   answer, or its error, comes back there; a missing answer is a Timeout after the ask timeout.
 - Every account shard has a durable queue `exchange.<cluster id>.accounts.<shard>`, consumed by
   the shard's owner (node/actors/shards.py): order submissions from the node that received them
-  (asked, and dropped unread once their asker stopped waiting) and settlements to apply (told).
+  (asked, and dropped unread once their asker stopped waiting) and settlements to apply (told),
+  both transient and unconfirmed: neither is worth a broker fsync.
   Both are taken at most once: a lost request times out, a lost settlement is swept up.
 - Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic), one message
   per matching batch for its market and one per member it touched (node/events.py). Every node has
@@ -61,6 +62,7 @@ class RabbitLink:
         self.conn: aio_pika.abc.AbstractRobustConnection | None = None
         self._cmd: aio_pika.abc.AbstractChannel | None = None  # orders and asks: publisher confirms
         self._ev: aio_pika.abc.AbstractChannel | None = None  # events: fire and forget
+        self._quick: aio_pika.abc.AbstractChannel | None = None  # account shard traffic: transient, unconfirmed
         self._events_exchange: aio_pika.abc.AbstractExchange | None = None
         self._events_in: aio_pika.abc.AbstractQueue | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
@@ -87,6 +89,9 @@ class RabbitLink:
             self.url, reconnect_interval=1, client_properties={"connection_name": f"node {self.node}"})
         self._cmd = await self.conn.channel(publisher_confirms=True)
         self._ev = await self.conn.channel(publisher_confirms=False)
+        # Account shard traffic (requests that expire with their asker, settlement notices that the
+        # owner's sweep backs up): transient and unconfirmed, so no broker fsync or confirm per order.
+        self._quick = await self.conn.channel(publisher_confirms=False)
         self._events_exchange = await self._ev.declare_exchange(
             f"exchange.{self.namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True)
         self._reply_queue = await self._cmd.declare_queue(exclusive=True, auto_delete=True)
@@ -185,7 +190,9 @@ class RabbitLink:
                    queue: str | None = None, expires: bool = False) -> Any:
         """A message to a market's queue (or to `queue`), with its answer if `reply`. With `expires`
         the message is dropped unread once the asker stopped waiting (broker expiry, and a deadline
-        the consumer checks): a request that timed out is never done later."""
+        the consumer checks): a request that timed out is never done later. Such a request is worth
+        nothing after its asker's timeout, so it is sent transient and unconfirmed: a message the
+        broker loses is a timeout, as a lost answer would be."""
         if self._cmd is None or not self.connected:
             raise Unavailable("the message bus is unreachable; nothing was sent, retry")
         wait = timeout or self.ask_timeout
@@ -199,7 +206,7 @@ class RabbitLink:
             headers["deadline"] = now_ms() + int(wait * 1000)
         message = aio_pika.Message(
             encode_message(msg),
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT if expires else aio_pika.DeliveryMode.PERSISTENT,
             correlation_id=corr,
             reply_to=self._reply_queue.name if (corr and self._reply_queue) else None,
             headers=headers,
@@ -208,8 +215,9 @@ class RabbitLink:
         try:
             if queue is not None:
                 await self._declare_once(queue)
-            await self._cmd.default_exchange.publish(message, routing_key=queue or self.market_queue(market),
-                                                     timeout=self.ask_timeout)
+            channel = self._quick if expires and self._quick is not None else self._cmd
+            await channel.default_exchange.publish(message, routing_key=queue or self.market_queue(market),
+                                                   timeout=self.ask_timeout)
             self.published += 1
         except Exception as e:
             if corr is not None:
@@ -336,14 +344,18 @@ class RabbitLink:
 
     async def tell_shard(self, shard: int, msg: Any) -> None:
         """A message to a shard's owner that needs no answer and may be lost (settlements: the
-        owner's sweep finds what never arrived); sent in order, without waiting for the confirm."""
+        owner's sweep finds what never arrived): transient, unconfirmed."""
         queue = self.shard_queue(shard)
-        if queue not in self._declared:
-            try:
-                await self._declare_once(queue)
-            except Exception:
-                return  # the bus is down: the owner's sweep applies them
-        await self._handovers.put((queue, encode_message(msg)))
+        try:
+            if self._quick is None or not self.connected:
+                raise ConnectionError("bus down")
+            await self._declare_once(queue)
+            await self._quick.default_exchange.publish(
+                aio_pika.Message(encode_message(msg), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                                 headers={"from": self.node}), routing_key=queue, timeout=self.ask_timeout)
+            self.published += 1
+        except Exception as e:  # the owner's sweep applies them
+            log.debug("settlement notice to %s not sent (%r); the shard's sweep will find it", queue, e)
 
     async def serve_shard(self, shard: int, actor: Actor[Any]) -> None:
         assert self.conn is not None
@@ -357,12 +369,11 @@ class RabbitLink:
         await self.stop_serving(self.shard_queue(shard))
 
     async def _consume_shard(self, actor: Actor[Any], queue: aio_pika.abc.AbstractQueue) -> None:
-        """At most once: a message is acknowledged as it is taken, so a request is done by the owner
-        that took it or not at all (its asker then times out); one whose asker has given up already
-        is dropped unread."""
-        async with queue.iterator() as it:
+        """At most once: messages are taken without acknowledgements, so a request is done by the
+        owner that took it or not at all (its asker then times out); one whose asker has given up
+        already is dropped unread."""
+        async with queue.iterator(no_ack=True) as it:
             async for message in it:
-                await message.ack()
                 deadline = (message.headers or {}).get("deadline")
                 if isinstance(deadline, int) and now_ms() > deadline:
                     continue
@@ -393,10 +404,10 @@ class RabbitLink:
         await self._reply(message, result)
 
     async def _reply(self, message: AbstractIncomingMessage, result: Any) -> None:
-        if not message.reply_to or self._cmd is None:
+        if not message.reply_to or self._quick is None:
             return
         try:
-            await self._cmd.default_exchange.publish(
+            await self._quick.default_exchange.publish(
                 aio_pika.Message(encode_result(result), correlation_id=message.correlation_id),
                 routing_key=message.reply_to)
         except Exception:
