@@ -15,7 +15,9 @@ must reach its book, and the checker asks:
 - one member's orders on one market reached the book in the order they were acknowledged;
 - every settlement (a trade's or an unlock's balance change for a member whose account shard runs
   on another node) was applied, by its member's shard, and exactly once (the audit counts each
-  trade's and order's ledger rows).
+  trade's and order's ledger rows);
+- each account shard's rows were written by one owner at a time: every ledger row of the order path
+  carries the shard epoch it was written under, and no older epoch follows a newer one.
 
 Each nemesis writes a line (rounds, orders, violations) to test-output/faults-report.txt.
 """
@@ -326,6 +328,8 @@ async def check(store_url: str, config: Path, history: History,
                                    "WHERE applied_at IS NULL OR shard <> member_id % ?", shards):
             bad.append(f"settlement {r['id']} (shard {r['shard']}, member {r['member_id']}) "
                        + ("was never applied" if r["applied_at"] is None else "is in another member's shard"))
+        if cfg.rabbitmq:  # leased shards: each ledger row of the order path carries its writer's epoch
+            bad += await one_writer_per_shard(store, shards)
         report = await audit(store, cfg.markets)
         bad += [f"audit: {p}" for p in report.problems]
         bad += [f"audit: {line}" for line in report.lines() if "MISMATCH" in line]
@@ -342,6 +346,25 @@ async def check(store_url: str, config: Path, history: History,
             last[(a.member, a.market)] = (a.order_id, intake)
     finally:
         await store.close()
+    return bad
+
+
+async def one_writer_per_shard(store: Any, shards: int) -> list[str]:
+    """Each account shard's rows were written by one owner at a time: every ledger row of the order
+    path (locks, trades, unlocks) was written under the shard's epoch, and never under an older
+    epoch after a newer one (a deposed owner's late write would show as exactly that)."""
+    bad: list[str] = []
+    last: dict[int, tuple[int, int]] = {}
+    for r in await store.fetch("SELECT id, member_id, epoch FROM ledger WHERE ref_type IN ('order', 'trade') ORDER BY id"):
+        lid, shard, epoch = int(r["id"]), int(r["member_id"]) % shards, int(r["epoch"])
+        if epoch == 0:
+            bad.append(f"ledger row {lid} (account shard {shard}) was written outside the shard's lease")
+        prev = last.get(shard)
+        if prev is not None and epoch < prev[1]:
+            bad.append(f"ledger row {lid}: account shard {shard} written under epoch {epoch} after row {prev[0]} "
+                       f"under epoch {prev[1]}")
+        if prev is None or epoch >= prev[1]:
+            last[shard] = (lid, epoch)
     return bad
 
 

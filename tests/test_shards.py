@@ -97,8 +97,11 @@ async def test_a_trade_across_shards_is_settled_once_by_each_side(database_url: 
         assert (await balances(ex, seller))["btc"] == (9_0000_0000, 0)
         assert (await balances(ex, seller))["usd"] == (49_950_000000, 0)  # less the 0.1 % maker fee
         await books_balance(ex)
-        ledger = await ex.store.fetchval("SELECT COUNT(*) FROM ledger WHERE member_id = ? AND ref_type = 'trade'", seller)
-        assert int(ledger) == 2
+        rows = await ex.store.fetch("SELECT member_id, epoch FROM ledger WHERE ref_type = 'trade'")
+        assert len([r for r in rows if int(r["member_id"]) == seller]) == 2
+        # Every row carries the epoch of the shard owner that wrote it: the seller's its owner's.
+        assert {int(r["epoch"]) for r in rows if int(r["member_id"]) == seller} == {actor.epoch}
+        assert {int(r["epoch"]) for r in rows if int(r["member_id"]) == buyer} == {ex.shards.map.epochs[buyer % SHARDS]}
     finally:
         await actor.stop()
         await ex.stop()

@@ -236,7 +236,7 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
             if ledger_rows:
                 # The batch decided on balances it read under lock: if a lock does not apply
                 # (a wrong decision), the writer raises and the whole batch rolls back.
-                await ledger.post(tx, ledger_rows)
+                await ledger.post(tx, ledger_rows, epoch=self.epoch or 0)
             if order_rows:
                 await tx.executemany(ORDERS_INSERT_BULK, order_rows)
         self.settled += settled

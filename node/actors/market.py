@@ -522,6 +522,10 @@ class MarketActor(Actor[Any]):
                 gone = {row[0] for rows in away.values() for row in rows}
                 events = [(topic, e) for topic, e in events
                           if not (topic.endswith(".account") and e.get("member_id") in gone)]
+        writer: ledger.Epoch = 0  # the epochs of the shards settled inline, on their ledger rows
+        if inline and self.shard_map is not None:
+            count = self.shard_map.count
+            writer = lambda member: inline.get(member % count, 0)  # noqa: E731
         claim_steps = self._claim_steps(claims)
 
         async def write() -> None:
@@ -540,7 +544,7 @@ class MarketActor(Actor[Any]):
                 await shards.fence(tx, self.store, inline, ShardMoved(f"{self.name}: an account shard moved"))
                 await tx.executemany(TRADES_BULK, trade_rows)
                 await tx.executemany(ORDERS_UPDATE_BULK, order_rows)
-                await ledger.post(tx, ledger_rows)
+                await ledger.post(tx, ledger_rows, epoch=writer)
                 if outbox:
                     await tx.executemany(shards.SETTLEMENTS_BULK, outbox)
             if told and self.settle_out is not None:

@@ -13,7 +13,7 @@ row locks are then taken in one global order and two transactions never deadlock
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from node.errors import ExchangeError
@@ -23,8 +23,12 @@ LedgerRow = tuple[int, str, int, int, int, str, str, int, int]
 """(member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at)."""
 
 LEDGER_BULK = Bulk.insert("ledger", ("member_id", "currency", "d_balance", "d_locked", "fee", "reason", "ref_type",
-                                     "ref_id", "created_at"),
-                          ("bigint", "text", "bigint", "bigint", "bigint", "text", "text", "bigint", "bigint"))
+                                     "ref_id", "created_at", "epoch"),
+                          ("bigint", "text", "bigint", "bigint", "bigint", "text", "text", "bigint", "bigint", "bigint"))
+Epoch = int | Callable[[int], int]
+"""The account shard epoch a posting was written under (node/actors/shards.py), or a function of
+the member id giving it: recorded in every ledger row, so a checker can tell that each shard's rows
+were written by one owner at a time (0: a write outside the order path, or a node without leases)."""
 # The guard is part of the statement: a row that would go negative is not updated, so the count
 # comes up short and the posting raises the caller's error instead of the CHECK's IntegrityError.
 ACCOUNTS_BULK = replace(
@@ -62,7 +66,7 @@ def sum_deltas(rows: Iterable[LedgerRow]) -> list[tuple[int, int, int, str, int,
     return [(balance[k], locked[k], k[0], k[1], balance[k], locked[k]) for k in sorted(balance)]
 
 
-async def post(tx: Tx, rows: Sequence[LedgerRow], refused: ExchangeError | None = None) -> None:
+async def post(tx: Tx, rows: Sequence[LedgerRow], refused: ExchangeError | None = None, epoch: Epoch = 0) -> None:
     """Apply `rows` inside `tx`: the accounts move by their sums, the rows are appended to the ledger.
 
     `refused` is raised when an account is missing or would go below zero (default: LedgerRefused
@@ -76,7 +80,8 @@ async def post(tx: Tx, rows: Sequence[LedgerRow], refused: ExchangeError | None 
         "an account is missing or its balance is too low for: "
         + ", ".join(f"member {a[2]} {a[3]}" for a in accounts[:5]) + ("…" if len(accounts) > 5 else ""))
     await tx.expect_many(ACCOUNTS_BULK, accounts, len(accounts), error)
-    await tx.expect_many(LEDGER_BULK, rows, len(rows), error)
+    marked = [(*r, epoch(r[0])) for r in rows] if callable(epoch) else [(*r, epoch) for r in rows]
+    await tx.expect_many(LEDGER_BULK, marked, len(rows), error)
 
 
 async def entry(tx: Tx, member_id: int, currency: str, d_balance: int, d_locked: int, reason: str, ref_type: str,
@@ -100,7 +105,7 @@ async def take_back(tx: Tx, member_id: int, currency: str, most: int, reason: st
             return 0
         row = (-take, 0, member_id, currency, -take, 0)
         if await tx.execute(ACCOUNTS_BULK.sql, *row) == 1:
-            await tx.expect_many(LEDGER_BULK, [(member_id, currency, -take, 0, 0, reason, ref_type, ref_id, created_at)],
+            await tx.expect_many(LEDGER_BULK, [(member_id, currency, -take, 0, 0, reason, ref_type, ref_id, created_at, 0)],
                                  1, LedgerRefused(f"the ledger row of member {member_id} {currency} was not written"))
             return take
 

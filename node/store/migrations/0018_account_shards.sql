@@ -27,3 +27,6 @@ CREATE TABLE settlements (
     applied_at BIGINT
 );
 CREATE INDEX settlements_unapplied ON settlements (shard, id) WHERE applied_at IS NULL;
+-- The account shard epoch each ledger row was written under (0 outside the order path, or without
+-- leases): a checker can tell that a shard's rows were written by one owner at a time.
+ALTER TABLE ledger ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
