@@ -193,8 +193,9 @@ async def remove_node(store: Store, name: str) -> str:
             raise Unavailable(f"node {name} is the primary of {', '.join(placed)}: place "
                               f"{'them' if len(placed) > 1 else 'it'} elsewhere first (market place MARKET --primary NODE)")
         running = [str(r["market"]) for r in await tx.fetch(
-            "SELECT market FROM market_leases WHERE node = ? AND owner <> '' AND expires_at > ? ORDER BY market",
-            name, now)]
+            "SELECT market FROM market_leases WHERE node = ? AND owner <> '' AND expires_at > ? "
+            "AND market NOT LIKE 'accounts/%' ORDER BY market", name, now)]
+        # (account shards are not placed: they pass to the other nodes when this one stops)
         if running:
             raise Unavailable(f"node {name} still holds {', '.join(running)}: move "
                               f"{'them' if len(running) > 1 else 'it'} first (market move MARKET --to NODE)")

@@ -146,9 +146,13 @@ class Leases:
                 epoch = max(epoch, old + 1)
                 await tx.execute("UPDATE account_shards SET epoch = ?, updated_at = ? WHERE shard = ?", epoch, now, shard)
             if row is None:
-                await tx.execute(
+                # Two nodes may take a lease that never existed at the same instant (at a cluster's
+                # first start): the second finds the first's row and refuses, as for a held lease.
+                await tx.expect(
                     "INSERT INTO market_leases (market, node, owner, expires_at, epoch, acquired_at, renewed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", name, self.node, self.owner, now + self.ttl_ms, epoch, now, now)
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (market) DO NOTHING",
+                    (name, self.node, self.owner, now + self.ttl_ms, epoch, now, now), 1,
+                    LeaseHeld(f"{name} was just taken by another node; refusing to take it here"))
             else:
                 await tx.execute(
                     "UPDATE market_leases SET node = ?, owner = ?, expires_at = ?, epoch = ?, acquired_at = ?, "
