@@ -126,7 +126,7 @@ async def test_money_is_conserved_with_account_shards_on_two_owners(database_url
     (a second lease owner here, its actors reached through the same mailboxes a bus would feed)
     runs 1 and 3, whose members' settlements go through the outbox."""
     cfg = config_with(database_url, actors={"account_shards": SHARDS, "sweep_after_ms": 200})
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     others: list[AccountActor] = []
     try:
         assert ex.shards is not None

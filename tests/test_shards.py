@@ -17,6 +17,7 @@ from node.actors.lease import Leases
 from node.actors.messages import ApplySettlements, SubmitOrders
 from node.actors.shards import lease_name
 from node.audit import audit
+from node.bootstrap import start_exchange
 from node.errors import ExchangeError
 from node.exchange import Exchange, OrderInput
 from tests.conftest import config_with
@@ -41,7 +42,7 @@ async def two_shards(database_url: str) -> tuple[Exchange, AccountActor, int, in
     """The exchange owning shard `mine` (leased, fenced), another owner running shard `theirs`, a
     buyer in ours and a seller in theirs."""
     config = config_with(database_url, actors={"account_shards": SHARDS, "sweep_after_ms": 3_600_000})
-    ex = await Exchange.start(config)
+    ex = await start_exchange(config)
     assert ex.shards is not None
     buyer = await ex.create_member("buyer@example.com")
     seller = await ex.create_member("seller@example.com")
