@@ -166,29 +166,46 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
         tonces = [tonce for _, tonce in signed]
         order_rows: list[tuple[Any, ...]] = []
         async with self.store.transaction() as tx:
-            # One trip for every read: the shard's fence first (a deposed owner's batch rolls back
-            # here), the tonces burnt (a replay is refused, not decided), the balances (only the
-            # rows this batch spends from are locked, in one global order: no deadlocks), the
-            # orders that client ids may name, and the settlements claimed.
-            queries: list[tuple[str, list[Any]]] = []
+            # One trip for every read (two with settlements to apply): the shard's fence first (a
+            # deposed owner's batch rolls back here), the tonces burnt (a replay is refused, not
+            # decided), the settlements claimed, the balances (only the rows this batch moves are
+            # locked, in one global order: no deadlocks), the orders that client ids may name.
+            head: list[tuple[str, list[Any]]] = []  # what locks no account row
             if self.epoch is not None:
-                queries.append(shards.fence_sql(self.store, [self.shard]))
+                head.append(shards.fence_sql(self.store, [self.shard]))
             if signed:
-                queries.append(self.tonces.insert(tonces))
-            if wanted:
-                pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in wanted)
-                queries.append((f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
-                                f"ORDER BY member_id, currency{self.store.for_update}",
-                                [x for pair in wanted for x in pair]))
-            if client_ids:
-                marks = ",".join("?" * len(members))
-                cmarks = ",".join("?" * len(client_ids))
-                queries.append((f"SELECT * FROM orders WHERE member_id IN ({marks}) AND client_id IN ({cmarks})",
-                                [*members, *client_ids]))
+                head.append(self.tonces.insert(tonces))
             claims = [shards.claim_sql(self.store, self.shard, settle[i:i + CLAIM_CHUNK], ts)
                       for i in range(0, len(settle), CLAIM_CHUNK)]
-            queries.extend(claims)
-            fetched = await tx.fetch_many(queries)
+            head.extend(claims)
+
+            def locks(accounts: list[tuple[int, str]]) -> list[tuple[str, list[Any]]]:
+                out: list[tuple[str, list[Any]]] = []
+                if accounts:
+                    pairs = " OR ".join("(member_id = ? AND currency = ?)" for _ in accounts)
+                    out.append((f"SELECT member_id, currency, balance FROM accounts WHERE {pairs} "
+                                f"ORDER BY member_id, currency{self.store.for_update}",
+                                [x for pair in accounts for x in pair]))
+                if client_ids:
+                    marks = ",".join("?" * len(members))
+                    cmarks = ",".join("?" * len(client_ids))
+                    out.append((f"SELECT * FROM orders WHERE member_id IN ({marks}) AND client_id IN ({cmarks})",
+                                [*members, *client_ids]))
+                return out
+
+            if claims:
+                # The settlements first, then every account the batch moves (its orders' and the
+                # settlements') locked by one statement in (member, currency) order, as every
+                # writer locks them: a row locked later out of order could deadlock with a market
+                # batch settling the same shard inline on this node.
+                fetched = await tx.fetch_many(head)
+                claimed = [row for rows in fetched[len(fetched) - len(claims):] for row in shards.claimed_rows(rows)]
+                del fetched[len(fetched) - len(claims):]
+                accounts = sorted(set(wanted) | {(row[0], row[1]) for row in claimed})
+                fetched += await tx.fetch_many(locks(accounts))
+            else:
+                claimed, accounts = [], wanted
+                fetched = await tx.fetch_many(head + locks(accounts))
             if self.epoch is not None:
                 shards.check_fence(fetched.pop(0), {self.shard: self.epoch},
                                    Fenced(f"{self.name}: epoch {self.epoch} no longer holds the shard"))
@@ -198,12 +215,12 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
                     if not ok:
                         results[i] = TonceReused(*tonce)
             available = {(int(r["member_id"]), r["currency"]): int(r["balance"])
-                         for r in (fetched.pop(0) if wanted else [])}
+                         for r in (fetched.pop(0) if accounts else [])}
             existing = ({(int(r["member_id"]), r["client_id"]): order_row_view(r) for r in fetched.pop(0)}
                         if client_ids else {})
             # The settlements this batch claimed (copies applied before claim nothing): their rows
             # go to the ledger with the orders', in this transaction.
-            ledger_rows: list[ledger.LedgerRow] = [row for rows in fetched for row in shards.claimed_rows(rows)]
+            ledger_rows: list[ledger.LedgerRow] = claimed
             settled = len(ledger_rows)
             for i, sub in subs:
                 if results[i] is not None:  # a replayed tonce: refused, nothing taken

@@ -279,6 +279,6 @@ class PostgresStore:
                 for stmt in statements(sql, id_sql=ID_SQL, blob_sql="BYTEA"):
                     await tx.conn.execute(stmt, timeout=SNAPSHOT_TIMEOUT)
                 await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
-            for name in ("orders", "trades"):
+            for name in ("orders", "trades", "settlements"):  # made here: two first takers would race
                 await tx.conn.execute(f"CREATE SEQUENCE IF NOT EXISTS idblk_{name} START 0 MINVALUE 0",
                                       timeout=SNAPSHOT_TIMEOUT)
