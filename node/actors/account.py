@@ -257,15 +257,16 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
             if order_rows:
                 await tx.executemany(ORDERS_INSERT_BULK, order_rows)
         self.settled += settled
-        if settled and self.bus is not None:
-            moved: dict[tuple[int, str], list[int]] = {}
+        if settled and self.bus is not None:  # one envelope per member, as a market's (node/events.py)
+            moved: dict[int, dict[str, list[int]]] = {}
             for member, currency, d_balance, d_locked, *_ in ledger_rows[:settled]:
-                d = moved.setdefault((member, currency), [0, 0])
+                d = moved.setdefault(member, {}).setdefault(currency, [0, 0])
                 d[0] += d_balance
                 d[1] += d_locked
-            for (member, currency), (d_balance, d_locked) in moved.items():
-                self.bus.publish(f"member.{member}.account", {"member_id": member, "currency": currency,
-                                                               "d_balance": d_balance, "d_locked": d_locked, "at": ts})
+            for member, by_currency in moved.items():
+                self.bus.publish(f"member.{member}", {
+                    "member_id": member, "at": ts, "orders": [], "trades": [],
+                    "accounts": [{"currency": c, "d_balance": d[0], "d_locked": d[1]} for c, d in by_currency.items()]})
         for i, msg in enumerate(batch):
             if isinstance(msg, ApplySettlements):
                 results[i] = settled

@@ -520,8 +520,9 @@ class MarketActor(Actor[Any]):
                 outbox, told = shards.outbox_rows(ids, away)
                 # Their account events come from the shard's owner, once it has applied them.
                 gone = {row[0] for rows in away.values() for row in rows}
-                events = [(topic, e) for topic, e in events
-                          if not (topic.endswith(".account") and e.get("member_id") in gone)]
+                for topic, env in events:
+                    if topic.startswith("member.") and env.get("member_id") in gone:
+                        env["accounts"] = []
         writer: ledger.Epoch = 0  # the epochs of the shards settled inline, on their ledger rows
         if inline and self.shard_map is not None:
             count = self.shard_map.count
