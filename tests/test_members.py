@@ -274,3 +274,21 @@ def test_errors_translate_by_id_and_by_pattern() -> None:
     assert zh.error(core) == "数量的小数位数过多（最多 4 位）"
     assert translator("en").error(core) == core.message
     assert zh.error(InvalidParameter("something nobody translated")) == "something nobody translated"
+
+
+async def test_nodes_starting_together_share_the_house_accounts(database_url: str) -> None:
+    """Three nodes started at once on a new database each create the house fee accounts: one insert
+    wins, the others take its row instead of stopping on the database's unique-key error."""
+    import asyncio
+
+    from node.store import open_store
+    from node.store.members import ensure_house
+
+    stores = [await open_store(database_url) for _ in range(3)]
+    try:
+        ids = await asyncio.gather(*(ensure_house(s, ["btc", "usd"], "btcusd") for s in stores for _ in range(2)))
+        assert len(set(ids)) == 1
+        assert await stores[0].fetchval("SELECT COUNT(*) FROM accounts WHERE member_id = ?", ids[0]) == 2
+    finally:
+        for s in stores:
+            await s.close()

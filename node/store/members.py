@@ -18,7 +18,9 @@ from node.store.schema import HOUSE_EMAIL
 
 async def create_member(store: Store, currencies: Iterable[str], email: str, name: str = "",
                         password_hash: str | None = None, activated: bool = True) -> int:
-    """A new member and its accounts in one transaction; a taken e-mail is refused by name."""
+    """A new member and its accounts in one transaction; a taken e-mail is refused by name, also
+    when another node registers it at the same moment (the insert does nothing on the unique e-mail,
+    instead of failing with the database's own error)."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise InvalidParameter("email is not a valid e-mail address", "email")
@@ -27,7 +29,8 @@ async def create_member(store: Store, currencies: Iterable[str], email: str, nam
         if await tx.fetchval("SELECT id FROM members WHERE email = ?", email) is not None:
             raise InvalidParameter("email is already registered", "email")
         mid = await tx.fetchval(
-            "INSERT INTO members (sn, email, name, password_hash, activated, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO members (sn, email, name, password_hash, activated, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (email) DO NOTHING RETURNING id",
             "PEA" + secrets.token_hex(5).upper(),
             email,
             name,
@@ -35,6 +38,8 @@ async def create_member(store: Store, currencies: Iterable[str], email: str, nam
             int(activated),
             ts,
         )
+        if mid is None:
+            raise InvalidParameter("email is already registered", "email")
         await ledger.open_accounts(tx, int(mid), currencies)
     return int(mid)
 
