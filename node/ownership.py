@@ -150,6 +150,12 @@ class Ownership:
         self.placement = await placement.load(self.store, self.config)
         await self._adopt_free()
         await self._heartbeat()
+        if self.leases.liveness is not None:
+            # A market's new owner ends every session of the process it took the market from, the
+            # liveness lock's too, when that process was only paused or cut off: take the lock
+            # again, or the others would read this living node as dead (status: DOWN) and take
+            # any market it runs at once.
+            await self.leases.liveness.hold()
 
     async def apply_placement(self) -> None:
         """Hand over each market run here whose placement changed since this node took it and names

@@ -5,6 +5,7 @@ Orders go web → account actor (lock) → market actor (match, settle) exactly 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -325,3 +326,29 @@ async def test_fee_change_applies_to_new_trades_and_survives_restart(database_ur
         assert (await audit(ex.store, ex.config.markets)).ok
     finally:
         await ex.stop()
+
+
+async def test_a_node_takes_its_liveness_lock_again_after_its_sessions_were_ended(exchange: Exchange) -> None:
+    """A market's new owner ends every session of the process it took the market from, when that
+    process was only paused or cut off; awake again, the node must take its liveness lock back at
+    its next tick, or the other nodes would read it as dead and take any market it runs at once."""
+    from node.actors.lease import Liveness, session_name
+
+    if exchange.leases.liveness is None or exchange.ownership is None:
+        pytest.skip("the liveness lock is PostgreSQL's")
+    probe = Liveness(exchange.config.direct_database, "probe", 5.0)
+    try:
+        assert not await probe.gone(exchange.leases.owner)
+        await probe.hold()
+        await probe._conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                                  session_name(exchange.leases.owner))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not await probe.gone(exchange.leases.owner):  # the server has not freed it yet
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the node's side notices its connection is gone
+        async with exchange.ownership.lock:
+            await exchange.ownership.tick()
+        assert not await probe.gone(exchange.leases.owner)
+    finally:
+        await probe.close()
