@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from node.actors.lease import Liveness, session_name
 from node.audit import audit
 from node.bootstrap import start_exchange
 from node.errors import (
@@ -332,8 +333,6 @@ async def test_a_node_takes_its_liveness_lock_again_after_its_sessions_were_ende
     """A market's new owner ends every session of the process it took the market from, when that
     process was only paused or cut off; awake again, the node must take its liveness lock back at
     its next tick, or the other nodes would read it as dead and take any market it runs at once."""
-    from node.actors.lease import Liveness, session_name
-
     if exchange.leases.liveness is None or exchange.ownership is None:
         pytest.skip("the liveness lock is PostgreSQL's")
     probe = Liveness(exchange.config.direct_database, "probe", 5.0)

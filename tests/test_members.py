@@ -3,6 +3,7 @@ change and reset with single-use 30-minute links, login history, and what a stra
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,8 @@ from node.bootstrap import start_exchange
 from node.exchange import Exchange
 from node.mail import Mail
 from node.members import LoginAttempt, Members, token_hash
+from node.store import open_store
+from node.store.members import ensure_house
 from node.web.i18n import FormError, FormErrors, translator
 from tests.conftest import Clock, config_with
 
@@ -279,11 +282,6 @@ def test_errors_translate_by_id_and_by_pattern() -> None:
 async def test_nodes_starting_together_share_the_house_accounts(database_url: str) -> None:
     """Three nodes started at once on a new database each create the house fee accounts: one insert
     wins, the others take its row instead of stopping on the database's unique-key error."""
-    import asyncio
-
-    from node.store import open_store
-    from node.store.members import ensure_house
-
     stores = [await open_store(database_url) for _ in range(3)]
     try:
         ids = await asyncio.gather(*(ensure_house(s, ["btc", "usd"], "btcusd") for s in stores for _ in range(2)))
