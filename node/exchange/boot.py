@@ -54,7 +54,7 @@ class Boot(Queries):
             self.bus.subscribe(self._on_status)
             self.link.on_control = self._on_control
         self.ownership = Ownership(self.config, self.node, self.store, self.leases, self.markets,
-                                   adopt=self._adopt, drop=self._drop, status=self.status,
+                                   adopt=self._adopt, drop=self._drop, status=lambda: self.status(hashes=False),
                                    address=f"{self.node.host}:{self.node.port}", cluster=self.link is not None,
                                    handover=self.release_market, alive=self.alive_nodes)
         placed = await self.ownership.join()  # the markets placed here (node/placement.py)
