@@ -21,7 +21,7 @@ from .order import (
     Trade,
 )
 from .protocol import Book
-from .recovery import LOAD_COLUMNS
+from .recovery import LOAD_COLUMNS, Loader
 
 __all__ = [
     "BUY",
@@ -46,6 +46,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "InvalidOrder",
+    "Loader",
     "MatchResult",
     "NotOwner",
     "Order",

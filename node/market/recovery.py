@@ -1,4 +1,5 @@
-"""Recovery of an engine's book from the store: one order at a time (``restore``) or in bulk (``load``).
+"""Recovery of an engine's book from the store: one order at a time (``restore``) or in bulk (``load``,
+or ``Loader`` for rows read in pages).
 
 Both never match: they rebuild exactly the book that was persisted, priority included (``seq``).
 """
@@ -96,145 +97,185 @@ def restore(e: Engine, o: Order) -> None:
 
 
 def load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
-    """Build the whole book of an empty engine from stored rows at once; see Engine.load.
+    """Build the whole book of an empty engine from stored rows at once; see Engine.load and ``Loader``."""
+    loader = Loader(e)
+    loader.add(rows)
+    return loader.install()
+
+
+class Loader:
+    """Builds the whole book of an empty engine from stored rows given in parts (``add``), then
+    installs it (``install``): a caller can read the rows in pages and let each page go before the
+    next, so the rows of the whole book never exist at once beside it.
 
     The book is built beside the engine and only installed when every row passed the checks of
     ``restore``, so an error leaves the engine empty. Sides, types and times in force become the
-    shared ``Kind`` of each combination (node/market/order.py) and equal prices and members share one int object: rows read from a
-    database carry a fresh object for each, which would otherwise cost ~150 bytes per order.
+    shared ``Kind`` of each combination (node/market/order.py); equal prices, volumes and members
+    share one int object, and so do an unfilled order's volume and remaining: rows read from a
+    database carry a fresh object for each, which would otherwise cost ~200 bytes per order.
     """
-    if e._orders:
-        raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
-    # The cyclic collector would traverse the growing book again and again while a million
-    # orders are made; the pause is only for the load.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return _load(e, rows)
-    finally:
-        if paused:
-            gc.enable()
 
+    __slots__ = ("e", "ints", "orders", "bid_levels", "ask_levels", "stops", "n", "last_seq", "in_order")
 
-def _load(e: Engine, rows: Iterable[Sequence[Any]]) -> list[Order]:
-    new = _new
-    kinds = _KINDS
-    ints: dict[int, int] = {}
-    share = ints.setdefault
-    orders: dict[int, Order] = {}
-    bid_levels: dict[int, Level] = {}
-    ask_levels: dict[int, Level] = {}
-    stops: list[Order] = []
-    n = 0
-    last_seq = 0
-    in_order = True
-    for row in rows:
-        (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
-         triggered) = row  # fmt: skip
-        if (
-            type(oid) is not int
-            or type(member) is not int
-            or type(price) is not int
-            or type(volume) is not int
-            or type(remaining) is not int
-            or type(stop_price) is not int
-            or type(funds) is not int
-            or type(used) is not int
-            or type(ntrades) is not int
-            or type(seq) is not int
-            or not 0 < remaining <= volume
-            or not 0 < price <= MAX_VALUE
-        ):
-            raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
-        kind = kinds.get((side, ord_type, tif, bool(triggered)))
-        if kind is None or kind.ord_type == MARKET:
-            if side not in SIDES:
-                raise InvalidOrder(f"order {oid} has a bad side {side!r}")
-            if tif not in TIFS:
-                raise InvalidOrder(f"order {oid} has a bad time in force")
-            raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
-        if kind.buy:
-            key = price
-            levels = bid_levels
-        else:
-            key = -price
-            levels = ask_levels
-        if _NATIVE:
-            o = Order(oid, member, kind.side, kind.ord_type, price, volume, kind.tif, stop_price, funds)
-        else:
-            o = new(Order)
-            o.id = oid
-            o.volume = volume
-            o.stop_price = stop_price
-            o.funds = funds
-            o.state = WAIT
-        o.kind = kind
-        o.member_id = share(member, member)
-        o.price = price = share(price, price)
-        o.remaining = remaining
-        o.funds_used = used
-        o.trades_count = ntrades
-        o.seq = seq
-        orders[oid] = o
-        n += 1
-        if kind.stop:
-            if not 0 < stop_price <= MAX_VALUE:
-                raise InvalidOrder(f"stop order {oid} has no valid stop price")
-            stops.append(o)
-            continue
-        if seq <= last_seq:
-            if seq <= 0:
-                raise InvalidOrder(f"order {oid} has no priority sequence")
-            in_order = False
-        last_seq = seq
-        lv = levels.get(key)
-        if lv is None:
-            levels[key] = Level(o, remaining)
-        else:
-            tail = lv.tail
-            tail.next = o
-            o.prev = tail
-            o.next = None
-            lv.tail = o
-            lv.total += remaining
-    if len(orders) != n:
-        raise DuplicateOrder("the rows hold the same order id twice")
-    if not in_order:  # rare: relink the levels from the orders sorted by seq
-        waiting = {id(o) for o in stops}
-        book = sorted((o for o in orders.values() if id(o) not in waiting), key=_by_seq)
-        for i in range(1, len(book)):
-            if book[i - 1].seq == book[i].seq:
-                raise InvalidOrder(f"orders {book[i - 1].id} and {book[i].id} have the same seq {book[i].seq}")
-        bid_levels = {}
-        ask_levels = {}
-        for o in book:
-            levels, key = (bid_levels, o.price) if o.kind.buy else (ask_levels, -o.price)
+    def __init__(self, e: Engine) -> None:
+        if e._orders:
+            raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
+        self.e = e
+        self.ints: dict[int, int] = {}
+        self.orders: dict[int, Order] = {}
+        self.bid_levels: dict[int, Level] = {}
+        self.ask_levels: dict[int, Level] = {}
+        self.stops: list[Order] = []
+        self.n = 0
+        self.last_seq = 0
+        self.in_order = True
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Rows of ``LOAD_COLUMNS``, resting orders ascending by ``seq`` across every call (a row out
+        of order costs one sort at ``install``), waiting stops anywhere."""
+        # The cyclic collector would traverse the growing book again and again while a million
+        # orders are made; the pause is only for the load.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self._add(rows)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _add(self, rows: Iterable[Sequence[Any]]) -> None:
+        new = _new
+        kinds = _KINDS
+        share = self.ints.setdefault
+        orders = self.orders
+        bid_levels = self.bid_levels
+        ask_levels = self.ask_levels
+        stops = self.stops
+        n = self.n
+        last_seq = self.last_seq
+        in_order = self.in_order
+        for row in rows:
+            (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
+             triggered) = row  # fmt: skip
+            if (
+                type(oid) is not int
+                or type(member) is not int
+                or type(price) is not int
+                or type(volume) is not int
+                or type(remaining) is not int
+                or type(stop_price) is not int
+                or type(funds) is not int
+                or type(used) is not int
+                or type(ntrades) is not int
+                or type(seq) is not int
+                or not 0 < remaining <= volume
+                or not 0 < price <= MAX_VALUE
+            ):
+                raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
+            kind = kinds.get((side, ord_type, tif, bool(triggered)))
+            if kind is None or kind.ord_type == MARKET:
+                if side not in SIDES:
+                    raise InvalidOrder(f"order {oid} has a bad side {side!r}")
+                if tif not in TIFS:
+                    raise InvalidOrder(f"order {oid} has a bad time in force")
+                raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
+            if kind.buy:
+                key = price
+                levels = bid_levels
+            else:
+                key = -price
+                levels = ask_levels
+            volume = share(volume, volume)
+            if remaining == volume:
+                remaining = volume
+            if _NATIVE:
+                o = Order(oid, member, kind.side, kind.ord_type, price, volume, kind.tif, stop_price, funds)
+            else:
+                o = new(Order)
+                o.id = oid
+                o.volume = volume
+                o.stop_price = stop_price
+                o.funds = funds
+                o.state = WAIT
+            o.kind = kind
+            o.member_id = share(member, member)
+            o.price = price = share(price, price)
+            o.remaining = remaining
+            o.funds_used = used
+            o.trades_count = ntrades
+            o.seq = seq
+            orders[oid] = o
+            n += 1
+            if kind.stop:
+                if not 0 < stop_price <= MAX_VALUE:
+                    raise InvalidOrder(f"stop order {oid} has no valid stop price")
+                stops.append(o)
+                continue
+            if seq <= last_seq:
+                if seq <= 0:
+                    raise InvalidOrder(f"order {oid} has no priority sequence")
+                in_order = False
+            last_seq = seq
             lv = levels.get(key)
             if lv is None:
-                levels[key] = Level(o, o.remaining)
+                levels[key] = Level(o, remaining)
             else:
                 tail = lv.tail
                 tail.next = o
                 o.prev = tail
                 o.next = None
                 lv.tail = o
-                lv.total += o.remaining
-        last_seq = book[-1].seq
-    bid_keys = sorted(bid_levels)
-    ask_keys = sorted(ask_levels)
-    if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
-        raise InvalidOrder(f"the loaded book is crossed (bid {bid_keys[-1]}, ask {-ask_keys[-1]})")
-    e._orders = orders
-    e._bid_levels, e._bid_keys = bid_levels, bid_keys
-    e._ask_levels, e._ask_keys = ask_levels, ask_keys
-    buy_stops = [(o.stop_price, o.id) for o in stops if o.kind.buy]
-    sell_stops = [(o.stop_price, o.id) for o in stops if not o.kind.buy]
-    buy_stops.sort()
-    sell_stops.sort()
-    e._buy_stops, e._sell_stops = buy_stops, sell_stops
-    if last_seq >= e.next_seq:
-        e.next_seq = last_seq + 1
-    return list(orders.values())
+                lv.total += remaining
+        self.n = n
+        self.last_seq = last_seq
+        self.in_order = in_order
+
+    def install(self) -> list[Order]:
+        """Check the whole book and make it the engine's; returns the orders in the rows' order."""
+        e = self.e
+        if e._orders:
+            raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
+        orders, stops = self.orders, self.stops
+        bid_levels, ask_levels, last_seq = self.bid_levels, self.ask_levels, self.last_seq
+        self.ints = {}
+        if len(orders) != self.n:
+            raise DuplicateOrder("the rows hold the same order id twice")
+        if not self.in_order:  # rare: relink the levels from the orders sorted by seq
+            waiting = {id(o) for o in stops}
+            book = sorted((o for o in orders.values() if id(o) not in waiting), key=_by_seq)
+            for i in range(1, len(book)):
+                if book[i - 1].seq == book[i].seq:
+                    raise InvalidOrder(f"orders {book[i - 1].id} and {book[i].id} have the same seq {book[i].seq}")
+            bid_levels = {}
+            ask_levels = {}
+            for o in book:
+                levels, key = (bid_levels, o.price) if o.kind.buy else (ask_levels, -o.price)
+                lv = levels.get(key)
+                if lv is None:
+                    levels[key] = Level(o, o.remaining)
+                else:
+                    tail = lv.tail
+                    tail.next = o
+                    o.prev = tail
+                    o.next = None
+                    lv.tail = o
+                    lv.total += o.remaining
+            last_seq = book[-1].seq
+        bid_keys = sorted(bid_levels)
+        ask_keys = sorted(ask_levels)
+        if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
+            raise InvalidOrder(f"the loaded book is crossed (bid {bid_keys[-1]}, ask {-ask_keys[-1]})")
+        e._orders = orders
+        e._bid_levels, e._bid_keys = bid_levels, bid_keys
+        e._ask_levels, e._ask_keys = ask_levels, ask_keys
+        buy_stops = [(o.stop_price, o.id) for o in stops if o.kind.buy]
+        sell_stops = [(o.stop_price, o.id) for o in stops if not o.kind.buy]
+        buy_stops.sort()
+        sell_stops.sort()
+        e._buy_stops, e._sell_stops = buy_stops, sell_stops
+        if last_seq >= e.next_seq:
+            e.next_seq = last_seq + 1
+        return list(orders.values())
 
 
 def _by_seq(o: Order) -> int:
