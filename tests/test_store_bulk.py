@@ -69,3 +69,24 @@ async def test_a_failed_commit_is_rolled_back_and_the_next_transaction_runs(tmp_
         assert await store.fetchval("SELECT COUNT(*) FROM parent") == 2
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+async def test_pages_reads_one_query_as_plain_tuples(database_url: str, size: int) -> None:
+    """Store.pages (recovery's read): every row once, in the query's order, as tuples in pages of
+    at most `size`; a caller that stops early leaves the store usable."""
+    store = await open_store(database_url)
+    try:
+        async with store.transaction() as tx:
+            await tx.execute("CREATE TABLE kv (k BIGINT PRIMARY KEY, v BIGINT NOT NULL, note TEXT)")
+            await tx.executemany(PAIRS, [(k, -k, f"n{k}") for k in range(50)])
+        pages = [page async for page in store.pages("SELECT k, v, note FROM kv WHERE k >= ? ORDER BY k", 3, size=size)]
+        assert all(0 < len(p) <= size for p in pages)
+        rows = [r for p in pages for r in p]
+        assert rows == [(k, -k, f"n{k}") for k in range(3, 50)]
+        assert all(type(r) is tuple for r in rows)
+        async for _ in store.pages("SELECT k FROM kv", size=size):
+            break
+        assert await store.fetchval("SELECT count(*) FROM kv") == 50
+    finally:
+        await store.close()

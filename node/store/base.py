@@ -7,7 +7,7 @@ always go through `transaction()`, so a batch of an actor's effects commits as o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -100,6 +100,9 @@ def _chunk_sql(bulk: Bulk, rows: int) -> str:
     return bulk._head + ", ".join([one] * rows) + bulk._tail
 
 
+PAGE_ROWS = 10_000  # Store.pages: rows per page
+
+
 class Tx(Protocol):
     async def execute(self, sql: str, *args: Any) -> int: ...
     async def executemany(self, sql: str | Bulk, rows: Iterable[Sequence[Any]]) -> None: ...
@@ -134,6 +137,11 @@ class Store(Protocol):
         add up across tables, such as the proof-of-solvency liability snapshot."""
         ...
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    def pages(self, sql: str, *args: Any, size: int = PAGE_ROWS) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The rows of one query (one snapshot), as plain tuples in lists of up to `size`, read as
+        the caller asks for them: a million rows never exist at once (recovery of a book), and
+        tuples cost less than rows that also index by name."""
+        ...
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
     async def execute(self, sql: str, *args: Any) -> int: ...

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from node.store.base import ID_BLOCK, Bulk, Row, Tx
+from node.store.base import ID_BLOCK, PAGE_ROWS, Bulk, Row, Tx
 from node.store.schema import MIGRATIONS, statements
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,23 @@ class PostgresStore:
         self.calls.round_trips += 1
         try:
             return list(await self.pool.fetch(to_pg(sql), *args))
+        except Exception as e:
+            self.count_error(e)
+            raise
+
+    async def pages(self, sql: str, *args: Any, size: int = PAGE_ROWS) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """A server-side cursor in a read-only REPEATABLE READ transaction: one snapshot."""
+        self.calls.transactions += 1
+        try:
+            async with self.pool.acquire(timeout=self.timeout) as conn, \
+                    conn.transaction(isolation="repeatable_read", readonly=True):
+                cursor = await conn.cursor(to_pg(sql), *args)
+                while True:
+                    self.calls.round_trips += 1
+                    rows = await cursor.fetch(size, timeout=self.timeout)
+                    if not rows:
+                        return
+                    yield [tuple(r) for r in rows]
         except Exception as e:
             self.count_error(e)
             raise

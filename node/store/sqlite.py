@@ -19,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from node.store.base import ID_BLOCK, Bulk, Row, Tx
+from node.store.base import ID_BLOCK, PAGE_ROWS, Bulk, Row, Tx
 from node.store.schema import MIGRATIONS, statements
 
 ID_SQL = "INTEGER PRIMARY KEY"  # rows are never deleted, so ids are never reused; AUTOINCREMENT would cost a write per insert
@@ -313,6 +313,26 @@ class SqliteStore:
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         assert self._reader is not None, "store is closed"
         return list(await self._reader.execute_fetchall(sql, args))
+
+    async def pages(self, sql: str, *args: Any, size: int = PAGE_ROWS) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """An open statement on the reader connection is one read snapshot until it is done (WAL);
+        other reads go on between its pages."""
+        assert self._reader is not None, "store is closed"
+        cursor = await self._reader.execute(sql, args)
+        cursor.row_factory = None  # type: ignore[assignment]
+        # The next page is read while the caller handles this one (the reader's thread steps
+        # SQLite without the GIL): on two cores, reading costs little beyond handling.
+        ahead = asyncio.ensure_future(cursor.fetchmany(size))
+        try:
+            while rows := await ahead:
+                ahead = asyncio.ensure_future(cursor.fetchmany(size))
+                yield rows  # type: ignore[misc]
+        finally:
+            if not ahead.done():
+                await asyncio.wait([ahead])
+            if not ahead.cancelled():
+                ahead.exception()  # a page read ahead for a caller that stopped: nothing to raise
+            await cursor.close()
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
