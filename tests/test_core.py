@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from node.actors.lease import Liveness, session_name
+from node.actors.market import created_at_of, intake_of, live_of, origin_locked_of
 from node.audit import audit
 from node.bootstrap import start_exchange
 from node.errors import (
@@ -351,3 +352,13 @@ async def test_a_node_takes_its_liveness_lock_again_after_its_sessions_were_ende
         assert not await probe.gone(exchange.leases.owner)
     finally:
         await probe.close()
+
+
+def test_what_the_market_actor_keeps_per_order_packs_and_unpacks() -> None:
+    """Lock, birth time and intake number live in one int per order (node/actors/market.py)."""
+    for locked, born, intake in [(0, 0, 0), (10**18, 1_765_000_000_000, 1), ((1 << 63) - 1, (1 << 48) - 1, (1 << 48) - 1)]:
+        v = live_of(locked, born, intake)
+        assert (origin_locked_of(v), created_at_of(v), intake_of(v)) == (locked, born, intake)
+    for bad in [(-1, 0, 0), (0, 1 << 48, 0), (0, 0, -1)]:
+        with pytest.raises(ValueError):
+            live_of(*bad)
