@@ -6,7 +6,7 @@ markets (70% btcusd, 30% ltcbtc), bids below and asks above each market's mid, w
 store's bulk statements (untimed set-up). Then, each in a fresh process so that one measurement's
 garbage is not another's:
 
-- ``empty``: a node (``Exchange.start``, as ``python -m node serve`` starts it) on the same store
+- ``empty``: a node (``start_exchange``, as ``python -m node serve`` starts it) on the same store
   with no resting order: its RSS is the baseline;
 - ``full``: the same node on the full store: start-to-ready time, the market actors' ``recover``
   alone, and RSS growth per resting order (RSS after start minus the baseline, divided by N);
@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from node.actors.market import MarketActor  # noqa: E402
+from node.bootstrap import start_exchange  # noqa: E402
 from node.config import parse_config  # noqa: E402
-from node.exchange import Exchange  # noqa: E402
 from node.market import LOAD_COLUMNS, Engine  # noqa: E402
 from node.store import Bulk, open_store  # noqa: E402
 from node.tuning import tune_runtime  # noqa: E402
@@ -78,7 +78,7 @@ def config(url: str) -> Any:
 async def seed(url: str, n: int) -> None:
     """N resting orders, written in bulk; each market's state row knows the next seq."""
     cfg = config(url)
-    ex = await Exchange.start(cfg, actors=False)  # migrations, house accounts
+    ex = await start_exchange(cfg, actors=False)  # migrations, house accounts
     store = ex.store
     try:
         rng = random.Random(7)
@@ -142,7 +142,7 @@ async def node(url: str, trace: bool, top: int) -> dict[str, Any]:
         tracemalloc.start(1)
     before = rss()
     t, cpu = time.perf_counter(), time.process_time()
-    ex = await Exchange.start(cfg)
+    ex = await start_exchange(cfg)
     ready, cpu = time.perf_counter() - t, time.process_time() - cpu
     gc.collect()
     out: dict[str, Any] = {"ready": ready, "cpu": cpu, "recover": sum(recovers), "rss": rss() - before,
@@ -209,7 +209,9 @@ def child(args: argparse.Namespace) -> None:
 
 def run_child(what: str, url: str, top: int) -> dict[str, Any]:
     out = subprocess.run([sys.executable, __file__, "--child", what, "--url", url, "--top", str(top)],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"the {what} measurement failed:\n{out.stderr}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
