@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from node.actors.market import MarketActor  # noqa: E402
 from node.bootstrap import start_exchange  # noqa: E402
 from node.config import parse_config  # noqa: E402
-from node.market import LOAD_COLUMNS, Engine  # noqa: E402
+from node.market import LOAD_COLUMNS, Engine, Loader  # noqa: E402
 from node.store import Bulk, open_store  # noqa: E402
 from node.tuning import tune_runtime  # noqa: E402
 
@@ -158,7 +158,8 @@ async def node(url: str, trace: bool, top: int) -> dict[str, Any]:
 
 async def engine_alone(url: str, trace: bool) -> dict[str, Any]:
     """Engine.load of every market's rows, streamed from the store (the rows themselves are freed
-    as they are read): what the engine's book costs, as the ceiling."""
+    as they are read; on PostgreSQL in pages through the Loader): what the engine's book costs, as
+    the ceiling."""
     cols = ", ".join(LOAD_COLUMNS)
     sql = f"SELECT {cols} FROM orders WHERE market = ? AND state = 'wait' ORDER BY seq"
     engines = []
@@ -183,10 +184,12 @@ async def engine_alone(url: str, trace: bool) -> dict[str, Any]:
         for market in MARKETS:
             t, c = time.perf_counter(), time.process_time()
             e = Engine(market)
+            loader = Loader(e)
             async with conn.transaction():
-                rows = [tuple(r) async for r in conn.cursor(sql.replace("?", "$1"), market, prefetch=10_000)]
-            e.load(rows)
-            del rows
+                cursor = await conn.cursor(sql.replace("?", "$1"), market)
+                while rows := await cursor.fetch(10_000):
+                    loader.add([tuple(r) for r in rows])
+            loader.install()
             took, cpu = took + time.perf_counter() - t, cpu + time.process_time() - c
             engines.append(e)
         await conn.close()
