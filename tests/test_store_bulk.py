@@ -74,7 +74,8 @@ async def test_a_failed_commit_is_rolled_back_and_the_next_transaction_runs(tmp_
 @pytest.mark.parametrize("size", [1, 7, 10_000])
 async def test_pages_reads_one_query_as_plain_tuples(database_url: str, size: int) -> None:
     """Store.pages (recovery's read): every row once, in the query's order, as tuples in pages of
-    at most `size`; a caller that stops early leaves the store usable."""
+    at most `size`, without holding its snapshot for other reads; a caller that stops early leaves
+    the store usable."""
     store = await open_store(database_url)
     try:
         async with store.transaction() as tx:
@@ -86,7 +87,11 @@ async def test_pages_reads_one_query_as_plain_tuples(database_url: str, size: in
         assert rows == [(k, -k, f"n{k}") for k in range(3, 50)]
         assert all(type(r) is tuple for r in rows)
         async for _ in store.pages("SELECT k FROM kv", size=size):
+            # the open query is a snapshot of its own: other reads meanwhile see a later commit
+            async with store.transaction() as tx:
+                await tx.execute("INSERT INTO kv (k, v) VALUES (99, 0)")
+            assert await store.fetchval("SELECT count(*) FROM kv") == 51
             break
-        assert await store.fetchval("SELECT count(*) FROM kv") == 50
+        assert await store.fetchval("SELECT count(*) FROM kv") == 51
     finally:
         await store.close()

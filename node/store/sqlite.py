@@ -315,24 +315,34 @@ class SqliteStore:
         return list(await self._reader.execute_fetchall(sql, args))
 
     async def pages(self, sql: str, *args: Any, size: int = PAGE_ROWS) -> AsyncIterator[list[tuple[Any, ...]]]:
-        """An open statement on the reader connection is one read snapshot until it is done (WAL);
-        other reads go on between its pages."""
-        assert self._reader is not None, "store is closed"
-        cursor = await self._reader.execute(sql, args)
-        cursor.row_factory = None  # type: ignore[assignment]
-        # The next page is read while the caller handles this one (the reader's thread steps
-        # SQLite without the GIL): on two cores, reading costs little beyond handling.
-        ahead = asyncio.ensure_future(cursor.fetchmany(size))
+        """On a connection of its own, whose open statement is one read snapshot until it is done
+        (WAL): on the shared reader it would hold that snapshot for every other read meanwhile.
+        The next page is read while the caller handles this one (SQLite steps without the GIL)."""
+        if self.path == ":memory:":  # one connection only: read at once, hand out in pages
+            rows = [tuple(r) for r in await self.fetch(sql, *args)]
+            for i in range(0, len(rows), size):
+                yield rows[i:i + size]
+            return
+        conn = await self._thread("sqlite-pages")
         try:
-            while rows := await ahead:
-                ahead = asyncio.ensure_future(cursor.fetchmany(size))
-                yield rows  # type: ignore[misc]
+            def start(db: sqlite3.Connection) -> sqlite3.Cursor:
+                cursor = db.execute(sql, args)
+                cursor.row_factory = None
+                return cursor
+
+            cursor = await conn.submit(start)
+            ahead = conn.submit(lambda _db: cursor.fetchmany(size))
+            try:
+                while rows := await ahead:
+                    ahead = conn.submit(lambda _db: cursor.fetchmany(size))
+                    yield rows
+            finally:
+                if not ahead.done():
+                    await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()  # a page read ahead for a caller that stopped: nothing to raise
         finally:
-            if not ahead.done():
-                await asyncio.wait([ahead])
-            if not ahead.cancelled():
-                ahead.exception()  # a page read ahead for a caller that stopped: nothing to raise
-            await cursor.close()
+            await conn.close()
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
