@@ -339,6 +339,8 @@ async def check(store_url: str, config: Path, history: History,
             if o is None:
                 continue
             intake = int(o["intake"])
+            if intake == 0:  # cancelled while still pending: it never reached the book
+                continue
             prev = last.get((a.member, a.market))
             if prev is not None and intake <= prev[1]:
                 bad.append(f"member {a.member}: order {a.order_id} reached {a.market}'s book (intake {intake}) before "

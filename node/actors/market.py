@@ -301,11 +301,15 @@ class MarketActor(Actor[Any]):
         if len(self.taken) > TAKEN_MEMORY:
             del self.taken[next(iter(self.taken))]
 
-    def _take_in(self, msg: NewOrder, touched: dict[int, Order]) -> Order:
+    def _take_in(self, msg: NewOrder, touched: dict[int, Order], *, into_book: bool = True) -> Order:
+        """Take an accepted order in. One that reaches the book gets the next intake number (the
+        order in which the market took its orders in); one cancelled before it ever did keeps 0,
+        so it takes no place in that order ahead of the member's older pending orders."""
         o = Order(msg.id, msg.member_id, msg.side, msg.ord_type, msg.price, msg.volume,
                   tif=msg.tif, stop_price=msg.stop_price, funds=msg.funds)
-        self.live[o.id] = live_of(msg.origin_locked, msg.created_at, self.next_intake)
-        self.next_intake += 1
+        self.live[o.id] = live_of(msg.origin_locked, msg.created_at, self.next_intake if into_book else 0)
+        if into_book:
+            self.next_intake += 1
         touched[o.id] = o
         return o
 
@@ -361,7 +365,7 @@ class MarketActor(Actor[Any]):
         """An order still `pending` in the store, taken in by this batch as cancelled (see `_cancel`)."""
         oid = int(row["id"])
         claims.append(oid)
-        self._take_in(new_order_from_row(row), touched).state = "cancel"
+        self._take_in(new_order_from_row(row), touched, into_book=False).state = "cancel"
         return oid
 
     async def _pending_of(self, member_id: int | None, side: str | None) -> list[Any]:
