@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _seed(ex: Any, count: int) -> None:
     """`count` members with a BTC deposit each, written in bulk (as many years of sign-ups would)."""
-    from node.actors.market import now_ms
+    from node.clock import now_ms
 
     ts = now_ms()
     rng = random.Random(3)

@@ -170,7 +170,7 @@ async def test_cancel_of_an_order_still_pending(srv_any: ApiServer) -> None:
     """An order accepted (funds locked) whose hand-over to its market is late or lost is still
     `pending` in the store: a cancel reaches the market, which takes it in as cancelled, once. Its
     funds come back through a ledger row, and a late copy of the order or the sweep changes nothing."""
-    from node.actors.market import new_order_from_row
+    from node.actors.market_rows import new_order_from_row
 
     ex = srv_any.ex
     c = await srv_any.client("late@example.com", {"usd": "1000"})

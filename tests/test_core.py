@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from node.actors.lease import Liveness, session_name
-from node.actors.market import created_at_of, intake_of, live_of, origin_locked_of
+from node.actors.market_rows import created_at_of, intake_of, live_of, origin_locked_of
 from node.audit import audit
 from node.bootstrap import start_exchange
 from node.errors import (

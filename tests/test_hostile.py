@@ -417,7 +417,8 @@ async def test_an_unmasked_client_frame_closes_the_websocket_with_1002(tmp_path:
 
 
 def test_http_settings_are_checked_and_the_cap_stays_below_the_descriptors() -> None:
-    from node.config import ConfigError, HttpConf, _http
+    from node.config import ConfigError, HttpConf
+    from node.config.tables import parse_http as _http
     from node.web.edge import connection_cap
 
     assert _http({"max_connections_per_ip": 10}).max_connections_per_ip == 10

@@ -26,6 +26,25 @@ from itertools import islice
 from typing import Any
 
 from node.actors import shards
+from node.actors.market_events import batch_events
+from node.actors.market_rows import (
+    BITS,
+    BITS2,
+    FINISHED_MEMORY,
+    ORDERS_UPDATE_BULK,
+    RECOVER_SQL,
+    STATE_UPDATE_SQL,
+    SWEEP_AFTER_MS,
+    TAKEN_MEMORY,
+    TRADES_BULK,
+    claim_steps,
+    created_at_of,
+    intake_of,
+    live_of,
+    new_order_from_row,
+    origin_locked_of,
+    rests,
+)
 from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
 from node.actors.runtime import Actor
 from node.clock import now_ms
@@ -43,10 +62,8 @@ from node.events import EventBus
 from node.fees import rates_from
 from node.market import (
     BUY,
-    LIMIT,
     LOAD_COLUMNS,
     MARKET,
-    STOP_LIMIT,
     Engine,
     EngineError,
     Loader,
@@ -60,55 +77,9 @@ from node.market.settlement import (
     release,
     settle_trade,
 )
-from node.store import Bulk, IdAllocator, Store, ledger
-from node.store.base import CHUNK_SIZES
+from node.store import IdAllocator, Store, ledger
 
 log = logging.getLogger(__name__)
-
-FINISHED_MEMORY = 100_000
-TAKEN_MEMORY = 200_000  # ids the store confirmed as taken in; older copies are checked in the store
-SWEEP_AFTER_MS = 5_000
-# The batch writes, as Bulk statements (one step per batch on SQLite). Keys never repeat in a batch:
-# one row per touched order. Accounts and ledger rows go through the money writer (node/store/ledger.py).
-TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
-                                     "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"))
-ORDERS_UPDATE_BULK = Bulk.update(
-    "orders",
-    "remaining = {0}, state = {1}, funds_used = {2}, locked = {3}, trades_count = {4}, seq = {5}, triggered = {6}, "
-    "updated_at = {7}, intake = {8}",
-    "{t}.id = {9}",
-)
-RECOVER_SQL = (f"SELECT {', '.join(LOAD_COLUMNS)}, origin_locked, created_at, intake FROM orders "
-               "WHERE market = ? AND state = 'wait' ORDER BY seq")
-STATE_UPDATE_SQL = ("UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
-                    "next_intake = ?, updated_at = ? WHERE market = ? AND epoch = ?")
-
-
-# What the actor keeps beside an engine order while it lives (`MarketActor.live`): its lock, its
-# birth time and its intake number, packed in one int: 48 bytes per resting order, where a record
-# of three ints took ~150 (most of a node's memory per order beyond the engine's own).
-_BITS = 48
-_BITS2 = 2 * _BITS
-_LOW = (1 << _BITS) - 1
-
-
-def live_of(origin_locked: int, created_at: int, intake: int) -> int:
-    if not (0 <= created_at <= _LOW and 0 <= intake <= _LOW and origin_locked >= 0):
-        raise ValueError(f"order fields out of range: locked {origin_locked}, created_at {created_at}, intake {intake}")
-    return (origin_locked << _BITS2) | (created_at << _BITS) | intake
-
-
-def origin_locked_of(live: int) -> int:
-    return live >> _BITS2
-
-
-def created_at_of(live: int) -> int:
-    return (live >> _BITS) & _LOW
-
-
-def intake_of(live: int) -> int:
-    return live & _LOW
-
 
 class MarketActor(Actor[Any]):
     def __init__(self, market: Market, store: Store, bus: EventBus, fee_member: int, *, epoch: int = 0,
@@ -178,9 +149,9 @@ class MarketActor(Actor[Any]):
             loader.add([r[:n] for r in page])
             for r in page:  # live_of, inlined: a call per order is a fifth of the recovery's time
                 locked, born, intake = r[n], r[n + 1], r[n + 2]
-                if (born | intake) >> _BITS or locked < 0:
+                if (born | intake) >> BITS or locked < 0:
                     live_of(locked, born, intake)  # raises, saying what is out of range
-                live[r[0]] = (locked << _BITS2) | (born << _BITS) | intake
+                live[r[0]] = (locked << BITS2) | (born << BITS) | intake
             resting += len(page)
         loader.install()
         self.live = live
@@ -567,7 +538,7 @@ class MarketActor(Actor[Any]):
         if inline and self.shard_map is not None:
             count = self.shard_map.count
             writer = lambda member: inline.get(member % count, 0)  # noqa: E731
-        claim_steps = self._claim_steps(claims)
+        claim_sql = claim_steps(self.store.backend, claims)
 
         async def write() -> None:
             # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
@@ -577,7 +548,7 @@ class MarketActor(Actor[Any]):
                 # lease grant waits for this batch (or this batch sees the new epoch and rolls back).
                 await tx.expect(STATE_UPDATE_SQL, state_row, 1,
                                 Fenced(f"{self.name}: epoch {self.epoch} no longer holds the market"))
-                for sql, args, count in claim_steps:
+                for sql, args, count in claim_sql:
                     await tx.expect(sql, args, count, ClaimLost(f"{self.name}: an order of the batch was taken already"))
                 # The members' shards settled here are still ours at the epochs read: else nothing
                 # of the batch counts (a shard moved: the market rebuilds, its next batch sends them
@@ -598,84 +569,17 @@ class MarketActor(Actor[Any]):
 
         return write
 
-    def _claim_steps(self, ids: list[int]) -> list[tuple[str, list[Any], int]]:
-        """The claim of the batch's new orders, `pending` → taken, as (statement, arguments, rows it
-        must change): every one of them or nothing."""
-        if not ids:
-            return []
-        if self.store.backend == "postgresql":
-            return [(CLAIM_PG, [ids], len(ids))]
-        out: list[tuple[str, list[Any], int]] = []
-        i = 0
-        for size in CHUNK_SIZES:  # a few statement shapes only (SQLite's statement cache keeps them)
-            while len(ids) - i >= size:
-                out.append((_claim_sqlite(size), ids[i:i + size], size))
-                i += size
-        return out
-
     def _events(self, touched: dict[int, Order], trades: list[Trade], trade_rows: list[tuple[Any, ...]],
                 eff: Effects, levels: set[tuple[str, int]], ts: int) -> list[tuple[str, dict[str, Any]]]:
-        """The batch's events, built now (while the book is as the batch left it), sent after the
-        commit as envelopes (docs/architecture.md, events): one for the market (`market.<id>`: its
-        trades, book diff and order changes), one per member it touched (`member.<id>`: that member's
-        orders, trades and balance deltas), and a rare `market.<id>.status` when the halt flag moved.
-        One message per batch and per member, however many events the batch made."""
-        mid = self.market.id
-        out: list[tuple[str, dict[str, Any]]] = []
-        members: dict[int, dict[str, Any]] = {}
-
-        def member(mem: int) -> dict[str, Any]:
-            env = members.get(mem)
-            if env is None:
-                env = members[mem] = {"member_id": mem, "at": ts, "orders": [], "trades": [], "accounts": []}
-            return env
-
-        trade_events: list[dict[str, Any]] = []
-        for t, row in zip(trades, trade_rows, strict=True):
-            ev = {"id": t.id, "market": mid, "price": t.price, "volume": t.volume, "funds": row[4],
-                  "ask_id": row[5], "bid_id": row[6], "ask_member_id": row[7], "bid_member_id": row[8],
-                  "taker_side": row[9], "created_at": ts}
-            trade_events.append(ev)
-            member(row[7])["trades"].append(ev)
-            if row[8] != row[7]:
-                member(row[8])["trades"].append(ev)
+        """The batch's events, built now (while the book is as the batch left it) and sent after the
+        commit (node/actors/market_events.py)."""
         book: dict[str, Any] | None = None
         if levels:
             self.book_seq += 1
             changes = [(side, price, self.engine.level_volume(side, price)) for side, price in sorted(levels)]
             book = {"id": self.book_id, "seq": self.book_seq, "changes": changes}
-        orders: list[dict[str, Any]] = []
-        for o in touched.values():
-            view = self.order_view(o)
-            orders.append(view)
-            member(o.member_id)["orders"].append(view)
-        if trade_events or book is not None or orders:
-            out.append((f"market.{mid}", {"market": mid, "at": ts, "trades": trade_events, "book": book,
-                                          "orders": orders, "resting": [o.id for o in touched.values() if _rests(o)]}))
+        halted: bool | None = None
         if self._halted_published != self.halted:
-            self._halted_published = self.halted
-            out.append((f"market.{mid}.status", {"market": mid, "halted": self.halted, "at": ts}))
-        for (mem, currency), d in eff.deltas.items():
-            member(mem)["accounts"].append({"currency": currency, "d_balance": d[0], "d_locked": d[1]})
-        out.extend((f"member.{mem}", env) for mem, env in members.items())
-        return out
-
-
-def _rests(o: Order) -> bool:
-    """The order rests in the book once its batch is done (an untriggered stop does not)."""
-    return o.state == "wait" and (o.ord_type == LIMIT or (o.ord_type == STOP_LIMIT and o.triggered))
-
-
-CLAIM_PG = "UPDATE orders SET state = 'wait' WHERE id = ANY(?::bigint[]) AND state = 'pending'"
-
-
-def _claim_sqlite(n: int) -> str:
-    return f"UPDATE orders SET state = 'wait' WHERE id IN ({','.join('?' * n)}) AND state = 'pending'"
-
-
-def new_order_from_row(r: Any) -> NewOrder:
-    return NewOrder(
-        id=int(r["id"]), member_id=int(r["member_id"]), side=r["side"], ord_type=r["ord_type"], price=int(r["price"]),
-        volume=int(r["volume"]), tif=r["tif"], stop_price=int(r["stop_price"]), funds=int(r["funds"]),
-        origin_locked=int(r["origin_locked"]), created_at=int(r["created_at"]),
-    )
+            self._halted_published = halted = self.halted
+        views = [(o.member_id, self.order_view(o), rests(o)) for o in touched.values()]
+        return batch_events(self.market.id, ts, trades, trade_rows, views, book, halted, eff)

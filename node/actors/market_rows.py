@@ -1,0 +1,92 @@
+"""What a market actor writes and reads, as statements and rows: the batch's bulk writes, the claim
+of new orders, the recovery query, and the per-order record it keeps beside the engine's order.
+Kept apart from the actor (node/actors/market.py) so that its batch logic reads on its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.actors.messages import NewOrder
+from node.market import LIMIT, LOAD_COLUMNS, STOP_LIMIT, Order
+from node.store import Bulk
+from node.store.base import CHUNK_SIZES
+
+FINISHED_MEMORY = 100_000
+TAKEN_MEMORY = 200_000  # ids the store confirmed as taken in; older copies are checked in the store
+SWEEP_AFTER_MS = 5_000
+# The batch writes, as Bulk statements (one step per batch on SQLite). Keys never repeat in a batch:
+# one row per touched order. Accounts and ledger rows go through the money writer (node/store/ledger.py).
+TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
+                                     "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"))
+ORDERS_UPDATE_BULK = Bulk.update(
+    "orders",
+    "remaining = {0}, state = {1}, funds_used = {2}, locked = {3}, trades_count = {4}, seq = {5}, triggered = {6}, "
+    "updated_at = {7}, intake = {8}",
+    "{t}.id = {9}",
+)
+RECOVER_SQL = (f"SELECT {', '.join(LOAD_COLUMNS)}, origin_locked, created_at, intake FROM orders "
+               "WHERE market = ? AND state = 'wait' ORDER BY seq")
+STATE_UPDATE_SQL = ("UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
+                    "next_intake = ?, updated_at = ? WHERE market = ? AND epoch = ?")
+
+
+# What the actor keeps beside an engine order while it lives (`MarketActor.live`): its lock, its
+# birth time and its intake number, packed in one int: 48 bytes per resting order, where a record
+# of three ints took ~150 (most of a node's memory per order beyond the engine's own).
+BITS = 48
+BITS2 = 2 * BITS
+LOW = (1 << BITS) - 1
+
+
+def live_of(origin_locked: int, created_at: int, intake: int) -> int:
+    if not (0 <= created_at <= LOW and 0 <= intake <= LOW and origin_locked >= 0):
+        raise ValueError(f"order fields out of range: locked {origin_locked}, created_at {created_at}, intake {intake}")
+    return (origin_locked << BITS2) | (created_at << BITS) | intake
+
+
+def origin_locked_of(live: int) -> int:
+    return live >> BITS2
+
+
+def created_at_of(live: int) -> int:
+    return (live >> BITS) & LOW
+
+
+def intake_of(live: int) -> int:
+    return live & LOW
+
+
+def rests(o: Order) -> bool:
+    """The order rests in the book once its batch is done (an untriggered stop does not)."""
+    return o.state == "wait" and (o.ord_type == LIMIT or (o.ord_type == STOP_LIMIT and o.triggered))
+
+
+CLAIM_PG = "UPDATE orders SET state = 'wait' WHERE id = ANY(?::bigint[]) AND state = 'pending'"
+
+
+def _claim_sqlite(n: int) -> str:
+    return f"UPDATE orders SET state = 'wait' WHERE id IN ({','.join('?' * n)}) AND state = 'pending'"
+
+
+def new_order_from_row(r: Any) -> NewOrder:
+    return NewOrder(
+        id=int(r["id"]), member_id=int(r["member_id"]), side=r["side"], ord_type=r["ord_type"], price=int(r["price"]),
+        volume=int(r["volume"]), tif=r["tif"], stop_price=int(r["stop_price"]), funds=int(r["funds"]),
+        origin_locked=int(r["origin_locked"]), created_at=int(r["created_at"]),
+    )
+
+
+def claim_steps(backend: str, ids: list[int]) -> list[tuple[str, list[Any], int]]:
+    """The claim of a batch's new orders, `pending` → taken, as (statement, arguments, rows it must
+    change): every one of them or nothing."""
+    if not ids:
+        return []
+    if backend == "postgresql":
+        return [(CLAIM_PG, [ids], len(ids))]
+    out: list[tuple[str, list[Any], int]] = []
+    i = 0
+    for size in CHUNK_SIZES:  # a few statement shapes only (SQLite's statement cache keeps them)
+        while len(ids) - i >= size:
+            out.append((_claim_sqlite(size), ids[i:i + size], size))
+            i += size
+    return out
