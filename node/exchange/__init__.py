@@ -1,8 +1,9 @@
 """One node of the exchange, assembled: store, event bus, account and market actors.
 
-The web layer and the CLI talk to this object only. It validates requests at the core boundary
-(markets, members, precisions, limits) so that nothing invalid ever reaches an actor, then asks the
-actors. Reads go straight to the store or to the in-memory books.
+The web layer and the CLI trade through this object only (the other services are node/services.py's).
+It validates requests at the core boundary (markets, members, precisions, limits) so that nothing
+invalid ever reaches an actor, then asks the actors. Reads go straight to the store or to the
+in-memory books.
 
 It is made of parts by job, each its own module: `core.py` (the shared state and lookups),
 `boot.py` (start, stop, markets handed between nodes), `trading.py` (orders, cancels, halts, fees,

@@ -12,9 +12,9 @@ guard runs before each handler:
 4. a role without the route's permission gets 403 (audited).
 
 The unlock is the security module's: `require_admin_unlock` (the check, with its sliding expiry) and
-`unlock_admin` (the second factor, counted and audited) from node/web/pages/security.py. Staff must
-have a second factor; only where `[security] admin_requires_2fa = false` does a member without one
-unlock with the password, asked again.
+`unlock_admin` (the second factor, counted and audited) from node/web/pages/security/unlock.py.
+Staff must have a second factor; only where `[security] admin_requires_2fa = false` does a member
+without one unlock with the password, asked again.
 
 Handlers are thin: every change goes through `node.admin.service.Admin`, which checks the permission
 again and writes the audit log. Pages work without JavaScript; admin.js only draws the charts (SVG,
