@@ -32,8 +32,8 @@ from node.store import Store
 log = logging.getLogger(__name__)
 
 LEASE_TTL_MS = 10_000  # the default; a node's markets use `[actors] lease_ms`
-HANDED_OVER = "handed-over"
-SHARD_PREFIX = "accounts/"  # an account shard's lease (node/actors/shards.py)  # owner of a lease waiting for the node it was handed to
+HANDED_OVER = "handed-over"  # owner of a lease waiting for the node it was handed to
+SHARD_PREFIX = "accounts/"  # an account shard's lease (node/actors/shards.py)
 
 
 class LeaseHeld(ExchangeError):
