@@ -6,6 +6,7 @@ Orders go web → account actor (lock) → market actor (match, settle) exactly 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from node.errors import (
     OrderNotFound,
 )
 from node.exchange import Exchange, OrderInput
-from tests.conftest import config_with
+from tests.conftest import config_with, create_pg_database, drop_pg_database, need_service
 
 
 async def balances(ex: Exchange, member: int) -> dict[str, tuple[int, int]]:
@@ -330,12 +331,27 @@ async def test_fee_change_applies_to_new_trades_and_survives_restart(database_ur
         await ex.stop()
 
 
-async def test_a_node_takes_its_liveness_lock_again_after_its_sessions_were_ended(exchange: Exchange) -> None:
+@pytest.fixture
+async def pg_exchange() -> AsyncIterator[Exchange]:
+    """A node on a fresh PostgreSQL database (the liveness lock is PostgreSQL's)."""
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    url = await create_pg_database()
+    try:
+        ex = await start_exchange(config_with(url))
+        try:
+            yield ex
+        finally:
+            await ex.stop()
+    finally:
+        await drop_pg_database(url)
+
+
+async def test_a_node_takes_its_liveness_lock_again_after_its_sessions_were_ended(pg_exchange: Exchange) -> None:
     """A market's new owner ends every session of the process it took the market from, when that
     process was only paused or cut off; awake again, the node must take its liveness lock back at
     its next tick, or the other nodes would read it as dead and take any market it runs at once."""
-    if exchange.leases.liveness is None or exchange.ownership is None:
-        pytest.skip("the liveness lock is PostgreSQL's")
+    exchange = pg_exchange
+    assert exchange.leases.liveness is not None and exchange.ownership is not None
     probe = Liveness(exchange.config.direct_database, "probe", 5.0)
     try:
         assert not await probe.gone(exchange.leases.owner)
