@@ -17,9 +17,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_ports(n: int) -> list[int]:
-    """n ports that nothing listens on now (the OS picks them)."""
+    """n ports that nothing listens on now, taken below the kernel's ephemeral range: a port the OS
+    picked (bind to 0) and released can be handed out again, before the node binds it, to a proxy
+    or to an outgoing connection (seen: "the port is in use" at a node's start); ports below that
+    range are never handed out by the OS."""
+    import random
     import socket
 
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    ports: list[int] = []
+    if low > 11_000:
+        rng = random.Random()
+        while len(ports) < n:
+            port = rng.randrange(10_000, low)
+            if port in ports:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            ports.append(port)
+        return ports
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
         s.bind(("127.0.0.1", 0))
