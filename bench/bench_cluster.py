@@ -1,9 +1,17 @@
 """Cluster benchmark: what an order costs on 1 node and on 3 nodes running the same markets.
 
 Nodes are separate processes on PostgreSQL (+ RabbitMQ for 3 nodes); load generators are separate
-processes sending signed `POST /api/v2/orders` to random nodes for random markets (so 2 of 3
-orders cross nodes through RabbitMQ in the 3-node run). Both runs have the same 6 markets, members
-and load generators. Each run has two phases:
+processes sending signed `POST /api/v2/orders` for random members and markets (so 2 of 3 orders
+cross nodes through RabbitMQ to their market in the 3-node run). Where an order is sent (`--route`):
+
+- `random`: to a random node, so 2 of 3 orders also cross to the node of the member's account shard
+  (request + reply over the bus) before their funds are locked;
+- `shard`: to the node that runs the member's account shard, learnt from the `X-Shard-Node` header
+  of the node's answers (a member's first order goes to a random node), as a balancer that routes
+  members to their shard does (docs/operations.md): the account hop is gone.
+
+By default the 3-node cluster runs both ways (`--route both`), so the cost of the hop shows. All
+runs have the same 6 markets, members and load generators. Each run has two phases:
 
 - saturation: every connection sends its next order when the last is answered; orders/s,
   p50/p99 latency, and the CPU-seconds per order of the node processes together, of PostgreSQL
@@ -22,6 +30,7 @@ PostgreSQL's max_connections. CPU is that of the whole box: on a shared machine 
 PostgreSQL and RabbitMQ work is not counted, but they still slow the run down.
 
     python bench/bench_cluster.py [--seconds 10] [--rate 1000] [--clients 2] [--concurrency 32]
+                                  [--route both|shard|random]
 """
 
 from __future__ import annotations
@@ -135,12 +144,14 @@ async def seed(config_path: Path, key_file: Path, members: int) -> list[tuple[st
 
 
 # -- load ------------------------------------------------------------------------------------------
-def load_worker(bases: list[str], markets: list[str], keys: list[tuple[str, str]], begin: float, start: float,
-                end: float, conc: int, rate: float, seed_: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
+def load_worker(bases: dict[str, str], markets: list[str], keys: list[tuple[str, str]], begin: float, start: float,
+                end: float, conc: int, rate: float, seed_: int, route: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     """Send orders from `begin` to `end` (wall clock): `conc` closed loops, or `rate` orders/s on a
     schedule when rate > 0, with at most MAX_INFLIGHT unanswered (an order due beyond that is not
     sent and counted as `over capacity`: the nodes are not keeping up). Reports the latencies of
-    orders sent and answered within `start`..`end` (before `start`: the warm-up), and the errors."""
+    orders sent and answered within `start`..`end` (before `start`: the warm-up), and the errors.
+    `bases` is every node's URL by node name; with `route` "shard" a member's orders go to the node
+    its last answer named in `X-Shard-Node`."""
     import resource
 
     import aiohttp
@@ -154,9 +165,11 @@ def load_worker(bases: list[str], markets: list[str], keys: list[tuple[str, str]
         lat: list[float] = []
         errors: dict[str, int] = {}
         last_tonce: dict[str, int] = {}
+        home: dict[str, str] = {}  # access key -> the URL of its shard's node (route "shard")
+        urls = list(bases.values())
         rng = random.Random(seed_)
 
-        def order() -> tuple[str, bytes]:
+        def order() -> tuple[str, str, bytes]:
             ak, sk = keys[rng.randrange(len(keys))]
             mid = rng.choice(markets)
             _, _, pp, vp, px, vol = MARKETS[mid]
@@ -167,15 +180,18 @@ def load_worker(bases: list[str], markets: list[str], keys: list[tuple[str, str]
             last_tonce[ak] = tonce
             params = {"market": mid, "side": side, "volume": vol, "price": price, "access_key": ak, "tonce": str(tonce)}
             params["signature"] = sign(sk, payload("POST", "/api/v2/orders", params))
-            return rng.choice(bases), to_query(params).encode()
+            return ak, home.get(ak) or rng.choice(urls), to_query(params).encode()
 
         async def send(session: aiohttp.ClientSession, t0: float) -> None:
             """One order; its latency counts from `t0` (wall clock: when it was due)."""
-            base, body = order()
+            ak, base, body = order()
             try:
                 async with session.post(base + "/api/v2/orders", data=body,
                                         headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
                     await r.read()
+                    node = r.headers.get("X-Shard-Node")
+                    if route == "shard" and node in bases:
+                        home[ak] = bases[node]
                     if r.status != 201:
                         errors[str(r.status)] = errors.get(str(r.status), 0) + 1
                         return
@@ -338,22 +354,22 @@ async def lock_waits(dbname: str, until: float, out: list[int]) -> None:
         await conn.close()
 
 
-async def phase(bases: list[str], markets: list[str], keys: list[tuple[str, str]], args: argparse.Namespace,
-                rate: float, node_pids: list[int], dbname: str) -> Phase:
+async def phase(bases: dict[str, str], markets: list[str], keys: list[tuple[str, str]], args: argparse.Namespace,
+                rate: float, node_pids: list[int], dbname: str, route: str) -> Phase:
     begin = time.time() + 1.0  # the workers' start-up
     start = begin + 2.0  # a warm-up before the window opens
     end = start + args.seconds
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     workers = [mp.Process(target=load_worker, args=(bases, markets, keys[i::args.clients], begin, start, end,
-                                                   args.concurrency, rate / args.clients, i, q))
+                                                   args.concurrency, rate / args.clients, i, route, q))
                for i in range(args.clients)]
     for w in workers:
         w.start()
     await asyncio.sleep(max(0.0, start - time.time()))
-    before = await sample(node_pids, dbname, bases)
+    before = await sample(node_pids, dbname, list(bases.values()))
     waits: list[int] = []
     await lock_waits(dbname, end, waits)
-    after = await sample(node_pids, dbname, bases)
+    after = await sample(node_pids, dbname, list(bases.values()))
     lat: list[float] = []
     errors: dict[str, int] = {}
     for _ in workers:
@@ -381,7 +397,7 @@ def spawn_node(cfg: Path, key_file: Path, name: str, log: Path) -> subprocess.Po
                                  "--node", name, "serve"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
-async def run(nodes: dict[str, list[str]], args: argparse.Namespace) -> tuple[Phase, Phase]:
+async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str) -> tuple[Phase, Phase]:
     """Start the nodes on a fresh database; a saturation phase, then a fixed-rate one."""
     url = await create_db()
     tmp = Path(tempfile.mkdtemp())
@@ -406,17 +422,17 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace) -> tuple[Ph
                     except aiohttp.ClientError:
                         pass
                     await asyncio.sleep(0.1)
-        bases = [f"http://127.0.0.1:{p}" for p in ports.values()]
+        bases = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
         markets = [m for ms in nodes.values() for m in ms]
         pids = [p.pid for p in procs]
         dbname = url.rsplit("/", 1)[1]
         t0, idle0 = time.monotonic(), sum(cpu_of(p) for p in pids)
         await asyncio.sleep(3)
         idle = (sum(cpu_of(p) for p in pids) - idle0) / (time.monotonic() - t0)
-        saturated = await phase(bases, markets, keys, args, 0.0, pids, dbname)
+        saturated = await phase(bases, markets, keys, args, 0.0, pids, dbname, route)
         saturated.idle_nodes = idle
         await asyncio.sleep(3)  # what the bus still holds is taken in before the next phase
-        fixed = await phase(bases, markets, keys, args, args.rate, pids, dbname)
+        fixed = await phase(bases, markets, keys, args, args.rate, pids, dbname, route)
         return saturated, fixed
     finally:
         for p in procs:
@@ -491,19 +507,33 @@ async def main() -> None:
     ap.add_argument("--clients", type=int, default=2, help="load generator processes")
     ap.add_argument("--concurrency", type=int, default=32, help="connections per load generator (saturation)")
     ap.add_argument("--members", type=int, default=300)
+    ap.add_argument("--route", choices=("both", "shard", "random"), default="both",
+                    help="3 nodes: orders sent to the member's shard node, to a random node, or a run of each")
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()} (nodes, PostgreSQL, RabbitMQ and load generators share them); "
           f"{len(MARKETS)} markets, {args.clients} x {args.concurrency} connections, {args.seconds:.0f} s per phase")
-    one = await run(ONE_NODE, args)
+    one = await run(ONE_NODE, args, "random")
     report("1 node  x 6 markets", *one, args.rate)
-    three = await run(THREE_NODES, args)
-    report("3 nodes x 2 markets", *three, args.rate)
-    a, b = one[0], three[0]
-    print(f"ratio 3 nodes / 1 node: orders/s {b.orders_s / max(a.orders_s, 1e-9):.2f}x; CPU per order: nodes "
-          f"{b.cpu_nodes / max(a.cpu_nodes, 1e-9):.2f}x (less idle: {b.cpu_nodes_net / max(a.cpu_nodes_net, 1e-9):.2f}x), "
-          f"PostgreSQL {b.cpu_pg / max(a.cpu_pg, 1e-9):.2f}x, "
-          f"together {b.cpu_total / max(a.cpu_total, 1e-9):.2f}x (target: at most 1.25x); p99 at "
-          f"{args.rate:,.0f}/s {one[1].p99:.1f} -> {three[1].p99:.1f} ms (target: under 100 ms)")
+    routes = ("random", "shard") if args.route == "both" else (args.route,)
+    threes = {}
+    for route in routes:
+        threes[route] = await run(THREE_NODES, args, route)
+        report(f"3 nodes x 2 markets, orders sent to {'the shard' if route == 'shard' else 'a random'} node",
+               *threes[route], args.rate)
+    a = one[0]
+    for route, three in threes.items():
+        b = three[0]
+        print(f"ratio 3 nodes ({route} node) / 1 node: orders/s {b.orders_s / max(a.orders_s, 1e-9):.2f}x; CPU per "
+              f"order: nodes {b.cpu_nodes / max(a.cpu_nodes, 1e-9):.2f}x (less idle: "
+              f"{b.cpu_nodes_net / max(a.cpu_nodes_net, 1e-9):.2f}x), PostgreSQL {b.cpu_pg / max(a.cpu_pg, 1e-9):.2f}x, "
+              f"together {b.cpu_total / max(a.cpu_total, 1e-9):.2f}x (target: at most 1.25x); p99 at "
+              f"{args.rate:,.0f}/s {one[1].p99:.1f} -> {three[1].p99:.1f} ms (target: under 100 ms)")
+    if len(threes) == 2:
+        r, sh = threes["random"][0], threes["shard"][0]
+        print(f"the account hop (random node / shard node, 3 nodes): CPU per order: nodes "
+              f"{r.cpu_nodes / max(sh.cpu_nodes, 1e-9):.2f}x, together {r.cpu_total / max(sh.cpu_total, 1e-9):.2f}x; "
+              f"orders/s {r.orders_s / max(sh.orders_s, 1e-9):.2f}x")
+    b = threes[routes[-1]][0]
     capacity(a, b, args, await pg_max_connections())
 
 

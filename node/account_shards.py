@@ -9,6 +9,9 @@ back. A shard whose lease cannot be renewed for most of it, or whose actor was f
 
 An order submission goes to the local actor of the member's shard, or over the bus to the node that
 runs it (`ask_shard`); settlements a local market wrote for other shards are told to their owners.
+The tick also notes which node holds every other shard's lease (`owner_of`): signed API answers
+name it (`X-Shard-Node`), so a client or a balancer can send the member's next requests there and
+save the bus hop.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class AccountShards:
         self.map = ShardMap(config.actors.shard_count(store.backend), leased=link is not None)
         self.actors: dict[int, AccountActor] = {}
         self.refusals: dict[int, str] = {}
+        self.owners: dict[int, str] = {}  # shards run elsewhere: the node holding the lease at the last tick
         self.last_renewed: dict[int, float] = {}
         self.lease_s = config.actors.lease_ms / 1000
         self.tick_s = min(1.0, self.lease_s / 5)
@@ -113,6 +117,12 @@ class AccountShards:
         return actor
 
     # -- where requests go --------------------------------------------------------------------------
+    def owner_of(self, member_id: int) -> str | None:
+        """The node that runs the member's shard, as far as this node knows (its last tick): a hint
+        for routing, never a decision; None when no node holds the shard's lease."""
+        shard = self.map.of(member_id)
+        return self.node.name if shard in self.actors else self.owners.get(shard)
+
     def local(self, member_id: int) -> AccountActor | None:
         return self.actors.get(self.map.of(member_id))
 
@@ -182,6 +192,8 @@ class AccountShards:
             if shard is not None:
                 leases[shard] = r
         now = now_ms()
+        self.owners = {shard: str(r["node"]) for shard, r in leases.items()
+                       if r["owner"] and r["owner"] != HANDED_OVER and int(r["expires_at"]) > now}
         lease_ms = self.config.actors.lease_ms
         for shard in range(self.map.count):
             if shard in self.actors:

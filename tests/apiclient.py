@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,7 @@ class ApiClient:
         self.secret_key = secret_key
         self._session = session
         self._tonce = 0
+        self.headers: Mapping[str, str] = {}  # the last answer's
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -64,6 +66,7 @@ class ApiClient:
             url, data = f"{self.base}{full}", query.encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded"} if data is not None else {}
         async with self.session.request(verb, url, data=data, headers=headers) as resp:
+            self.headers = resp.headers
             body = await resp.json(content_type=None)
             if resp.status >= 400:
                 raise ApiError(resp.status, body)

@@ -96,6 +96,7 @@ async def test_depth_follows_the_book(srv: ApiServer) -> None:
     assert empty["asks"] == [] and empty["bids"] == []
     ask = await alice.post("/orders", market="btcusd", side="sell", volume="0.5", price="3100")
     await wait_state(alice, ask["id"], "wait")
+    assert "X-Shard-Node" not in alice.headers  # a single node runs every shard: nowhere else to go
     for _ in range(100):  # the order is matched (and rests) just after it is acknowledged
         d = await alice.public("/depth", market="btcusd")
         if d["asks"]:

@@ -130,6 +130,12 @@ async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: 
         await wallet.command({"subscribe": {"channels": ["account"]}}, "subscribed")
         await wallet.wait(lambda f: "account" in f and f["account"]["currency"] == "doge")
         ask = await seller.post("/orders", market="dogebtc", side="sell", volume="1000", price="0.0000025")
+        # Signed answers name the node of the member's account shard, the same through either node
+        # (each learns the other's shards from the leases within a tick); public ones name none.
+        homes = [await shard_node(api, a.base, b.base) for api in (seller, buyer)]
+        assert sorted(homes) == ["a", "b"]  # members 1 and 2: shards 1 and 2 of 4, one on each node
+        await seller.public("/timestamp")
+        assert "X-Shard-Node" not in seller.headers
         depth = await buyer.public("/depth", market="dogebtc")  # asked of node B through the bus
         assert depth["asks"] == [["0.0000025", "1000.0"]]
         bid = await buyer.post("/orders", market="dogebtc", side="buy", volume="400", price="0.0000026")
@@ -168,6 +174,23 @@ async def test_orders_through_one_node_match_on_another(tmp_path: Path, pg_url: 
         a.terminate()
         b.terminate()
     await check_books(config, [])
+
+
+async def shard_node(api: ApiClient, *bases: str) -> str:
+    """The `X-Shard-Node` that every node answers the member with, once they all agree."""
+    seen: list[str | None] = []
+    home = api.base
+    for _ in range(50):
+        seen = []
+        for base in bases:  # one client, so that its tonces keep increasing
+            api.base = base
+            await api.get("/members/me")
+            seen.append(api.headers.get("X-Shard-Node"))
+        api.base = home
+        if seen[0] is not None and len(set(seen)) == 1:
+            return seen[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the nodes never agreed on the member's shard node: {seen}")
 
 
 async def flow(api: ApiClient, rng: random.Random, acked: dict[int, dict[str, str]], stop: asyncio.Event) -> None:

@@ -120,6 +120,13 @@ class ExchangeCore:
         """The account actors running here (one per account shard this node runs)."""
         return [] if self.shards is None else list(self.shards.actors.values())
 
+    def shard_node(self, member_id: int) -> str | None:
+        """In a cluster, the node that runs the member's account shard (the `X-Shard-Node` of signed
+        answers): requests sent there skip the bus hop to it. None on a single node."""
+        if self.shards is None or not self.shards.map.leased:
+            return None
+        return self.shards.owner_of(member_id)
+
     async def query(self, market_id: str, q: QueryBook) -> Any:
         """A read of a market's book: from memory when it runs here, else asked of its node."""
         actor = self.markets.get(market_id)

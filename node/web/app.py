@@ -93,6 +93,9 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("X-Frame-Options", "DENY")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
+    shard_node = request.get(api.SHARD_NODE)
+    if shard_node:  # a signed API answer in a cluster: where the member's requests cost no bus hop
+        resp.headers["X-Shard-Node"] = shard_node
     if request.secure:  # HSTS only over TLS (RFC 6797 §7.2: a plain-HTTP answer must not carry it)
         resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if not request.path.startswith("/api/"):

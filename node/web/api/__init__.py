@@ -19,7 +19,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.web.api.common import AUTH, EXCHANGE, KEYS, LIMITER, TONCES, Handler, json_response, request_params
+from node.web.api.common import (
+    AUTH,
+    EXCHANGE,
+    KEYS,
+    LIMITER,
+    SHARD_NODE,
+    TONCES,
+    Handler,
+    json_response,
+    request_params,
+)
 from node.web.api.market import DEPTH_CACHE, depth, fees, markets, order_book, timestamp, trades, trades_my
 from node.web.api.orders import (
     members_me,
@@ -62,5 +72,5 @@ def add_routes(app: web.Application, limiter: RateLimiter, prefix: str = "/api/v
         app.router.add_route(method, prefix + path, handler)
 
 
-__all__ = ["AUTH", "EXCHANGE", "KEYS", "LIMITER", "ROUTES", "TONCES", "Handler", "add_routes", "funds_str", "iso", "json_response",
+__all__ = ["AUTH", "EXCHANGE", "KEYS", "LIMITER", "ROUTES", "SHARD_NODE", "TONCES", "Handler", "add_routes", "funds_str", "iso", "json_response",
            "request_params"]

@@ -32,6 +32,7 @@ TONCES = web.AppKey("tonces", TonceActor)
 MAX_ID = 2**62  # ids, timestamps and cursors above this cannot exist (and would overflow BIGINT)
 MAX_PAGE = 10_000
 PAGE_HEADERS = "X-Page, X-Per-Page, X-Next-Page, X-Total, Retry-After"
+SHARD_NODE = web.RequestKey("shard_node", str)  # the node of the signer's account shard: `X-Shard-Node`
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -101,7 +102,7 @@ async def verified(request: web.Request, params: Params) -> tuple[Token, Tonce]:
     key's."""
     limiter = _limiter(request)
     try:
-        return await request.app[AUTH].verify(
+        token, tonce = await request.app[AUTH].verify(
             request.method, request.rel_url.raw_path, params, request.remote, limiter.hit_key,
             dict(request.match_info) or None)
     except RateLimited:
@@ -110,6 +111,8 @@ async def verified(request: web.Request, params: Params) -> tuple[Token, Tonce]:
         if e.status == 401:
             limiter.hit_ip(request.remote)
         raise
+    request[SHARD_NODE] = request.app[EXCHANGE].shard_node(token.member_id) or ""
+    return token, tonce
 
 
 async def _public(request: web.Request) -> tuple[Exchange, Params]:
