@@ -218,3 +218,19 @@ async def test_a_store_of_the_previous_release_upgrades_in_place(database_url: s
     finally:
         await fresh.close()
 
+
+
+async def test_the_book_is_read_in_seq_order_from_the_index_without_a_sort(tmp_path: Path) -> None:
+    """Recovery's query is served by `orders_market_state` in book order: SQLite plans no temporary
+    B-tree (a sort of every resting order on every start)."""
+    from node.actors.market_rows import RECOVER_SQL
+
+    url = f"sqlite:///{tmp_path}/plan.db"
+    store = await open_store(url)
+    await store.close()
+    db = sqlite3.connect(sqlite_path(url))
+    try:
+        plan = " | ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN " + RECOVER_SQL, ("btcusd",)))
+    finally:
+        db.close()
+    assert "orders_market_state" in plan and "TEMP B-TREE" not in plan, plan
