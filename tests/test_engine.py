@@ -812,6 +812,53 @@ def test_load_shares_strings_and_ints_and_accepts_rows_out_of_seq_order() -> Non
     e.check_consistency()
 
 
+
+def _coded(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """The rows as a real SQLite reads them back in CODED_COLUMNS (KIND_SQL evaluated by SQLite)."""
+    import sqlite3
+
+    from node.market import CODED_COLUMNS
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute(f"CREATE TABLE orders ({', '.join(LOAD_COLUMNS)})")
+        db.executemany(f"INSERT INTO orders VALUES ({', '.join('?' * len(LOAD_COLUMNS))})", rows)
+        return db.execute(f"SELECT {', '.join(CODED_COLUMNS)} FROM orders ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+
+
+def test_coded_rows_rebuild_the_same_book_as_plain_rows() -> None:
+    live = _busy_book().e
+    book = sorted([*live.orders(BUY), *live.orders(SELL)], key=lambda o: o.seq)
+    rows = [
+        tuple(getattr(o, c) if c != "triggered" else int(o.triggered) for c in LOAD_COLUMNS)
+        for o in [*live.stop_orders(), *book]
+    ]
+    plain = Engine("btcusd", stp="cancel_maker")
+    plain.load(rows)
+    coded = Engine("btcusd", stp="cancel_maker")
+    loader = Loader(coded)
+    loader.add_coded(_coded(rows))
+    loader.install()
+    assert coded.state_hash() == plain.state_hash() and coded.next_seq == plain.next_seq
+    assert {o.id: o.kind for o in coded._orders.values()} == {o.id: o.kind for o in plain._orders.values()}
+    coded.check_consistency()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [_row(2, "bid", 101, seq=2), _row(2, SELL, 101, seq=2, ord_type=MARKET),
+     _row(2, SELL, 101, seq=2, ord_type="twap"), _row(2, SELL, 101, seq=2, tif="gtd")],
+)  # fmt: skip
+def test_a_coded_row_of_no_order_kind_refuses_to_load(bad: tuple[object, ...]) -> None:
+    e = Engine("btcusd")
+    loader = Loader(e)
+    with pytest.raises(InvalidOrder):
+        loader.add_coded(_coded([_row(1, BUY, 100, seq=1), bad]))
+    assert len(e) == 0
+
+
 @pytest.mark.parametrize(
     "rows",
     [

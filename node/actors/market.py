@@ -62,7 +62,7 @@ from node.events import EventBus
 from node.fees import rates_from
 from node.market import (
     BUY,
-    LOAD_COLUMNS,
+    CODED_COLUMNS,
     MARKET,
     Engine,
     EngineError,
@@ -143,10 +143,10 @@ class MarketActor(Actor[Any]):
         # a million stored rows never exist at once beside the book they make.
         live: dict[int, int] = {}
         loader = Loader(engine)
-        n = len(LOAD_COLUMNS)
+        n = len(CODED_COLUMNS)
         resting = 0
         async for page in self.store.pages(RECOVER_SQL, m.id):
-            loader.add([r[:n] for r in page])
+            loader.add_coded([r[:n] for r in page])
             for r in page:  # live_of, inlined: a call per order is a fifth of the recovery's time
                 locked, born, intake = r[n], r[n + 1], r[n + 2]
                 if (born | intake) >> BITS or locked < 0:

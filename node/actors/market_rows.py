@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.actors.messages import NewOrder
-from node.market import LIMIT, LOAD_COLUMNS, STOP_LIMIT, Order
+from node.market import CODED_COLUMNS, LIMIT, STOP_LIMIT, Order
 from node.store import Bulk
 from node.store.base import CHUNK_SIZES
 
@@ -24,7 +24,7 @@ ORDERS_UPDATE_BULK = Bulk.update(
     "updated_at = {7}, intake = {8}",
     "{t}.id = {9}",
 )
-RECOVER_SQL = (f"SELECT {', '.join(LOAD_COLUMNS)}, origin_locked, created_at, intake FROM orders "
+RECOVER_SQL = (f"SELECT {', '.join(CODED_COLUMNS)}, origin_locked, created_at, intake FROM orders "
                "WHERE market = ? AND state = 'wait' ORDER BY seq")
 STATE_UPDATE_SQL = ("UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
                     "next_intake = ?, updated_at = ? WHERE market = ? AND epoch = ?")

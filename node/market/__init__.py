@@ -21,7 +21,7 @@ from .order import (
     Trade,
 )
 from .protocol import Book
-from .recovery import LOAD_COLUMNS, Loader
+from .recovery import CODED_COLUMNS, LOAD_COLUMNS, Loader
 
 __all__ = [
     "BUY",
@@ -31,6 +31,7 @@ __all__ = [
     "GTC",
     "IOC",
     "LIMIT",
+    "CODED_COLUMNS",
     "LOAD_COLUMNS",
     "MARKET",
     "MAX_VALUE",

@@ -23,6 +23,28 @@ if TYPE_CHECKING:
 LOAD_COLUMNS: Final = ("id", "member_id", "side", "ord_type", "price", "volume", "remaining", "tif",
                        "stop_price", "funds", "funds_used", "trades_count", "seq", "triggered")  # fmt: skip
 
+_SIDE_CODES: Final = {"buy": 0, "sell": 1}
+_TYPE_CODES: Final = {"limit": 0, "market": 2, "stop_limit": 4}
+_TIF_CODES: Final = {"gtc": 0, "ioc": 8, "fok": 16, "post_only": 24}
+
+
+def _case(column: str, codes: dict[str, int]) -> str:
+    return f"CASE {column} " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in codes.items()) + " ELSE 64 END"
+
+
+#: An SQL expression (SQLite and PostgreSQL) of a row's side, type, time in force and triggered flag
+#: as one small int, a key of ``_BY_CODE`` (64 and more: a value no order may have). A database
+#: hands out a fresh string object per text column and row; a small int is a shared object, and
+#: one dict look-up replaces a tuple of three strings to hash (~15% of the read at 1M orders).
+KIND_SQL: Final = (f"({_case('side', _SIDE_CODES)} + {_case('ord_type', _TYPE_CODES)} + {_case('tif', _TIF_CODES)}"
+                   " + CASE triggered WHEN 0 THEN 0 ELSE 32 END)")
+#: ``LOAD_COLUMNS`` with side, type, time in force and triggered read as one ``KIND_SQL``: what
+#: ``Loader.add_coded`` reads from each row, in this order.
+CODED_COLUMNS: Final = ("id", "member_id", KIND_SQL, "price", "volume", "remaining", "stop_price", "funds",
+                        "funds_used", "trades_count", "seq")  # fmt: skip
+_BY_CODE: Final = {_SIDE_CODES[k[0]] + _TYPE_CODES[k[1]] + _TIF_CODES[k[2]] + 32 * k[3]: kind
+                   for k, kind in _KINDS.items()}  # fmt: skip
+
 _new = object.__new__
 #: True when compiled by mypyc (native classes cannot be made with ``object.__new__``).
 _NATIVE: Final = not __file__.endswith(".py")
@@ -133,19 +155,27 @@ class Loader:
     def add(self, rows: Iterable[Sequence[Any]]) -> None:
         """Rows of ``LOAD_COLUMNS``, resting orders ascending by ``seq`` across every call (a row out
         of order costs one sort at ``install``), waiting stops anywhere."""
+        self._paused(rows, False)
+
+    def add_coded(self, rows: Iterable[Sequence[Any]]) -> None:
+        """As ``add``, for rows of ``CODED_COLUMNS`` (the cheaper read of a large book)."""
+        self._paused(rows, True)
+
+    def _paused(self, rows: Iterable[Sequence[Any]], coded: bool) -> None:
         # The cyclic collector would traverse the growing book again and again while a million
         # orders are made; the pause is only for the load.
         paused = gc.isenabled()
         gc.disable()
         try:
-            self._add(rows)
+            self._add(rows, coded)
         finally:
             if paused:
                 gc.enable()
 
-    def _add(self, rows: Iterable[Sequence[Any]]) -> None:
+    def _add(self, rows: Iterable[Sequence[Any]], coded: bool) -> None:
         new = _new
         kinds = _KINDS
+        by_code = _BY_CODE
         share = self.ints.setdefault
         orders = self.orders
         bid_levels = self.bid_levels
@@ -155,8 +185,11 @@ class Loader:
         last_seq = self.last_seq
         in_order = self.in_order
         for row in rows:
-            (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
-             triggered) = row  # fmt: skip
+            if coded:
+                oid, member, code, price, volume, remaining, stop_price, funds, used, ntrades, seq = row
+            else:
+                (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
+                 triggered) = row  # fmt: skip
             if (
                 type(oid) is not int
                 or type(member) is not int
@@ -172,7 +205,12 @@ class Loader:
                 or not 0 < price <= MAX_VALUE
             ):
                 raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
-            kind = kinds.get((side, ord_type, tif, bool(triggered)))
+            if coded:
+                kind = by_code.get(code)
+                if kind is None or kind.ord_type == MARKET:
+                    raise InvalidOrder(f"order {oid} cannot rest: bad side, type or time in force (kind code {code!r})")
+            else:
+                kind = kinds.get((side, ord_type, tif, bool(triggered)))
             if kind is None or kind.ord_type == MARKET:
                 if side not in SIDES:
                     raise InvalidOrder(f"order {oid} has a bad side {side!r}")
