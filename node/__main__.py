@@ -29,12 +29,11 @@ from typing import Any
 from aiohttp import web
 
 from node import demo
-from node.bootstrap import build_admin, build_services, build_web, start_exchange
+from node.bootstrap import build_admin, build_web, keyed_services, start_exchange
 from node.clock import now_ms
 from node.config import CONFIG_ENV, ConfigError, find_config, load_config
 from node.errors import ExchangeError
 from node.exchange import Exchange
-from node.secrets_box import load_server_key
 from node.tuning import freeze_startup_objects
 from node.web import edge
 from node.web.ops import make_ops_app
@@ -83,7 +82,7 @@ async def serve(args: argparse.Namespace) -> int:
     listener: asyncio.Server | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
-        services = build_services(ex, load_server_key(args.key_file))
+        services = await keyed_services(ex, args.key_file)
         app = build_web(services, ops_routes=not ops_port)
         freeze_startup_objects()
         runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.http.keepalive_timeout)
@@ -156,7 +155,7 @@ async def deposit(args: argparse.Namespace) -> None:
 async def apikey_create(args: argparse.Namespace) -> None:
     async def go(ex: Exchange) -> None:
         member = await ex.member_by_email(args.email)
-        keys = build_services(ex, load_server_key(args.key_file)).keys
+        keys = (await keyed_services(ex, args.key_file)).keys
         expires = now_ms() + args.days * 86_400_000 if args.days else None
         access, secret = await keys.create(int(member["id"]), args.label, args.scopes, args.ip or "", expires,
                                            now=now_ms())

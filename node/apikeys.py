@@ -8,11 +8,16 @@ Lookups are cached for `cache_ttl` seconds (a minute by default): the signed-ord
 costs neither a database read nor a decryption per request. Changes made through this object take
 effect at once on this node, and are announced to the others (node/auth_changes.py), which drop
 them within about a second (`on_change`); a direct UPDATE of the database is seen within `cache_ttl`.
+
+A secret that does not open with the server key (sealed under another one) answers SecretUnreadable
+(3009) and is cached like a token, so the operator's log gets one line per key and cache period (and
+a few a second at most), not one per request.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 import string
 import time
@@ -21,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from node import auth_changes
-from node.errors import InvalidParameter
-from node.secrets_box import SecretBox
+from node.errors import InvalidParameter, SecretUnreadable
+from node.logs import Quiet
+from node.secrets_box import SecretBox, WrongServerKey
 from node.store import Store
 
 KEY_LENGTH = 40
@@ -30,6 +36,8 @@ KEY_ALPHABET = string.ascii_letters + string.digits
 SCOPES = ("profile", "history", "trade", "all")
 CACHE_MAX = 10_000  # cached lookups kept at most (unknown keys included), then the cache starts over
 _KEY_CHARS = frozenset(KEY_ALPHABET)
+log = logging.getLogger(__name__)
+_unreadable_quiet = Quiet(1.0)
 
 
 def generate_key() -> str:
@@ -91,6 +99,13 @@ def parse_ip_whitelist(raw: str | None) -> str:
     return " ".join(items)
 
 
+class Unreadable:
+    """The cached answer for a key whose secret does not open with this server key."""
+
+
+UNREADABLE = Unreadable()
+
+
 class ApiKeys:
     def __init__(self, store: Store, box: SecretBox, cache_ttl: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -98,7 +113,7 @@ class ApiKeys:
         self.box = box
         self.cache_ttl = cache_ttl
         self.clock = clock
-        self._cache: dict[str, tuple[float, Token | None]] = {}
+        self._cache: dict[str, tuple[float, Token | Unreadable | None]] = {}
         self._gen = 0  # counts invalidations: a lookup that raced one is cached for a second only
 
     async def create(self, member_id: int, label: str = "", scopes: str = "all", ip_whitelist: str = "",
@@ -118,25 +133,38 @@ class ApiKeys:
 
     async def find(self, access_key: str) -> Token | None:
         """The token of `access_key` (deleted and disabled ones included: the caller tells them
-        apart), or None; served from the cache when fresh."""
+        apart), or None; served from the cache when fresh. SecretUnreadable when its secret does not
+        open with this server key."""
         now = self.clock()
         hit = self._cache.get(access_key)
         if hit is not None and hit[0] > now:
-            return hit[1]
-        gen = self._gen
-        token = await self._load(access_key) if well_formed_key(access_key) else None
-        if len(self._cache) >= CACHE_MAX:
-            self._cache.clear()
-        self._cache[access_key] = (now + (self.cache_ttl if gen == self._gen else min(self.cache_ttl, 1.0)), token)
-        return token
+            found = hit[1]
+        else:
+            gen = self._gen
+            found = await self._load(access_key) if well_formed_key(access_key) else None
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+            self._cache[access_key] = (now + (self.cache_ttl if gen == self._gen else min(self.cache_ttl, 1.0)), found)
+        if isinstance(found, Unreadable):
+            raise SecretUnreadable(access_key)  # a fresh one: a cached exception would grow its traceback
+        return found
 
-    async def _load(self, access_key: str) -> Token | None:
+    async def _load(self, access_key: str) -> Token | Unreadable | None:
         row = await self.store.fetchrow(
             "SELECT t.*, m.api_disabled AS member_api_disabled, m.disabled AS member_disabled "
             "FROM api_tokens t JOIN members m ON m.id = t.member_id WHERE t.access_key = ?",
             access_key,
         )
-        return None if row is None else self._token(row)
+        if row is None:
+            return None
+        try:
+            return self._token(row)
+        except WrongServerKey:
+            _unreadable_quiet.warn(
+                log, "API key %s (token #%d of member #%d): its secret cannot be decrypted with this node's server "
+                "key, so its requests are refused (3009); every node must run with the key that sealed it "
+                "(docs/operations.md, \"The server key\")", access_key, int(row["id"]), int(row["member_id"]))
+            return UNREADABLE
 
     def forget(self, access_key: str | None = None) -> None:
         """Drop one cached lookup (or all of them) after a change."""
@@ -153,7 +181,7 @@ class ApiKeys:
             return
         self._gen += 1
         for key, (_, token) in list(self._cache.items()):
-            if token is not None and token.member_id == member_id:
+            if isinstance(token, Token) and token.member_id == member_id:
                 del self._cache[key]
 
     def _token(self, row: Any) -> Token:

@@ -35,8 +35,9 @@ from node.mail import mailer_from
 from node.marketdata.service import MarketData
 from node.members import Members
 from node.notices import Notices
-from node.secrets_box import SecretBox, load_server_key
+from node.secrets_box import SecretBox, key_source, load_server_key
 from node.security.service import Security
+from node.server_key import check_server_key
 from node.services import Services
 from node.solvency.service import SolvencyService
 from node.store import open_store
@@ -108,6 +109,15 @@ def build_admin(ex: Exchange) -> Admin:
     mailer = mailer_from(ex.config.mail)
     base = ex.config.mail.base_url or f"http://{ex.node.host}:{ex.node.port}"
     return Admin(ex, Kyc(ex.store, ex.config, uploads), Tickets(ex.store, uploads, lambda: mailer, base, ex.config.name))
+
+
+async def keyed_services(ex: Exchange, key_file: str | Path) -> Services:
+    """`build_services` with the server key of `key_file` (or `EXCHANGE_SECRET_KEY`), as `serve` and
+    the commands that seal or open secrets get it, once the store has confirmed it is the exchange's
+    key (node/server_key.py): a wrong key stops them at once, naming where it came from."""
+    master_key = load_server_key(key_file)
+    await check_server_key(ex.store, master_key, key_source(key_file))
+    return build_services(ex, master_key)
 
 
 def build_web(services: Services, *, ops_routes: bool = True) -> web.Application:

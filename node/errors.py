@@ -126,6 +126,19 @@ class Unavailable(ExchangeError):
     status = 503
 
 
+class SecretUnreadable(ExchangeError):
+    """An access key's secret does not open with this node's server key (it was sealed under
+    another one): an operator's problem, not the client's, so a 5xx that names it, never a 500."""
+
+    code = 3009
+    status = 503
+
+    def __init__(self, access_key: str) -> None:
+        super().__init__(f"The access key {access_key} cannot be checked: its secret was sealed with another server "
+                         "key than this node's. The operator has been told; nothing was done.")
+        self.access_key = access_key
+
+
 class StoreConflict(Exception):
     """A guarded write found the store not as expected (`Tx.expect`): the whole transaction was
     rolled back. Internal: actors react to it (a fenced market stops, a lost claim rebuilds)."""

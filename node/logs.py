@@ -3,6 +3,8 @@
 One object per line: time (UTC, ISO 8601 with milliseconds), level, logger, message, the node's
 name and boot id once known, and the traceback of an exception. JSON escapes every control
 character, so a client's line break in a logged value can never start a forged line.
+
+`Quiet` bounds how often one kind of event is logged: a flood of bad requests is a few lines a second.
 """
 
 from __future__ import annotations
@@ -47,3 +49,32 @@ def add_fields(**fields: str) -> None:
     for h in logging.getLogger().handlers:
         if isinstance(h.formatter, JsonFormatter):
             h.formatter.fields.update(fields)
+
+
+class Quiet:
+    """At most `rate` log lines per second for one kind of event; the rest are counted and the
+    count is reported with the next line let through."""
+
+    def __init__(self, rate: float = 5.0) -> None:
+        self.rate = rate
+        self.allowance = rate
+        self.at = time.monotonic()
+        self.dropped = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.allowance = min(self.rate, self.allowance + (now - self.at) * self.rate)
+        self.at = now
+        if self.allowance >= 1:
+            self.allowance -= 1
+            return True
+        self.dropped += 1
+        return False
+
+    def warn(self, logger: logging.Logger, msg: str, *args: Any, level: int = logging.WARNING) -> None:
+        if self.allow():
+            if self.dropped:
+                msg += " (%d more like it not logged)"
+                args = (*args, self.dropped)
+                self.dropped = 0
+            logger.log(level, msg, *args)

@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
 ENV_KEY = "EXCHANGE_SECRET_KEY"
+
+
+class WrongServerKey(ValueError):
+    """A sealed secret does not open with this server key: it was sealed under another one."""
+
+
+def key_source(key_file: str | os.PathLike[str]) -> str:
+    """Where `load_server_key` takes the key from, for messages to the operator."""
+    return ENV_KEY if os.environ.get(ENV_KEY) else f"the key file {os.fspath(key_file)}"
+
+
+def key_check(master: bytes) -> str:
+    """A fingerprint of the server key, kept in the store to tell a wrong key at start: it is an
+    HMAC of a fixed text, so it reveals nothing of the key itself."""
+    return hmac.new(master, b"pyexchange:server-key-check", hashlib.sha256).hexdigest()
 
 
 def load_server_key(key_file: str | os.PathLike[str]) -> bytes:
@@ -48,4 +64,4 @@ class SecretBox:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
-            raise ValueError("secret cannot be decrypted with this server key") from None
+            raise WrongServerKey("secret cannot be decrypted with this server key") from None

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from node.apikeys import ApiKeys, parse_ip_whitelist, parse_scopes, well_formed_key
-from node.errors import InvalidParameter
+from node.errors import InvalidParameter, SecretUnreadable
 from node.secrets_box import SecretBox
 from node.web.signature import payload, sign, to_query
 from tests.apiclient import ApiClient, ApiError
@@ -263,7 +263,7 @@ async def test_tokens_and_secrets_at_rest(srv: ApiServer, tmp_path: Path) -> Non
     assert secret not in dump  # a database leak alone does not give the secret away
     # another server key cannot open it
     other = ApiKeys(srv.ex.store, SecretBox(b"another-server-key", "api-secret"))
-    with pytest.raises(ValueError):
+    with pytest.raises(SecretUnreadable):
         await other.find(access)
     # the right one can
     token = await srv.keys.find(access)

@@ -31,7 +31,6 @@ import logging
 import resource
 import struct
 import tempfile
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -43,6 +42,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from node.config import HttpConf
 from node.errors import InvalidParameter
+from node.logs import Quiet
 from node.web.inputs import check_request, shown
 
 log = logging.getLogger(__name__)
@@ -53,35 +53,6 @@ FD_RESERVE = 64  # descriptors kept for the store, the bus, files and logs: neve
 FIELD_MAX_BYTES = 128 * 1024  # a text field of a multipart form (the longest text is 20,000 characters)
 MAX_FIELDS = 1000
 SHED = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n"
-
-
-class Quiet:
-    """At most `rate` log lines per second for one kind of event; the rest are counted and the
-    count is reported with the next line let through."""
-
-    def __init__(self, rate: float = 5.0) -> None:
-        self.rate = rate
-        self.allowance = rate
-        self.at = time.monotonic()
-        self.dropped = 0
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.allowance = min(self.rate, self.allowance + (now - self.at) * self.rate)
-        self.at = now
-        if self.allowance >= 1:
-            self.allowance -= 1
-            return True
-        self.dropped += 1
-        return False
-
-    def warn(self, logger: logging.Logger, msg: str, *args: Any, level: int = logging.WARNING) -> None:
-        if self.allow():
-            if self.dropped:
-                msg += " (%d more like it not logged)"
-                args = (*args, self.dropped)
-                self.dropped = 0
-            logger.log(level, msg, *args)
 
 
 # -- connections ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import orjson
 
 from node.apikeys import Token
 from node.clock import now_ms
+from node.errors import SecretUnreadable
 from node.marketdata import PERIODS
 from node.web.signature import verify_ws_answer
 from node.web.ws.client import Client, CommandError, Key
@@ -73,7 +74,11 @@ class Commands(Streams):
         if isinstance(arg, dict):
             ak, answer = arg.get("access_key"), arg.get("answer")
             if isinstance(ak, str) and isinstance(answer, str) and 0 < len(ak) <= 64 and len(answer) <= 128:
-                found = await self.keys.find(ak)
+                try:
+                    found = await self.keys.find(ak)
+                except SecretUnreadable as e:  # the operator's problem (logged by ApiKeys): say so
+                    c.send(frame(e.to_dict()))
+                    return
                 now = now_ms()
                 if (found is not None and not found.deleted and not found.disabled
                         and (found.expires_at is None or found.expires_at > now) and found.ip_allowed(c.remote)
