@@ -8,7 +8,8 @@
     python -m node audit                    cross-check the books (ledger, orders, trades, deposits, withdrawals)
     python -m node reconcile [CUR ...]      coins held (hot and cold wallets) against the books, item by item
     python -m node solvency snapshot        take a proof-of-solvency snapshot now (also: assets, fiat, show)
-    python -m node admin grant EMAIL ROLE   roles; also: withdraws, approve, reject, process, bank-deposit, log
+    python -m node admin grant EMAIL ROLE   roles; also: withdraws, approve, reject, process, bank-deposit,
+                                            reset-2fa, log
     python -m node status                   a cluster's members, placement and owners (node/cli_cluster.py); also:
                                             cluster node add|remove, market place|move|adopt|release
 """
@@ -29,7 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from node import demo
-from node.bootstrap import build_admin, build_web, keyed_services, start_exchange
+from node.admin.service import Admin
+from node.bootstrap import build_web, keyed_services, start_exchange
 from node.clock import now_ms
 from node.config import CONFIG_ENV, ConfigError, find_config, load_config
 from node.errors import ExchangeError
@@ -214,7 +216,10 @@ async def reconcile_cmd(args: argparse.Namespace) -> int:
 async def admin_cmd(args: argparse.Namespace) -> int:
     from node.admin.cli import run
 
-    return await run(args, _with_exchange, build_admin)
+    async def admin(ex: Exchange) -> Admin:  # the pages' admin service, 2FA reset included: it needs the key
+        return (await keyed_services(ex, args.key_file)).admin
+
+    return await run(args, _with_exchange, admin)
 
 
 async def solvency_cmd(args: argparse.Namespace) -> int:

@@ -102,15 +102,6 @@ def build_services(ex: Exchange, master_key: bytes) -> Services:
                     uploads=uploads, master_key=master_key)
 
 
-def build_admin(ex: Exchange) -> Admin:
-    """The admin service alone, for `python -m node admin …` beside a running node: the same checks
-    and audit log as the admin pages, without the server key (no two-factor reset from a shell)."""
-    uploads = uploads_root(ex.config)
-    mailer = mailer_from(ex.config.mail)
-    base = ex.config.mail.base_url or f"http://{ex.node.host}:{ex.node.port}"
-    return Admin(ex, Kyc(ex.store, ex.config, uploads), Tickets(ex.store, uploads, lambda: mailer, base, ex.config.name))
-
-
 async def keyed_services(ex: Exchange, key_file: str | Path) -> Services:
     """`build_services` with the server key of `key_file` (or `EXCHANGE_SECRET_KEY`), as `serve` and
     the commands that seal or open secrets get it, once the store has confirmed it is the exchange's

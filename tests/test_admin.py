@@ -549,6 +549,50 @@ async def test_admin_commands_of_the_cli(tmp_path: Any) -> None:
     assert "cli:" in log
 
 
+async def test_a_2fa_reset_from_the_shell(tmp_path: Any) -> None:
+    """`admin reset-2fa` gets the server key as `serve` does (here EXCHANGE_SECRET_KEY), so the
+    security module's reset runs from a shell, audited with the reason."""
+    import base64
+    import subprocess
+    import sys
+
+    from node.config import load_config
+    from node.secrets_box import SecretBox
+    from node.security.totp import Totp
+    from tests.nodeproc import ROOT, _env, write_config
+
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/cli.db", 0)
+    master = base64.urlsafe_b64encode(b"s" * 32)
+    ex = await start_exchange(load_config(config), actors=False)
+    try:
+        mid = await ex.create_member("lost@example.com")
+        totp = Totp(ex.store, SecretBox(master, "totp-secret"), b"pepper")
+        await totp.pending_secret(mid)
+        await totp.activate(mid)
+        assert await totp.enabled(mid)
+    finally:
+        await ex.stop()
+
+    def admin(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "node", "--config", str(config), "admin", *args], cwd=ROOT,
+                             env={**_env(), "EXCHANGE_SECRET_KEY": master.decode()}, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert f"two-factor authentication of member {mid} reset" in admin(
+        "reset-2fa", "lost@example.com", "--reason", "lost phone, identity checked")
+    assert f"member {mid} had no second factor" in admin("reset-2fa", "lost@example.com", "--reason", "again")
+    assert "admin.member.reset_2fa" in admin("log")
+    ex = await start_exchange(load_config(config), actors=False)
+    try:
+        assert not await Totp(ex.store, SecretBox(master, "totp-secret"), b"pepper").enabled(mid)
+        detail = await ex.store.fetchval("SELECT detail FROM audit_log WHERE action = '2fa.reset' ORDER BY seq LIMIT 1")
+        assert "lost phone, identity checked" in str(detail)
+    finally:
+        await ex.stop()
+
+
 async def test_a_recovery_code_unlocks_once(asite: Site) -> None:
     v = await staff(asite, BOSS)
     await v.post("/admin/lock", {})

@@ -10,8 +10,11 @@
     python -m node admin bank-deposit CUR REFERENCE AMOUNT BANK_REF   credit a fiat deposit
     python -m node admin holds                       members whose withdrawals are on hold (re-org shortfalls)
     python -m node admin release-hold HOLD_ID --resolution "…"   let the member withdraw again
+    python -m node admin reset-2fa EMAIL --reason "…"   switch off a member's second factors (TOTP, SMS, codes)
     python -m node admin log [--limit N]             the audit log, newest first
 
+They need the server key as `serve` does (`--key-file`, `EXCHANGE_KEY_FILE`, `EXCHANGE_SECRET_KEY`,
+else var/secret.key; a wrong one is refused at start), since a 2FA reset opens sealed secrets.
 They act as the `cli` admin (the shell has the database's credentials anyway) through the same
 service as the admin pages, so every one of them is checked and lands in the audit log. Balance
 corrections are not here: they need two people, and the shell is nobody in particular.
@@ -31,7 +34,7 @@ from node.exchange import Exchange
 from node.money import format_units
 
 Run = Callable[[argparse.Namespace, Callable[[Exchange], Awaitable[Any]]], Awaitable[Any]]
-MakeAdmin = Callable[[Exchange], Admin]
+MakeAdmin = Callable[[Exchange], Awaitable[Admin]]
 
 
 def actor() -> Actor:
@@ -52,7 +55,7 @@ def _w(ex: Exchange, w: dict[str, Any]) -> str:
 async def run(args: argparse.Namespace, with_exchange: Run, make_admin: MakeAdmin) -> int:
     """One admin command, on the admin service the composition root makes (node/bootstrap.py)."""
     async def go(ex: Exchange) -> int:
-        svc, who = make_admin(ex), actor()
+        svc, who = await make_admin(ex), actor()
         cmd = args.admin_cmd
         if cmd == "grant":
             print("granted" if await svc.grant(who, args.email, args.role) else "already had it")
@@ -81,6 +84,11 @@ async def run(args: argparse.Namespace, with_exchange: Run, make_admin: MakeAdmi
         elif cmd == "release-hold":
             h = await svc.release_freeze(who, args.id, args.resolution)
             print(f"hold #{h['id']} released: member {h['member_id']} may withdraw again")
+        elif cmd == "reset-2fa":
+            member = await ex.member_by_email(args.email)
+            done = await svc.reset_2fa(who, int(member["id"]), args.reason)
+            print(f"two-factor authentication of member {member['id']} reset" if done
+                  else f"member {member['id']} had no second factor")
         elif cmd == "log":
             for a in await audit.entries(ex.store, limit=args.limit):
                 print(f"{a['created_at']}\t{a['actor']}\t{a['action']}\t{a['target']}\t{'ok' if a['ok'] else 'REFUSED'}\t{a['detail']}")
@@ -115,6 +123,9 @@ def add_arguments(sub: Any, handler: Callable[[argparse.Namespace], Awaitable[in
     x = a.add_parser("release-hold", help="let a member withdraw again (the shortfall is settled)")
     x.add_argument("id", type=int)
     x.add_argument("--resolution", required=True)
+    x = a.add_parser("reset-2fa", help="switch off a member's second factors (audited with the reason)")
+    x.add_argument("email")
+    x.add_argument("--reason", required=True)
     x = a.add_parser("log", help="the admin audit log, newest first")
     x.add_argument("--limit", type=int, default=50)
     p.set_defaults(fn=handler)
