@@ -5,7 +5,9 @@ Deposits are credited by the wallet actors, withdrawals change state in the wall
 security module and the admin area, KYC decisions in the admin area: rather than asking each of them
 to remember to tell the member, this reads what they stored. Every node scans the rows changed since
 its last look (indexed timestamps, a few seconds of overlap) and writes one `notices` row per event;
-the unique key (kind, row, state) lets exactly one node win the insert, and that node sends the mail.
+the unique key (kind, row, state) lets exactly one node win the insert, and that node sends the mail
+once the insert is committed. The events of the overlap were mostly seen at the last look: one read
+of the unique index leaves them out, and what is new is inserted in one transaction.
 A node that was down catches up on the last `CATCH_UP_MS` when it starts.
 """
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 POLL_S = 2.0
 OVERLAP_MS = 10_000  # rows committed a little out of timestamp order are still seen
 CATCH_UP_MS = 3_600_000
+KNOWN_CHUNK = 500  # ref ids per look-up of the notices already written
 
 DEPOSIT, WITHDRAW, KYC = "deposit", "withdraw", "kyc"
 MAILED = {(DEPOSIT, "accepted"), (WITHDRAW, "done"), (WITHDRAW, "rejected"), (WITHDRAW, "canceled"), (WITHDRAW, "failed"),
@@ -134,23 +137,43 @@ class Notices:
                 "AND state IN ('verified', 'rejected')", since):
             found.append((int(k["member_id"]), KYC, int(k["member_id"]), f"{k['state']}:{int(k['updated_at'])}",
                           {"level": int(k["level"]), "reason": k["reason"] or "—"}))
-        written = 0
-        for member_id, kind, ref, state, detail in found:
-            if await self._record(member_id, kind, ref, state, detail):
-                written += 1
+        known = await self._known(found)
+        new = [f for f in found if (f[1], f[2], f[3]) not in known]
+        won = await self._record(new) if new else []
+        for member_id, kind, _ref, state, detail in won:
+            if (kind, state.split(":")[0]) in MAILED:
+                await self._mail(member_id, kind, state.split(":")[0], detail)
         self.since = start
-        return written
+        return len(won)
 
-    async def _record(self, member_id: int, kind: str, ref: int, state: str, detail: dict[str, Any]) -> bool:
-        n = await self.ex.store.execute(
-            "INSERT INTO notices (member_id, kind, ref_id, state, detail, created_at) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (kind, ref_id, state) DO NOTHING",
-            member_id, kind, ref, state, json.dumps(detail, ensure_ascii=False), now_ms())
-        if n != 1:
-            return False  # another node (or an earlier look) has it
-        if (kind, state.split(":")[0]) in MAILED:
-            await self._mail(member_id, kind, state.split(":")[0], detail)
-        return True
+    async def _known(self, found: list[tuple[int, str, int, str, dict[str, Any]]]) -> set[tuple[str, int, str]]:
+        """Which of the events found already have their notice (by the unique index)."""
+        known: set[tuple[str, int, str]] = set()
+        for kind in {f[1] for f in found}:
+            refs = sorted({f[2] for f in found if f[1] == kind})
+            for i in range(0, len(refs), KNOWN_CHUNK):
+                chunk = refs[i:i + KNOWN_CHUNK]
+                rows = await self.ex.store.fetch(
+                    f"SELECT ref_id, state FROM notices WHERE kind = ? AND ref_id IN ({', '.join('?' * len(chunk))})",
+                    kind, *chunk)
+                known.update((kind, int(r["ref_id"]), str(r["state"])) for r in rows)
+        return known
+
+    async def _record(self, new: list[tuple[int, str, int, str, dict[str, Any]]]
+                      ) -> list[tuple[int, str, int, str, dict[str, Any]]]:
+        """Insert the new notices in one transaction; those this node won (another node may have
+        written some since the look-up: the unique key decides)."""
+        won = []
+        now = now_ms()
+        async with self.ex.store.transaction() as tx:
+            for member_id, kind, ref, state, detail in new:
+                n = await tx.execute(
+                    "INSERT INTO notices (member_id, kind, ref_id, state, detail, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (kind, ref_id, state) DO NOTHING",
+                    member_id, kind, ref, state, json.dumps(detail, ensure_ascii=False), now)
+                if n == 1:
+                    won.append((member_id, kind, ref, state, detail))
+        return won
 
     async def _mail(self, member_id: int, kind: str, state: str, detail: dict[str, Any]) -> None:
         row = await self.ex.store.fetchrow("SELECT email, lang FROM members WHERE id = ?", member_id)
