@@ -148,6 +148,8 @@ class _Live(Collector):
         halted = GaugeMetricFamily("exchange_market_halted", "1 when the market is halted", labels=["market"])
         primary = GaugeMetricFamily("exchange_market_primary", "1 when this node is the market's primary",
                                     labels=["market"])
+        off_primary = GaugeMetricFamily("exchange_market_off_primary", "1 when this node runs the market but another "
+                                        "node is its primary (a failover left it here)", labels=["market"])
         own = ex.ownership
         now = time.monotonic()
         for mid in ex.config.markets:
@@ -155,11 +157,13 @@ class _Live(Collector):
             held.add_metric([mid], int(running is not None and not running.fenced))
             primary.add_metric([mid], int(own is not None and own.placement.primary_of(mid) == ex.node.name))
             if running is not None:
+                placed = own.placement.primary_of(mid) if own is not None else None
+                off_primary.add_metric([mid], int(not running.fenced and placed not in (None, ex.node.name)))
                 epoch.add_metric([mid], running.epoch)
                 halted.add_metric([mid], int(running.halted))
                 if own is not None and mid in own.last_renewed:
                     renewed.add_metric([mid], now - own.last_renewed[mid])
-        yield from (held, epoch, renewed, halted, primary)
+        yield from (held, epoch, renewed, halted, primary, off_primary)
         if own is not None:
             yield GaugeMetricFamily("exchange_lease_seconds", "The lease of a market ([actors] lease_ms)",
                                     value=own.lease_s)

@@ -301,6 +301,13 @@ async def cluster_view(store: Store, config: Config, gone: Callable[[str], Await
         if not owner_ok:
             problems.append(f"market {mid} has no running owner" + (
                 f" (handed to node {info['handed_to']})" if info.get("handed_to") else ""))
+        # A standby that took a market by failover keeps it until it is placed again: say so, or the
+        # cluster quietly runs unlike its placement (two busy markets on one node, a standby's room used up).
+        info["off_primary"] = owner_ok and info["primary"] is not None and info["owner"] != info["primary"]
+        if info["off_primary"]:
+            problems.append(f"market {mid} runs on node {info['owner']}, off its primary {info['primary']} "
+                            f"(`market place {mid} --primary {info['primary']}` sends it back, "
+                            f"`--primary {info['owner']}` keeps it there)")
         for name, node in nodes.items():
             if node["alive"] and mid in node["markets"] and name != info["owner"]:
                 problems.append(f"node {name} still runs market {mid}, whose lease node {info['owner']} holds")

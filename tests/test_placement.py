@@ -159,3 +159,53 @@ def test_placing_a_market_needs_a_cluster(tmp_path: Any) -> None:
     out = subprocess.run([sys.executable, "-m", "node", "--config", str(config), "market", "place", "btcusd",
                           "--primary", "main"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "needs a cluster" in out.stderr, out.stderr
+
+
+async def test_a_market_left_off_its_primary_is_named_everywhere(tmp_path: Any) -> None:
+    """Placed on a node that does not run, a market stays on the node that runs it: `status`, the
+    admin dashboard (cluster_view's problems) and the /metrics gauge behind ExchangeMarketOffPrimary
+    name it, until it is placed on its runner again."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from node.admin import dashboard
+    from node.ownership import cluster_view
+    from tests.nodeproc import _env, write_config
+
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", 0)
+    from node.config import load_config
+
+    cfg = load_config(config)
+    ex = await start_exchange(cfg)
+    off = "market btcusd runs on node main, off its primary spare"
+    gauge = b'exchange_market_off_primary{market="btcusd"} 1.0'
+    try:
+        await placement.add_node(ex.store, "spare")
+        await placement.place(ex.store, cfg, "btcusd", "spare", None)  # spare never starts: main keeps btcusd
+        for _ in range(100):
+            await ex.metrics.refresh()
+            if gauge in ex.metrics.render():
+                break
+            await asyncio.sleep(0.1)
+        assert gauge in ex.metrics.render()
+        assert b'exchange_market_off_primary{market="ltcbtc"} 0.0' in ex.metrics.render()
+        view = await cluster_view(ex.store, cfg)
+        assert view["markets"]["btcusd"]["off_primary"] and not view["markets"]["ltcbtc"]["off_primary"]
+        assert any(p.startswith(off) for p in view["problems"]), view["problems"]
+        assert any(p.startswith(off) for p in (await dashboard.nodes(ex))["problems"])
+        out = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "node", "--config", str(config), "status"], cwd=ROOT,
+            capture_output=True, text=True, timeout=60, env=_env())
+        assert out.returncode == 1 and f"PROBLEM: {off}" in out.stdout, out.stdout + out.stderr
+
+        await placement.place(ex.store, cfg, "btcusd", "main", None)  # kept where it runs: no longer a problem
+        for _ in range(100):
+            await ex.metrics.refresh()
+            if gauge not in ex.metrics.render():
+                break
+            await asyncio.sleep(0.1)
+        assert b'exchange_market_off_primary{market="btcusd"} 0.0' in ex.metrics.render()
+        assert not any("off its primary" in p for p in (await cluster_view(ex.store, cfg))["problems"])
+    finally:
+        await ex.stop()
