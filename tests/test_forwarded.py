@@ -94,3 +94,64 @@ async def test_a_trusted_proxy_names_the_client_and_nobody_else_can(tmp_path: Pa
             assert ("Strict-Transport-Security" in r.headers) is secure
             cookies = r.headers.getall("Set-Cookie", [])
             assert cookies and all(("; Secure" in c) is secure for c in cookies), cookies
+
+
+async def test_behind_a_trusted_proxy_connections_count_per_forwarded_client(tmp_path: Path, free_port: int) -> None:
+    """A node as a process, 127.0.0.1 its trusted balancer: `max_connections_per_ip` (3) counts the
+    connections busy for each forwarded client (websockets here, busy for their whole life), not
+    the balancer's; a client over it gets a 503 while the balancer's connections stay; the
+    balancer itself is bounded by `max_connections_per_proxy` (8)."""
+    import asyncio
+
+    import aiohttp
+
+    from tests.nodeproc import NodeProcess, write_config
+
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/exchange.db", free_port,
+                          '\n[http]\ntrusted_proxies = ["127.0.0.1"]\nmax_connections_per_ip = 3\n'
+                          "max_connections_per_proxy = 8\nws_max_per_ip = 100\n")
+    node = NodeProcess(config, free_port, tmp_path / "secret.key", tmp_path / "node.log")
+    await node.start()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
+    open_ws: list[aiohttp.ClientWebSocketResponse] = []
+
+    async def ws(client: str) -> aiohttp.ClientWebSocketResponse:
+        w = await session.ws_connect(node.base + "/ws", headers={"X-Forwarded-For": client})
+        await w.receive_json(timeout=5)  # the challenge: the handler runs, the connection is busy
+        open_ws.append(w)
+        return w
+
+    try:
+        a = [await ws("203.0.113.1") for _ in range(3)]
+        for _ in range(3):
+            await ws("203.0.113.2")
+        await ws("203.0.113.3")  # seven busy connections from one TCP peer: over 3, under 8
+        with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+            await ws("203.0.113.1")  # a fourth for the same client
+        assert e.value.status == 503
+        async with session.get(node.base + "/api/v2/markets", headers={"X-Forwarded-For": "203.0.113.1"}) as r:
+            assert r.status == 503 and (await r.json())["error"]["code"] == 3003
+            assert r.headers["Retry-After"] == "1"
+        async with session.get(node.base + "/api/v2/markets", headers={"X-Forwarded-For": "203.0.113.4"}) as r:
+            assert r.status == 200  # another client through the same balancer: served
+        assert not any(w.closed for w in open_ws)
+        await a[0].close()
+        open_ws.remove(a[0])
+        for _ in range(50):  # its connection no longer counts for the client once its request ends
+            try:
+                await ws("203.0.113.1")
+                break
+            except aiohttp.WSServerHandshakeError:
+                await asyncio.sleep(0.1)
+        assert len(open_ws) == 7
+        await ws("203.0.113.5")  # the balancer's eighth busy connection
+        with pytest.raises((aiohttp.WSServerHandshakeError, aiohttp.ClientError)):
+            await ws("203.0.113.6")  # a ninth from the balancer: none idle to push out, shed
+        log = (tmp_path / "node.log").read_text()
+        assert "refused a request from 203.0.113.1 through proxy 127.0.0.1: 3 connections busy" in log
+        assert "refused a connection from 127.0.0.1: 8 open from this address (cap 8)" in log
+    finally:
+        for w in open_ws:
+            await w.close()
+        await session.close()
+        node.terminate()

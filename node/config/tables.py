@@ -313,7 +313,7 @@ def parse_http(t: dict[str, Any]) -> HttpConf:
     keys = {"header_timeout_s": "header_timeout", "body_timeout_s": "body_timeout",
             "upload_timeout_s": "upload_timeout", "keepalive_timeout_s": "keepalive_timeout",
             "max_connections": "max_connections", "max_connections_per_ip": "max_connections_per_ip",
-            "api_body_max": "api_body_max", "form_body_max": "form_body_max",
+            "max_connections_per_proxy": "max_connections_per_proxy", "api_body_max": "api_body_max", "form_body_max": "form_body_max",
             "upload_body_max": "upload_body_max", "ws_max_per_ip": "ws_max_per_ip"}
     known = sorted([*keys, "trusted_proxies"])
     for key in t:
@@ -321,7 +321,8 @@ def parse_http(t: dict[str, Any]) -> HttpConf:
             raise ConfigError(f"http.{key}: unknown key (known: {', '.join(known)})")
     ranges = {"header_timeout_s": (1, 3600), "body_timeout_s": (1, 3600), "upload_timeout_s": (1, 7200),
               "keepalive_timeout_s": (1, 3600), "max_connections": (16, 1_000_000),
-              "max_connections_per_ip": (1, 1_000_000), "api_body_max": (1024, 16 << 20),
+              "max_connections_per_ip": (1, 1_000_000), "max_connections_per_proxy": (1, 1_000_000),
+              "api_body_max": (1024, 16 << 20),
               "form_body_max": (1024, 16 << 20), "upload_body_max": (1024, 1 << 30), "ws_max_per_ip": (1, 1_000_000)}
     values = {attr: _int_range(t, key, "http", *ranges[key], getattr(d, attr)) for key, attr in keys.items()}
     return HttpConf(**values, trusted_proxies=_networks(_get(t, "trusted_proxies", "http", list, [])))

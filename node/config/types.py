@@ -180,14 +180,17 @@ class HttpConf:
     Sizes in bytes, times in seconds. Connections above `max_connections` (always kept below the
     process's file-descriptor limit) or `max_connections_per_ip` first push out the longest-idle
     connection of the busiest address (or of that address); only when none is idle is the new one
-    refused with a 503 and a short log line."""
+    refused with a 503 and a short log line. A trusted proxy's connections are bounded by
+    `max_connections_per_proxy` instead, and each forwarded client by `max_connections_per_ip` for
+    the connections carrying its requests."""
 
     header_timeout: int = 10  # a connection must send a request's complete headers this long after it opens
     body_timeout: int = 30  # a form or API body must have arrived this long after its headers
     upload_timeout: int = 300  # the same for the routes that take files
     keepalive_timeout: int = 15  # an idle keep-alive connection is closed after this long
     max_connections: int = 10_000  # per node; lowered to stay below the file-descriptor limit
-    max_connections_per_ip: int = 256
+    max_connections_per_ip: int = 256  # per TCP peer; per forwarded client through a trusted proxy
+    max_connections_per_proxy: int = 4096  # from one trusted proxy (its pool to this node)
     api_body_max: int = 64 * 1024  # API v2 bodies (an order batch is a few KiB)
     form_body_max: int = 256 * 1024  # page forms (a 20,000-character page of the CMS, percent-encoded)
     upload_body_max: int = 2 * 5 * 1024 * 1024 + 256 * 1024  # forms with files: two documents of 5 MB

@@ -9,7 +9,10 @@ connection over a cap pushes out the longest-idle connection (not inside a reque
 address, or for the total cap of the address that holds the most; only when none is idle is it
 answered 503 and closed. So a thousand idle sockets from one address cost that address its own
 sockets, and nobody else anything. Each shed or timed-out connection is one short log line, at
-most a few per second (`Quiet`).
+most a few per second (`Quiet`). A trusted proxy (`[http] trusted_proxies`) carries many clients'
+requests: its connections are capped by `max_connections_per_proxy`, and each client it forwards
+by `max_connections_per_ip` for the connections busy with that client's requests (`Gate.claim`,
+from node/web/forwarded.py); a request over it is answered 503, the proxy's connection kept.
 
 Bodies (`middleware`): each route has a size limit (API, page forms, and the larger one of routes
 marked with `takes_files`), checked against Content-Length before anything is read and again while
@@ -43,6 +46,7 @@ from multidict import MultiDict, MultiDictProxy
 from node.config import HttpConf
 from node.errors import InvalidParameter
 from node.logs import Quiet
+from node.web.forwarded import TrustedProxies
 from node.web.inputs import check_request, shown
 
 log = logging.getLogger(__name__)
@@ -75,7 +79,7 @@ class Guard(asyncio.Protocol):
     """One client connection: aiohttp's protocol behind a gatekeeper that counts it, times its
     request headers and can push it out while it is idle."""
 
-    __slots__ = ("gate", "inner", "transport", "ip", "busy", "admitted", "timer")
+    __slots__ = ("gate", "inner", "transport", "ip", "busy", "admitted", "timer", "client")
 
     def __init__(self, gate: Gate, inner: asyncio.Protocol) -> None:
         self.gate = gate
@@ -85,6 +89,7 @@ class Guard(asyncio.Protocol):
         self.busy = False  # inside a request (or a websocket): never pushed out, no header clock
         self.admitted = False
         self.timer: asyncio.TimerHandle | None = None
+        self.client: str | None = None  # on a trusted proxy's connection: whose request it carries now
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
@@ -158,11 +163,14 @@ class Gate:
     def __init__(self, conf: HttpConf, fd_limit: int) -> None:
         self.cap = connection_cap(conf, fd_limit)
         self.per_ip = conf.max_connections_per_ip
+        self.per_proxy = conf.max_connections_per_proxy
+        self.proxies = TrustedProxies(conf.trusted_proxies)
+        self.by_client: dict[str, set[Guard]] = {}  # forwarded clients: the proxies' connections busy for them
         self.header_timeout = conf.header_timeout
         self.by_ip: dict[str, OrderedDict[Guard, None]] = {}  # least recently active first
         self.count = 0
         self.quiet = Quiet()
-        self.stats = {"shed": 0, "evicted": 0, "header_timeouts": 0}
+        self.stats = {"shed": 0, "evicted": 0, "header_timeouts": 0, "client_refused": 0}
 
     def factory(self, server: Callable[[], asyncio.Protocol]) -> Callable[[], Guard]:
         """The protocol factory for `loop.create_server`: aiohttp's protocol behind a Guard."""
@@ -170,8 +178,9 @@ class Gate:
 
     def admit(self, g: Guard) -> bool:
         mine = self.by_ip.get(g.ip)
-        if mine is not None and len(mine) >= self.per_ip:
-            why = f"{len(mine)} open from this address (cap {self.per_ip})"
+        cap = self.per_proxy if self.proxies and self.proxies.trusted_peer(g.ip) else self.per_ip
+        if mine is not None and len(mine) >= cap:
+            why = f"{len(mine)} open from this address (cap {cap})"
             if not self._evict_from(mine, why):
                 return self._shed(g, why)
         if self.count >= self.cap:
@@ -204,12 +213,38 @@ class Gate:
             mine.move_to_end(g)
 
     def release(self, g: Guard) -> None:
+        self.unclaim(g)
         mine = self.by_ip.get(g.ip)
         if mine is not None and g in mine:
             del mine[g]
             self.count -= 1
             if not mine:
                 del self.by_ip[g.ip]
+
+    def claim(self, g: Guard, client: str) -> bool:
+        """A trusted proxy's connection `g` carries a request of `client`: counted for that client
+        until `unclaim`, within `max_connections_per_ip`. False (a shed request, logged) over it:
+        every connection counted is busy with one of the client's requests, so none is pushed out."""
+        self.unclaim(g)
+        mine = self.by_client.get(client)
+        if mine is not None and len(mine) >= self.per_ip:
+            self.stats["client_refused"] += 1
+            self.quiet.warn(log, "refused a request from %s through proxy %s: %d connections busy for this client "
+                            "(cap %d)", shown(client), shown(g.ip), len(mine), self.per_ip)
+            return False
+        self.by_client.setdefault(client, set()).add(g)
+        g.client = client
+        return True
+
+    def unclaim(self, g: Guard) -> None:
+        if g.client is None:
+            return
+        mine = self.by_client.get(g.client)
+        if mine is not None:
+            mine.discard(g)
+            if not mine:
+                del self.by_client[g.client]
+        g.client = None
 
 
 def guard_of(request: web.BaseRequest) -> Guard | None:

@@ -9,6 +9,11 @@ saw, so the entries to its left are whatever the client sent and prove nothing. 
 long, or an entry on that walk that is not an IP address, is ignored as a whole (the peer's address
 stays). With no trusted proxy (the default) the middleware is not installed and the headers mean
 nothing.
+
+A proxy's connections carry many clients' requests, so the per-address connection cap cannot count
+them at the TCP level: while a connection carries a forwarded client's request it counts for that
+client (`edge.Gate.claim`), and a client with `max_connections_per_ip` busy is answered 503 (the
+proxy's connection stays open for others).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from node.errors import Busy
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -26,6 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_HEADER = 1024  # characters of X-Forwarded-For (all its lines); a chain of a few proxies needs far less
 MAX_HOPS = 16
 PROTOCOLS = ("http", "https")
+BUSY = Busy("too many connections are busy with requests from your address: retry in a moment").to_dict()
 
 
 def _ip(text: str) -> IPAddress | None:
@@ -49,6 +57,9 @@ class TrustedProxies:
 
     def trusted(self, ip: IPAddress | None) -> bool:
         return ip is not None and any(ip in n for n in self.networks)
+
+    def trusted_peer(self, peer: str) -> bool:
+        return self.trusted(_ip(peer))
 
     def client(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
         """The client's address: the peer's, unless a trusted peer forwarded a valid chain."""
@@ -82,6 +93,8 @@ class TrustedProxies:
         """Runs first, so that every later middleware and handler sees the client's address in
         `request.remote` and the client's scheme in `request.secure`."""
 
+        from node.web.edge import guard_of  # edge's Gate imports this module
+
         @web.middleware
         async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
             peer = request.remote
@@ -90,8 +103,15 @@ class TrustedProxies:
             remote = self.client(peer, request.headers.getall("X-Forwarded-For", []))
             protos = request.headers.getall("X-Forwarded-Proto", [])
             scheme = self.scheme(peer, ",".join(protos) if protos else None, request.scheme)
-            if remote == peer and scheme == request.scheme:
-                return await handler(request)
-            return await handler(request.clone(remote=remote or "", scheme=scheme))
+            guard = guard_of(request) if remote and remote != peer else None
+            if guard is not None and not guard.gate.claim(guard, remote or ""):
+                return web.json_response(BUSY, status=503, headers={"Retry-After": "1"})
+            try:
+                if remote == peer and scheme == request.scheme:
+                    return await handler(request)
+                return await handler(request.clone(remote=remote or "", scheme=scheme))
+            finally:
+                if guard is not None:
+                    guard.gate.unclaim(guard)
 
         return forwarded
