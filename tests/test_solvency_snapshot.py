@@ -39,6 +39,7 @@ from node.solvency.trees import (
     maxwell_nonce,
 )
 from node.web.api.solvency import service
+from node.web.pages.solvency import MEMBER_ID_KEY
 from tests.apiclient import ApiClient, ApiError
 from tests.conftest import config_with
 from tests.test_api_support import ApiServer, api_server
@@ -387,7 +388,7 @@ async def as_member(request: web.Request, handler: Any) -> web.StreamResponse:
     """Stands in for the sign-in session: the member id the session middleware would set."""
     mid = request.headers.get("X-Test-Member")
     if mid:
-        request["member_id"] = int(mid)
+        request[MEMBER_ID_KEY] = int(mid)
     return await handler(request)
 
 
@@ -544,12 +545,13 @@ def test_member_page_takes_the_member_from_either_request_key() -> None:
     from aiohttp.test_utils import make_mocked_request
 
     from node.web.pages.solvency import signed_in_member
+    from node.web.session import SESSION_KEY
 
     r = make_mocked_request("GET", "/solvency/me")
     assert signed_in_member(r) is None
-    r["session"] = SimpleNamespace(member_id=None)  # an anonymous session
+    r[SESSION_KEY] = SimpleNamespace(member_id=None)  # type: ignore[assignment]  # an anonymous session
     assert signed_in_member(r) is None
-    r["session"] = SimpleNamespace(member_id=7)  # the pages' session middleware, signed in
+    r[SESSION_KEY] = SimpleNamespace(member_id=7)  # type: ignore[assignment]  # the session middleware, signed in
     assert signed_in_member(r) == 7
-    r["member_id"] = 9  # a middleware that sets the id directly wins
+    r[MEMBER_ID_KEY] = 9  # a middleware that sets the id directly wins
     assert signed_in_member(r) == 9

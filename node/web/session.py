@@ -62,8 +62,6 @@ PURGE_MS = 600_000  # expired rows are deleted at most every ten minutes
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPES = ("", "application/x-www-form-urlencoded", "multipart/form-data")
 BYPASS = ("/api/", "/static/")
-SESSION_KEY = "session"  # request["session"]: a plain name, other modules (proof of solvency) read it
-TRANSLATOR_KEY: Any = web.RequestKey("translator", object) if hasattr(web, "RequestKey") else "translator"
 
 
 class SecondFactor(Protocol):
@@ -126,6 +124,11 @@ class Session:
         if key in self.data:
             self.dirty = True
         return self.data.pop(key, None)
+
+
+SESSION_KEY = web.RequestKey("session", Session)  # the page's session; other modules (proof of solvency) read it
+TRANSLATOR_KEY = web.RequestKey("translator", Translator)
+PAGE_CONTEXT = web.RequestKey("page_context", dict)  # what every template of the request gets (`render`)
 
 
 class SessionStore:
@@ -275,8 +278,14 @@ def _context(request: web.Request, s: Session, _: Translator) -> dict[str, Any]:
     }
 
 
+def page_context(request: web.Request) -> dict[str, Any]:
+    """The context the session middleware gave the request's templates (empty outside the pages)."""
+    ctx: dict[str, Any] = request.get(PAGE_CONTEXT) or {}
+    return ctx
+
+
 def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
-    resp = aiohttp_jinja2.render_template(template, request, context, status=status)
+    resp = aiohttp_jinja2.render_template(template, request, {**page_context(request), **context}, status=status)
     resp.headers["Cache-Control"] = "no-store"  # pages carry personal data and CSRF tokens
     return resp
 
@@ -316,7 +325,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     _ = translator(pick_lang(request.cookies.get(LANG_COOKIE), request.headers.get("Accept-Language")))
     request[SESSION_KEY] = s
     request[TRANSLATOR_KEY] = _
-    request[aiohttp_jinja2.REQUEST_CONTEXT_KEY] = _context(request, s, _)
+    request[PAGE_CONTEXT] = _context(request, s, _)
     resp: web.StreamResponse
     try:
         check_request(request)  # the query and the path's parameters (a form's fields: in _csrf_ok)

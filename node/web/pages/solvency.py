@@ -6,7 +6,7 @@ the visitor pastes, on the member page from the proofs embedded in it. The serve
 needed: the point of the exercise is that members check it.
 
 The member page needs to know who is signed in. It asks :func:`signed_in_member`, which reads
-`request["member_id"]` when a middleware set it, else the pages' session (`request["session"]`,
+`request[MEMBER_ID_KEY]` when a middleware set it, else the pages' session (`request[SESSION_KEY]`,
 whose `member_id` the session middleware fills in); nothing else of the sign-in machinery is used,
 so the page works with any middleware that sets one of the two.
 """
@@ -21,15 +21,16 @@ from aiohttp import web
 from node.solvency.service import SnapshotNotFound
 from node.web.api import EXCHANGE
 from node.web.api.solvency import service
+from node.web.session import SESSION_KEY, page_context
 
-MEMBER_ID_KEY = "member_id"
+MEMBER_ID_KEY = web.RequestKey("member_id", int)
 
 
 def signed_in_member(request: web.Request) -> int | None:
     """The signed-in member's id, or None for a visitor."""
     mid = request.get(MEMBER_ID_KEY)
     if mid is None:
-        mid = getattr(request.get("session"), "member_id", None)
+        mid = getattr(request.get(SESSION_KEY), "member_id", None)
     return mid if isinstance(mid, int) and not isinstance(mid, bool) else None
 
 
@@ -53,7 +54,7 @@ async def public(request: web.Request) -> web.Response:
         "rows": rows,
         "interval_hours": ex.config.solvency.interval_hours,
     }
-    return aiohttp_jinja2.render_template("solvency.html", request, ctx)
+    return aiohttp_jinja2.render_template("solvency.html", request, {**page_context(request), **ctx})
 
 
 async def member(request: web.Request) -> web.Response:
@@ -62,13 +63,14 @@ async def member(request: web.Request) -> web.Response:
     mid = signed_in_member(request)
     ctx: dict[str, Any] = {"exchange": ex.config.name, "signed_in": mid is not None, "snapshot": None, "proofs": []}
     if mid is None:
-        return aiohttp_jinja2.render_template("solvency_member.html", request, ctx, status=401)
+        return aiohttp_jinja2.render_template("solvency_member.html", request, {**page_context(request), **ctx},
+                                              status=401)
     try:
         doc = await service(request.app).proofs(mid)
         ctx.update(snapshot=doc["snapshot"], proofs=doc["proofs"])
     except SnapshotNotFound:
         pass
-    resp = aiohttp_jinja2.render_template("solvency_member.html", request, ctx)
+    resp = aiohttp_jinja2.render_template("solvency_member.html", request, {**page_context(request), **ctx})
     resp.headers["Cache-Control"] = "no-store"  # a member's balances: never kept by a shared cache
     return resp
 

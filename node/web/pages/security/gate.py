@@ -10,7 +10,6 @@ import datetime as dt
 import secrets
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from node.clock import now_ms
@@ -30,7 +29,16 @@ from node.web.api import EXCHANGE
 from node.web.forms import GENERAL, Form
 from node.web.pages.common import MEMBERS
 from node.web.pages.security.common import DEVICE_COOKIE, DEVICE_DAYS, PUBLIC_FORMS, PUBLIC_PREFIXES, SECURITY
-from node.web.session import SESSION_KEY, Handler, Session, error_page, render, set_cookie, translator_of
+from node.web.session import (
+    PAGE_CONTEXT,
+    SESSION_KEY,
+    Handler,
+    Session,
+    error_page,
+    render,
+    set_cookie,
+    translator_of,
+)
 
 
 def _hhmm(ms: int) -> str:
@@ -61,7 +69,7 @@ def _public_form(path: str) -> str | None:
 
 
 async def _page(request: web.Request, handler: Handler, sec: Security, s: Session) -> web.StreamResponse:
-    ctx = request.get(aiohttp_jinja2.REQUEST_CONTEXT_KEY)
+    ctx = request.get(PAGE_CONTEXT)
     pending = s.data.get("pending_login")
     who = s.member_id if s.member_id is not None else (
         int(pending["member"]) if isinstance(pending, dict) and str(pending.get("member", "")).isdigit() else None)
