@@ -33,9 +33,10 @@ def _case(column: str, codes: dict[str, int]) -> str:
 
 
 #: An SQL expression (SQLite and PostgreSQL) of a row's side, type, time in force and triggered flag
-#: as one small int, a key of ``_BY_CODE`` (64 and more: a value no order may have). A database
-#: hands out a fresh string object per text column and row; a small int is a shared object, and
-#: one dict look-up replaces a tuple of three strings to hash (~15% of the read at 1M orders).
+#: as one small int, a key of ``_BY_CODE`` if an order may rest with it (64 and more: a value no
+#: order may have). A database hands out a fresh string object per text column and row; a small int
+#: is a shared object, and one dict look-up replaces a tuple of three strings to hash (~15% of the
+#: read at 1M orders).
 KIND_SQL: Final = (f"({_case('side', _SIDE_CODES)} + {_case('ord_type', _TYPE_CODES)} + {_case('tif', _TIF_CODES)}"
                    " + CASE triggered WHEN 0 THEN 0 ELSE 32 END)")
 #: ``LOAD_COLUMNS`` with side, type, time in force and triggered read as one ``KIND_SQL``: what
@@ -43,7 +44,9 @@ KIND_SQL: Final = (f"({_case('side', _SIDE_CODES)} + {_case('ord_type', _TYPE_CO
 CODED_COLUMNS: Final = ("id", "member_id", KIND_SQL, "price", "volume", "remaining", "stop_price", "funds",
                         "funds_used", "trades_count", "seq")  # fmt: skip
 _BY_CODE: Final = {_SIDE_CODES[k[0]] + _TYPE_CODES[k[1]] + _TIF_CODES[k[2]] + 32 * k[3]: kind
-                   for k, kind in _KINDS.items()}  # fmt: skip
+                   for k, kind in _KINDS.items() if kind.ord_type != MARKET}  # fmt: skip
+#: The kinds an order may rest with (no MARKET order rests): one look-up both finds and checks a row's.
+_RESTING: Final = {k: kind for k, kind in _KINDS.items() if kind.ord_type != MARKET}
 
 _new = object.__new__
 #: True when compiled by mypyc (native classes cannot be made with ``object.__new__``).
@@ -134,16 +137,19 @@ class Loader:
     ``restore``, so an error leaves the engine empty. Sides, types and times in force become the
     shared ``Kind`` of each combination (node/market/order.py); equal prices, volumes and members
     share one int object, and so do an unfilled order's volume and remaining: rows read from a
-    database carry a fresh object for each, which would otherwise cost ~200 bytes per order.
+    database carry a fresh object for each, which would otherwise cost ~200 bytes per order
+    (members in a dict of their own and prices through their level: look-ups in small dicts are
+    cheaper than in one large one; compiled, an Order holds its ints unboxed and shares nothing).
     """
 
-    __slots__ = ("e", "ints", "orders", "bid_levels", "ask_levels", "stops", "n", "last_seq", "in_order")
+    __slots__ = ("e", "ints", "members", "orders", "bid_levels", "ask_levels", "stops", "n", "last_seq", "in_order")
 
     def __init__(self, e: Engine) -> None:
         if e._orders:
             raise EngineError("load() rebuilds an empty engine; use restore() to add to a book")
         self.e = e
         self.ints: dict[int, int] = {}
+        self.members: dict[int, int] = {}
         self.orders: dict[int, Order] = {}
         self.bid_levels: dict[int, Level] = {}
         self.ask_levels: dict[int, Level] = {}
@@ -174,9 +180,11 @@ class Loader:
 
     def _add(self, rows: Iterable[Sequence[Any]], coded: bool) -> None:
         new = _new
-        kinds = _KINDS
+        native = _NATIVE
+        kinds = _RESTING
         by_code = _BY_CODE
         share = self.ints.setdefault
+        member_of = self.members.setdefault
         orders = self.orders
         bid_levels = self.bid_levels
         ask_levels = self.ask_levels
@@ -207,11 +215,11 @@ class Loader:
                 raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
             if coded:
                 kind = by_code.get(code)
-                if kind is None or kind.ord_type == MARKET:
+                if kind is None:
                     raise InvalidOrder(f"order {oid} cannot rest: bad side, type or time in force (kind code {code!r})")
             else:
                 kind = kinds.get((side, ord_type, tif, bool(triggered)))
-            if kind is None or kind.ord_type == MARKET:
+            if kind is None:
                 if side not in SIDES:
                     raise InvalidOrder(f"order {oid} has a bad side {side!r}")
                 if tif not in TIFS:
@@ -223,21 +231,26 @@ class Loader:
             else:
                 key = -price
                 levels = ask_levels
-            volume = share(volume, volume)
-            if remaining == volume:
-                remaining = volume
-            if _NATIVE:
+            lv = levels.get(key)
+            if native:  # a compiled Order holds its ints unboxed: nothing to share
                 o = Order(oid, member, kind.side, kind.ord_type, price, volume, kind.tif, stop_price, funds)
             else:
+                # An order joining a level shares the price int of the level's orders: the level is
+                # looked up anyway, where sharing through ``ints`` would be one more large dict.
+                if lv is not None:
+                    price = lv.tail.price
+                volume = share(volume, volume)
+                if remaining == volume:
+                    remaining = volume
                 o = new(Order)
                 o.id = oid
+                o.member_id = member_of(member, member)
+                o.price = price
                 o.volume = volume
                 o.stop_price = stop_price
                 o.funds = funds
                 o.state = WAIT
             o.kind = kind
-            o.member_id = share(member, member)
-            o.price = price = share(price, price)
             o.remaining = remaining
             o.funds_used = used
             o.trades_count = ntrades
@@ -254,7 +267,6 @@ class Loader:
                     raise InvalidOrder(f"order {oid} has no priority sequence")
                 in_order = False
             last_seq = seq
-            lv = levels.get(key)
             if lv is None:
                 levels[key] = Level(o, remaining)
             else:
@@ -276,6 +288,7 @@ class Loader:
         orders, stops = self.orders, self.stops
         bid_levels, ask_levels, last_seq = self.bid_levels, self.ask_levels, self.last_seq
         self.ints = {}
+        self.members = {}
         if len(orders) != self.n:
             raise DuplicateOrder("the rows hold the same order id twice")
         if not self.in_order:  # rare: relink the levels from the orders sorted by seq
