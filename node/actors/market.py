@@ -23,6 +23,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from node.actors import shards
@@ -144,9 +145,12 @@ class MarketActor(Actor[Any]):
         live: dict[int, int] = {}
         loader = Loader(engine)
         n = len(CODED_COLUMNS)
+        coded = itemgetter(slice(0, n))
         resting = 0
         async for page in self.store.pages(RECOVER_SQL, m.id):
-            loader.add_coded([r[:n] for r in page])
+            # Each row's head made as the loader takes it (in C, and freed before the next): half
+            # the cost of a list of them made first.
+            loader.add_coded(map(coded, page))
             for r in page:  # live_of, inlined: a call per order is a fifth of the recovery's time
                 locked, born, intake = r[n], r[n + 1], r[n + 2]
                 if (born | intake) >> BITS or locked < 0:
