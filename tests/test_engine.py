@@ -13,6 +13,7 @@ import node.market.engine
 from node.market import (
     BUY,
     CANCEL,
+    CODED_COLUMNS,
     DONE,
     FOK,
     GTC,
@@ -817,8 +818,6 @@ def _coded(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     """The rows as a real SQLite reads them back in CODED_COLUMNS (KIND_SQL evaluated by SQLite)."""
     import sqlite3
 
-    from node.market import CODED_COLUMNS
-
     db = sqlite3.connect(":memory:")
     try:
         db.execute(f"CREATE TABLE orders ({', '.join(LOAD_COLUMNS)})")
@@ -928,6 +927,36 @@ def test_loader_refuses_a_duplicate_across_pages() -> None:
     with pytest.raises(EngineError):
         loader.install()
     assert len(e) == 0
+
+
+def test_loader_takes_pages_lazily_and_shares_ints_across_them() -> None:
+    """Pages given as one-shot iterators over wider rows (as the market actor hands each row's head
+    to the loader): the same book as one load, and in the pure build an order shares its level's
+    price and its member's int with the orders of earlier pages."""
+    from operator import itemgetter
+
+    def row(oid: int, side: str, price: int, seq: int, remaining: int = 1) -> tuple[object, ...]:
+        # ints above the interpreter's cached small ones, fresh per row as a database's are
+        return _row(oid, side, 100_000 + price, seq, remaining=int(str(remaining)), member_id=int("70000"),
+                    volume=int("5000000"))  # fmt: skip
+
+    rows = [row(1, BUY, 0, seq=1, remaining=5_000_000), row(2, SELL, 1, seq=2), row(3, BUY, 0, seq=3),
+            row(4, BUY, -1, seq=4), row(5, SELL, 1, seq=5, remaining=3)]  # fmt: skip
+    whole = Engine("btcusd")
+    whole.load(rows)
+    paged = Engine("btcusd")
+    loader = Loader(paged)
+    head = itemgetter(slice(0, len(CODED_COLUMNS)))
+    wide = [(*r, "the caller's", 0) for r in _coded(rows)]
+    loader.add_coded(map(head, wide[:2]))
+    loader.add_coded(map(head, wide[2:]))
+    loader.install()
+    assert paged.state_hash() == whole.state_hash() and paged.next_seq == whole.next_seq == 6
+    paged.check_consistency()
+    o = paged._orders
+    if not COMPILED:  # (compiled, an Order holds its ints unboxed)
+        assert o[3].price is o[1].price and o[5].price is o[2].price and o[3].member_id is o[1].member_id
+        assert o[1].remaining is o[1].volume
 
 
 def _resting(oid: int, side: str, price: int, seq: int) -> Order:
