@@ -79,7 +79,7 @@ class Guard(asyncio.Protocol):
     """One client connection: aiohttp's protocol behind a gatekeeper that counts it, times its
     request headers and can push it out while it is idle."""
 
-    __slots__ = ("gate", "inner", "transport", "ip", "busy", "admitted", "timer", "client")
+    __slots__ = ("gate", "inner", "transport", "ip", "busy", "admitted", "timer", "client", "due")
 
     def __init__(self, gate: Gate, inner: asyncio.Protocol) -> None:
         self.gate = gate
@@ -90,6 +90,7 @@ class Guard(asyncio.Protocol):
         self.admitted = False
         self.timer: asyncio.TimerHandle | None = None
         self.client: str | None = None  # on a trusted proxy's connection: whose request it carries now
+        self.due: float | None = None  # when the headers' clock runs out; None: it is not running
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
@@ -108,7 +109,7 @@ class Guard(asyncio.Protocol):
             return
         if not self.busy:
             self.gate.touch(self)
-            if self.timer is None:
+            if self.due is None:
                 self._clock()
         self.inner.data_received(data)
 
@@ -116,6 +117,7 @@ class Guard(asyncio.Protocol):
         return self.inner.eof_received() if self.admitted else None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.due = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -133,19 +135,31 @@ class Guard(asyncio.Protocol):
     # -- what the middleware tells it --
     def begin(self) -> None:
         self.busy = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.due = None  # the timer stays armed: `_late` finds the clock stopped (see `_clock`)
 
     def end(self) -> None:
         self.busy = False
         self.gate.touch(self)
 
     def _clock(self) -> None:
-        self.timer = asyncio.get_running_loop().call_later(self.gate.header_timeout, self._late)
+        """Start the headers' clock. The timer is lazy: it is armed once and, when it fires, re-armed
+        for the clock's current deadline, so a keep-alive connection's requests cost no timer each
+        (a loop timer armed and cancelled per request is a few microseconds of a small request)."""
+        loop = asyncio.get_running_loop()
+        self.due = loop.time() + self.gate.header_timeout
+        if self.timer is None:
+            self.timer = loop.call_at(self.due, self._late)
 
     def _late(self) -> None:
         self.timer = None
+        due = self.due
+        if due is None:  # stopped (inside a request): the next request's first bytes start it again
+            return
+        loop = asyncio.get_running_loop()
+        if due > loop.time():  # restarted since this timer was armed: wait for the new deadline
+            self.timer = loop.call_at(due, self._late)
+            return
+        self.due = None
         if not self.busy and self.transport is not None and not self.transport.is_closing():
             self.gate.quiet.warn(log, "closed a connection from %s: no complete request headers within %d s",
                                  shown(self.ip), self.gate.header_timeout)
