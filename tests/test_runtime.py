@@ -227,6 +227,31 @@ async def test_ask_uses_the_actors_default_timeout(make: Callable[..., Doubler])
     await actor.stop()
 
 
+async def test_asks_made_over_time_each_time_out_at_their_own_deadline(make: Callable[..., Doubler]) -> None:
+    """One watch serves every ask with the default timeout: each still gets Timeout on time, in the
+    order made, and answered asks are not kept once their batch is answered."""
+    actor = make(ask_timeout=0.2)
+    await actor.start()
+    assert await actor.ask(1) == 2
+    assert len(actor._asks) == 0
+    actor.gate.clear()  # the next batch hangs
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = asyncio.create_task(actor.ask(2))
+    await asyncio.sleep(0.1)
+    second = asyncio.create_task(actor.ask(3))
+    with pytest.raises(Timeout):
+        await first
+    assert 0.15 <= loop.time() - started < 0.28 and not second.done()
+    with pytest.raises(Timeout):
+        await second
+    assert 0.25 <= loop.time() - started < 0.4
+    actor.gate.set()
+    assert await actor.ask(4) == 8  # the late answers to 2 and 3 are dropped quietly
+    assert len(actor._asks) == 0
+    await actor.stop()
+
+
 async def test_exchange_error_goes_to_its_asker_only(make: Callable[..., Doubler]) -> None:
     actor = make()
     answers = await ask_before_start(actor, [1, "reject", 3])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -63,6 +64,8 @@ class Actor(Generic[M]):
         self.on_commit: Callable[[float], None] | None = None
         """Told each committed batch's duration in seconds (its handling and write; a pipelined
         actor's write alone): /metrics' batch commit latency."""
+        self._asks: deque[tuple[float, asyncio.Future[Any]]] = deque()  # (deadline, future), in ask order
+        self._watch: asyncio.TimerHandle | None = None
 
     # -- what subclasses provide ------------------------------------------------------------------
     async def recover(self) -> None:
@@ -123,12 +126,32 @@ class Actor(Generic[M]):
             self.mailbox.put_nowait(Envelope(msg, fut))
         except asyncio.QueueFull:
             raise Busy(f"{self.name} is busy, try again later") from None
-        # One timer and one future per ask (cheaper than wait_for + shield on this hot path).
-        timer = loop.call_later(timeout or self.ask_timeout, _expire, fut, self.name)
+        if timeout is None or timeout == self.ask_timeout:
+            # The usual timeout: one watch over every ask in flight (`_expire_asks`) instead of a
+            # loop timer armed and cancelled per ask, which costs more than the future it guards.
+            self._asks.append((loop.time() + self.ask_timeout, fut))
+            if self._watch is None:
+                self._watch = loop.call_at(self._asks[0][0], self._expire_asks)
+            return await fut
+        timer = loop.call_later(timeout, _expire, fut, self.name)
         try:
             return await fut
         finally:
             timer.cancel()
+
+    def _expire_asks(self) -> None:
+        """The asks whose deadline passed are answered Timeout; then the watch waits for the next one.
+
+        Asks are kept in the order they were made, all with the same timeout, so their deadlines
+        rise: those at the front are the first due. Answered ones leave as their batch is answered
+        (`_answer`), so the queue holds about what is in flight."""
+        self._watch = None
+        asks = self._asks
+        now = asyncio.get_running_loop().time()
+        while asks and (asks[0][1].done() or asks[0][0] <= now):
+            _expire(asks.popleft()[1], self.name)
+        if asks:
+            self._watch = asyncio.get_running_loop().call_at(asks[0][0], self._expire_asks)
 
     async def ask_later(self, msg: M, timeout: float | None = None) -> asyncio.Future[Any]:
         """Like ask, but waits for room in the mailbox instead of refusing, and returns the answer's
@@ -179,6 +202,9 @@ class Actor(Generic[M]):
             await self._task
         except asyncio.CancelledError:
             pass
+        if self._watch is not None:  # every ask is answered by now
+            self._watch.cancel()
+            self._watch = None
         await self.on_stop()
 
     async def _supervise(self) -> None:
@@ -309,6 +335,12 @@ class Actor(Generic[M]):
                     f"{self.name} failed and is restarting; retry (if the database connection was lost while "
                     "committing, the request may have been done: resend orders with the same client_id)"))
             self.mailbox.task_done()
+        self._forget_answered()
+
+    def _forget_answered(self) -> None:
+        asks = self._asks
+        while asks and asks[0][1].done():  # answered: no longer watched (see `_expire_asks`)
+            asks.popleft()
 
     def _answer(self, batch: list[Envelope[M]], results: list[Any]) -> None:
         for env, res in zip(batch, results, strict=True):
@@ -319,5 +351,6 @@ class Actor(Generic[M]):
                 else:
                     fut.set_result(res)
             self.mailbox.task_done()
+        self._forget_answered()
         self.processed += len(batch)
         self.batches += 1
