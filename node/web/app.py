@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from aiohttp.typedefs import Middleware
 
 from node.errors import ExchangeError, RateLimited, Unavailable
 from node.resources import templates_dir
+from node.security import audit
 from node.services import Services
 from node.web import (
     api,
@@ -38,6 +40,7 @@ from node.web.pages import orders as pages_orders
 from node.web.pages import security as pages_security
 from node.web.pages import solvency as pages_solvency
 from node.web.pages.security import gate as security_gate
+from node.web.pages.security.gate import api_origin
 from node.web.ratelimit import RateLimiter
 from node.web.session import SessionStore
 from node.web.session import middleware as page_sessions
@@ -54,22 +57,28 @@ async def errors(request: web.Request, handler: api.Handler) -> web.StreamRespon
     """Every ExchangeError becomes Peatio's envelope; anything else a logged 500 without internals."""
     try:
         return await handler(request)
-    except ExchangeError as e:
+    except Exception as e:
+        return error_answer(request, e)
+
+
+def error_answer(request: web.Request, e: Exception) -> web.StreamResponse:
+    """The answer to what a handler raised (`errors`); a page's HTTP exception is raised again, for
+    aiohttp (or the pages' middleware) to answer."""
+    if isinstance(e, ExchangeError):
         resp = api.json_response(e.to_dict(), status=e.status)
         if isinstance(e, RateLimited):
             resp.headers["Retry-After"] = str(e.retry_after)
         return resp
-    except web.HTTPException as e:
+    if isinstance(e, web.HTTPException):
         if request.path.startswith("/api/") and e.status >= 400:
             code = 1001 if e.status < 500 else 3000
             return api.json_response({"error": {"code": code, "message": e.reason}}, status=e.status)
-        raise
-    except Exception as e:
-        if store_unreachable(e):
-            log.warning("storage unreachable on %s %s: %r", request.method, shown(request.path, 200), e)
-            return api.json_response(Unavailable("storage is unreachable, retry (a request cut off while committing may have been done: resend orders with the same client_id)").to_dict(), status=503)
-        log.exception("unhandled error on %s %s", request.method, shown(request.path, 200))
-        return api.json_response({"error": {"code": 3000, "message": "internal error"}}, status=500)
+        raise e
+    if store_unreachable(e):
+        log.warning("storage unreachable on %s %s: %r", request.method, shown(request.path, 200), e)
+        return api.json_response(Unavailable("storage is unreachable, retry (a request cut off while committing may have been done: resend orders with the same client_id)").to_dict(), status=503)
+    log.exception("unhandled error on %s %s", request.method, shown(request.path, 200), exc_info=e)
+    return api.json_response({"error": {"code": 3000, "message": "internal error"}}, status=500)
 
 
 def store_unreachable(e: BaseException) -> bool:
@@ -89,22 +98,59 @@ def store_unreachable(e: BaseException) -> bool:
 
 @web.middleware
 async def security_headers(request: web.Request, handler: api.Handler) -> web.StreamResponse:
-    resp = await handler(request)
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    return secured(request, await handler(request))
+
+
+def secured(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """The security headers of every answer (`security_headers`)."""
+    h = resp.headers
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "same-origin")
     shard_node = request.get(api.SHARD_NODE)
     if shard_node:  # a signed API answer in a cluster: where the member's requests cost no bus hop
-        resp.headers["X-Shard-Node"] = shard_node
+        h["X-Shard-Node"] = shard_node
     if request.secure:  # HSTS only over TLS (RFC 6797 §7.2: a plain-HTTP answer must not carry it)
-        resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     if not request.path.startswith("/api/"):
-        resp.headers.setdefault(
+        h.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
             "frame-ancestors 'none'",
         )
     return resp
+
+
+def api_chain(page_chain: tuple[Middleware, ...]) -> tuple[Middleware, Callable[[web.Application], Awaitable[None]]]:
+    """The middleware chain of an API request, in one frame: `security_headers`, `errors`, the
+    edge's body limits and text checks (`edge.middleware`), and the audit origin (the security
+    gate's); then the route's handler. The sessions' middleware and the gate's page work (log-in
+    limits, two-factor prompts) have nothing to do for the API, and each middleware they skip is a
+    frame and a call per request. Every other request takes `page_chain`, the full chain.
+
+    A middleware added to the application after it was made (a test's stand-in for a session, say)
+    is never skipped: the chain checks at start that the application's middlewares are still
+    `page_chain` (the second function returned, for `on_startup`), and otherwise sends API
+    requests through them too."""
+    fast = [False]
+
+    async def check(app: web.Application) -> None:
+        fast[0] = [m for m in app.middlewares if m is not chain] == list(page_chain)
+
+    @web.middleware
+    async def chain(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+        if not fast[0] or not request.path.startswith("/api/"):
+            return await handler(request)
+        token = audit.set_origin(api_origin(request))
+        try:
+            resp = await edge.middleware(request, request.match_info.handler)
+        except Exception as e:
+            resp = error_answer(request, e)
+        finally:
+            audit.reset_origin(token)
+        return secured(request, resp)
+
+    return chain, check
 
 
 @dataclass(frozen=True)
@@ -127,11 +173,14 @@ def make_app(services: Services, parts: WebParts, *, ops_routes: bool = True) ->
     # security_gate runs inside the sessions' middleware: after the CSRF check, with the session known
     exchange = services.exchange
     conf = exchange.config.http
-    middlewares: list[Middleware] = [security_headers, errors, edge.middleware, page_sessions, security_gate]
+    page_chain: list[Middleware] = [security_headers, errors, edge.middleware, page_sessions, security_gate]
     proxies = TrustedProxies(conf.trusted_proxies)
     if proxies:  # first: every later middleware and handler sees the client's address and scheme
-        middlewares.insert(0, proxies.middleware())
-    app = web.Application(middlewares=middlewares, client_max_size=conf.upload_body_max)
+        page_chain.insert(0, proxies.middleware())
+    fast, check = api_chain(tuple(page_chain))
+    first = 1 if proxies else 0  # the API's chain runs right after the proxies' middleware
+    app = web.Application(middlewares=[*page_chain[:first], fast, *page_chain[first:]], client_max_size=conf.upload_body_max)
+    app.on_startup.append(check)
     app[edge.CONF] = conf
     edge.quiet_malformed()
     app[api.EXCHANGE] = exchange

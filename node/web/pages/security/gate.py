@@ -50,16 +50,23 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Origin of the request for the audit log; form limits, log-in lockouts and log-in auditing."""
     s: Session | None = request.get(SESSION_KEY)
     api = request.path.startswith("/api/")
-    lang = translator_of(request).lang if s is not None else "en"
-    token = audit.set_origin(audit.Origin(
-        ip=request.remote or "", user_agent=request.headers.get("User-Agent", "")[:256], channel="api" if api else "web",
-        actor_id=s.member_id if s is not None else None, actor=s.email if s is not None else "", lang=lang))
+    if api or s is None:
+        origin = api_origin(request, "api" if api else "web")
+    else:
+        origin = audit.Origin(ip=request.remote or "", user_agent=request.headers.get("User-Agent", "")[:256],
+                              channel="web", actor_id=s.member_id, actor=s.email, lang=translator_of(request).lang)
+    token = audit.set_origin(origin)
     try:
         if api or s is None or SECURITY not in request.app:
             return await handler(request)
         return await _page(request, handler, request.app[SECURITY], s)
     finally:
         audit.reset_origin(token)
+
+
+def api_origin(request: web.Request, channel: str = "api") -> audit.Origin:
+    """The audit origin of a request without a session (every API request): address and user agent."""
+    return audit.Origin(ip=request.remote or "", user_agent=request.headers.get("User-Agent", "")[:256], channel=channel)
 
 
 def _public_form(path: str) -> str | None:
