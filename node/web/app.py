@@ -30,6 +30,7 @@ from node.web.api import KEYS, TONCES
 from node.web.api import funds as api_funds
 from node.web.api import marketdata as api_marketdata
 from node.web.api import solvency as api_solvency
+from node.web.api.common import SECURITY_HEADERS
 from node.web.auth import Authenticator, TonceActor
 from node.web.forwarded import TrustedProxies
 from node.web.inputs import shown
@@ -104,9 +105,8 @@ async def security_headers(request: web.Request, handler: api.Handler) -> web.St
 def secured(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
     """The security headers of every answer (`security_headers`)."""
     h = resp.headers
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Referrer-Policy", "same-origin")
+    for name, value in SECURITY_HEADERS.items():
+        h.setdefault(name, value)
     shard_node = request.get(api.SHARD_NODE)
     if shard_node:  # a signed API answer in a cluster: where the member's requests cost no bus hop
         h["X-Shard-Node"] = shard_node
