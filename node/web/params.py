@@ -336,6 +336,14 @@ class Params(Mapping[str, ParamValue]):
     def __getitem__(self, key: str) -> ParamValue:
         return self._data[key]
 
+    # The dict's own: Mapping's would go through __getitem__ and a KeyError for every absent key
+    # (`"signature" in params` on each public request).
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 
