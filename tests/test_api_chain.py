@@ -5,6 +5,7 @@ origin is set for the handler; and a middleware added to the application later i
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,6 +75,7 @@ async def answers(base: str) -> list[tuple[int, dict[str, str], bytes]]:
             async with http.request(method, base + path, **kw) as r:
                 body = await r.read()
                 headers = {k: v for k, v in r.headers.items() if k not in IGNORED and not k.startswith("Set-Cookie")}
+                body = re.sub(rb'"timestamp":\d+', b'"timestamp":0', body)  # the two runs may straddle a second
                 out.append((r.status, headers, body if path.startswith("/api/") else b""))
     return out
 
