@@ -54,6 +54,10 @@ class MarketRef(Protocol):
 
     async def put(self, msg: Any) -> None: ...
 
+    async def put_all(self, msgs: Sequence[Any]) -> None:
+        """`put` for several, in order (to a remote market: one message)."""
+        ...
+
 
 def order_row_view(r: Mapping[str, Any]) -> dict[str, Any]:
     """An order as the store holds it, in the shape the web layer formats."""
@@ -272,38 +276,37 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
                 results[i] = settled
         by_id = {row[0]: row[2] for row in order_rows}
         if accepted:
-            # Local mailboxes with room take theirs at once. The rest are handed over all together:
-            # a remote market's publisher confirms then overlap (they are sent in order on one
-            # channel). Once one order of a market waits, the later ones of that market wait behind
-            # it, so every market still sees its orders in order.
-            waiting: list[NewOrder] = []
-            slow: set[str] = set()
+            # Local mailboxes with room take theirs at once. The rest are handed over all together,
+            # each market's in one `put_all` (one bus message for a remote market). Once one order
+            # of a market waits, the later ones of that market wait behind it, so every market still
+            # sees its orders in order.
+            waiting: dict[str, list[NewOrder]] = {}
             for o in accepted:
                 market = by_id[o.id]
                 ref = self.markets.get(market)
                 if ref is None:  # not running anywhere reachable now: its next owner takes it from the store
                     log.warning("order %d accepted while market %s has no owner here; it waits in the store", o.id, market)
                     continue
-                if market in slow or not ref.offer(o):
-                    slow.add(market)
-                    waiting.append(o)
-            outcomes = await asyncio.gather(*(self._hand_over(by_id[o.id], o) for o in waiting),
+                if market in waiting or not ref.offer(o):
+                    waiting.setdefault(market, []).append(o)
+            outcomes = await asyncio.gather(*(self._hand_over(market, orders) for market, orders in waiting.items()),
                                             return_exceptions=True)
-            for o, handed in zip(waiting, outcomes, strict=True):
+            for (market, orders), handed in zip(waiting.items(), outcomes, strict=True):
                 if isinstance(handed, ExchangeError):
-                    # Committed already: the order is accepted whatever happens to the hand-over; the
-                    # market's pending sweep will take it from the store.
-                    log.warning("order %d accepted but not handed to its market (%s); the sweep will",
-                                o.id, handed.message)
+                    # Committed already: the orders are accepted whatever happens to the hand-over;
+                    # the market's pending sweep will take them from the store.
+                    log.warning("%d orders accepted but not handed to market %s (%s); the sweep will",
+                                len(orders), market, handed.message)
                 elif isinstance(handed, BaseException):
-                    log.error("order %d: hand-over failed (%r); the sweep will take it", o.id, handed)
+                    log.error("%d orders: hand-over to %s failed (%r); the sweep will take them",
+                              len(orders), market, handed)
         return results
 
-    async def _hand_over(self, market: str, order: NewOrder) -> None:
+    async def _hand_over(self, market: str, orders: list[NewOrder]) -> None:
         ref = self.markets.get(market)
         if ref is None:
             raise Unavailable(f"market {market} has no owner reachable from here")
-        await ref.put(order)
+        await ref.put_all(orders)
 
     def _decide(
         self,

@@ -436,6 +436,10 @@ class MarketActor(Actor[Any]):
             self.inbox.add(msg.id)
         await super().put(msg)
 
+    async def put_all(self, msgs: Sequence[Any]) -> None:
+        for msg in msgs:
+            await self.put(msg)
+
     async def ask(self, msg: Any, timeout: float | None = None) -> Any:
         if isinstance(msg, NewOrder):
             self.inbox.add(msg.id)

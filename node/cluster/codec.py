@@ -2,11 +2,16 @@
 
 Errors travel as their code, class and message, and become the same ExchangeError subclass on the
 asking node, so an API client cannot tell whether its market is local or remote.
+
+Several messages for one queue travel as one body, a JSON list (`join_messages`, `decode_messages`):
+one broker message, publish and acknowledgement for what one batch sent there. Their answers come
+back as one list too (`encode_results`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -39,8 +44,22 @@ def encode_message(msg: Any) -> bytes:
     return orjson.dumps({"t": name, **dataclasses.asdict(msg)})
 
 
+def join_messages(bodies: Sequence[bytes]) -> bytes:
+    """Encoded messages as one body, a list (each body from `encode_message`)."""
+    return b"[" + b",".join(bodies) + b"]"
+
+
 def decode_message(body: bytes) -> Any:
+    return _message(orjson.loads(body))
+
+
+def decode_messages(body: bytes) -> list[Any]:
+    """The messages of a body: one (`encode_message`) or a list (`join_messages`)."""
     data = orjson.loads(body)
+    return [_message(d) for d in data] if isinstance(data, list) else [_message(data)]
+
+
+def _message(data: dict[str, Any]) -> Any:
     cls = MESSAGES[data.pop("t")]
     if cls is SubmitOrders:  # the one message that nests others
         data["orders"] = [OrderRequest(**o) for o in data["orders"]]
@@ -51,14 +70,31 @@ def decode_message(body: bytes) -> Any:
 
 
 def encode_result(result: Any) -> bytes:
+    return orjson.dumps(_result(result))
+
+
+def encode_results(results: Sequence[Any]) -> bytes:
+    """The answers to a list of requests, in their order."""
+    return orjson.dumps({"many": [_result(r) for r in results]})
+
+
+def _result(result: Any) -> dict[str, Any]:
     if isinstance(result, errors.ExchangeError):
-        return orjson.dumps({"error": {"type": type(result).__name__, "code": result.code, "message": result.message,
-                                       "status": result.status}})
-    return orjson.dumps({"ok": result})
+        return {"error": {"type": type(result).__name__, "code": result.code, "message": result.message,
+                          "status": result.status}}
+    return {"ok": result}
 
 
 def decode_result(body: bytes) -> Any:
-    data = orjson.loads(body)
+    return _from(orjson.loads(body))
+
+
+def decode_results(body: bytes) -> list[Any]:
+    """The answers of `encode_results`, in their requests' order."""
+    return [_from(d) for d in orjson.loads(body)["many"]]
+
+
+def _from(data: dict[str, Any]) -> Any:
     if "error" in data:
         e = data["error"]
         cls = ERRORS.get(e.get("type", ""), errors.ExchangeError)

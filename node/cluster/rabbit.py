@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aio_pika
@@ -38,7 +38,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from node.actors.market import MarketActor
 from node.actors.runtime import Actor
 from node.clock import now_ms
-from node.cluster.codec import decode_message, decode_result, encode_message, encode_result
+from node.cluster.codec import (
+    decode_message,
+    decode_messages,
+    decode_result,
+    encode_message,
+    encode_result,
+    join_messages,
+)
 from node.errors import ExchangeError, Timeout, Unavailable
 from node.events import EventBus
 
@@ -47,7 +54,7 @@ log = logging.getLogger(__name__)
 PREFETCH = 2_000
 HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
 EVENT_KEYS = ("market.*.status",)  # what every node always takes from the event exchange (halts: rare)
-HANDOVER_INFLIGHT = 2_000  # published, not yet confirmed by the broker
+HANDOVER_BATCH = 1_000  # accepted orders per hand-over message at most
 
 
 class RabbitLink:
@@ -68,8 +75,10 @@ class RabbitLink:
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(100_000)
-        self._handovers: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(HANDOVER_QUEUE)
-        self._inflight = asyncio.Semaphore(HANDOVER_INFLIGHT)
+        self._held: dict[str, list[bytes]] = {}  # accepted orders waiting to be published, by queue
+        self._held_count = 0
+        self._room = asyncio.Event()
+        self._senders: dict[str, asyncio.Task[None]] = {}  # the one publisher per queue with orders waiting
         self.handover_failures = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
@@ -106,7 +115,6 @@ class RabbitLink:
         self.bus.binder = self.bind_events
         self.bus.subscribe(self._on_local_event)
         self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
-        self._tasks.append(asyncio.create_task(self._publish_handovers(), name="handovers-out"))
         # Operator commands for this process (release, adopt): a queue of this boot's own, gone
         # with it, and commands expire unread within seconds. A command is done now or refused
         # now; a node that is down never finds an old command waiting when it comes back.
@@ -176,7 +184,7 @@ class RabbitLink:
         return f"exchange.{self.namespace}.market.{market}"
 
     async def close(self) -> None:
-        for t in [*self._tasks, *self._consumers.values()]:
+        for t in [*self._tasks, *self._consumers.values(), *self._senders.values()]:
             t.cancel()
         if self.conn is not None:
             await self.conn.close()
@@ -236,24 +244,42 @@ class RabbitLink:
             raise result
         return result
 
-    async def hand_over(self, market: str, msg: Any) -> None:
-        """Send an accepted order to its market without waiting for the broker's confirm.
+    async def hand_over(self, market: str, msgs: Sequence[Any]) -> None:
+        """Send accepted orders to their market without waiting for the broker's confirm.
 
-        The order is already durable (`pending` in the store), so its acceptance does not depend on
-        the bus: waiting here would only add the broker's fsync latency to every order. Messages
-        go out in this order and many confirms are awaited at once; one that fails is logged and
-        left to the market's pending sweep.
+        The orders are already durable (`pending` in the store), so their acceptance does not depend
+        on the bus: waiting here would only add the broker's latency to every order. They join what
+        waits for the market's queue; one publish per queue is in flight at a time, and what came
+        meanwhile goes in the next one, as one message (`_publish_handovers`): the busier the queue,
+        the bigger its messages, with no timer. A publish that fails is logged and left to the
+        market's pending sweep. Waits only while HANDOVER_QUEUE orders wait (back-pressure).
         """
-        await self._handovers.put((self.market_queue(market), encode_message(msg)))
+        while self._held_count >= HANDOVER_QUEUE:
+            self._room.clear()
+            await self._room.wait()
+        queue = self.market_queue(market)
+        self._held.setdefault(queue, []).extend(encode_message(m) for m in msgs)
+        self._held_count += len(msgs)
+        if queue not in self._senders:
+            self._senders[queue] = asyncio.create_task(self._publish_handovers(queue), name=f"handovers:{queue}")
 
-    async def _publish_handovers(self) -> None:
-        while True:
-            market, body = await self._handovers.get()
-            await self._inflight.acquire()
-            task = asyncio.create_task(self._publish_one(market, body))  # created in order: sent in order
-            task.add_done_callback(lambda _t: self._inflight.release())
+    async def _publish_handovers(self, queue: str) -> None:
+        """Publish what waits for `queue`, in order, one message (a list) at a time, until nothing
+        waits: later hand-overs join the list while a publish is in flight (natural batching)."""
+        try:
+            while held := self._held.get(queue):
+                bodies = held[:HANDOVER_BATCH]
+                del held[:HANDOVER_BATCH]
+                self._held_count -= len(bodies)
+                if self._held_count < HANDOVER_QUEUE:
+                    self._room.set()
+                await self._publish_one(queue, join_messages(bodies), len(bodies))
+        finally:
+            self._senders.pop(queue, None)
+            if not self._held.get(queue):
+                self._held.pop(queue, None)
 
-    async def _publish_one(self, queue: str, body: bytes) -> None:
+    async def _publish_one(self, queue: str, body: bytes, orders: int) -> None:
         try:
             if self._cmd is None or not self.connected:
                 raise ConnectionError("bus down")
@@ -262,9 +288,10 @@ class RabbitLink:
                 routing_key=queue, timeout=self.ask_timeout)
             self.published += 1
         except Exception as e:
-            self.handover_failures += 1
-            if self.handover_failures % 100 == 1:
-                log.warning("hand-over to %s failed (%r); the owner's sweep will take it", queue, e)
+            self.handover_failures += orders
+            if self.handover_failures % 100 < orders:
+                log.warning("hand-over of %d orders to %s failed (%r); the owner's sweep will take them",
+                            orders, queue, e)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         fut = self._waiting.get(message.correlation_id or "")
@@ -288,24 +315,43 @@ class RabbitLink:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _consume(self, actor: MarketActor, queue: aio_pika.abc.AbstractQueue) -> None:
-        """One loop, so messages reach the mailbox in queue order; each is acked after its commit."""
+        """One loop, so messages reach the mailbox in queue order (a list's in its order); each is
+        acked once every batch that took its messages committed."""
         async with queue.iterator() as it:
             async for message in it:
                 try:
-                    msg = decode_message(message.body)
+                    msgs = decode_messages(message.body)
                 except Exception:
                     log.exception("undecodable message on %s dropped", queue.name)
                     await message.reject(requeue=False)
                     continue
-                try:  # waits for room: a requeued message would lose its place in the queue
-                    pending = await actor.ask_later(msg, timeout=3600)
+                taken: list[asyncio.Future[Any]] = []
+                try:
+                    for msg in msgs:  # waits for room: a requeued message would lose its place in the queue
+                        taken.append(await actor.ask_later(msg, timeout=3600))
                 except ExchangeError as e:  # stopping: leave it in the queue for the market's next owner
-                    await message.nack(requeue=True)
+                    await message.nack(requeue=True)  # what went in already is taken once: a copy is dropped
                     log.warning("%s: %s; message requeued", actor.name, e.message)
                     await asyncio.sleep(0.05)
                     continue
-                pending.add_done_callback(lambda f, m=message: asyncio.ensure_future(self._settle(m, f)))  # type: ignore[misc]
                 self.consumed += 1
+                if len(taken) == 1:
+                    taken[0].add_done_callback(lambda f, m=message: asyncio.ensure_future(self._settle(m, f)))  # type: ignore[misc]
+                else:
+                    asyncio.ensure_future(self._settle_all(message, taken))
+
+    async def _settle_all(self, message: AbstractIncomingMessage, taken: list[asyncio.Future[Any]]) -> None:
+        """A list of hand-overs (no asker): acknowledged once all its orders' batches committed; if
+        one failed, the whole list comes again, and the orders the store says were taken already are
+        dropped as copies (MarketActor._intake_plan)."""
+        await asyncio.wait(taken)
+        try:
+            if any(_failed(f) for f in taken):
+                await message.nack(requeue=True)
+            else:
+                await message.ack()
+        except Exception:
+            log.exception("could not settle a market message; it will be redelivered")
 
     async def _settle(self, message: AbstractIncomingMessage, fut: asyncio.Future[Any]) -> None:
         """After the batch committed: answer the asker (if any), then acknowledge."""
@@ -458,6 +504,14 @@ class RabbitLink:
         self.bus.publish(message.routing_key or "", event)
 
 
+def _failed(fut: asyncio.Future[Any]) -> bool:
+    """The batch that took a message did not commit (a crash, the actor stopping): worth sending again."""
+    if fut.cancelled():
+        return True
+    exc = fut.exception()
+    return exc is not None and (isinstance(exc, Unavailable) or not isinstance(exc, ExchangeError))
+
+
 async def _close_quietly(channel: aio_pika.abc.AbstractRobustChannel) -> None:
     try:
         await asyncio.wait_for(channel.close(), 5)
@@ -475,13 +529,16 @@ class RemoteMarket:
         self.name = f"remote:{market}"
 
     def offer(self, msg: Any) -> bool:
-        """Always False, so the account actor hands the order over with `put`: that queues it for the
-        publisher (waiting only while HANDOVER_QUEUE orders are queued) and never awaits the broker's
-        confirm (see `RabbitLink.hand_over`)."""
+        """Always False, so the account actor hands its batch's orders over with `put_all`: that
+        queues them for the publisher (waiting only while HANDOVER_QUEUE orders are queued) and never
+        awaits the broker's confirm (see `RabbitLink.hand_over`)."""
         return False
 
     async def put(self, msg: Any) -> None:
-        await self.link.hand_over(self.market_id, msg)
+        await self.link.hand_over(self.market_id, [msg])
+
+    async def put_all(self, msgs: Sequence[Any]) -> None:
+        await self.link.hand_over(self.market_id, msgs)
 
     async def ask(self, msg: Any, timeout: float | None = None) -> Any:
         return await self.link.send(self.market_id, msg, reply=True, timeout=timeout)
