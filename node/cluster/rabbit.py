@@ -29,6 +29,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -38,12 +39,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from node.actors.market import MarketActor
 from node.actors.runtime import Actor
 from node.clock import now_ms
+from node.cluster.coalesce import Coalescer
 from node.cluster.codec import (
-    decode_message,
     decode_messages,
     decode_result,
+    decode_results,
     encode_message,
     encode_result,
+    encode_results,
     join_messages,
 )
 from node.errors import ExchangeError, Timeout, Unavailable
@@ -55,6 +58,7 @@ PREFETCH = 2_000
 HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
 EVENT_KEYS = ("market.*.status",)  # what every node always takes from the event exchange (halts: rare)
 HANDOVER_BATCH = 1_000  # accepted orders per hand-over message at most
+ASK_BATCH = 500  # requests to an account shard per message at most
 
 
 class RabbitLink:
@@ -73,12 +77,11 @@ class RabbitLink:
         self._events_exchange: aio_pika.abc.AbstractExchange | None = None
         self._events_in: aio_pika.abc.AbstractQueue | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
-        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._waiting: dict[str, asyncio.Future[Any] | list[asyncio.Future[Any]]] = {}
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(100_000)
-        self._held: dict[str, list[bytes]] = {}  # accepted orders waiting to be published, by queue
-        self._held_count = 0
-        self._room = asyncio.Event()
-        self._senders: dict[str, asyncio.Task[None]] = {}  # the one publisher per queue with orders waiting
+        # Accepted orders waiting to be published, by market queue; requests by account shard queue.
+        self._handovers = Coalescer(self._publish_handovers, most=HANDOVER_BATCH, limit=HANDOVER_QUEUE)
+        self._asks: Coalescer[_Ask] = Coalescer(self._publish_asks, most=ASK_BATCH, limit=HANDOVER_QUEUE)
         self.handover_failures = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
@@ -184,7 +187,9 @@ class RabbitLink:
         return f"exchange.{self.namespace}.market.{market}"
 
     async def close(self) -> None:
-        for t in [*self._tasks, *self._consumers.values(), *self._senders.values()]:
+        self._handovers.close()
+        self._asks.close()
+        for t in [*self._tasks, *self._consumers.values()]:
             t.cancel()
         if self.conn is not None:
             await self.conn.close()
@@ -194,13 +199,8 @@ class RabbitLink:
         return self.conn is not None and not self.conn.is_closed and self.conn.connected.is_set()
 
     # -- sending ----------------------------------------------------------------------------------
-    async def send(self, market: str, msg: Any, reply: bool = False, timeout: float | None = None, *,
-                   queue: str | None = None, expires: bool = False) -> Any:
-        """A message to a market's queue (or to `queue`), with its answer if `reply`. With `expires`
-        the message is dropped unread once the asker stopped waiting (broker expiry, and a deadline
-        the consumer checks): a request that timed out is never done later. Such a request is worth
-        nothing after its asker's timeout, so it is sent transient and unconfirmed: a message the
-        broker loses is a timeout, as a lost answer would be."""
+    async def send(self, market: str, msg: Any, reply: bool = False, timeout: float | None = None) -> Any:
+        """A message to a market's queue (persistent, confirmed), with its answer if `reply`."""
         if self._cmd is None or not self.connected:
             raise Unavailable("the message bus is unreachable; nothing was sent, retry")
         wait = timeout or self.ask_timeout
@@ -209,23 +209,16 @@ class RabbitLink:
         if corr is not None:
             fut = asyncio.get_running_loop().create_future()
             self._waiting[corr] = fut
-        headers: dict[str, Any] = {"from": self.node}
-        if expires:
-            headers["deadline"] = now_ms() + int(wait * 1000)
         message = aio_pika.Message(
             encode_message(msg),
-            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT if expires else aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             correlation_id=corr,
             reply_to=self._reply_queue.name if (corr and self._reply_queue) else None,
-            headers=headers,
-            expiration=wait if expires else None,
+            headers={"from": self.node},
         )
         try:
-            if queue is not None:
-                await self._declare_once(queue)
-            channel = self._quick if expires and self._quick is not None else self._cmd
-            await channel.default_exchange.publish(message, routing_key=queue or self.market_queue(market),
-                                                   timeout=self.ask_timeout)
+            await self._cmd.default_exchange.publish(message, routing_key=self.market_queue(market),
+                                                     timeout=self.ask_timeout)
             self.published += 1
         except Exception as e:
             if corr is not None:
@@ -237,7 +230,7 @@ class RabbitLink:
         try:
             result = await asyncio.wait_for(fut, wait)
         except TimeoutError:
-            raise Timeout(f"{'market ' + market if queue is None else queue} did not answer in time") from None
+            raise Timeout(f"market {market} did not answer in time") from None
         finally:
             self._waiting.pop(corr, None)
         if isinstance(result, ExchangeError):
@@ -250,34 +243,14 @@ class RabbitLink:
         The orders are already durable (`pending` in the store), so their acceptance does not depend
         on the bus: waiting here would only add the broker's latency to every order. They join what
         waits for the market's queue; one publish per queue is in flight at a time, and what came
-        meanwhile goes in the next one, as one message (`_publish_handovers`): the busier the queue,
-        the bigger its messages, with no timer. A publish that fails is logged and left to the
-        market's pending sweep. Waits only while HANDOVER_QUEUE orders wait (back-pressure).
+        meanwhile goes in the next one, as one message (node/cluster/coalesce.py): the busier the
+        queue, the bigger its messages, with no timer. A publish that fails is logged and left to
+        the market's pending sweep. Waits only while HANDOVER_QUEUE orders wait (back-pressure).
         """
-        while self._held_count >= HANDOVER_QUEUE:
-            self._room.clear()
-            await self._room.wait()
-        queue = self.market_queue(market)
-        self._held.setdefault(queue, []).extend(encode_message(m) for m in msgs)
-        self._held_count += len(msgs)
-        if queue not in self._senders:
-            self._senders[queue] = asyncio.create_task(self._publish_handovers(queue), name=f"handovers:{queue}")
+        await self._handovers.add(self.market_queue(market), [encode_message(m) for m in msgs])
 
-    async def _publish_handovers(self, queue: str) -> None:
-        """Publish what waits for `queue`, in order, one message (a list) at a time, until nothing
-        waits: later hand-overs join the list while a publish is in flight (natural batching)."""
-        try:
-            while held := self._held.get(queue):
-                bodies = held[:HANDOVER_BATCH]
-                del held[:HANDOVER_BATCH]
-                self._held_count -= len(bodies)
-                if self._held_count < HANDOVER_QUEUE:
-                    self._room.set()
-                await self._publish_one(queue, join_messages(bodies), len(bodies))
-        finally:
-            self._senders.pop(queue, None)
-            if not self._held.get(queue):
-                self._held.pop(queue, None)
+    async def _publish_handovers(self, queue: str, bodies: list[bytes]) -> None:
+        await self._publish_one(queue, join_messages(bodies), len(bodies))
 
     async def _publish_one(self, queue: str, body: bytes, orders: int) -> None:
         try:
@@ -294,9 +267,13 @@ class RabbitLink:
                             orders, queue, e)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        fut = self._waiting.get(message.correlation_id or "")
-        if fut is not None and not fut.done():
-            fut.set_result(decode_result(message.body))
+        waiter = self._waiting.pop(message.correlation_id or "", None)
+        if isinstance(waiter, list):  # the answers to a list of requests, in its order
+            for fut, result in zip(waiter, decode_results(message.body), strict=False):
+                if not fut.done():
+                    fut.set_result(result)
+        elif waiter is not None and not waiter.done():
+            waiter.set_result(decode_result(message.body))
 
     # -- consuming the markets this node owns -----------------------------------------------------
     async def serve_market(self, actor: MarketActor) -> None:
@@ -385,8 +362,50 @@ class RabbitLink:
             self._declared.add(queue)
 
     async def ask_shard(self, shard: int, msg: Any, timeout: float | None = None) -> Any:
-        """A request to the owner of an account shard (an order submission), and its answer."""
-        return await self.send("", msg, reply=True, timeout=timeout, queue=self.shard_queue(shard), expires=True)
+        """A request to the owner of an account shard (an order submission), and its answer.
+
+        Requests to one shard go out as lists, one publish in flight per shard queue (as hand-overs
+        do), each list answered by one reply. A request is worth nothing after its asker's timeout,
+        so a list is transient and unconfirmed, expires with its first request's deadline (broker
+        expiry, and a deadline the consumer checks: a request that timed out is never done later);
+        a list the broker loses is a timeout for its askers, as a lost answer would be."""
+        if self._quick is None or not self.connected:
+            raise Unavailable("the message bus is unreachable; nothing was sent, retry")
+        queue = self.shard_queue(shard)
+        wait = timeout or self.ask_timeout
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._asks.add(queue, [_Ask(encode_message(msg), fut, now_ms() + int(wait * 1000))])
+        try:
+            result = await asyncio.wait_for(fut, wait)
+        except TimeoutError:
+            raise Timeout(f"{queue} did not answer in time") from None
+        if isinstance(result, ExchangeError):
+            raise result
+        return result
+
+    async def _publish_asks(self, queue: str, asks: list[_Ask]) -> None:
+        corr = secrets.token_hex(12)
+        futures = [a.future for a in asks]
+        deadline = min(a.deadline for a in asks)
+        self._waiting[corr] = futures
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(a.deadline for a in asks) / 1000 - now_ms() / 1000 + 1, self._waiting.pop, corr, None)
+        try:
+            if self._quick is None or self._reply_queue is None or not self.connected:
+                raise ConnectionError("bus down")
+            await self._declare_once(queue)
+            await self._quick.default_exchange.publish(
+                aio_pika.Message(join_messages([a.body for a in asks]), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                                 correlation_id=corr, reply_to=self._reply_queue.name,
+                                 headers={"from": self.node, "deadline": deadline},
+                                 expiration=max(0.001, (deadline - now_ms()) / 1000)),
+                routing_key=queue, timeout=self.ask_timeout)
+            self.published += 1
+        except Exception as e:
+            self._waiting.pop(corr, None)
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(Unavailable(f"the message bus did not take the request ({type(e).__name__}); retry"))
 
     async def tell_shard(self, shard: int, msg: Any) -> None:
         """A message to a shard's owner that needs no answer and may be lost (settlements: the
@@ -417,45 +436,50 @@ class RabbitLink:
     async def _consume_shard(self, actor: Actor[Any], queue: aio_pika.abc.AbstractQueue) -> None:
         """At most once: messages are taken without acknowledgements, so a request is done by the
         owner that took it or not at all (its asker then times out); one whose asker has given up
-        already is dropped unread."""
+        already is dropped unread. A list of requests is answered by one reply, a list of answers."""
         async with queue.iterator(no_ack=True) as it:
             async for message in it:
                 deadline = (message.headers or {}).get("deadline")
                 if isinstance(deadline, int) and now_ms() > deadline:
                     continue
                 try:
-                    msg = decode_message(message.body)
+                    msgs = decode_messages(message.body)
                 except Exception:
                     log.exception("undecodable message on %s dropped", queue.name)
                     continue
                 self.consumed += 1
                 if not message.reply_to:
                     try:
-                        await actor.put(msg)
+                        for msg in msgs:
+                            await actor.put(msg)
                     except ExchangeError as e:
                         log.warning("%s: %s; message dropped (the sweep will find it)", actor.name, e.message)
                     continue
-                try:
-                    pending = await actor.ask_later(msg, timeout=self.ask_timeout)
-                except ExchangeError as e:
-                    await self._reply(message, e)
+                if not msgs:
                     continue
-                pending.add_done_callback(lambda f, m=message: asyncio.ensure_future(self._answer_from(m, f)))  # type: ignore[misc]
+                taken: list[asyncio.Future[Any]] = []
+                for msg in msgs:
+                    try:
+                        taken.append(await actor.ask_later(msg, timeout=self.ask_timeout))
+                    except ExchangeError as e:
+                        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                        refused.set_result(e)
+                        taken.append(refused)
+                asyncio.ensure_future(self._answer_from(message, taken, many=message.body[:1] == b"["))
 
-    async def _answer_from(self, message: AbstractIncomingMessage, fut: asyncio.Future[Any]) -> None:
-        exc = fut.exception()
-        result = fut.result() if exc is None else exc
-        if isinstance(exc, Exception) and not isinstance(exc, ExchangeError):
-            result = Unavailable("the account shard failed; retry")
-        await self._reply(message, result)
+    async def _answer_from(self, message: AbstractIncomingMessage, taken: list[asyncio.Future[Any]],
+                           many: bool) -> None:
+        await asyncio.wait(taken)
+        results = [_outcome(f) for f in taken]
+        await self._reply(message, encode_results(results) if many else encode_result(results[0]))
 
-    async def _reply(self, message: AbstractIncomingMessage, result: Any) -> None:
+    async def _reply(self, message: AbstractIncomingMessage, body: bytes) -> None:
         if not message.reply_to or self._quick is None:
             return
         try:
             await self._quick.default_exchange.publish(
-                aio_pika.Message(encode_result(result), correlation_id=message.correlation_id),
-                routing_key=message.reply_to)
+                aio_pika.Message(body, correlation_id=message.correlation_id), routing_key=message.reply_to)
+            self.replies += 1
         except Exception:
             log.warning("could not answer a request on %s; its asker times out", message.routing_key)
 
@@ -502,6 +526,26 @@ class RabbitLink:
         event = orjson.loads(message.body)
         event["_from"] = origin
         self.bus.publish(message.routing_key or "", event)
+
+
+@dataclass(slots=True)
+class _Ask:
+    """A request to an account shard waiting to be published: its body, its asker's future and
+    when its asker stops waiting (epoch ms)."""
+
+    body: bytes
+    future: asyncio.Future[Any]
+    deadline: int
+
+
+def _outcome(fut: asyncio.Future[Any]) -> Any:
+    """An account batch's answer to one request, as the asker gets it (a failure: Unavailable)."""
+    if fut.cancelled():
+        return Unavailable("the account shard failed; retry")
+    exc = fut.exception()
+    if exc is None:
+        return fut.result()
+    return exc if isinstance(exc, ExchangeError) else Unavailable("the account shard failed; retry")
 
 
 def _failed(fut: asyncio.Future[Any]) -> bool:
