@@ -67,6 +67,7 @@ THREE_NODES = {"n1": ["btcusd", "ltcbtc"], "n2": ["dogebtc", "ltcusd"], "n3": ["
 COUNTERS = {  # /metrics counter → what it counts
     "exchange_orders_accepted_total": "accepted",
     "exchange_bus_published_total": "bus_orders_out",
+    "exchange_bus_handed_over_total": "handed_over",
     "exchange_bus_consumed_total": "bus_orders_in",
     "exchange_bus_replies_total": "bus_replies",
     "exchange_bus_events_published_total": "bus_events_out",
@@ -123,6 +124,36 @@ async def drop_db(url: str) -> None:
     conn = await asyncpg.connect(PG_ADMIN)
     await conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
     await conn.close()
+
+
+async def delete_broker_objects(url: str, markets: list[str]) -> None:
+    """The durable queues and exchange the nodes declared, named after the cluster id in the
+    database (their other queues are exclusive and went with their connections): else every run
+    leaves its market and account shard queues and its events exchange on the broker."""
+    import aio_pika
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        cluster_id = await conn.fetchval("SELECT value FROM cluster_info WHERE name = 'cluster_id'")
+        shards = [int(r[0]) for r in await conn.fetch("SELECT shard FROM account_shards")]
+    except asyncpg.UndefinedTableError:
+        return  # no node ever started on it
+    finally:
+        await conn.close()
+    if cluster_id is None:
+        return
+    prefix = f"exchange.{cluster_id}"
+    broker = await aio_pika.connect(RABBITMQ)
+    try:
+        channel = await broker.channel()
+        for market in markets:
+            await channel.queue_delete(f"{prefix}.market.{market}")
+        for shard in shards:
+            await channel.queue_delete(f"{prefix}.accounts.{shard}")
+        await channel.exchange_delete(f"{prefix}.events")
+    finally:
+        await broker.close()
 
 
 async def seed(config_path: Path, key_file: Path, members: int) -> list[tuple[str, str]]:
@@ -439,7 +470,11 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str)
             p.terminate()
         for p in procs:
             p.wait(30)
-        await drop_db(url)
+        try:
+            if len(nodes) > 1:
+                await delete_broker_objects(url, [m for ms in nodes.values() for m in ms])
+        finally:
+            await drop_db(url)
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -462,8 +497,10 @@ def report(label: str, sat: Phase, fixed: Phase, rate: float) -> None:
     po = sat.per_order
     bus = po["bus_orders_out"] + po["bus_orders_in"] + po["bus_replies"] + po["bus_events_out"] + po["bus_events_in"]
     print(f"  per order: store transactions {po['store_tx']:.2f}, round trips {po['store_rt']:.2f}; bus messages "
-          f"{bus:.2f} (orders out {po['bus_orders_out']:.2f}, in {po['bus_orders_in']:.2f}, replies "
-          f"{po['bus_replies']:.2f}, events out {po['bus_events_out']:.2f}, delivered {po['bus_events_in']:.2f})")
+          f"{bus:.2f} (to market and shard queues {po['bus_orders_out']:.2f} carrying {po['handed_over']:.2f} "
+          f"orders handed over, taken {po['bus_orders_in']:.2f}, replies "
+          f"{po['bus_replies']:.2f}, events out {po['bus_events_out']:.2f}, delivered {po['bus_events_in']:.2f}: "
+          "to nodes that follow them, none here)")
     print(f"  at a fixed {rate:,.0f} orders/s: {fixed.orders_s:,.0f} answered/s, p50 {fixed.p50:.1f} ms, "
           f"p99 {fixed.p99:.1f} ms, {errs(fixed.errors)}")
 
@@ -474,7 +511,7 @@ def capacity(one: Phase, three: Phase, args: argparse.Namespace, max_conn: int) 
 
     nodes, markets = 10, 100
     po = three.per_order
-    cross3 = po["bus_orders_out"]  # orders sent to another node's market, per order (2/3 expected)
+    cross3 = po["handed_over"]  # orders sent to another node's market, per order (2/3 expected)
     cross10 = (nodes - 1) / nodes
     per_cross = (po["bus_orders_out"] + po["bus_orders_in"] + po["bus_replies"]) / cross3 if cross3 else 0.0
     fanout = po["bus_events_in"] / po["bus_events_out"] if po["bus_events_out"] else 0.0

@@ -200,11 +200,14 @@ class _Live(Collector):
             bus_err.add_metric(["handover"], link.handover_failures)
             bus_err.add_metric(["event_dropped"], link.dropped_events)
             yield bus_err
-            yield CounterMetricFamily("exchange_bus_published", "Messages sent to market queues", value=link.published)
-            yield CounterMetricFamily("exchange_bus_consumed", "Messages taken from this node's market queues",
-                                      value=link.consumed)
-            yield CounterMetricFamily("exchange_bus_replies", "Answers sent back to nodes that asked a market here",
-                                      value=link.replies)
+            yield CounterMetricFamily("exchange_bus_published", "Messages sent to market and account shard queues "
+                                      "(a list of orders or requests counts once)", value=link.published)
+            yield CounterMetricFamily("exchange_bus_handed_over", "Accepted orders sent to their market's queue",
+                                      value=link.handed_over)
+            yield CounterMetricFamily("exchange_bus_consumed", "Messages taken from this node's market and account "
+                                      "shard queues", value=link.consumed)
+            yield CounterMetricFamily("exchange_bus_replies", "Answers sent back to nodes that asked a market or an "
+                                      "account shard here (a list of answers counts once)", value=link.replies)
             yield CounterMetricFamily("exchange_bus_events_published", "Events sent to the other nodes",
                                       value=link.events_published)
             yield CounterMetricFamily("exchange_bus_events_consumed", "Events the bus delivered to this node "

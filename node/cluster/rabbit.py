@@ -89,7 +89,8 @@ class RabbitLink:
         self._ctl: aio_pika.abc.AbstractChannel | None = None
         self._ping: aio_pika.abc.AbstractRobustChannel | None = None  # probes (`ping`, `queue_depth`)
         self.on_control: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
-        self.published = 0
+        self.published = 0  # messages sent to market and account shard queues (a list counts once)
+        self.handed_over = 0  # accepted orders among them, sent to their market's queue
         self.consumed = 0
         self.replies = 0  # answers sent back to asking nodes
         self.events_published = 0
@@ -260,6 +261,7 @@ class RabbitLink:
                 aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={"from": self.node}),
                 routing_key=queue, timeout=self.ask_timeout)
             self.published += 1
+            self.handed_over += orders
         except Exception as e:
             self.handover_failures += orders
             if self.handover_failures % 100 < orders:
