@@ -150,7 +150,7 @@ class AccountShards:
 
     async def quiesce(self) -> None:
         for actor in list(self.actors.values()):
-            await actor.mailbox.join()
+            await actor.drained()
 
     # -- leases (a cluster only) --------------------------------------------------------------------
     async def _loop(self) -> None:

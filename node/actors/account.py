@@ -35,6 +35,7 @@ from node.tonces import TonceBook
 log = logging.getLogger(__name__)
 
 SWEEP_AFTER_MS = 5_000  # a settlement still unapplied this long is taken from the store
+SETTLE_WAIT = 0.02  # s: a settlement notice waits at most this long for a batch of orders to go with
 CLAIM_CHUNK = 500  # settlement ids per claim statement (SQLite's variables per statement)
 
 ORDERS_INSERT_BULK = Bulk.insert("orders", (
@@ -111,9 +112,58 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
         self.sweep_after_ms = sweep_after_ms
         self.settled = 0  # settlement rows this actor applied
         self._sweep_task: asyncio.Task[None] | None = None
+        # Settlement ids told (not asked) to this actor: applied by its next batch, which a notice
+        # starts itself only after SETTLE_WAIT (`_owe`), so that busy shards apply them with their
+        # orders instead of in a transaction of their own.
+        self._owed: set[int] = set()
+        self._owed_timer: asyncio.TimerHandle | None = None
 
     async def recover(self) -> None:
         self.order_ids.reset()
+
+    # -- settlement notices: applied with the next batch ---------------------------------------------
+    def tell(self, msg: SubmitOrders | ApplySettlements) -> None:
+        if not self._owe(msg):
+            super().tell(msg)
+
+    def offer(self, msg: SubmitOrders | ApplySettlements) -> bool:
+        return self._owe(msg) or super().offer(msg)
+
+    async def put(self, msg: SubmitOrders | ApplySettlements) -> None:
+        if not self._owe(msg):
+            await super().put(msg)
+
+    def _owe(self, msg: SubmitOrders | ApplySettlements) -> bool:
+        """Keep a notice's ids for the next batch (True), unless the actor is stopping (then the
+        store keeps them for the sweep of whoever runs the shard next) or it is for another shard."""
+        if not isinstance(msg, ApplySettlements) or msg.shard != self.shard or self._stopping:
+            return False
+        self._owed.update(msg.ids)
+        if self._owed_timer is None:
+            self._owed_timer = asyncio.get_running_loop().call_later(SETTLE_WAIT, self._settle_owed)
+        return True
+
+    def _settle_owed(self) -> None:
+        """No batch took the owed ids within SETTLE_WAIT: a batch of their own (an empty notice
+        marks it; the batch takes every owed id)."""
+        self._owed_timer = None
+        if self._owed and not super().offer(ApplySettlements(self.shard, ())):
+            self._owed_timer = asyncio.get_running_loop().call_later(SETTLE_WAIT, self._settle_owed)
+
+    def _take_owed(self) -> set[int]:
+        owed, self._owed = self._owed, set()
+        if self._owed_timer is not None:
+            self._owed_timer.cancel()
+            self._owed_timer = None
+        return owed
+
+    async def drained(self) -> None:
+        """Every message and owed settlement so far is handled (tests, quiescing)."""
+        while True:
+            await self.mailbox.join()
+            if not self._owed or self._stopping:
+                return
+            await asyncio.sleep(SETTLE_WAIT)
 
     # -- the settlement sweep: rows whose message was lost (or never sent: the market's node died) --
     async def start(self) -> None:
@@ -136,8 +186,8 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
         age = self.sweep_after_ms if older_than_ms is None else older_than_ms
         sql, args = shards.unapplied_sql(self.shard, now_ms() - age + 1)
         ids = tuple(int(r["id"]) for r in await self.store.fetch(sql, *args))
-        if ids:
-            await self.put(ApplySettlements(self.shard, ids))
+        if ids:  # late already: into the mailbox now, not kept for the next batch
+            await Actor.put(self, ApplySettlements(self.shard, ids))
         return len(ids)
 
     async def _sweeper(self) -> None:
@@ -157,12 +207,22 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
 
     # -- the batch ---------------------------------------------------------------------------------
     async def handle_batch(self, batch: Sequence[SubmitOrders | ApplySettlements]) -> list[Any]:
+        owed = self._take_owed()
+        try:
+            return await self._handle(batch, owed)
+        except BaseException:
+            self._owed |= owed  # not applied: the next batch (or the sweep) takes them
+            raise
+
+    async def _handle(self, batch: Sequence[SubmitOrders | ApplySettlements], owed: set[int]) -> list[Any]:
         results: list[Any] = [None] * len(batch)
         ts = now_ms()
         accepted: list[NewOrder] = []
         subs = [(i, b) for i, b in enumerate(batch) if isinstance(b, SubmitOrders)]
-        settle = sorted({sid for b in batch if isinstance(b, ApplySettlements) and b.shard == self.shard
-                         for sid in b.ids})
+        settle = sorted(owed | {sid for b in batch if isinstance(b, ApplySettlements) and b.shard == self.shard
+                                for sid in b.ids})
+        if not subs and not settle:
+            return results
         members = sorted({r.member_id for _, b in subs for r in b.orders})
         wanted = sorted({(r.member_id, r.lock_currency) for _, b in subs for r in b.orders})
         client_ids = sorted({r.client_id for _, b in subs for r in b.orders if r.client_id})

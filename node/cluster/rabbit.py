@@ -1,10 +1,13 @@
 """RabbitMQ links between nodes: remote market references, the market consumers, the event bridge.
 
 - Every market has a durable queue `exchange.<cluster id>.market.<id>` (the cluster id is made
-  at the database's first start, so exchanges sharing a broker never mix). Any node hands an accepted order (or a
-  cancel, or a query) to it with a persistent message and a publisher confirm; the owning node
-  consumes it in order, puts it in the market actor's mailbox, and acknowledges only after the
-  batch that handled it committed. The market drops any copy (a redelivery) of an order the store says is no longer `pending`.
+  at the database's first start, so exchanges sharing a broker never mix). Any node hands the
+  orders one of its account batches accepted for the market to it as one message, a list,
+  transient (the orders are durable in the store already) and publisher-confirmed; a cancel or a
+  query goes as a persistent message. The owning node consumes them in order, puts them in the
+  market actor's mailbox, and acknowledges a message only after the batches that handled it
+  committed. The market drops any copy (a redelivery) of an order the store says is no longer
+  `pending`.
 - `ask` carries `reply_to` (the asking node's exclusive reply queue) and a correlation id; the
   answer, or its error, comes back there; a missing answer is a Timeout after the ask timeout.
 - Every account shard has a durable queue `exchange.<cluster id>.accounts.<shard>`, consumed by
@@ -37,6 +40,7 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
 from node.actors.market import MarketActor
+from node.actors.messages import ApplySettlements
 from node.actors.runtime import Actor
 from node.clock import now_ms
 from node.cluster.coalesce import Coalescer
@@ -82,6 +86,7 @@ class RabbitLink:
         # Accepted orders waiting to be published, by market queue; requests by account shard queue.
         self._handovers = Coalescer(self._publish_handovers, most=HANDOVER_BATCH, limit=HANDOVER_QUEUE)
         self._asks: Coalescer[_Ask] = Coalescer(self._publish_asks, most=ASK_BATCH, limit=HANDOVER_QUEUE)
+        self._tells: Coalescer[ApplySettlements] = Coalescer(self._publish_tells, most=ASK_BATCH, limit=HANDOVER_QUEUE)
         self.handover_failures = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
@@ -190,6 +195,7 @@ class RabbitLink:
     async def close(self) -> None:
         self._handovers.close()
         self._asks.close()
+        self._tells.close()
         for t in [*self._tasks, *self._consumers.values()]:
             t.cancel()
         if self.conn is not None:
@@ -242,7 +248,10 @@ class RabbitLink:
         """Send accepted orders to their market without waiting for the broker's confirm.
 
         The orders are already durable (`pending` in the store), so their acceptance does not depend
-        on the bus: waiting here would only add the broker's latency to every order. They join what
+        on the bus: waiting here would only add the broker's latency to every order, and the
+        message is transient (no broker write to disk): one the broker loses (a broker restart)
+        leaves its orders `pending`, and the market's sweep takes them from the store within
+        `[actors] sweep_after_ms` (docs/exactly-once.md). They join what
         waits for the market's queue; one publish per queue is in flight at a time, and what came
         meanwhile goes in the next one, as one message (node/cluster/coalesce.py): the busier the
         queue, the bigger its messages, with no timer. A publish that fails is logged and left to
@@ -258,7 +267,7 @@ class RabbitLink:
             if self._cmd is None or not self.connected:
                 raise ConnectionError("bus down")
             await self._cmd.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={"from": self.node}),
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT, headers={"from": self.node}),
                 routing_key=queue, timeout=self.ask_timeout)
             self.published += 1
             self.handed_over += orders
@@ -409,10 +418,14 @@ class RabbitLink:
                 if not fut.done():
                     fut.set_result(Unavailable(f"the message bus did not take the request ({type(e).__name__}); retry"))
 
-    async def tell_shard(self, shard: int, msg: Any) -> None:
-        """A message to a shard's owner that needs no answer and may be lost (settlements: the
-        owner's sweep finds what never arrived): transient, unconfirmed."""
-        queue = self.shard_queue(shard)
+    async def tell_shard(self, shard: int, msg: ApplySettlements) -> None:
+        """Settlements for a shard's owner: no answer, and they may be lost (the owner's sweep finds
+        what never arrived): transient, unconfirmed. The notices that wait while one is published
+        go as one, their ids together."""
+        await self._tells.add(self.shard_queue(shard), [msg])
+
+    async def _publish_tells(self, queue: str, msgs: list[ApplySettlements]) -> None:
+        msg = msgs[0] if len(msgs) == 1 else ApplySettlements(msgs[0].shard, tuple(i for m in msgs for i in m.ids))
         try:
             if self._quick is None or not self.connected:
                 raise ConnectionError("bus down")

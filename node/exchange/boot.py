@@ -206,7 +206,7 @@ class Boot(Queries):
     async def quiesce(self) -> None:
         """Wait until every message sent so far is fully processed (tests, graceful hand-over)."""
         for actor in self.accounts:
-            await actor.mailbox.join()
+            await actor.drained()
         for m in self.markets.values():
             await m.mailbox.join()
 
