@@ -503,6 +503,11 @@ def report(label: str, sat: Phase, fixed: Phase, rate: float) -> None:
           "to nodes that follow them, none here)")
     print(f"  at a fixed {rate:,.0f} orders/s: {fixed.orders_s:,.0f} answered/s, p50 {fixed.p50:.1f} ms, "
           f"p99 {fixed.p99:.1f} ms, {errs(fixed.errors)}")
+    fo = fixed.per_order
+    fbus = fo["bus_orders_out"] + fo["bus_orders_in"] + fo["bus_replies"] + fo["bus_events_out"] + fo["bus_events_in"]
+    print(f"    CPU per order: nodes {ms(fixed.cpu_nodes)}, PostgreSQL {ms(fixed.cpu_pg)}, RabbitMQ "
+          f"{ms(fixed.cpu_rabbit)}, together {ms(fixed.cpu_total)}; store transactions {fo['store_tx']:.2f}, "
+          f"bus messages {fbus:.2f} per order (the same load on both: compare runs at a rate both keep up with)")
 
 
 def capacity(one: Phase, three: Phase, args: argparse.Namespace, max_conn: int) -> None:
