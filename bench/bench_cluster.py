@@ -102,7 +102,11 @@ def config_text(database: str, nodes: dict[str, list[str]], ports: dict[str, int
     for name, ms in nodes.items():
         out.append(f'[nodes.{name}]\nhost = "127.0.0.1"\nport = {ports[name]}\nmarkets = {ms!r}\n'.replace("'", '"'))
     # account shards: a multiple of the 3 nodes, so that each runs as many (node/account_shards.py)
-    out.append("[actors]\nmailbox_size = 100000\nmax_batch = 2000\nask_timeout_ms = 30000\naccount_shards = 6\n")
+    # A lease of 30 s: on a loaded machine the nodes can take more than the default 10 s to start, and a
+    # standby would then adopt the markets and shards of a primary still starting, measuring another
+    # placement than the one configured (and a self-fence under load would move them mid-run).
+    out.append("[actors]\nmailbox_size = 100000\nmax_batch = 2000\nask_timeout_ms = 30000\naccount_shards = 6\n"
+               "lease_ms = 30000\n")
     out.append("[api]\nsigned_limit = 0\npublic_limit = 0\n")  # the load is a few hundred keys, on purpose
     out.append("[http]\nmax_connections_per_ip = 5000\n")  # every load generator is 127.0.0.1
     return "\n".join(out)
@@ -464,6 +468,7 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str)
         saturated.idle_nodes = idle
         await asyncio.sleep(3)  # what the bus still holds is taken in before the next phase
         fixed = await phase(bases, markets, keys, args, args.rate, pids, dbname, route)
+        await check_placement(nodes, bases)
         return saturated, fixed
     finally:
         for p in procs:
@@ -475,6 +480,21 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str)
                 await delete_broker_objects(url, [m for ms in nodes.values() for m in ms])
         finally:
             await drop_db(url)
+
+
+async def check_placement(nodes: dict[str, list[str]], bases: dict[str, str]) -> None:
+    """Say so when a node ran other markets than configured (a standby adopted a slow primary's, or
+    a node fenced itself under load): the run then measured another placement."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        for name, base in bases.items():
+            async with s.get(base + "/metrics") as r:
+                text = await r.text()
+            held = sorted(line.split('market="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+                          if line.startswith("exchange_market_lease_held{") and line.rstrip().endswith(" 1.0"))
+            if held != sorted(nodes[name]):
+                print(f"  warning: node {name} ran {held}, not {sorted(nodes[name])}: another placement was measured")
 
 
 # -- report ------------------------------------------------------------------------------------------
