@@ -179,3 +179,34 @@ async def test_a_market_batch_never_settles_a_shard_it_lost(database_url: str) -
     finally:
         await actor.stop()
         await ex.stop()
+
+
+async def test_told_settlements_go_with_the_next_batch_of_orders(database_url: str) -> None:
+    """A notice told (not asked) waits for the owner's next batch of orders, so that the two share a
+    transaction; with no orders coming, a batch of its own applies it within SETTLE_WAIT."""
+    ex, actor, buyer, seller, _mine, theirs = await two_shards(database_url)
+    try:
+        await sell(ex, actor, seller, "1", "50000")
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.5", "50000"))
+        await ex.quiesce()
+        ids = tuple(int(r["id"]) for r in await unapplied(ex))
+        batches = actor.batches
+        assert actor.offer(ApplySettlements(theirs, ids)) and actor.offer(ApplySettlements(theirs, ids))  # and a copy
+        await actor.drained()
+        assert await unapplied(ex) == [] and actor.settled == len(ids)
+        assert actor.batches == batches + 1
+
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.5", "50000"))
+        await ex.quiesce()
+        more = tuple(int(r["id"]) for r in await unapplied(ex))
+        assert more
+        reqs = await ex.prepare_orders(seller, [OrderInput("btcusd", "sell", "0.1", "60000")])
+        batches = actor.batches
+        assert actor.offer(ApplySettlements(theirs, more))
+        await actor.ask(SubmitOrders(reqs))  # the same batch applies the notice
+        assert actor.batches == batches + 1
+        assert await unapplied(ex) == [] and actor.settled == len(ids) + len(more)
+        await books_balance(ex)
+    finally:
+        await actor.stop()
+        await ex.stop()

@@ -147,6 +147,8 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
         """No batch took the owed ids within SETTLE_WAIT: a batch of their own (an empty notice
         marks it; the batch takes every owed id)."""
         self._owed_timer = None
+        if self._stopping:  # fenced or stopping: unapplied rows wait in the store for the next owner's sweep
+            return
         if self._owed and not super().offer(ApplySettlements(self.shard, ())):
             self._owed_timer = asyncio.get_running_loop().call_later(SETTLE_WAIT, self._settle_owed)
 
@@ -173,6 +175,8 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
     async def stop(self) -> None:
         if self._sweep_task is not None:
             self._sweep_task.cancel()
+        if self._owed and not self._stopping:  # applied before the mailbox is drained, not left to the sweep
+            await Actor.put(self, ApplySettlements(self.shard, ()))
         await super().stop()
 
     def fence(self, why: str = "another owner has taken over") -> None:
