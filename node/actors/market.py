@@ -38,7 +38,6 @@ from node.actors.market_rows import (
     SWEEP_AFTER_MS,
     TAKEN_MEMORY,
     TRADES_BULK,
-    claim_steps,
     created_at_of,
     intake_of,
     live_of,
@@ -509,6 +508,7 @@ class MarketActor(Actor[Any]):
             trade_rows.append((t.id, m.id, t.price, t.volume, s.funds, ask.id, bid.id, ask.member_id, bid.member_id,
                                t.taker.side, s.ask_fee, s.bid_fee, ts))
             levels.add((t.maker.side, t.maker.price))
+        claimed = set(claims)
         for o in touched.values():
             left = self.locked_left(o)
             if o.state != "wait":
@@ -519,7 +519,7 @@ class MarketActor(Actor[Any]):
             if o.ord_type != MARKET and o.price:
                 levels.add((o.side, o.price))
             order_rows.append((o.remaining, o.state, o.funds_used, left, o.trades_count, o.seq,
-                               int(o.triggered), ts, intake_of(self.live[o.id]), o.id))
+                               int(o.triggered), ts, intake_of(self.live[o.id]), o.id, int(o.id in claimed)))
         events = self._events(touched, trades, trade_rows, eff, levels, ts)
         for o in finished:
             self.finished[o.id] = (o.member_id, o.state)
@@ -546,7 +546,6 @@ class MarketActor(Actor[Any]):
         if inline and self.shard_map is not None:
             count = self.shard_map.count
             writer = lambda member: inline.get(member % count, 0)  # noqa: E731
-        claim_sql = claim_steps(self.store.backend, claims)
 
         async def write() -> None:
             # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
@@ -556,14 +555,14 @@ class MarketActor(Actor[Any]):
                 # lease grant waits for this batch (or this batch sees the new epoch and rolls back).
                 await tx.expect(STATE_UPDATE_SQL, state_row, 1,
                                 Fenced(f"{self.name}: epoch {self.epoch} no longer holds the market"))
-                for sql, args, count in claim_sql:
-                    await tx.expect(sql, args, count, ClaimLost(f"{self.name}: an order of the batch was taken already"))
                 # The members' shards settled here are still ours at the epochs read: else nothing
                 # of the batch counts (a shard moved: the market rebuilds, its next batch sends them
                 # to the new owner).
                 await shards.fence(tx, self.store, inline, ShardMoved(f"{self.name}: an account shard moved"))
+                # Every order row, the claims with them: all of them change, or nothing counts.
+                await tx.expect_many(ORDERS_UPDATE_BULK, order_rows, len(order_rows),
+                                     ClaimLost(f"{self.name}: an order of the batch was taken already"))
                 await tx.executemany(TRADES_BULK, trade_rows)
-                await tx.executemany(ORDERS_UPDATE_BULK, order_rows)
                 await ledger.post(tx, ledger_rows, epoch=writer)
                 if outbox:
                     await tx.executemany(shards.SETTLEMENTS_BULK, outbox)

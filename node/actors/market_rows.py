@@ -4,25 +4,42 @@ Kept apart from the actor (node/actors/market.py) so that its batch logic reads 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from node.actors.messages import NewOrder
 from node.market import CODED_COLUMNS, LIMIT, STOP_LIMIT, Order
 from node.store import Bulk
-from node.store.base import CHUNK_SIZES
 
 FINISHED_MEMORY = 100_000
 TAKEN_MEMORY = 200_000  # ids the store confirmed as taken in; older copies are checked in the store
 SWEEP_AFTER_MS = 5_000
-# The batch writes, as Bulk statements (one step per batch on SQLite). Keys never repeat in a batch:
-# one row per touched order. Accounts and ledger rows go through the money writer (node/store/ledger.py).
+# The batch writes, as Bulk statements (one step per batch on SQLite, one statement over column
+# arrays on PostgreSQL). Keys never repeat in a batch: one row per touched order. Accounts and ledger
+# rows go through the money writer (node/store/ledger.py).
 TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
-                                     "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"))
-ORDERS_UPDATE_BULK = Bulk.update(
-    "orders",
-    "remaining = {0}, state = {1}, funds_used = {2}, locked = {3}, trades_count = {4}, seq = {5}, triggered = {6}, "
-    "updated_at = {7}, intake = {8}",
-    "{t}.id = {9}",
+                                     "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"),
+                          ("bigint", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint",
+                           "text", "bigint", "bigint", "bigint"))
+# Every touched order's row, and the claim of the orders the batch takes in: a row whose last value
+# is 1 is updated only while the order is still `pending`, so a copy taken already leaves the count
+# short and the batch rolls back (ClaimLost). One write per order, where a claim statement before it
+# moved each new order in the state indexes twice (and left two row versions on PostgreSQL).
+ORDERS_UPDATE_BULK = replace(
+    Bulk.update(
+        "orders",
+        "remaining = {0}, state = {1}, funds_used = {2}, locked = {3}, trades_count = {4}, seq = {5}, triggered = {6}, "
+        "updated_at = {7}, intake = {8}",
+        "{t}.id = {9} AND ({10} = 0 OR {t}.state = 'pending')",
+    ),
+    arrays="UPDATE orders SET remaining = v.remaining, state = v.state, funds_used = v.funds_used, locked = v.locked, "
+           "trades_count = v.trades_count, seq = v.seq, triggered = v.triggered, updated_at = v.updated_at, "
+           "intake = v.intake "
+           "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[], $7::int[], "
+           "$8::bigint[], $9::bigint[], $10::bigint[], $11::int[]) "
+           "AS v(remaining, state, funds_used, locked, trades_count, seq, triggered, updated_at, intake, id, claim) "
+           "WHERE orders.id = v.id AND (v.claim = 0 OR orders.state = 'pending')",
+    arrays_cols=tuple(range(11)),
 )
 RECOVER_SQL = (f"SELECT {', '.join(CODED_COLUMNS)}, origin_locked, created_at, intake FROM orders "
                "WHERE market = ? AND state = 'wait' ORDER BY seq")
@@ -61,32 +78,9 @@ def rests(o: Order) -> bool:
     return o.state == "wait" and (o.ord_type == LIMIT or (o.ord_type == STOP_LIMIT and o.triggered))
 
 
-CLAIM_PG = "UPDATE orders SET state = 'wait' WHERE id = ANY(?::bigint[]) AND state = 'pending'"
-
-
-def _claim_sqlite(n: int) -> str:
-    return f"UPDATE orders SET state = 'wait' WHERE id IN ({','.join('?' * n)}) AND state = 'pending'"
-
-
 def new_order_from_row(r: Any) -> NewOrder:
     return NewOrder(
         id=int(r["id"]), member_id=int(r["member_id"]), side=r["side"], ord_type=r["ord_type"], price=int(r["price"]),
         volume=int(r["volume"]), tif=r["tif"], stop_price=int(r["stop_price"]), funds=int(r["funds"]),
         origin_locked=int(r["origin_locked"]), created_at=int(r["created_at"]),
     )
-
-
-def claim_steps(backend: str, ids: list[int]) -> list[tuple[str, list[Any], int]]:
-    """The claim of a batch's new orders, `pending` → taken, as (statement, arguments, rows it must
-    change): every one of them or nothing."""
-    if not ids:
-        return []
-    if backend == "postgresql":
-        return [(CLAIM_PG, [ids], len(ids))]
-    out: list[tuple[str, list[Any], int]] = []
-    i = 0
-    for size in CHUNK_SIZES:  # a few statement shapes only (SQLite's statement cache keeps them)
-        while len(ids) - i >= size:
-            out.append((_claim_sqlite(size), ids[i:i + size], size))
-            i += size
-    return out

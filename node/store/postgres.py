@@ -71,10 +71,27 @@ class PgTx:
         return _rowcount(await self.conn.execute(to_pg(sql), *args, timeout=self.timeout))
 
     async def executemany(self, sql: str | Bulk, rows: Iterable[Sequence[Any]]) -> None:
+        """A Bulk with column arrays runs as one statement (see `expect_many`); anything else is
+        pipelined row by row, one statement execution on the server per row."""
         rows = list(rows)
-        if rows:
+        if not rows:
+            return
+        if isinstance(sql, Bulk) and sql.arrays is not None and (len(rows) > 1 or sql.lock is None):
+            await self._arrays(sql, rows)
+            return
+        self.calls.round_trips += 1
+        await self.conn.executemany(to_pg(sql.sql if isinstance(sql, Bulk) else sql), rows, timeout=self.timeout)
+
+    async def _arrays(self, sql: Bulk, rows: Sequence[Sequence[Any]]) -> int:
+        """`sql.arrays` over one array per column (its rows locked in key order first where it has
+        a `lock`): the rows it changed."""
+        assert sql.arrays is not None
+        cols = list(zip(*rows, strict=True))
+        if sql.lock is not None:
             self.calls.round_trips += 1
-            await self.conn.executemany(to_pg(sql.sql if isinstance(sql, Bulk) else sql), rows, timeout=self.timeout)
+            await self.conn.execute(sql.lock, *[cols[i] for i in sql.lock_cols], timeout=self.timeout)
+        self.calls.round_trips += 1
+        return _rowcount(await self.conn.execute(sql.arrays, *[cols[i] for i in sql.arrays_cols], timeout=self.timeout))
 
     async def expect(self, sql: str, args: Sequence[Any], rows: int, error: Exception) -> None:
         self.calls.round_trips += 1
@@ -87,16 +104,12 @@ class PgTx:
         a single row takes the per-row statement); any other runs pipelined row by row with
         `RETURNING 1`, one row back per row changed."""
         batch = list(rows)
-        self.calls.round_trips += 1 if batch else 0
         if not batch:
             got = 0
         elif sql.arrays is not None and (len(batch) > 1 or sql.lock is None):
-            cols = list(zip(*batch, strict=True))
-            if sql.lock is not None:
-                self.calls.round_trips += 1
-                await self.conn.execute(sql.lock, *[cols[i] for i in sql.lock_cols], timeout=self.timeout)
-            got = _rowcount(await self.conn.execute(sql.arrays, *[cols[i] for i in sql.arrays_cols], timeout=self.timeout))
+            got = await self._arrays(sql, batch)
         else:
+            self.calls.round_trips += 1
             got = len(await self.conn.fetchmany(_returning(sql.sql), batch, timeout=self.timeout))
         if got != count:
             raise error
