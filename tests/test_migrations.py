@@ -19,6 +19,7 @@ import pytest
 
 from node.store import Store, open_store, sqlite_path
 from node.store.postgres import ID_SQL as PG_ID
+from node.store.postgres import to_pg
 from node.store.schema import MIGRATIONS, load_migrations, statements
 from node.store.sqlite import ID_SQL as SQLITE_ID
 from tests.conftest import create_pg_database, drop_pg_database, need_service
@@ -234,3 +235,98 @@ async def test_the_book_is_read_in_seq_order_from_the_index_without_a_sort(tmp_p
     finally:
         db.close()
     assert "orders_market_state" in plan and "TEMP B-TREE" not in plan, plan
+
+
+ROWID_TABLES = {
+    "orders": ("INSERT INTO orders (id, member_id, market, side, ord_type, tif, price, volume, remaining, origin_locked, "
+               "locked, state, seq, client_id, created_at, updated_at, intake) VALUES "
+               "(?, 7, 'btccny', 'sell', 'limit', 'gtc', 300000, 2500, 2500, 2500, 2500, 'wait', ?, ?, ?, ?, ?)"),
+    "trades": ("INSERT INTO trades (id, market, price, volume, funds, ask_id, bid_id, ask_member_id, bid_member_id, "
+               "taker_side, ask_fee, bid_fee, created_at) VALUES (?, 'btccny', 300000, 5, 1500000, 11, 12, 7, 8, "
+               "'buy', 3, ?, ?)"),
+    "settlements": ("INSERT INTO settlements (id, shard, member_id, currency, d_balance, d_locked, fee, reason, "
+                    "ref_type, ref_id, created_at, applied_at) VALUES (?, 3, 7, 'btc', 5, 0, 0, 'strike_add', 'trade', "
+                    "?, ?, ?)"),
+}
+
+KEY_INDEXES = ("SELECT COUNT(*) FROM sqlite_master WHERE name IN "
+               "('sqlite_autoindex_orders_1', 'sqlite_autoindex_trades_1', 'sqlite_autoindex_settlements_1')")
+
+
+def rowid_rows(table: str, i: int) -> list[Any]:
+    if table == "orders":
+        return [1000 + i, i, f"c{i}" if i % 2 else None, T0 + i, T0 + i, i]
+    if table == "trades":
+        return [2000 + i, i, T0 + i]
+    return [3000 + i, i, T0 + i, None if i % 2 else T0]
+
+
+async def test_orders_trades_and_settlements_ids_become_sqlite_rowids_keeping_their_rows(
+        database_url: str, fresh_url: str) -> None:
+    """Migration 20 on a store with rows: on SQLite the three tables are rebuilt with the id as their
+    rowid (no index of its own beside the table), every row and index kept; on PostgreSQL it runs
+    nothing. Either way the upgraded schema is the one a fresh store gets."""
+    before = [(v, sql) for v, sql in MIGRATIONS if v < 20]
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    if backend == "sqlite":
+        db = sqlite3.connect(sqlite_path(database_url), isolation_level=None)
+        db.execute("BEGIN")
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
+        for version, sql in before:
+            for stmt in statements(sql, id_sql=SQLITE_ID, blob_sql="BLOB", backend=backend):
+                db.execute(stmt)
+            db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+        for table, sql in ROWID_TABLES.items():
+            db.executemany(sql, [rowid_rows(table, i) for i in range(50)])
+        db.execute("COMMIT")
+        assert db.execute(KEY_INDEXES).fetchone()[0] == 3
+        db.close()
+    else:
+        import asyncpg
+
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY)")
+                for version, sql in before:
+                    for stmt in statements(sql, id_sql=PG_ID, blob_sql="BYTEA", backend=backend):
+                        await conn.execute(stmt)
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                for table, sql in ROWID_TABLES.items():
+                    await conn.executemany(to_pg(sql), [rowid_rows(table, i) for i in range(50)])
+        finally:
+            await conn.close()
+
+    store = await open_store(database_url)
+    try:
+        assert await store.fetchval("SELECT MAX(version) FROM schema_migrations") == len(MIGRATIONS)
+        for table in ROWID_TABLES:
+            rows = [tuple(r) for r in await store.fetch(f"SELECT * FROM {table} ORDER BY id")]
+            assert len(rows) == 50
+            assert rows[7][0] == {"orders": 1007, "trades": 2007, "settlements": 3007}[table]
+        o = await store.fetchrow("SELECT client_id, seq, intake, remaining FROM orders WHERE id = 1007")
+        assert tuple(o) == ("c7", 7, 7, 2500)
+        assert await store.fetchval("SELECT COUNT(*) FROM settlements WHERE applied_at IS NULL") == 25
+        if backend == "sqlite":
+            assert await store.fetchval(KEY_INDEXES) == 0
+            for table in ROWID_TABLES:  # the id is the rowid: no separate key to keep
+                assert await store.fetchval(f"SELECT COUNT(*) FROM {table} WHERE rowid = id") == 50
+            with pytest.raises(sqlite3.IntegrityError):  # the constraints came along
+                await store.execute("UPDATE orders SET remaining = -1 WHERE id = 1007")
+            with pytest.raises(sqlite3.IntegrityError):
+                await store.execute("UPDATE orders SET client_id = 'c9' WHERE id = 1007")  # member 7 has c9 already
+        upgraded_columns, upgraded_indexes = await columns(store, database_url), await indexes(store, database_url)
+    finally:
+        await store.close()
+    fresh = await open_store(fresh_url)
+    try:
+        assert upgraded_columns == await columns(fresh, fresh_url)
+        assert upgraded_indexes == await indexes(fresh, fresh_url)
+    finally:
+        await fresh.close()
+
+
+def test_a_migration_for_one_backend_runs_nothing_on_the_other() -> None:
+    script = "-- only on sqlite\n-- why\nCREATE TABLE t (id INTEGER PRIMARY KEY);\n"
+    assert statements(script, id_sql="x", blob_sql="y", backend="postgresql") == []
+    assert statements(script, id_sql="x", blob_sql="y", backend="sqlite") == ["CREATE TABLE t (id INTEGER PRIMARY KEY)"]

@@ -306,7 +306,7 @@ class PostgresStore:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                for stmt in statements(sql, id_sql=ID_SQL, blob_sql="BYTEA"):
+                for stmt in statements(sql, id_sql=ID_SQL, blob_sql="BYTEA", backend=self.backend):
                     await tx.conn.execute(stmt, timeout=SNAPSHOT_TIMEOUT)
                 await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
             for name in ("orders", "trades", "settlements"):  # made here: two first takers would race

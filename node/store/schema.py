@@ -8,7 +8,9 @@ builds the same schema (tests/test_migrations.py checks both, and the upgrade of
 
 `{id}` stands for an auto-increment primary key and `{blob}` for bytes, spelled differently by
 SQLite and PostgreSQL; everything else is portable SQL. Money columns are BIGINT smallest units, times
-BIGINT epoch ms. Lines starting with `--` are comments; statements end with `;`.
+BIGINT epoch ms. Lines starting with `--` are comments; statements end with `;`. A file whose first
+line is `-- only on sqlite` (or `postgresql`) fixes something of one backend's own: on the other it
+runs nothing, and its number is recorded all the same.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _NAME = re.compile(r"(\d{4})_\w+\.sql")
+_ONLY = re.compile(r"-- only on (sqlite|postgresql)[ \t]*$", re.M)
 
 
 def load_migrations(folder: Path = MIGRATIONS_DIR) -> list[tuple[int, str]]:
@@ -40,8 +43,12 @@ def load_migrations(folder: Path = MIGRATIONS_DIR) -> list[tuple[int, str]]:
 MIGRATIONS: list[tuple[int, str]] = load_migrations()
 
 
-def statements(script: str, *, id_sql: str, blob_sql: str) -> list[str]:
-    """The script's statements for one backend, comments dropped (a `;` in a comment must not split)."""
+def statements(script: str, *, id_sql: str, blob_sql: str, backend: str | None = None) -> list[str]:
+    """The script's statements for one backend, comments dropped (a `;` in a comment must not split);
+    none when the script is only for another `backend`."""
+    only = _ONLY.match(script)
+    if only is not None and backend is not None and only.group(1) != backend:
+        return []
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     text = "\n".join(lines).replace("{id}", id_sql).replace("{blob}", blob_sql)
     return [s.strip() for s in text.split(";") if s.strip()]

@@ -370,6 +370,6 @@ class SqliteStore:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                for stmt in statements(sql, id_sql=ID_SQL, blob_sql="BLOB"):
+                for stmt in statements(sql, id_sql=ID_SQL, blob_sql="BLOB", backend=self.backend):
                     await tx.execute(stmt)
                 await tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", version)
