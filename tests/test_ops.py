@@ -147,8 +147,13 @@ async def test_behind_pgbouncer_transaction_mode(pgbouncer: tuple[str, str], cap
         for i in range(20):  # many statements, each on whichever server connection PgBouncer gives
             await ex.submit_order(seller, OrderInput("btcusd", "sell", "0.01", "100", client_id=f"s{i}"))
             await ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.01", "100", client_id=f"b{i}"))
+        # and batches of many rows (COPY, column arrays): PgBouncer must pass them as well
+        await asyncio.gather(*(ex.submit_order(seller, OrderInput("btcusd", "sell", "0.01", "100", client_id=f"S{i}"))
+                               for i in range(20)))
+        await asyncio.gather(*(ex.submit_order(buyer, OrderInput("btcusd", "buy", "0.01", "100", client_id=f"B{i}"))
+                               for i in range(20)))
         await ex.quiesce()
-        assert int(await ex.store.fetchval("SELECT COUNT(*) FROM trades")) == 20
+        assert int(await ex.store.fetchval("SELECT COUNT(*) FROM trades")) == 40
         from node.actors.lease import Liveness
 
         probe = Liveness(direct, "probe", 5.0)  # another process's view: our lock is held, on the direct connection
@@ -158,7 +163,7 @@ async def test_behind_pgbouncer_transaction_mode(pgbouncer: tuple[str, str], cap
             await probe.close()
         view = await ex.cluster_status()
         assert view["markets"]["btcusd"]["epoch"] >= 1
-        assert ex.accepted["btcusd"] == 40
+        assert ex.accepted["btcusd"] == 80
     finally:
         await ex.stop()
 

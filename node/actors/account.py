@@ -41,8 +41,7 @@ CLAIM_CHUNK = 500  # settlement ids per claim statement (SQLite's variables per 
 ORDERS_INSERT_BULK = Bulk.insert("orders", (
     "id", "member_id", "market", "side", "ord_type", "tif", "price", "stop_price", "volume", "remaining", "funds",
     "origin_locked", "locked", "funds_used", "trades_count", "state", "seq", "triggered", "client_id", "created_at",
-    "updated_at"), ("bigint", "bigint", "text", "text", "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint",
-                    "bigint", "bigint", "bigint", "int", "text", "bigint", "int", "text", "bigint", "bigint"))
+    "updated_at"))
 
 
 class MarketRef(Protocol):

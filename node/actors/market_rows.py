@@ -14,13 +14,11 @@ from node.store import Bulk
 FINISHED_MEMORY = 100_000
 TAKEN_MEMORY = 200_000  # ids the store confirmed as taken in; older copies are checked in the store
 SWEEP_AFTER_MS = 5_000
-# The batch writes, as Bulk statements (one step per batch on SQLite, one statement over column
-# arrays on PostgreSQL). Keys never repeat in a batch: one row per touched order. Accounts and ledger
+# The batch writes, as Bulk statements (one step per batch on SQLite; on PostgreSQL a COPY for the
+# trades, one statement over column arrays for the orders). Keys never repeat in a batch: one row per touched order. Accounts and ledger
 # rows go through the money writer (node/store/ledger.py).
 TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
-                                     "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"),
-                          ("bigint", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint",
-                           "text", "bigint", "bigint", "bigint"))
+                                     "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"))
 # Every touched order's row, and the claim of the orders the batch takes in: a row whose last value
 # is 1 is updated only while the order is still `pending`, so a copy taken already leaves the count
 # short and the batch rolls back (ClaimLost). One write per order, where a claim statement before it

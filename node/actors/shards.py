@@ -34,9 +34,7 @@ LedgerRow = ledger.LedgerRow
 
 SETTLEMENT_COLUMNS = ("id", "shard", "member_id", "currency", "d_balance", "d_locked", "fee", "reason", "ref_type",
                       "ref_id", "created_at")
-SETTLEMENTS_BULK = Bulk.insert("settlements", SETTLEMENT_COLUMNS,
-                               ("bigint", "bigint", "bigint", "text", "bigint", "bigint", "bigint", "text", "text",
-                                "bigint", "bigint"))
+SETTLEMENTS_BULK = Bulk.insert("settlements", SETTLEMENT_COLUMNS)
 _RETURNED = "member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at"
 SWEEP_LIMIT = 1_000
 

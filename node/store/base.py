@@ -21,7 +21,9 @@ Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 class Bulk:
     """One statement applied to many rows, in the form each backend runs fastest.
 
-    PostgreSQL runs `sql`, the per-row statement, with executemany (asyncpg pipelines it). SQLite
+    PostgreSQL runs an insert of several rows as one binary COPY of the rows into the table's
+    columns, and any other statement as `arrays` (below) where it has them, else `sql`, the per-row
+    statement, with executemany (asyncpg pipelines it, but the server runs it once per row). SQLite
     runs the same statement over multi-row `VALUES` lists (`chunk(k)`, k rows at once, in chunks of
     1024, 512, … 1): a few statement steps for a whole batch instead of one per row. Each step gives
     up the GIL, and getting it back means waiting behind a busy event loop, so per-row steps made a
@@ -40,20 +42,18 @@ class Bulk:
     arrays_cols: tuple[int, ...] = ()
     lock: str | None = None
     lock_cols: tuple[int, ...] = ()
+    # PostgreSQL: an insert's table and columns, for COPY. Its status counts the rows, and asyncpg
+    # encodes each value once with the column's binary codec: per row several times less client
+    # and server time than column arrays (whose every element asyncpg type-checks in Python) or
+    # executemany (a statement execution per row on the server).
+    copy: str | None = None
+    columns: tuple[str, ...] = ()
 
     @classmethod
-    def insert(cls, table: str, columns: Sequence[str], types: Sequence[str] | None = None) -> Bulk:
-        """With the columns' PostgreSQL `types`, PostgreSQL may run it as one statement over one
-        array per column (`INSERT … SELECT * FROM unnest($1::bigint[], …)`): one step whose status
-        counts the rows, where executemany counts nothing."""
+    def insert(cls, table: str, columns: Sequence[str]) -> Bulk:
         cols = ", ".join(columns)
-        arrays = None
-        if types is not None:
-            if len(types) != len(columns):
-                raise ValueError("a Bulk insert needs one type per column")
-            arrays = f"INSERT INTO {table} ({cols}) SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(types, 1))})"
         return cls(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})",
-                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns), arrays, tuple(range(len(columns))))
+                   f"INSERT INTO {table} ({cols}) VALUES ", "", len(columns), copy=table, columns=tuple(columns))
 
     @classmethod
     def update(cls, table: str, sets: str, where: str) -> Bulk:

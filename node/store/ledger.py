@@ -23,8 +23,7 @@ LedgerRow = tuple[int, str, int, int, int, str, str, int, int]
 """(member_id, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, created_at)."""
 
 LEDGER_BULK = Bulk.insert("ledger", ("member_id", "currency", "d_balance", "d_locked", "fee", "reason", "ref_type",
-                                     "ref_id", "created_at", "epoch"),
-                          ("bigint", "text", "bigint", "bigint", "bigint", "text", "text", "bigint", "bigint", "bigint"))
+                                     "ref_id", "created_at", "epoch"))
 Epoch = int | Callable[[int], int]
 """The account shard epoch a posting was written under (node/actors/shards.py), or a function of
 the member id giving it: recorded in every ledger row, so a checker can tell that each shard's rows
