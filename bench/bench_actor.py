@@ -25,7 +25,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import node.actors.market  # noqa: E402
 from node.actors.messages import NewOrder  # noqa: E402
 from node.bootstrap import start_exchange  # noqa: E402
 from node.config import load_config, parse_config  # noqa: E402
@@ -144,13 +143,13 @@ async def raw_writes(url: str, sync: str, n: int, batches: int, rows: tuple[list
 
 
 async def bench_market(url: str, raw_url: str, n: int, conc: int, sync: str) -> None:
-    # The orders are stored `pending` up front and then asked one by one: keep the pending sweep
-    # (a safety net for lost hand-overs) from taking them first.
-    node.actors.market.SWEEP_EVERY = 3600.0
     ex = await make_exchange(url, sync)
     orders = await seed_orders(ex, n)
     since = int(time.time() * 1000)
     actor = ex.markets["btcusd"]
+    # The orders are stored `pending` up front and then asked one by one: keep the pending sweep
+    # (a safety net for lost hand-overs) from taking them first on a slow run.
+    actor.sweep_after_ms = 3_600_000
     lat: list[float] = []
     it = iter(orders)
 
