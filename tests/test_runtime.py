@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from node.actors.runtime import Actor
+from node.actors.runtime import Actor, SweepingActor
 from node.errors import Busy, CreateOrderFailed, ExchangeError, Timeout, Unavailable
 
 
@@ -329,3 +329,37 @@ async def test_stop_before_start_returns_at_once(make: Callable[..., Doubler]) -
     assert not actor.running
     with pytest.raises(Unavailable):
         actor.tell(1)
+
+
+class Sweeper(SweepingActor[Any]):
+    """Notes each sweep (True: the one at start); a sweep that fails once must not stop the next."""
+
+    name = "sweeper"
+    sweep_at_start = True
+
+    def __init__(self) -> None:
+        super().__init__(sweep_after_ms=10)
+        self.sweeps: list[bool] = []
+
+    async def handle_batch(self, batch: Sequence[Any]) -> list[Any]:
+        return [None] * len(batch)
+
+    async def sweep(self, at_start: bool) -> None:
+        self.sweeps.append(at_start)
+        if len(self.sweeps) == 2:
+            raise RuntimeError("the store is away")
+
+
+async def test_a_sweeping_actor_sweeps_at_start_then_every_period_and_stops_when_fenced() -> None:
+    actor = Sweeper()
+    await actor.start()
+    for _ in range(100):
+        if len(actor.sweeps) >= 3:
+            break
+        await asyncio.sleep(0.02)
+    assert actor.sweeps[:3] == [True, False, False]  # the failed second sweep did not end the loop
+    actor.fence("a new owner")
+    await asyncio.sleep(0)
+    n = len(actor.sweeps)
+    await asyncio.sleep(0.2)
+    assert len(actor.sweeps) == n and actor._sweep_task is not None and actor._sweep_task.done()

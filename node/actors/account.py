@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from node.actors import shards
 from node.actors.messages import ApplySettlements, NewOrder, OrderRequest, SubmitOrders
-from node.actors.runtime import Actor
+from node.actors.runtime import Actor, SweepingActor
 from node.clock import now_ms
 from node.config import Currency
 from node.errors import CreateOrderFailed, ExchangeError, Fenced, TonceReused, Unavailable
@@ -81,7 +81,7 @@ def order_row_view(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class AccountActor(Actor[SubmitOrders | ApplySettlements]):
+class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
     """The writer of one account shard's rows on the order path (node/actors/shards.py): it locks
     funds for new orders and applies the settlements markets wrote for its members, each batch in
     one transaction that starts with the shard's epoch fence when the shard is leased (`epoch`)."""
@@ -99,7 +99,7 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
         bus: EventBus | None = None,
         **kw: Any,
     ) -> None:
-        super().__init__(**kw)
+        super().__init__(sweep_after_ms=sweep_after_ms, **kw)
         self.bus = bus  # account events of the settlements applied here
         self.tonces = tonces or TonceBook()
         self.shard = shard
@@ -109,9 +109,7 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
         self.markets = markets
         self.currencies = currencies
         self.order_ids = IdAllocator(store, "orders")
-        self.sweep_after_ms = sweep_after_ms
         self.settled = 0  # settlement rows this actor applied
-        self._sweep_task: asyncio.Task[None] | None = None
         # Settlement ids told (not asked) to this actor: applied by its next batch, which a notice
         # starts itself only after SETTLE_WAIT (`_owe`), so that busy shards apply them with their
         # orders instead of in a transaction of their own.
@@ -168,21 +166,12 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
             await asyncio.sleep(SETTLE_WAIT)
 
     # -- the settlement sweep: rows whose message was lost (or never sent: the market's node died) --
-    async def start(self) -> None:
-        await super().start()
-        self._sweep_task = asyncio.create_task(self._sweeper(), name=f"{self.name}:sweeper")
+    sweep_at_start = True  # a new owner applies at once what the previous one left unapplied
 
     async def stop(self) -> None:
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
         if self._owed and not self._stopping:  # applied before the mailbox is drained, not left to the sweep
             await Actor.put(self, ApplySettlements(self.shard, ()))
         await super().stop()
-
-    def fence(self, why: str = "another owner has taken over") -> None:
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-        super().fence(why)
 
     async def sweep_settlements(self, older_than_ms: int | None = None) -> int:
         """Ask for every unapplied settlement of the shard older than `older_than_ms` (all of them
@@ -194,20 +183,10 @@ class AccountActor(Actor[SubmitOrders | ApplySettlements]):
             await Actor.put(self, ApplySettlements(self.shard, ids))
         return len(ids)
 
-    async def _sweeper(self) -> None:
-        first = True
-        while True:
-            if not first:
-                await asyncio.sleep(max(self.sweep_after_ms / 1000, 0.05))
-            if self._stopping:
-                return
-            try:
-                found = await self.sweep_settlements(0 if first else None)
-                if found and not first:
-                    log.warning("%s: %d settlements had not been applied; applying them now", self.name, found)
-            except Exception:
-                log.exception("%s: settlement sweep failed; will retry", self.name)
-            first = False
+    async def sweep(self, at_start: bool) -> None:
+        found = await self.sweep_settlements(0 if at_start else None)
+        if found and not at_start:
+            log.warning("%s: %d settlements had not been applied; applying them now", self.name, found)
 
     # -- the batch ---------------------------------------------------------------------------------
     async def handle_batch(self, batch: Sequence[SubmitOrders | ApplySettlements]) -> list[Any]:

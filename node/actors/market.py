@@ -46,7 +46,7 @@ from node.actors.market_rows import (
     rests,
 )
 from node.actors.messages import CancelAll, CancelOrder, NewOrder, QueryBook, SetFees, SetHalted
-from node.actors.runtime import Actor
+from node.actors.runtime import SweepingActor
 from node.clock import now_ms
 from node.config import FEE_SCALE, Market
 from node.errors import (
@@ -81,12 +81,12 @@ from node.store import IdAllocator, Store, ledger
 
 log = logging.getLogger(__name__)
 
-class MarketActor(Actor[Any]):
+class MarketActor(SweepingActor[Any]):
     def __init__(self, market: Market, store: Store, bus: EventBus, fee_member: int, *, epoch: int = 0,
                  verify_intake: bool = False, sweep_after_ms: int = SWEEP_AFTER_MS,
                  shard_map: shards.ShardMap | None = None,
                  settle_out: Callable[[dict[int, list[int]]], None] | None = None, **kw: Any) -> None:
-        super().__init__(**kw)
+        super().__init__(sweep_after_ms=sweep_after_ms, **kw)
         # Members' accounts of shards this process does not own are settled through the outbox
         # (node/actors/shards.py): `settle_out` tells their owners after the commit.
         self.shard_map = shard_map
@@ -96,7 +96,6 @@ class MarketActor(Actor[Any]):
         # Check unknown orders in the store before matching them: where copies can come from a
         # durable queue (a cluster), or after a claim was lost once.
         self.verify_intake = verify_intake
-        self.sweep_after_ms = sweep_after_ms
         self.taken: dict[int, None] = {}  # orders the store confirmed as taken in (committed claims)
         self.inbox: set[int] = set()  # new orders now in the mailbox: the sweep never sends them again
         self.next_intake = 1
@@ -114,7 +113,6 @@ class MarketActor(Actor[Any]):
         self.halted = False
         self._halted_published = False
         self.fees = (market.maker_fee, market.taker_fee)  # (maker, taker) in force, units of 1e-8
-        self._sweep_task: asyncio.Task[None] | None = None
         self.book_seq = 0  # sequence of depth diffs, for websocket clients keeping a local book
         self.book_id = secrets.token_hex(4)  # this actor's sequence: a new one (a restart, a move) is a reset
         self.trades_total = 0
@@ -394,29 +392,8 @@ class MarketActor(Actor[Any]):
             log.warning("%s: %d accepted orders had not reached the market; matching them now", self.name, n)
         return n
 
-    async def _sweeper(self) -> None:
-        while True:
-            await asyncio.sleep(max(self.sweep_after_ms / 1000, 0.05))
-            if self._stopping:
-                return
-            try:
-                await self.sweep_pending()
-            except Exception:
-                log.exception("%s: pending sweep failed; will retry", self.name)
-
-    async def start(self) -> None:
-        await super().start()
-        self._sweep_task = asyncio.create_task(self._sweeper(), name=f"{self.name}:sweeper")
-
-    async def stop(self) -> None:
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-        await super().stop()
-
-    def fence(self, why: str = "another owner has taken over") -> None:
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-        super().fence(why)
+    async def sweep(self, at_start: bool) -> None:
+        await self.sweep_pending()
 
     # New orders are noted as they enter the mailbox, so that the sweep never sends them again.
     def tell(self, msg: Any) -> None:

@@ -354,3 +354,49 @@ class Actor(Generic[M]):
         self._forget_answered()
         self.processed += len(batch)
         self.batches += 1
+
+
+class SweepingActor(Actor[M]):
+    """An actor that also looks in the store, every `sweep_after_ms`, for work whose message never
+    reached it (a lost bus message, a node that died between its commit and the hand-over): the
+    store is the truth, messages only make things fast. The sweep runs beside the batches and stops
+    with the actor, also when it is fenced (what it would find is no longer ours)."""
+
+    sweep_at_start = False
+    """Sweep once as soon as the actor runs (everything, whatever its age), then every period."""
+
+    def __init__(self, *, sweep_after_ms: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.sweep_after_ms = sweep_after_ms
+        self._sweep_task: asyncio.Task[None] | None = None
+
+    async def sweep(self, at_start: bool) -> None:
+        """One look at the store; `at_start` for the first one of a `sweep_at_start` actor."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        await super().start()
+        self._sweep_task = asyncio.create_task(self._sweeper(), name=f"{self.name}:sweeper")
+
+    async def stop(self) -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+        await super().stop()
+
+    def fence(self, why: str = "another owner has taken over") -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+        super().fence(why)
+
+    async def _sweeper(self) -> None:
+        first = self.sweep_at_start
+        while True:
+            if not first:
+                await asyncio.sleep(max(self.sweep_after_ms / 1000, 0.05))
+            if self._stopping:
+                return
+            try:
+                await self.sweep(first)
+            except Exception:
+                log.exception("%s: sweep failed; will retry", self.name)
+            first = False
