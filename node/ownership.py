@@ -1,18 +1,12 @@
 """Which markets this node runs, decided again every tick from the store.
 
-Each tick the node
-- renews the leases of the markets it runs; one it can no longer renew is dropped at once if the
-  lease was taken, and on its own if the store has been unreachable for most of the lease (it
-  stops matching before anyone else may start);
+The markets' lease keeper (node/actors/lease_keeper.py, the same rules as the account shards')
+renews the leases of the markets this node runs, adopts those it may run whose lease is free (it is
+their primary, a standby, or one was handed to it) and, after the tick, hands over each market whose
+placement was changed since this node took it and names another primary. Around it each tick
 - reads the cluster's membership and placement (node/placement.py): who is a member, each market's
   primary and standbys;
-- adopts the markets it may run (it is their primary, a standby, or one was handed to it) whose
-  lease is free: released, expired, or held by a process that is gone. A standby waits half a
-  lease longer than the primary, so a primary that restarts quickly finds its markets;
-- writes its heartbeat (`nodes_seen`), which `status` reads for every node of the cluster;
-- after the tick, hands over (the ordinary `move`) each market it runs whose placement was changed
-  since it took it and names another node as primary: to the primary if it runs, else to the
-  first running standby.
+- writes this node's heartbeat (`nodes_seen`), which `status` reads for every node of the cluster.
 
 Nothing here is remembered for later: a command that cannot act now is refused by whoever got it,
 and a node that comes up simply looks at the store.
@@ -23,23 +17,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import orjson
 
 from node import placement
-from node.actors.lease import HANDED_OVER, LeaseHeld, Leases
+from node.actors.lease import HANDED_OVER, Leases, is_market
+from node.actors.lease_keeper import SELF_FENCE, LeaseKeeper, Seat
 from node.actors.market import MarketActor
 from node.clock import now_ms
 from node.config import Config, ConfigError, NodeConf
-from node.errors import ExchangeError, Fenced
 from node.store import Store
 
 log = logging.getLogger(__name__)
 
-SELF_FENCE = 0.6  # of the lease: unrenewed this long, a market stops matching on its own
+__all__ = ["SELF_FENCE", "Ownership", "cluster_view"]
 
 
 class Ownership:
@@ -53,24 +46,23 @@ class Ownership:
         self.store = store
         self.leases = leases
         self.markets = markets
-        self._adopt = adopt
-        self._drop = drop
         self._status = status
         self.address = address
         self.cluster = cluster
-        self.lease_s = config.actors.lease_ms / 1000
-        self.tick_s = min(1.0, self.lease_s / 5)
-        self.last_renewed: dict[str, float] = {}
-        self.refusals: dict[str, str] = {}  # market → why this node does not run it now
-        self.started_at = now_ms()
-        self._task: asyncio.Task[None] | None = None
-        self.lock = asyncio.Lock()  # one tick or operator command at a time
-        self._hold_off: dict[str, float] = {}  # released here on purpose: not adopted again soon
-        self._handover = handover  # release a market to a node (Exchange.release_market)
-        self._alive = alive  # the nodes running now
         self.placement = placement.Cluster({}, {})  # the store's, as of the last tick
-        self.claimed_version: dict[str, int] = {}  # market → its placement's version when this node took it
-        self._placement_note: dict[str, str] = {}  # market → why a placement change is not applied (logged once)
+        self.keeper: LeaseKeeper[str] = LeaseKeeper(
+            "market", node.name, leases, config.actors.lease_ms, markets, name=lambda mid: mid,
+            key=lambda name: name if is_market(name) else None, keys=lambda: config.markets, seat=self._seat,
+            member=lambda: self.placement.is_member(self.node.name), start=adopt, drop=drop,
+            handover=handover if cluster else None, alive=alive)
+        self.lease_s = self.keeper.lease_s
+        self.tick_s = self.keeper.tick_s
+        self.last_renewed = self.keeper.last_renewed
+        self.refusals = self.keeper.refusals  # market → why this node does not run it now
+        self.claimed_version = self.keeper.claimed_version
+        self.started_at = self.keeper.started_at
+        self.lock = self.keeper.lock  # one tick or operator command at a time
+        self._task: asyncio.Task[None] | None = None
 
     async def join(self) -> list[str]:
         """Read membership and placement (seeded from cluster.toml on a first start); the markets
@@ -87,68 +79,43 @@ class Ownership:
         return self.placement.markets_of(self.node.name)
 
     # -- who may run what ---------------------------------------------------------------------------
+    def _seat(self, mid: str) -> Seat | None:
+        p = self.placement.placement.get(mid)
+        if mid not in self.config.markets or p is None:
+            return None
+        return Seat(p.primary, self.placement.standbys_of(mid) if self.cluster else (), p.version)
+
     def eligible(self, mid: str, lease: Mapping[str, Any] | None) -> str | None:
         """'primary', 'standby' or 'handed' if this node may run the market, else None."""
-        if mid not in self.config.markets or not self.placement.is_member(self.node.name):
+        if mid not in self.config.markets:
             return None
-        if lease is not None and lease["owner"] == HANDED_OVER:
-            return "handed" if lease["node"] == self.node.name else None
-        if self.placement.primary_of(mid) == self.node.name:
-            return "primary"
-        if self.cluster and self.node.name in self.placement.standbys_of(mid):
-            return "standby"
-        return None
+        return self.keeper.eligible(mid, lease)
 
     async def claim(self, mid: str) -> MarketActor:
         """Take the lease (LeaseHeld if a living holder has it) and start the market here."""
-        epoch = await self.leases.acquire(mid)
-        try:
-            actor = await self._adopt(mid, epoch)
-        except BaseException:
-            await self.leases.release(mid)
-            raise
-        self.last_renewed[mid] = time.monotonic()
-        self.refusals.pop(mid, None)
-        p = self.placement.placement.get(mid)
-        self.claimed_version[mid] = p.version if p is not None else 0
-        self._placement_note.pop(mid, None)
+        actor: MarketActor = await self.keeper.claim(mid)
         return actor
 
     def hold_off(self, mid: str) -> None:
         """This node gave the market up on purpose: it does not adopt it again for two leases."""
-        self._hold_off[mid] = time.monotonic() + 2 * self.lease_s
-        self.last_renewed.pop(mid, None)
+        self.keeper.hold_off(mid)
 
     # -- the loop -----------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ownership")
+        self._task = self.keeper.start(self.tick)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self.keeper.stop()
         try:
             await self.store.execute("UPDATE nodes_seen SET stopped_at = ? WHERE node = ? AND boot = ?",
                                      now_ms(), self.node.name, self.leases.boot)
         except Exception:
             log.warning("could not record this node's stop in the store")
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with self.lock:
-                    await self.tick()
-                await self.apply_placement()  # outside the lock: a hand-over takes it
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ownership tick failed; trying again")
-            await asyncio.sleep(self.tick_s)
-
     async def tick(self) -> None:
-        await self._renew()
+        await self.keeper.renew()
         self.placement = await placement.load(self.store, self.config)
-        await self._adopt_free()
+        await self.keeper.adopt_free(await self.keeper.read_leases())
         await self._heartbeat()
         if self.leases.liveness is not None:
             # A market's new owner ends every session of the process it took the market from, the
@@ -160,79 +127,7 @@ class Ownership:
     async def apply_placement(self) -> None:
         """Hand over each market run here whose placement changed since this node took it and names
         another primary. A market this node took by failover stays: only a new placement moves it."""
-        if not self.cluster or self._handover is None:
-            return
-        due = []
-        for mid in list(self.markets):
-            p = self.placement.placement.get(mid)
-            if p is None or p.primary == self.node.name or p.version <= self.claimed_version.get(mid, p.version):
-                continue
-            due.append((mid, [p.primary, *self.placement.standbys_of(mid)]))
-        if not due:
-            return
-        alive = set(await self._alive()) if self._alive is not None else set()
-        for mid, targets in due:
-            to = next((n for n in targets if n in alive and n != self.node.name), None)
-            if to is None:
-                note = f"placed on {targets[0]}, which is not running: it stays on {self.node.name} for now"
-            else:
-                try:
-                    log.warning("market %s: %s", mid, await self._handover(mid, to))
-                    self.claimed_version.pop(mid, None)
-                    self._placement_note.pop(mid, None)
-                    continue
-                except ExchangeError as e:
-                    note = f"could not hand it over to {to}: {e.message}"
-            if self._placement_note.get(mid) != note:
-                log.warning("market %s %s", mid, note)
-                self._placement_note[mid] = note
-
-    async def _renew(self) -> None:
-        for mid in list(self.markets):
-            actor = self.markets[mid]
-            if actor.fenced:
-                await self._drop(mid, "fenced: another node holds a newer epoch")
-                continue
-            try:
-                ok = await self.leases.renew(mid)
-            except Exception as e:
-                silent = time.monotonic() - self.last_renewed.get(mid, 0.0)
-                if silent > self.lease_s * SELF_FENCE:
-                    await self._drop(mid, f"lease not renewed for {silent:.1f} s ({type(e).__name__}): stopping "
-                                          "before it can pass to another node")
-                continue
-            if ok:
-                self.last_renewed[mid] = time.monotonic()
-            else:
-                await self._drop(mid, "lease taken over by another node")
-
-    async def _adopt_free(self) -> None:
-        leases = {str(r["market"]): r for r in await self.leases.all()}
-        now = now_ms()
-        for mid in self.config.markets:
-            if mid in self.markets or self._hold_off.get(mid, 0.0) > time.monotonic():
-                continue
-            lease = leases.get(mid)
-            role = self.eligible(mid, lease)
-            if role is None:
-                continue
-            if lease is not None and lease["owner"] != HANDED_OVER:
-                silent = now - int(lease["renewed_at"])
-                if role == "standby" and silent < self.config.actors.lease_ms // 2:
-                    continue  # give a restarting primary its chance first
-            if lease is None and role == "standby" and now - self.started_at < self.config.actors.lease_ms:
-                continue  # never run yet: its primary may be starting too
-                held = lease["owner"] and lease["owner"] != self.leases.owner and int(lease["expires_at"]) > now
-                if held and silent < 2 * self.tick_s * 1000:
-                    self.refusals[mid] = f"run by node {lease['node']!r}"
-                    continue  # a living holder renews every tick: nothing to ask the store
-            try:
-                await self.claim(mid)
-                log.warning("market %s adopted by node %s as %s", mid, self.node.name, role)
-            except LeaseHeld as e:
-                self.refusals[mid] = e.message
-            except Fenced as e:
-                self.refusals[mid] = str(e)
+        await self.keeper.apply_placement()
 
     async def _heartbeat(self) -> None:
         now = now_ms()
