@@ -1,11 +1,17 @@
 """This node's account shards (node/actors/shards.py): which it runs, and where requests go.
 
 Without a cluster the node runs every shard, unleased. In a cluster every shard is leased like a
-market (`accounts/<shard>` in `market_leases`), and this object's own tick, beside the markets'
-ownership tick, renews the leases it holds and adopts the shards it may run whose lease is free.
-The primary of shard k is the k-th node of the configuration (modulo their number); every other
-node stands by and waits half a lease longer, so a primary that restarts quickly gets its shards
-back. A shard whose lease cannot be renewed for most of it, or whose actor was fenced, stops here.
+market (`accounts/<shard>` in `market_leases`) and placed like one (node/placement.py: a primary and
+standbys in the store, changed by `shard place|move`), and the shards' lease keeper
+(node/actors/lease_keeper.py, the markets' rules) renews the leases held here, adopts the shards this
+node may run whose lease is free, and hands over a shard whose placement names another primary.
+One difference: what a stopping node released passes to a standby at once, without the half lease a
+market waits for its restarting primary, since every order of the shard's members waits for it.
+
+A hand-over (`release`) loses nothing accepted: the shard's actor refuses new requests (503, the
+client retries) and commits what it took, and only then is the lease handed to the target, which
+takes it with a new epoch; settlements the outbox holds for the shard are applied once by whoever
+owns it (their claim), starting with the new owner's first sweep.
 
 An order submission goes to the local actor of the member's shard, or over the bus to the node that
 runs it (`ask_shard`); settlements a local market wrote for other shards are told to their owners.
@@ -18,17 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from node import placement
 from node.actors.account import AccountActor, MarketRef
-from node.actors.lease import HANDED_OVER, LeaseHeld, Leases
+from node.actors.lease import HANDED_OVER, Leases
+from node.actors.lease_keeper import LeaseKeeper, Seat
 from node.actors.messages import ApplySettlements, SubmitOrders
 from node.actors.shards import ShardMap, lease_name, shard_of_lease
 from node.clock import now_ms
 from node.config import Config, NodeConf
-from node.errors import Fenced, Unavailable
+from node.errors import InvalidParameter, Unavailable
 from node.events import EventBus
 from node.store import Store
 from node.tonces import TonceBook
@@ -38,19 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SELF_FENCE = 0.6  # of the lease: unrenewed this long, a shard stops on its own (as a market does)
-
-
-def primary_of(config: Config, shard: int) -> str:
-    """The node that runs a shard when it can: the nodes of the configuration in turn."""
-    names = list(config.nodes)
-    return names[shard % len(names)]
-
-
 class AccountShards:
     def __init__(self, config: Config, node: NodeConf, store: Store, leases: Leases,
                  markets: Mapping[str, MarketRef], tonces: TonceBook, link: RabbitLink | None,
-                 watch: Callable[[AccountActor], None], bus: EventBus | None = None) -> None:
+                 watch: Callable[[AccountActor], None], bus: EventBus | None = None,
+                 alive: Callable[[], Awaitable[Collection[str]]] | None = None) -> None:
         self.config = config
         self.node = node
         self.store = store
@@ -62,14 +61,16 @@ class AccountShards:
         self.bus = bus
         self.map = ShardMap(config.actors.shard_count(store.backend), leased=link is not None)
         self.actors: dict[int, AccountActor] = {}
-        self.refusals: dict[int, str] = {}
         self.owners: dict[int, str] = {}  # shards run elsewhere: the node holding the lease at the last tick
-        self.last_renewed: dict[int, float] = {}
-        self.lease_s = config.actors.lease_ms / 1000
-        self.tick_s = min(1.0, self.lease_s / 5)
-        self.started_at = now_ms()
-        self.lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self.alive = alive  # the nodes running now
+        self.placement = placement.Cluster({}, {})  # the store's, as of the last tick
+        self.keeper: LeaseKeeper[int] = LeaseKeeper(
+            "account shard", node.name, leases, config.actors.lease_ms, self.actors, name=lease_name,
+            key=shard_of_lease, keys=lambda: range(self.map.count), seat=self._seat,
+            member=lambda: self.placement.is_member(self.node.name), start=self._run, drop=self._drop,
+            handover=self.release if link is not None else None, alive=alive, release_waits=False)
+        self.refusals = self.keeper.refusals
+        self.lock = self.keeper.lock
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -79,13 +80,11 @@ class AccountShards:
             return
         async with self.lock:
             await self.tick()
-        self._task = asyncio.create_task(self._loop(), name="account-shards")
+        self.keeper.start(self.tick)
 
     async def stop(self) -> None:
         """Drain and stop the local actors, then give their leases up (the next owner need not wait)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self.keeper.stop()
         for shard in list(self.actors):
             if self.link is not None:
                 await self.link.stop_serving_shard(shard)
@@ -152,84 +151,26 @@ class AccountShards:
         for actor in list(self.actors.values()):
             await actor.drained()
 
-    # -- leases (a cluster only) --------------------------------------------------------------------
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            try:
-                async with self.lock:
-                    await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("account shards tick failed; trying again")
+    # -- leases and placement (a cluster only) ------------------------------------------------------
+    def _seat(self, shard: int) -> Seat | None:
+        p = self.placement.placement.get(lease_name(shard))
+        if p is None:
+            return None
+        return Seat(p.primary, self.placement.standbys_of(lease_name(shard)), p.version)
 
     async def tick(self) -> None:
-        await self._renew()
-        await self._adopt_free()
-
-    async def _renew(self) -> None:
-        for shard, actor in list(self.actors.items()):
-            if actor.fenced:
-                await self._drop(shard, "fenced: another node holds a newer epoch")
-                continue
-            try:
-                ok = await self.leases.renew(lease_name(shard))
-            except Exception as e:
-                silent = time.monotonic() - self.last_renewed.get(shard, 0.0)
-                if silent > self.lease_s * SELF_FENCE:
-                    await self._drop(shard, f"lease not renewed for {silent:.1f} s ({type(e).__name__})")
-                continue
-            if ok:
-                self.last_renewed[shard] = time.monotonic()
-            else:
-                await self._drop(shard, "lease taken over by another node")
-
-    async def _adopt_free(self) -> None:
-        leases: dict[int, Mapping[str, Any]] = {}
-        for r in await self.leases.all():
-            shard = shard_of_lease(str(r["market"]))
-            if shard is not None:
-                leases[shard] = r
+        await self.keeper.renew()
+        self.placement = await placement.load(self.store, self.config)
+        leases = await self.keeper.read_leases()
         now = now_ms()
         self.owners = {shard: str(r["node"]) for shard, r in leases.items()
                        if r["owner"] and r["owner"] != HANDED_OVER and int(r["expires_at"]) > now}
-        lease_ms = self.config.actors.lease_ms
-        for shard in range(self.map.count):
-            if shard in self.actors:
-                continue
-            lease = leases.get(shard)
-            primary = primary_of(self.config, shard) == self.node.name
-            if lease is not None and lease["owner"] == HANDED_OVER and lease["node"] != self.node.name:
-                continue
-            if lease is not None and lease["owner"] and lease["owner"] != self.leases.owner:
-                silent = now - int(lease["renewed_at"])
-                if int(lease["expires_at"]) > now and silent < 2 * self.tick_s * 1000 + 500:
-                    self.refusals[shard] = f"run by node {lease['node']!r}"
-                    continue  # a living holder renews every tick: nothing to ask the store
-                if not primary and silent < lease_ms // 2:
-                    continue  # give a restarting primary its chance first
-            if lease is None and not primary and now - self.started_at < lease_ms:
-                continue  # never run yet: its primary may be starting too
-            try:
-                epoch = await self.leases.acquire(lease_name(shard))
-            except (LeaseHeld, Fenced) as e:
-                self.refusals[shard] = str(e)
-                continue
-            try:
-                await self._run(shard, epoch)
-            except BaseException:
-                await self.leases.release(lease_name(shard))
-                raise
-            self.last_renewed[shard] = time.monotonic()
-            self.refusals.pop(shard, None)
-            log.warning("account shard %d adopted by node %s (epoch %d)", shard, self.node.name, epoch)
+        await self.keeper.adopt_free(leases)
 
     async def _drop(self, shard: int, why: str) -> None:
         """Stop a shard at once: no drain, what is queued is not ours any more."""
         actor = self.actors.pop(shard, None)
         self.map.epochs.pop(shard, None)
-        self.leases.forget(lease_name(shard))
         if actor is None:
             return
         log.error("account shard %d: %s; stopped here", shard, why)
@@ -237,10 +178,40 @@ class AccountShards:
         if self.link is not None:
             await self.link.stop_serving_shard(shard)
 
+    async def release(self, shard: int, to_node: str | None) -> str:
+        """Give a shard up without losing anything accepted: from now on the markets here settle its
+        members through the outbox, its actor refuses new requests (503: retry) and commits every
+        one it took, the bus queue is left to the next owner, and only then is the lease released,
+        to `to_node` alone if given (which adopts it at its next tick with a new epoch; if it does
+        not, the shard falls to its standbys as after a crash)."""
+        actor = self.actors.get(shard)
+        if actor is None or not self.map.leased:
+            raise Unavailable(f"account shard {shard} is not run by node {self.node.name}")
+        if to_node is not None:
+            if not self.placement.is_member(to_node):
+                raise InvalidParameter(f"node {to_node!r} is not a member of the cluster", "to")
+            if to_node == self.node.name:
+                return f"account shard {shard} already runs on {to_node}"
+            if self.alive is not None and to_node not in await self.alive():
+                raise Unavailable(f"node {to_node} is not running: account shard {shard} stays on {self.node.name}")
+        async with self.lock:
+            if self.actors.get(shard) is not actor:
+                raise Unavailable(f"account shard {shard} stopped here meanwhile")
+            del self.actors[shard]
+            self.map.epochs.pop(shard, None)
+            await actor.stop()
+            if self.link is not None:
+                await self.link.stop_serving_shard(shard)
+            self.keeper.hold_off(shard)
+            await self.leases.release(lease_name(shard), handed_to=to_node)
+        log.warning("account shard %d released by node %s%s", shard, self.node.name,
+                    f" to node {to_node}" if to_node else "")
+        return f"account shard {shard} released by {self.node.name}" + (f", handed to {to_node}" if to_node else "")
+
     def status(self) -> dict[str, Any]:
         return {"count": self.map.count, "leased": self.map.leased,
                 "running": {str(s): {"epoch": a.epoch, "settled": a.settled} for s, a in sorted(self.actors.items())},
-                "refusals": {str(s): why for s, why in sorted(self.refusals.items())}}
+                "refusals": self.keeper.status()["refusals"]}
 
 
 async def _quietly(aw: Any) -> None:
@@ -251,8 +222,9 @@ async def _quietly(aw: Any) -> None:
 
 
 async def shard_view(store: Store, config: Config) -> dict[str, dict[str, Any]]:
-    """Every account shard's owner, epoch and settlements not yet applied, from the store alone
-    (for `status`)."""
+    """Every account shard's placement, owner, epoch and settlements not yet applied, from the store
+    alone (for `status`)."""
+    cluster = await placement.load(store, config)
     now = now_ms()
     out: dict[str, dict[str, Any]] = {}
     count = config.actors.shard_count(store.backend)
@@ -262,8 +234,13 @@ async def shard_view(store: Store, config: Config) -> dict[str, dict[str, Any]]:
         "SELECT shard, COUNT(*) AS n FROM settlements WHERE applied_at IS NULL GROUP BY shard")}
     for shard in range(count):
         r = rows.get(shard)
-        info: dict[str, Any] = {"primary": primary_of(config, shard), "owner": None, "epoch": None,
-                                "expires_in_ms": None, "unapplied": flight.get(shard, 0)}
+        p = cluster.placement.get(lease_name(shard))
+        info: dict[str, Any] = {"primary": p.primary if p is not None else None,
+                                "standbys": list(cluster.standbys_of(lease_name(shard))),
+                                "placed_standbys": p.spelled() if p is not None else None,
+                                "placement_version": p.version if p is not None else None,
+                                "owner": None, "epoch": None, "expires_in_ms": None,
+                                "unapplied": flight.get(shard, 0)}
         if r is not None:
             info["epoch"] = int(r["epoch"])
             if r["owner"] and r["owner"] != HANDED_OVER and int(r["expires_at"]) > now:

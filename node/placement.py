@@ -1,11 +1,17 @@
-"""Cluster membership and market placement, kept in the store and changed by commands.
+"""Cluster membership and the placement of markets and account shards, kept in the store and
+changed by commands.
 
 cluster.toml describes the nodes and, for each market, its node and standbys; that is only the seed.
 At a node's first start (nodes: when the store has none; a market: when it has no placement yet)
 it is written to `cluster_nodes` and `market_placement`, and from then on the store is the truth:
-`cluster node add|remove` and `market place|move` change it (each with an audit entry), and every
-running node reads it at each ownership tick (node/ownership.py), so nobody edits every machine's
-cluster.toml to add a node or move a market.
+`cluster node add|remove`, `market place|move` and `shard place|move` change it (each with an audit
+entry), and every running node reads it at each tick of its lease keepers (node/ownership.py,
+node/account_shards.py), so nobody edits every machine's cluster.toml to add a node or move a market.
+
+An account shard is placed like a market, in the same table under its lease's name (`accounts/<k>`).
+In a cluster its placement is seeded from the rule shards followed before they had one (shard k's
+primary is the k-th node of cluster.toml, modulo their number; every other member stands by), so a
+cluster that existed before keeps its owners.
 
 A placement's `version` grows with every `place` and `move`. A node running a market whose placement
 was changed after it took the market hands it over (the ordinary `move`, so nothing is lost or
@@ -19,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from node.actors.lease import is_shard
+from node.actors.shards import lease_name
 from node.clock import now_ms
 from node.config import Config, NodeConf
 from node.errors import InvalidParameter, Unavailable
@@ -31,6 +39,9 @@ NODE_ADD = "cluster.node.add"
 NODE_REMOVE = "cluster.node.remove"
 SEED = "cluster.seed"
 PLACE = "market.place"
+MOVE = "market.move"
+SHARD_PLACE = "shard.place"
+SHARD_MOVE = "shard.move"
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class Cluster:
 
     def markets_of(self, node: str) -> list[str]:
         """The markets placed on `node` as their primary."""
-        return [mid for mid, p in self.placement.items() if p.primary == node]
+        return [mid for mid, p in self.placement.items() if p.primary == node and not is_shard(mid)]
 
 
 def node_conf(config: Config, name: str | None) -> NodeConf:
@@ -117,10 +128,23 @@ async def read(store: Store) -> Cluster:
 async def load(store: Store, config: Config) -> Cluster:
     """The store's membership and placement, seeded from cluster.toml where the store has none."""
     cluster = await read(store)
-    if not cluster.nodes or any(mid not in cluster.placement for mid in config.markets):
+    if (not cluster.nodes or any(mid not in cluster.placement for mid in config.markets)
+            or any(lease_name(k) not in cluster.placement for k in shards_placed(store, config))):
         await seed(store, config)
         cluster = await read(store)
     return cluster
+
+
+def shards_placed(store: Store, config: Config) -> range:
+    """The account shards that have a placement: in a cluster every one (without a cluster a node
+    runs them all, unleased)."""
+    return range(config.actors.shard_count(store.backend) if config.rabbitmq else 0)
+
+
+def seed_shard_primary(config: Config, shard: int) -> str:
+    """The rule shards followed before they were placed: the nodes of cluster.toml in turn."""
+    names = list(config.nodes)
+    return names[shard % len(names)]
 
 
 def _seed_standbys(config: Config, mid: str, primary: str) -> str:
@@ -152,9 +176,16 @@ async def seed(store: Store, config: Config) -> None:
                                 "VALUES (?, ?, ?, 1, ?) ON CONFLICT (market) DO NOTHING",
                                 mid, owner.name, _seed_standbys(config, mid, owner.name), now):
                 placed[mid] = owner.name
-        if added or placed:
-            await audit.record_in(tx, SEED, None, {"nodes": added, "markets": placed, "source": config.source},
-                                  target="cluster")
+        shards: dict[str, str] = {}
+        for k in shards_placed(store, config):
+            primary = seed_shard_primary(config, k)
+            if await tx.execute("INSERT INTO market_placement (market, primary_node, standbys, version, placed_at) "
+                                "VALUES (?, ?, ?, 1, ?) ON CONFLICT (market) DO NOTHING",
+                                lease_name(k), primary, EVERY_OTHER, now):
+                shards[str(k)] = primary
+        if added or placed or shards:
+            await audit.record_in(tx, SEED, None, {"nodes": added, "markets": placed, "shards": shards,
+                                                   "source": config.source}, target="cluster")
 
 
 async def add_node(store: Store, name: str, address: str = "") -> str:
@@ -181,21 +212,22 @@ async def add_node(store: Store, name: str, address: str = "") -> str:
 
 async def remove_node(store: Store, name: str) -> str:
     """Take `name` out of the cluster: refused while a market is placed on it or it runs one. It is
-    taken off the standby lists that name it, in the same transaction."""
+    taken off the standby lists that name it, in the same transaction. Account shards do not hold
+    it back: those it runs pass to their standbys when it stops (`shard place` moves them first)."""
     now = now_ms()
     async with store.transaction() as tx:
         row = await tx.fetchrow("SELECT * FROM cluster_nodes WHERE name = ?" + store.for_update, name)
         if row is None or row["removed_at"] is not None:
             raise InvalidParameter(f"node {name} is not a member of the cluster", "name")
         placed = [str(r["market"]) for r in await tx.fetch(
-            "SELECT market FROM market_placement WHERE primary_node = ? ORDER BY market", name)]
+            "SELECT market FROM market_placement WHERE primary_node = ? AND market NOT LIKE 'accounts/%' "
+            "ORDER BY market", name)]
         if placed:
             raise Unavailable(f"node {name} is the primary of {', '.join(placed)}: place "
                               f"{'them' if len(placed) > 1 else 'it'} elsewhere first (market place MARKET --primary NODE)")
         running = [str(r["market"]) for r in await tx.fetch(
             "SELECT market FROM market_leases WHERE node = ? AND owner <> '' AND expires_at > ? "
             "AND market NOT LIKE 'accounts/%' ORDER BY market", name, now)]
-        # (account shards are not placed: they pass to the other nodes when this one stops)
         if running:
             raise Unavailable(f"node {name} still holds {', '.join(running)}: move "
                               f"{'them' if len(running) > 1 else 'it'} first (market move MARKET --to NODE)")
@@ -252,9 +284,24 @@ async def place_in(tx: Tx, store: Store, market: str, primary: str, standbys: tu
     return Placement(market, primary, standbys, version)
 
 
-async def record_move(store: Store, config: Config, market: str, to: str) -> Placement:
-    """`market move` made `to` the market's owner: it becomes the primary too (the old primary takes
-    its place among the standbys), so a restart does not send the market back."""
+async def place_shard(store: Store, config: Config, shard: int, primary: str,
+                      standbys: Iterable[str] | None) -> Placement:
+    """Place an account shard on `primary` (standbys None: every other member). Its owner, if
+    another node, hands it over to the primary at its next tick."""
+    if shard not in shards_placed(store, config):
+        count = len(shards_placed(store, config))
+        raise InvalidParameter(f"unknown account shard {shard} (this cluster has shards 0 to {count - 1})"
+                               if count else "account shards are placed only in a cluster", "shard")
+    await load(store, config)
+    names = None if standbys is None else tuple(dict.fromkeys(standbys))
+    async with store.transaction() as tx:
+        return await place_in(tx, store, lease_name(shard), primary, names, action=SHARD_PLACE)
+
+
+async def record_move(store: Store, config: Config, market: str, to: str, *, action: str = MOVE) -> Placement:
+    """`market move` (or `shard move`, `market` being the shard's lease name) made `to` the owner:
+    it becomes the primary too (the old primary takes its place among the standbys), so a restart
+    does not send it back."""
     cluster = await load(store, config)
     old = cluster.placement.get(market)
     standbys: tuple[str, ...] | None = None
@@ -263,4 +310,4 @@ async def record_move(store: Store, config: Config, market: str, to: str) -> Pla
         if old.primary != to and old.primary not in standbys and to not in old.standbys:
             standbys = (*standbys, old.primary)
     async with store.transaction() as tx:
-        return await place_in(tx, store, market, to, standbys, action="market.move")
+        return await place_in(tx, store, market, to, standbys, action=action)

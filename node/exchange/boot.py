@@ -5,7 +5,7 @@ accounts, and starts the account shards it runs (node/account_shards.py: all of 
 cluster those its leases give it), the markets this node's leases give it (`_adopt`; `_drop` when a
 lease is lost), its wallets and, in a cluster, the RabbitMQ link. `release_market` / `adopt_market`
 move a market without losing or reordering an order (an operator's command arrives through
-`_on_control`); `stop` drains in order.
+`_on_control`, as does `shard move`'s, node/account_shards.py); `stop` drains in order.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Boot(Queries):
         placed = await self.ownership.join()  # the markets placed here (node/placement.py)
         self.node = self.ownership.node  # a node outside cluster.toml: with the store's address
         self.shards = AccountShards(self.config, self.node, self.store, self.leases, self.refs, self.tonces, self.link,
-                                    self.metrics.watch, self.bus)
+                                    self.metrics.watch, self.bus, alive=self.alive_nodes)
         for mid in placed:
             try:
                 await self.ownership.claim(mid)
@@ -122,7 +122,13 @@ class Boot(Queries):
         """An operator's command, done now or refused now (never kept for later): the answer goes
         back to the command line that sent it."""
         try:
-            cmd, mid = str(command.get("cmd")), str(command.get("market"))
+            cmd = str(command.get("cmd"))
+            if cmd == "release_shard":
+                shard, to = int(command.get("shard", -1)), command.get("to")
+                if self.shards is None:
+                    raise Unavailable(f"account shard {shard} is not run by node {self.node.name}")
+                return {"ok": True, "message": await self.shards.release(shard, None if to is None else str(to))}
+            mid = str(command.get("market"))
             self.market(mid)
             if cmd == "release":
                 to = command.get("to")
