@@ -11,7 +11,8 @@
     python -m node admin grant EMAIL ROLE   roles; also: withdraws, approve, reject, process, bank-deposit,
                                             reset-2fa, log
     python -m node status                   a cluster's members, placement and owners (node/cli_cluster.py); also:
-                                            cluster node add|remove, market place|move|adopt|release
+                                            cluster node add|remove, market place|move|adopt|release,
+                                            shard place|move
 """
 
 from __future__ import annotations

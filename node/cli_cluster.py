@@ -1,18 +1,22 @@
-"""The operator's cluster commands: `status`, `cluster node add|remove`, `market place|move|adopt|release`.
+"""The operator's cluster commands: `status`, `cluster node add|remove`, `market place|move|adopt|release`,
+`shard place|move`.
 
 `status` reads the store, so it tells the same truth about every node from any machine.
 `cluster node add|remove` and `market place` change the membership and placement in the store
 (node/placement.py), with an audit entry; running nodes apply them at their next ownership tick.
 `market move|adopt|release` reach one running process through the bus and return its answer: each
 is done now or refused now with the reason, never kept to run at a later boot (`move` also records
-the target as the market's primary).
+the target as the market's primary). `shard place|move` do the same for an account shard
+(node/account_shards.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,6 +24,7 @@ import orjson
 from node import placement
 from node.account_shards import shard_view
 from node.actors.lease import Liveness
+from node.actors.shards import lease_name
 from node.bootstrap import start_exchange
 from node.config import load_config
 from node.errors import ExchangeError
@@ -30,6 +35,13 @@ from node.security import audit
 
 def _ms(v: Any) -> str:
     return "-" if v is None else f"{int(v) / 1000:.1f}s"
+
+
+def _placed(m: dict[str, Any]) -> str:
+    """A market's or shard's placement as `status` words it."""
+    return (f"placed: primary {m['primary']}, standbys {', '.join(m['standbys']) or 'none'}"
+            + (" (every other node)" if m["standbys"] and m.get("placed_standbys") == placement.EVERY_OTHER else "")
+            + (f", version {m['placement_version']}" if m.get("placement_version") else ""))
 
 
 async def status_cmd(args: argparse.Namespace) -> int:
@@ -73,13 +85,10 @@ async def status_cmd(args: argparse.Namespace) -> int:
     for mid, m in view["markets"].items():
         owner = m["owner"] or (f"none (handed to {m['handed_to']})" if m.get("handed_to") else "NONE")
         print(f"market {mid}: owner {owner}, epoch {m['epoch']}, lease age {_ms(m['lease_age_ms'])}, renewed "
-              f"{_ms(m['renewed_ago_ms'])} ago, expires in {_ms(m['expires_in_ms'])}; placed: primary {m['primary']}, "
-              f"standbys {', '.join(m['standbys']) or 'none'}"
-              + (" (every other node)" if m["standbys"] and m.get("placed_standbys") == placement.EVERY_OTHER else "")
-              + (f", version {m['placement_version']}" if m.get("placement_version") else ""))
+              f"{_ms(m['renewed_ago_ms'])} ago, expires in {_ms(m['expires_in_ms'])}; {_placed(m)}")
     for k, sh in view.get("account_shards", {}).items():
         print(f"account shard {k}: owner {sh['owner'] or 'NONE'}, epoch {sh['epoch']}, expires in "
-              f"{_ms(sh['expires_in_ms'])}, settlements unapplied {sh['unapplied']}; primary {sh['primary']}")
+              f"{_ms(sh['expires_in_ms'])}, settlements unapplied {sh['unapplied']}; {_placed(sh)}")
     for p in view["problems"]:
         print(f"PROBLEM: {p}")
     return 1 if view["problems"] else 0
@@ -142,17 +151,92 @@ async def market_cmd(args: argparse.Namespace) -> int:
 
 
 async def _wait_owner(ex: Exchange, config: Any, market: str, node: str, seconds: float = 30.0) -> int:
-    import asyncio
+    async def lease() -> dict[str, Any]:
+        info: dict[str, Any] = (await cluster_view(ex.store, config))["markets"][market]
+        return info
 
+    return await _wait_for(lease, f"market {market}", node, seconds)
+
+
+async def _wait_for(lease: Callable[[], Awaitable[dict[str, Any]]], what: str, node: str, seconds: float) -> int:
     for _ in range(int(seconds * 10)):
-        view = await cluster_view(ex.store, config)
-        if view["markets"][market]["owner"] == node:
-            print(f"market {market} now runs on node {node} (epoch {view['markets'][market]['epoch']})")
+        info = await lease()
+        if info["owner"] == node:
+            print(f"{what} now runs on node {node} (epoch {info['epoch']})")
             return 0
         await asyncio.sleep(0.1)
-    print(f"market {market}: node {node} did not take it within {seconds:.0f} s; it falls to a standby "
+    print(f"{what}: node {node} did not take it within {seconds:.0f} s; it falls to a standby "
           "when the hand-over lease expires", file=sys.stderr)
     return 1
+
+
+async def shard_cmd(args: argparse.Namespace) -> int:
+    """`shard place K --primary A [--standbys B,C]` (written now; the shard's owner hands it over
+    at its next tick if the primary runs) and `shard move K --to B` (the owner drains the shard's
+    actor and hands its lease to B now; B becomes its primary). Each waits for the new owner."""
+    from node.cluster.rabbit import send_control_once
+
+    config = load_config(args.config)
+    if not config.rabbitmq:  # one process runs every shard, unleased: there is nowhere to place one
+        print("this needs a cluster (exchange.rabbitmq in the configuration)", file=sys.stderr)
+        return 2
+    ex = await start_exchange(config, args.node, actors=False)
+    probe = Liveness(config.direct_database, f"cli:{os.getpid()}", config.actors.store_timeout_ms / 1000)
+    token = audit.set_origin(audit.CLI)
+    k = args.shard
+    wait = max(30.0, 4 * config.actors.lease_ms / 1000)
+
+    async def lease() -> dict[str, Any]:
+        info: dict[str, Any] = (await shard_view(ex.store, config))[str(k)]
+        return info
+
+    try:
+        if k not in placement.shards_placed(ex.store, config):
+            print(f"unknown account shard {k} (shards 0 to {len(placement.shards_placed(ex.store, config)) - 1})",
+                  file=sys.stderr)
+            return 2
+        view = await cluster_view(ex.store, config, probe.gone)
+        alive = {name: n for name, n in view["nodes"].items() if n["alive"]}
+        if args.sub == "place":
+            try:
+                p = await placement.place_shard(ex.store, config, k, args.primary, placement.parse_standbys(args.standbys))
+            except ExchangeError as e:
+                print(f"refused: {e.message}", file=sys.stderr)
+                return 1
+            sh = await lease()
+            print(f"account shard {k} placed: primary {p.primary}, standbys {', '.join(sh['standbys']) or 'none'}"
+                  + (" (every other node)" if p.standbys is None else "") + f" (version {p.version})")
+            if args.no_wait or sh["owner"] == p.primary:
+                return 0
+            if p.primary not in alive:
+                print(f"node {p.primary} is not running: the shard stays where it is until it does (or a `shard move`)")
+                return 0
+            return await _wait_for(lease, f"account shard {k}", p.primary, wait)
+        owner = (await lease())["owner"]
+        if owner is None or owner not in alive:
+            print(f"account shard {k} has no running owner to hand it over (it falls to a standby once its lease "
+                  "expires)", file=sys.stderr)
+            return 1
+        if not view["members"].get(args.to, {}).get("member"):
+            print(f"node {args.to!r} is not a member of the cluster", file=sys.stderr)
+            return 2
+        if args.to not in alive:
+            print(f"node {args.to} is not running: account shard {k} stays on {owner}", file=sys.stderr)
+            return 1
+        answer = await send_control_once(config.rabbitmq, await ex.cluster_id(), owner, alive[owner]["boot"],
+                                         {"cmd": "release_shard", "shard": k, "to": args.to})
+        if not answer.get("ok"):
+            print(f"refused: {answer.get('message')}", file=sys.stderr)
+            return 1
+        print(answer.get("message"))
+        # after the hand-over: the new owner took it under the old placement and keeps it
+        p = await placement.record_move(ex.store, config, lease_name(k), args.to, action=placement.SHARD_MOVE)
+        print(f"account shard {k} placed on {args.to} (version {p.version})")
+        return await _wait_for(lease, f"account shard {k}", args.to, wait)
+    finally:
+        audit.reset_origin(token)
+        await probe.close()
+        await ex.stop()
 
 
 async def place_cmd(args: argparse.Namespace) -> int:
@@ -244,3 +328,16 @@ def add_arguments(sub: Any) -> None:
     rl = mk.add_parser("release", help="make the owner give a market up now (a standby takes it)")
     rl.add_argument("market")
     rl.set_defaults(fn=market_cmd)
+    sh = sub.add_parser("shard", help="account shards of a cluster").add_subparsers(dest="sub", required=True)
+    sp = sh.add_parser("place", help="set a shard's primary and standbys (its owner hands it over within a tick)")
+    sp.add_argument("shard", type=int)
+    sp.add_argument("--primary", required=True, help="the node that runs the shard")
+    sp.add_argument("--standbys", default=placement.EVERY_OTHER,
+                    help="comma-separated nodes that take it over when its owner fails; '*' (default): every "
+                         "other node; '': none")
+    sp.add_argument("--no-wait", action="store_true", help="do not wait for the hand-over to the primary")
+    sp.set_defaults(fn=shard_cmd)
+    sm = sh.add_parser("move", help="hand a shard over to another running node, now (it becomes its primary)")
+    sm.add_argument("shard", type=int)
+    sm.add_argument("--to", required=True, help="the node that takes the shard")
+    sm.set_defaults(fn=shard_cmd)

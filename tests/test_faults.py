@@ -520,6 +520,44 @@ async def test_duplicated_settlement_messages_apply_nothing_twice(cluster: Clust
     await finish(cluster, "duplicated settlement notices", 1, history)
 
 
+async def test_moving_and_placing_an_account_shard_under_load(cluster: Cluster) -> None:
+    """`shard move` under load: the owner drains the shard's actor and hands its lease over, the
+    target takes it with a new epoch and becomes its primary; then `shard place` sends it on to the
+    third node within a tick. Nothing acknowledged is lost, every settlement is applied once by one
+    writer per epoch (the checks of `finish`), and each command left its audit entry."""
+    moved: dict[str, Any] = {}
+
+    async def nemesis() -> None:
+        before = (await cluster.view())["account_shards"]["1"]
+        owner = before["owner"]
+        assert owner is not None
+        to = next(n for n in cluster.nodes if n != owner)
+        code, out, err = await cluster.cli("shard", "move", "1", "--to", to)
+        assert code == 0, out + err
+        assert f"account shard 1 now runs on node {to}" in out, out
+        after = (await cluster.view())["account_shards"]["1"]
+        assert (after["owner"], after["primary"]) == (to, to) and after["epoch"] > before["epoch"], after
+        await asyncio.sleep(1)
+        third = next(n for n in cluster.nodes if n not in (owner, to))
+        code, out, err = await cluster.cli("shard", "place", "1", "--primary", third, "--standbys", owner)
+        assert code == 0, out + err
+        assert f"account shard 1 now runs on node {third}" in out, out
+        moved.update(first=owner, then=to, last=third)
+
+    history = await run_with_nemesis(cluster, nemesis)
+    await finish(cluster, "shard move and shard place under load", 2, history)
+    code, out, _ = await cluster.cli("status")
+    assert (f"account shard 1: owner {moved['last']}" in out
+            and f"placed: primary {moved['last']}, standbys {moved['first']}, version 3" in out), out
+    store = await open_store(cluster.pg_url, migrate=False)
+    try:
+        rows = await store.fetch("SELECT action, target, detail FROM audit_log WHERE action LIKE 'shard.%' ORDER BY seq")
+    finally:
+        await store.close()
+    assert [(r["action"], r["target"]) for r in rows] == [("shard.move", "accounts/1"), ("shard.place", "accounts/1")]
+    assert f'"primary":"{moved["then"]}"' in rows[0]["detail"] and f'"was_primary":"{moved["then"]}"' in rows[1]["detail"]
+
+
 @pytest.fixture
 async def default_cluster(tmp_path: Path, pg_url: str) -> AsyncIterator[Cluster]:
     """The same cluster with the default lease and timeouts (what an operator gets)."""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from node import placement
+from node.actors.shards import lease_name
 from node.bootstrap import start_exchange
 from node.config import Config, ConfigError, parse_config
 from node.errors import InvalidParameter, Unavailable
@@ -107,6 +108,40 @@ async def test_node_add_remove_and_place_are_checked_and_audited(database_url: s
             assert '"was_primary":"b"' in r["detail"] and '"primary":"d"' in r["detail"]
     finally:
         await store.close()
+
+
+async def test_account_shards_are_seeded_from_the_node_order_then_placed_by_command(database_url: str) -> None:
+    store = await open_store(database_url)
+    cfg = three_nodes(database_url)
+    try:
+        cluster = await placement.load(store, cfg)
+        count = cfg.actors.shard_count(store.backend)
+        assert [(cluster.placement[lease_name(k)].primary, cluster.placement[lease_name(k)].standbys)
+                for k in range(count)] == [("abc"[k % 3], None) for k in range(count)]  # the rule before placement
+        assert cluster.standbys_of(lease_name(0)) == ("b", "c")
+        assert cluster.markets_of("a") == ["btcusd", "ltcbtc"]  # a shard is no market
+
+        with pytest.raises(InvalidParameter, match="unknown account shard"):
+            await placement.place_shard(store, cfg, count, "a", None)
+        with pytest.raises(InvalidParameter, match="not a member"):
+            await placement.place_shard(store, cfg, 0, "e", None)
+        p = await placement.place_shard(store, cfg, 0, "b", ["c", "b"])
+        assert p == placement.Placement(lease_name(0), "b", ("c",), 2)
+        p = await placement.record_move(store, cfg, lease_name(0), "c", action=placement.SHARD_MOVE)
+        assert (p.primary, p.standbys, p.version) == ("c", ("b",), 3)
+
+        await placement.place_shard(store, cfg, 0, "a", ["c"])
+
+        # shards do not hold a node back (what it runs passes to the standbys when it stops): c is
+        # still the primary of shard 2 on PostgreSQL, and is taken off shard 0's standbys
+        assert "from the standbys of accounts/0" in await placement.remove_node(store, "c")
+        assert (await placement.read(store)).standbys_of(lease_name(0)) == ()
+        assert [a for a, _ in await audit_actions(store)] == [
+            placement.SEED, placement.SHARD_PLACE, placement.SHARD_MOVE, placement.SHARD_PLACE, placement.NODE_REMOVE]
+    finally:
+        await store.close()
+    with pytest.raises(InvalidParameter, match="only in a cluster"):
+        await placement.place_shard(store, config_with(database_url), 0, "main", None)
 
 
 async def test_the_last_node_cannot_be_removed(database_url: str) -> None:

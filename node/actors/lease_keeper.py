@@ -197,11 +197,11 @@ class LeaseKeeper(Generic[K]):
             if lease is not None and lease["owner"] != HANDED_OVER:
                 silent = now - int(lease["renewed_at"])
                 theirs = bool(lease["owner"]) and lease["owner"] != self.leases.owner
+                if role == "standby" and (theirs or self.release_waits) and silent < self.lease_ms // 2:
+                    continue  # give a restarting primary its chance first
                 if theirs and int(lease["expires_at"]) > now and silent < 2 * self.tick_s * 1000 + 500:
                     self.refusals[k] = f"run by node {lease['node']!r}"
                     continue  # a living holder renews every tick: nothing to ask the store
-                if role == "standby" and (theirs or self.release_waits) and silent < self.lease_ms // 2:
-                    continue  # give a restarting primary its chance first
             if lease is None and role == "standby" and now - self.started_at < self.lease_ms:
                 continue  # never run yet: its primary may be starting too
             try:
