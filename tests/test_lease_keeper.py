@@ -1,7 +1,8 @@
 """The lease keeper (node/actors/lease_keeper.py) on real leases in a store, two nodes in one
-process, its tick's steps called one by one: the primary adopts at once, a standby only after half
-a lease of silence and never from a living holder, the deposed owner drops on its next renewal, an
-owner that cannot reach the store stops at 60% of the lease, and a new placement is handed over."""
+process, its tick's steps called one by one: the primary adopts at once (and asks again every
+tick), a standby only after half a lease of silence and never from a living holder, the deposed
+owner drops on its next renewal, an owner that cannot reach the store stops at 60% of the lease,
+and a new placement is handed over."""
 
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ async def test_primary_first_standby_after_half_a_lease_and_the_deposed_owner_dr
 
         await a.keeper.renew()  # a wakes: its lease is gone, it stops at once
         assert not a.running and a.dropped == ["lease taken over by another node"]
+        await b.keeper.renew()
+        await a.adopt()  # the primary asks the store every tick (a killed holder is found at once)
+        assert not a.running and "wallet:x is run by node 'b'" in a.keeper.refusals["x"]
 
         # The placement changes after b took it: b hands it to the primary, which runs.
         seats["x"] = Seat("a", ("b",), 2)

@@ -8,8 +8,9 @@ Each tick (`tick`, under `lock`) the keeper
 - adopts what this node may run whose lease is free (released, expired, held by a process that is
   gone, or handed to this node): its primary at once, a standby only half a lease after the
   holder's last renewal, so a primary that restarts quickly gets it back, and never before a whole
-  lease after its own start what nobody ran yet (its primary may be starting too). A lease whose
-  living holder renewed within two ticks is not even asked for;
+  lease after its own start what nobody ran yet (its primary may be starting too), nor a lease its
+  holder renewed within two ticks. A primary asks every tick: the store's liveness check gives it
+  back what a killed process held at once;
 - after the tick, outside the lock (`apply_placement`): hands over what runs here whose placement
   was changed since this node took it and names another primary, to that primary if it runs, else
   to the first running standby. What this node took by failover stays: only a new placement moves
@@ -199,7 +200,8 @@ class LeaseKeeper(Generic[K]):
                 theirs = bool(lease["owner"]) and lease["owner"] != self.leases.owner
                 if role == "standby" and (theirs or self.release_waits) and silent < self.lease_ms // 2:
                     continue  # give a restarting primary its chance first
-                if theirs and int(lease["expires_at"]) > now and silent < 2 * self.tick_s * 1000 + 500:
+                if (role == "standby" and theirs and int(lease["expires_at"]) > now
+                        and silent < 2 * self.tick_s * 1000 + 500):
                     self.refusals[k] = f"run by node {lease['node']!r}"
                     continue  # a living holder renews every tick: nothing to ask the store
             if lease is None and role == "standby" and now - self.started_at < self.lease_ms:
