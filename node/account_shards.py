@@ -49,7 +49,8 @@ class AccountShards:
     def __init__(self, config: Config, node: NodeConf, store: Store, leases: Leases,
                  markets: Mapping[str, MarketRef], tonces: TonceBook, link: RabbitLink | None,
                  watch: Callable[[AccountActor], None], bus: EventBus | None = None,
-                 alive: Callable[[], Awaitable[Collection[str]]] | None = None) -> None:
+                 alive: Callable[[], Awaitable[Collection[str]]] | None = None,
+                 cluster: Callable[[], placement.Cluster] | None = None) -> None:
         self.config = config
         self.node = node
         self.store = store
@@ -63,6 +64,7 @@ class AccountShards:
         self.actors: dict[int, AccountActor] = {}
         self.owners: dict[int, str] = {}  # shards run elsewhere: the node holding the lease at the last tick
         self.alive = alive  # the nodes running now
+        self._cluster = cluster  # membership and placement as the markets' tick last read them
         self.placement = placement.Cluster({}, {})  # the store's, as of the last tick
         self.keeper: LeaseKeeper[int] = LeaseKeeper(
             "account shard", node.name, leases, config.actors.lease_ms, self.actors, name=lease_name,
@@ -160,7 +162,7 @@ class AccountShards:
 
     async def tick(self) -> None:
         await self.keeper.renew()
-        self.placement = await placement.load(self.store, self.config)
+        self.placement = self._cluster() if self._cluster is not None else await placement.load(self.store, self.config)
         leases = await self.keeper.read_leases()
         now = now_ms()
         self.owners = {shard: str(r["node"]) for shard, r in leases.items()

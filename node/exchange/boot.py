@@ -53,14 +53,17 @@ class Boot(Queries):
                 self.refs[mid] = RemoteMarket(mid, self.link)
             self.bus.subscribe(self._on_status)
             self.link.on_control = self._on_control
-        self.ownership = Ownership(self.config, self.node, self.store, self.leases, self.markets,
-                                   adopt=self._adopt, drop=self._drop, status=lambda: self.status(hashes=False),
-                                   address=f"{self.node.host}:{self.node.port}", cluster=self.link is not None,
-                                   handover=self.release_market, alive=self.alive_nodes)
-        placed = await self.ownership.join()  # the markets placed here (node/placement.py)
+        self.ownership = ownership = Ownership(self.config, self.node, self.store, self.leases, self.markets,
+                                               adopt=self._adopt, drop=self._drop,
+                                               status=lambda: self.status(hashes=False),
+                                               address=f"{self.node.host}:{self.node.port}",
+                                               cluster=self.link is not None, handover=self.release_market,
+                                               alive=self.alive_nodes)
+        placed = await ownership.join()  # the markets placed here (node/placement.py)
         self.node = self.ownership.node  # a node outside cluster.toml: with the store's address
         self.shards = AccountShards(self.config, self.node, self.store, self.leases, self.refs, self.tonces, self.link,
-                                    self.metrics.watch, self.bus, alive=self.alive_nodes)
+                                    self.metrics.watch, self.bus, alive=self.alive_nodes,
+                                    cluster=lambda: ownership.placement)
         for mid in placed:
             try:
                 await self.ownership.claim(mid)
