@@ -123,8 +123,9 @@ class Cluster:
                    "EXCHANGE_RABBITMQ_URL": f"amqp://guest:guest@127.0.0.1:{self.mq[name].port}/"}
             self.nodes[name] = NodeProcess(self.config, port, self.tmp / "secret.key", self.tmp / f"{name}.log",
                                            node=name, env=env)
-        for node in self.nodes.values():
-            await node.start()
+        # together: a node that came up a lease before the others would adopt their markets and
+        # shards too (they are free and never run), and the load would then never cross nodes
+        await asyncio.gather(*(node.start() for node in self.nodes.values()))
         await self.wait_owned()
 
     async def stop(self) -> None:
