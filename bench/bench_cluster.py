@@ -133,7 +133,7 @@ async def drop_db(url: str) -> None:
 async def delete_broker_objects(url: str, markets: list[str]) -> None:
     """The durable queues and exchange the nodes declared, named after the cluster id in the
     database (their other queues are exclusive and went with their connections): else every run
-    leaves its market and account shard queues and its events exchange on the broker."""
+    leaves its market and account shard queues and its event exchange on the broker."""
     import aio_pika
     import asyncpg
 
@@ -155,7 +155,7 @@ async def delete_broker_objects(url: str, markets: list[str]) -> None:
             await channel.queue_delete(f"{prefix}.market.{market}")
         for shard in shards:
             await channel.queue_delete(f"{prefix}.accounts.{shard}")
-        await channel.exchange_delete(f"{prefix}.events")
+        await channel.exchange_delete(f"{prefix}.event-lists")
     finally:
         await broker.close()
 

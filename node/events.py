@@ -1,7 +1,7 @@
 """In-process event bus: what actors publish after their commit, for hubs and aggregators.
 
 Publishing never waits: subscribers are plain callbacks that must only enqueue, so a slow
-websocket client can never slow matching. A cluster bridge (RabbitMQ topic exchange) subscribes
+websocket client can never slow matching. A cluster bridge (node/cluster/rabbit.py) subscribes
 here like any other consumer.
 
 Topics are envelopes, one per matching batch (docs/architecture.md, events): `market.<id>` (the
@@ -9,8 +9,9 @@ batch's trades, book diff and order changes), `member.<id>` (one member's orders
 deltas of that batch) and `market.<id>.status` (a halt or a resumption).
 
 What other nodes send is only what this node follows: `follow(key)` counts local followers of a
-routing key (`market.<id>`, `market.*`, `member.<id>`) and the cluster bridge (the `binder`) binds
-the node's event queue to it while the count is above zero. Without a bridge (one node) every event
+key (`market.<id>`, `market.*`, `member.<id>`) and the cluster bridge (the `binder`) binds the
+node's event queue to it while the count is above zero; `follow_keys` names the keys a topic's
+events are followed under. Without a bridge (one node) every event
 is here already and following costs nothing.
 """
 
@@ -26,6 +27,17 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Subscriber = Callable[[str, Event], None]
 Binder = Callable[[str, bool], Awaitable[None]]
+ALWAYS_FOLLOWED = "market.*.status"  # halts and resumptions: every node refuses orders for a halted market
+
+
+def follow_keys(topic: str) -> tuple[str, ...]:
+    """The keys under which a topic's events are wanted: a market's envelopes by their market or by
+    all markets (`market.*`), every market's status by one key, a member's by the member."""
+    if topic.startswith("market."):
+        if topic.endswith(".status"):
+            return (ALWAYS_FOLLOWED,)
+        return (topic, "market.*")
+    return (topic,)
 
 
 class EventBus:
@@ -55,6 +67,10 @@ class EventBus:
 
     def followed(self, key: str) -> bool:
         return self.followers.get(key, 0) > 0
+
+    def wanted(self, topic: str) -> bool:
+        """Something on this node follows the topic's events now (status events always)."""
+        return any(k == ALWAYS_FOLLOWED or self.followers.get(k, 0) > 0 for k in follow_keys(topic))
 
     async def follow(self, key: str) -> None:
         """One more local follower of `key`; returns once other nodes' events for it come here."""

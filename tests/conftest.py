@@ -112,7 +112,7 @@ async def delete_broker_objects(database: str, rabbitmq: str = "amqp://guest:gue
             await channel.queue_delete(f"{prefix}.market.{market}")
         for shard in shards:  # the account shards' queues (leased shards have a row)
             await channel.queue_delete(f"{prefix}.accounts.{shard}")
-        await channel.exchange_delete(f"{prefix}.events")
+        await channel.exchange_delete(f"{prefix}.event-lists")
     finally:
         await broker.close()
 

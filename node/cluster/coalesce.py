@@ -35,6 +35,17 @@ class Coalescer(Generic[T]):
         while self._count >= self.limit:
             self._room.clear()
             await self._room.wait()
+        self._take(key, items)
+
+    def offer(self, key: str, items: Iterable[T]) -> bool:
+        """As `add`, for a caller that cannot wait (an event bus subscriber): False, nothing taken,
+        while `limit` items wait."""
+        if self._count >= self.limit:
+            return False
+        self._take(key, items)
+        return True
+
+    def _take(self, key: str, items: Iterable[T]) -> None:
         held = self._held.setdefault(key, [])
         n = len(held)
         held.extend(items)

@@ -15,12 +15,15 @@
   (asked, and dropped unread once their asker stopped waiting) and settlements to apply (told),
   both transient and unconfirmed: neither is worth a broker fsync.
   Both are taken at most once: a lost request times out, a lost settlement is swept up.
-- Events go to the topic exchange `exchange.<cluster id>.events` (routing key = topic), one message
-  per matching batch for its market and one per member it touched (node/events.py). Every node has
-  a queue of its own, bound to the keys that something on the node follows (`EventBus.follow`: a
-  websocket client's market or member streams) and always to the markets' rare status events; what
-  arrives goes into the local bus. A batch nobody follows is dropped by the broker (not mandatory:
-  no return, no log line).
+- Events go to the headers exchange `exchange.<cluster id>.event-lists`: what the node's bus
+  published meanwhile (market and member envelopes, node/events.py) goes as one message, a list
+  of (topic, event), while the previous one is in flight (node/cluster/coalesce.py). Its headers
+  name every key the list is followed under (`follow_keys`), each with the value 1. Every node has
+  a queue of its own, with one binding (`x-match: any`) per key that something on the node follows
+  (`EventBus.follow`: a websocket client's market or member streams) and always one for the
+  markets' rare status events. A node that receives a list puts into its local bus only the events
+  it follows now, and drops the rest silently. A list nobody follows is dropped by the broker (not
+  mandatory: no return, no log line).
 
 The connection is robust (reconnects with back-off); while it is down, sends fail fast with
 Unavailable (503) and the store-backed pending sweep of each market catches up what was accepted.
@@ -54,13 +57,13 @@ from node.cluster.codec import (
     join_messages,
 )
 from node.errors import ExchangeError, Timeout, Unavailable
-from node.events import EventBus
+from node.events import ALWAYS_FOLLOWED, EventBus, follow_keys
 
 log = logging.getLogger(__name__)
 
 PREFETCH = 2_000
 HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
-EVENT_KEYS = ("market.*.status",)  # what every node always takes from the event exchange (halts: rare)
+EVENT_BATCH = 200  # events per message at most: their keys are the message's headers, which fit one frame
 HANDOVER_BATCH = 1_000  # accepted orders per hand-over message at most
 ASK_BATCH = 500  # requests to an account shard per message at most
 
@@ -82,13 +85,13 @@ class RabbitLink:
         self._events_in: aio_pika.abc.AbstractQueue | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
         self._waiting: dict[str, asyncio.Future[Any] | list[asyncio.Future[Any]]] = {}
-        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(100_000)
+        # Events to send to the other nodes (topic, encoded event), in the order the bus had them.
+        self._outbox: Coalescer[tuple[str, bytes]] = Coalescer(self._publish_events, most=EVENT_BATCH, limit=100_000)
         # Accepted orders waiting to be published, by market queue; requests by account shard queue.
         self._handovers = Coalescer(self._publish_handovers, most=HANDOVER_BATCH, limit=HANDOVER_QUEUE)
         self._asks: Coalescer[_Ask] = Coalescer(self._publish_asks, most=ASK_BATCH, limit=HANDOVER_QUEUE)
         self._tells: Coalescer[ApplySettlements] = Coalescer(self._publish_tells, most=ASK_BATCH, limit=HANDOVER_QUEUE)
         self.handover_failures = 0
-        self._tasks: list[asyncio.Task[None]] = []
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._declared: set[str] = set()  # shard queues declared by this process
         self._ctl: aio_pika.abc.AbstractChannel | None = None
@@ -110,20 +113,19 @@ class RabbitLink:
         # Account shard traffic (requests that expire with their asker, settlement notices that the
         # owner's sweep backs up): transient and unconfirmed, so no broker fsync or confirm per order.
         self._quick = await self.conn.channel(publisher_confirms=False)
+        # A name of its own: a topic exchange `….events` of earlier versions may exist on the broker.
         self._events_exchange = await self._ev.declare_exchange(
-            f"exchange.{self.namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True)
+            events_exchange(self.namespace), aio_pika.ExchangeType.HEADERS, durable=True)
         self._reply_queue = await self._cmd.declare_queue(exclusive=True, auto_delete=True)
         await self._reply_queue.consume(self._on_reply, no_ack=True)
         events_in = await self._ev.declare_queue(exclusive=True, auto_delete=True)
         # Only the halts always (every node refuses orders for a halted market); the rest is bound
         # while followed here (`bind_events`, called by the bus).
-        for key in EVENT_KEYS:
-            await events_in.bind(self._events_exchange, routing_key=key)
-        await events_in.consume(self._on_event, no_ack=True)
         self._events_in = events_in
+        await self.bind_events(ALWAYS_FOLLOWED, True)
+        await events_in.consume(self._on_event, no_ack=True)
         self.bus.binder = self.bind_events
         self.bus.subscribe(self._on_local_event)
-        self._tasks.append(asyncio.create_task(self._publish_events(), name="events-out"))
         # Operator commands for this process (release, adopt): a queue of this boot's own, gone
         # with it, and commands expire unread within seconds. A command is done now or refused
         # now; a node that is down never finds an old command waiting when it comes back.
@@ -194,9 +196,10 @@ class RabbitLink:
 
     async def close(self) -> None:
         self._handovers.close()
+        self._outbox.close()
         self._asks.close()
         self._tells.close()
-        for t in [*self._tasks, *self._consumers.values()]:
+        for t in self._consumers.values():
             t.cancel()
         if self.conn is not None:
             await self.conn.close()
@@ -500,47 +503,49 @@ class RabbitLink:
 
     # -- events -----------------------------------------------------------------------------------
     async def bind_events(self, key: str, on: bool) -> None:
-        """Receive (or stop receiving) other nodes' events under a routing key. The binding is kept
-        by the robust connection, so it comes back after a reconnection."""
+        """Receive (or stop receiving) other nodes' events followed under a key. The routing key
+        (which a headers exchange ignores) names the binding, so that the robust connection keeps
+        one per key and brings them back after a reconnection."""
         if self._events_in is None or self._events_exchange is None:
             return
         if on:
-            await self._events_in.bind(self._events_exchange, routing_key=key)
+            await self._events_in.bind(self._events_exchange, routing_key=key, arguments={"x-match": "any", key: 1})
         else:
-            await self._events_in.unbind(self._events_exchange, routing_key=key)
+            await self._events_in.unbind(self._events_exchange, routing_key=key, arguments={"x-match": "any", key: 1})
 
     def _on_local_event(self, topic: str, event: dict[str, Any]) -> None:
         if event.get("_from") is not None:
             return  # came from another node: not ours to forward
-        try:
-            self._outbox.put_nowait((topic, orjson.dumps(event)))
-        except asyncio.QueueFull:
+        if not self._outbox.offer("events", [(topic, orjson.dumps(event))]):
             self.dropped_events += 1  # streams carry sequence numbers: clients resync on a gap
 
-    async def _publish_events(self) -> None:
-        while True:
-            topic, body = await self._outbox.get()
-            if self._events_exchange is None:
-                continue
-            try:
-                # Not mandatory: an event that no node follows is simply dropped by the broker. A
-                # mandatory one would come back as a Basic.Return, which the client library logs
-                # as an unhandled ERROR, once per event nobody receives.
-                await self._events_exchange.publish(
-                    aio_pika.Message(body, headers={"from": self.node}), routing_key=topic, mandatory=False)
-                self.events_published += 1
-            except Exception:
-                self.dropped_events += 1
-                await asyncio.sleep(0.1)
+    async def _publish_events(self, _: str, events: list[tuple[str, bytes]]) -> None:
+        """One message for what waited: one publish at a time, so each market's events stay in order."""
+        if self._events_exchange is None:
+            return
+        headers: dict[str, Any] = {key: 1 for topic, _ in events for key in follow_keys(topic)}
+        headers["from"] = self.node
+        body = b"[" + b",".join(b"[" + orjson.dumps(topic) + b"," + event + b"]" for topic, event in events) + b"]"
+        try:
+            # Not mandatory: a list that no node follows is simply dropped by the broker. A
+            # mandatory one would come back as a Basic.Return, which the client library logs as an
+            # unhandled ERROR, once per list nobody receives.
+            await self._events_exchange.publish(aio_pika.Message(body, headers=headers), routing_key="",
+                                                mandatory=False)
+            self.events_published += 1
+        except Exception:
+            self.dropped_events += len(events)
+            await asyncio.sleep(0.1)
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         origin = (message.headers or {}).get("from")
         self.events_consumed += 1  # delivered, even if it is this node's own and dropped here
         if origin == self.node:
             return
-        event = orjson.loads(message.body)
-        event["_from"] = origin
-        self.bus.publish(message.routing_key or "", event)
+        for topic, event in orjson.loads(message.body):
+            if self.bus.wanted(topic):  # the list may carry others' keys too, or one unfollowed since
+                event["_from"] = origin
+                self.bus.publish(topic, event)
 
 
 @dataclass(slots=True)
@@ -601,6 +606,10 @@ class RemoteMarket:
 
     async def ask(self, msg: Any, timeout: float | None = None) -> Any:
         return await self.link.send(self.market_id, msg, reply=True, timeout=timeout)
+
+
+def events_exchange(namespace: str) -> str:
+    return f"exchange.{namespace}.event-lists"
 
 
 def control_queue(namespace: str, node: str, boot: str) -> str:
