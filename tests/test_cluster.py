@@ -508,3 +508,42 @@ async def test_a_node_receives_only_the_events_its_clients_follow(tmp_path: Path
         await buyer.close()
         a.terminate()
         b.terminate()
+
+
+@pytest.mark.slow
+async def test_clients_on_another_node_receive_what_they_follow_from_one_list_per_batch(
+        tmp_path: Path, pg_url: str) -> None:
+    """B's market dogebtc trades: a client on A following its trades and the buyer's private order
+    stream on A both get their events, out of the lists B publishes for all keys at once; B follows
+    nothing of A's, so the bus delivers nothing to B meanwhile."""
+    config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 2)
+    seller, buyer = ApiClient(a.base, *keys[0]), ApiClient(a.base, *keys[1])
+    session = aiohttp.ClientSession()
+    try:
+        market = WsClient(ws=await session.ws_connect(a.base.replace("http", "ws") + "/ws"))
+        orders = WsClient(ws=await session.ws_connect(a.base.replace("http", "ws") + "/ws"))
+        for c in (market, orders):
+            c.start()
+            await c.wait(lambda f: "challenge" in f)
+        await market.command({"subscribe": {"market": "dogebtc", "channels": ["trades"]}}, "subscribed")
+        assert "success" in await orders.auth(*keys[1], legacy=False)
+        await orders.command({"subscribe": {"channels": ["order"]}}, "subscribed")
+        quiet = await events_in(b)
+
+        await seller.post("/orders", market="dogebtc", side="sell", volume="1000", price="0.0000025")
+        bid = await buyer.post("/orders", market="dogebtc", side="buy", volume="400", price="0.0000025")
+        frame = await market.wait(lambda f: "trades" in f and not f["trades"].get("snapshot") and f["trades"]["trades"])
+        assert [t["volume"] for t in frame["trades"]["trades"]] == ["400.0"]
+        done = await orders.wait(lambda f: "order" in f and f["order"]["id"] == bid["id"] and f["order"]["state"] == "done")
+        assert done["order"]["executed_volume"] == "400.0"
+        assert not [f for f in orders.frames if "order" in f and f["order"]["side"] == "sell"], "another member's order"
+        await asyncio.sleep(1.0)
+        assert await events_in(b) == quiet, "B received events nothing on it follows"
+        await market.close()
+        await orders.close()
+    finally:
+        await session.close()
+        await seller.close()
+        await buyer.close()
+        a.terminate()
+        b.terminate()
