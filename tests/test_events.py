@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from node.events import EventBus
+from node.events import EventBus, follow_keys
 
 
 async def test_a_key_is_bound_while_followed_and_changes_settle_in_order() -> None:
@@ -55,3 +55,17 @@ async def test_one_node_follows_without_a_binder() -> None:
     bus = EventBus()
     await bus.follow("market.*")
     assert bus.followed("market.*") and bus.bound() == set()
+
+
+async def test_a_topic_is_wanted_while_one_of_its_keys_is_followed() -> None:
+    """What a node keeps from another node's list: a market's envelopes by the market or by all
+    markets, a member's by the member, every market's status always."""
+    bus = EventBus()
+    assert follow_keys("market.btcusd") == ("market.btcusd", "market.*")
+    assert follow_keys("member.7") == ("member.7",)
+    assert bus.wanted("market.btcusd.status") and not bus.wanted("market.btcusd") and not bus.wanted("member.7")
+    await bus.follow("market.*")
+    assert bus.wanted("market.btcusd") and bus.wanted("market.ltcbtc") and not bus.wanted("member.7")
+    await bus.unfollow("market.*")
+    await bus.follow("member.7")
+    assert bus.wanted("member.7") and not bus.wanted("member.8") and not bus.wanted("market.btcusd")
