@@ -208,12 +208,13 @@ class _Live(Collector):
                                       "shard queues", value=link.consumed)
             yield CounterMetricFamily("exchange_bus_replies", "Answers sent back to nodes that asked a market or an "
                                       "account shard here (a list of answers counts once)", value=link.replies)
-            yield CounterMetricFamily("exchange_bus_events_published", "Events sent to the other nodes",
+            yield CounterMetricFamily("exchange_bus_events_published", "Event messages (lists of envelopes) sent to the "
+                                      "other nodes",
                                       value=link.events_published)
-            yield CounterMetricFamily("exchange_bus_events_consumed", "Events the bus delivered to this node "
-                                      "(its own included, which it drops)", value=link.events_consumed)
-            yield GaugeMetricFamily("exchange_bus_event_bindings", "Routing keys this node receives other nodes' "
-                                    "events for, because something on it follows them", value=len(ex.bus.bound()))
+            yield CounterMetricFamily("exchange_bus_events_consumed", "Event messages the bus delivered to this "
+                                      "node (its own included, which it drops)", value=link.events_consumed)
+            yield GaugeMetricFamily("exchange_bus_event_bindings", "Keys (markets, members) this node receives "
+                                    "other nodes' events for, because something on it follows them", value=len(ex.bus.bound()))
             queued = GaugeMetricFamily("exchange_bus_queued", "Messages waiting on the bus for a market this node runs",
                                        labels=["market"])
             for mid, n in m.queued.items():
