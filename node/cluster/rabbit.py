@@ -519,7 +519,7 @@ class RabbitLink:
         if not self._outbox.offer("events", [(topic, orjson.dumps(event))]):
             self.dropped_events += 1  # streams carry sequence numbers: clients resync on a gap
 
-    async def _publish_events(self, _: str, events: list[tuple[str, bytes]]) -> None:
+    async def _publish_events(self, _queue: str, events: list[tuple[str, bytes]]) -> None:
         """One message for what waited: one publish at a time, so each market's events stay in order."""
         if self._events_exchange is None:
             return
