@@ -295,6 +295,15 @@ async def node_cmd(args: argparse.Namespace) -> int:
         await ex.stop()
 
 
+def _placement_options(parser: Any, what: str) -> None:
+    """`market place` and `shard place` take the same options: a placement is a placement."""
+    parser.add_argument("--primary", required=True, help=f"the node that runs the {what}")
+    parser.add_argument("--standbys", default=placement.EVERY_OTHER,
+                        help="comma-separated nodes that take it over when its owner fails; '*' (default): every "
+                             "other node; '': none")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for the hand-over to the primary")
+
+
 def add_arguments(sub: Any) -> None:
     st = sub.add_parser("status", help="every node and market as the store tells it (exit 1 if something is wrong)")
     st.add_argument("--json", action="store_true")
@@ -311,11 +320,7 @@ def add_arguments(sub: Any) -> None:
     mk = sub.add_parser("market", help="markets of a cluster").add_subparsers(dest="sub", required=True)
     pl = mk.add_parser("place", help="set a market's primary and standbys (applied by the nodes within a tick)")
     pl.add_argument("market")
-    pl.add_argument("--primary", required=True, help="the node that runs the market")
-    pl.add_argument("--standbys", default=placement.EVERY_OTHER,
-                    help="comma-separated nodes that take it over when its owner fails; '*' (default): every "
-                         "other node; '': none")
-    pl.add_argument("--no-wait", action="store_true", help="do not wait for the hand-over to the primary")
+    _placement_options(pl, "market")
     pl.set_defaults(fn=place_cmd)
     mv = mk.add_parser("move", help="hand a market over to another running node, now")
     mv.add_argument("market")
@@ -331,11 +336,7 @@ def add_arguments(sub: Any) -> None:
     sh = sub.add_parser("shard", help="account shards of a cluster").add_subparsers(dest="sub", required=True)
     sp = sh.add_parser("place", help="set a shard's primary and standbys (its owner hands it over within a tick)")
     sp.add_argument("shard", type=int)
-    sp.add_argument("--primary", required=True, help="the node that runs the shard")
-    sp.add_argument("--standbys", default=placement.EVERY_OTHER,
-                    help="comma-separated nodes that take it over when its owner fails; '*' (default): every "
-                         "other node; '': none")
-    sp.add_argument("--no-wait", action="store_true", help="do not wait for the hand-over to the primary")
+    _placement_options(sp, "shard")
     sp.set_defaults(fn=shard_cmd)
     sm = sh.add_parser("move", help="hand a shard over to another running node, now (it becomes its primary)")
     sm.add_argument("shard", type=int)

@@ -487,9 +487,10 @@ class FakeSecondFactor:
 
     def __init__(self) -> None:
         self.asked: list[tuple[int, str]] = []
+        self.on = False  # off while the test's member signs up and first logs in
 
     async def required(self, member_id: int, action: str) -> bool:
-        return True
+        return self.on
 
     async def verify(self, member_id: int, action: str, code: str) -> None:
         self.asked.append((member_id, action))
@@ -497,12 +498,18 @@ class FakeSecondFactor:
             raise FormError("otp_code", "The code is wrong")
 
 
-async def test_second_factor_hook_at_log_in_and_api_keys(site: Site) -> None:
+async def test_second_factor_hook_at_log_in_and_api_keys(tmp_path: Path) -> None:
+    hook = FakeSecondFactor()
+    async with serve_site(config_with(f"sqlite:///{tmp_path}/pages.db"), tmp_path,
+                          lambda app: app.__setitem__(SECOND_FACTOR, hook)) as site:
+        await _second_factor_at_log_in_and_api_keys(site, hook)
+
+
+async def _second_factor_at_log_in_and_api_keys(site: Site, hook: FakeSecondFactor) -> None:
     ann = await site.member()
     mid = await site.mid("ann@example.com")
     await ann.post("/logout", {})
-    hook = FakeSecondFactor()
-    site.server.app[SECOND_FACTOR] = hook  # type: ignore[misc]
+    hook.on = True
     v = await site.visitor()
     r = await v.c.post("/login", data={"email": "ann@example.com", "password": PASSWORD, "csrf_token": await v.token()},
                        allow_redirects=False)
