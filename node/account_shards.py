@@ -247,5 +247,20 @@ async def shard_view(store: Store, config: Config) -> dict[str, dict[str, Any]]:
             info["epoch"] = int(r["epoch"])
             if r["owner"] and r["owner"] != HANDED_OVER and int(r["expires_at"]) > now:
                 info.update(owner=r["node"], expires_in_ms=int(r["expires_at"]) - now)
+        # As for markets: a standby that took the shard by failover keeps it until it is placed again.
+        info["off_primary"] = info["owner"] is not None and info["primary"] not in (None, info["owner"])
         out[str(shard)] = info
+    return out
+
+
+def shard_problems(shards: dict[str, dict[str, Any]]) -> list[str]:
+    """What `status` says is wrong with the account shards, worded as for markets."""
+    out = []
+    for k, sh in shards.items():
+        if sh["owner"] is None:
+            out.append(f"account shard {k} has no running owner")
+        elif sh["off_primary"]:
+            out.append(f"account shard {k} runs on node {sh['owner']}, off its primary {sh['primary']} "
+                       f"(`shard place {k} --primary {sh['primary']}` sends it back, `--primary {sh['owner']}` "
+                       "keeps it there)")
     return out

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from node import placement
-from node.account_shards import shard_view
+from node.account_shards import shard_problems, shard_view
 from node.actors.lease import Liveness
 from node.actors.shards import lease_name
 from node.bootstrap import start_exchange
@@ -54,8 +54,7 @@ async def status_cmd(args: argparse.Namespace) -> int:
         view = await cluster_view(ex.store, config, probe.gone if probe else None)
         if config.rabbitmq:  # a cluster: account shards are leased too (node/account_shards.py)
             view["account_shards"] = await shard_view(ex.store, config)
-            view["problems"] += [f"account shard {k} has no running owner"
-                                 for k, sh in view["account_shards"].items() if sh["owner"] is None]
+            view["problems"] += shard_problems(view["account_shards"])
     finally:
         if probe is not None:
             await probe.close()

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from node.actors.lease import HANDED_OVER
 from node.actors.runtime import Actor
+from node.actors.shards import lease_name
 from node.clock import now_ms
 from node.ownership import SELF_FENCE
 from node.wallet.records import HOLDING
@@ -164,6 +165,7 @@ class _Live(Collector):
                 if own is not None and mid in own.last_renewed:
                     renewed.add_metric([mid], now - own.last_renewed[mid])
         yield from (held, epoch, renewed, halted, primary, off_primary)
+        yield from _shard_metrics(ex)
         if own is not None:
             yield GaugeMetricFamily("exchange_lease_seconds", "The lease of a market ([actors] lease_ms)",
                                     value=own.lease_s)
@@ -332,3 +334,24 @@ def _why(e: BaseException, timeout: float) -> str:
     if isinstance(e, TimeoutError):
         return f"no answer within {timeout:.1f} s"
     return f"{type(e).__name__}: {e}"[:300]
+
+
+def _shard_metrics(ex: ExchangeCore) -> list[GaugeMetricFamily]:
+    """Account shards leased by this node (a cluster only), as markets are: held, epoch, off primary."""
+    shards = ex.shards
+    if shards is None or not shards.map.leased:
+        return []
+    held = GaugeMetricFamily("exchange_account_shard_held", "1 when this node holds the account shard's lease and "
+                             "runs it", labels=["shard"])
+    epoch = GaugeMetricFamily("exchange_account_shard_epoch", "The fencing epoch this node runs the account shard "
+                              "under", labels=["shard"])
+    off_primary = GaugeMetricFamily("exchange_account_shard_off_primary", "1 when this node runs the account shard "
+                                    "but another node is its primary (a failover left it here)", labels=["shard"])
+    for shard, actor in sorted(shards.actors.items()):
+        placed = shards.placement.primary_of(lease_name(shard))
+        held.add_metric([str(shard)], int(not actor.fenced))
+        off_primary.add_metric([str(shard)], int(not actor.fenced and placed not in (None, ex.node.name)))
+        if actor.epoch is not None:
+            epoch.add_metric([str(shard)], actor.epoch)
+    return [held, epoch, off_primary]
+

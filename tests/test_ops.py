@@ -285,6 +285,10 @@ async def test_readyz_and_metrics_through_store_and_bus_cuts(tmp_path: Path) -> 
             for mid in ("btcusd", "ltcbtc", "dogebtc"):
                 assert _sample(text, "exchange_market_lease_held", market=mid) == 1
                 assert (_sample(text, "exchange_market_epoch", market=mid) or 0) >= 1
+            shards = _samples(text, "exchange_account_shard_held")  # the one node runs every account shard
+            assert shards and all(v == 1 for v in shards), shards
+            assert all(v >= 1 for v in _samples(text, "exchange_account_shard_epoch"))
+            assert _samples(text, "exchange_account_shard_off_primary") == [0.0] * len(shards)
             assert _sample(text, "exchange_bus_connected") == 1
             assert _sample(text, "exchange_ready") == 1
             assert _sample(text, "exchange_bus_queued", market="btcusd") == 0

@@ -244,3 +244,35 @@ async def test_a_market_left_off_its_primary_is_named_everywhere(tmp_path: Any) 
         assert not any("off its primary" in p for p in (await cluster_view(ex.store, cfg))["problems"])
     finally:
         await ex.stop()
+
+
+async def test_an_account_shard_left_off_its_primary_is_a_problem(database_url: str) -> None:
+    """As for markets: a standby that took a shard keeps it until it is placed again, and `status`
+    (and the alert behind exchange_account_shard_off_primary) say so, with the command that fixes it."""
+    from node.account_shards import shard_problems, shard_view
+    from node.actors.lease import Leases
+
+    import dataclasses
+
+    store = await open_store(database_url)
+    cfg = three_nodes(database_url)
+    cfg = dataclasses.replace(cfg, actors=dataclasses.replace(cfg.actors, account_shards=3))
+    try:
+        await placement.load(store, cfg)  # shard k's primary: "abc"[k % 3]
+        on_a = Leases(store, "a")
+        await on_a.acquire(lease_name(0))  # its primary
+        await on_a.acquire(lease_name(1))  # b's, taken over by a
+        view = await shard_view(store, cfg)
+        assert (view["0"]["owner"], view["0"]["off_primary"]) == ("a", False)
+        assert (view["1"]["owner"], view["1"]["off_primary"]) == ("a", True)
+        assert (view["2"]["owner"], view["2"]["off_primary"]) == (None, False)
+        problems = shard_problems(view)
+        assert "account shard 1 runs on node a, off its primary b (`shard place 1 --primary b` sends it back, " \
+               "`--primary a` keeps it there)" in problems
+        assert "account shard 2 has no running owner" in problems
+        assert not any(p.startswith("account shard 0 ") for p in problems)
+
+        await placement.place_shard(store, cfg, 1, "a", None)  # kept where it runs: no longer a problem
+        assert not (await shard_view(store, cfg))["1"]["off_primary"]
+    finally:
+        await store.close()

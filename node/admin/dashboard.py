@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from node.account_shards import shard_problems, shard_view
 from node.clock import now_ms
 from node.fees import rates_from
 from node.money import format_units
@@ -119,7 +120,10 @@ async def nodes(ex: Exchange) -> dict[str, Any]:
         status = here if name == ex.node.name else (n or {}).get("status") if n and n["alive"] else None
         rows.append({"name": name, "here": name == ex.node.name, "alive": bool(n and n["alive"]) or name == ex.node.name,
                      "status": status, "boot": (n or {}).get("boot"), "seen_ago_ms": (n or {}).get("seen_ago_ms")})
-    return {"nodes": rows, "markets": view["markets"], "problems": view["problems"]}
+    problems = view["problems"]
+    if ex.config.rabbitmq:  # a cluster: account shards are leased and placed too
+        problems = problems + shard_problems(await shard_view(ex.store, ex.config))
+    return {"nodes": rows, "markets": view["markets"], "problems": problems}
 
 
 def _day(ms: int) -> str:
