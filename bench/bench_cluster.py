@@ -10,8 +10,19 @@ cross nodes through RabbitMQ to their market in the 3-node run). Where an order 
   of the node's answers (a member's first order goes to a random node), as a balancer that routes
   members to their shard does (docs/operations.md): the account hop is gone.
 
-By default the 3-node cluster runs both ways (`--route both`), so the cost of the hop shows. All
-runs have the same 6 markets, members and load generators. Each run has two phases:
+By default the 3-node cluster runs both ways (`--route both`), so the cost of the hop shows.
+
+Which markets a member trades (`--traffic`):
+
+- `all`: every member trades every market, so 2 of 3 orders cross to another node's market, and
+  their trades' settlements come back over the bus: what a cross-node order costs;
+- `local`: each member trades only the markets of the node that runs its account shard, and is
+  sent there: traffic that a placement of markets and shards can keep on one node (disjoint
+  markets and members), so that the cluster's own cost per order shows, without the crossings.
+  The 1-node run of this pair carries the very same load (the same members on the same markets).
+
+By default both pairs run (`--traffic both`). All runs have the same 6 markets, members and load
+generators. Each run has two phases:
 
 - saturation: every connection sends its next order when the last is answered; orders/s,
   p50/p99 latency, and the CPU-seconds per order of the node processes together, of PostgreSQL
@@ -30,7 +41,7 @@ PostgreSQL's max_connections. CPU is that of the whole box: on a shared machine 
 PostgreSQL and RabbitMQ work is not counted, but they still slow the run down.
 
     python bench/bench_cluster.py [--seconds 10] [--rate 1000] [--clients 2] [--concurrency 32]
-                                  [--route both|shard|random]
+                                  [--route both|shard|random] [--traffic both|all|local]
 """
 
 from __future__ import annotations
@@ -75,6 +86,7 @@ COUNTERS = {  # /metrics counter → what it counts
     "exchange_store_transactions_total": "store_tx",
     "exchange_store_round_trips_total": "store_rt",
 }
+SHARDS = 6  # account shards: a multiple of the 3 nodes, so that each runs as many (node/account_shards.py)
 TICK = os.sysconf("SC_CLK_TCK")
 MAX_INFLIGHT = 500  # per load generator, in the fixed-rate phase
 
@@ -101,11 +113,11 @@ def config_text(database: str, nodes: dict[str, list[str]], ports: dict[str, int
                    f'volume_precision = {vp}\nmaker_fee = "0.001"\ntaker_fee = "0.002"\n')
     for name, ms in nodes.items():
         out.append(f'[nodes.{name}]\nhost = "127.0.0.1"\nport = {ports[name]}\nmarkets = {ms!r}\n'.replace("'", '"'))
-    # account shards: a multiple of the 3 nodes, so that each runs as many (node/account_shards.py)
     # A lease of 30 s: on a loaded machine the nodes can take more than the default 10 s to start, and a
     # standby would then adopt the markets and shards of a primary still starting, measuring another
     # placement than the one configured (and a self-fence under load would move them mid-run).
-    out.append("[actors]\nmailbox_size = 100000\nmax_batch = 2000\nask_timeout_ms = 30000\naccount_shards = 6\n"
+    out.append("[actors]\nmailbox_size = 100000\nmax_batch = 2000\nask_timeout_ms = 30000\n"
+               f"account_shards = {SHARDS}\n"
                "lease_ms = 30000\n")
     out.append("[api]\nsigned_limit = 0\npublic_limit = 0\n")  # the load is a few hundred keys, on purpose
     out.append("[http]\nmax_connections_per_ip = 5000\n")  # every load generator is 127.0.0.1
@@ -160,7 +172,8 @@ async def delete_broker_objects(url: str, markets: list[str]) -> None:
         await broker.close()
 
 
-async def seed(config_path: Path, key_file: Path, members: int) -> list[tuple[str, str]]:
+async def seed(config_path: Path, key_file: Path, members: int) -> list[tuple[str, str, int]]:
+    """The members, each funded in every currency, and an API key each: (access key, secret, member id)."""
     from node.apikeys import ApiKeys
     from node.bootstrap import start_exchange
     from node.config import load_config
@@ -173,20 +186,46 @@ async def seed(config_path: Path, key_file: Path, members: int) -> list[tuple[st
         mid = await ex.create_member(f"bench{i}@bench")
         for cur, amount in (("btc", "100000"), ("ltc", "10000000"), ("doge", "10000000000"), ("usd", "100000000")):
             await ex.deposit(mid, cur, amount)
-        out.append(await keys.create(mid, "bench", now=int(time.time() * 1000)))
+        out.append((*await keys.create(mid, "bench", now=int(time.time() * 1000)), mid))
     await ex.stop()
     return out
 
 
 # -- load ------------------------------------------------------------------------------------------
-def load_worker(bases: dict[str, str], markets: list[str], keys: list[tuple[str, str]], begin: float, start: float,
+@dataclass(frozen=True)
+class Trader:
+    """A member as the load sees it: its API key, the markets it trades, and the node its orders go to
+    first (None: a random one)."""
+    access_key: str
+    secret: str
+    markets: tuple[str, ...]
+    home: str | None = None
+
+
+def traders(keys: list[tuple[str, str, int]], nodes: dict[str, list[str]], traffic: str) -> list[Trader]:
+    """`all`: every member trades every market, from any node. `local`: a member trades only the
+    markets of the node that runs its account shard in the 3-node layout (shard `member_id % SHARDS`,
+    placed on the nodes in turn: placement.seed_shard_primary), and is sent to that node, as a
+    balancer routing members to their shard's node does. In the 1-node run the same members trade the
+    same markets, so both runs carry the same load."""
+    if traffic == "all":
+        return [Trader(ak, sk, tuple(m for ms in nodes.values() for m in ms)) for ak, sk, _ in keys]
+    names = list(THREE_NODES)
+    out = []
+    for ak, sk, mid in keys:
+        group = names[(mid % SHARDS) % len(names)]
+        out.append(Trader(ak, sk, tuple(THREE_NODES[group]), group if group in nodes else next(iter(nodes))))
+    return out
+
+
+def load_worker(bases: dict[str, str], members: list[Trader], begin: float, start: float,
                 end: float, conc: int, rate: float, seed_: int, route: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     """Send orders from `begin` to `end` (wall clock): `conc` closed loops, or `rate` orders/s on a
     schedule when rate > 0, with at most MAX_INFLIGHT unanswered (an order due beyond that is not
     sent and counted as `over capacity`: the nodes are not keeping up). Reports the latencies of
     orders sent and answered within `start`..`end` (before `start`: the warm-up), and the errors.
-    `bases` is every node's URL by node name; with `route` "shard" a member's orders go to the node
-    its last answer named in `X-Shard-Node`."""
+    `bases` is every node's URL by node name; a member's orders go to its home node if it has one,
+    and with `route` "shard" to the node its last answer named in `X-Shard-Node`."""
     import resource
 
     import aiohttp
@@ -200,13 +239,13 @@ def load_worker(bases: dict[str, str], markets: list[str], keys: list[tuple[str,
         lat: list[float] = []
         errors: dict[str, int] = {}
         last_tonce: dict[str, int] = {}
-        home: dict[str, str] = {}  # access key -> the URL of its shard's node (route "shard")
+        home = {t.access_key: bases[t.home] for t in members if t.home}  # access key -> its shard's node URL
         urls = list(bases.values())
         rng = random.Random(seed_)
 
         def order() -> tuple[str, str, bytes]:
-            ak, sk = keys[rng.randrange(len(keys))]
-            mid = rng.choice(markets)
+            t = members[rng.randrange(len(members))]
+            ak, sk, mid = t.access_key, t.secret, rng.choice(t.markets)
             _, _, pp, vp, px, vol = MARKETS[mid]
             side = rng.choice(("buy", "sell"))
             step = 1 + rng.randint(-3, 3) / 1000
@@ -389,13 +428,13 @@ async def lock_waits(dbname: str, until: float, out: list[int]) -> None:
         await conn.close()
 
 
-async def phase(bases: dict[str, str], markets: list[str], keys: list[tuple[str, str]], args: argparse.Namespace,
+async def phase(bases: dict[str, str], members: list[Trader], args: argparse.Namespace,
                 rate: float, node_pids: list[int], dbname: str, route: str) -> Phase:
     begin = time.time() + 1.0  # the workers' start-up
     start = begin + 2.0  # a warm-up before the window opens
     end = start + args.seconds
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    workers = [mp.Process(target=load_worker, args=(bases, markets, keys[i::args.clients], begin, start, end,
+    workers = [mp.Process(target=load_worker, args=(bases, members[i::args.clients], begin, start, end,
                                                    args.concurrency, rate / args.clients, i, route, q))
                for i in range(args.clients)]
     for w in workers:
@@ -432,7 +471,7 @@ def spawn_node(cfg: Path, key_file: Path, name: str, log: Path) -> subprocess.Po
                                  "--node", name, "serve"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
-async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str) -> tuple[Phase, Phase]:
+async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str, traffic: str) -> tuple[Phase, Phase]:
     """Start the nodes on a fresh database; a saturation phase, then a fixed-rate one."""
     url = await create_db()
     tmp = Path(tempfile.mkdtemp())
@@ -458,16 +497,16 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str)
                         pass
                     await asyncio.sleep(0.1)
         bases = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
-        markets = [m for ms in nodes.values() for m in ms]
+        members = traders(keys, nodes, traffic)
         pids = [p.pid for p in procs]
         dbname = url.rsplit("/", 1)[1]
         t0, idle0 = time.monotonic(), sum(cpu_of(p) for p in pids)
         await asyncio.sleep(3)
         idle = (sum(cpu_of(p) for p in pids) - idle0) / (time.monotonic() - t0)
-        saturated = await phase(bases, markets, keys, args, 0.0, pids, dbname, route)
+        saturated = await phase(bases, members, args, 0.0, pids, dbname, route)
         saturated.idle_nodes = idle
         await asyncio.sleep(3)  # what the bus still holds is taken in before the next phase
-        fixed = await phase(bases, markets, keys, args, args.rate, pids, dbname, route)
+        fixed = await phase(bases, members, args, args.rate, pids, dbname, route)
         await check_placement(nodes, bases)
         return saturated, fixed
     finally:
@@ -571,32 +610,51 @@ async def main() -> None:
     ap.add_argument("--members", type=int, default=300)
     ap.add_argument("--route", choices=("both", "shard", "random"), default="both",
                     help="3 nodes: orders sent to the member's shard node, to a random node, or a run of each")
+    ap.add_argument("--traffic", choices=("both", "all", "local"), default="both",
+                    help="members trade every market, only their shard node's markets, or a pair of runs of each")
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()} (nodes, PostgreSQL, RabbitMQ and load generators share them); "
           f"{len(MARKETS)} markets, {args.clients} x {args.concurrency} connections, {args.seconds:.0f} s per phase")
-    one = await run(ONE_NODE, args, "random")
-    report("1 node  x 6 markets", *one, args.rate)
-    routes = ("random", "shard") if args.route == "both" else (args.route,)
-    threes = {}
-    for route in routes:
-        threes[route] = await run(THREE_NODES, args, route)
-        report(f"3 nodes x 2 markets, orders sent to {'the shard' if route == 'shard' else 'a random'} node",
-               *threes[route], args.rate)
-    a = one[0]
-    for route, three in threes.items():
-        b = three[0]
-        print(f"ratio 3 nodes ({route} node) / 1 node: orders/s {b.orders_s / max(a.orders_s, 1e-9):.2f}x; CPU per "
-              f"order: nodes {b.cpu_nodes / max(a.cpu_nodes, 1e-9):.2f}x (less idle: "
-              f"{b.cpu_nodes_net / max(a.cpu_nodes_net, 1e-9):.2f}x), PostgreSQL {b.cpu_pg / max(a.cpu_pg, 1e-9):.2f}x, "
-              f"together {b.cpu_total / max(a.cpu_total, 1e-9):.2f}x (target: at most 1.25x); p99 at "
-              f"{args.rate:,.0f}/s {one[1].p99:.1f} -> {three[1].p99:.1f} ms (target: under 100 ms)")
-    if len(threes) == 2:
-        r, sh = threes["random"][0], threes["shard"][0]
-        print(f"the account hop (random node / shard node, 3 nodes): CPU per order: nodes "
-              f"{r.cpu_nodes / max(sh.cpu_nodes, 1e-9):.2f}x, together {r.cpu_total / max(sh.cpu_total, 1e-9):.2f}x; "
-              f"orders/s {r.orders_s / max(sh.orders_s, 1e-9):.2f}x")
-    b = threes[routes[-1]][0]
-    capacity(a, b, args, await pg_max_connections())
+    last: tuple[Phase, Phase] | None = None
+    if args.traffic in ("both", "all"):
+        print("-- every member trades every market (2 of 3 orders cross nodes on 3 nodes)")
+        one = await run(ONE_NODE, args, "random", "all")
+        report("1 node  x 6 markets", *one, args.rate)
+        routes = ("random", "shard") if args.route == "both" else (args.route,)
+        threes = {}
+        for route in routes:
+            threes[route] = await run(THREE_NODES, args, route, "all")
+            report(f"3 nodes x 2 markets, orders sent to {'the shard' if route == 'shard' else 'a random'} node",
+                   *threes[route], args.rate)
+        for route, three in threes.items():
+            ratios(f"3 nodes ({route} node) / 1 node", one, three, args.rate)
+        if len(threes) == 2:
+            r, sh = threes["random"][0], threes["shard"][0]
+            print(f"the account hop (random node / shard node, 3 nodes): CPU per order: nodes "
+                  f"{r.cpu_nodes / max(sh.cpu_nodes, 1e-9):.2f}x, together {r.cpu_total / max(sh.cpu_total, 1e-9):.2f}x; "
+                  f"orders/s {r.orders_s / max(sh.orders_s, 1e-9):.2f}x")
+        capacity(one[0], threes[routes[-1]][0], args, await pg_max_connections())
+        last = one
+    if args.traffic in ("both", "local"):
+        print("-- each member trades the markets of its account shard's node, and is sent there (disjoint traffic)")
+        one = await run(ONE_NODE, args, "shard", "local")
+        report("1 node  x 6 markets", *one, args.rate)
+        three = await run(THREE_NODES, args, "shard", "local")
+        report("3 nodes x 2 markets, members on their shard's node", *three, args.rate)
+        ratios("3 nodes / 1 node, disjoint traffic", one, three, args.rate)
+        if last is not None:
+            print(f"the same node, all vs disjoint traffic: CPU per order together "
+                  f"{last[0].cpu_total / max(one[0].cpu_total, 1e-9):.2f}x (1 node: only which members trade where "
+                  "differs)")
+
+
+def ratios(label: str, one: tuple[Phase, Phase], three: tuple[Phase, Phase], rate: float) -> None:
+    a, b = one[0], three[0]
+    print(f"ratio {label}: orders/s {b.orders_s / max(a.orders_s, 1e-9):.2f}x; CPU per "
+          f"order: nodes {b.cpu_nodes / max(a.cpu_nodes, 1e-9):.2f}x (less idle: "
+          f"{b.cpu_nodes_net / max(a.cpu_nodes_net, 1e-9):.2f}x), PostgreSQL {b.cpu_pg / max(a.cpu_pg, 1e-9):.2f}x, "
+          f"together {b.cpu_total / max(a.cpu_total, 1e-9):.2f}x (target: at most 1.25x); p99 at "
+          f"{rate:,.0f}/s {one[1].p99:.1f} -> {three[1].p99:.1f} ms (target: under 100 ms)")
 
 
 if __name__ == "__main__":

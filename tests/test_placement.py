@@ -249,10 +249,10 @@ async def test_a_market_left_off_its_primary_is_named_everywhere(tmp_path: Any) 
 async def test_an_account_shard_left_off_its_primary_is_a_problem(database_url: str) -> None:
     """As for markets: a standby that took a shard keeps it until it is placed again, and `status`
     (and the alert behind exchange_account_shard_off_primary) say so, with the command that fixes it."""
+    import dataclasses
+
     from node.account_shards import shard_problems, shard_view
     from node.actors.lease import Leases
-
-    import dataclasses
 
     store = await open_store(database_url)
     cfg = three_nodes(database_url)
