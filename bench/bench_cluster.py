@@ -240,6 +240,7 @@ def load_worker(bases: dict[str, str], members: list[Trader], begin: float, star
         errors: dict[str, int] = {}
         last_tonce: dict[str, int] = {}
         home = {t.access_key: bases[t.home] for t in members if t.home}  # access key -> its shard's node URL
+        homes = set(home)  # those sent to their shard's node from the first order
         urls = list(bases.values())
         rng = random.Random(seed_)
 
@@ -265,6 +266,8 @@ def load_worker(bases: dict[str, str], members: list[Trader], begin: float, star
                     await r.read()
                     node = r.headers.get("X-Shard-Node")
                     if route == "shard" and node in bases:
+                        if home.get(ak, bases[node]) != bases[node] and ak in homes:  # the bench's layout is wrong
+                            errors["shard elsewhere"] = errors.get("shard elsewhere", 0) + 1
                         home[ak] = bases[node]
                     if r.status != 201:
                         errors[str(r.status)] = errors.get(str(r.status), 0) + 1

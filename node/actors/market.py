@@ -510,7 +510,7 @@ class MarketActor(SweepingActor[Any]):
         outbox: list[tuple[Any, ...]] = []
         told: dict[int, list[int]] = {}
         if self.shard_map is not None:
-            ledger_rows, away, inline = self.shard_map.split(eff.ledger)
+            ledger_rows, away, inline = self.shard_map.split(eff.ledger, house=self.fee_member)
             if away:
                 ids = [await self.settlement_ids.take_own() for _ in range(sum(map(len, away.values())))]
                 outbox, told = shards.outbox_rows(ids, away)
@@ -520,9 +520,10 @@ class MarketActor(SweepingActor[Any]):
                     if topic.startswith("member.") and env.get("member_id") in gone:
                         env["accounts"] = []
         writer: ledger.Epoch = 0  # the epochs of the shards settled inline, on their ledger rows
-        if inline and self.shard_map is not None:
-            count = self.shard_map.count
-            writer = lambda member: inline.get(member % count, 0)  # noqa: E731
+        if self.shard_map is not None and self.shard_map.leased:
+            count, house, epoch = self.shard_map.count, self.fee_member, self.epoch
+            # the market's fee account is written under the market's own epoch (ShardMap.split)
+            writer = lambda member: epoch if member == house else inline.get(member % count, 0)  # noqa: E731
 
         async def write() -> None:
             # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.

@@ -13,7 +13,9 @@ late batch rolls back, and a grant (an `UPDATE` of the row) waits for a batch in
 do not queue behind one lock.
 
 A market's batch settles inline only the members whose shard this process owns (fenced in the same
-transaction). For the others it writes **settlement rows** (an outbox, `SETTLEMENTS_BULK`) with the
+transaction), and always its own fee account (`House.market_fee_members`): nobody trades that
+account and no account actor writes it, so it belongs to its market, fenced by the market's epoch,
+and fees never need a notice to another node. For the others it writes **settlement rows** (an outbox, `SETTLEMENTS_BULK`) with the
 trades, and after the commit tells the shard's owner their ids. The owner applies a batch of them
 in one transaction (`claim`): `UPDATE settlements SET applied_at … WHERE id IN (…) AND applied_at IS
 NULL RETURNING …` and the ledger rows of exactly the rows it claimed, so a duplicate message or a
@@ -73,13 +75,19 @@ class ShardMap:
     def owns(self, shard: int) -> bool:
         return shard in self.epochs
 
-    def split(self, rows: Iterable[LedgerRow]) -> tuple[list[LedgerRow], dict[int, list[LedgerRow]], dict[int, int]]:
+    def split(self, rows: Iterable[LedgerRow], house: int | None = None
+              ) -> tuple[list[LedgerRow], dict[int, list[LedgerRow]], dict[int, int]]:
         """A batch's ledger rows as (rows of owned shards, rows of other shards by shard, the owned
-        shards touched with their epochs now: the fence of the inline part)."""
+        shards touched with their epochs now: the fence of the inline part). The rows of `house`, the
+        market's own fee account, always stay inline: that account belongs to its market, whose
+        state-row fence covers them, not to a shard."""
         local: list[LedgerRow] = []
         away: dict[int, list[LedgerRow]] = {}
         touched: dict[int, int] = {}
         for row in rows:
+            if row[0] == house:
+                local.append(row)
+                continue
             shard = row[0] % self.count
             epoch = self.epochs.get(shard)
             if epoch is None:
