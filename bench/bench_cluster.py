@@ -225,11 +225,17 @@ def load_worker(bases: dict[str, str], members: list[Trader], begin: float, star
     sent and counted as `over capacity`: the nodes are not keeping up). Reports the latencies of
     orders sent and answered within `start`..`end` (before `start`: the warm-up), and the errors.
     `bases` is every node's URL by node name; a member's orders go to its home node if it has one,
-    and with `route` "shard" to the node its last answer named in `X-Shard-Node`."""
+    and with `route` "shard" to the node its last answer named in `X-Shard-Node`. HTTP is spoken by
+    bench/leanhttp.py: aiohttp's client would take several times the CPU per order from the nodes."""
     import resource
 
-    import aiohttp
+    from leanhttp import Pool, post_form
 
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one socket per order in flight
 
@@ -257,34 +263,33 @@ def load_worker(bases: dict[str, str], members: list[Trader], begin: float, star
             params["signature"] = sign(sk, payload("POST", "/api/v2/orders", params))
             return ak, home.get(ak) or rng.choice(urls), to_query(params).encode()
 
-        async def send(session: aiohttp.ClientSession, t0: float) -> None:
+        async def send(session: Pool, t0: float) -> None:
             """One order; its latency counts from `t0` (wall clock: when it was due)."""
             ak, base, body = order()
+            host, port = base.rsplit("/", 1)[1].rsplit(":", 1)
             try:
-                async with session.post(base + "/api/v2/orders", data=body,
-                                        headers={"Content-Type": "application/x-www-form-urlencoded"}) as r:
-                    await r.read()
-                    node = r.headers.get("X-Shard-Node")
-                    if route == "shard" and node in bases:
-                        if home.get(ak, bases[node]) != bases[node] and ak in homes:  # the bench's layout is wrong
-                            errors["shard elsewhere"] = errors.get("shard elsewhere", 0) + 1
-                        home[ak] = bases[node]
-                    if r.status != 201:
-                        errors[str(r.status)] = errors.get(str(r.status), 0) + 1
-                        return
-            except aiohttp.ClientError as e:
+                status, node = await session.exchange(host, int(port), post_form(host, "/api/v2/orders", body),
+                                                      b"x-shard-node")
+            except (OSError, RuntimeError, asyncio.IncompleteReadError) as e:  # uvloop: RuntimeError
                 errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                return
+            if route == "shard" and node in bases:
+                if home.get(ak, bases[node]) != bases[node] and ak in homes:  # the bench's layout is wrong
+                    errors["shard elsewhere"] = errors.get("shard elsewhere", 0) + 1
+                home[ak] = bases[node]
+            if status != 201:
+                errors[str(status)] = errors.get(str(status), 0) + 1
                 return
             if t0 >= start and time.time() <= end:
                 lat.append(time.time() - t0)
 
-        async def loop(session: aiohttp.ClientSession) -> None:
+        async def loop(session: Pool) -> None:
             while time.time() < end:
                 await send(session, time.time())
 
-        limit = conc if rate <= 0 else 0  # open loop: as many connections as the schedule needs
         await asyncio.sleep(max(0.0, begin - time.time()))
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session:
+        session = Pool()  # open loop: as many connections as the schedule needs
+        try:
             if rate <= 0:
                 await asyncio.gather(*(loop(session) for _ in range(conc)))
             else:
@@ -305,6 +310,8 @@ def load_worker(bases: dict[str, str], members: list[Trader], begin: float, star
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 await asyncio.gather(*tasks)
+        finally:
+            session.close()
         q.put((lat, errors))
 
     asyncio.run(main())
