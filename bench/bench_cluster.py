@@ -389,9 +389,16 @@ class Sample:
 
 
 async def sample(node_pids: list[int], dbname: str, bases: list[str]) -> Sample:
+    """The counters, then at once every CPU figure: an overloaded node answers /metrics seconds
+    late, and CPU read before that would be from another moment than the counters."""
     backends = await pg_backends(dbname)
+    t0 = time.monotonic()
+    counters = await scrape(bases)
+    if time.monotonic() - t0 > 1.0:
+        print(f"  warning: the nodes took {time.monotonic() - t0:.1f} s to answer /metrics (overloaded): the "
+              "phase's window is that much shorter or later")
     return Sample(sum(cpu_of(p) for p in node_pids), {p: cpu_of(p) for p in backends},
-                  sum(cpu_of(p) for p in pids_named("beam.smp")), await scrape(bases))
+                  sum(cpu_of(p) for p in pids_named("beam.smp")), counters)
 
 
 @dataclass
