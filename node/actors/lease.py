@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -187,6 +188,28 @@ class Leases:
             "UPDATE market_leases SET expires_at = ?, renewed_at = ? WHERE market = ? AND owner = ? AND epoch = ?",
             now + self.ttl_ms, now, name, self.owner, epoch)
         return n > 0
+
+    async def renew_many(self, names: Sequence[str]) -> set[str]:
+        """Renew several leases of this process in one statement; the names still ours (the others
+        are lost: the caller must stop their actors at once). A node renews every lease it holds
+        every tick, so one statement instead of one per lease is most of an idle node's writes.
+        Each lease is still renewed only under its own epoch; when fewer rows than leases changed,
+        one read tells which were lost."""
+        held = [(name, self.epochs[name]) for name in names if name in self.epochs]
+        if len(held) <= 1:
+            return {name for name, _ in held if await self.renew(name)}
+        now = now_ms()
+        args: list[Any] = [now + self.ttl_ms, now, self.owner]
+        for name, epoch in held:
+            args += [name, epoch]
+        n = await self.store.execute(
+            "UPDATE market_leases SET expires_at = ?, renewed_at = ? WHERE owner = ? AND ("
+            + " OR ".join("(market = ? AND epoch = ?)" for _ in held) + ")", *args)
+        if n == len(held):
+            return {name for name, _ in held}
+        ours = {(str(r["market"]), int(r["epoch"])) for r in await self.store.fetch(
+            "SELECT market, epoch FROM market_leases WHERE owner = ?", self.owner)}
+        return {name for name, epoch in held if (name, epoch) in ours}
 
     async def release(self, name: str, handed_to: str | None = None) -> None:
         """Give the lease up at once (a clean stop: the next owner need not wait for expiry). With
