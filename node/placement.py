@@ -116,12 +116,22 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+# Membership and placement in one statement: every node reads both at every tick of its lease keepers.
+_READ = ("SELECT 'n' AS kind, name, address, added_at, removed_at, NULL AS primary_node, NULL AS standbys, "
+         "NULL AS version FROM cluster_nodes UNION ALL "
+         "SELECT 'p', market, NULL, NULL, NULL, primary_node, standbys, version FROM market_placement "
+         "ORDER BY kind, added_at, name")
+
+
 async def read(store: Store) -> Cluster:
-    nodes = {str(r["name"]): {"address": r["address"], "added_at": r["added_at"], "removed_at": r["removed_at"]}
-             for r in await store.fetch("SELECT * FROM cluster_nodes ORDER BY added_at, name")}
-    placement = {str(r["market"]): Placement(str(r["market"]), str(r["primary_node"]), parse_standbys(r["standbys"]),
-                                             int(r["version"]))
-                 for r in await store.fetch("SELECT * FROM market_placement")}
+    nodes: dict[str, dict[str, Any]] = {}
+    placement: dict[str, Placement] = {}
+    for r in await store.fetch(_READ):
+        name = str(r["name"])
+        if r["kind"] == "n":  # in the order they were added
+            nodes[name] = {"address": r["address"], "added_at": r["added_at"], "removed_at": r["removed_at"]}
+        else:
+            placement[name] = Placement(name, str(r["primary_node"]), parse_standbys(r["standbys"]), int(r["version"]))
     return Cluster(nodes, placement)
 
 
