@@ -32,8 +32,11 @@ generators. Each run has two phases:
   do, and latency counts from the scheduled time (no coordinated omission): p50/p99. An order due
   while 500 of a generator's are unanswered is not sent and counted as `over capacity`.
 
-Before the load, the nodes' idle CPU (ownership ticks, sweeps, purges) is measured for 3 s; at low
-throughput it is a large part of their CPU per order, so that is also printed less the idle part.
+Before the load, the nodes' idle CPU (ownership ticks, sweeps, notices and rights polls) is measured
+for 5 s, once their start-up work is done: the seeded deposits' notices written and mailed, and the
+deposits past the notices' look-back (orders make no notices: that is seeding's cost, not the
+load's). At low throughput idle CPU is a part of the nodes' CPU per order, so that is also printed
+less the idle part.
 
 Then the ratios 3-node / 1-node, and a capacity model for 10 nodes and 100 markets from the
 measured costs: bus messages and store round trips per order, connections per node vs
@@ -89,6 +92,7 @@ COUNTERS = {  # /metrics counter → what it counts
 SHARDS = 6  # account shards: a multiple of the 3 nodes, so that each runs as many (node/account_shards.py)
 TICK = os.sysconf("SC_CLK_TCK")
 MAX_INFLIGHT = 500  # per load generator, in the fixed-rate phase
+IDLE_S = 5.0  # the nodes' idle CPU is measured this long before the load
 
 
 def free_port() -> int:
@@ -328,6 +332,19 @@ def cpu_of(pid: int) -> float:
         return 0.0
 
 
+def run_time_of(pid: int) -> float:
+    """Seconds a process has run on a CPU (all threads), from the scheduler's nanosecond counts: an
+    idle node uses a few ms/s, below the 10 ms resolution of `cpu_of`."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        pass
+    return total / 1e9
+
+
 def pids_named(comm: str) -> list[int]:
     out = []
     for d in os.listdir("/proc"):
@@ -517,9 +534,10 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str,
         members = traders(keys, nodes, traffic)
         pids = [p.pid for p in procs]
         dbname = url.rsplit("/", 1)[1]
-        t0, idle0 = time.monotonic(), sum(cpu_of(p) for p in pids)
-        await asyncio.sleep(3)
-        idle = (sum(cpu_of(p) for p in pids) - idle0) / (time.monotonic() - t0)
+        await start_up_done(url)
+        t0, idle0 = time.monotonic(), sum(run_time_of(p) for p in pids)
+        await asyncio.sleep(IDLE_S)
+        idle = (sum(run_time_of(p) for p in pids) - idle0) / (time.monotonic() - t0)
         saturated = await phase(bases, members, args, 0.0, pids, dbname, route)
         saturated.idle_nodes = idle
         await asyncio.sleep(3)  # what the bus still holds is taken in before the next phase
@@ -536,6 +554,27 @@ async def run(nodes: dict[str, list[str]], args: argparse.Namespace, route: str,
                 await delete_broker_objects(url, [m for ms in nodes.values() for m in ms])
         finally:
             await drop_db(url)
+
+
+async def start_up_done(url: str) -> None:
+    """Wait until the nodes' start-up work is over: a notice written (and mailed) for every seeded
+    deposit, and the last deposit past the notices' look-back, after which their polls read no rows."""
+    import asyncpg
+
+    from node.notices import OVERLAP_MS, POLL_S
+
+    conn = await asyncpg.connect(url)
+    try:
+        deposits, last = await conn.fetchrow("SELECT COUNT(*), MAX(done_at) FROM deposits")
+        for _ in range(1200):
+            if int(await conn.fetchval("SELECT COUNT(*) FROM notices WHERE kind = 'deposit'")) >= deposits:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            print("  warning: the seeded deposits' notices were not all written after 120 s")
+    finally:
+        await conn.close()
+    await asyncio.sleep(max(0.0, (int(last or 0) + OVERLAP_MS) / 1000 + 2 * POLL_S - time.time()))
 
 
 async def check_placement(nodes: dict[str, list[str]], bases: dict[str, str]) -> None:
