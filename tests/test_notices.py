@@ -3,8 +3,10 @@ transaction; the events of the overlap window, seen at the last look, are not in
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from node.clock import now_ms
 from node.mail import Mail
 from node.notices import Notices
 
@@ -65,3 +67,28 @@ async def test_a_look_inserts_only_what_is_new_in_one_transaction(ex: Any) -> No
     assert await other.scan() == 0
     assert await attempts(ex) == (0, 0) and len(outbox.sent) == 6
     assert await ex.store.fetchval("SELECT COUNT(*) FROM notices") == 6
+
+
+async def test_one_look_reads_deposits_withdrawals_and_identity_checks(ex: Any) -> None:
+    """Both backends: the three kinds come from one statement, each with its own fields."""
+    outbox = Outbox()
+    notices = Notices(ex, lambda: outbox, "PyExchange")
+    mid = await ex.create_member("w@example.com")
+    await ex.deposit(mid, "btc", "1", txid="in1")
+    now = now_ms()
+    await ex.store.execute(  # as the wallet actor leaves a sent withdrawal
+        "INSERT INTO withdraws (sn, member_id, currency, amount, fee, total, address, state, note, txid, created_at, "
+        "updated_at) VALUES ('W1', ?, 'btc', 50000000, 0, 50000000, 'addr1', 'done', '', 'out1', ?, ?)", mid, now, now)
+    await ex.store.execute(  # as an approval by the staff leaves the member's identity check
+        "INSERT INTO kyc_profiles (member_id, state, level, reason, updated_at) VALUES (?, 'verified', 2, '', ?)",
+        mid, now)
+    assert await notices.scan() == 3
+    rows = {r["kind"]: r for r in await ex.store.fetch("SELECT kind, state, detail FROM notices")}
+    assert json.loads(rows["deposit"]["detail"])["txid"] == "in1"
+    withdraw = json.loads(rows["withdraw"]["detail"])
+    assert rows["withdraw"]["state"] == "done" and withdraw["sn"] == "W1" and withdraw["address"] == "addr1"
+    assert withdraw["amount"] == "0.5" and withdraw["txid"] == "out1"
+    assert rows["kyc"]["state"] == f"verified:{now}" and json.loads(rows["kyc"]["detail"])["level"] == 2
+    assert sorted(m.subject for m in outbox.sent) == [
+        "PyExchange: Deposit of 1.0 BTC credited", "PyExchange: Withdrawal W1 of 0.5 BTC sent",
+        "PyExchange: Your identity is verified (level 2)"]
