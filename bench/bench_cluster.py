@@ -646,7 +646,8 @@ def capacity(one: Phase, three: Phase, args: argparse.Namespace, max_conn: int) 
           f"(measured at 3 nodes: {cross3:.2f} x {per_cross:.2f}) + {po['bus_events_out']:.2f} events x "
           f"(1 + {fanout10:.1f} deliveries; {fanout:.1f} at 3 nodes)")
     print(f"  store round trips per order: {po['store_rt']:.2f} ({po['store_tx']:.2f} transactions), as at 3 nodes "
-          f"({one.per_order['store_rt']:.2f} at 1 node); besides orders, {markets / tick:.0f} lease renewals/s and "
+          f"({one.per_order['store_rt']:.2f} at 1 node); besides orders, {2 * nodes / tick:.0f} lease renewals/s "
+          f"(each node renews its {markets // nodes} markets' leases in one statement, its shards' in another) and "
           f"{nodes / tick:.0f} heartbeats/s")
     print(f"  PostgreSQL connections: {nodes} x (pool_max {pool.max_size} + 1 liveness lock) = {conns} of "
           f"max_connections {max_conn}" + ("" if conns + 10 <= max_conn else
