@@ -93,3 +93,30 @@ async def test_primary_first_standby_after_half_a_lease_and_the_deposed_owner_dr
     finally:
         await store.close()
         await store_b.close()
+
+
+async def test_one_renewal_for_every_lease_held_and_only_the_lost_one_drops(database_url: str) -> None:
+    """Both backends: a node's leases are renewed together, each under its own epoch; when another
+    node has taken one of them, only that one is dropped and the others stay renewed."""
+    store, store_b = await open_store(database_url), await open_store(database_url)
+    seats = {k: Seat("a", ("b",), 1) for k in ("x", "y", "z")}
+    a, b = Node("a", store, seats, ["a", "b"]), Node("b", store_b, seats, ["a", "b"])
+    try:
+        await a.adopt()
+        assert sorted(a.running) == ["x", "y", "z"]
+        calls = getattr(store, "calls", None)
+        before = calls.transactions if calls is not None else 0
+        await a.keeper.renew()
+        if calls is not None:  # PostgreSQL counts its statements
+            assert calls.transactions - before == 1
+        await asyncio.sleep(1.1)  # every lease of a has expired: a is paused, say
+        await b.leases.acquire("wallet:y")  # b takes one of them
+        await a.keeper.renew()  # a wakes: y is lost, x and z are renewed
+        assert sorted(a.running) == ["x", "z"] and a.dropped == ["lease taken over by another node"]
+        rows = {r["market"]: r for r in await a.leases.all()}
+        assert rows["wallet:x"]["owner"] == rows["wallet:z"]["owner"] == a.leases.owner
+        assert rows["wallet:y"]["owner"] == b.leases.owner and rows["wallet:y"]["epoch"] == 2
+        assert int(rows["wallet:x"]["expires_at"]) > int(rows["wallet:y"]["acquired_at"])
+    finally:
+        await store.close()
+        await store_b.close()
