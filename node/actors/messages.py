@@ -1,12 +1,18 @@
-"""Messages between the web layer, account actors and market actors (plain, serialisable data)."""
+"""Messages between the web layer, account actors and market actors (plain, serialisable data).
+
+The three every order makes (`SubmitOrders` of `OrderRequest`s, then a `NewOrder` each) are named
+tuples: as immutable as frozen dataclasses, and several times cheaper to make (a frozen dataclass
+sets each field through `object.__setattr__`; all three cost ~5 us of an order's CPU). The rest,
+rare, stay frozen dataclasses. node/cluster/codec.py sends either kind as the same JSON object.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRequest:
+class OrderRequest(NamedTuple):
     """A validated order, in the market's integer units, on its way to the account actor."""
 
     member_id: int
@@ -23,8 +29,7 @@ class OrderRequest:
     funds: int  # market buy budget in tick×lot units (0 otherwise)
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitOrders:
+class SubmitOrders(NamedTuple):
     """All-or-nothing batch from one member (`/orders/multi`); a single order is a batch of one."""
 
     orders: tuple[OrderRequest, ...]
@@ -33,8 +38,7 @@ class SubmitOrders:
     orders: a replay is refused (2006) and a first use costs no commit of its own."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewOrder:
+class NewOrder(NamedTuple):
     """An order accepted (funds locked, stored as `pending`) that the market must now match."""
 
     id: int

@@ -37,11 +37,30 @@ ERRORS: dict[str, type[errors.ExchangeError]] = {
 }
 
 
+def _fields(cls: Any) -> tuple[str, ...]:
+    """A message's fields: a named tuple's (the messages every order makes) or a dataclass's."""
+    if issubclass(cls, tuple):
+        return tuple(cls._fields)
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+FIELDS: dict[str, tuple[str, ...]] = {name: _fields(cls) for name, cls in MESSAGES.items()}
+
+
+def _as_dict(msg: Any) -> dict[str, Any]:
+    """A message's fields as a JSON object, whichever kind it is (a named tuple would be an array)."""
+    if isinstance(msg, SubmitOrders):  # the one message that nests others
+        return {"orders": [o._asdict() for o in msg.orders], "tonce": msg.tonce}
+    if isinstance(msg, tuple):
+        return msg._asdict()  # type: ignore[attr-defined,no-any-return]
+    return dataclasses.asdict(msg)
+
+
 def encode_message(msg: Any) -> bytes:
     name = type(msg).__name__
     if name not in MESSAGES:
         raise TypeError(f"{name} cannot be sent to another node")
-    return orjson.dumps({"t": name, **dataclasses.asdict(msg)})
+    return orjson.dumps({"t": name, **_as_dict(msg)})
 
 
 def join_messages(bodies: Sequence[bytes]) -> bytes:
@@ -63,9 +82,9 @@ def _message(data: dict[str, Any]) -> Any:
     cls = MESSAGES[data.pop("t")]
     if cls is SubmitOrders:  # the one message that nests others
         data["orders"] = [OrderRequest(**o) for o in data["orders"]]
-    for f in dataclasses.fields(cls):
-        if isinstance(data.get(f.name), list):
-            data[f.name] = tuple(data[f.name])
+    for name in FIELDS[cls.__name__]:
+        if isinstance(data.get(name), list):
+            data[name] = tuple(data[name])
     return cls(**data)
 
 
