@@ -12,10 +12,9 @@ from node.actors.messages import QueryBook
 from node.clock import now_ms
 from node.errors import ExchangeError
 from node.events import Event
-from node.web.format import price_str, volume_str
 from node.web.ws.client import Client, CommandError, Entries, Key
 from node.web.ws.core import HubCore
-from node.web.ws.frames import FULL_BOOK, frame, legacy_order, levels_json
+from node.web.ws.frames import FULL_BOOK, DepthDiff, frame, legacy_order, levels_json
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +157,10 @@ class Books(HubCore):
         c.send(data)
         if book_id is not None and book_id != self.book_ids.get(mid, book_id):
             return  # the diffs kept are of another actor instance: the next diff is a break, seen then
-        for s, diff in self.history.get(mid, ()):
-            if s > seq:
-                c.send(diff)
-                c.depth_seq[mid] = s
+        for diff in self.history.get(mid, ()):
+            if diff.seq > seq:
+                c.send(diff.data)
+                c.depth_seq[mid] = diff.seq
 
     def _book(self, mid: str, book: Event, at: int, entries: Entries) -> None:
         seq = int(book["seq"])
@@ -175,16 +174,11 @@ class Books(HubCore):
         self.book_seq[mid] = seq
         if isinstance(book_id, str):
             self.book_ids[mid] = book_id
-        m = self.ex.config.markets[mid]
-        asks: list[list[str]] = []
-        bids: list[list[str]] = []
-        for side, price, vol in book["changes"]:
-            (bids if side == "buy" else asks).append([price_str(m, price), volume_str(m, vol)])
-        data = frame({"depth": {"market": mid, "sequence": seq, "asks": asks, "bids": bids, "at": at}})
+        diff = DepthDiff(seq, self.ex.config.markets[mid], at, book["changes"])
         hist = self.history.get(mid)
         if hist is None:
             hist = self.history[mid] = deque(maxlen=HISTORY)
-        hist.append((seq, data))
+        hist.append(diff)
         if last is not None and (reset or seq != last + 1):
             # The market's actor restarted or moved, or batches were lost on the way: every local
             # book (depth subscribers', Peatio's mirror) is stale.
@@ -192,7 +186,7 @@ class Books(HubCore):
             return
         s = self.subs.get(("depth", mid))
         if s:
-            entries.append((data, s, mid, seq))
+            entries.append((diff.data, s, mid, seq))
 
     def _break(self, mid: str, entries: Entries) -> None:
         subs = self.subs.get(("depth", mid))

@@ -18,7 +18,7 @@ from node.notices import Notices
 from node.web.edge import Quiet
 from node.web.market_status import MarketStatus
 from node.web.ws.client import Client, Key, WsConfig
-from node.web.ws.frames import CLOSE_POLICY, frame, ws_frame
+from node.web.ws.frames import CLOSE_POLICY, DepthDiff, frame, ws_frame
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class HubCore:
         self.subs: dict[Key, dict[Client, None]] = {}
         self.book_seq: dict[str, int] = {}
         self.book_ids: dict[str, str] = {}  # market -> the actor instance its sequence comes from
-        self.history: dict[str, deque[tuple[int, bytes]]] = {}
+        self.history: dict[str, deque[DepthDiff]] = {}  # market -> its latest depth diffs
         self.resting: dict[str, dict[int, Event]] = {}  # market -> order id -> order, while Peatio's orderbook is followed
         self.last_ticker: dict[str, tuple[Any, ...]] = {}
         self.last_kline: dict[tuple[str, int], tuple[int, ...]] = {}

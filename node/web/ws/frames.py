@@ -40,6 +40,29 @@ def frame(obj: Any) -> bytes:
 PING = ws_frame(b"", 0x9)
 
 
+class DepthDiff:
+    """A market batch's depth diff, kept in a market's history; framed only when a client is sent it
+    (a node with no depth subscriber keeps the history all the same, and never frames it)."""
+
+    __slots__ = ("seq", "market", "at", "changes", "_data")
+
+    def __init__(self, seq: int, market: Market, at: int, changes: Iterable[tuple[str, int, int]]) -> None:
+        self.seq, self.market, self.at, self.changes = seq, market, at, changes
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            m = self.market
+            asks: list[list[str]] = []
+            bids: list[list[str]] = []
+            for side, price, vol in self.changes:
+                (bids if side == "buy" else asks).append([price_str(m, price), volume_str(m, vol)])
+            self._data = frame({"depth": {"market": m.id, "sequence": self.seq, "asks": asks, "bids": bids,
+                                          "at": self.at}})
+        return self._data
+
+
 def levels_json(m: Market, levels: Iterable[tuple[int, int]]) -> list[list[str]]:
     return [[price_str(m, p), volume_str(m, v)] for p, v in levels]
 
