@@ -63,11 +63,12 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "")
 
 
 def _plain_pairs(data: bytes, out: dict[str, ParamValue]) -> None:
-    for pair in data.split(b"&"):
+    """`k=v&…` of `_PLAIN_FORM` (ASCII only): decoded once, then split."""
+    for pair in data.decode("ascii").split("&"):
         if pair:
-            name, _, value = pair.partition(b"=")
+            name, _, value = pair.partition("=")
             if name:
-                out[name.decode()] = value.decode()
+                out[name] = value
 
 
 async def request_params(request: web.Request) -> Params:
