@@ -82,10 +82,16 @@ def format_units(units: int, decimals: int, *, min_places: int = 1) -> str:
     ("3100.0"); `format_plain` keeps every digit so that page columns line up; 0 is the liability
     proof's canonical form ("3100", node/solvency/maxwell.py), which is hashed and must not change."""
     sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), 10**decimals)
-    digits = str(frac).rjust(decimals, "0").rstrip("0") if decimals else ""
-    digits = digits.ljust(min_places, "0")
-    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+    whole, frac = divmod(-units if sign else units, _POW10[decimals] if decimals < len(_POW10) else 10**decimals)
+    if not frac:  # a whole number (every zero amount): no digits to strip
+        return f"{sign}{whole}.{'0' * min_places}" if min_places else f"{sign}{whole}"
+    digits = str(frac).rjust(decimals, "0").rstrip("0")
+    if len(digits) < min_places:
+        digits = digits.ljust(min_places, "0")
+    return f"{sign}{whole}.{digits}"
+
+
+_POW10 = tuple(10**i for i in range(40))  # format_units runs several times per order answered
 
 
 def format_plain(units: int, decimals: int) -> str:
