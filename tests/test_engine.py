@@ -37,6 +37,7 @@ from node.market import (
     Trade,
     WouldCross,
 )
+from node.market.recovery import MAX_TRADES
 
 COMPILED = not node.market.engine.__file__.endswith(".py")
 
@@ -845,12 +846,25 @@ def test_coded_rows_rebuild_the_same_book_as_plain_rows() -> None:
     coded.check_consistency()
 
 
+def test_a_coded_row_keeps_its_trades_count_up_to_the_limit() -> None:
+    e = Engine("btcusd")
+    loader = Loader(e)
+    loader.add_coded(_coded([_row(1, BUY, 100, seq=1, trades_count=MAX_TRADES, funds_used=3),
+                             _row(2, SELL, 101, seq=2, trades_count=0)]))  # fmt: skip
+    loader.install()
+    assert [(o.trades_count, o.funds_used, o.funds) for o in (e._orders[1], e._orders[2])] == [(MAX_TRADES, 3, 0), (0, 0, 0)]
+
+
 @pytest.mark.parametrize(
     "bad",
     [_row(2, "bid", 101, seq=2), _row(2, SELL, 101, seq=2, ord_type=MARKET),
-     _row(2, SELL, 101, seq=2, ord_type="twap"), _row(2, SELL, 101, seq=2, tif="gtd")],
+     _row(2, SELL, 101, seq=2, ord_type="twap"), _row(2, SELL, 101, seq=2, tif="gtd"),
+     _row(2, SELL, 101, seq=2, funds=5), _row(2, SELL, 101, seq=2, funds=None), _row(2, SELL, 101, seq=2, trades_count=-1),
+     _row(2, SELL, 101, seq=2, trades_count=MAX_TRADES + 1), _row(2, SELL, 101, seq=2, trades_count=2.5)],
 )  # fmt: skip
 def test_a_coded_row_of_no_order_kind_refuses_to_load(bad: tuple[object, ...]) -> None:
+    """A row read as one KIND_SQL: an unknown text, funds (no resting order has any) or a trade
+    count that does not fit refuses the load, as the plain columns' checks would."""
     e = Engine("btcusd")
     loader = Loader(e)
     with pytest.raises(InvalidOrder):

@@ -26,23 +26,35 @@ LOAD_COLUMNS: Final = ("id", "member_id", "side", "ord_type", "price", "volume",
 _SIDE_CODES: Final = {"buy": 0, "sell": 1}
 _TYPE_CODES: Final = {"limit": 0, "market": 2, "stop_limit": 4}
 _TIF_CODES: Final = {"gtc": 0, "ioc": 8, "fok": 16, "post_only": 24}
+#: A term that makes the whole ``KIND_SQL`` negative (no order may have that), even added to every
+#: other term: the sum of all terms stays inside 64 bits, where SQLite keeps it an exact integer.
+_BAD: Final = -(1 << 58)
+#: Most trades a row's ``trades_count`` may say (far beyond what one order makes): ``KIND_SQL``
+#: packs it above the kind's six bits (multiplied as a BIGINT: PostgreSQL's column is an INTEGER),
+#: and a larger value would not fit.
+MAX_TRADES: Final = (1 << 48) - 1
 
 
 def _case(column: str, codes: dict[str, int]) -> str:
-    return f"CASE {column} " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in codes.items()) + " ELSE 64 END"
+    return f"CASE {column} " + " ".join(f"WHEN '{k}' THEN {v}" for k, v in codes.items()) + f" ELSE {_BAD} END"
 
 
 #: An SQL expression (SQLite and PostgreSQL) of a row's side, type, time in force and triggered flag
-#: as one small int, a key of ``_BY_CODE`` if an order may rest with it (64 and more: a value no
-#: order may have). A database hands out a fresh string object per text column and row; a small int
-#: is a shared object, and one dict look-up replaces a tuple of three strings to hash (~15% of the
-#: read at 1M orders).
+#: as one small int (the low six bits, a key of ``_BY_CODE`` if an order may rest with it), its
+#: ``trades_count`` above them, and its ``funds`` checked: no order that rests has any (only a
+#: market buy does, node/market/validate.py), so a row with funds, an unknown text or a trade count
+#: out of range gives a negative value. Each column read costs the reader about as much as building
+#: its value (CPython's sqlite3 releases and retakes the GIL per column), so six columns read as
+#: one; and a database hands out a fresh string object per text column and row, where a small int
+#: is shared, and one dict look-up replaces a tuple of three strings to hash.
 KIND_SQL: Final = (f"({_case('side', _SIDE_CODES)} + {_case('ord_type', _TYPE_CODES)} + {_case('tif', _TIF_CODES)}"
-                   " + CASE triggered WHEN 0 THEN 0 ELSE 32 END)")
-#: ``LOAD_COLUMNS`` with side, type, time in force and triggered read as one ``KIND_SQL``: what
-#: ``Loader.add_coded`` reads from each row, in this order.
-CODED_COLUMNS: Final = ("id", "member_id", KIND_SQL, "price", "volume", "remaining", "stop_price", "funds",
-                        "funds_used", "trades_count", "seq")  # fmt: skip
+                   " + CASE triggered WHEN 0 THEN 0 ELSE 32 END"
+                   f" + CASE funds WHEN 0 THEN 0 ELSE {_BAD} END"
+                   f" + CASE WHEN trades_count BETWEEN 0 AND {MAX_TRADES} THEN trades_count * CAST(64 AS BIGINT) ELSE {_BAD} END)")
+#: ``LOAD_COLUMNS`` with side, type, time in force, triggered flag, funds and trades count read as
+#: one ``KIND_SQL``: what ``Loader.add_coded`` reads from each row, in this order.
+CODED_COLUMNS: Final = ("id", "member_id", KIND_SQL, "price", "volume", "remaining", "stop_price", "funds_used",
+                        "seq")  # fmt: skip
 _BY_CODE: Final = {_SIDE_CODES[k[0]] + _TYPE_CODES[k[1]] + _TIF_CODES[k[2]] + 32 * k[3]: kind
                    for k, kind in _KINDS.items() if kind.ord_type != MARKET}  # fmt: skip
 #: The kinds an order may rest with (no MARKET order rests): one look-up both finds and checks a row's.
@@ -192,12 +204,34 @@ class Loader:
         n = self.n
         last_seq = self.last_seq
         in_order = self.in_order
+        funds: Any
+        ntrades: Any
         for row in rows:
             if coded:
-                oid, member, code, price, volume, remaining, stop_price, funds, used, ntrades, seq = row
+                oid, member, code, price, volume, remaining, stop_price, used, seq = row
+                if type(code) is not int or code < 0:
+                    raise InvalidOrder(f"order {oid!r} cannot rest: bad side, type, time in force, funds or trades "
+                                       f"count (kind code {code!r})")  # fmt: skip
+                funds = 0
+                ntrades = 0
+                kind = by_code.get(code)
+                if kind is None:  # traded (the count above the kind's six bits), or of no kind at all
+                    kind = by_code.get(code & 63)
+                    if kind is None:
+                        raise InvalidOrder(f"order {oid} cannot rest: bad side, type or time in force (kind code {code})")
+                    ntrades = code >> 6
             else:
                 (oid, member, side, ord_type, price, volume, remaining, tif, stop_price, funds, used, ntrades, seq,
                  triggered) = row  # fmt: skip
+                if type(funds) is not int or type(ntrades) is not int:
+                    raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
+                kind = kinds.get((side, ord_type, tif, bool(triggered)))
+                if kind is None:
+                    if side not in SIDES:
+                        raise InvalidOrder(f"order {oid} has a bad side {side!r}")
+                    if tif not in TIFS:
+                        raise InvalidOrder(f"order {oid} has a bad time in force")
+                    raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
             if (
                 type(oid) is not int
                 or type(member) is not int
@@ -205,26 +239,12 @@ class Loader:
                 or type(volume) is not int
                 or type(remaining) is not int
                 or type(stop_price) is not int
-                or type(funds) is not int
                 or type(used) is not int
-                or type(ntrades) is not int
                 or type(seq) is not int
                 or not 0 < remaining <= volume
                 or not 0 < price <= MAX_VALUE
             ):
                 raise InvalidOrder(f"order {oid!r} cannot rest: bad integer fields")
-            if coded:
-                kind = by_code.get(code)
-                if kind is None:
-                    raise InvalidOrder(f"order {oid} cannot rest: bad side, type or time in force (kind code {code!r})")
-            else:
-                kind = kinds.get((side, ord_type, tif, bool(triggered)))
-            if kind is None:
-                if side not in SIDES:
-                    raise InvalidOrder(f"order {oid} has a bad side {side!r}")
-                if tif not in TIFS:
-                    raise InvalidOrder(f"order {oid} has a bad time in force")
-                raise InvalidOrder(f"order {oid} of type {ord_type!r} cannot rest")
             if kind.buy:
                 key = price
                 levels = bid_levels
