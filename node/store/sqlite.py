@@ -317,7 +317,9 @@ class SqliteStore:
     async def pages(self, sql: str, *args: Any, size: int = PAGE_ROWS) -> AsyncIterator[list[tuple[Any, ...]]]:
         """On a connection of its own, whose open statement is one read snapshot until it is done
         (WAL): on the shared reader it would hold that snapshot for every other read meanwhile.
-        The next page is read while the caller handles this one (SQLite steps without the GIL)."""
+        A page is read when the caller asks for it, not ahead while it handles the last one: the
+        sqlite3 module releases and retakes the GIL for every column of every row, so a read ahead
+        overlaps almost nothing with a caller that holds the GIL, and their hand-offs cost CPU."""
         if self.path == ":memory:":  # one connection only: read at once, hand out in pages
             rows = [tuple(r) for r in await self.fetch(sql, *args)]
             for i in range(0, len(rows), size):
@@ -331,16 +333,8 @@ class SqliteStore:
                 return cursor
 
             cursor = await conn.submit(start)
-            ahead = conn.submit(lambda _db: cursor.fetchmany(size))
-            try:
-                while rows := await ahead:
-                    ahead = conn.submit(lambda _db: cursor.fetchmany(size))
-                    yield rows
-            finally:
-                if not ahead.done():
-                    await asyncio.wait([ahead])
-                if not ahead.cancelled():
-                    ahead.exception()  # a page read ahead for a caller that stopped: nothing to raise
+            while rows := await conn.submit(lambda _db: cursor.fetchmany(size)):
+                yield rows
         finally:
             await conn.close()
 
