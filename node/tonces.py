@@ -22,6 +22,8 @@ PURGE_EVERY = 1.0  # seconds between two purges of expired tonces: small ones (a
 # purge deleted 50,000 rows and held a batch for ~60 ms)
 
 Tonce = tuple[str, int]  # (access key, tonce in ms)
+TONCES_PG = ("INSERT INTO tonces (access_key, tonce, expires_at) SELECT k, t, $3 FROM unnest($1::text[], $2::bigint[]) "
+             "AS v(k, t) ON CONFLICT (access_key, tonce) DO NOTHING RETURNING access_key, tonce")
 
 
 class TonceBook:
@@ -35,14 +37,18 @@ class TonceBook:
         """For each item, whether it was fresh (now burnt); a second copy in `items` is a replay."""
         if not items:
             return []
-        sql, args = self.insert(items)
+        sql, args = self.insert(items, getattr(tx, "backend", "sqlite"))
         return await self.settle(tx, items, await tx.fetch(sql, *args))
 
-    def insert(self, items: Sequence[Tonce]) -> tuple[str, list[Any]]:
+    def insert(self, items: Sequence[Tonce], backend: str = "sqlite") -> tuple[str, list[Any]]:
         """One INSERT … ON CONFLICT DO NOTHING RETURNING for all of `items` (not empty): what it
-        returns are the fresh ones. For callers that send it along with other queries."""
+        returns are the fresh ones. For callers that send it along with other queries. On
+        PostgreSQL the items travel as two arrays: one statement text whatever their number, which
+        each connection parses once (a text per count filled the connections' statement caches)."""
         expires = now_ms() + 2 * TONCE_WINDOW_MS
         unique = list(dict.fromkeys(items))
+        if backend == "postgresql":
+            return (TONCES_PG, [[ak for ak, _ in unique], [tonce for _, tonce in unique], expires])
         args: list[Any] = []
         for ak, tonce in unique:
             args += [ak, tonce, expires]
