@@ -14,8 +14,8 @@ from node.store import Bulk
 FINISHED_MEMORY = 100_000
 TAKEN_MEMORY = 200_000  # ids the store confirmed as taken in; older copies are checked in the store
 SWEEP_AFTER_MS = 5_000
-# The batch writes, as Bulk statements (one step per batch on SQLite; on PostgreSQL a COPY for the
-# trades, one statement over column arrays for the orders). Keys never repeat in a batch: one row per touched order. Accounts and ledger
+# The batch writes, as Bulk statements (one step per batch on SQLite; on PostgreSQL one statement
+# over column arrays for the trades and one for the orders). Keys never repeat in a batch: one row per touched order. Accounts and ledger
 # rows go through the money writer (node/store/ledger.py).
 TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds", "ask_id", "bid_id", "ask_member_id",
                                      "bid_member_id", "taker_side", "ask_fee", "bid_fee", "created_at"))

@@ -21,9 +21,10 @@ Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 class Bulk:
     """One statement applied to many rows, in the form each backend runs fastest.
 
-    PostgreSQL runs an insert of several rows as one binary COPY of the rows into the table's
-    columns, and any other statement as `arrays` (below) where it has them, else `sql`, the per-row
-    statement, with executemany (asyncpg pipelines it, but the server runs it once per row). SQLite
+    PostgreSQL runs an insert of several rows as one statement over one array per column (up to
+    100 rows: one trip, prepared once per connection) or as one binary COPY of the rows into the
+    table's columns (more rows), and any other statement as `arrays` (below) where it has them,
+    else `sql`, the per-row statement, with executemany (asyncpg pipelines it, but the server runs it once per row). SQLite
     runs the same statement over multi-row `VALUES` lists (`chunk(k)`, k rows at once, in chunks of
     1024, 512, … 1): a few statement steps for a whole batch instead of one per row. Each step gives
     up the GIL, and getting it back means waiting behind a busy event loop, so per-row steps made a
@@ -45,7 +46,8 @@ class Bulk:
     # PostgreSQL: an insert's table and columns, for COPY. Its status counts the rows, and asyncpg
     # encodes each value once with the column's binary codec: per row several times less client
     # and server time than column arrays (whose every element asyncpg type-checks in Python) or
-    # executemany (a statement execution per row on the server).
+    # executemany (a statement execution per row on the server). But a COPY is two trips and a
+    # statement parsed anew: a few rows (the usual batch) go as column arrays, one prepared trip.
     copy: str | None = None
     columns: tuple[str, ...] = ()
 
