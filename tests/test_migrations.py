@@ -330,3 +330,27 @@ def test_a_migration_for_one_backend_runs_nothing_on_the_other() -> None:
     script = "-- only on sqlite\n-- why\nCREATE TABLE t (id INTEGER PRIMARY KEY);\n"
     assert statements(script, id_sql="x", blob_sql="y", backend="postgresql") == []
     assert statements(script, id_sql="x", blob_sql="y", backend="sqlite") == ["CREATE TABLE t (id INTEGER PRIMARY KEY)"]
+
+
+async def test_a_client_id_is_unique_per_member_and_orders_without_one_are_not_indexed(database_url: str) -> None:
+    """PostgreSQL keeps only orders with a client id in `orders_client_id` (migration 0021): the
+    uniqueness it guards is the same, and the lookup by client id still finds its orders."""
+    store = await open_store(database_url)
+    try:
+        cols = ("id, member_id, market, side, ord_type, tif, price, volume, remaining, origin_locked, locked, state, "
+                "client_id, created_at, updated_at")
+        sql = f"INSERT INTO orders ({cols}) VALUES (?, 7, 'btcusd', 'buy', 'limit', 'gtc', 1, 1, 1, 1, 1, 'wait', ?, 0, 0)"
+        for oid, client_id in ((1, None), (2, None), (3, "a"), (4, "b")):
+            await store.execute(sql, oid, client_id)
+        with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            await store.execute(sql, 5, "a")
+        if database_url.startswith("postgresql"):
+            definition = await store.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'orders_client_id'")
+            assert "WHERE (client_id IS NOT NULL)" in definition
+            found = await store.fetch("SELECT id FROM orders WHERE member_id = ANY(?::bigint[]) AND client_id = ANY(?::text[])",
+                                      [7], ["a", "z"])
+        else:
+            found = await store.fetch("SELECT id FROM orders WHERE member_id IN (7) AND client_id IN ('a', 'z')")
+        assert [int(r[0]) for r in found] == [3]
+    finally:
+        await store.close()
