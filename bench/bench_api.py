@@ -16,7 +16,8 @@ acknowledged order is durable), the load generator in other processes:
    printed as fractions of its rates (orders ÷ plain text, /depth ÷ JSON), which, unlike raw
    rates, hardly depend on what else the machine is running.
 5. with `--postgres`, phase 1 again on PostgreSQL (a fresh database on `--pg-url`'s server),
-   printed as a fraction of SQLite's rate and CPU per order.
+   printed as a fraction of SQLite's rate and CPU per order, with the CPU per order of the
+   PostgreSQL backends serving the node (from /proc: the server must run on this machine).
 
 wrk is required (`apt-get install wrk`): the ceilings are its numbers. Prints requests/s and
 p50/p99 for each phase, the node's CPU time per request (which, unlike throughput, does not depend
@@ -541,9 +542,10 @@ def main() -> int:
         stop(hello)
     try:
         if args.postgres:
-            pg_rps, pg_cpu_us = postgres_orders(args, tmp)
+            pg_rps, pg_cpu_us, server_us = postgres_orders(args, tmp)
             summary.append(f"PostgreSQL ÷ SQLite, signed orders: {pg_rps / max(best, 1):.3f}  ({pg_rps:.0f} / {best:.0f} "
-                           f"orders/s); node CPU {pg_cpu_us:.0f} vs {sqlite_cpu_us:.0f} us per order")
+                           f"orders/s); node CPU {pg_cpu_us:.0f} vs {sqlite_cpu_us:.0f} us per order, PostgreSQL's "
+                           f"backends {server_us:.0f} us per order")
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -553,8 +555,9 @@ def main() -> int:
     return 0
 
 
-def postgres_orders(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
-    """Phase 1 on a fresh PostgreSQL database: (accepted orders/s, node CPU us per order)."""
+def postgres_orders(args: argparse.Namespace, tmp: Path) -> tuple[float, float, float]:
+    """Phase 1 on a fresh PostgreSQL database: (accepted orders/s, node CPU us per order, its
+    PostgreSQL backends' CPU us per order)."""
     import asyncpg
 
     name = f"bench_api_{os.getpid()}"
@@ -567,6 +570,13 @@ def postgres_orders(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
         finally:
             await conn.close()
 
+    async def backends() -> list[int]:
+        conn = await asyncpg.connect(admin)
+        try:
+            return [int(r[0]) for r in await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)]
+        finally:
+            await conn.close()
+
     asyncio.run(ddl(f"CREATE DATABASE {name}"))
     try:
         port = free_port()
@@ -575,14 +585,19 @@ def postgres_orders(args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
         keys = asyncio.run(make_members(config, key_file, args.keys))
         node = start_node(config, key_file, port, tmp / "node-pg.log", args.switch_interval)
         try:
+            before = {pid: cpu_seconds(pid) for pid in asyncio.run(backends())}
             c0 = cpu_seconds(node.pid)
             res = wrk_orders(f"http://127.0.0.1:{port}", keys, args.duration, args.connections, args.threads, tmp,
                              args.budget)
             cpu = cpu_seconds(node.pid) - c0
+            # the node's sessions, a new one with all its CPU (PostgreSQL must be on this machine)
+            server = sum(d for d in (cpu_seconds(pid) - before.get(pid, 0.0) for pid in asyncio.run(backends()))
+                         if d == d)  # a session gone meanwhile: nan
             report("signed POST /orders on PostgreSQL", res, "wrk, pre-signed", cpu)
         finally:
             stop(node)
-        return res.get("ok_rps", 0.0), cpu / max(1, int(res.get("ok", 0))) * 1e6
+        n = max(1, int(res.get("ok", 0)))
+        return res.get("ok_rps", 0.0), cpu / n * 1e6, server / n * 1e6
     finally:
         asyncio.run(ddl(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
