@@ -62,7 +62,7 @@ class Calls:
 class PgTx:
     """One transaction's connection; `timeout` bounds every statement (None: the pool's default).
     `backend` lets a writer that has only the transaction choose PostgreSQL's own statement
-    (node/store/ledger.py)."""
+    (node/tonces.py)."""
 
     backend = "postgresql"
 
