@@ -1,5 +1,6 @@
 """Bulk statements: the same rows land the same way on both backends, whatever the batch size
-(SQLite splits them into multi-row VALUES chunks, PostgreSQL runs the per-row statement)."""
+(SQLite splits them into multi-row VALUES chunks; PostgreSQL runs the per-row statement, one over
+column arrays, or a COPY)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ PAIRS = Bulk.insert("kv", ("k", "v", "note"))
 BUMP = Bulk.update("kv", "v = {t}.v + {0}, note = {1}", "{t}.k = {2} AND {t}.v >= {3}")
 
 
-@pytest.mark.parametrize("n", [1, 13, 1024, 2100])
+@pytest.mark.parametrize("n", [1, 5, 13, 1024, 2100])
 async def test_bulk_insert_and_update_every_row(database_url: str, n: int) -> None:
     store = await open_store(database_url)
     try:

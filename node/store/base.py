@@ -22,7 +22,7 @@ class Bulk:
     """One statement applied to many rows, in the form each backend runs fastest.
 
     PostgreSQL runs an insert of several rows as one statement over one array per column (up to
-    100 rows: one trip, prepared once per connection) or as one binary COPY of the rows into the
+    10 rows: one trip, prepared once per connection) or as one binary COPY of the rows into the
     table's columns (more rows), and any other statement as `arrays` (below) where it has them,
     else `sql`, the per-row statement, with executemany (asyncpg pipelines it, but the server runs it once per row). SQLite
     runs the same statement over multi-row `VALUES` lists (`chunk(k)`, k rows at once, in chunks of
