@@ -47,6 +47,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from leanhttp import Pool, post_form  # noqa: E402
+
 from node.web.signature import payload, sign, to_query  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,27 +302,8 @@ def wrk_orders(base: str, keys: list[tuple[str, str]], duration: int, connection
 
 
 # ----------------------------------------------------------------------- load: a lean asyncio client
-class _Conn:
-    """One keep-alive HTTP/1.1 connection, spoken by hand: a request out, one answer back."""
-
-    _LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def exchange(self, request: bytes) -> int:
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        m = self._LENGTH.search(head)
-        if m:
-            await self.reader.readexactly(int(m.group(1)))
-        return int(head[9:12])
-
-
 def _request_bytes(host: str, body: str) -> bytes:
-    data = body.encode()
-    return (f"POST {ORDER_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    return post_form(host, ORDER_PATH, body.encode())
 
 
 def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: float, seed: int,
@@ -346,7 +329,7 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
         gen = Orders(keys, seed)
         lat: list[float] = []
         statuses: dict[int, int] = {}
-        idle: list[_Conn] = []
+        pool = Pool()
         session = None
         if client == "aiohttp":
             import aiohttp
@@ -359,15 +342,10 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
                     await r.read()
                     status = r.status
             else:
-                while idle and idle[-1].writer.is_closing():  # closed by the server while idle
-                    idle.pop()
-                c = idle.pop() if idle else _Conn(*await asyncio.open_connection(host, int(port)))
                 try:
-                    status = await c.exchange(request)
+                    status, _ = await pool.exchange(host, int(port), request)
                 except (OSError, RuntimeError, asyncio.IncompleteReadError):
                     status = 0  # the connection broke (uvloop: RuntimeError): counted, and not reused
-                else:
-                    idle.append(c)
             statuses[status] = statuses.get(status, 0) + 1
             lat.append(time.perf_counter() - due)
 
@@ -391,8 +369,7 @@ def _client_proc(base: str, keys: list[tuple[str, str]], rate: float, duration: 
                     await one(_request_bytes(hostport, gen.body(j)), time.perf_counter())
                     j += 64
             await asyncio.gather(*(worker(w) for w in range(64)))
-        for c in idle:
-            c.writer.close()
+        pool.close()
         if session is not None:
             await session.close()
         return lat, statuses

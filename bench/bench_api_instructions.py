@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_api as b  # noqa: E402
+from leanhttp import Conn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 400  # orders signed at a time: under callgrind the node serves a few dozen a second
@@ -36,18 +37,18 @@ CHUNK = 400  # orders signed at a time: under callgrind the node serves a few do
 
 async def send(port: int, bodies: list[str], connections: int) -> dict[int, int]:
     """Every body once, over `connections` connections each sending its next when answered."""
-    conns = [b._Conn(*await asyncio.open_connection("127.0.0.1", port)) for _ in range(connections)]
+    conns = [await Conn.open("127.0.0.1", port) for _ in range(connections)]
     todo = iter(bodies)
     statuses: dict[int, int] = {}
 
-    async def worker(c: b._Conn) -> None:
+    async def worker(c: Conn) -> None:
         for body in todo:
-            status = await c.exchange(b._request_bytes(f"127.0.0.1:{port}", body))
+            status, _ = await c.exchange(b._request_bytes(f"127.0.0.1:{port}", body))
             statuses[status] = statuses.get(status, 0) + 1
 
     await asyncio.gather(*(worker(c) for c in conns))
     for c in conns:
-        c.writer.close()
+        c.close()
     return statuses
 
 
