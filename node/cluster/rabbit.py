@@ -25,6 +25,12 @@
   it follows now, and drops the rest silently. A list nobody follows is dropped by the broker (not
   mandatory: no return, no log line).
 
+Messages on the hot path (hand-overs, shard requests, replies and notices, event lists) are
+published, and the market and shard queues consumed, through aiormq's channel beneath aio-pika's
+robust one: an aio-pika message object per message (and a second task per delivery) costs more
+node CPU than the broker's work for it (bench/bench_bus.py). A market queue's deliveries are
+acknowledged in order, one acknowledgement (`multiple`) per run of settled messages.
+
 The connection is robust (reconnects with back-off); while it is down, sends fail fast with
 Unavailable (503) and the store-backed pending sweep of each market catches up what was accepted.
 """
@@ -32,15 +38,20 @@ Unavailable (503) and the store-backed pending sweep of each market catches up w
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import aiormq
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 
 from node.actors.market import MarketActor
 from node.actors.messages import ApplySettlements
@@ -104,6 +115,21 @@ class RabbitLink:
         self.events_published = 0
         self.events_consumed = 0
         self.dropped_events = 0
+        self._ids = itertools.count(1)
+
+    async def _publish(self, channel: aio_pika.abc.AbstractChannel | None, routing_key: str, body: bytes, *,
+                       exchange: str = "", mandatory: bool = True, timeout: float | None = None,
+                       **properties: Any) -> None:
+        """One message through aiormq's channel itself: no aio-pika Message or exchange object per
+        message, which cost more CPU than the broker's work (bench/bench_bus.py). On a channel with
+        publisher confirms, returns once the broker confirmed (a refusal raises)."""
+        if channel is None:
+            raise ConnectionError("bus down")
+        raw = await channel.get_underlay_channel()
+        # A message id of our own: aiormq would make a random UUID for each message.
+        props = Basic.Properties(message_id=str(next(self._ids)), **properties)
+        await raw.basic_publish(body, exchange=exchange, routing_key=routing_key, properties=props,
+                                mandatory=mandatory, timeout=timeout)
 
     async def start(self) -> None:
         self.conn = await aio_pika.connect_robust(
@@ -219,16 +245,11 @@ class RabbitLink:
         if corr is not None:
             fut = asyncio.get_running_loop().create_future()
             self._waiting[corr] = fut
-        message = aio_pika.Message(
-            encode_message(msg),
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            correlation_id=corr,
-            reply_to=self._reply_queue.name if (corr and self._reply_queue) else None,
-            headers={"from": self.node},
-        )
         try:
-            await self._cmd.default_exchange.publish(message, routing_key=self.market_queue(market),
-                                                     timeout=self.ask_timeout)
+            await self._publish(self._cmd, self.market_queue(market), encode_message(msg), timeout=self.ask_timeout,
+                                delivery_mode=2, correlation_id=corr,
+                                reply_to=self._reply_queue.name if (corr and self._reply_queue) else None,
+                                headers={"from": self.node})
             self.published += 1
         except Exception as e:
             if corr is not None:
@@ -269,9 +290,8 @@ class RabbitLink:
         try:
             if self._cmd is None or not self.connected:
                 raise ConnectionError("bus down")
-            await self._cmd.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT, headers={"from": self.node}),
-                routing_key=queue, timeout=self.ask_timeout)
+            await self._publish(self._cmd, queue, body, timeout=self.ask_timeout, delivery_mode=1,
+                                headers={"from": self.node})
             self.published += 1
             self.handed_over += orders
         except Exception as e:
@@ -295,7 +315,10 @@ class RabbitLink:
         channel = await self.conn.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
         queue = await channel.declare_queue(self.market_queue(actor.market.id), durable=True)
-        self._consumers[actor.market.id] = asyncio.create_task(self._consume(actor, queue), name=f"consume:{actor.market.id}")
+        inbox = _Inbox(channel, queue.name, no_ack=False)
+        await inbox.start()
+        self._consumers[actor.market.id] = asyncio.create_task(self._consume(actor, inbox),
+                                                               name=f"consume:{actor.market.id}")
 
     async def stop_serving(self, market: str) -> None:
         """Stop taking new messages for a market (those delivered but not yet in the mailbox go
@@ -305,64 +328,53 @@ class RabbitLink:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _consume(self, actor: MarketActor, queue: aio_pika.abc.AbstractQueue) -> None:
+    async def _consume(self, actor: MarketActor, inbox: _Inbox) -> None:
         """One loop, so messages reach the mailbox in queue order (a list's in its order); each is
-        acked once every batch that took its messages committed."""
-        async with queue.iterator() as it:
-            async for message in it:
+        acked once every batch that took its messages committed, in delivery order, one
+        acknowledgement (multiple) for each run of settled messages (`_Acks`)."""
+        acks = _Acks()
+        try:
+            while True:
+                message = await inbox.get()
+                tag = message.delivery_tag or 0
                 try:
                     msgs = decode_messages(message.body)
                 except Exception:
-                    log.exception("undecodable message on %s dropped", queue.name)
-                    await message.reject(requeue=False)
+                    log.exception("undecodable message on %s dropped", inbox.queue)
+                    await _quietly(message.channel.basic_reject(tag, requeue=False))
                     continue
                 taken: list[asyncio.Future[Any]] = []
                 try:
                     for msg in msgs:  # waits for room: a requeued message would lose its place in the queue
                         taken.append(await actor.ask_later(msg, timeout=3600))
                 except ExchangeError as e:  # stopping: leave it in the queue for the market's next owner
-                    await message.nack(requeue=True)  # what went in already is taken once: a copy is dropped
+                    await _quietly(message.channel.basic_nack(tag, requeue=True))  # what went in already is taken once
                     log.warning("%s: %s; message requeued", actor.name, e.message)
                     await asyncio.sleep(0.05)
                     continue
                 self.consumed += 1
-                if len(taken) == 1:
-                    taken[0].add_done_callback(lambda f, m=message: asyncio.ensure_future(self._settle(m, f)))  # type: ignore[misc]
-                else:
-                    asyncio.ensure_future(self._settle_all(message, taken))
+                props = message.header.properties
+                if props.reply_to and len(taken) == 1:  # an ask: answered, then acknowledged
+                    answered = asyncio.ensure_future(self._answer_market(props.reply_to, props.correlation_id, taken[0]))
+                    acks.track(message.channel, tag, [answered], requeue=False)
+                else:  # hand-overs: if one's batch failed, the whole list comes again, and the orders
+                    # the store says were taken already are dropped as copies (MarketActor._intake_plan)
+                    acks.track(message.channel, tag, taken, requeue=True)
+        finally:
+            await inbox.stop()
 
-    async def _settle_all(self, message: AbstractIncomingMessage, taken: list[asyncio.Future[Any]]) -> None:
-        """A list of hand-overs (no asker): acknowledged once all its orders' batches committed; if
-        one failed, the whole list comes again, and the orders the store says were taken already are
-        dropped as copies (MarketActor._intake_plan)."""
-        await asyncio.wait(taken)
+    async def _answer_market(self, reply_to: str, corr: str | None, fut: asyncio.Future[Any]) -> None:
+        """After the batch committed: answer the asker."""
+        await asyncio.wait((fut,))
+        exc = fut.exception() if not fut.cancelled() else None
+        result = Unavailable("the market failed; retry") if fut.cancelled() else fut.result() if exc is None else exc
+        if isinstance(exc, Exception) and not isinstance(exc, ExchangeError):
+            result = Unavailable("the market failed; retry")
         try:
-            if any(_failed(f) for f in taken):
-                await message.nack(requeue=True)
-            else:
-                await message.ack()
+            await self._publish(self._cmd, reply_to, encode_result(result), correlation_id=corr)
+            self.replies += 1
         except Exception:
-            log.exception("could not settle a market message; it will be redelivered")
-
-    async def _settle(self, message: AbstractIncomingMessage, fut: asyncio.Future[Any]) -> None:
-        """After the batch committed: answer the asker (if any), then acknowledge."""
-        try:
-            exc = fut.exception()
-            result = fut.result() if exc is None else exc
-            if isinstance(exc, Exception) and not isinstance(exc, ExchangeError):
-                result = Unavailable("the market failed; retry")
-            if isinstance(result, Unavailable) and message.reply_to is None:
-                await message.nack(requeue=True)  # nothing committed: let it come again
-                return
-            if message.reply_to and self._cmd is not None:
-                await self._cmd.default_exchange.publish(
-                    aio_pika.Message(encode_result(result), correlation_id=message.correlation_id),
-                    routing_key=message.reply_to,
-                )
-                self.replies += 1
-            await message.ack()
-        except Exception:
-            log.exception("could not settle a market message; it will be redelivered")
+            log.warning("could not answer a market request; its asker times out")
 
     # -- account shards (node/actors/shards.py) ---------------------------------------------------
     def shard_queue(self, shard: int) -> str:
@@ -408,12 +420,10 @@ class RabbitLink:
             if self._quick is None or self._reply_queue is None or not self.connected:
                 raise ConnectionError("bus down")
             await self._declare_once(queue)
-            await self._quick.default_exchange.publish(
-                aio_pika.Message(join_messages([a.body for a in asks]), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-                                 correlation_id=corr, reply_to=self._reply_queue.name,
-                                 headers={"from": self.node, "deadline": deadline},
-                                 expiration=max(0.001, (deadline - now_ms()) / 1000)),
-                routing_key=queue, timeout=self.ask_timeout)
+            await self._publish(self._quick, queue, join_messages([a.body for a in asks]), timeout=self.ask_timeout,
+                                delivery_mode=1, correlation_id=corr, reply_to=self._reply_queue.name,
+                                headers={"from": self.node, "deadline": deadline},
+                                expiration=str(max(1, deadline - now_ms())))
             self.published += 1
         except Exception as e:
             self._waiting.pop(corr, None)
@@ -433,9 +443,8 @@ class RabbitLink:
             if self._quick is None or not self.connected:
                 raise ConnectionError("bus down")
             await self._declare_once(queue)
-            await self._quick.default_exchange.publish(
-                aio_pika.Message(encode_message(msg), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-                                 headers={"from": self.node}), routing_key=queue, timeout=self.ask_timeout)
+            await self._publish(self._quick, queue, encode_message(msg), timeout=self.ask_timeout, delivery_mode=1,
+                                headers={"from": self.node})
             self.published += 1
         except Exception as e:  # the owner's sweep applies them
             log.debug("settlement notice to %s not sent (%r); the shard's sweep will find it", queue, e)
@@ -445,31 +454,36 @@ class RabbitLink:
         channel = await self.conn.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
         queue = await channel.declare_queue(self.shard_queue(shard), durable=True)
-        self._consumers[self.shard_queue(shard)] = asyncio.create_task(self._consume_shard(actor, queue),
+        inbox = _Inbox(channel, queue.name, no_ack=True)
+        await inbox.start()
+        self._consumers[self.shard_queue(shard)] = asyncio.create_task(self._consume_shard(actor, inbox),
                                                                        name=f"consume:accounts/{shard}")
 
     async def stop_serving_shard(self, shard: int) -> None:
         await self.stop_serving(self.shard_queue(shard))
 
-    async def _consume_shard(self, actor: Actor[Any], queue: aio_pika.abc.AbstractQueue) -> None:
+    async def _consume_shard(self, actor: Actor[Any], inbox: _Inbox) -> None:
         """At most once: messages are taken without acknowledgements, so a request is done by the
         owner that took it or not at all (its asker then times out); one whose asker has given up
         already is dropped unread. A list of requests is answered by one reply, a list of answers."""
-        async with queue.iterator(no_ack=True) as it:
-            async for message in it:
-                deadline = (message.headers or {}).get("deadline")
+        try:
+            while True:
+                message = await inbox.get()
+                props = message.header.properties
+                deadline = (props.headers or {}).get("deadline")
                 if isinstance(deadline, int) and now_ms() > deadline:
                     continue
                 try:
                     msgs = decode_messages(message.body)
                 except Exception:
-                    log.exception("undecodable message on %s dropped", queue.name)
+                    log.exception("undecodable message on %s dropped", inbox.queue)
                     continue
                 self.consumed += 1
-                if not message.reply_to:
+                if not props.reply_to:
                     try:
                         for msg in msgs:
-                            await actor.put(msg)
+                            if not actor.offer(msg):
+                                await actor.put(msg)
                     except ExchangeError as e:
                         log.warning("%s: %s; message dropped (the sweep will find it)", actor.name, e.message)
                     continue
@@ -483,23 +497,21 @@ class RabbitLink:
                         refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                         refused.set_result(e)
                         taken.append(refused)
-                asyncio.ensure_future(self._answer_from(message, taken, many=message.body[:1] == b"["))
+                asyncio.ensure_future(self._answer_from(props.reply_to, props.correlation_id, taken,
+                                                        many=message.body[:1] == b"["))
+        finally:
+            await inbox.stop()
 
-    async def _answer_from(self, message: AbstractIncomingMessage, taken: list[asyncio.Future[Any]],
+    async def _answer_from(self, reply_to: str, corr: str | None, taken: list[asyncio.Future[Any]],
                            many: bool) -> None:
         await asyncio.wait(taken)
         results = [_outcome(f) for f in taken]
-        await self._reply(message, encode_results(results) if many else encode_result(results[0]))
-
-    async def _reply(self, message: AbstractIncomingMessage, body: bytes) -> None:
-        if not message.reply_to or self._quick is None:
-            return
         try:
-            await self._quick.default_exchange.publish(
-                aio_pika.Message(body, correlation_id=message.correlation_id), routing_key=message.reply_to)
+            await self._publish(self._quick, reply_to, encode_results(results) if many else encode_result(results[0]),
+                                correlation_id=corr)
             self.replies += 1
         except Exception:
-            log.warning("could not answer a request on %s; its asker times out", message.routing_key)
+            log.warning("could not answer a request to an account shard; its asker times out")
 
     # -- events -----------------------------------------------------------------------------------
     async def bind_events(self, key: str, on: bool) -> None:
@@ -530,8 +542,8 @@ class RabbitLink:
             # Not mandatory: a list that no node follows is simply dropped by the broker. A
             # mandatory one would come back as a Basic.Return, which the client library logs as an
             # unhandled ERROR, once per list nobody receives.
-            await self._events_exchange.publish(aio_pika.Message(body, headers=headers), routing_key="",
-                                                mandatory=False)
+            await self._publish(self._ev, "", body, exchange=self._events_exchange.name, mandatory=False,
+                                headers=headers)
             self.events_published += 1
         except Exception:
             self.dropped_events += len(events)
@@ -574,6 +586,146 @@ def _failed(fut: asyncio.Future[Any]) -> bool:
         return True
     exc = fut.exception()
     return exc is not None and (isinstance(exc, Unavailable) or not isinstance(exc, ExchangeError))
+
+
+class _Inbox:
+    """The deliveries of one queue, taken through aiormq's channel itself (no aio-pika message
+    object, nor a second task, per message), for one loop that handles them in queue order. The
+    robust channel declares the queue again after a reconnection; the consumer then starts again
+    on the new channel (`reopen_callbacks`)."""
+
+    def __init__(self, channel: aio_pika.abc.AbstractRobustChannel, queue: str, no_ack: bool) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.no_ack = no_ack
+        self.tag = "ctag." + secrets.token_hex(8)
+        self._raw: aiormq.abc.AbstractChannel | None = None
+        self._items: deque[DeliveredMessage] = deque()
+        self._wake: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        await self._consume()
+        self.channel.reopen_callbacks.add(self._reopened)
+
+    async def _consume(self) -> None:
+        raw = await self.channel.get_underlay_channel()
+        self._raw = raw
+        await raw.basic_consume(self.queue, self._deliver, no_ack=self.no_ack, consumer_tag=self.tag)
+
+    async def _reopened(self, _channel: Any) -> None:
+        if not self.no_ack:  # their channel is gone, so is their delivery tag: the broker delivers them again
+            self._items.clear()
+        try:
+            await self._consume()
+        except Exception:
+            log.exception("could not consume %s again after a reconnection", self.queue)
+
+    async def _deliver(self, message: DeliveredMessage) -> None:
+        self._items.append(message)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def get(self) -> DeliveredMessage:
+        while not self._items:
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        return self._items.popleft()
+
+    async def stop(self) -> None:
+        """No more deliveries; those not taken yet go back to the queue."""
+        self.channel.reopen_callbacks.discard(self._reopened)
+        raw, self._raw = self._raw, None
+        if raw is not None and not raw.is_closed:
+            await _quietly(asyncio.wait_for(raw.basic_cancel(self.tag), 5))
+        items, self._items = self._items, deque()
+        if not self.no_ack:
+            for message in items:
+                if not message.channel.is_closed:
+                    await _quietly(message.channel.basic_nack(message.delivery_tag or 0, requeue=True, wait=False))
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """A delivered message waiting for the batches that took it."""
+
+    channel: aiormq.abc.AbstractChannel
+    tag: int
+    left: int  # futures not done yet
+    requeue: bool  # if one of them failed
+    failed: bool = False
+
+
+class _Acks:
+    """One consumer's acknowledgements, in delivery order: when the messages at the front are
+    settled, one Basic.Ack (multiple) for the run of them, and a Basic.Nack (requeue) for one whose
+    batch failed. One frame (and one broker operation) per run of messages, not per message; sent by
+    one task, in order, since an ack for a lower tag after a multiple one would be refused."""
+
+    def __init__(self) -> None:
+        self._open: deque[_Delivery] = deque()
+        self._ops: deque[tuple[aiormq.abc.AbstractChannel, int, bool]] = deque()
+        self._flush_due = False
+        self._sender: asyncio.Future[None] | None = None
+
+    def track(self, channel: aiormq.abc.AbstractChannel, tag: int, futures: list[asyncio.Future[Any]],
+              requeue: bool) -> None:
+        delivery = _Delivery(channel, tag, len(futures), requeue)
+        self._open.append(delivery)
+        for fut in futures:
+            fut.add_done_callback(lambda f, d=delivery: self._done(d, f))  # type: ignore[misc]
+        if not futures:
+            self._due()
+
+    def _done(self, delivery: _Delivery, fut: asyncio.Future[Any]) -> None:
+        delivery.left -= 1
+        if delivery.requeue and _failed(fut):
+            delivery.failed = True
+        if delivery.left == 0:
+            self._due()
+
+    def _due(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        run: aiormq.abc.AbstractChannel | None = None
+        upto = 0
+        while self._open and self._open[0].left == 0:
+            d = self._open.popleft()
+            if d.channel.is_closed:  # gone with its channel: the broker delivers it again
+                continue
+            if run is not None and (d.channel is not run or d.failed):
+                self._ops.append((run, upto, True))
+                run = None
+            if d.failed:
+                self._ops.append((d.channel, d.tag, False))
+            else:
+                run, upto = d.channel, d.tag
+        if run is not None:
+            self._ops.append((run, upto, True))
+        if self._ops and (self._sender is None or self._sender.done()):
+            self._sender = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        while self._ops:
+            channel, tag, ok = self._ops.popleft()
+            try:
+                if ok:
+                    await channel.basic_ack(tag, multiple=True, wait=False)
+                else:
+                    await channel.basic_nack(tag, requeue=True, wait=False)
+            except Exception:
+                log.exception("could not settle a market message; it will be redelivered")
+
+
+async def _quietly(work: Awaitable[Any]) -> None:
+    """For a frame to a channel that may be gone: the broker then redelivers what it concerned."""
+    try:
+        await work
+    except Exception as e:
+        log.debug("bus operation failed: %r", e)
 
 
 async def _close_quietly(channel: aio_pika.abc.AbstractRobustChannel) -> None:
