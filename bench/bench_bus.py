@@ -175,7 +175,7 @@ async def library(n: int, publishers: int) -> None:
 
 async def link(n: int) -> None:
     from node.actors.messages import ApplySettlements, NewOrder
-    from node.cluster.rabbit import RabbitLink
+    from node.cluster.rabbit import RabbitLink, events_exchange
     from node.events import EventBus
 
     class Owner:
@@ -233,6 +233,7 @@ async def link(n: int) -> None:
         ch = await owner.conn.channel()
         for q in (owner.market_queue("m1"), owner.shard_queue(7)):
             await ch.queue_delete(q)
+        await ch.exchange_delete(events_exchange(ns))
         await sender.close()
         await owner.close()
 
