@@ -123,3 +123,37 @@ async def _depth_at_most(ex: Exchange, n: int) -> bool:
 
 async def _dropped(actor: Any, n: int) -> bool:
     return bool(actor.duplicates_dropped >= n)
+
+
+async def test_a_consumer_stopped_and_started_again_leaves_no_channel_open(pg_url: str) -> None:
+    """Each consumer has a channel of its own, closed once it stops (and its messages are settled):
+    a node that adopts and gives up markets and shards all its life must not run into the broker's
+    limit of channels per connection."""
+    config = config_with(pg_url, exchange={"name": "t", "database": pg_url, "rabbitmq": RABBITMQ},
+                         actors={"account_shards": 1})
+    ex = await start_exchange(config)
+    try:
+        assert ex.link is not None and ex.link.conn is not None
+        channels = ex.link.conn.transport.connection.channels  # type: ignore[union-attr]
+        before = len(channels)
+        actor, shard = ex.markets[MARKET], ex.shards.actors[0]  # type: ignore[union-attr]
+        for _ in range(5):
+            await ex.link.stop_serving(MARKET)
+            await ex.link.stop_serving_shard(0)
+            await ex.link.serve_market(actor)
+            await ex.link.serve_shard(0, shard)
+        await until(lambda: _channels_at_most(channels, before), "the stopped consumers' channels to close")
+        # and the market still takes orders through its queue
+        m = await ex.create_member("after@example.com")
+        await ex.deposit(m, "usd", "1000")
+        ex.refs[MARKET] = RemoteMarket(MARKET, ex.link)
+        await ex.submit_orders(m, [OrderInput(MARKET, "buy", "0.01", "100")])
+        await until(lambda: _depth_at_most(ex, 0), "the order to reach the market")
+        await ex.quiesce()
+        assert await ex.store.fetchval("SELECT COUNT(*) FROM orders WHERE member_id = ? AND state = 'wait'", m) == 1
+    finally:
+        await ex.stop()
+
+
+async def _channels_at_most(channels: Any, n: int) -> bool:
+    return len(channels) <= n

@@ -42,7 +42,7 @@ import itertools
 import logging
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,7 @@ from node.events import ALWAYS_FOLLOWED, EventBus, follow_keys
 log = logging.getLogger(__name__)
 
 PREFETCH = 2_000
+SETTLE_BEFORE_CLOSE_S = 60.0  # a stopped consumer's channel waits this long at most for its acks
 HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
 EVENT_BATCH = 200  # events per message at most: their keys are the message's headers, which fit one frame
 HANDOVER_BATCH = 1_000  # accepted orders per hand-over message at most
@@ -104,6 +105,7 @@ class RabbitLink:
         self._tells: Coalescer[ApplySettlements] = Coalescer(self._publish_tells, most=ASK_BATCH, limit=HANDOVER_QUEUE)
         self.handover_failures = 0
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._closers: set[asyncio.Future[None]] = set()  # consumer channels being closed (`_closing`)
         self._declared: set[str] = set()  # shard queues declared by this process
         self._ctl: aio_pika.abc.AbstractChannel | None = None
         self._ping: aio_pika.abc.AbstractRobustChannel | None = None  # probes (`ping`, `queue_depth`)
@@ -362,6 +364,9 @@ class RabbitLink:
                     acks.track(message.channel, tag, taken, requeue=True)
         finally:
             await inbox.stop()
+            # The channel is this consumer's alone: closed once the messages handed to the actor
+            # are settled (a channel left open per adoption would run into the broker's channel_max).
+            self._closing(_close_when_settled(inbox.channel, acks))
 
     async def _answer_market(self, reply_to: str, corr: str | None, fut: asyncio.Future[Any]) -> None:
         """After the batch committed: answer the asker."""
@@ -501,6 +506,14 @@ class RabbitLink:
                                                         many=message.body[:1] == b"["))
         finally:
             await inbox.stop()
+            self._closing(_close_when_settled(inbox.channel, None))  # no acks: nothing to wait for
+
+    def _closing(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a consumer channel's close in the background, held until done (a task nobody holds
+        may be collected before it ends)."""
+        task = asyncio.ensure_future(work)
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
 
     async def _answer_from(self, reply_to: str, corr: str | None, taken: list[asyncio.Future[Any]],
                            many: bool) -> None:
@@ -708,6 +721,14 @@ class _Acks:
         if self._ops and (self._sender is None or self._sender.done()):
             self._sender = asyncio.ensure_future(self._send())
 
+    async def settled(self, timeout: float) -> None:
+        """Until every message tracked is acknowledged or sent back (or `timeout` s have passed)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._open or self._ops or (self._sender is not None and not self._sender.done()):
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.05)
+
     async def _send(self) -> None:
         while self._ops:
             channel, tag, ok = self._ops.popleft()
@@ -718,6 +739,16 @@ class _Acks:
                     await channel.basic_nack(tag, requeue=True, wait=False)
             except Exception:
                 log.exception("could not settle a market message; it will be redelivered")
+
+
+async def _close_when_settled(channel: aio_pika.abc.AbstractChannel, acks: _Acks | None,
+                              timeout: float = SETTLE_BEFORE_CLOSE_S) -> None:
+    """Close a consumer's channel once what it delivered is settled: what is still unsettled then
+    (a batch stuck past `timeout`) goes back to the queue with the channel, and the store's intake
+    check drops its copies."""
+    if acks is not None:
+        await acks.settled(timeout)
+    await _quietly(asyncio.wait_for(channel.close(), 5))
 
 
 async def _quietly(work: Awaitable[Any]) -> None:
