@@ -67,3 +67,32 @@ async def test_runs_are_acknowledged_in_order_and_a_failed_message_comes_again()
         cleanup = await conn.channel()
         await cleanup.queue_delete(name)
         await conn.close()
+
+
+async def test_a_consumer_the_broker_cancelled_consumes_again() -> None:
+    """A queue deleted by hand ends its consumer on the broker's side: the inbox declares it again
+    and takes what comes to it, instead of leaving the market to the store's sweep for good."""
+    conn = await aio_pika.connect_robust(RABBITMQ)
+    name = "test-cancel-" + secrets.token_hex(4)
+    try:
+        channel = await conn.channel()
+        await channel.declare_queue(name, durable=True)
+        inbox = _Inbox(channel, name, no_ack=True)  # type: ignore[arg-type]
+        await inbox.start()
+        other = await conn.channel()
+        await other.queue_delete(name)
+        for _ in range(100):  # declared again by the inbox
+            try:
+                probe = await conn.channel()
+                await probe.declare_queue(name, passive=True, robust=False)
+                await probe.close()
+                break
+            except aio_pika.exceptions.ChannelClosed:
+                await asyncio.sleep(0.1)
+        await other.default_exchange.publish(aio_pika.Message(b"again"), routing_key=name)
+        assert (await asyncio.wait_for(inbox.get(), 10)).body == b"again"
+        await inbox.stop()
+    finally:
+        cleanup = await conn.channel()
+        await cleanup.queue_delete(name)
+        await conn.close()

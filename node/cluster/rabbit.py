@@ -615,6 +615,7 @@ class _Inbox:
         self._raw: aiormq.abc.AbstractChannel | None = None
         self._items: deque[DeliveredMessage] = deque()
         self._wake: asyncio.Future[None] | None = None
+        self._retry: asyncio.Future[None] | None = None  # consuming again after the broker's cancel
 
     async def start(self) -> None:
         await self._consume()
@@ -623,7 +624,29 @@ class _Inbox:
     async def _consume(self) -> None:
         raw = await self.channel.get_underlay_channel()
         self._raw = raw
+        raw.on_consumer_cancel_callbacks.add(self._cancelled)
         await raw.basic_consume(self.queue, self._deliver, no_ack=self.no_ack, consumer_tag=self.tag)
+
+    def _cancelled(self, frame: Any) -> None:
+        """The broker ended the consumer (its queue was deleted by hand): declare the queue again and
+        consume again, retrying, for as long as this inbox runs. Meanwhile the market's pending
+        sweep takes its orders from the store."""
+        if frame.consumer_tag == self.tag and self._raw is not None and (self._retry is None or self._retry.done()):
+            self._retry = asyncio.ensure_future(self._consume_again())
+
+    async def _consume_again(self) -> None:
+        for attempt in itertools.count(1):
+            await asyncio.sleep(min(5.0, 0.5 * attempt))
+            if self._raw is None:  # stopped meanwhile
+                return
+            try:
+                await self.channel.declare_queue(self.queue, durable=True)
+                await self._consume()
+            except Exception as e:
+                log.warning("could not consume %s again after the broker cancelled it (%r); retrying", self.queue, e)
+                continue
+            log.warning("consuming %s again: the broker had cancelled its consumer", self.queue)
+            return
 
     async def _reopened(self, _channel: Any) -> None:
         if not self.no_ack:  # their channel is gone, so is their delivery tag: the broker delivers them again
@@ -648,6 +671,8 @@ class _Inbox:
         """No more deliveries; those not taken yet go back to the queue."""
         self.channel.reopen_callbacks.discard(self._reopened)
         raw, self._raw = self._raw, None
+        if self._retry is not None:
+            self._retry.cancel()
         if raw is not None and not raw.is_closed:
             await _quietly(asyncio.wait_for(raw.basic_cancel(self.tag), 5))
         items, self._items = self._items, deque()
