@@ -651,3 +651,19 @@ def test_the_readme_wallet_examples_parse() -> None:
     cfg = parse_config(data, "README.md")
     btc, usd = cfg.currencies["btc"].wallet, cfg.currencies["usd"].wallet
     assert btc is not None and btc.auto_approve == 50_000_000 and usd is not None and usd.channel == "bank"
+
+
+async def test_an_approval_that_comes_during_the_audit_is_not_lost(ex: Exchange, fake: FakeWallet) -> None:
+    """The wallet's cycle reads a withdrawal, an admin approves it, then the cycle audits what it
+    read (an approval before the audit only marks the row): the audit decides on the row as it is
+    then, so the approval counts and the withdrawal is paid, not left awaiting an approval it has."""
+    alice = await funded(ex, fake)
+    w = await ex.funds.request_withdraw(alice, "btc", "1.5", "ext-1")  # above auto_approve: needs an admin
+    stale = await ex.store.fetchrow("SELECT * FROM withdraws WHERE id = ?", int(w["id"]))  # the cycle's read
+    approved = await ex.funds.approve_withdraw(int(w["id"]), "ops")
+    assert approved["state"] == "submitted" and approved["approved_by"] == "ops"  # not audited yet
+    await ex.funds.actors["btc"]._audit(stale)  # type: ignore[attr-defined]
+    assert (await ex.funds.withdraw(int(w["id"])))["state"] == "accepted"
+    await ex.funds.poll("btc")
+    assert (await ex.funds.withdraw(int(w["id"])))["state"] == "almost_done"
+    await books(ex)

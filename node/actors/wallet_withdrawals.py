@@ -107,7 +107,12 @@ class Withdrawals(WalletParts):
                                  "approved_by = COALESCE(approved_by, ?), note = ?, updated_at = ? WHERE id = ? AND state = 'submitted'",
                                  ts, ts if automatic else None, "auto" if automatic else None, note, ts, int(w["id"]))
             else:
-                await tx.execute("UPDATE withdraws SET audited_at = ?, note = 'awaiting admin approval', updated_at = ? "
+                # `w` was read before the audit: an admin may have approved it since. Decided on the
+                # row as it is now, in this one statement (approve_withdraw's update is its mirror):
+                # whichever of the two comes second sees the other, and an approval is never lost.
+                await tx.execute("UPDATE withdraws SET audited_at = ?, updated_at = ?, "
+                                 "state = CASE WHEN approved_at IS NOT NULL THEN 'accepted' ELSE state END, "
+                                 "note = CASE WHEN approved_at IS NOT NULL THEN '' ELSE 'awaiting admin approval' END "
                                  "WHERE id = ? AND state = 'submitted'", ts, ts, int(w["id"]))
 
     async def _pay(self, w: Any) -> bool:
