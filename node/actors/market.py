@@ -34,6 +34,7 @@ from node.actors.market_rows import (
     FINISHED_MEMORY,
     ORDERS_UPDATE_BULK,
     RECOVER_SQL,
+    STATE_UPDATE_FENCED_PG,
     STATE_UPDATE_SQL,
     SWEEP_AFTER_MS,
     TAKEN_MEMORY,
@@ -525,18 +526,27 @@ class MarketActor(SweepingActor[Any]):
             # the market's fee account is written under the market's own epoch (ShardMap.split)
             writer = lambda member: epoch if member == house else inline.get(member % count, 0)  # noqa: E731
 
+        pg = self.store.backend == "postgresql"
+
         async def write() -> None:
             # Rows are always locked in (member, currency) order, by every actor: no deadlock on PostgreSQL.
             # All of it is held and sent with the COMMIT: on SQLite the whole write is one trip.
             async with self.store.transaction() as tx:
                 # First the fence: on PostgreSQL it also locks the state row, so a new owner's
                 # lease grant waits for this batch (or this batch sees the new epoch and rolls back).
-                await tx.expect(STATE_UPDATE_SQL, state_row, 1,
-                                Fenced(f"{self.name}: epoch {self.epoch} no longer holds the market"))
-                # The members' shards settled here are still ours at the epochs read: else nothing
-                # of the batch counts (a shard moved: the market rebuilds, its next batch sends them
-                # to the new owner).
-                await shards.fence(tx, self.store, inline, ShardMoved(f"{self.name}: an account shard moved"))
+                # Then the members' shards settled here must still be ours at the epochs read: else
+                # nothing of the batch counts (a shard moved: the market rebuilds, its next batch
+                # sends them to the new owner). On PostgreSQL both are one statement.
+                fenced = Fenced(f"{self.name}: epoch {self.epoch} no longer holds the market")
+                moved = ShardMoved(f"{self.name}: an account shard moved")
+                if inline and pg:
+                    row = await tx.fetchrow(STATE_UPDATE_FENCED_PG, *state_row, sorted(inline))
+                    if row is None:
+                        raise fenced
+                    shards.check_fence_pairs(row[0], inline, moved)
+                else:
+                    await tx.expect(STATE_UPDATE_SQL, state_row, 1, fenced)
+                    await shards.fence(tx, self.store, inline, moved)
                 # Every order row, the claims with them: all of them change, or nothing counts.
                 await tx.expect_many(ORDERS_UPDATE_BULK, order_rows, len(order_rows),
                                      ClaimLost(f"{self.name}: an order of the batch was taken already"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from node.actors import shards
 from node.actors.messages import NewOrder
 from node.market import CODED_COLUMNS, LIMIT, STOP_LIMIT, Order
 from node.store import Bulk
@@ -23,6 +24,9 @@ TRADES_BULK = Bulk.insert("trades", ("id", "market", "price", "volume", "funds",
 # is 1 is updated only while the order is still `pending`, so a copy taken already leaves the count
 # short and the batch rolls back (ClaimLost). One write per order, where a claim statement before it
 # moved each new order in the state indexes twice (and left two row versions on PostgreSQL).
+# PostgreSQL reads the arrays through sub-selects: the planner cannot count them, so its plan is the
+# same for every batch and kept, where it planned the statement anew at every batch (as it does any
+# statement whose arrays it can count, and a few rows' custom plan always looked cheaper).
 ORDERS_UPDATE_BULK = replace(
     Bulk.update(
         "orders",
@@ -33,8 +37,9 @@ ORDERS_UPDATE_BULK = replace(
     arrays="UPDATE orders SET remaining = v.remaining, state = v.state, funds_used = v.funds_used, locked = v.locked, "
            "trades_count = v.trades_count, seq = v.seq, triggered = v.triggered, updated_at = v.updated_at, "
            "intake = v.intake "
-           "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[], $7::int[], "
-           "$8::bigint[], $9::bigint[], $10::bigint[], $11::int[]) "
+           "FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), (SELECT $3::bigint[]), (SELECT $4::bigint[]), "
+           "(SELECT $5::int[]), (SELECT $6::bigint[]), (SELECT $7::int[]), (SELECT $8::bigint[]), "
+           "(SELECT $9::bigint[]), (SELECT $10::bigint[]), (SELECT $11::int[])) "
            "AS v(remaining, state, funds_used, locked, trades_count, seq, triggered, updated_at, intake, id, claim) "
            "WHERE orders.id = v.id AND (v.claim = 0 OR orders.state = 'pending')",
     arrays_cols=tuple(range(11)),
@@ -43,6 +48,9 @@ RECOVER_SQL = (f"SELECT {', '.join(CODED_COLUMNS)}, origin_locked, created_at, i
                "WHERE market = ? AND state = 'wait' ORDER BY seq")
 STATE_UPDATE_SQL = ("UPDATE markets_state SET next_seq = ?, last_price = ?, halted = ?, maker_fee = ?, taker_fee = ?, "
                     "next_intake = ?, updated_at = ? WHERE market = ? AND epoch = ?")
+# PostgreSQL, for a batch that settles members of this process's shards inline: the state row's
+# fence and the shards' fences in one statement (node/actors/shards.py), the shards as an array.
+STATE_UPDATE_FENCED_PG = shards.fenced_returning_pg(STATE_UPDATE_SQL, 10)
 
 
 # What the actor keeps beside an engine order while it lives (`MarketActor.live`): its lock, its

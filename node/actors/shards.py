@@ -120,6 +120,23 @@ async def fence(tx: Tx, store: Store, wanted: Mapping[int, int], error: Exceptio
         check_fence(await tx.fetch(sql, *args), wanted, error)
 
 
+def fenced_returning_pg(sql: str, first: int) -> str:
+    """PostgreSQL: `sql`, an UPDATE of one row, that also returns the shards' fence: the rows of
+    the shards in the array `$first`, read `FOR SHARE` after the update has locked its own row, as
+    [[shard, epoch], …] in shard order (NULL for none). One statement where the update and the
+    fence were two trips; the same locks in the same order, and the epochs are checked as before
+    (`check_fence_pairs`), in the same transaction."""
+    return (f"{sql} RETURNING (SELECT array_agg(ARRAY[f.shard, f.epoch]) FROM (SELECT shard, epoch FROM "
+            f"account_shards WHERE shard = ANY(${first}::bigint[]) ORDER BY shard FOR SHARE) f)")
+
+
+def check_fence_pairs(pairs: Sequence[Sequence[int]] | None, wanted: Mapping[int, int], error: Exception) -> None:
+    """`check_fence` for the [[shard, epoch], …] of `fenced_returning_pg`."""
+    found = {int(shard): int(epoch) for shard, epoch in pairs or ()}
+    if any(found.get(shard) != epoch for shard, epoch in wanted.items()):
+        raise error
+
+
 def outbox_rows(ids: Sequence[int], away: Mapping[int, Sequence[LedgerRow]]) -> tuple[list[tuple[Any, ...]], dict[int, list[int]]]:
     """Settlement rows for the ledger rows of other shards, with the ids given (one each), and the
     ids by shard (what each owner is told after the commit)."""
