@@ -14,6 +14,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from node.config import HttpConf
 from node.errors import ExchangeError, RateLimited, Unavailable
 from node.resources import templates_dir
 from node.security import audit
@@ -99,20 +100,23 @@ def store_unreachable(e: BaseException) -> bool:
 
 @web.middleware
 async def security_headers(request: web.Request, handler: api.Handler) -> web.StreamResponse:
-    return secured(request, await handler(request))
+    return secured(request, await handler(request), request.path.startswith("/api/"))
 
 
-def secured(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
-    """The security headers of every answer (`security_headers`)."""
+def secured(request: web.Request, resp: web.StreamResponse, api_path: bool) -> web.StreamResponse:
+    """The security headers of every answer (`security_headers`); `api_path`: the request is under
+    `/api/` (no Content-Security-Policy: the API answers no pages)."""
     h = resp.headers
     for name, value in SECURITY_HEADERS.items():
         h.setdefault(name, value)
-    shard_node = request.get(api.SHARD_NODE)
+    # The request's own dict, not `request.get`: the mapping's `get` raises and catches a KeyError
+    # inside for every request that was not signed.
+    shard_node = request._state.get(api.SHARD_NODE)
     if shard_node:  # a signed API answer in a cluster: where the member's requests cost no bus hop
         h["X-Shard-Node"] = shard_node
     if request.secure:  # HSTS only over TLS (RFC 6797 §7.2: a plain-HTTP answer must not carry it)
         h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    if not request.path.startswith("/api/"):
+    if not api_path:
         h.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
@@ -123,8 +127,9 @@ def secured(request: web.Request, resp: web.StreamResponse) -> web.StreamRespons
 
 def api_chain(page_chain: tuple[Middleware, ...]) -> tuple[Middleware, Callable[[web.Application], Awaitable[None]]]:
     """The middleware chain of an API request, in one frame: `security_headers`, `errors`, the
-    edge's body limits and text checks (`edge.middleware`), and the audit origin (the security
-    gate's); then the route's handler. The sessions' middleware and the gate's page work (log-in
+    edge's body limits and text checks (`edge.middleware`'s, with the configuration read once at
+    start: `edge.api_limits`, `edge.guarded`), and the audit origin (the security gate's); then the
+    route's handler. The sessions' middleware and the gate's page work (log-in
     limits, two-factor prompts) have nothing to do for the API, and each middleware they skip is a
     frame and a call per request. Every other request takes `page_chain`, the full chain.
 
@@ -133,9 +138,11 @@ def api_chain(page_chain: tuple[Middleware, ...]) -> tuple[Middleware, Callable[
     `page_chain` (the second function returned, for `on_startup`), and otherwise sends API
     requests through them too."""
     fast = [False]
+    confs: list[HttpConf] = []
 
     async def check(app: web.Application) -> None:
         fast[0] = [m for m in app.middlewares if m is not chain] == list(page_chain)
+        confs[:] = [app.get(edge.CONF) or HttpConf()]
 
     @web.middleware
     async def chain(request: web.Request, handler: api.Handler) -> web.StreamResponse:
@@ -143,12 +150,14 @@ def api_chain(page_chain: tuple[Middleware, ...]) -> tuple[Middleware, Callable[
             return await handler(request)
         token = audit.set_origin(api_origin(request))
         try:
-            resp = await edge.middleware(request, request.match_info.handler)
+            route = request.match_info.handler
+            limit, seconds = edge.api_limits(request, route, confs[0])
+            resp = await edge.guarded(request, route, limit, seconds, True)
         except Exception as e:
             resp = error_answer(request, e)
         finally:
             audit.reset_origin(token)
-        return secured(request, resp)
+        return secured(request, resp, True)
 
     return chain, check
 

@@ -300,10 +300,38 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     """Size and time limits of the body, then the text check of the query and path parameters."""
     conf = request.app.get(CONF) or HttpConf()
     limit, seconds = _route_limits(request, conf)
-    if too_large(request, limit) and request.path.startswith(("/api/", "/static/")):  # pages answer with a page
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or 0,
-                                            headers={"Connection": "close"})
-    guard = guard_of(request)
+    api = request.path.startswith("/api/")
+    if too_large(request, limit) and (api or request.path.startswith("/static/")):  # pages answer with a page
+        raise _too_large(request, limit)
+    return await guarded(request, handler, limit, seconds, api)
+
+
+def api_limits(request: web.Request, handler: Handler, conf: HttpConf) -> tuple[int, int]:
+    """`middleware`'s (size, seconds) for a request the API's chain (node/web/app.py) already knows
+    to be under `/api/`, with its handler and the configuration at hand; a body announced over
+    the size is refused here, as `middleware` refuses it."""
+    if getattr(handler, "takes_files", False):
+        limit, seconds = conf.upload_body_max, conf.upload_timeout
+    else:
+        limit, seconds = conf.api_body_max, conf.body_timeout
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(request, limit)
+    return limit, seconds
+
+
+def _too_large(request: web.Request, limit: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or 0,
+                                         headers={"Connection": "close"})
+
+
+async def guarded(request: web.Request, handler: Handler, limit: int, seconds: int, api: bool) -> web.StreamResponse:
+    """The handler, with the connection marked busy (never pushed out, no header clock) and the body
+    given `seconds` to arrive and `limit` bytes; an API request's query and path parameters are
+    checked first (pages check theirs inside the sessions' middleware, to answer a page)."""
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    guard = protocol if isinstance(protocol, Guard) else None
     if guard is not None:
         guard.begin()
     late: list[bool] = []
@@ -317,7 +345,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
                 request.transport.close()
         watchdog = asyncio.get_running_loop().call_later(seconds, cut)
     try:
-        if request.path.startswith("/api/"):  # pages check theirs inside the sessions' middleware, to answer a page
+        if api:
             check_request(request)
         # What `request.clone(client_max_size=limit)` gives the handler, without copying the request
         # (a clone rebuilds the message and its headers: ~10 us, a sixth of a small API request's cost)
@@ -544,12 +572,12 @@ class WebSocketResponse(web.WebSocketResponse):
         transport = request.transport
         if transport is None:
             return
-        guarded = MaskedOnly(proto._payload_parser, transport, check)
-        proto._payload_parser = guarded
+        masked = MaskedOnly(proto._payload_parser, transport, check)
+        proto._payload_parser = masked
         if not early:
-            guarded.refuse()
+            masked.refuse()
 
 
-__all__ = ["CONF", "Gate", "Guard", "MaskCheck", "Quiet", "SafeFormatter", "WebSocketResponse", "connection_cap",
-           "guard_of", "middleware", "quiet_malformed", "raise_fd_limit", "read_form", "read_text_fields",
+__all__ = ["CONF", "Gate", "Guard", "MaskCheck", "Quiet", "SafeFormatter", "WebSocketResponse", "api_limits",
+           "connection_cap", "guard_of", "guarded", "middleware", "quiet_malformed", "raise_fd_limit", "read_form", "read_text_fields",
            "safe_logging", "takes_files"]

@@ -80,10 +80,16 @@ async def request_params(request: web.Request) -> Params:
     """
     body = await request.read() if request.can_read_body else b""
     query = request.rel_url.raw_query_string.encode()
-    ctype = request.content_type if body else ""
+    if not body:  # a GET's params: the query alone
+        if _PLAIN_FORM.fullmatch(query) and query.count(b"&") < MAX_PARAMS - 2:
+            data: dict[str, ParamValue] = {}
+            _plain_pairs(query, data)
+            return Params(data)
+        return parse_params(query, body, "")
+    ctype = request.content_type
     if (ctype in _FORM_TYPES and len(body) <= MAX_BODY_BYTES and _PLAIN_FORM.fullmatch(query)
             and _PLAIN_FORM.fullmatch(body) and query.count(b"&") + body.count(b"&") < MAX_PARAMS - 2):
-        data: dict[str, ParamValue] = {}
+        data = {}
         _plain_pairs(query, data)
         _plain_pairs(body, data)
         return Params(data)
@@ -98,10 +104,11 @@ async def signed(request: web.Request, params: Params) -> Token:
     """Authenticate and burn the tonce (see `verified`); a replay counts against the client IP's
     allowance, like any failed authentication."""
     token, tonce = await verified(request, params)
+    app = request.app
     try:
-        await request.app[AUTH].burn(tonce)
+        await app[AUTH].burn(tonce)
     except TonceReused:
-        _limiter(request).hit_ip(request.remote)
+        app[LIMITER].hit_ip(request.remote)
         raise
     return token
 
@@ -110,18 +117,20 @@ async def verified(request: web.Request, params: Params) -> tuple[Token, Tonce]:
     """Check the signature, *not* burning the tonce yet; a failed attempt counts against the client
     IP's allowance (so guessing signatures or keys is rate-limited), a good one against the access
     key's."""
-    limiter = _limiter(request)
+    app = request.app
+    limiter = app[LIMITER]
+    match = request.match_info
     try:
-        token, tonce = await request.app[AUTH].verify(
+        token, tonce = await app[AUTH].verify(
             request.method, request.rel_url.raw_path, params, request.remote, limiter.hit_key,
-            dict(request.match_info) or None)
+            dict(match) if match else None)
     except RateLimited:
         raise
     except ExchangeError as e:
         if e.status == 401:
             limiter.hit_ip(request.remote)
         raise
-    request[SHARD_NODE] = request.app[EXCHANGE].shard_node(token.member_id) or ""
+    request[SHARD_NODE] = app[EXCHANGE].shard_node(token.member_id) or ""
     return token, tonce
 
 
@@ -129,13 +138,15 @@ async def _public(request: web.Request) -> tuple[Exchange, Params]:
     """Public endpoints accept signed calls too (some clients sign everything): then they are checked
     and count against the key; unsigned ones count against the client IP."""
     params = await request_params(request)
+    app = request.app
     if "signature" in params or "access_key" in params:
         await signed(request, params)
     else:
-        _limiter(request).hit_ip(request.remote)
-    if request.match_info:
-        params = params.merged(dict(request.match_info))
-    return request.app[EXCHANGE], params
+        app[LIMITER].hit_ip(request.remote)
+    match = request.match_info
+    if match:
+        params = params.merged(dict(match))
+    return app[EXCHANGE], params
 
 
 async def _private(request: web.Request, *scopes: str) -> tuple[Exchange, Params, Token]:
