@@ -81,12 +81,9 @@ def origin() -> Origin:
     return _ORIGIN.get() or SYSTEM
 
 
-def set_origin(o: Origin) -> contextvars.Token[Origin | None]:
-    return _ORIGIN.set(o)
-
-
-def reset_origin(token: contextvars.Token[Origin | None]) -> None:
-    _ORIGIN.reset(token)
+# The variable's own methods, not functions around them: every request sets and resets its origin.
+set_origin = _ORIGIN.set
+reset_origin = _ORIGIN.reset
 
 
 def with_actor(actor_id: int | None, actor: str = "") -> None:

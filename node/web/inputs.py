@@ -93,7 +93,9 @@ def check_request(request: web.Request, form: MultiDictProxy[Any] | None = None)
     """The query, the path's parameters and (already read) form fields of a request."""
     if not plain_query_ok(request.rel_url.raw_query_string):
         check_pairs(request.query.items())
-    check_pairs(request.match_info.items())
+    match = request.match_info
+    if match:
+        check_pairs(match.items())
     if form is not None:
         check_pairs(form.items())
 
