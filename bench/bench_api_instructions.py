@@ -7,9 +7,11 @@ SQLite FULL, as bench_api.py) under valgrind's callgrind with instrumentation of
 and counts only while `--orders` signed orders go through `--connections` keep-alive connections
 (signed in chunks just before they are sent, each tonce well inside its window). Every thread of
 the node is counted (the event loop and the SQLite writer); kernel work (syscalls, fsync) is not.
-Compare two builds by running this in each worktree, in turns.
+Compare two builds by running this in each worktree, in turns. With `--depth N`, the same for N
+public `GET /api/v2/depth?market=btcusd` (after the warm-up's orders have made a book) instead of
+orders.
 
-    python bench/bench_api_instructions.py [--orders 2000] [--connections 32]
+    python bench/bench_api_instructions.py [--orders 2000] [--connections 32] [--depth 2000]
 """
 
 from __future__ import annotations
@@ -52,11 +54,30 @@ async def send(port: int, bodies: list[str], connections: int) -> dict[int, int]
     return statuses
 
 
+async def get_depth(port: int, n: int, connections: int) -> dict[int, int]:
+    """`n` depth requests over `connections` keep-alive connections."""
+    request = f"GET {b.DEPTH_URL} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    conns = [await Conn.open("127.0.0.1", port) for _ in range(connections)]
+    todo = iter(range(n))
+    statuses: dict[int, int] = {}
+
+    async def worker(c: Conn) -> None:
+        for _ in todo:
+            status, _ = await c.exchange(request)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    for c in conns:
+        c.close()
+    return statuses
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--orders", type=int, default=2000)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--keys", type=int, default=8)
+    ap.add_argument("--depth", type=int, default=0, help="count this many GET /depth instead of orders")
     args = ap.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("bench_api_instructions needs valgrind (apt-get install valgrind)")
@@ -85,9 +106,13 @@ def main() -> int:
                 time.sleep(1)
         gen = b.Orders(keys, seed=7)
         asyncio.run(send(port, [gen.body(i) for i in range(CHUNK)], args.connections))  # warm-up, not counted
+        if args.depth:
+            asyncio.run(get_depth(port, 300, args.connections))
         subprocess.run(["callgrind_control", "-i", "on", str(node.pid)], check=True, capture_output=True)
         statuses: dict[int, int] = {}
-        for start in range(0, args.orders, CHUNK):
+        if args.depth:
+            statuses = asyncio.run(get_depth(port, args.depth, args.connections))
+        for start in range(0, 0 if args.depth else args.orders, CHUNK):
             bodies = [gen.body(CHUNK + start + i) for i in range(min(CHUNK, args.orders - start))]
             for status, n in asyncio.run(send(port, bodies, args.connections)).items():
                 statuses[status] = statuses.get(status, 0) + n
@@ -98,6 +123,11 @@ def main() -> int:
             for line in open(path):
                 if line.startswith(("summary:", "totals:")):
                     total = max(total, int(line.split()[1]))
+        if args.depth:
+            ok = statuses.get(200, 0)
+            print(f"public GET /depth: {ok} answered of {args.depth} ({statuses}), {args.connections} connections; "
+                  f"node user-space instructions {total:,}, {total / max(ok, 1):,.0f} per request")
+            return 0
         ok = statuses.get(201, 0)
         print(f"signed POST /orders: {ok} accepted of {args.orders} ({statuses}), {args.connections} connections; "
               f"node user-space instructions {total:,}, {total / max(ok, 1):,.0f} per order")
