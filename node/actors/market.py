@@ -478,8 +478,9 @@ class MarketActor(SweepingActor[Any]):
         order_rows: list[tuple[Any, ...]] = []
         finished: list[Order] = []
         levels: set[tuple[str, int]] = set()
-        for t in trades:
-            t.id = await self.trade_ids.take_own()
+        trade_ids = await self.trade_ids.take_own_many(len(trades))  # no await per trade
+        for t, trade_id in zip(trades, trade_ids, strict=True):
+            t.id = trade_id
             bid, ask = (t.taker, t.maker) if t.taker.side == BUY else (t.maker, t.taker)
             s = settle_trade(eff, m, self.fee_member, t.id, t.price, t.volume, bid.member_id, ask.member_id,
                              bid_is_maker=t.maker is bid, fees=self.fees)
@@ -513,13 +514,15 @@ class MarketActor(SweepingActor[Any]):
         if self.shard_map is not None:
             ledger_rows, away, inline = self.shard_map.split(eff.ledger, house=self.fee_member)
             if away:
-                ids = [await self.settlement_ids.take_own() for _ in range(sum(map(len, away.values())))]
+                ids = await self.settlement_ids.take_own_many(sum(map(len, away.values())))
                 outbox, told = shards.outbox_rows(ids, away)
                 # Their account events come from the shard's owner, once it has applied them.
                 gone = {row[0] for rows in away.values() for row in rows}
                 for topic, env in events:
                     if topic.startswith("member.") and env.get("member_id") in gone:
                         env["accounts"] = []
+        # The accounts' moves as settlement summed them, when every row is written here (the usual).
+        sums = eff.sums() if len(ledger_rows) == len(eff.ledger) else None
         writer: ledger.Epoch = 0  # the epochs of the shards settled inline, on their ledger rows
         if self.shard_map is not None and self.shard_map.leased:
             count, house, epoch = self.shard_map.count, self.fee_member, self.epoch
@@ -551,7 +554,7 @@ class MarketActor(SweepingActor[Any]):
                 await tx.expect_many(ORDERS_UPDATE_BULK, order_rows, len(order_rows),
                                      ClaimLost(f"{self.name}: an order of the batch was taken already"))
                 await tx.executemany(TRADES_BULK, trade_rows)
-                await ledger.post(tx, ledger_rows, epoch=writer)
+                await ledger.post(tx, ledger_rows, epoch=writer, sums=sums)
                 if outbox:
                     await tx.executemany(shards.SETTLEMENTS_BULK, outbox)
             if told and self.settle_out is not None:

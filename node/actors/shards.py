@@ -81,6 +81,8 @@ class ShardMap:
         shards touched with their epochs now: the fence of the inline part). The rows of `house`, the
         market's own fee account, always stay inline: that account belongs to its market, whose
         state-row fence covers them, not to a shard."""
+        if not self.leased and len(self.epochs) == self.count:  # a single node owning every shard
+            return list(rows), {}, {}
         local: list[LedgerRow] = []
         away: dict[int, list[LedgerRow]] = {}
         touched: dict[int, int] = {}

@@ -8,7 +8,7 @@ trade sum to zero (the fee goes to the house account), which is what keeps the b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from node.money import FEE_SCALE
 
@@ -78,14 +78,21 @@ class Effects:
             d[1] += d_locked
         self.ledger.append((member, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, self.created_at))
 
+    def sums(self) -> list[tuple[int, int, int, str, int, int]]:
+        """The accounts' moves as the ledger writer applies them: (d_balance, d_locked, member,
+        currency, d_balance, d_locked) in (member, currency) order, as node.store.ledger.sum_deltas
+        makes them from `ledger`."""
+        return [(d[0], d[1], k[0], k[1], d[0], d[1]) for k, d in sorted(self.deltas.items())]
+
 
 def fee_of(amount: int, rate: int) -> int:
     """Fees round down: the member never pays more than the rate; the house never gets a fraction."""
     return amount * rate // FEE_SCALE
 
 
-@dataclass(frozen=True)
-class TradeSettlement:
+class TradeSettlement(NamedTuple):
+    """One per trade, made in the market's hot loop: a tuple costs a fraction of a frozen dataclass."""
+
     funds: int  # quote units changing hands
     amount: int  # base units changing hands
     bid_fee: int  # base units, paid by the buyer

@@ -190,5 +190,19 @@ class IdAllocator:
         self._next += 1
         return value
 
+    async def take_own_many(self, n: int) -> list[int]:
+        """`n` ids, the same as `n` calls of take_own would give, without an await per id (a
+        market batch numbers its every trade)."""
+        out: list[int] = []
+        while len(out) < n:
+            if self._next >= self._end:
+                async with self.store.transaction() as tx:
+                    first = await self.store.next_id_block(tx, self.name)
+                self._next, self._end = first, first + ID_BLOCK
+            k = min(n - len(out), self._end - self._next)
+            out.extend(range(self._next, self._next + k))
+            self._next += k
+        return out
+
     def available(self) -> int:
         return self._end - self._next
