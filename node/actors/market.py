@@ -62,7 +62,6 @@ from node.errors import (
 from node.events import EventBus
 from node.fees import rates_from
 from node.market import (
-    BUY,
     CODED_COLUMNS,
     MARKET,
     Engine,
@@ -444,21 +443,16 @@ class MarketActor(SweepingActor[Any]):
             out.extend(self.engine.cancel_all(member, side))
         return out
 
-    def locked_left(self, o: Order) -> int:
-        m = self.market
-        if o.side == BUY:
-            return origin_locked_of(self.live[o.id]) - m.quote_units(o.funds_used)
-        return m.base_units(o.remaining)
-
     def order_view(self, o: Order) -> dict[str, Any]:
         live = self.live.get(o.id)
+        k = o.kind  # one read for side, type and time in force (each a property of the order)
         return {
             "id": o.id,
             "member_id": o.member_id,
             "market": self.market.id,
-            "side": o.side,
-            "ord_type": o.ord_type,
-            "tif": o.tif,
+            "side": k.side,
+            "ord_type": k.ord_type,
+            "tif": k.tif,
             "price": o.price,
             "stop_price": o.stop_price,
             "volume": o.volume,
@@ -479,26 +473,32 @@ class MarketActor(SweepingActor[Any]):
         finished: list[Order] = []
         levels: set[tuple[str, int]] = set()
         trade_ids = await self.trade_ids.take_own_many(len(trades))  # no await per trade
+        # The loops below run per trade and per touched order: they read an order's side, type and
+        # stop flag from its shared `kind` (a property each, else) and its lock from `live` inline.
         for t, trade_id in zip(trades, trade_ids, strict=True):
             t.id = trade_id
-            bid, ask = (t.taker, t.maker) if t.taker.side == BUY else (t.maker, t.taker)
-            s = settle_trade(eff, m, self.fee_member, t.id, t.price, t.volume, bid.member_id, ask.member_id,
-                             bid_is_maker=t.maker is bid, fees=self.fees)
-            trade_rows.append((t.id, m.id, t.price, t.volume, s.funds, ask.id, bid.id, ask.member_id, bid.member_id,
-                               t.taker.side, s.ask_fee, s.bid_fee, ts))
-            levels.add((t.maker.side, t.maker.price))
+            taker, maker = t.taker, t.maker
+            bid, ask = (taker, maker) if taker.kind.buy else (maker, taker)
+            s = settle_trade(eff, m, self.fee_member, trade_id, t.price, t.volume, bid.member_id, ask.member_id,
+                             bid_is_maker=maker is bid, fees=self.fees)
+            trade_rows.append((trade_id, m.id, t.price, t.volume, s.funds, ask.id, bid.id, ask.member_id,
+                               bid.member_id, taker.kind.side, s.ask_fee, s.bid_fee, ts))
+            levels.add((maker.kind.side, maker.price))
         claimed = set(claims)
+        live = self.live
+        quote, base = m.quote.code, m.base.code
         for o in touched.values():
-            left = self.locked_left(o)
-            if o.state != "wait":
-                currency = m.quote.code if o.side == BUY else m.base.code
-                release(eff, o.member_id, currency, left, ORDER_FULFILLED if o.state == "done" else ORDER_CANCEL, o.id)
+            k, state, packed = o.kind, o.state, live[o.id]
+            left = origin_locked_of(packed) - m.quote_units(o.funds_used) if k.buy else m.base_units(o.remaining)
+            if state != "wait":
+                release(eff, o.member_id, quote if k.buy else base, left,
+                        ORDER_FULFILLED if state == "done" else ORDER_CANCEL, o.id)
                 left = 0
                 finished.append(o)
-            if o.ord_type != MARKET and o.price:
-                levels.add((o.side, o.price))
-            order_rows.append((o.remaining, o.state, o.funds_used, left, o.trades_count, o.seq,
-                               int(o.triggered), ts, intake_of(self.live[o.id]), o.id, int(o.id in claimed)))
+            if k.ord_type != MARKET and o.price:
+                levels.add((k.side, o.price))
+            order_rows.append((o.remaining, state, o.funds_used, left, o.trades_count, o.seq,
+                               int(k.triggered), ts, intake_of(packed), o.id, int(o.id in claimed)))
         events = self._events(touched, trades, trade_rows, eff, levels, ts)
         for o in finished:
             self.finished[o.id] = (o.member_id, o.state)
