@@ -78,6 +78,21 @@ class Effects:
             d[1] += d_locked
         self.ledger.append((member, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, self.created_at))
 
+    def add_all(self, ref_type: str, ref_id: int, moves: tuple[tuple[int, str, int, int, int, str], ...]) -> None:
+        """`add` for each (member, currency, d_balance, d_locked, fee, reason) of one ref, in one
+        call: a trade makes six, and a call each was most of settling it."""
+        deltas, rows, at = self.deltas, self.ledger, self.created_at
+        for member, currency, d_balance, d_locked, fee, reason in moves:
+            if d_balance == 0 and d_locked == 0:
+                continue
+            d = deltas.get((member, currency))
+            if d is None:
+                deltas[(member, currency)] = [d_balance, d_locked]
+            else:
+                d[0] += d_balance
+                d[1] += d_locked
+            rows.append((member, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, at))
+
     def sums(self) -> list[tuple[int, int, int, str, int, int]]:
         """The accounts' moves as the ledger writer applies them: (d_balance, d_locked, member,
         currency, d_balance, d_locked) in (member, currency) order, as node.store.ledger.sum_deltas
@@ -123,12 +138,14 @@ def settle_trade(
     bid_fee = fee_of(amount, bid_rate)
     ask_fee = fee_of(funds, ask_rate)
     base, quote = market.base.code, market.quote.code
-    eff.add(bid_member, quote, 0, -funds, 0, STRIKE_SUB, "trade", trade_id)
-    eff.add(bid_member, base, amount - bid_fee, 0, bid_fee, STRIKE_ADD, "trade", trade_id)
-    eff.add(ask_member, base, 0, -amount, 0, STRIKE_SUB, "trade", trade_id)
-    eff.add(ask_member, quote, funds - ask_fee, 0, ask_fee, STRIKE_ADD, "trade", trade_id)
-    eff.add(fee_member, base, bid_fee, 0, 0, STRIKE_FEE, "trade", trade_id)
-    eff.add(fee_member, quote, ask_fee, 0, 0, STRIKE_FEE, "trade", trade_id)
+    eff.add_all("trade", trade_id, (
+        (bid_member, quote, 0, -funds, 0, STRIKE_SUB),
+        (bid_member, base, amount - bid_fee, 0, bid_fee, STRIKE_ADD),
+        (ask_member, base, 0, -amount, 0, STRIKE_SUB),
+        (ask_member, quote, funds - ask_fee, 0, ask_fee, STRIKE_ADD),
+        (fee_member, base, bid_fee, 0, 0, STRIKE_FEE),
+        (fee_member, quote, ask_fee, 0, 0, STRIKE_FEE),
+    ))
     return TradeSettlement(funds, amount, bid_fee, ask_fee)
 
 
