@@ -113,6 +113,9 @@ async def raw_writes(url: str, sync: str, n: int, batches: int, rows: tuple[list
     """
     trades, ledger, orders = rows
     ex = await make_exchange(url, sync)
+    # Nothing else may write meanwhile: the market actor's sweep would match the pending orders
+    # (on a slow machine the seeding alone takes longer than its period).
+    ex.markets["btcusd"].sweep_after_ms = 3_600_000
     await seed_orders(ex, n)
 
     def share(rows: list[Any], i: int) -> list[Any]:
@@ -144,12 +147,12 @@ async def raw_writes(url: str, sync: str, n: int, batches: int, rows: tuple[list
 
 async def bench_market(url: str, raw_url: str, n: int, conc: int, sync: str) -> None:
     ex = await make_exchange(url, sync)
-    orders = await seed_orders(ex, n)
-    since = int(time.time() * 1000)
     actor = ex.markets["btcusd"]
     # The orders are stored `pending` up front and then asked one by one: keep the pending sweep
     # (a safety net for lost hand-overs) from taking them first on a slow run.
     actor.sweep_after_ms = 3_600_000
+    orders = await seed_orders(ex, n)
+    since = int(time.time() * 1000)
     lat: list[float] = []
     it = iter(orders)
 
