@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import random
+import time
 from pathlib import Path
 
 from node.bootstrap import start_exchange
@@ -193,11 +194,12 @@ async def test_klines_survive_restart_and_catch_up_after_a_crash(database_url: s
         await trade_randomly(ex, members, rng, 60)
         await asyncio.sleep(0)
         await md.stop()  # a clean stop flushes
-        before = {p: await md.klines("btcusd", p, 100) for p in PERIODS}
+        now = time.time()  # both reads end at the same moment: a minute begun between them adds no candle
+        before = {p: await md.klines("btcusd", p, 100, now=now) for p in PERIODS}
         assert before[1] and sum(r[5] for r in before[1]) > 0
         md = MarketData(ex)
         await md.start()
-        assert {p: await md.klines("btcusd", p, 100) for p in PERIODS} == before  # same after a restart
+        assert {p: await md.klines("btcusd", p, 100, now=now) for p in PERIODS} == before  # same after a restart
         # a crash: trades go on while the service's candles are not stored, and it never flushes
         await trade_randomly(ex, members, rng, 60)
         await asyncio.sleep(0)
