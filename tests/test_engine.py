@@ -37,7 +37,7 @@ from node.market import (
     Trade,
     WouldCross,
 )
-from node.market.recovery import MAX_TRADES
+from node.market.recovery import MAX_TRADES, TAIL_BITS
 
 COMPILED = not node.market.engine.__file__.endswith(".py")
 
@@ -971,6 +971,36 @@ def test_loader_takes_pages_lazily_and_shares_ints_across_them() -> None:
     if not COMPILED:  # (compiled, an Order holds its ints unboxed)
         assert o[3].price is o[1].price and o[5].price is o[2].price and o[3].member_id is o[1].member_id
         assert o[1].remaining is o[1].volume
+
+
+def test_loader_packs_each_rows_tail_for_the_caller() -> None:
+    """Rows wider than CODED_COLUMNS by three ints (the market actor's lock, birth and intake):
+    with ``tails`` the loader keeps them as one int per order, and the book is the same as without."""
+    rows = _coded([_row(1, BUY, 100, seq=1), _row(2, SELL, 101, seq=2), _row(3, BUY, 99, seq=3)])
+    wide = [(*r, (1 << 70) + oid, int("1700000000000"), (1 << TAIL_BITS) - 1 if oid == 3 else oid)
+            for oid, r in enumerate(rows, 1)]  # fmt: skip
+    tails: dict[int, int] = {}
+    e = Engine("btcusd")
+    loader = Loader(e)
+    loader.add_coded(wide[:1], tails)
+    loader.add_coded(iter(wide[1:]), tails)
+    loader.install()
+    plain = Engine("btcusd")
+    plain.load([_row(1, BUY, 100, seq=1), _row(2, SELL, 101, seq=2), _row(3, BUY, 99, seq=3)])
+    assert e.state_hash() == plain.state_hash()
+    assert tails == {w[0]: (w[-3] << 2 * TAIL_BITS) | (w[-2] << TAIL_BITS) | w[-1] for w in wide}
+    e.check_consistency()
+
+
+@pytest.mark.parametrize("tail", [(-1, 0, 0), (0, -1, 0), (0, 1 << TAIL_BITS, 0), (0, 0, 1 << TAIL_BITS), (0, None, 0),
+                                  (0, 0, 1.0), (0, 0, "7")])  # fmt: skip
+def test_a_row_whose_tail_does_not_fit_refuses_to_load(tail: tuple[object, object, object]) -> None:
+    rows = [(*r, *t) for r, t in zip(_coded([_row(1, BUY, 100, seq=1), _row(2, SELL, 101, seq=2)]), [(0, 0, 0), tail], strict=True)]
+    e = Engine("btcusd")
+    loader = Loader(e)
+    with pytest.raises(InvalidOrder):
+        loader.add_coded(rows, {})
+    assert len(e) == 0
 
 
 def _resting(oid: int, side: str, price: int, seq: int) -> Order:

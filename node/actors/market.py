@@ -19,18 +19,16 @@ a claim is lost only in races that the store alone can settle.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from itertools import islice
-from operator import itemgetter
 from typing import Any
 
 from node.actors import shards
 from node.actors.market_events import batch_events
 from node.actors.market_rows import (
-    BITS,
-    BITS2,
     FINISHED_MEMORY,
     ORDERS_UPDATE_BULK,
     RECOVER_SQL,
@@ -62,7 +60,6 @@ from node.errors import (
 from node.events import EventBus
 from node.fees import rates_from
 from node.market import (
-    CODED_COLUMNS,
     MARKET,
     Engine,
     EngineError,
@@ -138,23 +135,24 @@ class MarketActor(SweepingActor[Any]):
         self.halted = bool(st["halted"])
         self.fees = rates_from(st, m)
         # The book is read in pages of plain tuples and built as they come (node/market/recovery.py):
-        # a million stored rows never exist at once beside the book they make.
+        # a million stored rows never exist at once beside the book they make. The loader makes
+        # each order's `live` record from the row's last three columns (live_of's packing).
         live: dict[int, int] = {}
         loader = Loader(engine)
-        n = len(CODED_COLUMNS)
-        coded = itemgetter(slice(0, n))
         resting = 0
-        async for page in self.store.pages(RECOVER_SQL, m.id):
-            # Each row's head made as the loader takes it (in C, and freed before the next): half
-            # the cost of a list of them made first.
-            loader.add_coded(map(coded, page))
-            for r in page:  # live_of, inlined: a call per order is a fifth of the recovery's time
-                locked, born, intake = r[n], r[n + 1], r[n + 2]
-                if (born | intake) >> BITS or locked < 0:
-                    live_of(locked, born, intake)  # raises, saying what is out of range
-                live[r[0]] = (locked << BITS2) | (born << BITS) | intake
-            resting += len(page)
-        loader.install()
+        # No cyclic collection until the book is built: between pages, young collections would
+        # scan the orders just made, and again as they age (a tenth of a large recovery's CPU).
+        # Other actors run meanwhile without it too; the pause ends however the recovery does.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            async for page in self.store.pages(RECOVER_SQL, m.id):
+                loader.add_coded(page, live)
+                resting += len(page)
+            loader.install()
+        finally:
+            if collecting:
+                gc.enable()
         self.live = live
         self.engine = engine
         self.book_seq += 1  # any client's local book is stale now: a gap forces a new snapshot

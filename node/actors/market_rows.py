@@ -9,7 +9,7 @@ from typing import Any
 
 from node.actors import shards
 from node.actors.messages import NewOrder
-from node.market import CODED_COLUMNS, LIMIT, STOP_LIMIT, Order
+from node.market import CODED_COLUMNS, LIMIT, STOP_LIMIT, TAIL_BITS, Order
 from node.store import Bulk
 
 FINISHED_MEMORY = 100_000
@@ -55,8 +55,10 @@ STATE_UPDATE_FENCED_PG = shards.fenced_returning_pg(STATE_UPDATE_SQL, 10)
 
 # What the actor keeps beside an engine order while it lives (`MarketActor.live`): its lock, its
 # birth time and its intake number, packed in one int: 48 bytes per resting order, where a record
-# of three ints took ~150 (most of a node's memory per order beyond the engine's own).
-BITS = 48
+# of three ints took ~150 (most of a node's memory per order beyond the engine's own). Packed as the
+# engine's loader packs a row's tail, so that recovery has the loader make them (RECOVER_SQL's last
+# three columns).
+BITS = TAIL_BITS
 BITS2 = 2 * BITS
 LOW = (1 << BITS) - 1
 

@@ -21,7 +21,7 @@ from .order import (
     Trade,
 )
 from .protocol import Book
-from .recovery import CODED_COLUMNS, LOAD_COLUMNS, Loader
+from .recovery import CODED_COLUMNS, LOAD_COLUMNS, TAIL_BITS, Loader
 
 __all__ = [
     "BUY",
@@ -41,6 +41,7 @@ __all__ = [
     "STP_CANCEL_MAKER",
     "STP_CANCEL_TAKER",
     "STP_NONE",
+    "TAIL_BITS",
     "WAIT",
     "Book",
     "DuplicateOrder",
