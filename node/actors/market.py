@@ -141,7 +141,7 @@ class MarketActor(SweepingActor[Any]):
         loader = Loader(engine)
         resting = 0
         # No cyclic collection until the book is built: between pages, young collections would
-        # scan the orders just made, and again as they age (a tenth of a large recovery's CPU).
+        # scan the orders just made, and again as they age.
         # Other actors run meanwhile without it too; the pause ends however the recovery does.
         collecting = gc.isenabled()
         gc.disable()
