@@ -75,6 +75,7 @@ from node.market.settlement import (
     settle_trade,
 )
 from node.store import IdAllocator, Store, ledger
+from node.tuning import thaw_startup_objects
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,8 @@ class MarketActor(SweepingActor[Any]):
             if collecting:
                 gc.enable()
         self.live = live
+        if len(self.engine):  # a book this actor rebuilds: the old one may have been frozen at start
+            thaw_startup_objects()
         self.engine = engine
         self.book_seq += 1  # any client's local book is stale now: a gap forces a new snapshot
         self.finished = {}
@@ -428,6 +431,11 @@ class MarketActor(SweepingActor[Any]):
         if isinstance(msg, NewOrder):
             self.inbox.add(msg.id)
         return await super().ask_later(msg, timeout)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if len(self.engine):  # the book goes with this actor (the market moved or the node stops)
+            thaw_startup_objects()
 
     def on_crash(self, error: BaseException) -> None:
         if isinstance(error, ClaimLost):
