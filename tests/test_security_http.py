@@ -82,6 +82,14 @@ async def test_session_cookie_and_hsts_over_tls_and_plain_http(tmp_path: Path) -
             parts = [p.strip().lower() for p in cookie.split(";")]
             assert "httponly" in parts and "samesite=lax" in parts and "secure" not in parts
             assert "Strict-Transport-Security" not in r.headers  # RFC 6797: never over plain HTTP
+        # Answers raised for aiohttp to send (a page's redirect to the log-in, a page not found)
+        # carry the security headers too.
+        async with aiohttp.ClientSession() as http:
+            for path, status in (("/funds", 303), ("/no-such-page", 404)):
+                async with http.get(f"http://127.0.0.1:{plain.port}{path}", allow_redirects=False) as r:
+                    assert r.status == status, path
+                    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff", path
+                    assert r.headers["Referrer-Policy"] == "same-origin", path
     finally:
         await plain.close()
         await ex.stop()

@@ -100,7 +100,13 @@ def store_unreachable(e: BaseException) -> bool:
 
 @web.middleware
 async def security_headers(request: web.Request, handler: api.Handler) -> web.StreamResponse:
-    return secured(request, await handler(request), request.path.startswith("/api/"))
+    api_path = request.path.startswith("/api/")
+    try:
+        resp = await handler(request)
+    except web.HTTPException as e:  # a redirect or a page's 404, raised for aiohttp to answer: ours too
+        secured(request, e, api_path)
+        raise
+    return secured(request, resp, api_path)
 
 
 def secured(request: web.Request, resp: web.StreamResponse, api_path: bool) -> web.StreamResponse:
@@ -153,6 +159,11 @@ def api_chain(page_chain: tuple[Middleware, ...]) -> tuple[Middleware, Callable[
             route = request.match_info.handler
             limit, seconds = edge.api_limits(request, route, confs[0])
             resp = await edge.guarded(request, route, limit, seconds, True)
+        except web.HTTPException as e:
+            if e.status < 400:  # a redirect, raised on for aiohttp to answer: with the security headers too
+                secured(request, e, True)
+                raise
+            resp = error_answer(request, e)
         except Exception as e:
             resp = error_answer(request, e)
         finally:
