@@ -15,8 +15,9 @@ async def resting_book(ex: Exchange) -> None:
     await ex.deposit(member, "usd", "1000")
     for price in ("100", "101", "102"):
         await ex.submit_order(member, OrderInput("btcusd", "buy", "1", price))
-    for _ in range(200):  # accepted orders reach their market a moment later
-        if len(ex.market_actor("btcusd").engine) == 3:
+    for _ in range(500):  # accepted orders reach their book, and its commit the store, a moment later
+        if len(ex.market_actor("btcusd").engine) == 3 and await ex.store.fetchval(
+                "SELECT COUNT(*) FROM orders WHERE market = 'btcusd' AND state = 'wait'") == 3:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the orders did not reach their book")
