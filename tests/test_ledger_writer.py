@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from node.errors import InvalidParameter
+from node.market.settlement import Effects
 from node.store import Store, ledger, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +122,15 @@ async def test_take_back_takes_what_is_there(database_url: str) -> None:
                 await ledger.take_back(tx, m, "eur", 1, "deposit_revert", "deposit", 7, 0)
     finally:
         await store.close()
+
+
+def test_a_batchs_own_sums_are_what_the_writer_would_sum() -> None:
+    """A market batch hands the writer the sums its settlement kept (`Effects.sums`): they must be
+    `sum_deltas` of its ledger rows, netted-out accounts and skipped zero moves included."""
+    eff = Effects(created_at=5)
+    eff.add(2, "usd", 0, -300, 0, "strike_sub", "trade", 1)
+    eff.add_all("trade", 2, ((1, "btc", 7, 0, 0, "strike_add"), (2, "usd", 300, 0, 0, "strike_add"),
+                             (3, "btc", 0, 0, 0, "strike_fee"), (1, "btc", 0, -7, 0, "strike_sub")))
+    eff.add(1, "usd", 0, 0, 0, "order_cancel", "order", 9)
+    assert len(eff.ledger) == 4  # moves of nothing leave no row
+    assert eff.sums() == ledger.sum_deltas(eff.ledger)

@@ -111,9 +111,7 @@ def fence_sql(store: Store, shards: Sequence[int]) -> tuple[str, list[Any]]:
 
 def check_fence(rows: Sequence[Any], wanted: Mapping[int, int], error: Exception) -> None:
     """Raise `error` unless every shard in `wanted` is still at its epoch."""
-    found = {int(r["shard"]): int(r["epoch"]) for r in rows}
-    if any(found.get(shard) != epoch for shard, epoch in wanted.items()):
-        raise error
+    _check_epochs({int(r["shard"]): int(r["epoch"]) for r in rows}, wanted, error)
 
 
 async def fence(tx: Tx, store: Store, wanted: Mapping[int, int], error: Exception) -> None:
@@ -134,7 +132,10 @@ def fenced_returning_pg(sql: str, first: int) -> str:
 
 def check_fence_pairs(pairs: Sequence[Sequence[int]] | None, wanted: Mapping[int, int], error: Exception) -> None:
     """`check_fence` for the [[shard, epoch], …] of `fenced_returning_pg`."""
-    found = {int(shard): int(epoch) for shard, epoch in pairs or ()}
+    _check_epochs({int(shard): int(epoch) for shard, epoch in pairs or ()}, wanted, error)
+
+
+def _check_epochs(found: Mapping[int, int], wanted: Mapping[int, int], error: Exception) -> None:
     if any(found.get(shard) != epoch for shard, epoch in wanted.items()):
         raise error
 

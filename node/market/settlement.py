@@ -68,15 +68,7 @@ class Effects:
         ref_type: str,
         ref_id: int,
     ) -> None:
-        if d_balance == 0 and d_locked == 0:
-            return
-        d = self.deltas.get((member, currency))
-        if d is None:
-            self.deltas[(member, currency)] = [d_balance, d_locked]
-        else:
-            d[0] += d_balance
-            d[1] += d_locked
-        self.ledger.append((member, currency, d_balance, d_locked, fee, reason, ref_type, ref_id, self.created_at))
+        self.add_all(ref_type, ref_id, ((member, currency, d_balance, d_locked, fee, reason),))
 
     def add_all(self, ref_type: str, ref_id: int, moves: tuple[tuple[int, str, int, int, int, str], ...]) -> None:
         """`add` for each (member, currency, d_balance, d_locked, fee, reason) of one ref, in one

@@ -183,12 +183,15 @@ class IdAllocator:
         """Like take, reserving a new block in a transaction of its own when needed (an unused
         block is a harmless gap), so ids can be given before the batch's write starts."""
         if self._next >= self._end:
-            async with self.store.transaction() as tx:
-                first = await self.store.next_id_block(tx, self.name)
-            self._next, self._end = first, first + ID_BLOCK
+            await self._reserve_own()
         value = self._next
         self._next += 1
         return value
+
+    async def _reserve_own(self) -> None:
+        async with self.store.transaction() as tx:
+            first = await self.store.next_id_block(tx, self.name)
+        self._next, self._end = first, first + ID_BLOCK
 
     async def take_own_many(self, n: int) -> list[int]:
         """`n` ids, the same as `n` calls of take_own would give, without an await per id (a
@@ -196,9 +199,7 @@ class IdAllocator:
         out: list[int] = []
         while len(out) < n:
             if self._next >= self._end:
-                async with self.store.transaction() as tx:
-                    first = await self.store.next_id_block(tx, self.name)
-                self._next, self._end = first, first + ID_BLOCK
+                await self._reserve_own()
             k = min(n - len(out), self._end - self._next)
             out.extend(range(self._next, self._next + k))
             self._next += k
