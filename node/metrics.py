@@ -213,6 +213,8 @@ class _Live(Collector):
             yield CounterMetricFamily("exchange_bus_events_published", "Event messages (lists of envelopes) sent to the "
                                       "other nodes",
                                       value=link.events_published)
+            yield CounterMetricFamily("exchange_bus_events_unfollowed", "Envelopes not sent to the other nodes: none "
+                                      "of them follows any of their keys", value=link.events_unfollowed)
             yield CounterMetricFamily("exchange_bus_events_consumed", "Event messages the bus delivered to this "
                                       "node (its own included, which it drops)", value=link.events_consumed)
             yield GaugeMetricFamily("exchange_bus_event_bindings", "Keys (markets, members) this node receives "

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from node.audit import audit
+from node.cluster.rabbit import INTEREST_ASK_WAIT
 from node.config import load_config
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
@@ -441,20 +442,25 @@ async def test_membership_and_placement_are_commands_applied_within_a_tick(tmp_p
     await check_books(config, [resting["id"], buy["id"]])
 
 
-async def events_in(node: NodeProcess) -> float:
-    """Event messages the bus delivered to the node (its /metrics, served to loopback)."""
+OUT, UNFOLLOWED = "exchange_bus_events_published_total", "exchange_bus_events_unfollowed_total"
+
+
+async def events_in(node: NodeProcess, counter: str = "exchange_bus_events_consumed_total") -> float:
+    """Event messages the bus delivered to the node (its /metrics, served to loopback), or another
+    of its bus counters."""
     async with aiohttp.ClientSession() as s, s.get(node.base + "/metrics") as r:
         for line in (await r.text()).splitlines():
-            if line.startswith("exchange_bus_events_consumed_total "):
+            if line.startswith(counter + " "):
                 return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no event counter in /metrics")
+    raise AssertionError(f"no {counter} in /metrics")
 
 
 @pytest.mark.slow
 async def test_a_node_receives_only_the_events_its_clients_follow(tmp_path: Path, pg_url: str) -> None:
-    """B's market trades while nobody on A follows it: nothing reaches A. A depth client on A: A
-    receives B's batches, and after B restarts (a new actor: its sequence starts again) the client
-    gets a fresh snapshot marked `resync`, its book equal to B's. Unsubscribed: nothing again."""
+    """B's market trades while nobody on A follows it: nothing reaches A, and B does not even
+    publish it (A has told B what it follows). A depth client on A: A receives B's batches, and
+    after B restarts (a new actor: its sequence starts again) the client gets a fresh snapshot
+    marked `resync`, its book equal to B's. Unsubscribed: nothing again."""
     config, keys, a, b = await start_two_nodes(tmp_path, pg_url, 2)
     seller, buyer = ApiClient(b.base, *keys[0]), ApiClient(b.base, *keys[1])
     session = aiohttp.ClientSession()
@@ -469,10 +475,14 @@ async def test_a_node_receives_only_the_events_its_clients_follow(tmp_path: Path
         raise AssertionError("the trade did not happen")
 
     try:
+        await asyncio.sleep(INTEREST_ASK_WAIT)  # B has heard what every node follows
         quiet = await events_in(a)
+        sent, unsent = await events_in(b, OUT), await events_in(b, UNFOLLOWED)
         await trade("0.0000025")
         await asyncio.sleep(1.0)
         assert await events_in(a) == quiet, "A received events nothing on it follows"
+        assert await events_in(b, OUT) == sent, "B published events nobody follows"
+        assert await events_in(b, UNFOLLOWED) > unsent
 
         c = WsClient(ws=await session.ws_connect(a.base.replace("http", "ws") + "/ws"))
         c.start()
@@ -496,11 +506,12 @@ async def test_a_node_receives_only_the_events_its_clients_follow(tmp_path: Path
         assert book.levels("asks") == sorted((Decimal(p), Decimal(v)) for p, v in depth["asks"])
 
         await c.command({"unsubscribe": {"market": "dogebtc", "channels": ["depth"]}}, "unsubscribed")
-        await asyncio.sleep(1.0)
-        followed = await events_in(a)
+        await asyncio.sleep(max(1.0, INTEREST_ASK_WAIT))  # B (restarted) has heard A again
+        followed, sent = await events_in(a), await events_in(b, OUT)
         await trade("0.0000024")
         await asyncio.sleep(1.0)
         assert await events_in(a) == followed, "A still receives a market nobody on it follows"
+        assert await events_in(b, OUT) == sent, "B still publishes a market nobody follows"
         await c.close()
     finally:
         await session.close()

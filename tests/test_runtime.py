@@ -363,3 +363,65 @@ async def test_a_sweeping_actor_sweeps_at_start_then_every_period_and_stops_when
     n = len(actor.sweeps)
     await asyncio.sleep(0.2)
     assert len(actor.sweeps) == n and actor._sweep_task is not None and actor._sweep_task.done()
+
+
+# -- a pipelined actor ------------------------------------------------------------------------------
+
+
+class Pipelined(Actor[int]):
+    """Prepares (answers) in memory at once; each batch's write waits until the test opens its
+    `releases` entry. Each preparation lets the next of `arriving` in, as if it came meanwhile."""
+
+    name = "pipelined"
+    pipelined = True
+
+    def __init__(self, arriving: list[int]) -> None:
+        super().__init__(ask_timeout=5.0)
+        self.arriving = arriving
+        self.prepared: list[list[int]] = []
+        self.writes_started = 0
+        self.releases: list[asyncio.Event] = []
+        self.open = False  # every write from now on commits at once
+
+    async def recover(self) -> None:
+        pass
+
+    async def prepare_batch(self, batch: Sequence[int]) -> tuple[list[Any], Callable[[], Any]]:
+        self.prepared.append(list(batch))
+        if self.arriving:
+            self.tell(self.arriving.pop(0))
+        release = asyncio.Event()
+        if self.open:
+            release.set()
+        self.releases.append(release)
+
+        async def write() -> None:
+            self.writes_started += 1
+            await release.wait()
+
+        return [m * 2 for m in batch], write
+
+
+async def test_a_pipelined_actor_keeps_one_batch_waiting_and_gathers_the_rest_into_the_next() -> None:
+    """While a write is in flight, one matched batch waits behind it; what arrives after that
+    waits in the mailbox and becomes one batch (one commit), not one batch (and one commit, one
+    after the other) per arrival."""
+    actor = Pipelined(arriving=[2, 3])
+    await actor.start()
+    try:
+        first = asyncio.create_task(actor.ask(1))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert actor.prepared == [[1], [2]] and actor.writes_started == 1
+        actor.tell(4)
+        actor.tell(5)
+        actor.releases[0].set()  # the first write commits: the second starts, the rest is taken at once
+        assert await first == 2
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert actor.prepared == [[1], [2], [3, 4, 5]] and actor.writes_started == 2
+    finally:
+        actor.open = True
+        for release in actor.releases:
+            release.set()
+        await asyncio.wait_for(actor.stop(), 5)

@@ -545,7 +545,11 @@ class MarketActor(SweepingActor[Any]):
                 # lease grant waits for this batch (or this batch sees the new epoch and rolls back).
                 # Then the members' shards settled here must still be ours at the epochs read: else
                 # nothing of the batch counts (a shard moved: the market rebuilds, its next batch
-                # sends them to the new owner). On PostgreSQL both are one statement.
+                # sends them to the new owner). On PostgreSQL both are one statement. (The whole
+                # batch as one PL/pgSQL function call, one trip in all, was measured against this:
+                # round trips per order -28%, the node's CPU per order unchanged, PostgreSQL's
+                # +8-14%, orders/s lower. A trip here costs less than PL/pgSQL's statements cost
+                # the server.)
                 fenced = Fenced(f"{self.name}: epoch {self.epoch} no longer holds the market")
                 moved = ShardMoved(f"{self.name}: an account shard moved")
                 if inline and pg:

@@ -273,18 +273,27 @@ class Actor(Generic[M]):
             self._answer(batch, results)
 
     async def _run_pipelined(self) -> None:
-        """Match batch N+1 in memory while batch N is being written: at most one write in flight.
+        """Match batch N+1 in memory while batch N is being written: at most one write in flight,
+        and at most one matched batch waiting behind it (what comes meanwhile waits in the mailbox
+        and makes the next batch bigger, not a chain of small commits).
 
         Writes stay strictly in order (each waits for the one before), answers come only after
         their own write, and a failed write fails every batch prepared after it (their in-memory
         state built on it), then the supervisor rebuilds from the store.
         """
         inflight: asyncio.Task[None] | None = None
+        behind: asyncio.Task[None] | None = None  # the write that `inflight` waits for, if any
         try:
             while True:
                 if inflight is not None and self.mailbox.empty():
                     task, inflight = inflight, None
                     await task  # nothing to overlap with: finish (or fail) the write first
+                if behind is not None and not behind.done():
+                    # A prepared batch already waits behind the write in flight: until that write
+                    # ends, what arrives gathers in the mailbox and goes as one batch (one
+                    # transaction), where each arrival would have been a batch and a commit of
+                    # its own, written one after the other all the same.
+                    await asyncio.wait((behind,))
                 batch = await self._take()
                 if inflight is not None and inflight.done() and inflight.exception() is not None:
                     self._fail(batch)  # the write before failed: nothing may be built on it
@@ -297,6 +306,7 @@ class Actor(Generic[M]):
                     if inflight is not None:
                         await asyncio.gather(inflight, return_exceptions=True)
                     raise
+                behind = inflight
                 inflight = asyncio.create_task(self._finish(inflight, batch, results, write))
         finally:
             if inflight is not None and not inflight.done():

@@ -22,8 +22,18 @@
   a queue of its own, with one binding (`x-match: any`) per key that something on the node follows
   (`EventBus.follow`: a websocket client's market or member streams) and always one for the
   markets' rare status events. A node that receives a list puts into its local bus only the events
-  it follows now, and drops the rest silently. A list nobody follows is dropped by the broker (not
-  mandatory: no return, no log line).
+  it follows now, and drops the rest silently.
+- A node publishes only what some other node follows. Each node announces the keys it follows
+  (`EventBus.followers`) on the fanout exchange `exchange.<cluster id>.interest`: at once when
+  they change, once its binding for a new key is in place, and every INTEREST_EVERY seconds;
+  an announcement not renewed within INTEREST_KEEP is forgotten (a node gone). Every node keeps
+  the union of the others' keys and drops a list none of whose keys is in it, before any
+  encoding (`events_unfollowed`); status events go always. At start, after a reconnection and
+  after a stall of its own (a paused process: the others may have forgotten it, and it them) it
+  asks every node to announce at once and publishes everything for INTEREST_ASK_WAIT seconds. A list nobody follows after all is dropped by the broker
+  (not mandatory: no return, no log line). What a new follower may miss in the milliseconds
+  before the owner hears of it is what a binding made a moment later would have missed: depth
+  streams see the gap in their sequence and take a fresh snapshot.
 
 Messages on the hot path (hand-overs, shard requests, replies and notices, event lists) are
 published, and the market and shard queues consumed, through aiormq's channel beneath aio-pika's
@@ -41,6 +51,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -77,6 +88,10 @@ SETTLE_BEFORE_CLOSE_S = 60.0  # a stopped consumer's channel waits this long at 
 HANDOVER_QUEUE = 50_000  # accepted orders waiting to be published (beyond: back-pressure)
 EVENT_BATCH = 200  # events per message at most: their keys are the message's headers, which fit one frame
 HANDOVER_BATCH = 1_000  # accepted orders per hand-over message at most
+INTEREST_EVERY = 5.0  # seconds between a node's announcements of the event keys it follows
+INTEREST_KEEP = 3 * INTEREST_EVERY  # an announcement not renewed within this is forgotten
+INTEREST_ASK_WAIT = 2.0  # after asking every node to announce: publish everything this long
+INTEREST_MAX_KEYS = 1_000_000  # an announcement with more keys is refused as malformed
 ASK_BATCH = 500  # requests to an account shard per message at most
 
 
@@ -117,6 +132,13 @@ class RabbitLink:
         self.events_published = 0
         self.events_consumed = 0
         self.dropped_events = 0
+        self.events_unfollowed = 0  # envelopes not sent: no other node follows any of their keys
+        self._interest_exchange: aio_pika.abc.AbstractExchange | None = None
+        self._interest: dict[str, tuple[frozenset[str], float]] = {}  # "node/boot": (keys, forget at)
+        self._followed_elsewhere: frozenset[str] = frozenset()  # the union of the others' keys
+        self._unsure_until = float("inf")  # publish everything until then (monotonic s)
+        self._interest_task: asyncio.Task[None] | None = None
+        self._announcing: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
 
     async def _publish(self, channel: aio_pika.abc.AbstractChannel | None, routing_key: str, body: bytes, *,
@@ -152,6 +174,15 @@ class RabbitLink:
         self._events_in = events_in
         await self.bind_events(ALWAYS_FOLLOWED, True)
         await events_in.consume(self._on_event, no_ack=True)
+        self._interest_exchange = await self._ev.declare_exchange(
+            interest_exchange(self.namespace), aio_pika.ExchangeType.FANOUT, durable=True)
+        interest_in = await self._ev.declare_queue(exclusive=True, auto_delete=True)
+        await interest_in.bind(self._interest_exchange)
+        await interest_in.consume(self._on_interest, no_ack=True)
+        self._unsure_until = time.monotonic() + INTEREST_ASK_WAIT
+        self.conn.reconnect_callbacks.add(self._reconnected)
+        await self._announce(ask=True)
+        self._interest_task = asyncio.create_task(self._announce_every())
         self.bus.binder = self.bind_events
         self.bus.subscribe(self._on_local_event)
         # Operator commands for this process (release, adopt): a queue of this boot's own, gone
@@ -223,6 +254,8 @@ class RabbitLink:
         return f"exchange.{self.namespace}.market.{market}"
 
     async def close(self) -> None:
+        if self._interest_task is not None:
+            self._interest_task.cancel()
         self._handovers.close()
         self._outbox.close()
         self._asks.close()
@@ -537,10 +570,80 @@ class RabbitLink:
             await self._events_in.bind(self._events_exchange, routing_key=key, arguments={"x-match": "any", key: 1})
         else:
             await self._events_in.unbind(self._events_exchange, routing_key=key, arguments={"x-match": "any", key: 1})
+        if key != ALWAYS_FOLLOWED:
+            await self._announce()  # once the binding is there: what the others send now arrives
+
+    # -- who follows what: announcements between nodes ---------------------------------------------
+    def followed_elsewhere(self, topic: str) -> bool:
+        """Whether another node follows the topic's events now (or this node cannot tell yet)."""
+        keys = follow_keys(topic)
+        if keys[0] == ALWAYS_FOLLOWED or time.monotonic() < self._unsure_until:
+            return True
+        elsewhere = self._followed_elsewhere
+        return any(k in elsewhere for k in keys)
+
+    async def _announce(self, ask: bool = False) -> None:
+        """Tell every node which keys this one follows (`ask`: and that each should say its own now)."""
+        if self._interest_exchange is None:
+            return
+        keys = sorted(k for k, n in self.bus.followers.items() if n > 0 and k != ALWAYS_FOLLOWED)
+        body = orjson.dumps({"boot": self.boot, "node": self.node, "keys": keys, "ask": ask})
+        try:
+            await self._publish(self._ev, "", body, exchange=self._interest_exchange.name, mandatory=False)
+        except Exception:
+            log.warning("could not announce the followed event keys; the next announcement brings them")
+
+    async def _announce_every(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(INTEREST_EVERY)
+            now = time.monotonic()
+            if now - last > 2 * INTEREST_EVERY:  # this process stalled: nothing it knows is sure
+                last = now
+                self._unsure_until = now + INTEREST_ASK_WAIT
+                await self._announce(ask=True)
+                continue
+            last = now
+            gone = [who for who, (_, until) in self._interest.items() if until < now]
+            for who in gone:
+                del self._interest[who]
+            if gone:
+                self._union()
+            await self._announce()
+
+    def _union(self) -> None:
+        self._followed_elsewhere = frozenset().union(*(keys for keys, _ in self._interest.values()))
+
+    async def _on_interest(self, message: AbstractIncomingMessage) -> None:
+        try:
+            said = orjson.loads(message.body)
+            who, keys, ask = f"{said['node']}/{said['boot']}", said["keys"], bool(said.get("ask"))
+            if not isinstance(keys, list) or len(keys) > INTEREST_MAX_KEYS or not all(isinstance(k, str) for k in keys):
+                raise ValueError("malformed")
+        except (ValueError, KeyError, TypeError):
+            log.warning("an event interest announcement was malformed and is ignored")
+            return
+        if who == f"{self.node}/{self.boot}":
+            return  # this node's own
+        self._interest[who] = (frozenset(keys), time.monotonic() + INTEREST_KEEP)
+        self._union()
+        if ask:  # a node that just started (or reconnected) wants to know now
+            task = asyncio.create_task(self._announce())
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
+
+    async def _reconnected(self, _connection: Any) -> None:
+        """Announcements may have been missed while the link was down: publish everything until
+        everyone has been heard again, and ask them to speak now."""
+        self._unsure_until = time.monotonic() + INTEREST_ASK_WAIT
+        await self._announce(ask=True)
 
     def _on_local_event(self, topic: str, event: dict[str, Any]) -> None:
         if event.get("_from") is not None:
             return  # came from another node: not ours to forward
+        if not self.followed_elsewhere(topic):
+            self.events_unfollowed += 1
+            return
         if not self._outbox.offer("events", [(topic, orjson.dumps(event))]):
             self.dropped_events += 1  # streams carry sequence numbers: clients resync on a gap
 
@@ -818,6 +921,10 @@ class RemoteMarket:
 
 def events_exchange(namespace: str) -> str:
     return f"exchange.{namespace}.event-lists"
+
+
+def interest_exchange(namespace: str) -> str:
+    return f"exchange.{namespace}.interest"
 
 
 def control_queue(namespace: str, node: str, boot: str) -> str:
