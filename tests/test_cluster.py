@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from node.audit import audit
-from node.cluster.rabbit import INTEREST_ASK_WAIT
+from node.cluster.rabbit import INTEREST_UNSURE
 from node.config import load_config
 from node.store import open_store
 from tests.apiclient import ApiClient, ApiError
@@ -475,7 +475,7 @@ async def test_a_node_receives_only_the_events_its_clients_follow(tmp_path: Path
         raise AssertionError("the trade did not happen")
 
     try:
-        await asyncio.sleep(INTEREST_ASK_WAIT)  # B has heard what every node follows
+        await asyncio.sleep(INTEREST_UNSURE)  # B has heard what every node follows
         quiet = await events_in(a)
         sent, unsent = await events_in(b, OUT), await events_in(b, UNFOLLOWED)
         await trade("0.0000025")
@@ -506,7 +506,7 @@ async def test_a_node_receives_only_the_events_its_clients_follow(tmp_path: Path
         assert book.levels("asks") == sorted((Decimal(p), Decimal(v)) for p, v in depth["asks"])
 
         await c.command({"unsubscribe": {"market": "dogebtc", "channels": ["depth"]}}, "unsubscribed")
-        await asyncio.sleep(max(1.0, INTEREST_ASK_WAIT))  # B (restarted) has heard A again
+        await asyncio.sleep(max(1.0, INTEREST_UNSURE))  # B (restarted) has heard A again
         followed, sent = await events_in(a), await events_in(b, OUT)
         await trade("0.0000024")
         await asyncio.sleep(1.0)

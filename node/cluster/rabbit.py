@@ -30,8 +30,8 @@
   the union of the others' keys and drops a list none of whose keys is in it, before any
   encoding (`events_unfollowed`); status events go always. At start, after a reconnection and
   after a stall of its own (a paused process: the others may have forgotten it, and it them) it
-  asks every node to announce at once and publishes everything for INTEREST_ASK_WAIT seconds. A list nobody follows after all is dropped by the broker
-  (not mandatory: no return, no log line). What a new follower may miss in the milliseconds
+  asks every node to announce at once and publishes everything for INTEREST_UNSURE seconds. A
+  list nobody follows after all is dropped by the broker (not mandatory: no return, no log line). What a new follower may miss in the milliseconds
   before the owner hears of it is what a binding made a moment later would have missed: depth
   streams see the gap in their sequence and take a fresh snapshot.
 
@@ -90,7 +90,8 @@ EVENT_BATCH = 200  # events per message at most: their keys are the message's he
 HANDOVER_BATCH = 1_000  # accepted orders per hand-over message at most
 INTEREST_EVERY = 5.0  # seconds between a node's announcements of the event keys it follows
 INTEREST_KEEP = 3 * INTEREST_EVERY  # an announcement not renewed within this is forgotten
-INTEREST_ASK_WAIT = 2.0  # after asking every node to announce: publish everything this long
+INTEREST_UNSURE = INTEREST_EVERY + 1.0  # after a start, a reconnection or a stall: publish everything this long
+# (every live node has announced by then, even one that missed the request to do it at once)
 INTEREST_MAX_KEYS = 1_000_000  # an announcement with more keys is refused as malformed
 ASK_BATCH = 500  # requests to an account shard per message at most
 
@@ -179,7 +180,7 @@ class RabbitLink:
         interest_in = await self._ev.declare_queue(exclusive=True, auto_delete=True)
         await interest_in.bind(self._interest_exchange)
         await interest_in.consume(self._on_interest, no_ack=True)
-        self._unsure_until = time.monotonic() + INTEREST_ASK_WAIT
+        self._unsure_until = time.monotonic() + INTEREST_UNSURE
         self.conn.reconnect_callbacks.add(self._reconnected)
         await self._announce(ask=True)
         self._interest_task = asyncio.create_task(self._announce_every())
@@ -600,7 +601,7 @@ class RabbitLink:
             now = time.monotonic()
             if now - last > 2 * INTEREST_EVERY:  # this process stalled: nothing it knows is sure
                 last = now
-                self._unsure_until = now + INTEREST_ASK_WAIT
+                self._unsure_until = now + INTEREST_UNSURE
                 await self._announce(ask=True)
                 continue
             last = now
@@ -635,7 +636,7 @@ class RabbitLink:
     async def _reconnected(self, _connection: Any) -> None:
         """Announcements may have been missed while the link was down: publish everything until
         everyone has been heard again, and ask them to speak now."""
-        self._unsure_until = time.monotonic() + INTEREST_ASK_WAIT
+        self._unsure_until = time.monotonic() + INTEREST_UNSURE
         await self._announce(ask=True)
 
     def _on_local_event(self, topic: str, event: dict[str, Any]) -> None:
