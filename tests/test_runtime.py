@@ -425,3 +425,26 @@ async def test_a_pipelined_actor_keeps_one_batch_waiting_and_gathers_the_rest_in
         for release in actor.releases:
             release.set()
         await asyncio.wait_for(actor.stop(), 5)
+
+
+async def test_a_lingering_actor_waits_for_more_only_when_busy_back_to_back(make: Callable[..., Doubler]) -> None:
+    """`linger_ms`: a message that comes right after a batch of several ended waits that long for
+    company and goes with it in one batch; one that finds the actor idle, or that follows a lone
+    message's batch (one asker waiting for each answer), is taken at once."""
+    actor = make(linger_ms=300)
+    await actor.start()
+    await asyncio.sleep(0.4)
+    clock = asyncio.get_running_loop().time
+    started = clock()
+    assert await asyncio.gather(actor.ask(1), actor.ask(2)) == [2, 4]  # idle: no wait
+    assert clock() - started < 0.2
+    third = asyncio.create_task(actor.ask(3))  # right after a batch of two: waits for more
+    await asyncio.sleep(0.05)
+    fourth = asyncio.create_task(actor.ask(4))
+    assert await asyncio.gather(third, fourth) == [6, 8]
+    assert actor.seen == [[1, 2], [3, 4]]
+    await asyncio.sleep(0.4)  # idle again: taken at once, and one asker after another never waits
+    started = clock()
+    for n in (5, 6, 7):
+        assert await actor.ask(n) == 2 * n
+    assert clock() - started < 0.2 and actor.seen[-3:] == [[5], [6], [7]]

@@ -221,6 +221,7 @@ def parse_actors(a: dict[str, Any]) -> ActorConf:
         sweep_after_ms=_int_range(a, "sweep_after_ms", "actors", 10, 3_600_000, ActorConf.sweep_after_ms),
         store_timeout_ms=_int_range(a, "store_timeout_ms", "actors", 100, 600_000, ActorConf.store_timeout_ms),
         account_shards=_int_range(a, "account_shards", "actors", 0, 1_024, ActorConf.account_shards),
+        linger_ms=_int_range(a, "linger_ms", "actors", 0, 100, ActorConf.linger_ms),
     )
     if actors.store_timeout_ms * 2 > actors.lease_ms:
         raise ConfigError("actors.store_timeout_ms: must be at most half of actors.lease_ms, so that a stalled "
