@@ -31,9 +31,10 @@
   encoding (`events_unfollowed`); status events go always. At start, after a reconnection and
   after a stall of its own (a paused process: the others may have forgotten it, and it them) it
   asks every node to announce at once and publishes everything for INTEREST_UNSURE seconds. A
-  list nobody follows after all is dropped by the broker (not mandatory: no return, no log line). What a new follower may miss in the milliseconds
-  before the owner hears of it is what a binding made a moment later would have missed: depth
-  streams see the gap in their sequence and take a fresh snapshot.
+  list nobody follows after all is dropped by the broker (not mandatory: no return, no log
+  line). What a new follower may miss in the milliseconds before the publisher hears of it is
+  what a binding made a moment later would have missed: depth streams see the gap in their
+  sequence and take a fresh snapshot.
 
 Messages on the hot path (hand-overs, shard requests, replies and notices, event lists) are
 published, and the market and shard queues consumed, through aiormq's channel beneath aio-pika's

@@ -153,8 +153,9 @@ class ActorConf:
     lease_ms: int = 10_000  # a market's lease: an owner silent this long is replaced by a standby
     sweep_after_ms: int = 5_000  # an accepted order still pending this long is taken from the store
     store_timeout_ms: int = 5_000  # every store call of a node (PostgreSQL), well inside the lease
-    # An account actor busy back to back waits this long for more orders before each batch: fewer,
-    # bigger transactions under load, at most this much latency more; 0: never.
+    # An account actor busy back to back (its last batch carried several orders) waits this long
+    # for more before its next batch: fewer, bigger transactions under load, at most this much
+    # latency more; 0: never.
     linger_ms: int = 5
     # Members' accounts in this many shards (member id modulo), each written by one account actor,
     # in a cluster on one node at a time (node/actors/shards.py); 0: 1 on SQLite, 4 on PostgreSQL.
