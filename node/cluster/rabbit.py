@@ -181,9 +181,8 @@ class RabbitLink:
         interest_in = await self._ev.declare_queue(exclusive=True, auto_delete=True)
         await interest_in.bind(self._interest_exchange)
         await interest_in.consume(self._on_interest, no_ack=True)
-        self._unsure_until = time.monotonic() + INTEREST_UNSURE
-        self.conn.reconnect_callbacks.add(self._reconnected)
-        await self._announce(ask=True)
+        self.conn.reconnect_callbacks.add(self._ask_everyone)
+        await self._ask_everyone()
         self._interest_task = asyncio.create_task(self._announce_every())
         self.bus.binder = self.bind_events
         self.bus.subscribe(self._on_local_event)
@@ -602,8 +601,7 @@ class RabbitLink:
             now = time.monotonic()
             if now - last > 2 * INTEREST_EVERY:  # this process stalled: nothing it knows is sure
                 last = now
-                self._unsure_until = now + INTEREST_UNSURE
-                await self._announce(ask=True)
+                await self._ask_everyone()
                 continue
             last = now
             gone = [who for who, (_, until) in self._interest.items() if until < now]
@@ -634,9 +632,10 @@ class RabbitLink:
             self._announcing.add(task)
             task.add_done_callback(self._announcing.discard)
 
-    async def _reconnected(self, _connection: Any) -> None:
-        """Announcements may have been missed while the link was down: publish everything until
-        everyone has been heard again, and ask them to speak now."""
+    async def _ask_everyone(self, _connection: Any = None) -> None:
+        """At start, after a reconnection (the robust connection's callback) or a stall of this
+        process, announcements may have been missed: publish everything until everyone has been
+        heard again, and ask them to speak now."""
         self._unsure_until = time.monotonic() + INTEREST_UNSURE
         await self._announce(ask=True)
 
