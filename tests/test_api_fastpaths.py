@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -60,6 +61,11 @@ FORM_TEXT = st.text(alphabet="ab=&_.-09xyz[]%+", max_size=30)
 @settings(max_examples=400, deadline=None)
 @given(FORM_TEXT, FORM_TEXT)
 async def test_plain_forms_decode_like_parse_params(query: str, body: str) -> None:
+    await agrees_with_parse_params(query, body)
+
+
+async def agrees_with_parse_params(query: str, body: str) -> None:
+    """`request_params` gives what the reference gives: the same params, or the same refusal."""
     ctype = "application/x-www-form-urlencoded"
     try:
         expected: Params | Exception = parse_params(query.encode(), body.encode(), ctype if body else "")
@@ -70,7 +76,7 @@ async def test_plain_forms_decode_like_parse_params(query: str, body: str) -> No
     except Exception as e:
         got = e
     if isinstance(expected, Exception):
-        assert isinstance(got, Exception) and type(got) is type(expected)
+        assert isinstance(got, Exception) and type(got) is type(expected) and str(got) == str(expected)
     else:
         assert isinstance(got, Params) and got.to_dict() == expected.to_dict()
 
@@ -80,3 +86,15 @@ async def test_a_signed_order_body_takes_the_fast_path() -> None:
                      "tonce": "1", "signature": "f" * 64}).encode()
     got = await request_params(FakeRequest(b"", body, "application/x-www-form-urlencoded"))  # type: ignore[arg-type]
     assert got.to_dict() == parse_params(b"", body, "application/x-www-form-urlencoded").to_dict()
+
+
+@pytest.mark.parametrize(("query", "body"), [
+    ("", "n" * 101 + "=1"),            # a name longer than the edge allows, in a body
+    ("n" * 101 + "=1", ""),            # … and in a query
+    ("", "market=" + "x" * 5000),      # a value longer than the edge allows
+    ("market=" + "x" * 5000, ""),
+    ("", "body=" + "x" * 5000),        # the few long fields are allowed more: still the reference's answer
+])
+async def test_plain_forms_keep_the_edges_length_limits(query: str, body: str) -> None:
+    """A plain form too long for the shortcut's assumptions gets the reference's answer, refusal or not."""
+    await agrees_with_parse_params(query, body)

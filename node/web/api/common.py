@@ -20,7 +20,8 @@ from node.errors import ExchangeError, InvalidParameter, RateLimited, TonceReuse
 from node.exchange import Exchange
 from node.tonces import Tonce
 from node.web.auth import Authenticator, TonceActor, require_scope
-from node.web.params import MAX_BODY_BYTES, MAX_PARAMS, Params, ParamValue, parse_params
+from node.web.inputs import MAX_NAME, MAX_TEXT
+from node.web.params import MAX_PARAMS, Params, ParamValue, parse_params
 from node.web.ratelimit import RateLimiter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,37 +63,42 @@ _PLAIN_FORM = re.compile(rb"[A-Za-z0-9_.\-=&]*")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "")
 
 
-def _plain_pairs(data: bytes, out: dict[str, ParamValue]) -> None:
-    """`k=v&…` of `_PLAIN_FORM` (ASCII only): decoded once, then split."""
+def _plain_pairs(data: bytes, out: dict[str, ParamValue]) -> bool:
+    """`k=v&…` of `_PLAIN_FORM` (ASCII only): decoded once, then split. False (and `out` to be
+    dropped) when a name is longer than the edge allows: `parse_params` then says so. No value can
+    be too long: the caller takes this path only for data no longer than the shortest value limit."""
     for pair in data.decode("ascii").split("&"):
         if pair:
             name, _, value = pair.partition("=")
+            if len(name) > MAX_NAME:
+                return False
             if name:
                 out[name] = value
+    return True
 
 
 async def request_params(request: web.Request) -> Params:
     """Query merged with the body, for every verb (Peatio clients put GET params in a form body).
 
-    Most requests are plain `k=v&…` forms with nothing to decode (no `%`, `+` or brackets): those
-    are split directly, with the same result as `parse_params` (later keys win, the body over the
-    query, empty names ignored); everything else goes through `parse_params`, the reference.
+    Most requests are plain `k=v&…` forms with nothing to decode (no `%`, `+` or brackets), short
+    enough that no value can exceed the edge's length limit: those are split directly, with the same
+    result as `parse_params` (later keys win, the body over the query, empty names ignored, a name
+    too long refused); everything else goes through `parse_params`, the reference.
     """
     body = await request.read() if request.can_read_body else b""
     query = request.rel_url.raw_query_string.encode()
     if not body:  # a GET's params: the query alone
-        if _PLAIN_FORM.fullmatch(query) and query.count(b"&") < MAX_PARAMS - 2:
+        if len(query) <= MAX_TEXT and _PLAIN_FORM.fullmatch(query) and query.count(b"&") < MAX_PARAMS - 2:
             data: dict[str, ParamValue] = {}
-            _plain_pairs(query, data)
-            return Params(data)
+            if _plain_pairs(query, data):
+                return Params(data)
         return parse_params(query, body, "")
     ctype = request.content_type
-    if (ctype in _FORM_TYPES and len(body) <= MAX_BODY_BYTES and _PLAIN_FORM.fullmatch(query)
+    if (ctype in _FORM_TYPES and len(body) <= MAX_TEXT and len(query) <= MAX_TEXT and _PLAIN_FORM.fullmatch(query)
             and _PLAIN_FORM.fullmatch(body) and query.count(b"&") + body.count(b"&") < MAX_PARAMS - 2):
         data = {}
-        _plain_pairs(query, data)
-        _plain_pairs(body, data)
-        return Params(data)
+        if _plain_pairs(query, data) and _plain_pairs(body, data):
+            return Params(data)
     return parse_params(query, body, ctype)
 
 
