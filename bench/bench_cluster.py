@@ -90,6 +90,7 @@ COUNTERS = {  # /metrics counter → what it counts
     "exchange_store_transactions_total": "store_tx",
     "exchange_store_round_trips_total": "store_rt",
 }
+COMMIT_KINDS = ("market", "accounts")  # exchange_batch_commit_seconds_count{actor="<kind>:…"} → commits_<kind>
 SHARDS = 6  # account shards: a multiple of the 3 nodes, so that each runs as many (node/account_shards.py)
 TICK = os.sysconf("SC_CLK_TCK")
 MAX_INFLIGHT = 500  # per load generator, in the fixed-rate phase
@@ -393,7 +394,7 @@ async def scrape(bases: list[str]) -> dict[str, float]:
     """The nodes' counters, summed over the nodes."""
     import aiohttp
 
-    total = dict.fromkeys(COUNTERS.values(), 0.0)
+    total = dict.fromkeys([*COUNTERS.values(), *(f"commits_{k}" for k in COMMIT_KINDS)], 0.0)
     async with aiohttp.ClientSession() as s:
         for base in bases:
             async with s.get(base + "/metrics") as r:
@@ -404,6 +405,10 @@ async def scrape(bases: list[str]) -> dict[str, float]:
                 name = line.split("{", 1)[0].split(" ", 1)[0]
                 if name in COUNTERS:
                     total[COUNTERS[name]] += float(line.rsplit(" ", 1)[1])
+                elif name == "exchange_batch_commit_seconds_count":
+                    kind = "commits_" + line.split('actor="', 1)[1].split(":", 1)[0]
+                    if kind in total:
+                        total[kind] += float(line.rsplit(" ", 1)[1])
     return total
 
 
@@ -620,6 +625,9 @@ def report(label: str, sat: Phase, fixed: Phase, rate: float) -> None:
           f"orders handed over, taken {po['bus_orders_in']:.2f}, replies "
           f"{po['bus_replies']:.2f}, events out {po['bus_events_out']:.2f}, delivered {po['bus_events_in']:.2f}: "
           "to nodes that follow them, none here)")
+    print(f"  batches committed per order: market actors {po['commits_market']:.3f}, account actors "
+          f"{po['commits_accounts']:.3f}, everything else (tonces, leases, sweeps) "
+          f"{po['store_tx'] - po['commits_market'] - po['commits_accounts']:.3f}")
     print(f"  at a fixed {rate:,.0f} orders/s: {fixed.orders_s:,.0f} answered/s, p50 {fixed.p50:.1f} ms, "
           f"p99 {fixed.p99:.1f} ms, {errs(fixed.errors)}")
     fo = fixed.per_order

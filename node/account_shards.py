@@ -103,6 +103,7 @@ class AccountShards:
     async def _run(self, shard: int, epoch: int | None) -> AccountActor:
         a = self.config.actors
         actor = AccountActor(self.store, self.markets, self.config.currencies, shard, self.tonces, epoch=epoch,
+                             shard_count=self.map.count,
                              sweep_after_ms=a.sweep_after_ms, bus=self.bus, mailbox_size=a.mailbox_size, max_batch=a.max_batch,
                              ask_timeout=a.ask_timeout, linger_ms=a.linger_ms)
         self.map.epochs[shard] = epoch or 0

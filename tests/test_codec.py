@@ -52,3 +52,13 @@ def test_errors_come_back_as_their_class() -> None:
     assert isinstance(out[0], CreateOrderFailed) and isinstance(out[0], ExchangeError)
     assert (out[0].code, out[0].status, out[0].message) == (e.code, e.status, e.message)
     assert out[1] == {"id": 1}
+
+
+def test_an_order_from_another_node_is_never_direct() -> None:
+    """`direct` holds for one in-process hand-over only: it is not sent, and not believed if it comes."""
+    order = NewOrder(1, 42, "buy", "limit", 3_000_000, 100, "gtc", 0, 0, 300_000_000, 1_700_000_000_000, direct=True)
+    body = encode_message(order)
+    assert b"direct" not in body
+    assert decode_message(body) == order._replace(direct=False)
+    forged = orjson.dumps({**orjson.loads(body), "direct": True})
+    assert decode_message(forged).direct is False

@@ -25,7 +25,7 @@ from node.actors.messages import ApplySettlements, NewOrder, OrderRequest, Submi
 from node.actors.runtime import Actor, SweepingActor
 from node.clock import now_ms
 from node.config import Currency
-from node.errors import CreateOrderFailed, ExchangeError, Fenced, TonceReused, Unavailable
+from node.errors import CreateOrderFailed, ExchangeError, Fenced, TonceReused
 from node.events import EventBus
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
@@ -105,6 +105,7 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         shard: int = 0,
         tonces: TonceBook | None = None,
         *,
+        shard_count: int | None = None,
         epoch: int | None = None,
         sweep_after_ms: int = SWEEP_AFTER_MS,
         bus: EventBus | None = None,
@@ -114,6 +115,7 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         self.bus = bus  # account events of the settlements applied here
         self.tonces = tonces or TonceBook()
         self.shard = shard
+        self.shard_count = shard_count  # None: not known, so any member's pending order counts as this shard's
         self.epoch = epoch  # the shard's lease epoch in a cluster; None: not leased, not fenced
         self.name = f"accounts:{shard}"
         self.store = store
@@ -126,9 +128,35 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         # orders instead of in a transaction of their own.
         self._owed: set[int] = set()
         self._owed_timer: asyncio.TimerHandle | None = None
+        # Direct hand-overs (`_direct`): the markets none of this shard's orders was pending in when
+        # this actor started, and the one mailbox each market's orders have been handed to since.
+        self._clean: set[str] = set()
+        self._handed: dict[str, MarketRef] = {}
 
     async def recover(self) -> None:
         self.order_ids.reset()
+        self._handed = {}
+        markets = list(self.markets)
+        rows = await self.store.fetch(
+            f"SELECT DISTINCT market, member_id FROM orders WHERE market IN ({','.join('?' * len(markets))}) "
+            "AND state = 'pending'", *markets) if markets else []
+        count = self.shard_count
+        self._clean = set(markets) - {r["market"] for r in rows
+                                      if count is None or shards.shard_of(int(r["member_id"]), count) == self.shard}
+
+    def _direct(self, market: str, ref: MarketRef) -> bool:
+        """Whether an order handed to `ref` now is direct (`NewOrder.direct`): none of this shard's
+        orders for the market was pending when this actor started (a previous owner's, or this
+        actor's before a crash), and every one since went to this same mailbox, in order. The market
+        then knows that no older order of the member is still on its way, as on a single node. A
+        market ever handed to another ref (a remote one, an earlier actor of it), or whose orders
+        once could not be handed over, stays checked by the store until this actor restarts."""
+        if market not in self._clean:
+            return False
+        if self._handed.setdefault(market, ref) is not ref:
+            self._clean.discard(market)
+            return False
+        return True
 
     # -- settlement notices: applied with the next batch ---------------------------------------------
     def tell(self, msg: SubmitOrders | ApplySettlements) -> None:
@@ -341,18 +369,23 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
             # each market's in one `put_all` (one bus message for a remote market). Once one order
             # of a market waits, the later ones of that market wait behind it, so every market still
             # sees its orders in order.
-            waiting: dict[str, list[NewOrder]] = {}
+            waiting: dict[str, tuple[MarketRef, list[NewOrder]]] = {}
             for o in accepted:
                 market = by_id[o.id]
                 ref = self.markets.get(market)
                 if ref is None:  # not running anywhere reachable now: its next owner takes it from the store
+                    self._clean.discard(market)
                     log.warning("order %d accepted while market %s has no owner here; it waits in the store", o.id, market)
                     continue
+                if self._direct(market, ref):
+                    o = o._replace(direct=True)
                 if market in waiting or not ref.offer(o):
-                    waiting.setdefault(market, []).append(o)
-            outcomes = await asyncio.gather(*(self._hand_over(market, orders) for market, orders in waiting.items()),
+                    waiting.setdefault(market, (ref, []))[1].append(o)
+            outcomes = await asyncio.gather(*(ref.put_all(orders) for ref, orders in waiting.values()),
                                             return_exceptions=True)
-            for (market, orders), handed in zip(waiting.items(), outcomes, strict=True):
+            for (market, (_, orders)), handed in zip(waiting.items(), outcomes, strict=True):
+                if isinstance(handed, BaseException):
+                    self._clean.discard(market)  # in the store only now: its owner's sweep takes them
                 if isinstance(handed, ExchangeError):
                     # Committed already: the orders are accepted whatever happens to the hand-over;
                     # the market's pending sweep will take them from the store.
@@ -362,12 +395,6 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
                     log.error("%d orders: hand-over to %s failed (%r); the sweep will take them",
                               len(orders), market, handed)
         return results
-
-    async def _hand_over(self, market: str, orders: list[NewOrder]) -> None:
-        ref = self.markets.get(market)
-        if ref is None:
-            raise Unavailable(f"market {market} has no owner reachable from here")
-        await ref.put_all(orders)
 
     def _decide(
         self,

@@ -99,6 +99,7 @@ class MarketActor(SweepingActor[Any]):
         self.next_intake = 1
         self.claims_lost = 0
         self.duplicates_dropped = 0
+        self.intake_reads = 0  # batches whose new orders the store was asked about (`_intake_plan`)
         self.name = f"market:{market.id}"
         self.market = market
         self.store = store
@@ -235,13 +236,20 @@ class MarketActor(SweepingActor[Any]):
         arrived are taken in first, so each member's orders reach the book in the order they were
         accepted. A pending order changes state only by this market's owner, and the previous
         owner's last batch committed before our lease was granted: this read is exact for them.
-        The claim in the write stays the authority."""
+        The claim in the write stays the authority.
+
+        A direct order (`NewOrder.direct`: handed over in this process by the account actor that
+        accepted it, every earlier order of the member for this market before it) needs no read, as
+        on a single node: recovery took in whatever was pending when it started. Until a claim is
+        lost: then copies exist that memory cannot tell, and every order is read."""
         if not self.verify_intake:
             return set(), {}
-        new = [m for m in batch if isinstance(m, NewOrder) and not self._known(m.id)]
+        trust = not self.claims_lost
+        new = [m for m in batch if isinstance(m, NewOrder) and not (trust and m.direct) and not self._known(m.id)]
         if not new:
             return set(), {}
         members = sorted({m.member_id for m in new})
+        self.intake_reads += 1
         rows = await self.store.fetch(
             f"SELECT * FROM orders WHERE member_id IN ({','.join('?' * len(members))}) AND state = 'pending' "
             "AND market = ? ORDER BY created_at, id", *members, self.market.id)

@@ -52,6 +52,10 @@ class NewOrder(NamedTuple):
     funds: int
     origin_locked: int
     created_at: int
+    # Set only by the account actor that accepted it, on the one in-process hand-over it makes:
+    # every earlier order of the member for this market went the same way, so the market needs no
+    # store read to order it (node/actors/market.py `_intake_plan`). Never sent between nodes.
+    direct: bool = False
 
 
 @dataclass(frozen=True, slots=True)

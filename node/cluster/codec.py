@@ -51,6 +51,10 @@ def _as_dict(msg: Any) -> dict[str, Any]:
     """A message's fields as a JSON object, whichever kind it is (a named tuple would be an array)."""
     if isinstance(msg, SubmitOrders):  # the one message that nests others
         return {"orders": [o._asdict() for o in msg.orders], "tonce": msg.tonce}
+    if isinstance(msg, NewOrder):  # `direct` holds only for the in-process hand-over it was set for
+        d = msg._asdict()
+        del d["direct"]
+        return d
     if isinstance(msg, tuple):
         return msg._asdict()  # type: ignore[attr-defined,no-any-return]
     return dataclasses.asdict(msg)
@@ -80,6 +84,8 @@ def decode_messages(body: bytes) -> list[Any]:
 
 def _message(data: dict[str, Any]) -> Any:
     cls = MESSAGES[data.pop("t")]
+    if cls is NewOrder:
+        data.pop("direct", None)  # see `_as_dict`: an order from another node is never direct
     if cls is SubmitOrders:  # the one message that nests others
         data["orders"] = [OrderRequest(**o) for o in data["orders"]]
     for name in FIELDS[cls.__name__]:
