@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from node.actors.lease import Liveness, session_name
-from node.actors.market_rows import created_at_of, intake_of, live_of, origin_locked_of
+from node.actors.market_rows import ORDERS_UPDATE_BULK, created_at_of, intake_of, live_of, origin_locked_of
 from node.audit import audit
 from node.bootstrap import start_exchange
 from node.errors import (
@@ -368,6 +368,30 @@ async def test_a_node_takes_its_liveness_lock_again_after_its_sessions_were_ende
         assert not await probe.gone(exchange.leases.owner)
     finally:
         await probe.close()
+
+
+async def test_the_market_batchs_order_update_finds_rows_by_key_however_the_table_grows(pg_exchange: Exchange) -> None:
+    """PostgreSQL keeps a statement's generic plan for the life of its connection. A plan made while
+    `orders` was empty must still find each row of a batch by its key once the table holds 20,000:
+    a join of the batch's arrays with the table became a scan of every order for every batch."""
+    assert ORDERS_UPDATE_BULK.arrays is not None
+    empty = ", ".join(["'{}'"] * 11)
+    async with pg_exchange.store.pool.acquire() as conn:  # type: ignore[attr-defined]
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE batch_update AS {ORDERS_UPDATE_BULK.arrays}")
+        await conn.execute(f"EXPLAIN EXECUTE batch_update({empty})")  # the plan, made on an empty table
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO orders (id, member_id, market, side, ord_type, tif, price, stop_price, volume, remaining, "
+                "funds, origin_locked, locked, funds_used, trades_count, state, seq, triggered, created_at, updated_at) "
+                "SELECT g, 1, 'btcusd', 'buy', 'limit', 'gtc', 100, 0, 10, 10, 0, 100, 100, 0, 0, 'done', g, 0, g, g "
+                "FROM generate_series(1, 20000) g")
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE batch_update({empty})"))
+            await conn.execute("DELETE FROM orders")
+        await conn.execute("DEALLOCATE batch_update")
+        await conn.execute("RESET plan_cache_mode")
+    assert "Seq Scan on orders" not in plan, plan
+    assert "Index Scan using orders_pkey on orders" in plan, plan
 
 
 def test_what_the_market_actor_keeps_per_order_packs_and_unpacks() -> None:
