@@ -5,12 +5,14 @@ column arrays, or a COPY)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from node.store import Bulk, open_store
+from tests.conftest import create_pg_database, drop_pg_database, need_service
 
 PAIRS = Bulk.insert("kv", ("k", "v", "note"))
 BUMP = Bulk.update("kv", "v = {t}.v + {0}, note = {1}", "{t}.k = {2} AND {t}.v >= {3}")
@@ -96,3 +98,33 @@ async def test_pages_reads_one_query_as_plain_tuples(database_url: str, size: in
         assert await store.fetchval("SELECT count(*) FROM kv") == 51
     finally:
         await store.close()
+
+
+
+AWKWARD = ['"', "\\", ",", "{", "}", " ", "a", "NULL", "é", "\t", "\n", "'", "$"]
+
+
+async def test_array_parameters_reach_postgresql_as_they_were_given() -> None:
+    """Array parameters travel as literals (node/store/postgres.py `bind`): quotes, backslashes,
+    commas, braces, spaces, the word NULL, empty strings and NULLs all come back unchanged."""
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    url = await create_pg_database()
+    store = await open_store(url)
+    rng = random.Random(7)
+    try:
+        cases: list[tuple[list[str | None], list[int | None]]] = [
+            (AWKWARD + ["", '\\"', "NULL "], [0, -(2**63), 2**63 - 1]), ([None], [None]), ([], [])]
+        for _ in range(150):
+            texts = [None if rng.random() < 0.1 else "".join(rng.choices(AWKWARD, k=rng.randint(0, 6)))
+                     for _ in range(rng.randint(0, 8))]
+            ints = [None if rng.random() < 0.1 else rng.randint(-(2**63), 2**63 - 1) for _ in range(rng.randint(0, 8))]
+            cases.append((texts, ints))
+        for texts, ints in cases:
+            row = await store.fetchrow("SELECT ?::text[] AS t, ?::bigint[] AS i", texts, ints)
+            assert row is not None and list(row["t"]) == texts and list(row["i"]) == ints
+            async with store.transaction() as tx:
+                got = await tx.fetch("SELECT x FROM unnest(?::text[]) WITH ORDINALITY AS u(x, n) ORDER BY n", texts)
+            assert [r["x"] for r in got] == texts
+    finally:
+        await store.close()
+        await drop_pg_database(url)
