@@ -9,9 +9,10 @@ and counts only while `--orders` signed orders go through `--connections` keep-a
 the node is counted (the event loop and the SQLite writer); kernel work (syscalls, fsync) is not.
 Compare two builds by running this in each worktree, in turns. With `--depth N`, the same for N
 public `GET /api/v2/depth?market=btcusd` (after the warm-up's orders have made a book) instead of
-orders.
+orders. With `--postgres`, the node's store is a fresh PostgreSQL database (made through the
+`--pg-url` server, dropped afterwards) instead of SQLite: the instructions of the PostgreSQL path.
 
-    python bench/bench_api_instructions.py [--orders 2000] [--connections 32] [--depth 2000]
+    python bench/bench_api_instructions.py [--orders 2000] [--connections 32] [--depth 2000] [--postgres]
 """
 
 from __future__ import annotations
@@ -78,14 +79,20 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--keys", type=int, default=8)
     ap.add_argument("--depth", type=int, default=0, help="count this many GET /depth instead of orders")
+    ap.add_argument("--postgres", action="store_true", help="the node on a fresh PostgreSQL database")
+    ap.add_argument("--pg-url", default=os.environ.get("EXCHANGE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+                    help="the PostgreSQL server to make it on (an admin connection)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("bench_api_instructions needs valgrind (apt-get install valgrind)")
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_cg_"))
+    database = f"bench_api_cg_{os.getpid()}" if args.postgres else None
     try:
         port = b.free_port()
-        config = b.write_config(tmp, port)
+        if database:
+            asyncio.run(ddl(args.pg_url, f"CREATE DATABASE {database}"))
+        config = b.write_config(tmp, port, database and args.pg_url.rsplit("/", 1)[0] + "/" + database)
         key_file = tmp / "secret.key"
         keys = asyncio.run(b.make_members(config, key_file, args.keys))
         out = tmp / "callgrind.out"
@@ -129,11 +136,23 @@ def main() -> int:
                   f"node user-space instructions {total:,}, {total / max(ok, 1):,.0f} per request")
             return 0
         ok = statuses.get(201, 0)
-        print(f"signed POST /orders: {ok} accepted of {args.orders} ({statuses}), {args.connections} connections; "
+        print(f"signed POST /orders{' on PostgreSQL' if database else ''}: {ok} accepted of {args.orders} ({statuses}), {args.connections} connections; "
               f"node user-space instructions {total:,}, {total / max(ok, 1):,.0f} per order")
         return 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if database:
+            asyncio.run(ddl(args.pg_url, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+
+
+async def ddl(admin: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":
