@@ -105,7 +105,7 @@ AWKWARD = ['"', "\\", ",", "{", "}", " ", "a", "NULL", "é", "\t", "\n", "'", "$
 
 
 async def test_array_parameters_reach_postgresql_as_they_were_given() -> None:
-    """Array parameters travel as literals (node/store/postgres.py `bind`): quotes, backslashes,
+    """Array parameters travel as literals (node/store/postgres.py `_bound`): quotes, backslashes,
     commas, braces, spaces, the word NULL, empty strings and NULLs all come back unchanged."""
     need_service("PostgreSQL", "127.0.0.1", 5432)
     url = await create_pg_database()
