@@ -416,7 +416,7 @@ async def scrape(bases: list[str]) -> dict[str, float]:
 class Sample:
     nodes: float
     pg: dict[int, float]
-    rabbit: float
+    rabbit: dict[int, float]  # beam.smp processes by pid
     counters: dict[str, float]
 
 
@@ -430,7 +430,7 @@ async def sample(node_pids: list[int], dbname: str, bases: list[str]) -> Sample:
         print(f"  warning: the nodes took {time.monotonic() - t0:.1f} s to answer /metrics (overloaded): the "
               "phase's window is that much shorter or later")
     return Sample(sum(cpu_of(p) for p in node_pids), {p: cpu_of(p) for p in backends},
-                  sum(cpu_of(p) for p in pids_named("beam.smp")), counters)
+                  {p: cpu_of(p) for p in pids_named("beam.smp")}, counters)
 
 
 @dataclass
@@ -506,9 +506,11 @@ async def phase(bases: dict[str, str], members: list[Trader], args: argparse.Nam
     accepted = after.counters["accepted"] - before.counters["accepted"]
     n = max(accepted, 1.0)
     pg = sum(cpu - before.pg.get(pid, 0.0) for pid, cpu in after.pg.items())  # a new backend: all its CPU
+    # the broker's processes alive at both ends: one gone meanwhile made the difference negative
+    rabbit = sum(cpu - before.rabbit[pid] for pid, cpu in after.rabbit.items() if pid in before.rabbit)
     return Phase(orders_s=len(lat) / args.seconds, p50=percentile(lat, 0.5), p99=percentile(lat, 0.99), errors=errors,
                  accepted=accepted, seconds=args.seconds, cpu_nodes=(after.nodes - before.nodes) / n, cpu_pg=pg / n,
-                 cpu_rabbit=(after.rabbit - before.rabbit) / n,
+                 cpu_rabbit=rabbit / n,
                  per_order={k: (after.counters[k] - before.counters[k]) / n for k in after.counters},
                  lock_waits=waits)
 
