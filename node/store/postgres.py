@@ -167,7 +167,9 @@ class PgTx:
             types = dict(await self.conn.fetch(
                 "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
                 "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped", sql.copy, timeout=self.timeout))
-            arrays = ", ".join(f"${i}::{types[c]}[]" for i, c in enumerate(sql.columns, 1))  # read as text: `_bound`
+            # `_bound` sends each as a literal where the type is one word (bigint, text, …); a type
+            # such as `character varying(32)` keeps asyncpg's binary array
+            arrays = ", ".join(f"${i}::{types[c]}[]" for i, c in enumerate(sql.columns, 1))
             stmt = self.inserts[sql] = f"INSERT INTO {sql.copy} ({', '.join(sql.columns)}) SELECT * FROM unnest({arrays})"
         self.calls.round_trips += 1
         return _rowcount(await self.conn.execute(*_bound(stmt, list(zip(*rows, strict=True))), timeout=self.timeout))
