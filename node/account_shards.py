@@ -1,6 +1,8 @@
 """This node's account shards (node/actors/shards.py): which it runs, and where requests go.
 
-Without a cluster the node runs every shard, unleased. In a cluster every shard is leased like a
+Without a cluster the node runs every shard, unleased, all in one account actor: the shards only
+matter once a cluster spreads them, and one actor makes one transaction per batch where an actor per
+shard made one per shard. In a cluster every shard is leased like a
 market (`accounts/<shard>` in `market_leases`) and placed like one (node/placement.py: a primary and
 standbys in the store, changed by `shard place|move`), and the shards' lease keeper
 (node/actors/lease_keeper.py, the markets' rules) renews the leases held here, adopts the shards this
@@ -77,8 +79,8 @@ class AccountShards:
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         if not self.map.leased:
-            for shard in range(self.map.count):
-                await self._run(shard, None)
+            actor = await self._run(tuple(range(self.map.count)), None)
+            self.actors.update(dict.fromkeys(range(self.map.count), actor))
             return
         async with self.lock:
             await self.tick()
@@ -90,8 +92,9 @@ class AccountShards:
         for shard in list(self.actors):
             if self.link is not None:
                 await self.link.stop_serving_shard(shard)
-        for shard, actor in list(self.actors.items()):
+        for actor in self.running():
             await actor.stop()
+        for shard in list(self.actors):
             self.map.epochs.pop(shard, None)
             if self.map.leased:
                 try:
@@ -100,23 +103,32 @@ class AccountShards:
                     log.warning("could not release the lease of account shard %d; it will expire", shard)
         self.actors.clear()
 
-    async def _run(self, shard: int, epoch: int | None) -> AccountActor:
+    async def _run(self, shard: int | tuple[int, ...], epoch: int | None) -> AccountActor:
+        """Start the actor of a leased shard (the lease keeper's `start`), or of every shard of a
+        node without a cluster (a tuple: `start` maps each of them to it)."""
         a = self.config.actors
         actor = AccountActor(self.store, self.markets, self.config.currencies, shard, self.tonces, epoch=epoch,
                              shard_count=self.map.count,
                              sweep_after_ms=a.sweep_after_ms, bus=self.bus, mailbox_size=a.mailbox_size, max_batch=a.max_batch,
                              ask_timeout=a.ask_timeout, linger_ms=a.linger_ms)
-        self.map.epochs[shard] = epoch or 0
+        for s in actor.shards:
+            self.map.epochs[s] = epoch or 0
         self.watch(actor)
         try:
             await actor.start()
         except BaseException:
-            self.map.epochs.pop(shard, None)
+            for s in actor.shards:
+                self.map.epochs.pop(s, None)
             raise
-        self.actors[shard] = actor
-        if self.link is not None:
-            await self.link.serve_shard(shard, actor)
+        if isinstance(shard, int):
+            self.actors[shard] = actor
+            if self.link is not None:
+                await self.link.serve_shard(shard, actor)
         return actor
+
+    def running(self) -> list[AccountActor]:
+        """The account actors running here, each once (without a cluster one actor runs every shard)."""
+        return list({id(a): a for a in self.actors.values()}.values())
 
     # -- where requests go --------------------------------------------------------------------------
     def owner_of(self, member_id: int) -> str | None:
@@ -151,7 +163,7 @@ class AccountShards:
                 asyncio.ensure_future(_quietly(self.link.tell_shard(shard, msg)))
 
     async def quiesce(self) -> None:
-        for actor in list(self.actors.values()):
+        for actor in self.running():
             await actor.drained()
 
     # -- leases and placement (a cluster only) ------------------------------------------------------

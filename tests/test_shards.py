@@ -51,14 +51,20 @@ async def two_shards(database_url: str) -> tuple[Exchange, AccountActor, int, in
     await ex.deposit(buyer, "usd", "100000")
     await ex.deposit(seller, "btc", "10")
     mine, theirs = buyer % SHARDS, seller % SHARDS
-    # From now on this node holds `mine` under a lease, and `theirs` runs elsewhere.
-    await ex.shards.actors.pop(theirs).stop()
+    # From now on this node holds `mine` under a lease, and `theirs` runs elsewhere: the node's one
+    # actor of every shard (no cluster yet) gives way to one actor per shard, as in a cluster.
+    for old in ex.shards.running():
+        await old.stop()
+    ex.shards.actors.clear()
     epoch = await ex.leases.acquire(lease_name(mine))
     ex.shards.map.leased = True
     ex.shards.map.epochs = {mine: epoch}
-    ex.shards.actors[mine].epoch = epoch
-    other = Leases(ex.store, "other", config.actors.lease_ms, sole_process=True)
     a = config.actors
+    ours = AccountActor(ex.store, ex.refs, config.currencies, mine, ex.tonces, epoch=epoch, shard_count=SHARDS,
+                        sweep_after_ms=a.sweep_after_ms, bus=ex.bus)
+    await ours.start()
+    ex.shards.actors[mine] = ours
+    other = Leases(ex.store, "other", config.actors.lease_ms, sole_process=True)
     actor = AccountActor(ex.store, ex.refs, config.currencies, theirs, ex.tonces,
                          epoch=await other.acquire(lease_name(theirs)), sweep_after_ms=a.sweep_after_ms)
     await actor.start()
@@ -210,3 +216,60 @@ async def test_told_settlements_go_with_the_next_batch_of_orders(database_url: s
     finally:
         await actor.stop()
         await ex.stop()
+
+
+async def test_a_node_without_a_cluster_writes_every_shard_in_one_transaction(database_url: str) -> None:
+    """Unleased, the shards only lay out the data for a later cluster: one actor writes them all, so
+    orders of members in four shards, arriving together, take one batch and one transaction."""
+    config = config_with(database_url, actors={"account_shards": 4})
+    ex = await start_exchange(config)
+    try:
+        assert ex.shards is not None
+        [actor] = ex.accounts
+        assert actor.shards == (0, 1, 2, 3) and actor.name == "accounts:0-3" and actor.epoch is None
+        assert {ex.shards.local(m) for m in range(1, 9)} == {actor}
+        members: list[int] = []
+        while {m % 4 for m in members} != {0, 1, 2, 3}:
+            mid = await ex.create_member(f"m{len(members)}@example.com")
+            await ex.deposit(mid, "usd", "1000")
+            members.append(mid)
+        asks = [SubmitOrders(await ex.prepare_orders(m, [OrderInput("btcusd", "buy", "0.01", "100")])) for m in members]
+        batches = actor.batches
+        results = await asyncio.gather(*(actor.ask(a) for a in asks))
+        assert actor.batches == batches + 1
+        assert all(r is not None for r in results)
+        for m in members:
+            assert (await balances(ex, m))["usd"] == (999_000000, 1_000000)
+        await books_balance(ex)
+    finally:
+        await ex.stop()
+
+
+async def test_settlements_a_cluster_left_are_applied_by_a_node_without_one(database_url: str) -> None:
+    """The cluster stopped with a seller's settlement still in the outbox (its shard's owner gone);
+    the same store served by one node alone: its one actor of every shard sweeps it up at start."""
+    ex, actor, buyer, seller, _mine, theirs = await two_shards(database_url)
+    try:
+        await sell(ex, actor, seller, "1", "50000")
+        await actor.stop()  # the seller's shard's owner leaves: nobody applies its settlements now
+        await ex.submit_order(buyer, OrderInput("btcusd", "buy", "1", "50000"))
+        await ex.quiesce()
+        assert {int(r["shard"]) for r in await unapplied(ex)} == {theirs}
+    finally:
+        await actor.stop()
+        await ex.stop()
+    alone = await start_exchange(config_with(database_url, actors={"account_shards": SHARDS}))
+    try:
+        [one] = alone.accounts
+        assert one.shards == tuple(range(SHARDS))
+        for _ in range(100):  # the sweep at start runs beside the actor's first batches
+            if not await unapplied(alone):
+                break
+            await asyncio.sleep(0.05)
+        await alone.quiesce()
+        assert await unapplied(alone) == []
+        assert (await balances(alone, seller))["btc"] == (9_0000_0000, 0)
+        assert (await balances(alone, seller))["usd"] == (49_950_000000, 0)  # less the 0.1 % maker fee
+        await books_balance(alone)
+    finally:
+        await alone.stop()

@@ -154,15 +154,16 @@ def outbox_rows(ids: Sequence[int], away: Mapping[int, Sequence[LedgerRow]]) -> 
     return out, by_shard
 
 
-def claim_sql(store: Store, shard: int, ids: Sequence[int], now: int) -> tuple[str, list[Any]]:
-    """Mark the settlements applied where they are not yet, answering the rows it marked: the ledger
-    rows to post in the same transaction. A copy already applied (a duplicate message, the sweep)
-    answers nothing, so it can never be applied twice."""
+def claim_sql(store: Store, shards: Sequence[int], ids: Sequence[int], now: int) -> tuple[str, list[Any]]:
+    """Mark the settlements of `shards` applied where they are not yet, answering the rows it
+    marked: the ledger rows to post in the same transaction. A copy already applied (a duplicate
+    message, the sweep) answers nothing, so it can never be applied twice."""
     if store.backend == "postgresql":
-        return (f"UPDATE settlements SET applied_at = ? WHERE id = ANY(?::bigint[]) AND shard = ? "
-                f"AND applied_at IS NULL RETURNING {_RETURNED}", [now, list(ids), shard])
-    return (f"UPDATE settlements SET applied_at = ? WHERE id IN ({','.join('?' * len(ids))}) AND shard = ? "
-            f"AND applied_at IS NULL RETURNING {_RETURNED}", [now, *ids, shard])
+        return (f"UPDATE settlements SET applied_at = ? WHERE id = ANY(?::bigint[]) AND shard = ANY(?::bigint[]) "
+                f"AND applied_at IS NULL RETURNING {_RETURNED}", [now, list(ids), list(shards)])
+    return (f"UPDATE settlements SET applied_at = ? WHERE id IN ({','.join('?' * len(ids))}) "
+            f"AND shard IN ({','.join('?' * len(shards))}) AND applied_at IS NULL RETURNING {_RETURNED}",
+            [now, *ids, *shards])
 
 
 def claimed_rows(rows: Sequence[Any]) -> list[LedgerRow]:
@@ -170,7 +171,7 @@ def claimed_rows(rows: Sequence[Any]) -> list[LedgerRow]:
              str(r["reason"]), str(r["ref_type"]), int(r["ref_id"]), int(r["created_at"])) for r in rows]
 
 
-def unapplied_sql(shard: int, before: int) -> tuple[str, list[Any]]:
-    """The shard's settlements still unapplied, made before `before` (the sweep), oldest first."""
-    return ("SELECT id FROM settlements WHERE shard = ? AND applied_at IS NULL AND created_at < ? ORDER BY id "
-            f"LIMIT {SWEEP_LIMIT}", [shard, before])
+def unapplied_sql(shards: Sequence[int], before: int) -> tuple[str, list[Any]]:
+    """The shards' settlements still unapplied, made before `before` (the sweep), oldest first."""
+    return (f"SELECT id FROM settlements WHERE shard IN ({','.join('?' * len(shards))}) AND applied_at IS NULL "
+            f"AND created_at < ? ORDER BY id LIMIT {SWEEP_LIMIT}", [*shards, before])

@@ -116,8 +116,9 @@ class ExchangeCore:
 
     @property
     def accounts(self) -> list[AccountActor]:
-        """The account actors running here (one per account shard this node runs)."""
-        return [] if self.shards is None else list(self.shards.actors.values())
+        """The account actors running here (one per account shard this node runs in a cluster, one for
+        them all without)."""
+        return [] if self.shards is None else self.shards.running()
 
     def shard_node(self, member_id: int) -> str | None:
         """In a cluster, the node that runs the member's account shard (the `X-Shard-Node` of signed
