@@ -1,8 +1,8 @@
 """This node's account shards (node/actors/shards.py): which it runs, and where requests go.
 
-Without a cluster the node runs every shard, unleased, all in one account actor: the shards only
-matter once a cluster spreads them, and one actor makes one transaction per batch where an actor per
-shard made one per shard. In a cluster every shard is leased like a
+One account actor writes every shard the node runs, so that a batch of orders is one transaction
+whatever shards its members are in (an actor per shard made one per shard). Without a cluster that
+is every shard, unleased, for good. In a cluster every shard is leased like a
 market (`accounts/<shard>` in `market_leases`) and placed like one (node/placement.py: a primary and
 standbys in the store, changed by `shard place|move`), and the shards' lease keeper
 (node/actors/lease_keeper.py, the markets' rules) renews the leases held here, adopts the shards this
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from node import placement
@@ -63,13 +63,14 @@ class AccountShards:
         self.watch = watch
         self.bus = bus
         self.map = ShardMap(config.actors.shard_count(store.backend), leased=link is not None)
-        self.actors: dict[int, AccountActor] = {}
+        self.actors: dict[int, AccountActor] = {}  # shard -> the actor writing it here (one for all)
+        self.actor: AccountActor | None = None  # in a cluster: the actor of the shards leased here
         self.owners: dict[int, str] = {}  # shards run elsewhere: the node holding the lease at the last tick
         self.alive = alive  # the nodes running now
         self._cluster = cluster  # membership and placement as the markets' tick last read them
         self.placement = placement.Cluster({}, {})  # the store's, as of the last tick
         self.keeper: LeaseKeeper[int] = LeaseKeeper(
-            "account shard", node.name, leases, config.actors.lease_ms, self.actors, name=lease_name,
+            "account shard", node.name, leases, config.actors.lease_ms, _Held(self.actors), name=lease_name,
             key=shard_of_lease, keys=lambda: range(self.map.count), seat=self._seat,
             member=lambda: self.placement.is_member(self.node.name), start=self._run, drop=self._drop,
             handover=self.release if link is not None else None, alive=alive, release_waits=False)
@@ -94,6 +95,7 @@ class AccountShards:
                 await self.link.stop_serving_shard(shard)
         for actor in self.running():
             await actor.stop()
+        self.actor = None
         for shard in list(self.actors):
             self.map.epochs.pop(shard, None)
             if self.map.leased:
@@ -104,8 +106,17 @@ class AccountShards:
         self.actors.clear()
 
     async def _run(self, shard: int | tuple[int, ...], epoch: int | None) -> AccountActor:
-        """Start the actor of a leased shard (the lease keeper's `start`), or of every shard of a
-        node without a cluster (a tuple: `start` maps each of them to it)."""
+        """Write a shard whose lease was just taken (the lease keeper's `start`): the running actor
+        of the leased shards adopts it, or one is started for it. Or start the actor of every shard
+        of a node without a cluster (a tuple: `start` maps each of them to it)."""
+        actor = self.actor
+        if isinstance(shard, int) and epoch is not None and actor is not None and actor.epochs and not actor.fenced:
+            await actor.adopt(shard, epoch)
+            self.map.epochs[shard] = epoch
+            self.actors[shard] = actor
+            if self.link is not None:
+                await self.link.serve_shard(shard, actor)
+            return actor
         a = self.config.actors
         actor = AccountActor(self.store, self.markets, self.config.currencies, shard, self.tonces, epoch=epoch,
                              shard_count=self.map.count,
@@ -121,6 +132,8 @@ class AccountShards:
                 self.map.epochs.pop(s, None)
             raise
         if isinstance(shard, int):
+            if epoch is not None:
+                self.actor = actor
             self.actors[shard] = actor
             if self.link is not None:
                 await self.link.serve_shard(shard, actor)
@@ -189,7 +202,7 @@ class AccountShards:
         if actor is None:
             return
         log.error("account shard %d: %s; stopped here", shard, why)
-        actor.fence(why)
+        actor.lose(shard, why)
         if self.link is not None:
             await self.link.stop_serving_shard(shard)
 
@@ -214,7 +227,7 @@ class AccountShards:
                 raise Unavailable(f"account shard {shard} stopped here meanwhile")
             del self.actors[shard]
             self.map.epochs.pop(shard, None)
-            await actor.stop()
+            await actor.release(shard)  # what it took of the shard is committed first
             if self.link is not None:
                 await self.link.stop_serving_shard(shard)
             self.keeper.hold_off(shard)
@@ -225,8 +238,35 @@ class AccountShards:
 
     def status(self) -> dict[str, Any]:
         return {"count": self.map.count, "leased": self.map.leased,
-                "running": {str(s): {"epoch": a.epoch, "settled": a.settled} for s, a in sorted(self.actors.items())},
+                "running": {str(s): {"epoch": a.epochs.get(s), "settled": a.settled} for s, a in sorted(self.actors.items())},
                 "refusals": self.keeper.status()["refusals"]}
+
+
+class _Seat:
+    """What the lease keeper reads of a shard run here: fenced once a batch found it taken over."""
+
+    __slots__ = ("fenced",)
+
+    def __init__(self, fenced: bool) -> None:
+        self.fenced = fenced
+
+
+class _Held(Mapping[int, _Seat]):
+    """The shards run here, as the lease keeper sees them: one actor writes them all, but each is
+    leased, renewed and dropped on its own."""
+
+    def __init__(self, actors: dict[int, AccountActor]) -> None:
+        self.actors = actors
+
+    def __getitem__(self, shard: int) -> _Seat:
+        actor = self.actors[shard]
+        return _Seat(actor.fenced or shard in actor.lost)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.actors)
+
+    def __len__(self) -> int:
+        return len(self.actors)
 
 
 async def _quietly(aw: Any) -> None:

@@ -351,9 +351,11 @@ def _shard_metrics(ex: ExchangeCore) -> list[GaugeMetricFamily]:
                                     "but another node is its primary (a failover left it here)", labels=["shard"])
     for shard, actor in sorted(shards.actors.items()):
         placed = shards.placement.primary_of(lease_name(shard))
-        held.add_metric([str(shard)], int(not actor.fenced))
-        off_primary.add_metric([str(shard)], int(not actor.fenced and placed not in (None, ex.node.name)))
-        if actor.epoch is not None:
-            epoch.add_metric([str(shard)], actor.epoch)
+        runs = not actor.fenced and shard in actor.epochs
+        held.add_metric([str(shard)], int(runs))
+        off_primary.add_metric([str(shard)], int(runs and placed not in (None, ex.node.name)))
+        at = actor.epochs.get(shard)
+        if at is not None:
+            epoch.add_metric([str(shard)], at)
     return [held, epoch, off_primary]
 

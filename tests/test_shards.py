@@ -18,7 +18,7 @@ from node.actors.messages import ApplySettlements, SubmitOrders
 from node.actors.shards import lease_name
 from node.audit import audit
 from node.bootstrap import start_exchange
-from node.errors import ExchangeError
+from node.errors import ExchangeError, Unavailable
 from node.exchange import Exchange, OrderInput
 from tests.conftest import config_with
 
@@ -273,3 +273,83 @@ async def test_settlements_a_cluster_left_are_applied_by_a_node_without_one(data
         await books_balance(alone)
     finally:
         await alone.stop()
+
+
+async def one_actor_of_two_leased_shards(database_url: str) -> tuple[Exchange, AccountActor, int, int]:
+    """This node's one account actor holds both shards under leases (as a node of a cluster that
+    adopted them one after the other): a buyer in one, a seller in the other."""
+    config = config_with(database_url, actors={"account_shards": SHARDS, "sweep_after_ms": 3_600_000})
+    ex = await start_exchange(config)
+    assert ex.shards is not None
+    buyer = await ex.create_member("buyer@example.com")
+    seller = await ex.create_member("seller@example.com")
+    while seller % SHARDS == buyer % SHARDS:
+        seller = await ex.create_member(f"seller{seller}@example.com")
+    await ex.deposit(buyer, "usd", "100000")
+    await ex.deposit(seller, "btc", "10")
+    for old in ex.shards.running():
+        await old.stop()
+    ex.shards.actors.clear()
+    ex.shards.map.leased = True
+    first, second = buyer % SHARDS, seller % SHARDS
+    epochs = {s: await ex.leases.acquire(lease_name(s)) for s in (first, second)}
+    actor = AccountActor(ex.store, ex.refs, config.currencies, first, ex.tonces, epoch=epochs[first],
+                         shard_count=SHARDS, sweep_after_ms=3_600_000, bus=ex.bus)
+    await actor.start()
+    await actor.adopt(second, epochs[second])
+    ex.shards.map.epochs = dict(epochs)
+    ex.shards.actors.update({first: actor, second: actor})
+    return ex, actor, buyer, seller
+
+
+async def submit(ex: Exchange, actor: AccountActor, member: int, side: str, price: str) -> Any:
+    reqs = await ex.prepare_orders(member, [OrderInput("btcusd", side, "0.1", price)])
+    return await actor.ask(SubmitOrders(reqs))
+
+
+async def test_a_shard_taken_over_fails_one_batch_and_the_other_shards_go_on(database_url: str) -> None:
+    ex, actor, buyer, seller = await one_actor_of_two_leased_shards(database_url)
+    try:
+        assert actor.shards == tuple(sorted({buyer % SHARDS, seller % SHARDS})) and actor.epoch is None
+        await asyncio.gather(submit(ex, actor, buyer, "buy", "40000"), submit(ex, actor, seller, "sell", "60000"))
+        await depose(ex, seller % SHARDS)
+        before = {m: await balances(ex, m) for m in (buyer, seller)}
+        try:  # the batch fences both shards: one is another node's now, so nothing of it is written
+            await submit(ex, actor, buyer, "buy", "40000")
+            raise AssertionError("a batch fenced by a lost shard was written")
+        except Unavailable:
+            pass
+        assert {m: await balances(ex, m) for m in (buyer, seller)} == before
+        assert actor.lost == {seller % SHARDS} and actor.shards == (buyer % SHARDS,) and not actor.fenced
+        await submit(ex, actor, buyer, "buy", "40000")  # the shard still held goes on
+        try:
+            await submit(ex, actor, seller, "sell", "60000")
+            raise AssertionError("an order of a shard no longer held was accepted")
+        except Unavailable:
+            pass
+        assert (await balances(ex, seller))["btc"] == before[seller]["btc"]
+        rows = await ex.store.fetch("SELECT member_id, epoch FROM ledger WHERE reason = 'order_submit'")
+        assert {int(r["epoch"]) for r in rows if int(r["member_id"]) == seller} == {ex.shards.map.epochs[seller % SHARDS]}
+        await books_balance(ex)
+    finally:
+        await ex.stop()
+
+
+async def test_a_released_shard_commits_what_was_taken_then_refuses(database_url: str) -> None:
+    ex, actor, buyer, seller = await one_actor_of_two_leased_shards(database_url)
+    try:
+        reqs = await ex.prepare_orders(seller, [OrderInput("btcusd", "sell", "0.1", "60000")])
+        taken = await actor.ask_later(SubmitOrders(reqs))
+        await actor.release(seller % SHARDS)
+        assert taken.done() and taken.result()[0]["state"] == "wait"
+        assert actor.shards == (buyer % SHARDS,) and not actor.lost
+        try:
+            await submit(ex, actor, seller, "sell", "60000")
+            raise AssertionError("an order of a released shard was accepted")
+        except Unavailable:
+            pass
+        await submit(ex, actor, buyer, "buy", "40000")
+        assert (await balances(ex, seller))["btc"] == (9_9000_0000, 1000_0000)
+        await books_balance(ex)
+    finally:
+        await ex.stop()

@@ -10,9 +10,10 @@ only then answers and hands the orders to their market actors. Because the marke
 
 Each account actor owns one account shard (node/actors/shards.py). In a cluster the shard is leased,
 the actor runs where the lease is, and it also applies the settlements that markets on other nodes
-wrote for its members, in the same batches as new orders. A node without a cluster owns every shard
-for good, and one actor writes them all (`shard` a tuple): a batch per shard would be a transaction
-per shard for the same orders.
+wrote for its members, in the same batches as new orders. One actor writes every shard its node
+runs: all of them, unleased, on a node without a cluster; in a cluster the shards whose leases the
+node holds, adopted and given up one by one (`adopt`, `release`, `lose`), each batch fenced by the
+epochs of them all. An actor per shard made a transaction per shard for the same orders.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from node.actors.messages import ApplySettlements, NewOrder, OrderRequest, Submi
 from node.actors.runtime import Actor, SweepingActor
 from node.clock import now_ms
 from node.config import Currency
-from node.errors import CreateOrderFailed, ExchangeError, Fenced, TonceReused
+from node.errors import CreateOrderFailed, ExchangeError, Fenced, TonceReused, Unavailable
 from node.events import EventBus
 from node.market.settlement import ORDER_SUBMIT
 from node.money import format_units
@@ -99,10 +100,15 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
     funds for new orders and applies the settlements markets wrote for its members, each batch in
     one transaction that starts with the shard's epoch fence when the shard is leased (`epoch`).
 
-    `shard` may name several shards, all unleased (a node without a cluster): one actor then writes
-    them all. On PostgreSQL's default of 4 shards, one actor per shard made four transactions where
-    one does, for the same orders: 25% more of the node's CPU per order and 40% more of PostgreSQL's
-    (bench/bench_api.py)."""
+    `shard` may name several shards, all unleased (a node without a cluster); a leased actor starts
+    with one and `adopt`s the others its node takes. On PostgreSQL's default of 4 shards, an actor
+    per shard made four transactions where one does, for the same orders: 25% more of the node's
+    CPU per order and 40% more of PostgreSQL's (bench/bench_api.py).
+
+    A batch is fenced by every leased shard held. One found taken over fails the batch (every
+    asker: Unavailable, nothing written) and is forgotten here (`lost`, which the lease keeper
+    reads); the others go on. Only with none left is the actor fenced for good.
+    """
 
     def __init__(
         self,
@@ -121,13 +127,15 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         super().__init__(sweep_after_ms=sweep_after_ms, **kw)
         self.bus = bus  # account events of the settlements applied here
         self.tonces = tonces or TonceBook()
-        self.shards = (shard,) if isinstance(shard, int) else tuple(sorted(shard))
-        if not self.shards or (epoch is not None and len(self.shards) > 1):
-            raise ValueError("an account actor writes one leased shard, or one or more unleased ones")
-        self.shard = self.shards[0]
+        first = (shard,) if isinstance(shard, int) else tuple(sorted(shard))
+        if not first or (epoch is not None and len(first) > 1):
+            raise ValueError("an account actor starts with one leased shard, or one or more unleased ones")
+        # The shards written here, each with its lease epoch (None: not leased, not fenced).
+        self.epochs: dict[int, int | None] = dict.fromkeys(first, epoch)
+        self.leased = epoch is not None
+        self.lost: set[int] = set()  # leased shards a batch found taken over, until the keeper drops them
         self.shard_count = shard_count  # None: not known, so any member's pending order counts as this shard's
-        self.epoch = epoch  # the shard's lease epoch in a cluster; None: not leased, not fenced
-        self.name = f"accounts:{_spelled(self.shards)}"
+        self.name = f"accounts:{_spelled(first) if epoch is None else 'leased'}"
         self.store = store
         self.markets = markets
         self.currencies = currencies
@@ -143,6 +151,57 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         self._clean: set[str] = set()
         self._handed: dict[str, MarketRef] = {}
 
+    @property
+    def shards(self) -> tuple[int, ...]:
+        return tuple(sorted(self.epochs))
+
+    @property
+    def epoch(self) -> int | None:
+        """The lease epoch of the one shard written here (None: unleased, or several shards)."""
+        return next(iter(self.epochs.values())) if len(self.epochs) == 1 else None
+
+    def _any_shard(self) -> int:
+        """A shard for an empty settlement notice (its batch takes every owed id, whoever's)."""
+        return next(iter(self.epochs), 0)
+
+    # -- the shards held (a cluster) ----------------------------------------------------------------
+    async def adopt(self, shard: int, epoch: int) -> None:
+        """Write a leased shard from now on (its lease just taken, before any request of it is sent
+        here): as a new actor would, its members' pending orders keep their markets checked by the
+        store (`_direct`), and what its previous owner left unapplied is swept at once."""
+        if not self.leased or self.shard_count is None:
+            raise ValueError("only a leased account actor that knows the shard count adopts shards")
+        markets = list(self.markets)
+        rows = await self.store.fetch(
+            f"SELECT DISTINCT market, member_id FROM orders WHERE market IN ({','.join('?' * len(markets))}) "
+            "AND state = 'pending'", *markets) if markets else []
+        self._clean -= {r["market"] for r in rows if shards.shard_of(int(r["member_id"]), self.shard_count) == shard}
+        self.epochs[shard] = epoch
+        self.lost.discard(shard)
+        await self.sweep_settlements(0, [shard])
+
+    async def release(self, shard: int) -> None:
+        """Stop writing a shard without losing anything accepted (its requests no longer sent here):
+        every message taken before now is committed first; what comes after is refused. The last
+        shard stops the actor, as it did an actor of its own."""
+        if set(self.epochs) == {shard}:
+            await self.stop()
+            self.epochs.clear()
+            return
+        answer = await self.ask_later(ApplySettlements(shard, ()))
+        try:
+            await answer
+        except ExchangeError:
+            pass  # the batch failed: nothing of it was written, and nothing after it is ours
+        self.epochs.pop(shard, None)
+
+    def lose(self, shard: int, why: str) -> None:
+        """Stop writing a shard at once: its lease is gone, what is queued for it is refused."""
+        self.epochs.pop(shard, None)
+        self.lost.discard(shard)
+        if not self.epochs:
+            self.fence(why)
+
     async def recover(self) -> None:
         self.order_ids.reset()
         self._handed = {}
@@ -152,7 +211,7 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
             "AND state = 'pending'", *markets) if markets else []
         count = self.shard_count
         self._clean = set(markets) - {r["market"] for r in rows
-                                      if count is None or shards.shard_of(int(r["member_id"]), count) in self.shards}
+                                      if count is None or shards.shard_of(int(r["member_id"]), count) in self.epochs}
 
     def _direct(self, market: str, ref: MarketRef) -> bool:
         """Whether an order handed to `ref` now is direct (`NewOrder.direct`): none of this shard's
@@ -183,7 +242,7 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
     def _owe(self, msg: SubmitOrders | ApplySettlements) -> bool:
         """Keep a notice's ids for the next batch (True), unless the actor is stopping (then the
         store keeps them for the sweep of whoever runs the shard next) or it is for another shard."""
-        if not isinstance(msg, ApplySettlements) or msg.shard not in self.shards or self._stopping:
+        if not isinstance(msg, ApplySettlements) or msg.shard not in self.epochs or self._stopping:
             return False
         self._owed.update(msg.ids)
         if self._owed_timer is None:
@@ -196,7 +255,7 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         self._owed_timer = None
         if self._stopping:  # fenced or stopping: unapplied rows wait in the store for the next owner's sweep
             return
-        if self._owed and not super().offer(ApplySettlements(self.shard, ())):
+        if self._owed and not super().offer(ApplySettlements(self._any_shard(), ())):
             self._owed_timer = asyncio.get_running_loop().call_later(SETTLE_WAIT, self._settle_owed)
 
     def _take_owed(self) -> set[int]:
@@ -219,17 +278,20 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
 
     async def stop(self) -> None:
         if self._owed and not self._stopping:  # applied before the mailbox is drained, not left to the sweep
-            await Actor.put(self, ApplySettlements(self.shard, ()))
+            await Actor.put(self, ApplySettlements(self._any_shard(), ()))
         await super().stop()
 
-    async def sweep_settlements(self, older_than_ms: int | None = None) -> int:
-        """Ask for every unapplied settlement of the shards older than `older_than_ms` (all of them
-        with 0); answers how many were found (the batch applies those still unapplied)."""
+    async def sweep_settlements(self, older_than_ms: int | None = None, only: Sequence[int] | None = None) -> int:
+        """Ask for every unapplied settlement of the shards (or of `only`) older than `older_than_ms`
+        (all of them with 0); answers how many were found (the batch applies those still unapplied)."""
         age = self.sweep_after_ms if older_than_ms is None else older_than_ms
-        sql, args = shards.unapplied_sql(self.shards, now_ms() - age + 1)
+        held = self.shards if only is None else tuple(only)
+        if not held:
+            return 0
+        sql, args = shards.unapplied_sql(held, now_ms() - age + 1)
         ids = tuple(int(r["id"]) for r in await self.store.fetch(sql, *args))
         if ids:  # late already: into the mailbox now, not kept for the next batch
-            await Actor.put(self, ApplySettlements(self.shard, ids))
+            await Actor.put(self, ApplySettlements(held[0], ids))
         return len(ids)
 
     async def sweep(self, at_start: bool) -> None:
@@ -242,6 +304,15 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         owed = self._take_owed()
         try:
             return await self._handle(batch, owed)
+        except _ShardsLost as e:
+            self._owed |= owed
+            for shard in e.shards:
+                self.epochs.pop(shard, None)
+            if not self.epochs:
+                raise Fenced(f"{self.name}: {e}") from None
+            self.lost |= e.shards
+            log.error("%s: %s; the batch is refused, the other shards go on", self.name, e)
+            return [Unavailable(f"account shard taken over by another node ({e}), try again")] * len(batch)
         except BaseException:
             self._owed |= owed  # not applied: the next batch (or the sweep) takes them
             raise
@@ -251,7 +322,14 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         ts = now_ms()
         accepted: list[NewOrder] = []
         subs = [(i, b) for i, b in enumerate(batch) if isinstance(b, SubmitOrders)]
-        settle = sorted(owed | {sid for b in batch if isinstance(b, ApplySettlements) and b.shard in self.shards
+        held = self.epochs
+        if self.leased and self.shard_count is not None:  # a request routed here just before its shard left
+            count = self.shard_count
+            for i, b in subs:
+                if any(r.member_id % count not in held for r in b.orders):
+                    results[i] = Unavailable("the member's account shard is not run here now, try again")
+            subs = [(i, b) for i, b in subs if results[i] is None]
+        settle = sorted(owed | {sid for b in batch if isinstance(b, ApplySettlements) and b.shard in held
                                 for sid in b.ids})
         if not subs and not settle:
             return results
@@ -268,11 +346,12 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
             # locked, in one global order: no deadlocks), the orders that client ids may name.
             head: list[tuple[str, list[Any]]] = []  # what locks no account row
             pg = self.store.backend == "postgresql"
-            if self.epoch is not None:
-                head.append(shards.fence_sql(self.store, [self.shard]))
+            fenced = dict(held) if self.leased else {}  # shard -> epoch
+            if fenced:
+                head.append(shards.fence_sql(self.store, list(fenced)))
             if signed:
                 head.append(self.tonces.insert(tonces, self.store.backend))
-            claims = [shards.claim_sql(self.store, self.shards, settle[i:i + CLAIM_CHUNK], ts)
+            claims = [shards.claim_sql(self.store, list(held), settle[i:i + CLAIM_CHUNK], ts)
                       for i in range(0, len(settle), CLAIM_CHUNK)]
             head.extend(claims)
 
@@ -309,9 +388,10 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
             else:
                 claimed, accounts = [], wanted
                 fetched = await tx.fetch_many(head + locks(accounts))
-            if self.epoch is not None:
-                shards.check_fence(fetched.pop(0), {self.shard: self.epoch},
-                                   Fenced(f"{self.name}: epoch {self.epoch} no longer holds the shard"))
+            if fenced:
+                lost = shards.lost_shards(fetched.pop(0), fenced)
+                if lost:
+                    raise _ShardsLost(lost)
             if signed:
                 fresh = await self.tonces.settle(tx, tonces, fetched.pop(0))
                 for (i, tonce), ok in zip(signed, fresh, strict=True):
@@ -356,7 +436,7 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
             if ledger_rows:
                 # The batch decided on balances it read under lock: if a lock does not apply
                 # (a wrong decision), the writer raises and the whole batch rolls back.
-                await ledger.post(tx, ledger_rows, epoch=self.epoch or 0)
+                await ledger.post(tx, ledger_rows, epoch=self._ledger_epoch(fenced))
             if order_rows:
                 await tx.executemany(ORDERS_INSERT_BULK, order_rows)
         self.settled += settled
@@ -406,6 +486,16 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
                               len(orders), market, handed)
         return results
 
+    def _ledger_epoch(self, fenced: Mapping[int, int | None]) -> ledger.Epoch:
+        """The epoch each ledger row records: its member's shard's (0 unleased)."""
+        if not fenced:
+            return 0
+        if len(fenced) == 1:
+            return next(iter(fenced.values())) or 0
+        count = self.shard_count
+        assert count is not None  # several leased shards only by `adopt`, which needs it
+        return lambda member: fenced.get(member % count) or 0
+
     def _decide(
         self,
         sub: SubmitOrders,
@@ -442,3 +532,12 @@ def _spelled(shards: Sequence[int]) -> str:
     if len(shards) > 1 and list(shards) == list(range(shards[0], shards[-1] + 1)):
         return f"{shards[0]}-{shards[-1]}"
     return ",".join(map(str, shards))
+
+
+class _ShardsLost(Exception):
+    """A batch's fence found leased shards at another epoch: taken over by another node."""
+
+    def __init__(self, lost: Sequence[int]) -> None:
+        self.shards = set(lost)
+        super().__init__(f"account shard{'s' if len(lost) > 1 else ''} {', '.join(map(str, sorted(lost)))} "
+                         "held at a newer epoch elsewhere")

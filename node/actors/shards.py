@@ -130,6 +130,12 @@ def fenced_returning_pg(sql: str, first: int) -> str:
             f"account_shards WHERE shard = ANY(${first}::bigint[]) ORDER BY shard FOR SHARE) f)")
 
 
+def lost_shards(rows: Sequence[Any], wanted: Mapping[int, int | None]) -> list[int]:
+    """The shards of `wanted` whose fence row (`fence_sql`'s) is no longer at their epoch."""
+    found = {int(r["shard"]): int(r["epoch"]) for r in rows}
+    return [shard for shard, epoch in wanted.items() if found.get(shard) != epoch]
+
+
 def check_fence_pairs(pairs: Sequence[Sequence[int]] | None, wanted: Mapping[int, int], error: Exception) -> None:
     """`check_fence` for the [[shard, epoch], …] of `fenced_returning_pg`."""
     _check_epochs({int(shard): int(epoch) for shard, epoch in pairs or ()}, wanted, error)

@@ -116,8 +116,7 @@ class ExchangeCore:
 
     @property
     def accounts(self) -> list[AccountActor]:
-        """The account actors running here (one per account shard this node runs in a cluster, one for
-        them all without)."""
+        """The account actors running here: one, writing every account shard this node runs."""
         return [] if self.shards is None else self.shards.running()
 
     def shard_node(self, member_id: int) -> str | None:
