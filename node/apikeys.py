@@ -163,7 +163,7 @@ class ApiKeys:
             _unreadable_quiet.warn(
                 log, "API key %s (token #%d of member #%d): its secret cannot be decrypted with this node's server "
                 "key, so its requests are refused (3009); every node must run with the key that sealed it "
-                "(docs/operations.md, \"The server key\")", access_key, int(row["id"]), int(row["member_id"]))
+                "(docs/operations.md, \"Install a node\": the server key)", access_key, int(row["id"]), int(row["member_id"]))
             return UNREADABLE
 
     def forget(self, access_key: str | None = None) -> None:

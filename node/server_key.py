@@ -56,4 +56,4 @@ async def _opens_what_is_sealed(store: Store, master_key: bytes) -> bool:
 def _wrong(source: str, why: str) -> str:
     return (f"the server key from {source} is not this exchange's ({why}): API secrets and 2FA secrets "
             "would not open. Give every node and command the same key (--key-file, EXCHANGE_KEY_FILE or "
-            "EXCHANGE_SECRET_KEY; docs/operations.md, \"The server key\")")
+            "EXCHANGE_SECRET_KEY; docs/operations.md, \"Install a node\": the server key)")

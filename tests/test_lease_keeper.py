@@ -120,3 +120,60 @@ async def test_one_renewal_for_every_lease_held_and_only_the_lost_one_drops(data
     finally:
         await store.close()
         await store_b.close()
+
+
+async def test_handed_back_at_once_to_the_node_that_just_gave_it_up(tmp_path: Any) -> None:
+    """A move there and back again: the hold-off that keeps a node from taking back what it gave up
+    does not apply to a lease handed to it by name."""
+    url = f"sqlite:///{tmp_path}/keeper.db"
+    store, store_b = await open_store(url), await open_store(url)
+    seats = {"x": Seat("a", ("b",), 1)}
+    a, b = Node("a", store, seats, ["a", "b"]), Node("b", store_b, seats, ["a", "b"])
+    try:
+        await a.adopt()
+        assert list(a.running) == ["x"]
+        a.running.pop("x")  # a moves x to b (as `market move` does: drain, hold off, hand over)
+        a.keeper.hold_off("x")
+        await a.leases.release("wallet:x", handed_to="b")
+        await b.adopt()
+        assert list(b.running) == ["x"]
+        b.running.pop("x")  # and at once back to a
+        b.keeper.hold_off("x")
+        await b.leases.release("wallet:x", handed_to="a")
+        await a.adopt()
+        assert list(a.running) == ["x"] and a.leases.epochs["wallet:x"] == 3
+        await b.adopt()  # what b gave up and nobody handed to it stays away from it
+        assert not b.running
+    finally:
+        await store.close()
+        await store_b.close()
+
+
+async def test_a_standby_just_started_leaves_a_released_lease_to_its_primary(tmp_path: Any) -> None:
+    """After a full stop every lease was released long ago: the first node up takes only what it is
+    the primary of, for a lease, so that the others find theirs when they start."""
+    url = f"sqlite:///{tmp_path}/keeper.db"
+    store = await open_store(url)
+    seats = {"x": Seat("a", ("b",), 1), "y": Seat("b", ("a",), 1)}
+    try:
+        first = Node("a", store, seats, ["a", "b"])
+        await asyncio.sleep(LEASE_MS / 1000 + 0.1)
+        await first.adopt()
+        assert sorted(first.running) == ["x", "y"]
+        for k in ("x", "y"):  # the cluster stops cleanly
+            await first.leases.release(f"wallet:{k}")
+        await asyncio.sleep(LEASE_MS / 1000 + 0.1)
+        a, b = Node("a", store, seats, ["a", "b"]), Node("b", store, seats, ["a", "b"])
+        await a.adopt()
+        assert list(a.running) == ["x"]  # not y: its primary b may be starting too
+        await b.adopt()
+        assert list(b.running) == ["y"]
+        await asyncio.sleep(LEASE_MS / 1000 + 0.1)
+        c = Node("a", store, {"z": Seat("b", ("a",), 1)}, ["a"])
+        await c.adopt()
+        assert not c.running
+        await asyncio.sleep(LEASE_MS / 1000 + 0.1)
+        await c.adopt()  # a lease after its start, its primary has not come: the standby takes it
+        assert list(c.running) == ["z"]
+    finally:
+        await store.close()

@@ -178,7 +178,11 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         self._clean -= {r["market"] for r in rows if shards.shard_of(int(r["member_id"]), self.shard_count) == shard}
         self.epochs[shard] = epoch
         self.lost.discard(shard)
-        await self.sweep_settlements(0, [shard])
+        try:
+            await self.sweep_settlements(0, [shard])
+        except BaseException:
+            self.epochs.pop(shard, None)  # not adopted: the lease keeper gives the lease back
+            raise
 
     async def release(self, shard: int) -> None:
         """Stop writing a shard without losing anything accepted (its requests no longer sent here):

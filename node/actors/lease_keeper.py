@@ -196,23 +196,32 @@ class LeaseKeeper(Generic[K]):
     async def adopt_free(self, leases: Mapping[K, Mapping[str, Any]]) -> None:
         now = now_ms()
         for k in self.keys():
-            if k in self.running or self._hold_off.get(k, 0.0) > time.monotonic():
+            if k in self.running:
                 continue
             lease = leases.get(k)
             role = self.eligible(k, lease)
             if role is None:
                 continue
+            # Given up here on purpose, it is not taken back soon, unless handed back to this node
+            # (a move there and back again: the hold-off left it without an owner for two leases).
+            if role != "handed" and self._hold_off.get(k, 0.0) > time.monotonic():
+                continue
             if lease is not None and lease["owner"] != HANDED_OVER:
                 silent = now - int(lease["renewed_at"])
                 theirs = bool(lease["owner"]) and lease["owner"] != self.leases.owner
                 if role == "standby" and (theirs or self.release_waits) and silent < self.lease_ms // 2:
+                    if theirs and k in self.refusals:  # the holder may have changed since it was noted
+                        self.refusals[k] = f"run by node {lease['node']!r}"
                     continue  # give a restarting primary its chance first
                 if (role == "standby" and theirs and int(lease["expires_at"]) > now
                         and silent < 2 * self.tick_s * 1000 + 500):
                     self.refusals[k] = f"run by node {lease['node']!r}"
                     continue  # a living holder renews every tick: nothing to ask the store
-            if lease is None and role == "standby" and now - self.started_at < self.lease_ms:
-                continue  # never run yet: its primary may be starting too
+            if role == "standby" and now - self.started_at < self.lease_ms:
+                # This node has just started, and nobody holds it (never run, released, or expired):
+                # its primary may be starting too. After a full stop, the first node up took every
+                # market and shard it stands by for, leaving them off their primaries.
+                continue
             try:
                 await self.claim(k)
             except (LeaseHeld, Fenced) as e:

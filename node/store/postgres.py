@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from node.config.read import ConfigError
 from node.store.base import ID_BLOCK, PAGE_ROWS, Bulk, Row, Tx
 from node.store.schema import MIGRATIONS, statements
 
@@ -277,10 +278,16 @@ class PostgresStore:
         settings = {"application_name": self.application_name}
         if not self.pgbouncer:
             settings["idle_in_transaction_session_timeout"] = ms
-        self._pool = await asyncpg.create_pool(
-            self.url, min_size=self.min_size, max_size=self.max_size, reset=_keep_session, timeout=self.timeout,
-            command_timeout=self.timeout, server_settings=settings,
-            statement_cache_size=0 if self.pgbouncer else 100)
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=self.min_size, max_size=self.max_size, reset=_keep_session, timeout=self.timeout,
+                command_timeout=self.timeout, server_settings=settings,
+                statement_cache_size=0 if self.pgbouncer else 100)
+        except asyncpg.ProtocolViolationError as e:
+            if self.pgbouncer or "startup parameter" not in str(e):
+                raise
+            raise ConfigError(f"exchange.database refused a connection setting ({e}): if it is PgBouncer, set "
+                              "pgbouncer = true in [exchange] (docs/operations.md, \"PostgreSQL\")") from e
         if self.pgbouncer:
             limit = await self._pool.fetchval("SELECT current_setting('idle_in_transaction_session_timeout')")
             if str(limit) in ("0", ""):
