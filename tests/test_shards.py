@@ -38,9 +38,9 @@ async def books_balance(ex: Exchange) -> None:
     assert report.ok, report.problems
 
 
-async def two_shards(database_url: str) -> tuple[Exchange, AccountActor, int, int, int, int]:
-    """The exchange owning shard `mine` (leased, fenced), another owner running shard `theirs`, a
-    buyer in ours and a seller in theirs."""
+async def leased_from_now(database_url: str) -> tuple[Exchange, int, int]:
+    """A node (no cluster yet) with a buyer and a seller in different shards, whose account actor
+    has just been stopped: the test runs the shards from here, leased, as in a cluster."""
     config = config_with(database_url, actors={"account_shards": SHARDS, "sweep_after_ms": 3_600_000})
     ex = await start_exchange(config)
     assert ex.shards is not None
@@ -50,14 +50,21 @@ async def two_shards(database_url: str) -> tuple[Exchange, AccountActor, int, in
         seller = await ex.create_member(f"seller{seller}@example.com")
     await ex.deposit(buyer, "usd", "100000")
     await ex.deposit(seller, "btc", "10")
-    mine, theirs = buyer % SHARDS, seller % SHARDS
-    # From now on this node holds `mine` under a lease, and `theirs` runs elsewhere: the node's one
-    # actor of every shard (no cluster yet) gives way to one actor per shard, as in a cluster.
     for old in ex.shards.running():
         await old.stop()
     ex.shards.actors.clear()
-    epoch = await ex.leases.acquire(lease_name(mine))
     ex.shards.map.leased = True
+    return ex, buyer, seller
+
+
+async def two_shards(database_url: str) -> tuple[Exchange, AccountActor, int, int, int, int]:
+    """The exchange owning shard `mine` (leased, fenced), another owner running shard `theirs`, a
+    buyer in ours and a seller in theirs."""
+    ex, buyer, seller = await leased_from_now(database_url)
+    assert ex.shards is not None
+    config = ex.config
+    mine, theirs = buyer % SHARDS, seller % SHARDS
+    epoch = await ex.leases.acquire(lease_name(mine))
     ex.shards.map.epochs = {mine: epoch}
     a = config.actors
     ours = AccountActor(ex.store, ex.refs, config.currencies, mine, ex.tonces, epoch=epoch, shard_count=SHARDS,
@@ -278,19 +285,9 @@ async def test_settlements_a_cluster_left_are_applied_by_a_node_without_one(data
 async def one_actor_of_two_leased_shards(database_url: str) -> tuple[Exchange, AccountActor, int, int]:
     """This node's one account actor holds both shards under leases (as a node of a cluster that
     adopted them one after the other): a buyer in one, a seller in the other."""
-    config = config_with(database_url, actors={"account_shards": SHARDS, "sweep_after_ms": 3_600_000})
-    ex = await start_exchange(config)
+    ex, buyer, seller = await leased_from_now(database_url)
     assert ex.shards is not None
-    buyer = await ex.create_member("buyer@example.com")
-    seller = await ex.create_member("seller@example.com")
-    while seller % SHARDS == buyer % SHARDS:
-        seller = await ex.create_member(f"seller{seller}@example.com")
-    await ex.deposit(buyer, "usd", "100000")
-    await ex.deposit(seller, "btc", "10")
-    for old in ex.shards.running():
-        await old.stop()
-    ex.shards.actors.clear()
-    ex.shards.map.leased = True
+    config = ex.config
     first, second = buyer % SHARDS, seller % SHARDS
     epochs = {s: await ex.leases.acquire(lease_name(s)) for s in (first, second)}
     actor = AccountActor(ex.store, ex.refs, config.currencies, first, ex.tonces, epoch=epochs[first],
