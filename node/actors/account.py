@@ -8,12 +8,12 @@ For a batch of order submissions it reads the members' balances inside one write
 only then answers and hands the orders to their market actors. Because the market actor only ever
 *adds* to available balances, these decisions can never be invalidated by a concurrent trade.
 
-Each account actor owns one account shard (node/actors/shards.py). In a cluster the shard is leased,
-the actor runs where the lease is, and it also applies the settlements that markets on other nodes
-wrote for its members, in the same batches as new orders. One actor writes every shard its node
-runs: all of them, unleased, on a node without a cluster; in a cluster the shards whose leases the
-node holds, adopted and given up one by one (`adopt`, `release`, `lose`), each batch fenced by the
-epochs of them all. An actor per shard made a transaction per shard for the same orders.
+Members' accounts are split into account shards (node/actors/shards.py), and one account actor
+writes every shard its node runs: all of them, unleased, on a node without a cluster; in a cluster
+the shards whose leases the node holds, adopted and given up one by one (`adopt`, `release`,
+`lose`), each batch fenced by the epochs of them all. It also applies the settlements that markets
+on other nodes wrote for its members, in the same batches as new orders. (An actor per shard made a
+transaction per shard for the same orders.)
 """
 
 from __future__ import annotations
@@ -96,9 +96,9 @@ def order_row_view(r: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
-    """The writer of one account shard's rows on the order path (node/actors/shards.py): it locks
-    funds for new orders and applies the settlements markets wrote for its members, each batch in
-    one transaction that starts with the shard's epoch fence when the shard is leased (`epoch`).
+    """The writer of its node's account shards' rows on the order path (node/actors/shards.py): it
+    locks funds for new orders and applies the settlements markets wrote for its members, each batch
+    in one transaction that starts with the shards' epoch fence when they are leased.
 
     `shard` may name several shards, all unleased (a node without a cluster); a leased actor starts
     with one and `adopt`s the others its node takes. On PostgreSQL's default of 4 shards, an actor
@@ -218,9 +218,10 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
                                       if count is None or shards.shard_of(int(r["member_id"]), count) in self.epochs}
 
     def _direct(self, market: str, ref: MarketRef) -> bool:
-        """Whether an order handed to `ref` now is direct (`NewOrder.direct`): none of this shard's
-        orders for the market was pending when this actor started (a previous owner's, or this
-        actor's before a crash), and every one since went to this same mailbox, in order. The market
+        """Whether an order handed to `ref` now is direct (`NewOrder.direct`): none of its shards'
+        orders for the market was pending when this actor started or adopted the shard (a previous
+        owner's, or this actor's before a crash), and every one since went to this same mailbox, in
+        order. The market
         then knows that no older order of the member is still on its way, as on a single node. A
         market ever handed to another ref (a remote one, an earlier actor of it), or whose orders
         once could not be handed over, stays checked by the store until this actor restarts."""
