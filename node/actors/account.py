@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from node.actors import shards
@@ -171,11 +171,7 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
         store (`_direct`), and what its previous owner left unapplied is swept at once."""
         if not self.leased or self.shard_count is None:
             raise ValueError("only a leased account actor that knows the shard count adopts shards")
-        markets = list(self.markets)
-        rows = await self.store.fetch(
-            f"SELECT DISTINCT market, member_id FROM orders WHERE market IN ({','.join('?' * len(markets))}) "
-            "AND state = 'pending'", *markets) if markets else []
-        self._clean -= {r["market"] for r in rows if shards.shard_of(int(r["member_id"]), self.shard_count) == shard}
+        self._clean -= await self._pending_in({shard})
         self.epochs[shard] = epoch
         self.lost.discard(shard)
         try:
@@ -209,13 +205,19 @@ class AccountActor(SweepingActor[SubmitOrders | ApplySettlements]):
     async def recover(self) -> None:
         self.order_ids.reset()
         self._handed = {}
+        self._clean = set(self.markets) - await self._pending_in(self.epochs)
+
+    async def _pending_in(self, held: Collection[int]) -> set[str]:
+        """The markets in which a member of the `held` shards has an order still `pending` (any
+        member's, when the shard count is not known)."""
         markets = list(self.markets)
+        if not markets:
+            return set()
         rows = await self.store.fetch(
             f"SELECT DISTINCT market, member_id FROM orders WHERE market IN ({','.join('?' * len(markets))}) "
-            "AND state = 'pending'", *markets) if markets else []
+            "AND state = 'pending'", *markets)
         count = self.shard_count
-        self._clean = set(markets) - {r["market"] for r in rows
-                                      if count is None or shards.shard_of(int(r["member_id"]), count) in self.epochs}
+        return {r["market"] for r in rows if count is None or shards.shard_of(int(r["member_id"]), count) in held}
 
     def _direct(self, market: str, ref: MarketRef) -> bool:
         """Whether an order handed to `ref` now is direct (`NewOrder.direct`): none of its shards'

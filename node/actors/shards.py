@@ -111,7 +111,8 @@ def fence_sql(store: Store, shards: Sequence[int]) -> tuple[str, list[Any]]:
 
 def check_fence(rows: Sequence[Any], wanted: Mapping[int, int], error: Exception) -> None:
     """Raise `error` unless every shard in `wanted` is still at its epoch."""
-    _check_epochs({int(r["shard"]): int(r["epoch"]) for r in rows}, wanted, error)
+    if lost_shards(rows, wanted):
+        raise error
 
 
 async def fence(tx: Tx, store: Store, wanted: Mapping[int, int], error: Exception) -> None:
@@ -132,18 +133,17 @@ def fenced_returning_pg(sql: str, first: int) -> str:
 
 def lost_shards(rows: Sequence[Any], wanted: Mapping[int, int | None]) -> list[int]:
     """The shards of `wanted` whose fence row (`fence_sql`'s) is no longer at their epoch."""
-    found = {int(r["shard"]): int(r["epoch"]) for r in rows}
-    return [shard for shard, epoch in wanted.items() if found.get(shard) != epoch]
+    return _lost({int(r["shard"]): int(r["epoch"]) for r in rows}, wanted)
 
 
 def check_fence_pairs(pairs: Sequence[Sequence[int]] | None, wanted: Mapping[int, int], error: Exception) -> None:
     """`check_fence` for the [[shard, epoch], …] of `fenced_returning_pg`."""
-    _check_epochs({int(shard): int(epoch) for shard, epoch in pairs or ()}, wanted, error)
-
-
-def _check_epochs(found: Mapping[int, int], wanted: Mapping[int, int], error: Exception) -> None:
-    if any(found.get(shard) != epoch for shard, epoch in wanted.items()):
+    if _lost({int(shard): int(epoch) for shard, epoch in pairs or ()}, wanted):
         raise error
+
+
+def _lost(found: Mapping[int, int], wanted: Mapping[int, int | None]) -> list[int]:
+    return [shard for shard, epoch in wanted.items() if found.get(shard) != epoch]
 
 
 def outbox_rows(ids: Sequence[int], away: Mapping[int, Sequence[LedgerRow]]) -> tuple[list[tuple[Any, ...]], dict[int, list[int]]]:
